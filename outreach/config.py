@@ -1,0 +1,74 @@
+"""Settings, read from the environment only.
+
+Every setting has a documented default except secrets, which have none:
+code that needs a secret calls :func:`require` and the command fails naming
+the variable.  The README's configuration table mirrors ``SETTINGS``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+class ConfigError(RuntimeError):
+    """A required setting is missing or malformed."""
+
+
+# name -> (default, description).  ``None`` as default marks a secret or an
+# optional value with no default.
+SETTINGS: dict[str, tuple[str | None, str]] = {
+    "DATABASE_URL": ("sqlite:///outreach.db", "SQLAlchemy database URL (PostgreSQL in production)."),
+    "DEFAULT_REGION": ("CA", "Region used to parse phone numbers written without a country code."),
+    "DEFAULT_TIMEZONE": ("America/Toronto", "Time zone of patients whose row and phone number give none."),
+    "ORG_NAME": ("Outreach Study", "Sender name used in every text message."),
+    "ALLIANCE_INSTRUMENT": ("alliance6", "Instrument definition used to score discharge ratings."),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def get(self, name: str) -> str:
+        value = self.env.get(name)
+        if value not in (None, ""):
+            return value
+        default = SETTINGS.get(name, (None, ""))[0]
+        if default is None:
+            raise ConfigError(f"{name} is not set")
+        return default
+
+    def optional(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return value if value not in (None, "") else SETTINGS.get(name, (None, ""))[0]
+
+    def require(self, name: str) -> str:
+        """A secret or mandatory value: no default, a clear error when absent."""
+        value = self.env.get(name)
+        if value in (None, ""):
+            raise ConfigError(f"{name} is not set; export it in the environment")
+        return value
+
+    @property
+    def database_url(self) -> str:
+        return self.get("DATABASE_URL")
+
+    @property
+    def default_region(self) -> str:
+        return self.get("DEFAULT_REGION").upper()
+
+    @property
+    def default_timezone(self) -> str:
+        return self.get("DEFAULT_TIMEZONE")
+
+    @property
+    def org_name(self) -> str:
+        return self.get("ORG_NAME")
+
+
+def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:
+    env = dict(os.environ)
+    if overrides:
+        env.update({k: str(v) for k, v in overrides.items()})
+    return Settings(env=env)

@@ -1,0 +1,76 @@
+"""Synthetic cohorts for the demo, benchmarks and tests (no real person in them)."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import random
+from pathlib import Path
+
+# Area codes with one time zone each, so the zone guessed from the phone is exact.
+AREA_CODES = ["416", "647", "613", "514", "604", "403", "902", "204", "306", "709"]
+HEADER = ["patient_id", "phone", "discharge_date", "sms_consent", "alliance_1", "alliance_2", "alliance_3",
+          "alliance_4", "alliance_5", "alliance_6", "timezone", "language", "age", "sex",
+          "length_of_stay_days", "primary_substance", "program"]
+SUBSTANCES = ["alcohol", "opioids", "cannabis", "stimulants", "benzodiazepines"]
+PROGRAMS = ["residential", "day program", "withdrawal management"]
+
+
+def latent_alliance(rng: random.Random) -> float:
+    """Most patients rate the alliance high: a ceiling near 6."""
+    return min(6.0, rng.gauss(5.2, 0.9))
+
+
+def item_values(rng: random.Random, latent: float, blank_rate: float = 0.03) -> list[int | None]:
+    values: list[int | None] = []
+    for _ in range(6):
+        if rng.random() < blank_rate:
+            values.append(None)
+        else:
+            values.append(max(0, min(6, round(latent + rng.gauss(0, 0.6)))))
+    return values
+
+
+def fictional_phone(rng: random.Random, i: int, unique: bool = True) -> str:
+    area = AREA_CODES[(i // 100) % len(AREA_CODES)] if unique else rng.choice(AREA_CODES)
+    if unique and i < 100 * len(AREA_CODES):
+        return f"({area}) 555-01{i % 100:02d}"  # reserved fictional range
+    return f"{area}-{rng.randint(200, 989)}-{rng.randint(0, 9999):04d}"
+
+
+def discharge_rows(n: int, seed: int = 1, today: dt.date | None = None, days_back: int = 400,
+                   invalid: int = 0) -> list[list[str]]:
+    """``n`` valid discharge rows (+ ``invalid`` broken ones mixed in)."""
+    rng = random.Random(seed)
+    today = today or dt.date.today()
+    rows = []
+    for i in range(n):
+        latent = latent_alliance(rng)
+        items = item_values(rng, latent)
+        discharged = today - dt.timedelta(days=rng.randint(1, days_back))
+        rows.append([
+            f"P{i + 1:06d}", fictional_phone(rng, i), discharged.isoformat(),
+            rng.choices(["yes", "no"], weights=[92, 8])[0],
+            *["" if v is None else str(v) for v in items],
+            "", rng.choices(["en", "fr"], weights=[80, 20])[0], str(rng.randint(19, 75)),
+            rng.choice(["F", "M", "X"]), str(rng.randint(14, 60)), rng.choice(SUBSTANCES), rng.choice(PROGRAMS),
+        ])
+    broken = [
+        ("phone", "555-12"), ("discharge_date", (today + dt.timedelta(days=10)).isoformat()),
+        ("alliance_3", "7"), ("timezone", "Mars/Olympus"), ("sms_consent", "maybe"),
+        ("discharge_date", "2025-02-30"), ("language", "de"),
+    ]
+    for k in range(invalid):
+        row = list(rows[rng.randrange(len(rows))]) if rows else [""] * len(HEADER)
+        column, value = broken[k % len(broken)]
+        row[0] = f"X{k + 1:05d}"
+        row[HEADER.index(column)] = value
+        rows.insert(rng.randrange(len(rows) + 1), row)
+    return rows
+
+
+def write_discharges(path: Path, rows: list[list[str]]) -> Path:
+    with Path(path).open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    return Path(path)

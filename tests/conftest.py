@@ -1,0 +1,138 @@
+"""Shared fixtures.  Every database test runs on SQLite and on PostgreSQL, each on a clean schema.
+
+PostgreSQL comes from ``TEST_POSTGRES_URL``; without it those tests are
+skipped with a reason, except under CI (``CI=true``) where that is a failure.
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+
+from outreach.config import load_settings
+from outreach.db import make_engine, session_factory, unit_of_work
+from outreach.models import Base
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+PG_URL = os.environ.get("TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+class NetworkAccessError(BaseException):
+    """Raised on any unmocked connection to the outside world (not catchable by ``except Exception``)."""
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_network(monkeypatch):
+    real_connect = socket.socket.connect
+
+    def guarded(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")):
+            raise NetworkAccessError(f"test tried to reach {host}")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+def _require_pg() -> str:
+    if not PG_URL:
+        msg = "TEST_POSTGRES_URL is not set: PostgreSQL tests need a server (.ci/run starts one)"
+        if IN_CI:
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return PG_URL
+
+
+def reset_schema(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+        else:
+            Base.metadata.drop_all(conn)
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db_url(request, tmp_path):
+    """A database URL with an empty schema (for migration tests)."""
+    url = f"sqlite:///{tmp_path / 'test.db'}" if request.param == "sqlite" else _require_pg()
+    reset_schema(url)
+    yield url
+
+
+@pytest.fixture
+def db_url(empty_db_url):
+    engine = make_engine(empty_db_url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    return empty_db_url
+
+
+@pytest.fixture
+def engine(db_url):
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def sessions(engine):
+    return session_factory(engine)
+
+
+@pytest.fixture
+def session(sessions):
+    s = sessions()
+    yield s
+    s.rollback()
+    s.close()
+
+
+@pytest.fixture
+def env(db_url):
+    """Environment for the service: the test database and safe defaults."""
+    return {"DATABASE_URL": db_url, "DEFAULT_REGION": "CA", "DEFAULT_TIMEZONE": "America/Toronto",
+            "ORG_NAME": "Recovery Study"}
+
+
+@pytest.fixture
+def settings(env):
+    return load_settings(env)
+
+
+@pytest.fixture
+def run_cli(env):
+    """Invoke the real ``outreach`` CLI against the test database."""
+    from outreach.cli import cli
+
+    def run(*args: str, extra_env: dict | None = None, input: str | None = None):
+        runner = CliRunner()
+        return runner.invoke(cli, list(args), env={**env, **(extra_env or {})}, input=input,
+                             catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def uow(sessions):
+    return lambda: unit_of_work(sessions)
+
+
+_skipped_pg: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "postgresql" in report.nodeid:
+        _skipped_pg.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if IN_CI and _skipped_pg:
+        print(f"\nCI: {len(_skipped_pg)} PostgreSQL test(s) were skipped; that is a failure under CI")
+        session.exitstatus = 1

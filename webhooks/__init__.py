@@ -1,0 +1,1 @@
+"""Flask entry points: Twilio webhooks and the health check.  Views stay thin."""
