@@ -1,6 +1,7 @@
 """The ``outreach`` command line: the coordinators' and researchers' entry point."""
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 
@@ -30,7 +31,18 @@ class Context:
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
-@click.group(help="SMS follow-up outreach for addiction-treatment outcome research.")
+class OutreachGroup(click.Group):
+    """Turns a missing setting into a one-line error naming the variable (exit 2)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=OutreachGroup, help="SMS follow-up outreach for addiction-treatment outcome research.")
 def cli() -> None:
     pass
 
@@ -82,12 +94,76 @@ def demo_cmd(directory: Path, patients: int, seed: int) -> None:
     run_demo(directory, patients=patients, seed=seed, echo=click.echo)
 
 
-def main() -> None:
+@cli.group(help="Crisis alerts: list the open ones, resolve them.")
+def alerts() -> None:
+    pass
+
+
+@alerts.command("list", help="Show open crisis alerts: patient_id, time and message.")
+@pass_ctx
+def alerts_list(ctx: Context) -> None:
+    from zoneinfo import ZoneInfo
+
+    from .alerts import open_alerts
+
+    zone = ZoneInfo(ctx.settings.default_timezone)
+    with unit_of_work(ctx.sessions) as session:
+        rows = open_alerts(session)
+    if not rows:
+        click.echo("no open alerts")
+        return
+    for a in rows:
+        local = a.opened_at.replace(tzinfo=dt.UTC).astimezone(zone)
+        click.echo(f"#{a.id}  {local:%Y-%m-%d %H:%M %Z}  patient {a.patient_id}  "
+                   f"(survey {a.followup_state or '-'})\n      \"{a.message}\"")
+
+
+@alerts.command("resolve", help="Close an alert with a note (audited); a paused survey may resume.")
+@click.argument("alert_id", type=int)
+@click.option("--note", required=True, help="What was done.")
+@pass_ctx
+def alerts_resolve(ctx: Context, alert_id: int, note: str) -> None:
+    from .alerts import AlertError, resolve_alert
+    from .db import current_actor
+
     try:
-        cli(prog_name="outreach")
-    except ConfigError as exc:
+        with unit_of_work(ctx.sessions) as session:
+            resolve_alert(session, alert_id, note, current_actor())
+    except AlertError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(1)
+    click.echo(f"alert {alert_id} resolved")
+
+
+@cli.group(help="Inbound messages.")
+def inbox() -> None:
+    pass
+
+
+@inbox.command("replay", help="Process failed inbound messages again, in arrival order.")
+@pass_ctx
+def inbox_replay(ctx: Context) -> None:
+    from .inbound import Inbox
+
+    results = Inbox(ctx.sessions, ctx.settings).replay_failed()
+    for message_id, status in results:
+        click.echo(f"message {message_id}: {status}")
+    click.echo(f"replayed {len(results)} message(s), {sum(s == 'processed' for _, s in results)} processed")
+
+
+@cli.command("chat", help="Play a patient's side of the conversation against the real, signed webhook.")
+@click.argument("patient_id")
+@click.option("--url", help="Base URL of a running server (default: the app in this process).")
+@click.option("--timepoint", type=int, help="Create an invited follow-up at this time point if none is open.")
+@pass_ctx
+def chat(ctx: Context, patient_id: str, url: str | None, timepoint: int | None) -> None:
+    from .chat import run_chat
+
+    sys.exit(run_chat(ctx.settings, ctx.sessions, patient_id, url=url, timepoint=timepoint))
+
+
+def main() -> None:
+    cli(prog_name="outreach")
 
 
 if __name__ == "__main__":  # pragma: no cover

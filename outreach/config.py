@@ -23,6 +23,12 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "DEFAULT_TIMEZONE": ("America/Toronto", "Time zone of patients whose row and phone number give none."),
     "ORG_NAME": ("Outreach Study", "Sender name used in every text message."),
     "ALLIANCE_INSTRUMENT": ("alliance6", "Instrument definition used to score discharge ratings."),
+    "REMINDER_HOURS": ("48,96", "Hours after an unanswered invitation at which reminders go out."),
+    "HELP_CONTACT": (None, "Phone number given to patients who text HELP (required by the web app)."),
+    "CRISIS_LINE": ("988", "Crisis line named in the safety reply (call or text)."),
+    "EMERGENCY_NUMBER": ("911", "Emergency number named in the safety reply."),
+    "PUBLIC_BASE_URL": (None, "Public https base URL Twilio calls (signature check behind a proxy, callbacks)."),
+    "TWILIO_AUTH_TOKEN": (None, "Twilio auth token: verifies webhook signatures and authenticates API calls (secret)."),
 }
 
 

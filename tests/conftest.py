@@ -87,11 +87,15 @@ def sessions(engine):
 
 
 @pytest.fixture
-def session(sessions):
-    s = sessions()
+def session(db_url):
+    """A reading session for assertions; it takes no write lock, so the code under test can write.
+    Call ``session.rollback()`` to see what others committed since its last read."""
+    eng = make_engine(db_url, immediate=False)
+    s = session_factory(eng)()
     yield s
     s.rollback()
     s.close()
+    eng.dispose()
 
 
 @pytest.fixture
@@ -136,3 +140,73 @@ def pytest_sessionfinish(session, exitstatus):
     if IN_CI and _skipped_pg:
         print(f"\nCI: {len(_skipped_pg)} PostgreSQL test(s) were skipped; that is a failure under CI")
         session.exitstatus = 1
+
+
+# --- builders and the signed webhook -------------------------------------------------------------
+
+AUTH_TOKEN = "test-auth-token-0123456789abcdef"
+PUBLIC_BASE = "https://outreach.example.org"
+
+
+@pytest.fixture
+def web_env(env):
+    return {**env, "TWILIO_AUTH_TOKEN": AUTH_TOKEN, "HELP_CONTACT": "1-800-555-0199",
+            "PUBLIC_BASE_URL": PUBLIC_BASE}
+
+
+@pytest.fixture
+def app(web_env):
+    from webhooks.app import create_app
+
+    application = create_app(web_env)
+    yield application
+    application.extensions["outreach"]["engine"].dispose()
+
+
+@pytest.fixture
+def twilio(app):
+    """Plays Twilio: signed posts to the real app."""
+    from outreach.webhook_client import SignedWebhookClient, flask_post
+
+    return SignedWebhookClient(flask_post(app.test_client()), PUBLIC_BASE, AUTH_TOKEN)
+
+
+@pytest.fixture
+def make_patient(sessions):
+    import datetime as dt
+
+    from outreach.models import AllianceRating, Patient
+
+    counter = iter(range(1, 10_000))
+
+    def make(patient_id=None, phone=None, language="en", consent=True, opted_out=False, timezone="America/Toronto",
+             discharge_date=None, mean=5.0):
+        n = next(counter)
+        with unit_of_work(sessions) as s:
+            p = Patient(patient_id=patient_id or f"T{n:04d}", phone=phone or f"+1416555{n:04d}", language=language,
+                        sms_consent=consent, timezone=timezone,
+                        discharge_date=discharge_date or dt.date(2026, 10, 1),
+                        opted_out_at=dt.datetime(2026, 11, 1) if opted_out else None)
+            s.add(p)
+            s.flush()
+            s.add(AllianceRating(patient_id=p.id, instrument="alliance6", items=[5] * 6, mean_score=mean,
+                                 subscale_scores={"bond": mean, "goal_task": mean}))
+        return p
+
+    return make
+
+
+@pytest.fixture
+def make_followup(sessions):
+    import datetime as dt
+
+    from outreach.models import FollowUp, utcnow
+
+    def make(patient, timepoint=30, state="invited", invited_at=None):
+        with unit_of_work(sessions) as s:
+            fu = FollowUp(patient_id=patient.id, timepoint_days=timepoint, state=state,
+                          invited_at=invited_at or utcnow() - dt.timedelta(minutes=5))
+            s.add(fu)
+        return fu
+
+    return make

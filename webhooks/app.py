@@ -3,18 +3,31 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from sqlalchemy import text
+from twilio.request_validator import RequestValidator
 
 from outreach.config import load_settings
 from outreach.db import make_engine, session_factory
+from outreach.inbound import Inbox
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(__name__)
+    """Build the web app.  ``config`` overrides environment settings (tests, the demo)."""
     settings = load_settings({k: v for k, v in (config or {}).items() if isinstance(v, str)})
-    engine = make_engine(settings.database_url)
-    app.extensions["outreach"] = {"settings": settings, "engine": engine, "sessions": session_factory(engine)}
+    validator = RequestValidator(settings.require("TWILIO_AUTH_TOKEN"))
+    settings.require("HELP_CONTACT")
+    engine = make_engine(settings.database_url, **(config or {}).get("ENGINE_OPTIONS", {}))
+    sessions = session_factory(engine)
+
+    app = Flask(__name__)
+    app.extensions["outreach"] = {
+        "settings": settings, "engine": engine, "sessions": sessions, "validator": validator,
+        "public_base_url": settings.optional("PUBLIC_BASE_URL"), "inbox": Inbox(sessions, settings),
+    }
+    from .twilio_views import bp
+
+    app.register_blueprint(bp)
 
     @app.get("/healthz")
     def healthz():
@@ -24,5 +37,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         except Exception:  # the database is down or unreachable
             return jsonify(status="unavailable", reason="database does not answer"), 503
         return jsonify(status="ok")
+
+    @app.errorhandler(403)
+    def forbidden(_exc):
+        return Response("invalid or missing X-Twilio-Signature", status=403, mimetype="text/plain")
 
     return app

@@ -1,0 +1,172 @@
+"""The conversation engine: one inbound text in, what to say and record out.
+
+Pure: it changes the follow-up model it is given (state and a few
+timestamps) through the shared machine and returns an :class:`Outcome`
+listing replies, answers and events; the service layer persists them.
+Precedence for every message: crisis, then STOP, then opted-out handling,
+then HELP, then the conversation itself.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from .lexicon import is_crisis, keyword
+from .machine import ACTIVE, QUESTION_STATES, WAITING, attached, fire
+from .surveys import QUESTIONS, Question, survey_for
+from .texts import render
+
+ACK_EVERY = dt.timedelta(hours=24)
+MAX_UNUSABLE = 2
+
+
+@dataclass(frozen=True)
+class Context:
+    language: str = "en"
+    org: str = "Outreach Study"
+    help_contact: str = ""
+    crisis_line: str = "988"
+    emergency: str = "911"
+    opted_out: bool = False
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
+
+    def text(self, name: str, **values: Any) -> str:
+        return render(name, self.language, org=self.org, contact=self.help_contact,
+                      crisis_line=self.crisis_line, emergency=self.emergency, **values)
+
+
+@dataclass(frozen=True)
+class RecordedAnswer:
+    key: str
+    raw_text: str
+    value: int | None
+    missing_reason: str | None = None
+
+
+@dataclass
+class Outcome:
+    replies: list[str] = field(default_factory=list)
+    answers: list[RecordedAnswer] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+
+def current_question(model: Any) -> Question | None:
+    if model is not None and model.state in QUESTION_STATES:
+        return QUESTIONS[model.state[2:]]
+    return None
+
+
+def current_prompt(model: Any, ctx: Context) -> str | None:
+    """What the patient is being asked right now (None outside an open conversation)."""
+    if model is None:
+        return None
+    if model.state in WAITING:
+        return ctx.text("consent_again")
+    q = current_question(model)
+    return q.prompt.get(ctx.language, q.prompt["en"]) if q else None
+
+
+def invitation(timepoint_days: int, ctx: Context, reminder: bool = False) -> str:
+    n = len(survey_for(timepoint_days).questions)
+    return ctx.text("reminder" if reminder else "invitation", days=timepoint_days, n=n)
+
+
+def respond(model: Any, text: str, ctx: Context, media_count: int = 0) -> Outcome:
+    """Handle one inbound message.  ``model`` is the patient's follow-up (or None)."""
+    out = Outcome()
+    kw = keyword(text)
+    if is_crisis(text):
+        out.replies.append(ctx.text("safety"))
+        out.events.append("crisis")
+        if model is not None and model.state in ACTIVE:
+            model.paused_state = model.state
+            _fire(model, "pause")
+        return out
+    if kw == "opt_out":
+        out.events.append("opted_out")
+        if model is not None and model.state in ACTIVE + ["crisis"]:
+            _fire(model, "opt_out")
+        return out
+    if ctx.opted_out:
+        if kw in ("opt_in", "yes"):
+            out.events.append("opted_in")
+            out.replies.append(ctx.text("opted_in"))
+        elif kw == "help":
+            out.replies.append(ctx.text("help"))
+        return out
+    if kw == "help":
+        out.events.append("help")
+        out.replies.append(ctx.text("help"))
+        prompt = current_prompt(model, ctx)
+        if prompt:
+            out.replies.append(prompt)
+        return out
+    if model is None:
+        return out
+    if model.state in WAITING:
+        _waiting(model, text, kw, ctx, out, media_count)
+    elif model.state in QUESTION_STATES:
+        _answering(model, text, kw, ctx, out, media_count)
+    elif model.state != "crisis":  # a closed follow-up: acknowledge, at most once a day
+        if model.last_ack_at is None or ctx.now - model.last_ack_at >= ACK_EVERY:
+            model.last_ack_at = ctx.now
+            out.replies.append(ctx.text("already_done" if model.state == "completed" else "closed"))
+            out.events.append("acknowledged")
+    return out
+
+
+def _fire(model: Any, trigger: str) -> None:
+    with attached(model):
+        if not fire(model, trigger):  # pragma: no cover - a programming error, not an input error
+            raise RuntimeError(f"{trigger} is not allowed from {model.state}")
+
+
+def _media_only(text: str, media_count: int) -> bool:
+    return media_count > 0 and not text.strip()
+
+
+def _waiting(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome, media_count: int) -> None:
+    if kw in ("yes", "opt_in"):
+        _fire(model, "consent")
+        model.started_at = model.started_at or ctx.now
+        model.retries = 0
+        out.events.append("consented")
+        out.replies.append(current_prompt(model, ctx))
+    elif kw == "no":
+        if model.state == "invited":
+            _fire(model, "decline")
+            out.events.append("declined")
+            out.replies.append(ctx.text("declined"))
+    elif _media_only(text, media_count):
+        out.replies += [ctx.text("media_only"), ctx.text("consent_again")]
+    else:
+        out.replies.append(ctx.text("consent_again"))
+
+
+def _answering(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome, media_count: int) -> None:
+    q = current_question(model)
+    if _media_only(text, media_count):
+        out.replies += [ctx.text("media_only"), current_prompt(model, ctx)]
+        return
+    if kw == "skip":
+        out.answers.append(RecordedAnswer(q.key, text, None, "skipped"))
+    else:
+        parsed = q.parse(text)
+        if parsed.ok:
+            out.answers.append(RecordedAnswer(q.key, text, parsed.value))
+        else:
+            model.retries = (model.retries or 0) + 1
+            if model.retries < MAX_UNUSABLE:
+                lo, hi = q.allowed
+                out.replies.append(ctx.text("retry", lo=lo, hi=hi))
+                return
+            out.answers.append(RecordedAnswer(q.key, text, None, "unparsed"))
+    model.retries = 0
+    _fire(model, "advance")
+    if model.state == "completed":
+        model.completed_at = ctx.now
+        out.events.append("completed")
+        out.replies.append(ctx.text("completed"))
+    else:
+        out.replies.append(current_prompt(model, ctx))

@@ -1,0 +1,38 @@
+"""The lexicon (``data/lexicon.toml``): keywords and crisis phrases, loaded once."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from .text import normalize, words
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    keywords: dict[str, frozenset[str]]
+    crisis_phrases: tuple[str, ...]  # in ``words()`` form, padded with spaces
+
+
+@cache
+def lexicon() -> Lexicon:
+    data = tomllib.loads((resources.files("conversations") / "data" / "lexicon.toml").read_text("utf-8"))
+    keywords = {kind: frozenset(normalize(w) for w in ws) for kind, ws in data["keywords"].items()}
+    phrases = tuple(sorted({words(p) for lang in data["crisis"].values() for p in lang}))
+    return Lexicon(keywords=keywords, crisis_phrases=phrases)
+
+
+def keyword(text: str) -> str | None:
+    """The keyword class a whole message belongs to: opt_out, opt_in, help, skip, yes, no, or None."""
+    norm = normalize(text)
+    for kind in ("opt_out", "opt_in", "help", "skip", "yes", "no"):
+        if norm in lexicon().keywords[kind]:
+            return kind
+    return None
+
+
+def is_crisis(text: str) -> bool:
+    """True when the message contains any crisis phrase as whole words."""
+    w = words(text)
+    return any(p in w for p in lexicon().crisis_phrases)

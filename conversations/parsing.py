@@ -1,0 +1,125 @@
+"""Reply parsing: pure functions from what people type to a coded answer.
+
+``parse_scale`` reads one whole number in a range; ``parse_choice`` reads one
+option of a numbered list by number or by label.  Both return a
+:class:`Parsed` with either ``value`` or ``problem`` set.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from .text import normalize
+
+_EN = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+       "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
+_FR = ["zero", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix", "onze", "douze",
+       "treize", "quatorze", "quinze", "seize", "dix-sept", "dix-huit", "dix-neuf", "vingt"]
+NUMBER_WORDS: dict[str, int] = {}
+for _i, _w in enumerate(_EN):
+    NUMBER_WORDS[_w] = _i
+for _i, _w in enumerate(_FR):
+    NUMBER_WORDS[_w] = _i
+    NUMBER_WORDS[_w.replace("-", " ")] = _i
+for _u in range(1, 10):
+    NUMBER_WORDS[f"twenty-{_EN[_u]}"] = NUMBER_WORDS[f"twenty {_EN[_u]}"] = 20 + _u
+    fr = "vingt et un" if _u == 1 else f"vingt-{_FR[_u]}"
+    NUMBER_WORDS[fr] = NUMBER_WORDS[fr.replace(" ", "-")] = NUMBER_WORDS[fr.replace("-", " ")] = 20 + _u
+NUMBER_WORDS.update({"thirty": 30, "trente": 30, "nil": 0, "nought": 0})
+# Words that are numbers only when they are the whole reply (French articles).
+_ALONE_ONLY = {"un": 1, "une": 1}
+# Words meaning "none" where zero is a meaningful answer (days of use).
+ZERO_WORDS = {"none", "never", "no days", "not once", "nada", "aucun", "aucune", "jamais", "pas du tout", "0 jours",
+              "zero jour", "aucun jour"}
+
+_WORD_RE = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, NUMBER_WORDS), key=len, reverse=True))
+                      + r")(?![\w-])")
+_DIGITS = re.compile(r"(?<![\d\w])-?\d+|\d+")
+_DECIMAL = re.compile(r"\d\s*[.,]\s*\d")
+_OUT_OF = re.compile(r"^(\d+)\s*(?:/|out of|sur|over)\s*(\d+)$")
+_FILLER = re.compile(r"^(?:(?:about|around|approx(?:imately)?|maybe|probably|prob|roughly|like|i(?:'d| would)? say|"
+                     r"i think|i guess|environ|a peu pres|peut-etre|peut etre|je dirais|je pense|disons|"
+                     r"a|an|it's|its|it is|c'est|ca fait)\s+)+")
+_NEGATION = re.compile(r"\b(?:not|pas|no|non|never|isn't|n'est)\b")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    value: int | None = None
+    problem: str | None = None  # why the reply could not be used
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+def _numbers(text: str) -> list[int]:
+    """Every number in ``text``, digits or words, left to right."""
+    found: list[tuple[int, int]] = []
+    for m in _DIGITS.finditer(text):
+        found.append((m.start(), int(m.group())))
+    masked = _DIGITS.sub(lambda m: " " * len(m.group()), text)
+    for m in _WORD_RE.finditer(masked):
+        found.append((m.start(), NUMBER_WORDS[m.group(1)]))
+    return [v for _, v in sorted(found)]
+
+
+def parse_scale(text: str, lo: int, hi: int, zero_words: bool = False) -> Parsed:
+    s = normalize(text)
+    if not s:
+        return Parsed(problem="empty")
+    if zero_words and s in ZERO_WORDS:
+        return Parsed(0)
+    if s in _ALONE_ONLY:
+        return _in_range(_ALONE_ONLY[s], lo, hi)
+    if _DECIMAL.search(s):
+        return Parsed(problem="decimal")
+    core = _FILLER.sub("", s).strip()
+    m = _OUT_OF.match(core)
+    if m:
+        if int(m.group(2)) != hi:
+            return Parsed(problem="different scale")
+        return _in_range(int(m.group(1)), lo, hi)
+    m = re.match(r"^(.+?)\s*(?:out of|sur|/)\s*(\S+)$", core)
+    if m and _numbers(m.group(1)) and _numbers(m.group(2)):
+        if _numbers(m.group(2)) != [hi]:
+            return Parsed(problem="different scale")
+        core = m.group(1)
+    nums = _numbers(core)
+    if len(nums) != 1:
+        return Parsed(problem="no number" if not nums else "more than one number")
+    return _in_range(nums[0], lo, hi)
+
+
+def _in_range(n: int, lo: int, hi: int) -> Parsed:
+    if lo <= n <= hi:
+        return Parsed(n)
+    return Parsed(problem="out of range")
+
+
+def parse_choice(text: str, options: Sequence[Sequence[str]]) -> Parsed:
+    """``options[i]`` lists the accepted labels of option ``i + 1`` (longer labels first is not needed)."""
+    s = normalize(text)
+    if not s:
+        return Parsed(problem="empty")
+    if _DECIMAL.search(s):
+        return Parsed(problem="decimal")
+    positions: set[int] = set()
+    rest = s
+    labels = sorted(((normalize(label), i + 1) for i, opts in enumerate(options) for label in opts),
+                    key=lambda x: len(x[0]), reverse=True)
+    for label, pos in labels:
+        pattern = re.compile(r"(?<![\w])" + re.escape(label) + r"(?![\w])")
+        if pattern.search(rest):
+            positions.add(pos)
+            rest = pattern.sub(" ", rest)
+    if _NEGATION.search(rest) and positions:
+        return Parsed(problem="negated")
+    for n in _numbers(rest) + ([_ALONE_ONLY[s]] if s in _ALONE_ONLY else []):
+        if not 1 <= n <= len(options):
+            return Parsed(problem="out of range")
+        positions.add(n)
+    if len(positions) != 1:
+        return Parsed(problem="no option" if not positions else "more than one option")
+    return Parsed(positions.pop())

@@ -1,0 +1,88 @@
+"""Survey definitions as data: questions, prompts in English and French, answer coding."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .parsing import Parsed, parse_choice, parse_scale
+
+LANGUAGES = ("en", "fr")
+
+HEALTH_OPTIONS_EN = ["Excellent", "Very good", "Good", "Fair", "Poor"]
+HEALTH_OPTIONS_FR = ["Excellente", "Très bonne", "Bonne", "Passable", "Mauvaise"]
+HEALTH_LABELS = [
+    ["excellent", "excellente", "exellent", "excelent"],
+    ["very good", "v good", "vgood", "very gd", "v gd", "vg", "very well", "tres bien", "tres bonne", "tres bon",
+     "tb"],
+    ["good", "gd", "bonne", "bon", "bien", "well"],
+    ["fair", "ok", "okay", "so so", "so-so", "average", "alright", "passable", "moyenne", "moyen", "correcte",
+     "correct", "comme ci comme ca"],
+    ["poor", "bad", "terrible", "awful", "mauvaise", "mauvais", "faible", "mediocre", "pauvre", "nulle"],
+]
+
+
+@dataclass(frozen=True)
+class Question:
+    key: str
+    kind: str  # "scale" | "choice"
+    prompt: dict[str, str]
+    lo: int = 0
+    hi: int = 0
+    options: list[list[str]] = field(default_factory=list)
+    zero_words: bool = False
+
+    def parse(self, text: str) -> Parsed:
+        if self.kind == "scale":
+            return parse_scale(text, self.lo, self.hi, zero_words=self.zero_words)
+        parsed = parse_choice(text, self.options)
+        # Option 1 is the best; stored codes run the other way: 1 = Poor ... 5 = Excellent.
+        return Parsed(len(self.options) + 1 - parsed.value) if parsed.ok else parsed
+
+    @property
+    def allowed(self) -> tuple[int, int]:
+        return (self.lo, self.hi) if self.kind == "scale" else (1, len(self.options))
+
+
+def _health(key: str, en_what: str, fr_what: str) -> Question:
+    en = ", ".join(f"{i} {label}" for i, label in enumerate(HEALTH_OPTIONS_EN, 1))
+    fr = ", ".join(f"{i} {label}" for i, label in enumerate(HEALTH_OPTIONS_FR, 1))
+    return Question(key=key, kind="choice", options=HEALTH_LABELS, prompt={
+        "en": f"In general, how would you rate your {en_what}? Reply {en}",
+        "fr": f"En général, comment évaluez-vous votre {fr_what}? Répondez {fr}",
+    })
+
+
+SELF_EFFICACY = Question(key="self_efficacy", kind="scale", lo=0, hi=10, prompt={
+    "en": "How confident are you today in your ability to work on your recovery? "
+          "Reply 0 (not at all) to 10 (completely)",
+    "fr": "Aujourd'hui, à quel point avez-vous confiance en votre capacité de travailler sur votre "
+          "rétablissement? Répondez de 0 (pas du tout) à 10 (complètement)",
+})
+MENTAL_HEALTH = _health("mental_health", "mental health", "santé mentale")
+PHYSICAL_HEALTH = _health("physical_health", "physical health", "santé physique")
+DAYS_USED = Question(key="days_used", kind="scale", lo=0, hi=30, zero_words=True, prompt={
+    "en": "In the past 30 days, on how many days did you use alcohol or other drugs? Reply a number from 0 to 30",
+    "fr": "Au cours des 30 derniers jours, combien de jours avez-vous consommé de l'alcool ou d'autres drogues? "
+          "Répondez un nombre de 0 à 30",
+})
+
+ALL_QUESTIONS = (SELF_EFFICACY, MENTAL_HEALTH, PHYSICAL_HEALTH, DAYS_USED)
+QUESTIONS = {q.key: q for q in ALL_QUESTIONS}
+
+
+@dataclass(frozen=True)
+class Survey:
+    name: str
+    questions: tuple[Question, ...]
+
+    @property
+    def keys(self) -> list[str]:
+        return [q.key for q in self.questions]
+
+
+SURVEY_30 = Survey("followup_30", (SELF_EFFICACY, MENTAL_HEALTH, PHYSICAL_HEALTH))
+SURVEY_LATER = Survey("followup_later", (SELF_EFFICACY, MENTAL_HEALTH, PHYSICAL_HEALTH, DAYS_USED))
+
+
+def survey_for(timepoint_days: int) -> Survey:
+    """30-day check-ins ask three questions; 90 days and later add days of use."""
+    return SURVEY_30 if timepoint_days < 90 else SURVEY_LATER

@@ -1,0 +1,76 @@
+"""Every text the service sends, in English and French.
+
+Rules: the sender is ORG_NAME; no text names a diagnosis, a treatment
+program, a hospital service or (in the invitation) a substance.  Each
+rendered text stays under 320 characters (tested) and the README lists each
+one's encoding and segment count (``sms.segments``).
+"""
+from __future__ import annotations
+
+TEXTS: dict[str, dict[str, str]] = {
+    "invitation": {
+        "en": "{org}: hello! It's time for your {days}-day check-in, {n} short questions by text. "
+              "Reply YES to start or STOP to opt out.",
+        "fr": "{org} : bonjour! C'est le moment de votre suivi de {days} jours, {n} courtes questions par texto. "
+              "Répondez OUI pour commencer ou STOP pour vous désabonner.",
+    },
+    "reminder": {
+        "en": "{org}: a reminder about your {days}-day check-in ({n} short questions). "
+              "Reply YES to start or STOP to opt out.",
+        "fr": "{org} : petit rappel pour votre suivi de {days} jours ({n} courtes questions). "
+              "Répondez OUI pour commencer ou STOP pour vous désabonner.",
+    },
+    "consent_again": {
+        "en": "Reply YES to start or STOP to opt out.",
+        "fr": "Répondez OUI pour commencer ou STOP pour vous désabonner.",
+    },
+    "declined": {
+        "en": "OK, no problem. If you change your mind in the next few days, reply YES.",
+        "fr": "D'accord, pas de problème. Si vous changez d'avis d'ici quelques jours, répondez OUI.",
+    },
+    "stalled": {
+        "en": "{org}: still there? {question}",
+        "fr": "{org} : toujours là? {question}",
+    },
+    "retry": {
+        "en": "Sorry, I didn't understand. Please reply with one number from {lo} to {hi}, or SKIP.",
+        "fr": "Désolé, je n'ai pas compris. Répondez avec un seul nombre de {lo} à {hi}, ou PASSER.",
+    },
+    "completed": {
+        "en": "Thank you, that's all! Your answers are saved. Reply STOP at any time to opt out.",
+        "fr": "Merci, c'est tout! Vos réponses sont enregistrées. Répondez STOP en tout temps pour vous désabonner.",
+    },
+    "already_done": {
+        "en": "Thanks, your answers are already saved. No need to reply.",
+        "fr": "Merci, vos réponses sont déjà enregistrées. Pas besoin de répondre.",
+    },
+    "closed": {
+        "en": "Thanks for your message. This check-in is now closed.",
+        "fr": "Merci de votre message. Ce suivi est maintenant terminé.",
+    },
+    "help": {
+        "en": "{org}: follow-up texts for a research study. Questions? Call {contact}. "
+              "Reply SKIP to skip a question, STOP to opt out.",
+        "fr": "{org} : textos de suivi pour une étude de recherche. Questions? Appelez le {contact}. "
+              "Répondez PASSER pour sauter une question, STOP pour vous désabonner.",
+    },
+    "media_only": {
+        "en": "Sorry, we can only read text replies.",
+        "fr": "Désolé, nous pouvons seulement lire les réponses écrites.",
+    },
+    "opted_in": {
+        "en": "{org}: you will receive follow-up texts again. Reply STOP to opt out.",
+        "fr": "{org} : vous recevrez de nouveau les textos de suivi. Répondez STOP pour vous désabonner.",
+    },
+    "safety": {
+        "en": "If you are thinking about suicide or are in crisis, call or text {crisis_line} now, any time. "
+              "In an emergency call {emergency}. Our team will see your message.",
+        "fr": "Si vous pensez au suicide ou vivez une crise, appelez ou textez le {crisis_line} maintenant, "
+              "en tout temps. En cas d'urgence, composez le {emergency}. Notre équipe verra votre message.",
+    },
+}
+
+
+def render(name: str, language: str, **values: object) -> str:
+    table = TEXTS[name]
+    return table.get(language, table["en"]).format(**values)

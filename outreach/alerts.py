@@ -1,0 +1,59 @@
+"""Crisis alerts for coordinators: list the open ones, resolve with a note (audited)."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from conversations.machine import attached, fire
+
+from .db import audit
+from .models import Alert, FollowUp, Message, Patient, utcnow
+
+
+@dataclass(frozen=True)
+class OpenAlert:
+    id: int
+    patient_id: str
+    opened_at: dt.datetime
+    message: str
+    followup_state: str | None
+
+
+def open_alerts(session: Session) -> list[OpenAlert]:
+    rows = session.execute(
+        select(Alert.id, Patient.patient_id, Alert.opened_at, Message.body, FollowUp.state)
+        .join(Patient, Patient.id == Alert.patient_id)
+        .outerjoin(Message, Message.id == Alert.message_id)
+        .outerjoin(FollowUp, FollowUp.id == Alert.followup_id)
+        .where(Alert.resolved_at.is_(None)).order_by(Alert.opened_at, Alert.id))
+    return [OpenAlert(*row) for row in rows]
+
+
+class AlertError(ValueError):
+    pass
+
+
+def resolve_alert(session: Session, alert_id: int, note: str, actor: str) -> Alert:
+    """Close an alert.  When no other alert stays open, the paused follow-up resumes where it stopped."""
+    alert = session.get(Alert, alert_id, with_for_update=True)
+    if alert is None:
+        raise AlertError(f"no alert with id {alert_id}")
+    if alert.resolved_at is not None:
+        raise AlertError(f"alert {alert_id} was already resolved on {alert.resolved_at:%Y-%m-%d %H:%M} UTC")
+    if not note.strip():
+        raise AlertError("a note is required")
+    alert.resolved_at, alert.resolved_by, alert.resolution_note = utcnow(), actor, note.strip()
+    audit(session, "crisis_alert_resolved", actor=actor, patient_id=alert.patient_id, alert_id=alert.id,
+          note=note.strip())
+    followup = session.get(FollowUp, alert.followup_id) if alert.followup_id else None
+    still_open = session.scalar(select(Alert.id).where(Alert.followup_id == alert.followup_id,
+                                                       Alert.resolved_at.is_(None), Alert.id != alert.id))
+    if followup is not None and followup.state == "crisis" and still_open is None:
+        with attached(followup):
+            fire(followup, "resume")
+        followup.paused_state = None
+    session.flush()
+    return alert

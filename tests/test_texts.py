@@ -1,0 +1,52 @@
+"""Outbound texts: short, in both languages, and saying nothing sensitive before consent."""
+import pytest
+
+from conversations.catalog import rendered_texts
+from conversations.sms import encoding, segments
+
+LONG_ORG = "Institut de recherche en santé Homewood"  # 39 characters
+ALL = list(rendered_texts(org=LONG_ORG, contact="+1 (800) 555-0199 ext. 1234"))
+# Before a patient has said yes, nobody reading their phone should learn why they are being texted.
+BEFORE_CONSENT = {"invitation", "reminder", "consent_again", "declined", "help", "opted_in", "media_only"}
+SENSITIVE = ["addiction", "alcohol", "drug", "substance", "treatment", "program", "rehab", "detox", "hospital",
+             "clinic", "withdrawal", "recovery", "dépendance", "drogue", "traitement", "programme", "hôpital",
+             "clinique", "sevrage", "rétablissement", "homewood health centre", "mental health", "santé mentale"]
+
+
+def test_every_text_exists_in_both_languages():
+    names = {(name, lang) for name, lang, _ in ALL}
+    assert {n for n, _ in names if _ == "en"} == {n for n, _ in names if _ == "fr"}
+
+
+@pytest.mark.parametrize("name, lang, text", ALL, ids=[f"{n}-{l}" for n, l, _ in ALL])
+def test_no_text_is_longer_than_320_characters(name, lang, text):
+    assert len(text) <= 320, f"{name} ({lang}) has {len(text)} characters"
+
+
+@pytest.mark.parametrize("name, lang, text", [t for t in ALL if t[0].split(" (")[0] in BEFORE_CONSENT])
+def test_texts_before_consent_name_no_condition_program_or_substance(name, lang, text):
+    lowered = text.lower()
+    assert not [w for w in SENSITIVE if w in lowered]
+
+
+def test_invitation_names_the_sender_and_how_to_stop():
+    for name, lang, text in ALL:
+        if name.startswith("invitation"):
+            assert text.startswith(LONG_ORG) and "STOP" in text
+
+
+@pytest.mark.parametrize("text, enc, segs", [
+    ("a" * 160, "GSM-7", 1), ("a" * 161, "GSM-7", 2), ("é" * 160, "GSM-7", 1), ("€" * 80, "GSM-7", 1),
+    ("€" * 81, "GSM-7", 2), ("ê" * 70, "UCS-2", 1), ("ê" * 71, "UCS-2", 2), ("👍" * 35, "UCS-2", 1),
+])
+def test_encoding_and_segments(text, enc, segs):
+    assert (encoding(text), segments(text)) == (enc, segs)
+
+
+def test_readme_texts_table_is_current():
+    from pathlib import Path
+
+    from conversations.catalog import markdown_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    assert markdown_table() in readme, "README texts table is stale: run `python docs/generate.py`"

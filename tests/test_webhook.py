@@ -1,0 +1,194 @@
+"""The inbound webhook through the real Flask app, database and state machine."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from outreach.models import Alert, Answer, FollowUp, Message, Patient
+from outreach.webhook_client import new_sid
+
+
+def inbound(session):
+    return session.scalars(select(Message).where(Message.direction == "in").order_by(Message.id)).all()
+
+
+def state_of(session, fu):
+    session.rollback()
+    return session.get(FollowUp, fu.id).state
+
+
+def test_whole_survey_by_text(twilio, make_patient, make_followup, session):
+    p = make_patient(phone="+14165550101")
+    fu = make_followup(p, timepoint=90)
+    replies = [twilio.text(p.phone, t)[1] for t in ["Yes!", "ten", "v good", "3", "twenty-one"]]
+    assert "0 (not at all) to 10" in replies[0][0]
+    assert replies[-1][0].startswith("Thank you")
+    answers = {a.question_key: (a.value, a.raw_text) for a in session.scalars(select(Answer))}
+    assert answers == {"self_efficacy": (10, "ten"), "mental_health": (4, "v good"),
+                       "physical_health": (3, "3"), "days_used": (21, "twenty-one")}
+    assert state_of(session, fu) == "completed"
+    # Every inbound stored, every reply stored as outbound linked to it.
+    assert len(inbound(session)) == 5
+    outs = session.scalars(select(Message).where(Message.direction == "out")).all()
+    assert len(outs) == 5 and all(o.in_reply_to_id for o in outs)
+
+
+def test_french_patient_gets_french(twilio, make_patient, make_followup):
+    p = make_patient(language="fr")
+    make_followup(p)
+    status, replies = twilio.text(p.phone, "oui")
+    assert status == 200 and "Aujourd'hui" in replies[0]
+    assert "santé mentale" in twilio.text(p.phone, "sept")[1][0]
+
+
+def test_missing_or_wrong_signature_is_403_and_stores_nothing(app, twilio, make_patient, session):
+    p = make_patient()
+    client = app.test_client()
+    form = twilio.sms_form(p.phone, "STOP")
+    assert client.post("/twilio/sms", data=form).status_code == 403
+    assert client.post("/twilio/sms", data=form, headers={"X-Twilio-Signature": "bad"}).status_code == 403
+    # Signed for another URL (no PUBLIC_BASE_URL awareness) is also refused.
+    from outreach.webhook_client import SignedWebhookClient, flask_post
+
+    wrong = SignedWebhookClient(flask_post(client), "http://localhost", twilio.auth_token)
+    assert wrong.text(p.phone, "STOP")[0] == 403
+    assert inbound(session) == []
+    session.rollback()
+    assert session.get(Patient, p.id).opted_out_at is None
+
+
+def test_repeated_delivery_returns_same_reply_and_changes_nothing(twilio, make_patient, make_followup, session):
+    p = make_patient()
+    fu = make_followup(p, state="q_self_efficacy")
+    sid = new_sid()
+    first = twilio.text(p.phone, "7", sid=sid)
+    again = twilio.text(p.phone, "7", sid=sid)
+    assert first == again and "mental health" in first[1][0]
+    assert session.scalar(select(func.count()).select_from(Answer)) == 1
+    assert len(inbound(session)) == 1
+    assert state_of(session, fu) == "q_mental_health"
+
+
+def test_stop_opts_out_without_followup_and_replies_empty(twilio, make_patient, session):
+    p = make_patient()
+    status, replies = twilio.text(p.phone, "STOP")
+    assert status == 200 and replies == []
+    session.rollback()
+    assert session.get(Patient, p.id).opted_out_at is not None
+
+
+def test_stop_mid_survey_cancels_queued_messages(twilio, make_patient, make_followup, sessions, session):
+    p = make_patient()
+    fu = make_followup(p, state="q_mental_health")
+    with sessions.begin() as s:
+        s.add(Message(direction="out", kind="reminder", status="queued", body="x", patient_id=p.id,
+                      followup_id=fu.id, to_number=p.phone))
+    twilio.text(p.phone, "arrêt")
+    assert state_of(session, fu) == "opted_out"
+    queued = session.scalars(select(Message.status).where(Message.kind == "reminder")).all()
+    assert queued == ["cancelled"]
+
+
+def test_start_opts_back_in_and_no_survey_restarts(twilio, make_patient, make_followup, session):
+    p = make_patient(opted_out=True)
+    fu = make_followup(p, state="opted_out")
+    status, replies = twilio.text(p.phone, "START")
+    assert "again" in replies[0]
+    session.rollback()
+    assert session.get(Patient, p.id).opted_out_at is None and state_of(session, fu) == "opted_out"
+
+
+def test_crisis_message_opens_alert_pauses_and_replies_safety(twilio, make_patient, make_followup, session,
+                                                               run_cli):
+    p = make_patient(patient_id="PX-17")
+    fu = make_followup(p, state="q_self_efficacy")
+    _, replies = twilio.text(p.phone, "honestly I want to die")
+    assert "988" in replies[0]
+    assert state_of(session, fu) == "crisis"
+    alert = session.scalar(select(Alert))
+    assert alert.patient_id == p.id and alert.resolved_at is None
+    listing = run_cli("alerts", "list").output
+    assert "PX-17" in listing and "honestly I want to die" in listing and p.phone not in listing
+    # While paused, answers are stored but the survey does not go on.
+    assert twilio.text(p.phone, "5")[1] == []
+    result = run_cli("alerts", "resolve", str(alert.id), "--note", "called, safe, wants to continue")
+    assert result.exit_code == 0
+    assert state_of(session, fu) == "q_self_efficacy"
+    session.rollback()
+    assert session.get(Alert, alert.id).resolution_note == "called, safe, wants to continue"
+    assert "no open alerts" in run_cli("alerts", "list").output
+    again = run_cli("alerts", "resolve", str(alert.id), "--note", "x")
+    assert again.exit_code == 1 and "already resolved" in again.output
+
+
+def test_crisis_from_opted_out_patient_after_completion_still_alerts(twilio, make_patient, make_followup, session):
+    p = make_patient(opted_out=True)
+    make_followup(p, state="completed")
+    _, replies = twilio.text(p.phone, "I took an overdose")
+    assert "988" in replies[0]
+    assert session.scalar(select(func.count()).select_from(Alert)) == 1
+
+
+def test_unknown_number_is_stored_and_gets_empty_reply(twilio, session):
+    status, replies = twilio.text("+14165559999", "hello")
+    assert status == 200 and replies == []
+    msgs = inbound(session)
+    assert len(msgs) == 1 and msgs[0].body == "hello" and msgs[0].patient_id is None
+
+
+def test_shared_phone_routes_to_patient_with_active_followup(twilio, make_patient, make_followup, session):
+    a = make_patient(phone="+14165550155")
+    b = make_patient(phone="+14165550155")
+    make_followup(a, state="completed")
+    fu_b = make_followup(b, state="q_self_efficacy")
+    twilio.text("+14165550155", "6")
+    assert session.scalar(select(Answer.followup_id)) == fu_b.id
+    assert inbound(session)[0].patient_id == b.id
+
+
+def test_media_only_message_asks_for_text(twilio, make_patient, make_followup):
+    p = make_patient()
+    make_followup(p, state="q_self_efficacy")
+    _, replies = twilio.text(p.phone, "", media=1)
+    assert "only read text" in replies[0] and "0 (not at all)" in replies[1]
+
+
+def test_completed_gets_one_ack_per_day_but_every_message_is_stored(twilio, make_patient, make_followup, session):
+    p = make_patient()
+    make_followup(p, state="completed")
+    assert twilio.text(p.phone, "thanks")[1]
+    assert twilio.text(p.phone, "bye")[1] == []
+    assert len(inbound(session)) == 2
+
+
+def test_bad_input_never_500(app, twilio, make_patient, make_followup, session):
+    p = make_patient()
+    make_followup(p, state="q_self_efficacy")
+    cases = [
+        {"Body": "x" * 5000}, {"Body": "7 \U0001F600"}, {"Body": "7\x00 8"},
+        {"Body": ""}, {"NumMedia": "lots"},
+    ]
+    for extra in cases:
+        form = twilio.sms_form(p.phone, "hi")
+        form.update(extra)
+        status, _ = twilio.signed("/twilio/sms", form)
+        assert status == 200, extra
+    for form in [{"From": p.phone}, {"MessageSid": new_sid(), "Body": "7"}, {}]:
+        status, _ = twilio.signed("/twilio/sms", form)
+        assert status == 400, form
+    # Repeated keys and invalid UTF-8, sent as raw bytes the way a broken client might.
+    from twilio.request_validator import RequestValidator
+    from werkzeug.datastructures import MultiDict
+
+    from tests.conftest import AUTH_TOKEN, PUBLIC_BASE
+
+    sid = new_sid()
+    raw = (f"MessageSid={sid}&From=%2B{p.phone[1:]}&Body=%FF%FE7&Body=8").encode()
+    # Werkzeug keeps undecodable escapes as text; the signature covers every value of a repeated key.
+    parsed = MultiDict([("MessageSid", sid), ("From", p.phone), ("Body", "%FF%FE7"), ("Body", "8")])
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_BASE + "/twilio/sms", parsed)
+    resp = app.test_client().post("/twilio/sms", data=raw, content_type="application/x-www-form-urlencoded",
+                                  headers={"X-Twilio-Signature": signature})
+    assert resp.status_code == 200
+    bodies = [m.body for m in inbound(session)]
+    assert "x" * 5000 in bodies and "7\ufffd 8" in bodies and "%FF%FE7" in bodies
+    assert len(bodies) == len(cases) + 3 + 1  # the three rejected requests are stored too
