@@ -179,13 +179,11 @@ def test_bad_input_never_500(app, twilio, make_patient, make_followup, session):
     from twilio.request_validator import RequestValidator
     from werkzeug.datastructures import MultiDict
 
-    from tests.conftest import AUTH_TOKEN, PUBLIC_BASE
-
     sid = new_sid()
     raw = (f"MessageSid={sid}&From=%2B{p.phone[1:]}&Body=%FF%FE7&Body=8").encode()
     # Werkzeug keeps undecodable escapes as text; the signature covers every value of a repeated key.
     parsed = MultiDict([("MessageSid", sid), ("From", p.phone), ("Body", "%FF%FE7"), ("Body", "8")])
-    signature = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC_BASE + "/twilio/sms", parsed)
+    signature = RequestValidator(twilio.auth_token).compute_signature(twilio.signed_base_url + "/twilio/sms", parsed)
     resp = app.test_client().post("/twilio/sms", data=raw, content_type="application/x-www-form-urlencoded",
                                   headers={"X-Twilio-Signature": signature})
     assert resp.status_code == 200

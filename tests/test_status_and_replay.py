@@ -1,0 +1,98 @@
+"""Status callbacks, failed-message replay and the chat preview."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from outreach.models import FollowUp, Message, Patient
+
+
+def outbound(sessions, patient, fu, sid, status="sent", kind="invitation"):
+    with sessions.begin() as s:
+        s.add(Message(direction="out", kind=kind, status=status, body="hi", patient_id=patient.id,
+                      followup_id=fu.id, provider_sid=sid, to_number=patient.phone))
+
+
+def status_of(session, sid):
+    session.rollback()
+    return session.scalar(select(Message.status).where(Message.provider_sid == sid))
+
+
+def test_status_only_moves_forward(twilio, make_patient, make_followup, sessions, session):
+    p = make_patient()
+    fu = make_followup(p)
+    outbound(sessions, p, fu, "SM" + "a" * 32)
+    assert twilio.status("SM" + "a" * 32, "delivered") == 204
+    assert status_of(session, "SM" + "a" * 32) == "delivered"
+    twilio.status("SM" + "a" * 32, "sent")  # late, out of order
+    assert status_of(session, "SM" + "a" * 32) == "delivered"
+
+
+def test_unknown_sid_is_acknowledged(twilio):
+    assert twilio.status("SM" + "f" * 32, "delivered") == 204
+
+
+def test_unsigned_status_is_refused(app, make_patient, make_followup, sessions, session):
+    p = make_patient()
+    fu = make_followup(p)
+    outbound(sessions, p, fu, "SM" + "b" * 32)
+    resp = app.test_client().post("/twilio/status", data={"MessageSid": "SM" + "b" * 32, "MessageStatus": "failed"})
+    assert resp.status_code == 403 and status_of(session, "SM" + "b" * 32) == "sent"
+
+
+def test_error_21610_opts_the_patient_out(twilio, make_patient, make_followup, sessions, session):
+    p = make_patient()
+    fu = make_followup(p)
+    outbound(sessions, p, fu, "SM" + "c" * 32)
+    twilio.status("SM" + "c" * 32, "failed", 21610)
+    session.rollback()
+    assert session.get(Patient, p.id).opted_out_at is not None
+
+
+def test_carrier_failure_on_last_attempt_marks_undeliverable(twilio, make_patient, make_followup, sessions,
+                                                             session):
+    p = make_patient()
+    fu = make_followup(p)
+    outbound(sessions, p, fu, "SM" + "d" * 32)
+    twilio.status("SM" + "d" * 32, "undelivered", 30003)
+    session.rollback()
+    assert session.get(FollowUp, fu.id).state == "invited"  # reminders will try again
+    with sessions.begin() as s:
+        s.get(FollowUp, fu.id).reminders_sent = 2
+    outbound(sessions, p, fu, "SM" + "e" * 32, kind="reminder")
+    twilio.status("SM" + "e" * 32, "undelivered", 30006)
+    session.rollback()
+    assert session.get(FollowUp, fu.id).state == "undeliverable"
+
+
+def test_failed_processing_keeps_the_message_and_replay_applies_it(twilio, make_patient, make_followup, session,
+                                                                  run_cli, monkeypatch):
+    import conversations.engine as engine_mod
+    from outreach import inbound as inbound_mod
+
+    p = make_patient()
+    fu = make_followup(p, state="q_self_efficacy")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("engine exploded")
+
+    monkeypatch.setattr(inbound_mod, "respond", broken)
+    status, replies = twilio.text(p.phone, "6")
+    assert status == 200 and replies == []
+    session.rollback()
+    msg = session.scalar(select(Message).where(Message.direction == "in"))
+    assert msg.status == "failed" and "engine exploded" in msg.error_message
+    assert session.get(FollowUp, fu.id).state == "q_self_efficacy"  # nothing half-done
+    monkeypatch.setattr(inbound_mod, "respond", engine_mod.respond)
+    result = run_cli("inbox", "replay", extra_env={"TWILIO_AUTH_TOKEN": "x", "HELP_CONTACT": "1"})
+    assert "replayed 1 message(s), 1 processed" in result.output
+    session.rollback()
+    assert session.get(FollowUp, fu.id).state == "q_mental_health"
+
+
+def test_chat_plays_the_patient_through_the_signed_webhook(run_cli, make_patient, web_env):
+    make_patient(patient_id="DEMO1")
+    result = run_cli("chat", "DEMO1", "--timepoint", "30", input="yes\n9\nexcellent\n1\n\n", extra_env=web_env)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "Reply YES to start" in out and "0 (not at all)" in out and "Thank you, that's all" in out
+    assert "+1416" not in out
