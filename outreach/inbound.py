@@ -95,22 +95,28 @@ class Inbox:
             return s.scalar(select(Message.id).where(Message.provider_sid == sms.sid)), True
 
     # -- 2. process -------------------------------------------------------
-    def process(self, message_id: int) -> None:
+    def process(self, message_id: int) -> list[str] | None:
+        """Apply the message (and any earlier unprocessed ones from the same phone).
+
+        Returns its replies, or None when it was not processed here (already done, failed, rejected)."""
+        replies: list[str] | None = None
         try:
             with unit_of_work(self.sessions) as s:
-                msg = s.get(Message, message_id)
-                if msg is None or msg.processed_at is not None or msg.status == "rejected":
-                    return
-                patients = lock_patients_by_phone(s, msg.from_number)
+                phone = s.scalar(select(Message.from_number).where(Message.id == message_id))
+                patients = lock_patients_by_phone(s, phone)
                 pending = s.scalars(
-                    select(Message).where(Message.direction == "in", Message.from_number == msg.from_number,
+                    select(Message).where(Message.direction == "in", Message.from_number == phone,
                                           Message.processed_at.is_(None), Message.status == "received",
                                           Message.id <= message_id)
                     .order_by(Message.id)).all()
-                for m in pending:
+                if len(pending) == 1:  # the usual case: no savepoint needed, a failure rolls back everything
+                    replies = self._handle(s, pending[0], patients)
+                for m in pending if len(pending) > 1 else []:
                     try:
                         with s.begin_nested():
-                            self._handle(s, m, patients)
+                            out = self._handle(s, m, patients)
+                        if m.id == message_id:
+                            replies = out
                     except Exception as exc:  # keep the row, record why, go on with the next
                         log.exception("inbound message %s from %s failed", m.id, mask(m.from_number))
                         s.expire_all()
@@ -121,14 +127,16 @@ class Inbox:
                 m = s.get(Message, message_id)
                 if m is not None and m.processed_at is None:
                     m.status, m.error_message = "failed", f"{type(exc).__name__}: {exc}"[:2000]
+            return None
+        return replies
 
-    def _handle(self, s: Session, msg: Message, patients: list[Patient]) -> None:
+    def _handle(self, s: Session, msg: Message, patients: list[Patient]) -> list[str]:
         now = utcnow()
         patient, followup = conversation_for(s, patients)
         msg.processed_at, msg.status = now, "processed"
         if patient is None:
             log.info("message from unknown number %s stored, not answered", mask(msg.from_number))
-            return
+            return []
         msg.patient_id, msg.followup_id = patient.id, followup.id if followup else None
         cfg = self.settings
         ctx = Context(language=patient.language or "en", org=cfg.org_name,
@@ -156,6 +164,7 @@ class Inbox:
                           followup_id=followup.id if followup else None, in_reply_to_id=msg.id,
                           from_number=msg.to_number, to_number=msg.from_number, sent_at=now))
         s.flush()
+        return outcome.replies
 
     # -- 3. answer --------------------------------------------------------
     def replies_for(self, message_id: int) -> list[str]:
@@ -167,8 +176,12 @@ class Inbox:
         message_id, duplicate = self.store(sms)
         if sms.problems:
             return Received(message_id, [], duplicate, rejected="; ".join(sms.problems))
-        self.process(message_id)  # a no-op for a repeat that was already processed
-        return Received(message_id, self.replies_for(message_id), duplicate)
+        replies = None if duplicate else self.process(message_id)
+        if replies is None:  # a repeat, or applied by a concurrent request: answer what was stored
+            if duplicate:
+                self.process(message_id)  # a no-op unless the first delivery never got processed
+            replies = self.replies_for(message_id)
+        return Received(message_id, replies, duplicate)
 
     def replay_failed(self) -> list[tuple[int, str]]:
         """Process failed inbound rows again, in arrival order.  Returns (id, new status)."""

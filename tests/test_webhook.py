@@ -30,6 +30,9 @@ def test_whole_survey_by_text(twilio, make_patient, make_followup, session):
     assert len(inbound(session)) == 5
     outs = session.scalars(select(Message).where(Message.direction == "out")).all()
     assert len(outs) == 5 and all(o.in_reply_to_id for o in outs)
+    from conversations.machine import MACHINE
+
+    assert MACHINE.models == []  # every attached row was detached again
 
 
 def test_french_patient_gets_french(twilio, make_patient, make_followup):

@@ -1,0 +1,206 @@
+"""Webhook benchmark: gunicorn + PostgreSQL on loopback, 1,000 patients in conversation,
+signed inbound messages at 50 concurrent connections, against a signature-only baseline
+measured in the same run.  Also: the state machine alone, and web-worker memory.
+
+    BENCH_POSTGRES_URL=postgresql+psycopg://… python benchmarks/webhook_bench.py
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+from sqlalchemy import insert, text
+from twilio.request_validator import RequestValidator
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "bench-token-0123456789"
+BASE = "https://bench.example.org"
+SCRIPT = ["help", "3", "7 or 8", "4", "help", "2", "SKIP", "thanks", "help", "ok"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed(url: str, patients: int) -> list[str]:
+    from outreach.db import make_engine, upgrade
+    from outreach.models import FollowUp, Patient
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    upgrade(engine)
+    phones = [f"+1647{2000000 + i:07d}" for i in range(patients)]
+    with engine.begin() as conn:
+        ids = conn.execute(insert(Patient).returning(Patient.id, sort_by_parameter_order=True), [
+            dict(patient_id=f"B{i}", phone=ph, timezone="America/Toronto", language="en", sms_consent=True,
+                 discharge_date=dt.date(2025, 11, 1), phone_valid=True) for i, ph in enumerate(phones)]).scalars().all()
+        conn.execute(insert(FollowUp), [dict(patient_id=pid, timepoint_days=365, state="q_self_efficacy",
+                                             invited_at=dt.datetime(2026, 11, 1)) for pid in ids])
+    engine.dispose()
+    return phones
+
+
+def start_gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+    proc = subprocess.Popen([gunicorn, "-w", os.environ.get("BENCH_WORKERS", "5"), "-k", "gthread", "--threads", os.environ.get("BENCH_THREADS", "4"), "-b", f"127.0.0.1:{port}",
+                             "--log-level", "warning", app], cwd=ROOT, env=env)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    sys.exit(f"gunicorn did not start for {app}")
+
+
+def worker_rss_mb(master: subprocess.Popen) -> list[float]:
+    children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    out = []
+    for pid in children:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                out.append(int(line.split()[1]) / 1024)
+    return out
+
+
+def build_requests(phones: list[str], rounds: int) -> list[list[tuple[bytes, str]]]:
+    """Per connection: the bodies and signatures it sends, in order (a patient's messages stay ordered)."""
+    validator = RequestValidator(TOKEN)
+    per_conn: list[list[tuple[bytes, str]]] = [[] for _ in range(CONNECTIONS)]
+    n = 0
+    for r in range(rounds):
+        for i, phone in enumerate(phones):
+            n += 1
+            form = {"MessageSid": f"SM{n:032x}", "AccountSid": "AC" + "0" * 32, "From": phone,
+                    "To": "+15005550006", "Body": SCRIPT[r % len(SCRIPT)], "NumMedia": "0"}
+            sig = validator.compute_signature(BASE + "/twilio/sms", form)
+            per_conn[i % CONNECTIONS].append((urllib.parse.urlencode(form).encode(), sig))
+    return per_conn
+
+
+def load(port: int, per_conn: list[list[tuple[bytes, str]]]) -> tuple[float, list[float], int]:
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(per_conn) + 1)
+
+    def run(reqs: list[tuple[bytes, str]]) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine = []
+        barrier.wait()
+        for body, sig in reqs:
+            t0 = time.perf_counter()
+            conn.request("POST", "/twilio/sms", body=body, headers={
+                "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig})
+            resp = conn.getresponse()
+            resp.read()
+            mine.append(time.perf_counter() - t0)
+            if resp.status != 200:
+                with lock:
+                    errors[0] += 1
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in per_conn]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, latencies, errors[0]
+
+
+def pct(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=100)[int(p) - 1] * 1000 if len(values) > 1 else values[0] * 1000
+
+
+def machine_alone(n: int = 20000) -> tuple[float, float]:
+    from conversations.engine import Context, respond
+    from conversations.machine import MACHINE, attached, fire
+
+    class FU:
+        def __init__(self):
+            self.state, self.timepoint_days, self.retries, self.paused_state = "q_self_efficacy", 365, 0, None
+            self.started_at = self.completed_at = self.last_ack_at = None
+
+    models = [FU() for _ in range(n)]
+    t0 = time.perf_counter()
+    for m in models:
+        with attached(m):
+            fire(m, "advance")
+    per_fire = (time.perf_counter() - t0) / n * 1000
+    ctx = Context(org="Recovery Study", help_contact="1")
+    models = [FU() for _ in range(n)]
+    t0 = time.perf_counter()
+    for m in models:
+        respond(m, "seven", ctx)
+    per_respond = (time.perf_counter() - t0) / n * 1000
+    assert MACHINE.models == []
+    return per_fire, per_respond
+
+
+CONNECTIONS = 50
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--patients", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    url = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("TEST_POSTGRES_URL")
+    if not url:
+        sys.exit("set BENCH_POSTGRES_URL to a PostgreSQL database the benchmark may wipe")
+
+    per_fire, per_respond = machine_alone()
+    print(f"state machine alone: attach+fire+detach {per_fire:.3f} ms/message; "
+          f"full respond() incl. parsing {per_respond:.3f} ms/message (target < 0.2 ms)")
+
+    phones = seed(url, args.patients)
+    per_conn = build_requests(phones, args.rounds)
+    total = sum(len(r) for r in per_conn)
+    env = {**os.environ, "DATABASE_URL": url, "TWILIO_AUTH_TOKEN": TOKEN, "HELP_CONTACT": "1-800-555-0199",
+           "PUBLIC_BASE_URL": BASE, "PYTHONPATH": str(ROOT)}
+    results = {}
+    for label, app in (("baseline (signature only)", "benchmarks.baseline_app:create_app()"),
+                       ("outreach webhook", "webhooks.app:create_app()")):
+        port = free_port()
+        proc = start_gunicorn(app, port, env)
+        try:
+            load(port, build_requests(phones[:50], 1))  # warm-up: imports, pools (not counted)
+            rss_before = worker_rss_mb(proc)
+            elapsed, lat, errors = load(port, per_conn)
+            rss_after = worker_rss_mb(proc)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        results[label] = (total / elapsed, pct(lat, 50), pct(lat, 99))
+        print(f"{label:28s} {total} msgs in {elapsed:6.1f} s = {total / elapsed:7.0f} msg/s, "
+              f"p50 {pct(lat, 50):6.1f} ms, p99 {pct(lat, 99):6.1f} ms, errors {errors}; "
+              f"worker RSS {'/'.join(f'{r:.0f}' for r in rss_before)} MB -> "
+              f"{'/'.join(f'{r:.0f}' for r in rss_after)} MB")
+        if label == "outreach webhook" and errors:
+            print("  (non-200 answers seen: see gunicorn output above)")
+    base, ours = results["baseline (signature only)"], results["outreach webhook"]
+    print(f"ratio: throughput {ours[0] / base[0]:.2f} x baseline (target >= 0.5), "
+          f"p99 {ours[2]:.1f} ms (target < 100 ms)")
+
+
+if __name__ == "__main__":
+    main()
