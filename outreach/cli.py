@@ -42,7 +42,8 @@ class OutreachGroup(click.Group):
             ctx.exit(2)
 
 
-@click.group(cls=OutreachGroup, help="SMS follow-up outreach for addiction-treatment outcome research.")
+@click.group(cls=OutreachGroup, context_settings={"max_content_width": 120, "terminal_width": 120},
+             help="SMS follow-up outreach for addiction-treatment outcome research.")
 def cli() -> None:
     pass
 
@@ -160,6 +161,175 @@ def chat(ctx: Context, patient_id: str, url: str | None, timepoint: int | None) 
     from .chat import run_chat
 
     sys.exit(run_chat(ctx.settings, ctx.sessions, patient_id, url=url, timepoint=timepoint))
+
+
+def _progress(label: str, total: int):
+    """A progress bar on a terminal, plain progress lines otherwise.  Returns ``advance(n)``."""
+    if sys.stdout.isatty():
+        bar = click.progressbar(length=total, label=label)
+        bar.__enter__()
+        state = {"done": 0}
+
+        def advance(n: int) -> None:
+            bar.update(n)
+            state["done"] += n
+            if state["done"] >= total:
+                bar.__exit__(None, None, None)
+
+        return advance
+    state = {"done": 0, "shown": -1}
+
+    def advance_plain(n: int) -> None:
+        state["done"] += n
+        pct = int(100 * state["done"] / total) if total else 100
+        if pct // 10 != state["shown"] // 10:
+            state["shown"] = pct
+            click.echo(f"{label}: {state['done']}/{total} ({pct}%)")
+
+    return advance_plain
+
+
+def _as_of(value: str | None) -> dt.date:
+    if not value:
+        return dt.date.today()
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date in the form YYYY-MM-DD") from None
+
+
+@cli.group(help="Outreach waves: plan, launch and follow a time point's invitations.")
+def waves() -> None:
+    pass
+
+
+def _print_plan(plan) -> None:
+    from .phones import mask
+    from .waves import REASONS
+
+    click.echo(f"time point {plan.timepoint} days, as of {plan.as_of}: {len(plan.eligible)} eligible")
+    for key, label in REASONS.items():
+        click.echo(f"  excluded, {label}: {plan.excluded.get(key, 0)}")
+    for c in plan.eligible[:5]:
+        click.echo(f"  e.g. {c.patient_id}  {mask(c.phone)}  due {c.due}  ({c.language})")
+
+
+@waves.command("plan", help="Show who would be invited at a time point and why others would not (writes nothing).")
+@click.option("--timepoint", type=int, required=True, help="Days after discharge (one of FOLLOWUP_DAYS).")
+@click.option("--as-of", "as_of", help="Date to plan for (YYYY-MM-DD, default today).")
+@pass_ctx
+def waves_plan(ctx: Context, timepoint: int, as_of: str | None) -> None:
+    from .waves import plan_wave
+
+    session = ctx.sessions()
+    try:
+        _print_plan(plan_wave(session, ctx.settings, timepoint, _as_of(as_of)))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        session.rollback()
+        session.close()
+
+
+@waves.command("launch", help="Create the follow-ups of a wave and queue its invitations (the worker sends them).")
+@click.option("--timepoint", type=int, required=True, help="Days after discharge (one of FOLLOWUP_DAYS).")
+@click.option("--as-of", "as_of", help="Date to launch for (YYYY-MM-DD, default today).")
+@click.option("--limit", type=int, help="Invite at most this many patients (earliest discharges first).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def waves_launch(ctx: Context, timepoint: int, as_of: str | None, limit: int | None, yes: bool) -> None:
+    from .db import current_actor
+    from .waves import launch_wave, plan_wave
+
+    day = _as_of(as_of)
+    with unit_of_work(ctx.sessions) as session:
+        try:
+            plan = plan_wave(session, ctx.settings, timepoint, day)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        _print_plan(plan)
+        count = min(len(plan.eligible), limit) if limit is not None else len(plan.eligible)
+        if count == 0:
+            click.echo("nobody to invite; no wave recorded")
+            return
+        if not yes and not click.confirm(f"launch a wave inviting {count} patient(s)?"):
+            click.echo("not launched")
+            return
+        wave, _ = launch_wave(session, ctx.settings, timepoint, day, actor=current_actor(), limit=limit,
+                              progress=_progress("creating follow-ups", count))
+    click.echo(f"wave {wave.id} launched: {wave.targeted} invitation(s) queued; `outreach worker` sends them")
+
+
+def _print_funnel(wave, f: dict) -> None:
+    click.echo(f"wave {wave.id}: {wave.timepoint_days}-day, as of {wave.as_of}, by {wave.created_by} "
+               f"at {wave.created_at:%Y-%m-%d %H:%M} UTC")
+    keys = ["targeted", "sent", "delivered", "failed", "replied", "completed", "partial", "declined",
+            "opted_out", "expired", "crisis", "undeliverable"]
+    click.echo("  " + "  ".join(f"{k.replace('_', ' ')} {f.get(k, 0)}" for k in keys))
+    click.echo(f"  response rate {100 * f.get('response_rate', 0):.0f}% (completed or partial / targeted)")
+
+
+@waves.command("list", help="Every wave with its contact funnel.")
+@pass_ctx
+def waves_list(ctx: Context) -> None:
+    from sqlalchemy import select
+
+    from .models import Wave
+    from .waves import funnels
+
+    with unit_of_work(ctx.sessions) as session:
+        all_waves = session.scalars(select(Wave).order_by(Wave.id)).all()
+        data = funnels(session)
+        if not all_waves:
+            click.echo("no waves yet")
+        for w in all_waves:
+            _print_funnel(w, data.get(w.id, {"targeted": 0}))
+
+
+@waves.command("status", help="The contact funnel of one wave (default: the latest).")
+@click.argument("wave_id", type=int, required=False)
+@pass_ctx
+def waves_status(ctx: Context, wave_id: int | None) -> None:
+    from sqlalchemy import select
+
+    from .models import Wave
+    from .waves import funnels
+
+    with unit_of_work(ctx.sessions) as session:
+        wave = session.get(Wave, wave_id) if wave_id else session.scalar(select(Wave).order_by(Wave.id.desc()))
+        if wave is None:
+            click.echo(f"error: no wave {wave_id or ''}".rstrip(), err=True)
+            sys.exit(1)
+        _print_funnel(wave, funnels(session, [wave.id]).get(wave.id, {"targeted": 0}))
+
+
+@cli.command("send-due", help="Send every queued message that is due now (one pass, for cron).")
+@pass_ctx
+def send_due_cmd(ctx: Context) -> None:
+    from .gateway import make_gateway
+    from .sender import Sender
+
+    stats = Sender(ctx.sessions, ctx.settings, make_gateway(ctx.settings, echo=click.echo)).send_due()
+    click.echo(str(stats))
+
+
+@cli.command("tick", help="Queue due reminders and expire overdue follow-ups (one pass).")
+@pass_ctx
+def tick_cmd(ctx: Context) -> None:
+    from .scheduler import tick
+
+    with unit_of_work(ctx.sessions) as session:
+        stats = tick(session, ctx.settings)
+    click.echo(str(stats))
+
+
+@cli.command("worker", help="Long-running sender: sends due messages, runs reminders and expiry every minute.")
+@click.option("--once", is_flag=True, help="Do one round and exit.")
+@pass_ctx
+def worker_cmd(ctx: Context, once: bool) -> None:
+    from .worker import run_worker
+
+    run_worker(ctx.sessions, ctx.settings, echo=click.echo, once=once)
 
 
 def main() -> None:

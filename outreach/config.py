@@ -23,7 +23,20 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "DEFAULT_TIMEZONE": ("America/Toronto", "Time zone of patients whose row and phone number give none."),
     "ORG_NAME": ("Outreach Study", "Sender name used in every text message."),
     "ALLIANCE_INSTRUMENT": ("alliance6", "Instrument definition used to score discharge ratings."),
+    "FOLLOWUP_DAYS": ("30,90,180,365", "Follow-up time points, in days after discharge."),
+    "WINDOW_DAYS": ("14", "Days after a time point during which a patient can still be invited."),
+    "EXPIRE_DAYS": ("7", "Days after the invitation after which an unfinished follow-up expires."),
     "REMINDER_HOURS": ("48,96", "Hours after an unanswered invitation at which reminders go out."),
+    "STALL_HOURS": ("24", "Hours of silence mid-survey after which the current question is sent once more."),
+    "SEND_WINDOW": ("Mon-Fri 09:00-20:00; Sat-Sun 10:00-18:00",
+                    "When invitations and reminders may reach a patient, in the patient's own time zone."),
+    "SEND_RATE_PER_SECOND": ("1", "Outbound rate limit per worker (1 = a long code's limit; 0 = off)."),
+    "SEND_CLAIM_TIMEOUT": ("60", "Seconds after which a message claimed by a dead worker is recovered."),
+    "SMS_BACKEND": ("twilio", "twilio (real) or simulator (records and prints; used by the demo)."),
+    "TWILIO_ACCOUNT_SID": (None, "Twilio account SID (needed by the twilio backend)."),
+    "TWILIO_MESSAGING_SERVICE_SID": (None, "Messaging service to send from (or TWILIO_FROM_NUMBER)."),
+    "TWILIO_FROM_NUMBER": (None, "Sender number when no messaging service is used."),
+    "TWILIO_API_BASE_URL": (None, "Override of the Twilio API host (loopback testing)."),
     "HELP_CONTACT": (None, "Phone number given to patients who text HELP (required by the web app)."),
     "CRISIS_LINE": ("988", "Crisis line named in the safety reply (call or text)."),
     "EMERGENCY_NUMBER": ("911", "Emergency number named in the safety reply."),
@@ -71,6 +84,20 @@ class Settings:
     @property
     def org_name(self) -> str:
         return self.get("ORG_NAME")
+
+
+def int_list(settings: "Settings", name: str) -> list[int]:
+    try:
+        return [int(x) for x in settings.get(name).split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"{name} must be a comma-separated list of whole numbers") from None
+
+
+def number(settings: "Settings", name: str) -> float:
+    try:
+        return float(settings.get(name))
+    except ValueError:
+        raise ConfigError(f"{name} must be a number") from None
 
 
 def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:

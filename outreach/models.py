@@ -26,8 +26,22 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
+_clock_offset = dt.timedelta(0)
+
+
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    """Naive UTC now; the demo moves it forward with :func:`advance_clock` to simulate days passing."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None) + _clock_offset
+
+
+def advance_clock(delta: dt.timedelta) -> None:
+    global _clock_offset
+    _clock_offset += delta
+
+
+def reset_clock() -> None:
+    global _clock_offset
+    _clock_offset = dt.timedelta(0)
 
 
 NAMING = {
@@ -114,6 +128,7 @@ class FollowUp(Base):
     last_prompt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_ack_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    stall_reminded_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

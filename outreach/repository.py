@@ -49,6 +49,6 @@ def set_opt_out(session: Session, patients: Sequence[Patient], opted_out: bool) 
         p.opted_out_at = (p.opted_out_at or now) if opted_out else None
     if opted_out and patients:
         session.execute(update(Message)
-                        .where(Message.direction == "out", Message.status == "queued",
+                        .where(Message.direction == "out", Message.status == "pending",
                                Message.patient_id.in_([p.id for p in patients]))
                         .values(status="cancelled", error_message="patient opted out", updated_at=now))

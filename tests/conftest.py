@@ -210,3 +210,30 @@ def make_followup(sessions):
         return fu
 
     return make
+
+
+@pytest.fixture
+def clock():
+    """Move the service's clock forward (``clock(hours=48)``); reset after the test."""
+    import datetime as dt
+
+    from outreach import models
+
+    models.reset_clock()
+
+    def advance(**delta):
+        models.advance_clock(dt.timedelta(**delta))
+
+    yield advance
+    models.reset_clock()
+
+
+TWILIO_SID = "AC" + "1" * 32
+
+
+@pytest.fixture
+def send_env(env):
+    """Settings for sending through Twilio (mocked at the HTTP edge), no quiet hours, no rate limit."""
+    return {**env, "SMS_BACKEND": "twilio", "TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": "tok",
+            "TWILIO_MESSAGING_SERVICE_SID": "MG" + "2" * 32, "PUBLIC_BASE_URL": "https://outreach.example.org",
+            "SEND_WINDOW": "Mon-Sun 00:00-24:00", "SEND_RATE_PER_SECOND": "0"}

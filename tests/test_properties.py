@@ -32,7 +32,7 @@ def test_random_conversations_keep_invariants(twilio, sessions, session, steps, 
         fu = FollowUp(patient_id=p.id, timepoint_days=timepoint, state="invited", invited_at=dt.datetime(2026, 11, 1))
         s.add(fu)
         s.flush()
-        s.add(Message(direction="out", kind="reminder", status="queued", body="r", patient_id=p.id,
+        s.add(Message(direction="out", kind="reminder", status="pending", body="r", patient_id=p.id,
                       followup_id=fu.id, to_number=phone))
         pid, fid = p.id, fu.id
     sent: list[str] = []
@@ -50,7 +50,7 @@ def test_random_conversations_keep_invariants(twilio, sessions, session, steps, 
     patient = session.get(Patient, pid)
     if patient.opted_out_at is not None:
         queued = session.scalar(select(func.count()).select_from(Message).where(
-            Message.patient_id == pid, Message.direction == "out", Message.status == "queued"))
+            Message.patient_id == pid, Message.direction == "out", Message.status == "pending"))
         assert queued == 0
     failed = session.scalar(select(func.count()).select_from(Message).where(
         Message.from_number == phone, Message.status == "failed"))

@@ -83,7 +83,7 @@ def test_stop_mid_survey_cancels_queued_messages(twilio, make_patient, make_foll
     p = make_patient()
     fu = make_followup(p, state="q_mental_health")
     with sessions.begin() as s:
-        s.add(Message(direction="out", kind="reminder", status="queued", body="x", patient_id=p.id,
+        s.add(Message(direction="out", kind="reminder", status="pending", body="x", patient_id=p.id,
                       followup_id=fu.id, to_number=p.phone))
     twilio.text(p.phone, "arrêt")
     assert state_of(session, fu) == "opted_out"

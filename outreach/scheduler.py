@@ -1,0 +1,86 @@
+"""``outreach tick``: reminders and expiry, one set-based pass (the worker runs it every minute)."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from conversations.engine import Context, current_prompt, invitation
+from conversations.machine import ACTIVE, QUESTION_STATES, attached, fire
+
+from .config import Settings, number
+from .models import FollowUp, Message, Patient, utcnow
+from .status import reminder_hours
+
+
+@dataclass
+class TickStats:
+    reminders: int = 0
+    stalled: int = 0
+    expired: int = 0
+
+    def __str__(self) -> str:
+        return f"queued {self.reminders} reminder(s), {self.stalled} stalled-survey reminder(s); expired {self.expired}"
+
+
+def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -> TickStats:
+    now = now or utcnow()
+    stats = TickStats()
+    org = settings.org_name
+    # 1. Unanswered invitations: the k-th reminder once REMINDER_HOURS[k] have passed.
+    for k, hours in enumerate(reminder_hours(settings)):
+        rows = session.execute(
+            select(FollowUp.id, FollowUp.patient_id, FollowUp.timepoint_days, Patient.phone, Patient.language)
+            .join(Patient, Patient.id == FollowUp.patient_id)
+            .where(FollowUp.state == "invited", FollowUp.reminders_sent == k, FollowUp.last_inbound_at.is_(None),
+                   FollowUp.invited_at <= now - dt.timedelta(hours=hours), FollowUp.expires_at > now,
+                   Patient.opted_out_at.is_(None))).all()
+        _queue(session, now, "reminder", [
+            (r.id, r.patient_id, r.phone, invitation(r.timepoint_days, Context(language=r.language, org=org),
+                                                     reminder=True)) for r in rows])
+        if rows:
+            session.execute(update(FollowUp), [{"id": r.id, "reminders_sent": k + 1} for r in rows])
+        stats.reminders += len(rows)
+    # 2. Stalled mid-survey: the current question once more, once.
+    stall = dt.timedelta(hours=number(settings, "STALL_HOURS"))
+    stalled = session.scalars(
+        select(FollowUp).join(Patient, Patient.id == FollowUp.patient_id)
+        .where(FollowUp.state.in_(QUESTION_STATES), FollowUp.stall_reminded_at.is_(None),
+               FollowUp.last_inbound_at <= now - stall, FollowUp.expires_at > now,
+               Patient.opted_out_at.is_(None))).all()
+    if stalled:
+        langs = dict(session.execute(select(Patient.id, Patient.language)
+                                     .where(Patient.id.in_([f.patient_id for f in stalled]))).all())
+        phones = dict(session.execute(select(Patient.id, Patient.phone)
+                                      .where(Patient.id.in_([f.patient_id for f in stalled]))).all())
+        items = []
+        for f in stalled:
+            ctx = Context(language=langs[f.patient_id], org=org)
+            items.append((f.id, f.patient_id, phones[f.patient_id], ctx.text("stalled", question=current_prompt(f, ctx))))
+            f.stall_reminded_at = now
+        _queue(session, now, "stalled", items)
+        stats.stalled = len(stalled)
+    # 3. Expiry: partial answers are kept; anything still queued for the follow-up is cancelled.
+    due = session.scalars(select(FollowUp).where(FollowUp.state.in_(ACTIVE), FollowUp.expires_at <= now)).all()
+    for f in due:
+        with attached(f):
+            fire(f, "expire")
+        f.closed_at = now
+    if due:
+        session.execute(update(Message).where(Message.followup_id.in_([f.id for f in due]),
+                                              Message.status == "pending")
+                        .values(status="cancelled", error_message="follow-up expired", updated_at=now))
+    stats.expired = len(due)
+    session.flush()
+    return stats
+
+
+def _queue(session: Session, now: dt.datetime, kind: str, items: list[tuple[int, int, str, str]]) -> None:
+    if items:
+        session.execute(insert(Message), [
+            {"direction": "out", "kind": kind, "status": "pending", "followup_id": fid, "patient_id": pid,
+             "to_number": phone, "body": body, "send_after": now, "attempts": 0, "media_count": 0,
+             "created_at": now, "updated_at": now} for fid, pid, phone, body in items])
+

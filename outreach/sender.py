@@ -1,0 +1,208 @@
+"""Sending queued messages: claim, re-check, respect quiet hours and rate, call the gateway, record.
+
+Never twice: a row is marked ``claimed`` (committed) before the API call.
+A claim older than SEND_CLAIM_TIMEOUT belongs to a dead worker; before
+such a row is sent again the gateway is asked whether the text already went
+out since the claim, and it is resent only if it did not.  Claims use
+``FOR UPDATE SKIP LOCKED`` so several workers share the queue on PostgreSQL.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from conversations.machine import ACTIVE, attached, fire
+
+from .config import Settings, number
+from .db import audit, unit_of_work
+from .gateway import GatewayError, SmsGateway
+from .models import FollowUp, Message, Patient, utcnow
+from .phones import mask
+from .quiet_hours import parse_window
+from .repository import set_opt_out
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+INVALID_NUMBER = {21211, 21614}
+OPTED_OUT = 21610
+BATCH = 100
+
+
+@dataclass
+class SendStats:
+    sent: int = 0
+    held: int = 0  # quiet hours
+    cancelled: int = 0
+    retried: int = 0
+    failed: int = 0
+    reconciled: int = 0
+    details: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (f"sent {self.sent}, held for quiet hours {self.held}, cancelled {self.cancelled}, "
+                f"retry later {self.retried}, failed {self.failed}, found already sent {self.reconciled}")
+
+
+class RateLimiter:
+    def __init__(self, per_second: float):
+        self.interval = 1.0 / per_second if per_second > 0 else 0.0
+        self.next_at = 0.0
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        if now < self.next_at:
+            time.sleep(self.next_at - now)
+        self.next_at = max(now, self.next_at) + self.interval
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    at: dt.datetime  # our claim time: if the row no longer shows it, another worker took it over
+    abandoned_since: dt.datetime | None  # previous claim time when taken over from a dead worker
+
+
+class Sender:
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings, gateway: SmsGateway):
+        self.sessions, self.settings, self.gateway = sessions, settings, gateway
+        self.window = parse_window(settings.get("SEND_WINDOW"))
+        self.rate = RateLimiter(number(settings, "SEND_RATE_PER_SECOND"))
+        self.claim_timeout = dt.timedelta(seconds=number(settings, "SEND_CLAIM_TIMEOUT"))
+        # Claim no more than can be sent in half the timeout, so a live worker never looks dead.
+        per_second = number(settings, "SEND_RATE_PER_SECOND")
+        self.batch = BATCH if per_second <= 0 else max(1, min(BATCH, int(per_second * self.claim_timeout.seconds / 2)))
+        base = settings.optional("PUBLIC_BASE_URL")
+        self.callback = base.rstrip("/") + "/twilio/status" if base else None
+
+    # -- claiming ---------------------------------------------------------
+    def claim(self, limit: int | None = None) -> list[Claim]:
+        limit = limit or self.batch
+        now = utcnow()
+        with unit_of_work(self.sessions) as s:
+            rows = s.execute(
+                select(Message.id, Message.status, Message.claimed_at)
+                .where(Message.direction == "out",
+                       or_((Message.status == "pending") & (Message.send_after <= now),
+                           (Message.status == "claimed") & (Message.claimed_at < now - self.claim_timeout)))
+                .order_by(Message.send_after, Message.id).limit(limit)
+                .with_for_update(skip_locked=True)).all()
+            claims = [Claim(r.id, now, r.claimed_at if r.status == "claimed" else None) for r in rows]
+            if claims:
+                for m in s.scalars(select(Message).where(Message.id.in_([c.id for c in claims]))):
+                    m.status, m.claimed_at, m.attempts = "claimed", now, (m.attempts or 0) + 1
+        return claims
+
+    # -- one message --------------------------------------------------------
+    def deliver(self, claim: Claim, stats: SendStats) -> None:
+        self.rate.wait()
+        with unit_of_work(self.sessions) as s:
+            msg = s.get(Message, claim.id, with_for_update=True)
+            if msg.status != "claimed" or msg.claimed_at != claim.at:
+                return  # taken over by another worker after our claim timed out
+            patient = s.get(Patient, msg.patient_id) if msg.patient_id else None
+            followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
+            reason = self._stop_reason(msg, patient, followup)
+            if reason:
+                msg.status, msg.error_message, msg.claimed_at = "cancelled", reason, None
+                stats.cancelled += 1
+                return
+            if claim.abandoned_since is not None:
+                sids = self.gateway.sent_since(msg.to_number, claim.abandoned_since - dt.timedelta(seconds=5),
+                                               msg.body)
+                if sids:
+                    self._record_sent(s, msg, followup, sids[0], "sent")
+                    stats.reconciled += 1
+                    log.info("message %s to %s had been sent before a crash; not resent", msg.id,
+                             mask(msg.to_number))
+                    return
+            now = utcnow()
+            opening = self.window.opening(now, patient.timezone) if patient else now
+            if opening > now:
+                msg.status, msg.send_after, msg.claimed_at = "pending", opening, None
+                msg.attempts = max((msg.attempts or 1) - 1, 0)
+                stats.held += 1
+                return
+            to, body = msg.to_number, msg.body
+        try:
+            result = self.gateway.send(to, body, self.callback)
+        except GatewayError as exc:
+            self._failed(claim.id, exc, stats)
+            return
+        with unit_of_work(self.sessions) as s:
+            msg = s.get(Message, claim.id)
+            followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
+            self._record_sent(s, msg, followup, result.sid, result.status)
+        stats.sent += 1
+
+    def _stop_reason(self, msg: Message, patient: Patient | None, followup: FollowUp | None) -> str | None:
+        if patient is not None and patient.opted_out_at is not None:
+            return "patient opted out"
+        if patient is not None and not patient.phone_valid:
+            return "phone invalid"
+        if followup is not None and followup.state not in ACTIVE:
+            return f"follow-up is {followup.state}"
+        if msg.kind == "reminder" and followup is not None and followup.last_inbound_at is not None:
+            return "patient replied"
+        return None
+
+    def _record_sent(self, s: Session, msg: Message, followup: FollowUp | None, sid: str, status: str) -> None:
+        now = utcnow()
+        msg.provider_sid, msg.status, msg.sent_at, msg.claimed_at = sid, status, now, None
+        if followup is not None and msg.kind == "invitation" and followup.invited_at is None:
+            followup.invited_at = now
+            followup.expires_at = now + dt.timedelta(days=int(self.settings.get("EXPIRE_DAYS")))
+        if followup is not None and msg.kind in ("invitation", "reminder", "stalled"):
+            followup.last_prompt_at = now
+
+    def _failed(self, message_id: int, exc: GatewayError, stats: SendStats) -> None:
+        with unit_of_work(self.sessions) as s:
+            msg = s.get(Message, message_id)
+            msg.error_code, msg.error_message, msg.claimed_at = exc.code, str(exc)[:2000], None
+            patient = s.get(Patient, msg.patient_id) if msg.patient_id else None
+            followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
+            if exc.retryable and msg.attempts < MAX_ATTEMPTS:
+                delay = min(2 ** msg.attempts, 300) * (0.5 + random.random())  # exponential, with jitter
+                msg.status, msg.send_after = "pending", utcnow() + dt.timedelta(seconds=delay)
+                stats.retried += 1
+                return
+            msg.status = "failed"
+            stats.failed += 1
+            log.warning("message %s to %s failed: %s", msg.id, mask(msg.to_number), exc)
+            if exc.code in INVALID_NUMBER and patient is not None:
+                patient.phone_valid = False
+                audit(s, "phone_invalid", actor="twilio", patient_id=patient.id, error_code=exc.code)
+                if followup is not None and followup.state in ACTIVE:
+                    with attached(followup):
+                        fire(followup, "fail_delivery")
+                    followup.closed_at = utcnow()
+            elif exc.code == OPTED_OUT and patient is not None:
+                set_opt_out(s, list(s.scalars(select(Patient).where(Patient.phone == patient.phone))), True)
+                audit(s, "opted_out", actor="twilio", patient_id=patient.id, error_code=exc.code)
+                if followup is not None and followup.state in ACTIVE:
+                    with attached(followup):
+                        fire(followup, "opt_out")
+
+    # -- passes -------------------------------------------------------------
+    def send_due(self, max_batches: int | None = None) -> SendStats:
+        """Send everything due now (one pass: what is claimable until the queue is empty)."""
+        stats = SendStats()
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            claims = self.claim()
+            if not claims:
+                break
+            batches += 1
+            for claim in claims:
+                try:
+                    self.deliver(claim, stats)
+                except Exception:  # one bad row must not stop the queue; it stays claimed and is retried
+                    log.exception("sending message %s failed unexpectedly", claim.id)
+        return stats

@@ -1,0 +1,165 @@
+"""Outreach waves: who is eligible at a time point, launching (follow-ups + queued invitations), funnels.
+
+Eligibility is one query over all patients, classified in memory; launching
+writes with set-based statements in chunks.  A unique constraint on
+(patient, time point) makes relaunching, or two launches at once, harmless.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from sqlalchemy import and_, case, distinct, exists, func, insert, select
+from sqlalchemy.orm import Session
+
+from conversations.engine import Context, invitation
+
+from .config import Settings, int_list
+from .db import audit
+from .models import Answer, FollowUp, Message, Patient, Wave, utcnow
+from .repository import OPEN_STATES, insert_ignore
+
+REASONS = {
+    "already_followed_up": "already has a follow-up for this time point",
+    "opted_out": "opted out",
+    "no_consent": "no SMS consent",
+    "phone_invalid": "phone invalid",
+    "not_yet_due": "not yet due",
+    "window_passed": "window passed",
+    "shared_phone": "another active follow-up on the same phone",
+}
+CHUNK = 5000
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: int
+    patient_id: str
+    phone: str
+    language: str
+    due: dt.date
+
+
+@dataclass
+class Plan:
+    timepoint: int
+    as_of: dt.date
+    eligible: list[Candidate] = field(default_factory=list)
+    excluded: Counter = field(default_factory=Counter)
+
+
+def check_timepoint(settings: Settings, timepoint: int) -> None:
+    allowed = int_list(settings, "FOLLOWUP_DAYS")
+    if timepoint not in allowed:
+        raise ValueError(f"time point {timepoint} is not one of FOLLOWUP_DAYS ({', '.join(map(str, allowed))})")
+
+
+def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.date) -> Plan:
+    check_timepoint(settings, timepoint)
+    window = int(settings.get("WINDOW_DAYS"))
+    has_followup = exists().where(FollowUp.patient_id == Patient.id, FollowUp.timepoint_days == timepoint)
+    busy = (select(Patient.phone).join(FollowUp, FollowUp.patient_id == Patient.id)
+            .where(FollowUp.state.in_(OPEN_STATES)).distinct().scalar_subquery())
+    rows = session.execute(
+        select(Patient.id, Patient.patient_id, Patient.phone, Patient.language, Patient.discharge_date,
+               Patient.sms_consent, Patient.opted_out_at.is_not(None), Patient.phone_valid,
+               has_followup, Patient.phone.in_(busy))
+        .order_by(Patient.discharge_date, Patient.id))
+    plan = Plan(timepoint, as_of)
+    phones_taken: set[str] = set()
+    for pk, pid, phone, lang, discharged, consent, opted_out, phone_ok, followed_up, phone_busy in rows:
+        due = discharged + dt.timedelta(days=timepoint)
+        reason = ("already_followed_up" if followed_up else "opted_out" if opted_out else
+                  "no_consent" if not consent else "phone_invalid" if not phone_ok else
+                  "not_yet_due" if as_of < due else "window_passed" if as_of > due + dt.timedelta(days=window)
+                  else "shared_phone" if phone_busy or phone in phones_taken else None)
+        if reason:
+            plan.excluded[reason] += 1
+        else:
+            phones_taken.add(phone)
+            plan.eligible.append(Candidate(pk, pid, phone, lang or "en", due))
+    return plan
+
+
+def _chunks(seq: list, size: int = CHUNK) -> Iterable[list]:
+    for i in range(0, len(seq), size):
+        yield seq[i: i + size]
+
+
+def launch_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.date, *, actor: str,
+                limit: int | None = None, progress: Callable[[int], None] | None = None) -> tuple[Wave, Plan]:
+    """Record a wave, create its follow-ups and queue the invitations.  Sends nothing."""
+    plan = plan_wave(session, settings, timepoint, as_of)
+    chosen = plan.eligible[:limit] if limit is not None else plan.eligible
+    now = utcnow()
+    wave = Wave(timepoint_days=timepoint, as_of=as_of, created_by=actor, created_at=now,
+                parameters={"timepoint": timepoint, "as_of": as_of.isoformat(), "limit": limit,
+                            "eligible": len(plan.eligible), "excluded": dict(plan.excluded)})
+    session.add(wave)
+    session.flush()
+    texts = {lang: invitation(timepoint, Context(language=lang, org=settings.org_name)) for lang in ("en", "fr")}
+    created = 0
+    for chunk in _chunks(chosen):
+        by_pk = {c.id: c for c in chunk}
+        stmt = (insert_ignore(session, FollowUp)
+                .on_conflict_do_nothing(index_elements=["patient_id", "timepoint_days"])
+                .returning(FollowUp.id, FollowUp.patient_id))
+        made = session.execute(stmt, [
+            {"patient_id": c.id, "wave_id": wave.id, "timepoint_days": timepoint, "state": "invited",
+             "retries": 0, "reminders_sent": 0, "created_at": now, "updated_at": now} for c in chunk]).all()
+        if made:
+            session.execute(insert(Message), [
+                {"direction": "out", "kind": "invitation", "status": "pending", "patient_id": pk,
+                 "followup_id": fid, "to_number": by_pk[pk].phone, "body": texts.get(by_pk[pk].language, texts["en"]),
+                 "send_after": now, "attempts": 0, "media_count": 0, "created_at": now, "updated_at": now}
+                for fid, pk in made])
+        created += len(made)
+        if progress:
+            progress(len(chunk))
+    wave.targeted = created
+    audit(session, "wave_launched", actor=actor, wave_id=wave.id, timepoint=timepoint, as_of=as_of.isoformat(),
+          targeted=created, limit=limit)
+    session.flush()
+    return wave, plan
+
+
+FUNNEL = ["targeted", "sent", "delivered", "failed", "replied", "completed", "partial", "declined", "opted_out",
+          "expired", "crisis", "undeliverable"]
+
+
+def funnels(session: Session, wave_ids: list[int] | None = None) -> dict[int, dict[str, float]]:
+    """The contact funnel per wave, from three grouped queries."""
+    answered = (select(Answer.followup_id).where(Answer.value.is_not(None)).distinct().subquery())
+    per_state = select(
+        FollowUp.wave_id, func.count().label("targeted"),
+        func.count(FollowUp.last_inbound_at).label("replied"),
+        *[func.sum(case((FollowUp.state == s, 1), else_=0)).label(s)
+          for s in ("completed", "declined", "opted_out", "expired", "crisis", "undeliverable")],
+        func.sum(case((and_(FollowUp.state != "completed", answered.c.followup_id.is_not(None)), 1),
+                      else_=0)).label("partial"),
+    ).outerjoin(answered, answered.c.followup_id == FollowUp.id).where(FollowUp.wave_id.is_not(None)) \
+        .group_by(FollowUp.wave_id)
+    invites = select(
+        FollowUp.wave_id,
+        func.count(distinct(case((Message.provider_sid.is_not(None), Message.followup_id)))).label("sent"),
+        func.count(distinct(case((Message.status.in_(["delivered", "read"]), Message.followup_id)))).label(
+            "delivered"),
+        func.count(distinct(case((Message.status.in_(["failed", "undelivered"]), Message.followup_id)))).label(
+            "failed"),
+    ).join(Message, and_(Message.followup_id == FollowUp.id, Message.kind == "invitation")) \
+        .group_by(FollowUp.wave_id)
+    if wave_ids:
+        per_state = per_state.where(FollowUp.wave_id.in_(wave_ids))
+        invites = invites.where(FollowUp.wave_id.in_(wave_ids))
+    out: dict[int, dict[str, float]] = {}
+    for row in session.execute(per_state).mappings():
+        out[row["wave_id"]] = {k: int(row[k] or 0) for k in FUNNEL if k in row}
+    for row in session.execute(invites).mappings():
+        out.setdefault(row["wave_id"], {}).update({k: int(row[k] or 0) for k in ("sent", "delivered", "failed")})
+    for f in out.values():
+        for k in FUNNEL:
+            f.setdefault(k, 0)
+        f["response_rate"] = (f["completed"] + f["partial"]) / f["targeted"] if f["targeted"] else 0.0
+    return out

@@ -1,0 +1,104 @@
+"""Reminders and expiry (``outreach tick``) with the service clock moved forward."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from outreach.config import load_settings
+from outreach.db import unit_of_work
+from outreach.gateway import SimulatorGateway
+from outreach.models import Answer, FollowUp, Message
+from outreach.scheduler import tick
+from outreach.sender import Sender
+from outreach.waves import launch_wave
+
+AS_OF = dt.date(2026, 11, 20)
+
+
+@pytest.fixture
+def invited(make_patient, sessions, send_env):
+    """Two patients whose invitations went out (simulator), clock at 'now'."""
+    settings = load_settings({**send_env, "SMS_BACKEND": "simulator"})
+    patients = [make_patient(discharge_date=AS_OF - dt.timedelta(days=32)) for _ in range(2)]
+    with unit_of_work(sessions) as s:
+        launch_wave(s, settings, 30, AS_OF, actor="t")
+    gateway = SimulatorGateway(echo=None)
+    Sender(sessions, settings, gateway).send_due()
+    return patients, settings, gateway
+
+
+def run_tick(sessions, settings):
+    with unit_of_work(sessions) as s:
+        return tick(s, settings)
+
+
+def kinds(session, patient):
+    session.rollback()
+    return [m.kind for m in session.scalars(select(Message).where(Message.patient_id == patient.id,
+                                                                  Message.direction == "out")
+                                            .order_by(Message.id))]
+
+
+def test_reminders_at_48_and_96_hours_then_expiry(invited, sessions, session, clock):
+    (a, b), settings, gateway = invited
+    clock(hours=47)
+    assert run_tick(sessions, settings).reminders == 0
+    clock(hours=2)
+    assert run_tick(sessions, settings).reminders == 2
+    assert run_tick(sessions, settings).reminders == 0  # not twice
+    Sender(sessions, settings, gateway).send_due()
+    clock(hours=48)
+    assert run_tick(sessions, settings).reminders == 2
+    assert kinds(session, a) == ["invitation", "reminder", "reminder"]
+    clock(hours=72)  # 7 days + after the invitation
+    stats = run_tick(sessions, settings)
+    assert stats.expired == 2 and stats.reminders == 0
+    session.rollback()
+    assert {f.state for f in session.scalars(select(FollowUp))} == {"expired"}
+    # Still pending reminders of expired follow-ups are cancelled, never sent.
+    assert {m.status for m in session.scalars(select(Message).where(Message.kind == "reminder"))} <= {
+        "sent", "cancelled"}
+
+
+def test_no_reminder_after_a_reply_or_opt_out(invited, sessions, session, clock, twilio):
+    (a, b), settings, _ = invited
+    twilio.text(a.phone, "later")  # declined: not reminded
+    twilio.text(b.phone, "STOP")
+    clock(hours=50)
+    assert run_tick(sessions, settings).reminders == 0
+
+
+def test_stalled_survey_gets_the_current_question_once_and_expiry_keeps_answers(invited, sessions, session, clock,
+                                                                             twilio):
+    (a, b), settings, _ = invited
+    twilio.text(a.phone, "yes")
+    twilio.text(a.phone, "9")
+    clock(hours=23)
+    assert run_tick(sessions, settings).stalled == 0
+    clock(hours=2)
+    assert run_tick(sessions, settings).stalled == 1
+    assert run_tick(sessions, settings).stalled == 0
+    session.rollback()
+    stalled = session.scalar(select(Message).where(Message.kind == "stalled"))
+    assert "still there?" in stalled.body and "mental health" in stalled.body
+    clock(days=7)
+    run_tick(sessions, settings)
+    session.rollback()
+    fu = session.scalar(select(FollowUp).where(FollowUp.patient_id == a.id))
+    assert fu.state == "expired"
+    assert [x.value for x in session.scalars(select(Answer).where(Answer.followup_id == fu.id))] == [9]
+
+
+def test_crisis_is_not_expired(invited, sessions, session, clock, twilio):
+    (a, b), settings, _ = invited
+    twilio.text(a.phone, "I want to die")
+    clock(days=8)
+    run_tick(sessions, settings)
+    session.rollback()
+    assert session.scalar(select(FollowUp.state).where(FollowUp.patient_id == a.id)) == "crisis"
+
+
+def test_tick_command(run_cli):
+    assert "expired 0" in run_cli("tick").output
