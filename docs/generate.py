@@ -15,8 +15,19 @@ from conversations.machine import mermaid
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+def config_table() -> str:
+    from outreach.config import SETTINGS
+
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, (default, meaning) in SETTINGS.items():
+        shown = "*(none: secret)*" if default is None and "secret" in meaning else \
+            "*(none)*" if default is None else f"`{default}`"
+        lines.append(f"| `{name}` | {shown} | {meaning} |")
+    return "\n".join(lines)
+
+
 def sections() -> dict[str, str]:
-    return {"state-diagram": f"```mermaid\n{mermaid()}\n```", "texts": markdown_table()}
+    return {"state-diagram": f"```mermaid\n{mermaid()}\n```", "texts": markdown_table(), "config": config_table()}
 
 
 def render(text: str) -> str:

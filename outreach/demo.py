@@ -1,18 +1,49 @@
-"""``outreach demo``: a fresh database under ./demo/ and a synthetic cohort run through the service."""
+"""``outreach demo``: the whole outreach cycle on a fresh SQLite database under ./demo/, no credentials.
+
+A synthetic cohort whose alliance ratings truly drive their later answers is
+imported; 30- and 90-day waves go out through the simulator; simulated
+patients answer through the real, signed webhook like people do (some never,
+some STOP, some type ``ten`` or ``very good``, some stop half way, one writes
+a crisis message); the clock moves on hour by hour so quiet hours, reminders
+and expiry happen; the funnels and the analysis end the run.
+"""
 from __future__ import annotations
 
+import datetime as dt
+import math
+import random
+import secrets
 import shutil
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from .alerts import open_alerts
 from .config import load_settings
 from .db import make_engine, session_factory, unit_of_work, upgrade
+from .gateway import SimulatorGateway
 from .importer import import_discharges
-from .models import AllianceRating
+from .models import AllianceRating, FollowUp, Message, Patient, Wave, advance_clock, reset_clock, utcnow
+from .phones import mask
+from .scheduler import tick
+from .sender import Sender
 from .synthetic import discharge_rows, write_discharges
+from .waves import FUNNEL, funnels, launch_wave
+from .webhook_client import SignedWebhookClient, flask_post
+
+HEALTH_WORDS = {
+    "en": [["1", "excellent", "Excellent!"], ["2", "very good", "v good"], ["3", "good", "Good"],
+           ["4", "fair", "so-so"], ["5", "poor", "bad"]],
+    "fr": [["1", "excellente"], ["2", "très bien", "tres bonne"], ["3", "bonne", "bien"], ["4", "passable", "moyen"],
+           ["5", "mauvaise"]],
+}
+NUMBER_WORDS = {"en": ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"],
+                "fr": ["zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf", "dix"]}
 
 
 def alliance_distribution(session: Session) -> list[str]:
@@ -34,18 +65,83 @@ def alliance_distribution(session: Session) -> list[str]:
     return lines
 
 
+@dataclass
+class SimulatedPatient:
+    """How one patient behaves at one time point; decided up front from their alliance."""
+    phone: str
+    language: str
+    timepoint: int
+    bursts: list[tuple[float, list[str]]] = field(default_factory=list)  # (hours after invitation, texts)
+    started_at: dt.datetime | None = None
+    done: int = 0
+
+
+def _answer(rng: random.Random, lang: str, value: int) -> str:
+    r = rng.random()
+    if r < 0.2:
+        return NUMBER_WORDS[lang][value]
+    if r < 0.3:
+        return f"{value}/10"
+    if r < 0.35:
+        return f"about {value}" if lang == "en" else f"environ {value}"
+    return str(value)
+
+
+def _behaviour(rng: random.Random, phone: str, lang: str, timepoint: int, z: float) -> SimulatedPatient:
+    p = SimulatedPatient(phone, lang, timepoint)
+    if rng.random() > 1 / (1 + math.exp(-(0.5 + 0.6 * z))):  # stronger alliance, more likely to answer
+        return p  # never answers
+    delay = rng.choice([rng.uniform(0.1, 6), rng.uniform(0.1, 30), rng.uniform(40, 60), rng.uniform(90, 110)])
+    kind = rng.random()
+    if kind < 0.05:
+        p.bursts.append((delay, ["STOP"]))
+        return p
+    efficacy = max(0, min(10, round(6.3 + 1.6 * z + rng.gauss(0, 1.8))))
+    health = [max(1, min(5, round(3.0 - 0.7 * z + rng.gauss(0, 0.9)))) for _ in range(2)]
+    answers = [_answer(rng, lang, efficacy)] + [rng.choice(HEALTH_WORDS[lang][h - 1]) for h in health]
+    if rng.random() < 0.08:
+        answers.insert(1, "7 or 8" if lang == "en" else "7 ou 8")  # asked again, then a usable reply
+    if timepoint >= 90:
+        answers.append(rng.choice(["0", "none", "2", "5", "12"]) if z > -1 else rng.choice(["8", "15", "20", "30"]))
+    yes = rng.choice(["yes", "Yes!", "ok", "sure", "👍"]) if lang == "en" else rng.choice(["oui", "Oui", "ok"])
+    if kind < 0.12:  # not now, then yes a day later
+        p.bursts += [(delay, ["not now" if lang == "en" else "plus tard"]), (delay + 24, [yes] + answers)]
+    elif kind < 0.22:  # gives up half way
+        p.bursts.append((delay, [yes, answers[0]]))
+    else:
+        p.bursts.append((delay, [yes] + answers))
+    return p
+
+
+def next_weekday_morning(now: dt.datetime, zone: str = "America/Toronto") -> dt.datetime:
+    local = now.replace(tzinfo=dt.UTC).astimezone(ZoneInfo(zone))
+    day = local.date() + dt.timedelta(days=1)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return dt.datetime.combine(day, dt.time(9, 30), tzinfo=ZoneInfo(zone)).astimezone(dt.UTC).replace(tzinfo=None)
+
+
 def run_demo(directory: Path, *, patients: int = 300, seed: int = 7, echo: Callable[[str], None] = print) -> None:
+    started = time.perf_counter()
+    rng = random.Random(seed)
     directory = Path(directory)
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     db_path = directory / "outreach.db"
-    settings = load_settings({"DATABASE_URL": f"sqlite:///{db_path}"})
+    env = {"DATABASE_URL": f"sqlite:///{db_path}", "SMS_BACKEND": "simulator", "SEND_RATE_PER_SECOND": "0",
+           "TWILIO_AUTH_TOKEN": secrets.token_hex(16), "HELP_CONTACT": "1-800-555-0199",
+           "PUBLIC_BASE_URL": "https://outreach.example.org", "ORG_NAME": "Recovery Study",
+           "DEFAULT_TIMEZONE": "America/Toronto"}
+    settings = load_settings(env)
     engine = make_engine(settings.database_url)
     upgrade(engine)
     sessions = session_factory(engine)
+    reset_clock()
 
-    csv_path = write_discharges(directory / "discharges.csv", discharge_rows(patients, seed=seed, invalid=6))
+    echo("== 1. Import discharges")
+    csv_path = write_discharges(directory / "discharges.csv",
+                                discharge_rows(patients, seed=seed, invalid=6, day_ranges=[(31, 38), (91, 98)]))
     echo(f"generated {csv_path} ({patients} synthetic discharges and 6 broken rows)")
     with unit_of_work(sessions) as session:
         result = import_discharges(session, csv_path, settings, skip_invalid=True)
@@ -55,5 +151,85 @@ def run_demo(directory: Path, *, patients: int = 300, seed: int = 7, echo: Calla
     with unit_of_work(sessions) as session:
         for line in alliance_distribution(session):
             echo(line)
-    echo(f"files are in {directory}/: outreach.db, discharges.csv, discharges.rejected.csv")
+
+    # The simulated clock starts on the next weekday morning in Toronto.
+    advance_clock(next_weekday_morning(utcnow()) - utcnow())
+    today = utcnow().replace(tzinfo=dt.UTC).astimezone(ZoneInfo("America/Toronto")).date()
+    echo(f"\n== 2. Launch waves (simulated clock: {today:%a %Y-%m-%d} 09:30 Toronto)")
+    with unit_of_work(sessions) as session:
+        for timepoint in (30, 90):
+            wave, plan = launch_wave(session, settings, timepoint, today, actor="demo")
+            excluded = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(plan.excluded.items()) if v)
+            echo(f"{timepoint}-day wave {wave.id}: {wave.targeted} invited ({excluded})")
+
+    with unit_of_work(sessions) as session:
+        rows = session.execute(
+            select(Patient.phone, Patient.language, FollowUp.timepoint_days, AllianceRating.mean_score)
+            .join(FollowUp, FollowUp.patient_id == Patient.id)
+            .join(AllianceRating, AllianceRating.patient_id == Patient.id)).all()
+    agents = {phone: _behaviour(rng, phone, lang, tp, ((score or 4.8) - 4.8) / 0.9)
+              for phone, lang, tp, score in rows}
+    crisis_phone = next(a.phone for a in agents.values() if a.bursts and a.bursts[-1][1][0] != "STOP")
+    first_burst = agents[crisis_phone].bursts[-1][1]
+    first_burst.insert(2, "honestly some days I want to die")
+
+    from webhooks.app import create_app
+
+    app = create_app(env)
+    client = SignedWebhookClient(flask_post(app.test_client()), env["PUBLIC_BASE_URL"], env["TWILIO_AUTH_TOKEN"])
+    shown = {"n": 0}
+
+    def show(line: str) -> None:
+        shown["n"] += 1
+        if shown["n"] <= 4:
+            echo(line)
+        elif shown["n"] == 5:
+            echo("[simulator] … (further outbound texts are recorded in the database, not printed)")
+
+    sender = Sender(sessions, settings, SimulatorGateway(echo=show))
+    echo("\n== 3. Nine simulated days: sending in quiet-hours windows, patients replying, reminders, expiry")
+    transcript: list[str] = []
+    sample = next(a.phone for a in agents.values()
+                  if a.phone != crisis_phone and len(a.bursts) == 1 and len(a.bursts[0][1]) >= 5)
+    hours = 0
+    for hours in range(9 * 24):
+        sender.send_due()
+        with unit_of_work(sessions) as session:
+            tick(session, settings)
+            invited = dict(session.execute(
+                select(Patient.phone, FollowUp.invited_at).join(FollowUp, FollowUp.patient_id == Patient.id)
+                .where(FollowUp.invited_at.is_not(None))).all())
+        now = utcnow()
+        for agent in agents.values():
+            if agent.started_at is None and agent.phone in invited:
+                agent.started_at = invited[agent.phone]
+            while agent.started_at and agent.done < len(agent.bursts) and \
+                    agent.started_at + dt.timedelta(hours=agent.bursts[agent.done][0]) <= now:
+                for text in agent.bursts[agent.done][1]:
+                    _, replies = client.text(agent.phone, text)
+                    if agent.phone == sample:
+                        transcript += [f"  patient: {text}"] + [f"  service: {r}" for r in replies]
+                agent.done += 1
+        advance_clock(dt.timedelta(hours=1))
+    app.extensions["outreach"]["engine"].dispose()
+
+    echo("\nOne conversation (phone " + mask(sample) + "):")
+    for line in transcript:
+        echo(line)
+
+    echo("\n== 4. Wave funnels")
+    with unit_of_work(sessions) as session:
+        data = funnels(session)
+        for wave in session.scalars(select(Wave).order_by(Wave.id)):
+            f = data.get(wave.id, {})
+            echo(f"wave {wave.id} ({wave.timepoint_days}-day): " + ", ".join(
+                f"{k.replace('_', ' ')} {f.get(k, 0)}" for k in FUNNEL) +
+                f"; response rate {100 * f.get('response_rate', 0):.0f}%")
+        counts = dict(session.execute(select(Message.direction, func.count()).group_by(Message.direction)).all())
+        alerts = open_alerts(session)
+    echo(f"{counts.get('out', 0)} outbound and {counts.get('in', 0)} inbound texts stored; open crisis alerts: " +
+         ", ".join(f"#{a.id} patient {a.patient_id}: \"{a.message}\"" for a in alerts))
+    reset_clock()
     engine.dispose()
+    echo(f"\ndone in {time.perf_counter() - started:.0f} s. Files are in {directory}/: outreach.db (the database), "
+         "discharges.csv and discharges.rejected.csv")

@@ -84,7 +84,7 @@ class SimulatorGateway:
         self.sent.append((sid, to, body))
         if self.echo:
             self.echo(f"[simulator] to {mask(to)}: {body}")
-        return SendResult(sid=sid, status="sent")
+        return SendResult(sid=sid, status="delivered")  # a simulated phone always receives
 
     def sent_since(self, to: str, since: dt.datetime, body: str) -> list[str]:
         return [sid for sid, t, b in self.sent if t == to and b == body]

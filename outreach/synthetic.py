@@ -38,15 +38,19 @@ def fictional_phone(rng: random.Random, i: int, unique: bool = True) -> str:
 
 
 def discharge_rows(n: int, seed: int = 1, today: dt.date | None = None, days_back: int = 400,
-                   invalid: int = 0) -> list[list[str]]:
-    """``n`` valid discharge rows (+ ``invalid`` broken ones mixed in)."""
+                   invalid: int = 0, day_ranges: list[tuple[int, int]] | None = None) -> list[list[str]]:
+    """``n`` valid discharge rows (+ ``invalid`` broken ones mixed in).
+
+    Discharges are spread over the last ``days_back`` days, or evenly over ``day_ranges``
+    (days ago, inclusive) so that chosen time points are due."""
     rng = random.Random(seed)
     today = today or dt.date.today()
     rows = []
     for i in range(n):
         latent = latent_alliance(rng)
         items = item_values(rng, latent)
-        discharged = today - dt.timedelta(days=rng.randint(1, days_back))
+        lo, hi = day_ranges[i % len(day_ranges)] if day_ranges else (1, days_back)
+        discharged = today - dt.timedelta(days=rng.randint(lo, hi))
         rows.append([
             f"P{i + 1:06d}", fictional_phone(rng, i), discharged.isoformat(),
             rng.choices(["yes", "no"], weights=[92, 8])[0],

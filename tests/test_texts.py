@@ -50,3 +50,14 @@ def test_readme_texts_table_is_current():
 
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     assert markdown_table() in readme, "README texts table is stale: run `python docs/generate.py`"
+
+
+def test_readme_generated_sections_are_current():
+    """README's state diagram, texts table and configuration table come from the code."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    result = subprocess.run([sys.executable, "docs/generate.py", "--check"], cwd=root)
+    assert result.returncode == 0, "README is stale: run `python docs/generate.py`"
