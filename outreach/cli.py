@@ -332,6 +332,53 @@ def worker_cmd(ctx: Context, once: bool) -> None:
     run_worker(ctx.sessions, ctx.settings, echo=click.echo, once=once)
 
 
+@cli.command("export", help="Write the linked, de-identified results for a statistics package, with a codebook.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "dta", "sav"]),
+              help="Default: from the file's extension.")
+@click.option("--timepoint", type=int, help="Only this time point.")
+@click.option("--identified", is_flag=True, help="Add patient_id and discharge_date (coordinators; audited).")
+@click.option("--reason", help="Why an identified export is needed (required with --identified).")
+@pass_ctx
+def export_cmd(ctx: Context, out: Path, fmt: str | None, timepoint: int | None, identified: bool,
+               reason: str | None) -> None:
+    from analysis.dataset import linked_dataset
+    from analysis.export import ExportError, codebook_path, format_for, write
+
+    from .db import audit, current_actor
+
+    if identified and not (reason and reason.strip()):
+        raise click.UsageError("--identified needs --reason TEXT saying why identifiers are needed")
+    try:
+        fmt = format_for(out, fmt)
+    except ExportError as exc:
+        raise click.UsageError(str(exc)) from None
+    key = ctx.settings.require("EXPORT_KEY").encode("utf-8")
+    df = linked_dataset(ctx.engine, key, timepoint=timepoint, identified=identified)
+    write(df, out, fmt)
+    if identified:
+        with unit_of_work(ctx.sessions) as session:
+            audit(session, "identified_export", actor=current_actor(), reason=reason.strip(), rows=len(df),
+                  file=str(out), timepoint=timepoint)
+    click.echo(f"wrote {len(df)} rows to {out} ({fmt}{', identified' if identified else ', de-identified'}) "
+               f"and the codebook to {codebook_path(out)}")
+
+
+@cli.command("report", help="Write the statistical report (Markdown, HTML, stats.json, figures) to a folder.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--timepoint", type=int, help="Only this time point.")
+@pass_ctx
+def report_cmd(ctx: Context, out: Path, timepoint: int | None) -> None:
+    from analysis.dataset import linked_dataset
+    from analysis.report import write_report
+
+    key = ctx.settings.require("EXPORT_KEY").encode("utf-8")
+    df = linked_dataset(ctx.engine, key, timepoint=timepoint)
+    payload = write_report(df, out, suppress_below=int(ctx.settings.get("SUPPRESS_BELOW")), timepoint=timepoint)
+    click.echo(f"report for {payload['n_rows']} follow-ups written to {out}/report.md, report.html, stats.json "
+               f"and {len(payload['figures'])} figures")
+
+
 def main() -> None:
     cli(prog_name="outreach")
 

@@ -37,6 +37,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "TWILIO_MESSAGING_SERVICE_SID": (None, "Messaging service to send from (or TWILIO_FROM_NUMBER)."),
     "TWILIO_FROM_NUMBER": (None, "Sender number when no messaging service is used."),
     "TWILIO_API_BASE_URL": (None, "Override of the Twilio API host (loopback testing)."),
+    "EXPORT_KEY": (None, "Key of the HMAC that turns patient ids into export pseudonyms (secret)."),
+    "SUPPRESS_BELOW": ("5", "Counts from 1 to this minus one are shown as '<N' in reports."),
     "HELP_CONTACT": (None, "Phone number given to patients who text HELP (required by the web app)."),
     "CRISIS_LINE": ("988", "Crisis line named in the safety reply (call or text)."),
     "EMERGENCY_NUMBER": ("911", "Emergency number named in the safety reply."),

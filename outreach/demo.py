@@ -230,6 +230,36 @@ def run_demo(directory: Path, *, patients: int = 300, seed: int = 7, echo: Calla
     echo(f"{counts.get('out', 0)} outbound and {counts.get('in', 0)} inbound texts stored; open crisis alerts: " +
          ", ".join(f"#{a.id} patient {a.patient_id}: \"{a.message}\"" for a in alerts))
     reset_clock()
+
+    echo("\n== 5. Analysis: does a stronger alliance go with better outcomes?")
+    from analysis.dataset import linked_dataset
+    from analysis.export import write
+    from analysis.report import write_report
+
+    key = secrets.token_bytes(32)  # the demo's own pseudonym key; a real study sets EXPORT_KEY
+    df = linked_dataset(engine, key)
+    write(df, directory / "results.csv", "csv")
+    payload = write_report(df, directory / "report")
+    for line in summary_lines(payload):
+        echo(line)
     engine.dispose()
     echo(f"\ndone in {time.perf_counter() - started:.0f} s. Files are in {directory}/: outreach.db (the database), "
-         "discharges.csv and discharges.rejected.csv")
+         "discharges.csv and discharges.rejected.csv (the import), results.csv and results.codebook.csv "
+         "(the de-identified export), report/ (report.md, report.html, stats.json and figures)")
+
+
+def summary_lines(payload: dict) -> list[str]:
+    if payload.get("too_small"):
+        return [f"only {payload['n_responders']} responders: too few for estimates"]
+    fmt = lambda r: (f"{r['estimate']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f}), "  # noqa: E731
+                     f"p {'< 0.001' if r['p'] < 0.001 else '= ' + format(r['p'], '.3f')}, n = {r['n']}")
+    lines = [f"{payload['n_responders']} of {payload['n_rows']} follow-ups answered"]
+    for r in payload["spearman"]:
+        lines.append(f"Spearman rho, alliance vs {r['outcome'].replace('_', ' ')}: {fmt(r)}")
+    for r in payload["logistic"][:1] + payload["ordinal"]:
+        lines.append(f"odds ratio per SD of alliance, {r['outcome'].replace('_', ' ')}: {fmt(r)}")
+    nr = payload["nonresponse"]
+    lines.append(f"non-response: responders' mean alliance {nr['mean_responders']:.2f} vs "
+                 f"{nr['mean_nonresponders']:.2f}" + (" (they differ: see the weighted estimate in the report)"
+                                                     if nr["differs"] else ""))
+    return lines

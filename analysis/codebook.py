@@ -1,0 +1,53 @@
+"""The export's contract: every variable with its label, type and codes (codebook and embedded labels)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+YES_NO = {0: "No", 1: "Yes"}
+HEALTH = {1: "Poor", 2: "Fair", 3: "Good", 4: "Very good", 5: "Excellent"}
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    label: str
+    type: str  # string | integer | numeric | binary | category
+    codes: dict = field(default_factory=dict)
+
+
+STATUS_CODES = {
+    "completed": "answered every question", "partial": "answered some questions",
+    "no_reply": "never replied", "declined": "said not now and never started",
+    "opted_out": "opted out (STOP) before answering", "expired": "replied but answered nothing before expiry",
+    "undeliverable": "messages could not be delivered", "crisis": "survey paused after a crisis message",
+}
+
+VARIABLES = [
+    Variable("participant", "Pseudonymous participant id (HMAC-SHA256 of the site id, 16 hex)", "string"),
+    Variable("patient_id", "Site patient id (identified exports only)", "string"),
+    Variable("discharge_date", "Discharge date (identified exports only)", "string"),
+    Variable("timepoint_days", "Follow-up time point, days after discharge", "integer"),
+    Variable("status", "Outcome of the contact", "category", STATUS_CODES),
+    Variable("responded", "Gave at least one usable answer", "binary", YES_NO),
+    Variable("days_to_response", "Days from discharge to the first usable answer", "integer"),
+    Variable("contact_attempts", "Invitations and reminders sent", "integer"),
+    *[Variable(f"alliance_{i}", f"Alliance item {i} at discharge (0-6)", "integer") for i in range(1, 7)],
+    Variable("alliance_mean", "Alliance mean score (0-6; missing when fewer than 5 items answered)", "numeric"),
+    Variable("alliance_bond", "Alliance bond subscale, items 2, 3, 5 (0-6)", "numeric"),
+    Variable("alliance_goal_task", "Alliance goal/task subscale, items 1, 4, 6 (0-6)", "numeric"),
+    Variable("alliance_tertile", "Alliance tertile within this export's participants", "category",
+             {"low": "lowest third", "mid": "middle third", "high": "highest third"}),
+    Variable("self_efficacy", "Confidence in ability to work on recovery (0 not at all - 10 completely)", "integer"),
+    Variable("self_efficacy_high", "Self-efficacy 8 or more", "binary", YES_NO),
+    Variable("mental_health", "Self-rated mental health", "integer", HEALTH),
+    Variable("physical_health", "Self-rated physical health", "integer", HEALTH),
+    Variable("mental_health_high", "Mental health very good or excellent", "binary", YES_NO),
+    Variable("physical_health_high", "Physical health very good or excellent", "binary", YES_NO),
+    Variable("days_used", "Days of alcohol or other drug use in the past 30 (asked from 90 days on)", "integer"),
+    Variable("age", "Age at discharge", "integer"),
+    Variable("sex", "Sex as recorded by the site", "string"),
+    Variable("length_of_stay_days", "Length of stay, days", "integer"),
+    Variable("primary_substance", "Primary substance as recorded by the site", "string"),
+    Variable("program", "Program as recorded by the site", "string"),
+]
+BY_NAME = {v.name: v for v in VARIABLES}

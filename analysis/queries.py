@@ -1,0 +1,62 @@
+"""Plain query functions: the database in, one DataFrame per question out (aggregated in SQL)."""
+from __future__ import annotations
+
+import pandas as pd
+from sqlalchemy import Engine, case, func, select
+
+from outreach.models import AllianceRating, Answer, FollowUp, Message, Patient
+
+QUESTION_KEYS = ["self_efficacy", "mental_health", "physical_health", "days_used"]
+COVARIATES = ["age", "sex", "length_of_stay_days", "primary_substance", "program"]
+
+
+def _frame(engine: Engine, stmt) -> pd.DataFrame:
+    """Run ``stmt`` and build the DataFrame column by column (much faster than row objects)."""
+    with engine.connect() as conn:
+        result = conn.execute(stmt)
+        keys = list(result.keys())
+        rows = result.fetchall()
+    columns = list(zip(*rows)) if rows else [()] * len(keys)
+    return pd.DataFrame({k: list(col) for k, col in zip(keys, columns)})
+
+
+def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
+    """One row per targeted follow-up with the patient's discharge data."""
+    stmt = (select(FollowUp.id.label("followup_id"), FollowUp.timepoint_days, FollowUp.state,
+                   FollowUp.last_inbound_at, Patient.id.label("patient_pk"), Patient.patient_id,
+                   Patient.discharge_date, *[getattr(Patient, c) for c in COVARIATES])
+            .join(Patient, Patient.id == FollowUp.patient_id))
+    if timepoint is not None:
+        stmt = stmt.where(FollowUp.timepoint_days == timepoint)
+    return _frame(engine, stmt)
+
+
+def ratings(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
+    """The discharge alliance rating of every patient with a follow-up (one row per patient)."""
+    targeted = select(FollowUp.patient_id)
+    if timepoint is not None:
+        targeted = targeted.where(FollowUp.timepoint_days == timepoint)
+    stmt = (select(AllianceRating.patient_id.label("patient_pk"), AllianceRating.items, AllianceRating.mean_score,
+                   AllianceRating.subscale_scores)
+            .where(AllianceRating.patient_id.in_(targeted.distinct())))
+    return _frame(engine, stmt)
+
+
+def answers_wide(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
+    """Per follow-up: each question's coded value and the time of the first usable answer."""
+    stmt = (select(Answer.followup_id,
+                   *[func.max(case((Answer.question_key == k, Answer.value))).label(k) for k in QUESTION_KEYS],
+                   func.min(case((Answer.value.is_not(None), Answer.answered_at))).label("first_answer_at"))
+            .group_by(Answer.followup_id))
+    if timepoint is not None:
+        stmt = stmt.join(FollowUp, FollowUp.id == Answer.followup_id).where(FollowUp.timepoint_days == timepoint)
+    return _frame(engine, stmt)
+
+
+def contact_attempts(engine: Engine) -> pd.DataFrame:
+    """Per follow-up: invitations and reminders that actually went out."""
+    stmt = (select(Message.followup_id, func.count().label("contact_attempts"))
+            .where(Message.direction == "out", Message.kind.in_(["invitation", "reminder", "stalled"]),
+                   Message.provider_sid.is_not(None))
+            .group_by(Message.followup_id))
+    return _frame(engine, stmt)

@@ -1,0 +1,113 @@
+"""Analysis benchmark: 100,000 patients x 4 time points loaded, summarised and exported.
+
+Seeds a SQLite database (and PostgreSQL with BENCH_POSTGRES_URL) with set-based
+inserts, then runs load + statistics + CSV/Parquet export in a child process
+and prints its wall time and peak memory.  Target: under 20 s and 2 GB.
+
+    python benchmarks/analysis_bench.py [--patients 100000]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from sqlalchemy import insert, select, text
+
+TIMEPOINTS = (30, 90, 180, 365)
+
+
+def seed(url: str, n: int) -> None:
+    from outreach.db import make_engine, upgrade
+    from outreach.models import AllianceRating, Answer, FollowUp, Message, Patient
+
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    upgrade(engine)
+    rng = np.random.default_rng(1)
+    now = dt.datetime(2026, 11, 1)
+    items = np.clip(np.rint(rng.normal(5.1, 0.9, (n, 1)) + rng.normal(0, 0.6, (n, 6))), 0, 6).astype(int)
+    with engine.begin() as conn:
+        conn.execute(insert(Patient), [
+            dict(patient_id=f"A{i:07d}", phone=f"+1416{2000000 + i:07d}", timezone="America/Toronto", language="en",
+                 sms_consent=True, phone_valid=True, discharge_date=dt.date(2025, 10, 1), age=int(20 + i % 50),
+                 sex="FMX"[i % 3], length_of_stay_days=int(14 + i % 40), primary_substance="alcohol",
+                 program="residential", created_at=now, updated_at=now) for i in range(n)])
+        pks = conn.execute(select(Patient.id).order_by(Patient.id)).scalars().all()
+        means = items.mean(axis=1)
+        conn.execute(insert(AllianceRating), [
+            dict(patient_id=pk, instrument="alliance6", items=items[i].tolist(), mean_score=float(means[i]),
+                 subscale_scores={"bond": float(items[i, [1, 2, 4]].mean()),
+                                  "goal_task": float(items[i, [0, 3, 5]].mean())}, created_at=now, updated_at=now)
+            for i, pk in enumerate(pks)])
+        conn.execute(insert(FollowUp), [
+            dict(patient_id=pk, timepoint_days=tp, state="completed" if (i + tp) % 5 < 3 else "expired",
+                 retries=0, reminders_sent=1, invited_at=now, last_inbound_at=now if (i + tp) % 5 < 4 else None,
+                 created_at=now, updated_at=now)
+            for i, pk in enumerate(pks) for tp in TIMEPOINTS])
+        fus = conn.execute(select(FollowUp.id, FollowUp.state, FollowUp.timepoint_days)).all()
+        answers, messages = [], []
+        for fid, state, tp in fus:
+            messages.append(dict(direction="out", kind="invitation", status="delivered", followup_id=fid,
+                                 provider_sid=f"SM{fid:032x}", body="x", attempts=1, media_count=0,
+                                 created_at=now, updated_at=now))
+            if state == "completed":
+                for key, value in (("self_efficacy", fid % 11), ("mental_health", 1 + fid % 5),
+                                   ("physical_health", 1 + (fid // 5) % 5)) + ((("days_used", fid % 31),)
+                                                                              if tp >= 90 else ()):
+                    answers.append(dict(followup_id=fid, question_key=key, raw_text=str(value), value=value,
+                                        answered_at=now))
+        conn.execute(insert(Message), messages)
+        conn.execute(insert(Answer), answers)
+    engine.dispose()
+
+
+MEASURE = """
+import sys, time, resource, tempfile, os
+from outreach.db import make_engine
+from analysis.dataset import linked_dataset
+from analysis.stats import summarise
+from analysis.export import write
+t0 = time.perf_counter()
+engine = make_engine(sys.argv[1])
+df = linked_dataset(engine, b"bench-key")
+t1 = time.perf_counter()
+summary = summarise(df)
+t2 = time.perf_counter()
+with tempfile.TemporaryDirectory() as tmp:
+    write(df, os.path.join(tmp, "r.csv"), "csv")
+    write(df, os.path.join(tmp, "r.parquet"), "parquet")
+t3 = time.perf_counter()
+print(f"{len(df)} rows: load {t1 - t0:.1f} s, statistics {t2 - t1:.1f} s, export csv+parquet {t3 - t2:.1f} s, "
+      f"total {t3 - t0:.1f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--patients", type=int, default=100_000)
+    args = parser.parse_args()
+    targets = []
+    with tempfile.TemporaryDirectory() as tmp:
+        targets.append(("sqlite", f"sqlite:///{tmp}/analysis.db"))
+        if os.environ.get("BENCH_POSTGRES_URL"):
+            targets.append(("postgresql", os.environ["BENCH_POSTGRES_URL"]))
+        for label, url in targets:
+            t0 = time.perf_counter()
+            seed(url, args.patients)
+            print(f"{label}: seeded {args.patients} patients x {len(TIMEPOINTS)} time points "
+                  f"in {time.perf_counter() - t0:.0f} s")
+            out = subprocess.run([sys.executable, "-c", MEASURE, url], capture_output=True, text=True)
+            print(f"{label}: {out.stdout.strip() or out.stderr[-2000:]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The linked dataset and its export, from a real database filled through the real webhook."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from analysis.dataset import CONTRACT, linked_dataset
+from outreach.db import unit_of_work
+from outreach.models import AuditEvent, FollowUp, Message
+
+KEY = "export-key-for-tests"
+
+
+@pytest.fixture
+def filled(make_patient, make_followup, sessions, twilio, engine):
+    """Five patients at 30 days and one at 90, answering in different ways."""
+    a = make_patient(patient_id="A", discharge_date=dt.date(2026, 10, 1), mean=5.5)
+    b = make_patient(patient_id="B", discharge_date=dt.date(2026, 10, 1), mean=3.0)
+    c = make_patient(patient_id="C", discharge_date=dt.date(2026, 10, 1), mean=4.5)
+    d = make_patient(patient_id="D", discharge_date=dt.date(2026, 10, 1), mean=6.0)
+    e = make_patient(patient_id="E", discharge_date=dt.date(2026, 10, 1), mean=5.0)
+    fus = {p.patient_id: make_followup(p, timepoint=30) for p in (a, b, c, d, e)}
+    fus["A90"] = make_followup(a, timepoint=90, state="completed")
+    with unit_of_work(sessions) as s:
+        s.add(Message(direction="out", kind="invitation", status="delivered", provider_sid="SM" + "a" * 32,
+                      patient_id=a.id, followup_id=fus["A"].id, body="x"))
+        s.add(Message(direction="out", kind="reminder", status="delivered", provider_sid="SM" + "b" * 32,
+                      patient_id=a.id, followup_id=fus["A"].id, body="x"))
+        s.get(FollowUp, fus["A90"].id).state = "expired"  # an earlier cohort's closed follow-up
+    for text in ["yes", "9", "very good"]:
+        twilio.text(a.phone, text)  # A: partial at 30 days, stopped before the last question
+    for text in ["oui", "3", "5", "poor"]:
+        twilio.text(b.phone, text)  # B: completed
+    twilio.text(c.phone, "STOP")  # C: opted out, no answers
+    # D never replies; E says yes and nothing else (then the window closes)
+    twilio.text(e.phone, "yes")
+    return engine
+
+
+def test_columns_follow_the_contract_and_missing_stays_missing(filled):
+    df = linked_dataset(filled, KEY.encode())
+    assert list(df.columns) == CONTRACT  # no covariates were imported for these patients
+    assert len(df) == 6
+    by = {(r.participant, r.timepoint_days): r for r in df.itertuples()}
+    pseudo = {pid: hmac.new(KEY.encode(), pid.encode(), hashlib.sha256).hexdigest()[:16] for pid in "ABCDE"}
+    a30, b30 = by[(pseudo["A"], 30)], by[(pseudo["B"], 30)]
+    assert a30.status == "partial" and a30.responded == 1 and a30.self_efficacy == 9 and a30.mental_health == 4
+    assert pd.isna(a30.physical_health) and pd.isna(a30.days_used) and pd.isna(a30.physical_health_high)
+    assert a30.contact_attempts == 2 and a30.self_efficacy_high == 1 and a30.mental_health_high == 1
+    assert b30.status == "completed" and b30.self_efficacy == 3 and b30.self_efficacy_high == 0
+    assert b30.mental_health == 1 and b30.physical_health == 1  # "5" and "poor" are both Poor
+    today = dt.datetime.now(dt.UTC).date()
+    assert b30.days_to_response == (today - dt.date(2026, 10, 1)).days
+    assert by[(pseudo["C"], 30)].status == "opted_out" and by[(pseudo["C"], 30)].responded == 0
+    assert by[(pseudo["D"], 30)].status == "no_reply" and pd.isna(by[(pseudo["D"], 30)].self_efficacy)
+    assert by[(pseudo["E"], 30)].status == "expired"  # replied, answered nothing
+    assert by[(pseudo["A"], 90)].status == "no_reply"
+    # Tertiles are cut within the exported participants (means 3.0, 4.5, 5.0, 5.5, 6.0).
+    tertiles = {pid: by[(pseudo[pid], 30)].alliance_tertile for pid in "ABCDE"}
+    assert tertiles["B"] == "low" and tertiles["D"] == "high"
+
+
+def test_default_export_has_no_identifiers(filled, run_cli, tmp_path):
+    out = tmp_path / "results.csv"
+    result = run_cli("export", "--out", str(out), extra_env={"EXPORT_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    df = pd.read_csv(out)
+    assert "patient_id" not in df.columns and "discharge_date" not in df.columns and "phone" not in df.columns
+    assert "+1416" not in text and "2026-10-01" not in text and ",A," not in text
+    codebook = pd.read_csv(tmp_path / "results.codebook.csv")
+    assert list(codebook.columns) == ["variable", "label", "type", "codes"]
+    assert list(codebook["variable"]) == list(df.columns)
+    assert "1 = Poor" in codebook.set_index("variable").loc["mental_health", "codes"]
+
+
+def test_export_refuses_without_key(filled, run_cli, tmp_path):
+    result = run_cli("export", "--out", str(tmp_path / "r.csv"))
+    assert result.exit_code == 2 and "EXPORT_KEY is not set" in result.output
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_identified_export_needs_a_reason_and_is_audited(filled, run_cli, tmp_path, session):
+    refused = run_cli("export", "--out", str(tmp_path / "r.csv"), "--identified", extra_env={"EXPORT_KEY": KEY})
+    assert refused.exit_code != 0 and "--reason" in refused.output
+    ok = run_cli("export", "--out", str(tmp_path / "r.csv"), "--identified", "--reason", "contact tracing audit",
+                 extra_env={"EXPORT_KEY": KEY, "OUTREACH_ACTOR": "coordinator-7"})
+    assert ok.exit_code == 0, ok.output
+    df = pd.read_csv(tmp_path / "r.csv", dtype=str)
+    assert list(df.columns[:3]) == ["participant", "patient_id", "discharge_date"]
+    assert set(df["patient_id"]) == set("ABCDE") and set(df["discharge_date"]) == {"2026-10-01"}
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "identified_export"))
+    assert event.actor == "coordinator-7" and event.details["reason"] == "contact tracing audit"
+    assert event.details["rows"] == 6
+
+
+@pytest.mark.parametrize("ext", ["dta", "sav"])
+def test_stats_package_files_carry_variable_and_value_labels(filled, run_cli, tmp_path, ext):
+    import pyreadstat
+
+    out = tmp_path / f"results.{ext}"
+    assert run_cli("export", "--out", str(out), "--timepoint", "30", extra_env={"EXPORT_KEY": KEY}).exit_code == 0
+    df, meta = (pyreadstat.read_dta if ext == "dta" else pyreadstat.read_sav)(str(out))
+    assert len(df) == 5 and set(df["timepoint_days"]) == {30}
+    labels = dict(zip(meta.column_names, meta.column_labels))
+    assert labels["self_efficacy"].startswith("Confidence in ability")
+    assert meta.variable_value_labels["physical_health"][5] == "Excellent"
+    assert meta.variable_value_labels["self_efficacy_high"][1] == "Yes"
+    assert df["days_used"].isna().all()  # missing, never zero
+
+
+def test_parquet_and_bad_extension(filled, run_cli, tmp_path):
+    out = tmp_path / "r.parquet"
+    assert run_cli("export", "--out", str(out), extra_env={"EXPORT_KEY": KEY}).exit_code == 0
+    assert len(pd.read_parquet(out)) == 6
+    bad = run_cli("export", "--out", str(tmp_path / "r.xlsx"), extra_env={"EXPORT_KEY": KEY})
+    assert bad.exit_code != 0 and "--format" in bad.output

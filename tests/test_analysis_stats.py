@@ -1,0 +1,140 @@
+"""Statistics checked against values worked out independently, and recovery of a known effect."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import stats as st
+from analysis.simulate import cohort
+
+# A small fixed dataset with ties in both variables and missing answers.
+FIXED = pd.DataFrame({
+    "participant": [f"p{i}" for i in range(12)],
+    "timepoint_days": 30,
+    "alliance_mean": [6, 6, 5.5, 5.5, 5, 4.5, 4.5, 4, 3.5, 3, 5, 2.5],
+    "self_efficacy": [10, 9, 9, 7, 8, 6, 7, 5, np.nan, 4, np.nan, 5],
+    "responded": [1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1],
+})
+
+
+def test_spearman_matches_pearson_on_average_ranks_with_ties_and_missing():
+    r = st.spearman(FIXED, "self_efficacy")
+    pair = FIXED[["alliance_mean", "self_efficacy"]].dropna()
+    ranks = pair.rank(method="average")  # ties get their average rank
+    x, y = ranks.iloc[:, 0].to_numpy(), ranks.iloc[:, 1].to_numpy()
+    by_hand = ((x - x.mean()) * (y - y.mean())).sum() / math.sqrt(((x - x.mean()) ** 2).sum() * ((y - y.mean()) ** 2).sum())
+    assert r["n"] == 10 and r["estimate"] == pytest.approx(by_hand, abs=1e-12)
+    se = math.sqrt((1 + by_hand ** 2 / 2) / 7)
+    assert r["ci_low"] == pytest.approx(math.tanh(math.atanh(by_hand) - 1.96 * se))
+    assert r["ci_low"] < r["estimate"] < r["ci_high"] < 1
+
+
+def test_chi_square_2x2_by_hand():
+    # high tertile: 30 yes / 10 no; others: 20 yes / 40 no
+    df = pd.DataFrame({"alliance_tertile": ["high"] * 40 + ["low"] * 60,
+                       "self_efficacy_high": [1] * 30 + [0] * 10 + [1] * 20 + [0] * 40})
+    r = st.high_vs_other(df, "self_efficacy_high")
+    a, b, c, d = 30, 10, 20, 40
+    n = a + b + c + d
+    chi2 = n * (a * d - b * c) ** 2 / ((a + b) * (c + d) * (a + c) * (b + d))
+    from math import erfc, sqrt
+
+    assert r["test"] == "Pearson chi-square test"
+    assert r["p"] == pytest.approx(erfc(sqrt(chi2 / 2)), rel=1e-9)  # chi-square with 1 df
+    assert r["estimate"] == pytest.approx(a * d / (b * c))
+    se = math.sqrt(1 / a + 1 / b + 1 / c + 1 / d)
+    assert r["ci_low"] == pytest.approx(math.exp(math.log(6) - 1.96 * se), rel=0.02)
+
+
+def test_fisher_exact_when_counts_are_small_by_hand():
+    df = pd.DataFrame({"alliance_tertile": ["high"] * 4 + ["mid"] * 5,
+                       "self_efficacy_high": [1, 1, 1, 0, 0, 0, 1, 0, 0]})
+    r = st.high_vs_other(df, "self_efficacy_high")
+    assert r["test"] == "Fisher's exact test"
+    # Hypergeometric: 4 "high" drawn from 9 with 4 successes; observed 3 successes in high.
+    from math import comb
+
+    probs = {k: comb(4, k) * comb(5, 4 - k) / comb(9, 4) for k in range(5)}
+    p_obs = probs[3]
+    p_two_sided = sum(p for p in probs.values() if p <= p_obs + 1e-12)
+    assert r["p"] == pytest.approx(p_two_sided)
+
+
+def test_mann_whitney_u_by_hand():
+    r = st.nonresponse(FIXED)
+    data = FIXED[["alliance_mean", "responded"]]
+    ranks = data["alliance_mean"].rank()
+    n1 = int((data.responded == 1).sum())
+    u1 = ranks[data.responded == 1].sum() - n1 * (n1 + 1) / 2
+    assert r["u"] == pytest.approx(u1)
+    resp, non = data.alliance_mean[data.responded == 1], data.alliance_mean[data.responded == 0]
+    d = (resp.mean() - non.mean()) / math.sqrt((resp.var() + non.var()) / 2)
+    assert r["estimate"] == pytest.approx(d)
+
+
+def test_logistic_odds_ratio_matches_newton_raphson_by_hand():
+    df = cohort(300, seed=5)
+    r = st.logistic(df, "self_efficacy_high")
+    data = df[["alliance_mean", "self_efficacy_high"]].dropna()
+    x = ((data.alliance_mean - data.alliance_mean.mean()) / data.alliance_mean.std()).to_numpy()
+    y = data.self_efficacy_high.to_numpy()
+    X = np.column_stack([np.ones_like(x), x])
+    beta = np.zeros(2)
+    for _ in range(25):
+        p = 1 / (1 + np.exp(-X @ beta))
+        beta += np.linalg.solve(X.T @ (X * (p * (1 - p))[:, None]), X.T @ (y - p))
+    assert r["estimate"] == pytest.approx(math.exp(beta[1]), rel=1e-5)
+
+
+def test_holm_by_hand():
+    results = [{"p": 0.01}, {"p": 0.04}, {"p": 0.03}, {"p": None}]
+    st.holm(results)
+    assert [r.get("p_holm") for r in results] == [pytest.approx(0.03), pytest.approx(0.06), pytest.approx(0.06),
+                                                  None]
+
+
+def test_wilson_interval_by_hand():
+    share, lo, hi = st.wilson(8, 20)
+    z, p, n = 1.959963984540054, 0.4, 20
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (share, lo, hi) == (0.4, pytest.approx(centre - half), pytest.approx(centre + half))
+
+
+def test_pipeline_recovers_a_true_odds_ratio_of_2():
+    """n = 400, true OR 2 per SD: the 95% CI covers 2 in at least 90% of 50 seeds."""
+    covered = sum(1 for seed in range(50)
+                  if (r := st.logistic(cohort(400, seed, or_efficacy=2.0)))["ci_low"] <= 2.0 <= r["ci_high"])
+    assert covered >= 45
+
+
+def test_no_effect_gives_few_false_positives():
+    false_positive = sum(1 for seed in range(50) if st.logistic(cohort(400, 1000 + seed, or_efficacy=1.0))["p"] < 0.05)
+    assert false_positive <= 5
+
+
+def test_ordinal_model_recovers_a_true_odds_ratio_for_health():
+    covered = sum(1 for seed in range(30)
+                  if (r := st.ordinal(cohort(400, 2000 + seed, or_health=2.0), "mental_health"))["ci_low"] <= 2.0
+                  <= r["ci_high"])
+    assert covered >= 26
+
+
+def test_nonresponse_detected_when_alliance_drives_response():
+    r = st.nonresponse(cohort(2000, 7, or_response=3.0))
+    assert r["differs"] and r["estimate"] > 0.2 and r["p"] < 0.001
+
+
+def test_too_few_responders_gives_no_estimates():
+    small = cohort(40, 3, base_response=0.4)
+    summary = st.summarise(small)
+    assert summary["too_small"] and "spearman" not in summary and "logistic" not in summary
+
+
+def test_mixed_model_when_two_timepoints_have_enough_answers():
+    df = cohort(200, 11, timepoints=(30, 90))
+    mixed = st.summarise(df)["mixed"]
+    assert mixed["timepoints"] == [30, 90] and mixed["n_participants"] <= 200 and mixed["estimate"] > 0

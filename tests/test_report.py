@@ -1,0 +1,60 @@
+"""The researchers' report: files, figures, honest small-sample handling, small-cell suppression."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from analysis.report import Suppressor, write_report
+from analysis.simulate import cohort
+
+
+def test_report_files_figures_and_stats(tmp_path):
+    df = cohort(400, 1, timepoints=(30, 90))
+    payload = write_report(df, tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"report.md", "report.html", "stats.json"} <= names
+    assert {"fig1_funnel.png", "fig2_alliance.png", "fig3_self_efficacy.png", "fig4_health.png",
+            "fig5_response.png", "fig6_timepoints.png"} <= names
+    assert all((tmp_path / f).stat().st_size > 5000 for f in names if f.endswith(".png"))
+    md = (tmp_path / "report.md").read_text()
+    for heading in ["Rank correlation", "odds ratio per SD", "proportional-odds", "Highest alliance tertile",
+                    "Who answered", "Across time points"]:
+        assert heading in md
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["logistic"][0]["test"] == "Logistic regression" and stats["logistic"][0]["estimate"] > 1
+    assert {r["outcome"] for r in stats["spearman"]} >= {"self_efficacy", "mental_health", "physical_health"}
+    assert all("p_holm" in r for r in stats["spearman"])
+    assert stats["mixed"]["timepoints"] == [30, 90]
+    assert "<figure><img src='fig4_health.png'" in (tmp_path / "report.html").read_text()
+    assert payload["figures"][0] == "fig1_funnel.png"
+
+
+def test_small_counts_are_suppressed(tmp_path):
+    df = cohort(300, 2)
+    extra = df.head(3).assign(timepoint_days=90, responded=0, status="no_reply", self_efficacy=float("nan"))
+    write_report(pd.concat([df, extra], ignore_index=True), tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "| 90 days | <5 | 0 | 0 | 0 | 0 | 0 | <5 |" in md
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["funnel"]["90"]["targeted"] == "<5"
+
+
+def test_too_small_sample_says_so_instead_of_estimates(tmp_path):
+    df = cohort(40, 3, base_response=0.4)
+    write_report(df, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "too small for stable estimates" in md and "Spearman's rho |" not in md and "odds ratio per SD" not in md
+    assert json.loads((tmp_path / "stats.json").read_text())["too_small"] is True
+
+
+def test_suppressor():
+    sup = Suppressor(5)
+    assert [sup(x) for x in (0, 1, 4, 5, 12)] == ["0", "<5", "<5", "5", "12"]
+
+
+def test_report_command_on_a_real_database(run_cli, make_patient, make_followup, tmp_path):
+    make_followup(make_patient())
+    result = run_cli("report", "--out", str(tmp_path / "rep"), extra_env={"EXPORT_KEY": "k"})
+    assert result.exit_code == 0, result.output
+    assert "too small" in (tmp_path / "rep" / "report.md").read_text()
