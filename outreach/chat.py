@@ -1,6 +1,8 @@
 """``outreach chat``: a coordinator types as the patient; each line is a signed webhook request."""
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +18,7 @@ from .webhook_client import SignedWebhookClient, flask_post, http_post
 
 
 def run_chat(settings: Settings, sessions: sessionmaker[Session], patient_id: str, *, url: str | None,
-             timepoint: int | None) -> int:
+             timepoint: int | None, app_factory: Callable[[dict], Any]) -> int:
     token = settings.require("TWILIO_AUTH_TOKEN")
     with unit_of_work(sessions) as s:
         patient = s.scalar(select(Patient).where(Patient.patient_id == patient_id))
@@ -37,9 +39,7 @@ def run_chat(settings: Settings, sessions: sessionmaker[Session], patient_id: st
         client = SignedWebhookClient(http_post(url), settings.optional("PUBLIC_BASE_URL") or url, token)
         app = None
     else:
-        from webhooks.app import create_app
-
-        app = create_app(dict(settings.env))
+        app = app_factory(dict(settings.env))
         base = settings.optional("PUBLIC_BASE_URL") or "http://localhost"
         client = SignedWebhookClient(flask_post(app.test_client()), base, token)
     click.echo(f"chatting as patient {patient_id} ({mask(phone)}); an empty line or Ctrl-D ends")

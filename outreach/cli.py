@@ -1,4 +1,7 @@
-"""The ``outreach`` command line: the coordinators' and researchers' entry point."""
+"""The ``outreach`` command line: the coordinators' and researchers' entry point.
+
+Like ``webhooks/``, this module is an entry point: it is the one place in ``outreach/`` that may
+import ``webhooks`` and ``analysis``, and it hands what it builds to the services below it."""
 from __future__ import annotations
 
 import datetime as dt
@@ -90,9 +93,12 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool) -> None:
 @click.option("--patients", default=300, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 def demo_cmd(directory: Path, patients: int, seed: int) -> None:
+    from analysis.summary import analyse_demo
+    from webhooks.app import create_app
+
     from .demo import run_demo
 
-    run_demo(directory, patients=patients, seed=seed, echo=click.echo)
+    run_demo(directory, app_factory=create_app, analyse=analyse_demo, patients=patients, seed=seed, echo=click.echo)
 
 
 @cli.group(help="Crisis alerts: list the open ones, resolve them.")
@@ -158,9 +164,11 @@ def inbox_replay(ctx: Context) -> None:
 @click.option("--timepoint", type=int, help="Create an invited follow-up at this time point if none is open.")
 @pass_ctx
 def chat(ctx: Context, patient_id: str, url: str | None, timepoint: int | None) -> None:
+    from webhooks.app import create_app
+
     from .chat import run_chat
 
-    sys.exit(run_chat(ctx.settings, ctx.sessions, patient_id, url=url, timepoint=timepoint))
+    sys.exit(run_chat(ctx.settings, ctx.sessions, patient_id, url=url, timepoint=timepoint, app_factory=create_app))
 
 
 def _progress(label: str, total: int):

@@ -17,7 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -121,7 +121,10 @@ def next_weekday_morning(now: dt.datetime, zone: str = "America/Toronto") -> dt.
     return dt.datetime.combine(day, dt.time(9, 30), tzinfo=ZoneInfo(zone)).astimezone(dt.UTC).replace(tzinfo=None)
 
 
-def run_demo(directory: Path, *, patients: int = 300, seed: int = 7, echo: Callable[[str], None] = print) -> None:
+def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Callable[[Any, Path], list[str]],
+             patients: int = 300, seed: int = 7, echo: Callable[[str], None] = print) -> None:
+    """``app_factory`` builds the web app (the webhook patients text); ``analyse`` writes the export and
+    report and returns summary lines.  Both are passed in by the CLI, which sits above this layer."""
     started = time.perf_counter()
     rng = random.Random(seed)
     directory = Path(directory)
@@ -173,9 +176,7 @@ def run_demo(directory: Path, *, patients: int = 300, seed: int = 7, echo: Calla
     first_burst = agents[crisis_phone].bursts[-1][1]
     first_burst.insert(2, "honestly some days I want to die")
 
-    from webhooks.app import create_app
-
-    app = create_app(env)
+    app = app_factory(env)
     client = SignedWebhookClient(flask_post(app.test_client()), env["PUBLIC_BASE_URL"], env["TWILIO_AUTH_TOKEN"])
     shown = {"n": 0}
 
@@ -232,34 +233,9 @@ def run_demo(directory: Path, *, patients: int = 300, seed: int = 7, echo: Calla
     reset_clock()
 
     echo("\n== 5. Analysis: does a stronger alliance go with better outcomes?")
-    from analysis.dataset import linked_dataset
-    from analysis.export import write
-    from analysis.report import write_report
-
-    key = secrets.token_bytes(32)  # the demo's own pseudonym key; a real study sets EXPORT_KEY
-    df = linked_dataset(engine, key)
-    write(df, directory / "results.csv", "csv")
-    payload = write_report(df, directory / "report")
-    for line in summary_lines(payload):
+    for line in analyse(engine, directory):
         echo(line)
     engine.dispose()
     echo(f"\ndone in {time.perf_counter() - started:.0f} s. Files are in {directory}/: outreach.db (the database), "
          "discharges.csv and discharges.rejected.csv (the import), results.csv and results.codebook.csv "
          "(the de-identified export), report/ (report.md, report.html, stats.json and figures)")
-
-
-def summary_lines(payload: dict) -> list[str]:
-    if payload.get("too_small"):
-        return [f"only {payload['n_responders']} responders: too few for estimates"]
-    fmt = lambda r: (f"{r['estimate']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f}), "  # noqa: E731
-                     f"p {'< 0.001' if r['p'] < 0.001 else '= ' + format(r['p'], '.3f')}, n = {r['n']}")
-    lines = [f"{payload['n_responders']} of {payload['n_rows']} follow-ups answered"]
-    for r in payload["spearman"]:
-        lines.append(f"Spearman rho, alliance vs {r['outcome'].replace('_', ' ')}: {fmt(r)}")
-    for r in payload["logistic"][:1] + payload["ordinal"]:
-        lines.append(f"odds ratio per SD of alliance, {r['outcome'].replace('_', ' ')}: {fmt(r)}")
-    nr = payload["nonresponse"]
-    lines.append(f"non-response: responders' mean alliance {nr['mean_responders']:.2f} vs "
-                 f"{nr['mean_nonresponders']:.2f}" + (" (they differ: see the weighted estimate in the report)"
-                                                     if nr["differs"] else ""))
-    return lines

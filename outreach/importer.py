@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Iterable
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -24,7 +24,7 @@ from .config import Settings
 from .db import audit
 from .instrument import Instrument, load_instrument
 from .models import AllianceRating, Patient
-from .phones import PhoneError, parse_phone, zone_for
+from .phones import parse_phone, zone_for
 
 BASE_REQUIRED = ["patient_id", "phone", "discharge_date", "sms_consent"]
 OPTIONAL = ["timezone", "language", "age", "sex", "length_of_stay_days", "primary_substance", "program"]
@@ -260,7 +260,7 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator) -> tupl
 def import_discharges(session: Session, path: Path, settings: Settings, *, skip_invalid: bool = False,
                       today: dt.date | None = None) -> ImportResult:
     instrument = load_instrument(settings.get("ALLIANCE_INSTRUMENT"))
-    today = today or dt.datetime.now(_tz(settings.default_timezone)).date()
+    today = today or dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
     text = decode(Path(path).read_bytes())
     names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today))
     result = ImportResult()
@@ -278,11 +278,6 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
           unchanged=result.unchanged, rejected=result.rejected)
     result.written = True
     return result
-
-
-def _tz(name: str):
-    from zoneinfo import ZoneInfo
-    return ZoneInfo(name)
 
 
 def rejected_path(path: Path) -> Path:

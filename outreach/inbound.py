@@ -22,7 +22,7 @@ from conversations.engine import Context, respond
 
 from .config import Settings
 from .db import audit, unit_of_work
-from .models import Alert, Answer, FollowUp, Message, Patient, utcnow
+from .models import Alert, Answer, Message, Patient, utcnow
 from .phones import mask
 from .repository import conversation_for, insert_ignore, lock_patients_by_phone, set_opt_out
 
