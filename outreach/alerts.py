@@ -16,16 +16,17 @@ from .models import Alert, FollowUp, Message, Patient, utcnow
 @dataclass(frozen=True)
 class OpenAlert:
     id: int
-    patient_id: str
+    patient_id: str | None  # None: the sender's number matches no patient
     opened_at: dt.datetime
     message: str
     followup_state: str | None
+    from_number: str | None = None
 
 
 def open_alerts(session: Session) -> list[OpenAlert]:
     rows = session.execute(
-        select(Alert.id, Patient.patient_id, Alert.opened_at, Message.body, FollowUp.state)
-        .join(Patient, Patient.id == Alert.patient_id)
+        select(Alert.id, Patient.patient_id, Alert.opened_at, Message.body, FollowUp.state, Message.from_number)
+        .outerjoin(Patient, Patient.id == Alert.patient_id)
         .outerjoin(Message, Message.id == Alert.message_id)
         .outerjoin(FollowUp, FollowUp.id == Alert.followup_id)
         .where(Alert.resolved_at.is_(None)).order_by(Alert.opened_at, Alert.id))

@@ -119,9 +119,12 @@ def alerts_list(ctx: Context) -> None:
     if not rows:
         click.echo("no open alerts")
         return
+    from .phones import mask
+
     for a in rows:
         local = a.opened_at.replace(tzinfo=dt.UTC).astimezone(zone)
-        click.echo(f"#{a.id}  {local:%Y-%m-%d %H:%M %Z}  patient {a.patient_id}  "
+        who = f"patient {a.patient_id}" if a.patient_id else f"unknown sender {mask(a.from_number)}"
+        click.echo(f"#{a.id}  {local:%Y-%m-%d %H:%M %Z}  {who}  "
                    f"(survey {a.followup_state or '-'})\n      \"{a.message}\"")
 
 

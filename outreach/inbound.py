@@ -130,18 +130,20 @@ class Inbox:
             return None
         return replies
 
+    def _context(self, language: str, now, opted_out: bool = False) -> Context:
+        cfg = self.settings
+        return Context(language=language or "en", org=cfg.org_name, help_contact=cfg.optional("HELP_CONTACT") or "",
+                       crisis_line=cfg.get("CRISIS_LINE"), emergency=cfg.get("EMERGENCY_NUMBER"),
+                       opted_out=opted_out, now=now)
+
     def _handle(self, s: Session, msg: Message, patients: list[Patient]) -> list[str]:
         now = utcnow()
         patient, followup = conversation_for(s, patients)
         msg.processed_at, msg.status = now, "processed"
         if patient is None:
-            log.info("message from unknown number %s stored, not answered", mask(msg.from_number))
-            return []
+            return self._unknown_sender(s, msg, now)
         msg.patient_id, msg.followup_id = patient.id, followup.id if followup else None
-        cfg = self.settings
-        ctx = Context(language=patient.language or "en", org=cfg.org_name,
-                      help_contact=cfg.optional("HELP_CONTACT") or "", crisis_line=cfg.get("CRISIS_LINE"),
-                      emergency=cfg.get("EMERGENCY_NUMBER"), opted_out=patient.opted_out_at is not None, now=now)
+        ctx = self._context(patient.language, now, opted_out=patient.opted_out_at is not None)
         outcome = respond(followup, msg.body, ctx, media_count=msg.media_count)
         if followup is not None:
             followup.last_inbound_at = now
@@ -152,19 +154,37 @@ class Inbox:
                 followup.last_prompt_at = now
         for event in outcome.events:
             if event == "crisis":
-                s.add(Alert(kind="crisis", patient_id=patient.id, followup_id=followup.id if followup else None,
-                            message_id=msg.id, opened_at=now))
-                audit(s, "crisis_alert_opened", actor="system", patient_id=patient.id, message_id=msg.id)
-                log.warning("crisis message from %s: alert opened", mask(msg.from_number))
+                self._open_alert(s, msg, patient.id, followup.id if followup else None, now)
             elif event in ("opted_out", "opted_in"):
                 set_opt_out(s, patients, event == "opted_out")
                 audit(s, event, actor="patient", patient_id=patient.id, message_id=msg.id)
-        for body in outcome.replies:
-            s.add(Message(direction="out", kind="reply", status="twiml", body=body, patient_id=patient.id,
-                          followup_id=followup.id if followup else None, in_reply_to_id=msg.id,
-                          from_number=msg.to_number, to_number=msg.from_number, sent_at=now))
-        s.flush()
+        self._store_replies(s, msg, outcome.replies, patient.id, followup.id if followup else None, now)
         return outcome.replies
+
+    def _unknown_sender(self, s: Session, msg: Message, now) -> list[str]:
+        """No patient has this number: stored, no reply, unless it is a crisis message (safety first)."""
+        outcome = respond(None, msg.body, self._context("en", now))
+        if "crisis" not in outcome.events:
+            log.info("message from unknown number %s stored, not answered", mask(msg.from_number))
+            return []
+        replies = outcome.replies + respond(None, msg.body, self._context("fr", now)).replies  # language unknown
+        self._open_alert(s, msg, None, None, now)
+        self._store_replies(s, msg, replies, None, None, now)
+        return replies
+
+    def _open_alert(self, s: Session, msg: Message, patient_pk: int | None, followup_pk: int | None, now) -> None:
+        s.add(Alert(kind="crisis", patient_id=patient_pk, followup_id=followup_pk, message_id=msg.id, opened_at=now))
+        audit(s, "crisis_alert_opened", actor="system", patient_id=patient_pk, message_id=msg.id)
+        log.warning("crisis message from %s: alert opened", mask(msg.from_number))
+
+    @staticmethod
+    def _store_replies(s: Session, msg: Message, replies: list[str], patient_pk: int | None,
+                       followup_pk: int | None, now) -> None:
+        for body in replies:
+            s.add(Message(direction="out", kind="reply", status="twiml", body=body, patient_id=patient_pk,
+                          followup_id=followup_pk, in_reply_to_id=msg.id, from_number=msg.to_number,
+                          to_number=msg.from_number, sent_at=now))
+        s.flush()
 
     # -- 3. answer --------------------------------------------------------
     def replies_for(self, message_id: int) -> list[str]:

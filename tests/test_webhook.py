@@ -138,6 +138,13 @@ def test_unknown_number_is_stored_and_gets_empty_reply(twilio, session):
     assert len(msgs) == 1 and msgs[0].body == "hello" and msgs[0].patient_id is None
 
 
+def test_crisis_from_an_unknown_number_still_gets_help_and_an_alert(twilio, session, run_cli):
+    status, replies = twilio.text("+14165559876", "I want to kill myself")
+    assert status == 200 and "988" in replies[0] and "988" in replies[1]  # English and French: language unknown
+    listing = run_cli("alerts", "list").output
+    assert "unknown sender +1******9876" in listing and "I want to kill myself" in listing
+
+
 def test_shared_phone_routes_to_patient_with_active_followup(twilio, make_patient, make_followup, session):
     a = make_patient(phone="+14165550155")
     b = make_patient(phone="+14165550155")
