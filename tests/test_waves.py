@@ -58,6 +58,7 @@ def test_launch_creates_followups_and_queues_invitations_but_sends_nothing(make_
     result = run_cli("waves", "launch", "--timepoint", "30", "--as-of", AS_OF.isoformat(), "--yes")
     assert result.exit_code == 0, result.output
     assert "5 invitation(s) queued" in result.output and "+1416555" not in result.output
+    assert "creating follow-ups: 5/5 (100%)" in result.output  # plain progress lines off a terminal
     msgs = session.scalars(select(Message)).all()
     assert len(msgs) == 5 and {m.status for m in msgs} == {"pending"} and all(m.provider_sid is None for m in msgs)
     assert sum("Répondez OUI" in m.body for m in msgs) == 1
