@@ -391,6 +391,9 @@ def report_cmd(ctx: Context, out: Path, timepoint: int | None) -> None:
 
 
 def main() -> None:
+    from .logs import configure_logging
+
+    configure_logging()
     cli(prog_name="outreach")
 
 

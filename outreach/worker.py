@@ -32,14 +32,22 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
     signal.signal(signal.SIGINT, stop)
     last_tick = 0.0
     echo("worker: started")
+    failures = 0
     while not stopping["now"]:
-        if time.monotonic() - last_tick >= TICK_EVERY:
-            with unit_of_work(sessions) as session:
-                stats = tick(session, settings)
-            last_tick = time.monotonic()
-            if stats.reminders or stats.stalled or stats.expired:
-                echo(f"worker: {stats}")
-        result = sender.send_due(max_batches=1)
+        try:
+            if time.monotonic() - last_tick >= TICK_EVERY:
+                with unit_of_work(sessions) as session:
+                    stats = tick(session, settings)
+                last_tick = time.monotonic()
+                if stats.reminders or stats.stalled or stats.expired:
+                    echo(f"worker: {stats}")
+            result = sender.send_due(max_batches=1)
+            failures = 0
+        except Exception:  # the database went away, a deploy is under way...: wait and go on
+            failures += 1
+            log.exception("worker round failed (%d in a row); retrying", failures)
+            time.sleep(min(60.0, 2.0 ** failures))
+            continue
         if result.sent or result.failed or result.reconciled:
             echo(f"worker: {result}")
         if once:

@@ -155,7 +155,9 @@ def test_quiet_hours_hold_until_the_patients_morning(wave, sender, session, cloc
     assert stats.held == 3 and len(responses.calls) == 0 and statuses(session) == ["pending"] * 3
     held = session.scalars(select(Message)).first()
     assert dt.timedelta(hours=1) <= held.send_after - now <= dt.timedelta(hours=2)
-    clock(hours=2)
+    clock(seconds=(held.send_after - utcnow()).total_seconds() - 60)
+    assert sender(SEND_WINDOW=window).send_due().sent == 0  # a minute before the opening: still held
+    clock(seconds=120)
     assert sender(SEND_WINDOW=window).send_due().sent == 3
 
 

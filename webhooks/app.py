@@ -10,10 +10,12 @@ from twilio.request_validator import RequestValidator
 from outreach.config import load_settings
 from outreach.db import make_engine, session_factory
 from outreach.inbound import Inbox
+from outreach.logs import configure_logging
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the web app.  ``config`` overrides environment settings (tests, the demo)."""
+    configure_logging()
     settings = load_settings({k: v for k, v in (config or {}).items() if isinstance(v, str)})
     validator = RequestValidator(settings.require("TWILIO_AUTH_TOKEN"))
     settings.require("HELP_CONTACT")
