@@ -247,16 +247,20 @@ def figures(df: pd.DataFrame, out: Path, sup: Suppressor, funnel: pd.DataFrame) 
     # 6. outcomes across time points by tertile
     answered = df[pd.to_numeric(df["self_efficacy"], errors="coerce").notna()]
     if answered["timepoint_days"].nunique() > 1:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for t in TERTILES:
-            sub = answered[answered["alliance_tertile"] == t]
-            g = sub.groupby("timepoint_days")["self_efficacy"].agg(lambda s: pd.to_numeric(s).astype(float).mean())
-            ax.plot(g.index.astype(int), g.values, marker="o", label=t)
-        ax.set_xlabel("days after discharge")
-        ax.set_ylabel("mean self-efficacy")
-        ax.legend(title="alliance tertile", fontsize=8)
-        ax.set_title("Self-efficacy across time points by alliance tertile")
-        save(fig, "fig6_timepoints.png", "Mean self-efficacy across time points by alliance tertile")
+        panels = [("self_efficacy", "mean self-efficacy (0-10)"),
+                  ("mental_health_high", "share very good/excellent\nmental health"),
+                  ("physical_health_high", "share very good/excellent\nphysical health")]
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
+        for ax, (col, label) in zip(axes, panels):
+            values = df.assign(v=pd.to_numeric(df[col], errors="coerce").astype("float64")).dropna(subset=["v"])
+            for t in TERTILES:
+                g = values[values["alliance_tertile"] == t].groupby("timepoint_days")["v"].mean()
+                ax.plot(g.index.astype(int), g.values, marker="o", label=t)
+            ax.set_xlabel("days after discharge")
+            ax.set_ylabel(label)
+        axes[0].legend(title="alliance tertile", fontsize=8)
+        fig.suptitle("Outcomes across time points by alliance tertile")
+        save(fig, "fig6_timepoints.png", "Outcomes across time points by alliance tertile")
     return made
 
 

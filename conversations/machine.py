@@ -82,9 +82,7 @@ def attached(model: Any) -> Iterator[Any]:
 
 def fire(model: Any, trigger: str) -> bool:
     """Fire ``trigger`` on an attached model; False (and no change) if it does not apply."""
-    if not MACHINE.events[trigger].trigger(model):
-        return False
-    return True
+    return bool(MACHINE.events[trigger].trigger(model))
 
 
 def mermaid() -> str:

@@ -192,8 +192,7 @@ def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Ca
     transcript: list[str] = []
     sample = next(a.phone for a in agents.values()
                   if a.phone != crisis_phone and len(a.bursts) == 1 and len(a.bursts[0][1]) >= 5)
-    hours = 0
-    for hours in range(9 * 24):
+    for _hour in range(9 * 24):
         sender.send_due()
         with unit_of_work(sessions) as session:
             tick(session, settings)
