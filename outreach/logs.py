@@ -55,6 +55,6 @@ def configure_logging(stream=None) -> logging.Handler:
     handler._outreach = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
-    for noisy in ("twilio", "urllib3"):
+    for noisy in ("twilio", "urllib3", "transitions"):  # twilio logs numbers; transitions every step
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler
