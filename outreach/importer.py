@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy import insert, select, update
@@ -298,23 +298,31 @@ def _chunks(seq: list, size: int = CHUNK) -> Iterable[list]:
         yield seq[i: i + size]
 
 
+class _Existing(NamedTuple):
+    pk: int
+    fields: tuple  # PATIENT_FIELDS, in order
+    rating_pk: int | None
+    rating: tuple  # (instrument, items)
+    phone_valid: bool
+
+
 def upsert(session: Session, records: list[dict[str, Any]], instrument: Instrument) -> tuple[int, int, int]:
     """Insert new patients, update changed ones; set-based.  Returns (new, updated, unchanged)."""
-    existing: dict[str, tuple[int, tuple, int | None, tuple]] = {}
+    existing: dict[str, _Existing] = {}
     cols = [getattr(Patient, f) for f in PATIENT_FIELDS]
     for chunk in _chunks([r["patient_id"] for r in records]):
-        stmt = (select(Patient.id, Patient.patient_id, AllianceRating.id, AllianceRating.instrument,
-                       AllianceRating.items, *cols)
+        stmt = (select(Patient.patient_id, Patient.id, AllianceRating.id, AllianceRating.instrument,
+                       AllianceRating.items, Patient.phone_valid, *cols)
                 .outerjoin(AllianceRating, AllianceRating.patient_id == Patient.id)
                 .where(Patient.patient_id.in_(chunk)))
-        for row in session.execute(stmt):
-            existing[row[1]] = (row[0], tuple(row[5:]), row[2], (row[3], list(row[4] or [])))
+        for pid, pk, rating_pk, inst, items, phone_valid, *fields in session.execute(stmt):
+            existing[pid] = _Existing(pk, tuple(fields), rating_pk, (inst, list(items or [])), bool(phone_valid))
     new, changed, unchanged = [], [], 0
     for rec in records:
         old = existing.get(rec["patient_id"])
         if old is None:
             new.append(rec)
-        elif old[1] != tuple(rec[f] for f in PATIENT_FIELDS) or old[3] != (instrument.name, rec["items"]):
+        elif old.fields != tuple(rec[f] for f in PATIENT_FIELDS) or old.rating != (instrument.name, rec["items"]):
             changed.append((old, rec))
         else:
             unchanged += 1
@@ -326,14 +334,15 @@ def upsert(session: Session, records: list[dict[str, Any]], instrument: Instrume
         session.execute(insert(AllianceRating), [_rating(pk, r, instrument) for pk, r in zip(ids, new)])
     if changed:
         session.execute(update(Patient), [
-            {"id": old[0], "phone_valid": True, **{f: r[f] for f in PATIENT_FIELDS}} for old, r in changed])
-        with_rating = [(old, r) for old, r in changed if old[2] is not None]
-        if with_rating:
-            session.execute(update(AllianceRating), [
-                {"id": old[2], **_rating(old[0], r, instrument)} for old, r in with_rating])
-        missing = [(old, r) for old, r in changed if old[2] is None]
-        if missing:
-            session.execute(insert(AllianceRating), [_rating(old[0], r, instrument) for old, r in missing])
+            # A new number gets a fresh chance; an unchanged one keeps what Twilio said about it.
+            {"id": old.pk, "phone_valid": old.phone_valid or old.fields[0] != r["phone"],
+             **{f: r[f] for f in PATIENT_FIELDS}} for old, r in changed])
+        rated = [{"id": old.rating_pk, **_rating(old.pk, r, instrument)} for old, r in changed if old.rating_pk]
+        if rated:
+            session.execute(update(AllianceRating), rated)
+        unrated = [_rating(old.pk, r, instrument) for old, r in changed if old.rating_pk is None]
+        if unrated:
+            session.execute(insert(AllianceRating), unrated)
     session.flush()
     return len(new), len(changed), unchanged
 

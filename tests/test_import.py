@@ -151,3 +151,17 @@ def test_demo_generated_file_imports_through_the_cli(tmp_path, run_cli, session)
     assert "imported 120 new, updated 0, unchanged 0, rejected 4" in result.output
     again = run_cli("import-discharges", str(path), "--skip-invalid")
     assert "imported 0 new, updated 0, unchanged 120, rejected 4" in again.output
+
+
+def test_reimport_keeps_a_phone_marked_invalid_unless_the_number_changes(tmp_path, run_cli, sessions, session):
+    first = write(tmp_path, HEADER + "\nK1,416-555-0101,2026-01-15,yes,6,6,5,6,6,6\n"
+                  "K2,416-555-0102,2026-01-15,yes,6,6,5,6,6,6\n", name="a.csv")
+    run_cli("import-discharges", str(first))
+    with sessions.begin() as s:
+        for p in s.scalars(select(Patient)):
+            p.phone_valid = False  # Twilio said 21211
+    second = write(tmp_path, HEADER + ",age\nK1,416-555-0101,2026-01-15,yes,6,6,5,6,6,6,40\n"
+                   "K2,416-555-0199,2026-01-15,yes,6,6,5,6,6,6,41\n", name="b.csv")
+    assert "updated 2" in run_cli("import-discharges", str(second)).output
+    valid = dict(session.execute(select(Patient.patient_id, Patient.phone_valid)).all())
+    assert valid == {"K1": False, "K2": True}
