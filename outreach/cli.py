@@ -304,7 +304,7 @@ def waves_status(ctx: Context, wave_id: int | None) -> None:
     from sqlalchemy import select
 
     from .models import Wave
-    from .waves import funnels
+    from .waves import failure_reasons, funnels
 
     with unit_of_work(ctx.sessions) as session:
         wave = session.get(Wave, wave_id) if wave_id else session.scalar(select(Wave).order_by(Wave.id.desc()))
@@ -312,6 +312,9 @@ def waves_status(ctx: Context, wave_id: int | None) -> None:
             click.echo(f"error: no wave {wave_id or ''}".rstrip(), err=True)
             sys.exit(1)
         _print_funnel(wave, funnels(session, [wave.id]).get(wave.id, {"targeted": 0}))
+        reasons = failure_reasons(session, wave.id)
+    for reason, n in reasons:
+        click.echo(f"  {n} x {reason}")
 
 
 @cli.command("send-due", help="Send every queued message that is due now (one pass, for cron).")

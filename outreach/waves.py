@@ -163,3 +163,15 @@ def funnels(session: Session, wave_ids: list[int] | None = None) -> dict[int, di
             f.setdefault(k, 0)
         f["response_rate"] = (f["completed"] + f["partial"]) / f["targeted"] if f["targeted"] else 0.0
     return out
+
+
+def failure_reasons(session: Session, wave_id: int, limit: int = 5) -> list[tuple[str, int]]:
+    """The most common reasons the wave's texts failed or were cancelled, for coordinators."""
+    reason = func.coalesce(Message.error_message, Message.status)
+    rows = session.execute(
+        select(Message.status, Message.error_code, reason, func.count())
+        .join(FollowUp, FollowUp.id == Message.followup_id)
+        .where(FollowUp.wave_id == wave_id, Message.direction == "out",
+               Message.status.in_(["failed", "undelivered", "cancelled"]))
+        .group_by(Message.status, Message.error_code, reason).order_by(func.count().desc()).limit(limit)).all()
+    return [(f"{status}: " + (f"error {code}, " if code else "") + str(text), n) for status, code, text, n in rows]

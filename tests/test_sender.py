@@ -124,6 +124,14 @@ def test_21211_marks_phone_invalid_and_followup_undeliverable(wave, sender, sess
 
 
 @responses.activate
+def test_failure_reasons_are_shown_to_coordinators(wave, sender, run_cli, send_env):
+    responses.add_callback(responses.POST, API, callback=lambda r: error_reply(400, 21211))
+    sender().send_due()
+    out = run_cli("waves", "status", extra_env=send_env).output
+    assert "3 x failed: error 21211, Twilio 400 error 21211" in out
+
+
+@responses.activate
 def test_stop_after_launch_means_nothing_is_sent(wave, sender, twilio, session):
     responses.add_callback(responses.POST, API, callback=ok_reply)
     twilio.text(wave[0].phone, "STOP")
