@@ -80,29 +80,31 @@ class Inbox:
 
     # -- 1. store ---------------------------------------------------------
     def store(self, sms: InboundSMS) -> tuple[int, bool]:
-        with unit_of_work(self.sessions) as s:
-            values = dict(direction="in", provider_sid=sms.sid, from_number=sms.from_number,
-                          to_number=sms.to_number, body=sms.body, media_count=sms.media_count,
-                          status="rejected" if sms.problems else "received",
-                          error_message="; ".join(sms.problems) or None, created_at=utcnow(),
-                          updated_at=utcnow())
-            stmt = insert_ignore(s, Message).values(**values).returning(Message.id)
+        """Insert and commit the message (one Core statement, no ORM session): (id, was it a repeat)."""
+        now = utcnow()
+        values = dict(direction="in", provider_sid=sms.sid, from_number=sms.from_number, to_number=sms.to_number,
+                      body=sms.body, media_count=sms.media_count, attempts=0,
+                      status="rejected" if sms.problems else "received",
+                      error_message="; ".join(sms.problems) or None, created_at=now, updated_at=now)
+        with self.sessions.kw["bind"].begin() as conn:  # the engine the session factory is bound to
+            stmt = insert_ignore(conn, Message).values(**values).returning(Message.id)
             if sms.sid:
                 stmt = stmt.on_conflict_do_nothing(index_elements=["provider_sid"])
-            new_id = s.scalar(stmt)
+            new_id = conn.scalar(stmt)
             if new_id is not None:
                 return new_id, False
-            return s.scalar(select(Message.id).where(Message.provider_sid == sms.sid)), True
+            return conn.scalar(select(Message.id).where(Message.provider_sid == sms.sid)), True
 
     # -- 2. process -------------------------------------------------------
-    def process(self, message_id: int) -> list[str] | None:
+    def process(self, message_id: int, phone: str | None = None) -> list[str] | None:
         """Apply the message (and any earlier unprocessed ones from the same phone).
 
         Returns its replies, or None when it was not processed here (already done, failed, rejected)."""
         replies: list[str] | None = None
         try:
             with unit_of_work(self.sessions) as s:
-                phone = s.scalar(select(Message.from_number).where(Message.id == message_id))
+                if phone is None:
+                    phone = s.scalar(select(Message.from_number).where(Message.id == message_id))
                 patients = lock_patients_by_phone(s, phone)
                 pending = s.scalars(
                     select(Message).where(Message.direction == "in", Message.from_number == phone,
@@ -196,7 +198,7 @@ class Inbox:
         message_id, duplicate = self.store(sms)
         if sms.problems:
             return Received(message_id, [], duplicate, rejected="; ".join(sms.problems))
-        replies = None if duplicate else self.process(message_id)
+        replies = None if duplicate else self.process(message_id, sms.from_number)
         if replies is None:  # a repeat, or applied by a concurrent request: answer what was stored
             if duplicate:
                 self.process(message_id)  # a no-op unless the first delivery never got processed

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -14,9 +14,9 @@ from .models import FollowUp, Message, Patient, utcnow
 OPEN_STATES = ACTIVE + ["crisis"]
 
 
-def insert_ignore(session: Session, model: Any):
-    """``INSERT … ON CONFLICT DO NOTHING`` for the session's database."""
-    dialect = session.get_bind().dialect.name
+def insert_ignore(bind: Session | Connection, model: Any):
+    """A dialect-specific ``INSERT`` that supports ``on_conflict_do_nothing``, for a session or connection."""
+    dialect = (bind.get_bind() if isinstance(bind, Session) else bind).dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
