@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -42,7 +42,6 @@ class SendStats:
     retried: int = 0
     failed: int = 0
     reconciled: int = 0
-    details: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (f"sent {self.sent}, held for quiet hours {self.held}, cancelled {self.cancelled}, "

@@ -42,8 +42,13 @@ def test_app_refuses_to_start_without_its_secret(monkeypatch, tmp_path):
 
 def test_cli_help_lists_every_command(run_cli):
     out = run_cli("--help").output
-    for name in ["db", "demo", "import-discharges", "alerts", "inbox", "chat"]:
-        assert name in out
+    import re
+
+    commands = out.split("Commands:")[1]
+    listed = dict(re.findall(r"^  (\S+)\s+(.+)$", commands, re.M))
+    assert set(listed) == {"db", "demo", "import-discharges", "alerts", "inbox", "chat", "waves", "send-due",
+                           "tick", "worker", "export", "report"}
+    assert all(len(text) > 10 and not text.endswith("...") for text in listed.values())
 
 
 def test_command_needing_a_secret_names_it(run_cli, make_patient, monkeypatch):

@@ -19,7 +19,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings({k: v for k, v in (config or {}).items() if isinstance(v, str)})
     validator = RequestValidator(settings.require("TWILIO_AUTH_TOKEN"))
     settings.require("HELP_CONTACT")
-    engine = make_engine(settings.database_url, **(config or {}).get("ENGINE_OPTIONS", {}))
+    engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
 
     app = Flask(__name__)
