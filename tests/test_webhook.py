@@ -200,3 +200,10 @@ def test_bad_input_never_500(app, twilio, make_patient, make_followup, session):
     bodies = [m.body for m in inbound(session)]
     assert "x" * 5000 in bodies and "7\ufffd 8" in bodies and "%FF%FE7" in bodies
     assert len(bodies) == len(cases) + 3 + 1  # the three rejected requests are stored too
+
+
+def test_oversized_request_is_refused_without_a_server_error(app, twilio, session):
+    form = twilio.sms_form("+14165550101", "x" * 300_000)
+    status, _ = twilio.signed("/twilio/sms", form)
+    assert status == 413
+    assert inbound(session) == []

@@ -23,6 +23,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     sessions = session_factory(engine)
 
     app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 256 * 1024  # Twilio's forms are a few KB; refuse anything huge (413)
     app.extensions["outreach"] = {
         "settings": settings, "engine": engine, "sessions": sessions, "validator": validator,
         "public_base_url": settings.optional("PUBLIC_BASE_URL"), "inbox": Inbox(sessions, settings),
