@@ -195,3 +195,39 @@ def test_abandoned_claim_is_reconciled_not_resent(wave, sender, sessions, sessio
 def test_missing_twilio_credentials_name_the_variable(run_cli, send_env):
     result = run_cli("send-due", extra_env={**send_env, "TWILIO_ACCOUNT_SID": ""})
     assert result.exit_code == 2 and "TWILIO_ACCOUNT_SID is not set" in result.output
+
+
+def test_two_workers_at_once_send_each_message_once(make_patient, sessions, send_env, session):
+    """Claims use FOR UPDATE SKIP LOCKED (PostgreSQL) / BEGIN IMMEDIATE (SQLite): no message is sent twice."""
+    import threading
+    from collections import Counter
+
+    from outreach.gateway import SimulatorGateway
+
+    for i in range(60):
+        make_patient(discharge_date=AS_OF - dt.timedelta(days=31 + i % 10))
+    settings = load_settings({**send_env, "SMS_BACKEND": "simulator"})
+    with unit_of_work(sessions) as s:
+        launch_wave(s, settings, 30, AS_OF, actor="t")
+    sent: list[str] = []
+    lock = threading.Lock()
+
+    class Recording(SimulatorGateway):
+        def send(self, to, body, status_callback):
+            with lock:
+                sent.append(to)
+            return super().send(to, body, status_callback)
+
+    barrier = threading.Barrier(3)
+
+    def work():
+        barrier.wait()
+        Sender(sessions, settings, Recording(echo=None)).send_due()
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(sent) == 60 and set(Counter(sent).values()) == {1}
+    assert set(statuses(session)) == {"delivered"}
