@@ -267,7 +267,7 @@ def waves_launch(ctx: Context, timepoint: int, as_of: str | None, limit: int | N
             click.echo("not launched")
             return
         wave, _ = launch_wave(session, ctx.settings, timepoint, day, actor=current_actor(), limit=limit,
-                              progress=_progress("creating follow-ups", count))
+                              progress=_progress("creating follow-ups", count), plan=plan)
     click.echo(f"wave {wave.id} launched: {wave.targeted} invitation(s) queued; `outreach worker` sends them")
 
 

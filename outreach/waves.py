@@ -89,9 +89,12 @@ def _chunks(seq: list, size: int = CHUNK) -> Iterable[list]:
 
 
 def launch_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.date, *, actor: str,
-                limit: int | None = None, progress: Callable[[int], None] | None = None) -> tuple[Wave, Plan]:
-    """Record a wave, create its follow-ups and queue the invitations.  Sends nothing."""
-    plan = plan_wave(session, settings, timepoint, as_of)
+                limit: int | None = None, progress: Callable[[int], None] | None = None,
+                plan: Plan | None = None) -> tuple[Wave, Plan]:
+    """Record a wave, create its follow-ups and queue the invitations.  Sends nothing.
+
+    ``plan`` may be one just made in the same transaction (the CLI shows it before asking)."""
+    plan = plan or plan_wave(session, settings, timepoint, as_of)
     chosen = plan.eligible[:limit] if limit is not None else plan.eligible
     now = utcnow()
     wave = Wave(timepoint_days=timepoint, as_of=as_of, created_by=actor, created_at=now,
