@@ -45,23 +45,18 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
         stats.reminders += len(rows)
     # 2. Stalled mid-survey: the current question once more, once.
     stall = dt.timedelta(hours=number(settings, "STALL_HOURS"))
-    stalled = session.scalars(
-        select(FollowUp).join(Patient, Patient.id == FollowUp.patient_id)
+    stalled = session.execute(
+        select(FollowUp, Patient.language, Patient.phone).join(Patient, Patient.id == FollowUp.patient_id)
         .where(FollowUp.state.in_(QUESTION_STATES), FollowUp.stall_reminded_at.is_(None),
                FollowUp.last_inbound_at <= now - stall, FollowUp.expires_at > now,
                Patient.opted_out_at.is_(None))).all()
-    if stalled:
-        langs = dict(session.execute(select(Patient.id, Patient.language)
-                                     .where(Patient.id.in_([f.patient_id for f in stalled]))).all())
-        phones = dict(session.execute(select(Patient.id, Patient.phone)
-                                      .where(Patient.id.in_([f.patient_id for f in stalled]))).all())
-        items = []
-        for f in stalled:
-            ctx = Context(language=langs[f.patient_id], org=org)
-            items.append((f.id, f.patient_id, phones[f.patient_id], ctx.text("stalled", question=current_prompt(f, ctx))))
-            f.stall_reminded_at = now
-        _queue(session, now, "stalled", items)
-        stats.stalled = len(stalled)
+    items = []
+    for f, language, phone in stalled:
+        ctx = Context(language=language, org=org)
+        items.append((f.id, f.patient_id, phone, ctx.text("stalled", question=current_prompt(f, ctx))))
+        f.stall_reminded_at = now
+    _queue(session, now, "stalled", items)
+    stats.stalled = len(stalled)
     # 3. Expiry: partial answers are kept; anything still queued for the follow-up is cancelled.
     due = session.scalars(select(FollowUp).where(FollowUp.state.in_(ACTIVE), FollowUp.expires_at <= now)).all()
     for f in due:
