@@ -136,7 +136,7 @@ def pct(values: list[float], p: float) -> float:
 
 def machine_alone(n: int = 20000) -> tuple[float, float]:
     from conversations.engine import Context, respond
-    from conversations.machine import MACHINE, attached, fire
+    from conversations.machine import MACHINE, transition
 
     class FU:
         def __init__(self):
@@ -146,8 +146,7 @@ def machine_alone(n: int = 20000) -> tuple[float, float]:
     models = [FU() for _ in range(n)]
     t0 = time.perf_counter()
     for m in models:
-        with attached(m):
-            fire(m, "advance")
+        transition(m, "advance")
     per_fire = (time.perf_counter() - t0) / n * 1000
     ctx = Context(org="Recovery Study", help_contact="1")
     models = [FU() for _ in range(n)]

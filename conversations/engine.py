@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .lexicon import is_crisis, keyword
-from .machine import ACTIVE, QUESTION_STATES, WAITING, attached, fire
+from .machine import ACTIVE, QUESTION_STATES, WAITING, transition
 from .surveys import QUESTIONS, Question, survey_for
 from .texts import render
 
@@ -81,12 +81,12 @@ def respond(model: Any, text: str, ctx: Context, media_count: int = 0) -> Outcom
         out.events.append("crisis")
         if model is not None and model.state in ACTIVE:
             model.paused_state = model.state
-            _fire(model, "pause")
+            transition(model, "pause")
         return out
     if kw == "opt_out":
         out.events.append("opted_out")
         if model is not None and model.state in ACTIVE + ["crisis"]:
-            _fire(model, "opt_out")
+            transition(model, "opt_out")
         return out
     if ctx.opted_out:
         if kw in ("opt_in", "yes"):
@@ -116,26 +116,20 @@ def respond(model: Any, text: str, ctx: Context, media_count: int = 0) -> Outcom
     return out
 
 
-def _fire(model: Any, trigger: str) -> None:
-    with attached(model):
-        if not fire(model, trigger):  # pragma: no cover - a programming error, not an input error
-            raise RuntimeError(f"{trigger} is not allowed from {model.state}")
-
-
 def _media_only(text: str, media_count: int) -> bool:
     return media_count > 0 and not text.strip()
 
 
 def _waiting(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome, media_count: int) -> None:
     if kw in ("yes", "opt_in"):
-        _fire(model, "consent")
+        transition(model, "consent")
         model.started_at = model.started_at or ctx.now
         model.retries = 0
         out.events.append("consented")
         out.replies.append(current_prompt(model, ctx))
     elif kw == "no":
         if model.state == "invited":
-            _fire(model, "decline")
+            transition(model, "decline")
             out.events.append("declined")
             out.replies.append(ctx.text("declined"))
     elif _media_only(text, media_count):
@@ -163,7 +157,7 @@ def _answering(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome
                 return
             out.answers.append(RecordedAnswer(q.key, text, None, "unparsed"))
     model.retries = 0
-    _fire(model, "advance")
+    transition(model, "advance")
     if model.state == "completed":
         model.completed_at = ctx.now
         out.events.append("completed")

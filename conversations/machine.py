@@ -80,9 +80,11 @@ def attached(model: Any) -> Iterator[Any]:
                 delattr(model, name)
 
 
-def fire(model: Any, trigger: str) -> bool:
-    """Fire ``trigger`` on an attached model; False (and no change) if it does not apply."""
-    return bool(MACHINE.events[trigger].trigger(model))
+def transition(model: Any, trigger: str) -> None:
+    """Attach ``model``, fire ``trigger``, detach.  A trigger that does not apply is a programming error."""
+    with attached(model):
+        if not MACHINE.events[trigger].trigger(model):
+            raise RuntimeError(f"{trigger} is not allowed from {model.state}")
 
 
 def mermaid() -> str:

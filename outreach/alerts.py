@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conversations.machine import attached, fire
+from conversations.machine import transition
 
 from .db import audit
 from .models import Alert, FollowUp, Message, Patient, utcnow
@@ -53,8 +53,7 @@ def resolve_alert(session: Session, alert_id: int, note: str, actor: str) -> Ale
     still_open = session.scalar(select(Alert.id).where(Alert.followup_id == alert.followup_id,
                                                        Alert.resolved_at.is_(None), Alert.id != alert.id))
     if followup is not None and followup.state == "crisis" and still_open is None:
-        with attached(followup):
-            fire(followup, "resume")
+        transition(followup, "resume")
         followup.paused_state = None
     session.flush()
     return alert

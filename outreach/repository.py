@@ -7,7 +7,7 @@ from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from conversations.machine import ACTIVE
+from conversations.machine import ACTIVE, transition
 
 from .models import FollowUp, Message, Patient, utcnow
 
@@ -40,6 +40,12 @@ def conversation_for(session: Session, patients: Sequence[Patient]) -> tuple[Pat
     if followups:
         return by_id[followups[0].patient_id], followups[0]
     return patients[0], None
+
+
+def close(followup: FollowUp, trigger: str) -> None:
+    """End an open follow-up (undeliverable, opted out, expired) through the state machine."""
+    transition(followup, trigger)
+    followup.closed_at = utcnow()
 
 
 def set_opt_out(session: Session, patients: Sequence[Patient], opted_out: bool) -> None:

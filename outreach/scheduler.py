@@ -8,7 +8,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from conversations.engine import Context, current_prompt, invitation
-from conversations.machine import ACTIVE, QUESTION_STATES, attached, fire
+from conversations.machine import ACTIVE, QUESTION_STATES, transition
 
 from .config import Settings, number
 from .models import FollowUp, Message, Patient, utcnow
@@ -60,8 +60,7 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
     # 3. Expiry: partial answers are kept; anything still queued for the follow-up is cancelled.
     due = session.scalars(select(FollowUp).where(FollowUp.state.in_(ACTIVE), FollowUp.expires_at <= now)).all()
     for f in due:
-        with attached(f):
-            fire(f, "expire")
+        transition(f, "expire")
         f.closed_at = now
     if due:
         session.execute(update(Message).where(Message.followup_id.in_([f.id for f in due]),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from conversations.machine import ACTIVE, attached, fire
+from conversations.machine import ACTIVE
 
 from .config import Settings, number
 from .db import audit, unit_of_work
@@ -25,7 +25,7 @@ from .gateway import GatewayError, SmsGateway
 from .models import FollowUp, Message, Patient, utcnow
 from .phones import mask
 from .quiet_hours import parse_window
-from .repository import set_opt_out
+from .repository import close, lock_patients_by_phone, set_opt_out
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -179,15 +179,12 @@ class Sender:
                 patient.phone_valid = False
                 audit(s, "phone_invalid", actor="twilio", patient_id=patient.id, error_code=exc.code)
                 if followup is not None and followup.state in ACTIVE:
-                    with attached(followup):
-                        fire(followup, "fail_delivery")
-                    followup.closed_at = utcnow()
+                    close(followup, "fail_delivery")
             elif exc.code == OPTED_OUT and patient is not None:
-                set_opt_out(s, list(s.scalars(select(Patient).where(Patient.phone == patient.phone))), True)
+                set_opt_out(s, lock_patients_by_phone(s, patient.phone), True)
                 audit(s, "opted_out", actor="twilio", patient_id=patient.id, error_code=exc.code)
                 if followup is not None and followup.state in ACTIVE:
-                    with attached(followup):
-                        fire(followup, "opt_out")
+                    close(followup, "opt_out")
 
     # -- passes -------------------------------------------------------------
     def send_due(self, max_batches: int | None = None) -> SendStats:

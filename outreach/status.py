@@ -6,13 +6,13 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from conversations.machine import ACTIVE, attached, fire
+from conversations.machine import ACTIVE
 
 from .config import Settings
 from .db import audit, unit_of_work
-from .models import FollowUp, Message, Patient, utcnow
+from .models import FollowUp, Message, Patient
 from .phones import mask
-from .repository import set_opt_out
+from .repository import close, lock_patients_by_phone, set_opt_out
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,12 @@ def update_status(sessions: sessionmaker[Session], settings: Settings, sid: str,
             msg.error_code = error_code
         if error_code == OPTED_OUT and msg.patient_id:
             patient = s.get(Patient, msg.patient_id)
-            set_opt_out(s, list(s.scalars(select(Patient).where(Patient.phone == patient.phone))), True)
+            set_opt_out(s, lock_patients_by_phone(s, patient.phone), True)
             audit(s, "opted_out", actor="carrier", patient_id=patient.id, error_code=error_code)
             log.info("carrier reports %s opted out", mask(patient.phone))
         elif error_code in CARRIER_FAILURES and status in ("undelivered", "failed"):
             followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
             if followup is not None and followup.state in ACTIVE and is_last_attempt(msg, followup, settings):
-                with attached(followup):
-                    fire(followup, "fail_delivery")
-                followup.closed_at = utcnow()
+                close(followup, "fail_delivery")
                 audit(s, "undeliverable", actor="carrier", patient_id=followup.patient_id, error_code=error_code)
         return f"status {status}"
