@@ -17,6 +17,8 @@ import pandas as pd
 from scipy import stats as sps
 from scipy.stats.contingency import odds_ratio
 
+from .queries import COVARIATES
+
 MIN_RESPONDERS = 30
 MIXED_MAX_PARTICIPANTS = 5_000  # larger cohorts: the mixed model is fitted on a random sample of participants
 OUTCOMES = {
@@ -27,7 +29,6 @@ OUTCOMES = {
 }
 BINARY = {"self_efficacy_high": "Self-efficacy 8+", "mental_health_high": "Mental health very good/excellent",
           "physical_health_high": "Physical health very good/excellent"}
-COVARIATES = ["age", "sex", "length_of_stay_days", "primary_substance", "program"]
 CATEGORICAL = {"sex", "primary_substance", "program"}
 
 
@@ -95,8 +96,12 @@ def logistic(df: pd.DataFrame, outcome: str = "self_efficacy_high", adjust: bool
         except Exception as exc:  # separation, singular design
             return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD",
                            error=f"{type(exc).__name__}: {exc}")
+    return _odds_ratio_per_sd(name, len(data), fit, outcome)
+
+
+def _odds_ratio_per_sd(name: str, n: int, fit: Any, outcome: str) -> dict[str, Any]:
     beta, (lo, hi) = fit.params["alliance_sd"], fit.conf_int().loc["alliance_sd"]
-    return _result(name, len(data), math.exp(beta), math.exp(lo), math.exp(hi), fit.pvalues["alliance_sd"],
+    return _result(name, n, math.exp(beta), math.exp(lo), math.exp(hi), fit.pvalues["alliance_sd"],
                    outcome=outcome, scale="odds ratio per SD")
 
 
@@ -116,9 +121,7 @@ def ordinal(df: pd.DataFrame, outcome: str) -> dict[str, Any]:
         except Exception as exc:
             return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD",
                            error=f"{type(exc).__name__}: {exc}")
-    beta, (lo, hi) = fit.params["alliance_sd"], fit.conf_int().loc["alliance_sd"]
-    return _result(name, len(data), math.exp(beta), math.exp(lo), math.exp(hi), fit.pvalues["alliance_sd"],
-                   outcome=outcome, scale="odds ratio per SD")
+    return _odds_ratio_per_sd(name, len(data), fit, outcome)
 
 
 def high_vs_other(df: pd.DataFrame, outcome: str) -> dict[str, Any]:
