@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import urllib.parse
+from zoneinfo import ZoneInfo
 
 import pytest
 import responses
@@ -155,7 +156,7 @@ def test_opt_out_is_rechecked_at_send_time(wave, sender, sessions, session):
 def test_quiet_hours_hold_until_the_patients_morning(wave, sender, session, clock):
     responses.add_callback(responses.POST, API, callback=ok_reply)
     now = utcnow()
-    local_hour = (now.replace(tzinfo=dt.UTC).astimezone(__import__("zoneinfo").ZoneInfo("America/Toronto"))).hour
+    local_hour = now.replace(tzinfo=dt.UTC).astimezone(ZoneInfo("America/Toronto")).hour
     # A window that is closed right now in Toronto: the hour two hours from now, every day.
     start = (local_hour + 2) % 24
     window = f"Mon-Sun {start:02d}:00-{start:02d}:30"

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from outreach.config import load_settings
 from outreach.db import unit_of_work
-from outreach.models import FollowUp, Message, Wave
+from outreach.models import AuditEvent, FollowUp, Message, Wave
 from outreach.waves import launch_wave, plan_wave
 
 AS_OF = dt.date(2026, 11, 20)
@@ -18,7 +18,7 @@ def discharged(days_ago: int) -> dt.date:
     return AS_OF - dt.timedelta(days=days_ago)
 
 
-def test_plan_counts_every_exclusion_reason(make_patient, make_followup, session, settings):
+def test_plan_counts_every_exclusion_reason(make_patient, make_followup, sessions, session, settings):
     ok = make_patient(patient_id="OK", discharge_date=discharged(35))
     make_patient(patient_id="EARLY", discharge_date=discharged(20))
     make_patient(patient_id="LATE", discharge_date=discharged(50))
@@ -32,7 +32,7 @@ def test_plan_counts_every_exclusion_reason(make_patient, make_followup, session
     make_patient(patient_id="SHARES", phone="+14165550777", discharge_date=discharged(35))
     make_patient(patient_id="TWIN1", phone="+14165550888", discharge_date=discharged(36))
     make_patient(patient_id="TWIN2", phone="+14165550888", discharge_date=discharged(35))
-    with unit_of_work(__import__("outreach.db").db.session_factory(session.get_bind())) as s:
+    with unit_of_work(sessions) as s:
         s.get(type(bad), bad.id).phone_valid = False
     session.rollback()
     plan = plan_wave(session, settings, 30, AS_OF)
@@ -65,6 +65,8 @@ def test_launch_creates_followups_and_queues_invitations_but_sends_nothing(make_
     assert all("30-day" in m.body or "30 jours" in m.body for m in msgs)
     wave = session.scalar(select(Wave))
     assert wave.targeted == 5 and wave.parameters["as_of"] == AS_OF.isoformat()
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "wave_launched"))
+    assert event.details["wave_id"] == wave.id and event.details["targeted"] == 5
     again = run_cli("waves", "launch", "--timepoint", "30", "--as-of", AS_OF.isoformat(), "--yes")
     assert "nobody to invite" in again.output
     session.rollback()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from outreach.models import Alert, Answer, FollowUp, Message, Patient
+from outreach.models import Alert, Answer, AuditEvent, FollowUp, Message, Patient
 from outreach.webhook_client import new_sid
 
 
@@ -118,6 +118,8 @@ def test_crisis_message_opens_alert_pauses_and_replies_safety(twilio, make_patie
     assert state_of(session, fu) == "q_self_efficacy"
     session.rollback()
     assert session.get(Alert, alert.id).resolution_note == "called, safe, wants to continue"
+    audited = session.scalar(select(AuditEvent).where(AuditEvent.action == "crisis_alert_resolved"))
+    assert audited.details == {"alert_id": alert.id, "note": "called, safe, wants to continue"}
     assert "no open alerts" in run_cli("alerts", "list").output
     again = run_cli("alerts", "resolve", str(alert.id), "--note", "x")
     assert again.exit_code == 1 and "already resolved" in again.output
