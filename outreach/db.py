@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import AuditEvent
@@ -79,7 +79,11 @@ def current_actor() -> str:
     return os.environ.get("OUTREACH_ACTOR") or getpass.getuser()
 
 
-def audit(session: Session, action: str, *, actor: str | None = None,
+def audit(bind: Session | Connection, action: str, *, actor: str | None = None,
           patient_id: int | None = None, **details: Any) -> None:
-    session.add(AuditEvent(actor=actor or current_actor(), action=action,
-                           patient_id=patient_id, details=details))
+    """Record who did what, in the caller's transaction (an ORM session or a Core connection)."""
+    row = dict(actor=actor or current_actor(), action=action, patient_id=patient_id, details=details)
+    if isinstance(bind, Session):
+        bind.add(AuditEvent(**row))
+    else:
+        bind.execute(insert(AuditEvent), row)

@@ -14,9 +14,10 @@ from .models import FollowUp, Message, Patient, utcnow
 OPEN_STATES = ACTIVE + ["crisis"]
 
 
-def insert_ignore(bind: Session | Connection, model: Any):
-    """A dialect-specific ``INSERT`` that supports ``on_conflict_do_nothing``, for a session or connection."""
-    dialect = (bind.get_bind() if isinstance(bind, Session) else bind).dialect.name
+def insert_ignore(bind: Session | Connection | str, model: Any):
+    """A dialect-specific ``INSERT`` that supports ``on_conflict_do_nothing``, for a session, a connection
+    or a dialect name."""
+    dialect = bind if isinstance(bind, str) else (bind.get_bind() if isinstance(bind, Session) else bind).dialect.name
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
@@ -26,35 +27,24 @@ def lock_patients_by_phone(session: Session, phone: str) -> list[Patient]:
     return list(session.scalars(stmt))
 
 
-def conversation_for(session: Session, patients: Sequence[Patient]) -> tuple[Patient | None, FollowUp | None]:
-    """Whose message is this?  The patient with an open follow-up wins (shared phones); else the latest one."""
-    if not patients:
-        return None, None
-    by_id = {p.id: p for p in patients}
-    followups = list(session.scalars(
-        select(FollowUp).where(FollowUp.patient_id.in_(by_id))
-        .order_by(FollowUp.invited_at.desc().nulls_last(), FollowUp.id.desc())))
-    for fu in followups:
-        if fu.state in OPEN_STATES:
-            return by_id[fu.patient_id], fu
-    if followups:
-        return by_id[followups[0].patient_id], followups[0]
-    return patients[0], None
-
-
 def close(followup: FollowUp, trigger: str) -> None:
     """End an open follow-up (undeliverable, opted out, expired) through the state machine."""
     transition(followup, trigger)
     followup.closed_at = utcnow()
 
 
-def set_opt_out(session: Session, patients: Sequence[Patient], opted_out: bool) -> None:
-    """Opt every patient on the phone in or out; an opt-out cancels their queued texts."""
+def set_opt_out(bind: Session | Connection, patient_ids: Sequence[int], opted_out: bool) -> None:
+    """Opt every patient on the phone in or out (the first opt-out time is kept); an opt-out
+    cancels their queued texts.  Plain UPDATEs: works in an ORM session or on a Core connection."""
+    if not patient_ids:
+        return
     now = utcnow()
-    for p in patients:
-        p.opted_out_at = (p.opted_out_at or now) if opted_out else None
-    if opted_out and patients:
-        session.execute(update(Message)
-                        .where(Message.direction == "out", Message.status == "pending",
-                               Message.patient_id.in_([p.id for p in patients]))
-                        .values(status="cancelled", error_message="patient opted out", updated_at=now))
+    patients = update(Patient).where(Patient.id.in_(patient_ids))
+    if opted_out:
+        bind.execute(patients.where(Patient.opted_out_at.is_(None)).values(opted_out_at=now, updated_at=now))
+        bind.execute(update(Message)
+                     .where(Message.direction == "out", Message.status == "pending",
+                            Message.patient_id.in_(patient_ids))
+                     .values(status="cancelled", error_message="patient opted out", updated_at=now))
+    else:
+        bind.execute(patients.values(opted_out_at=None, updated_at=now))

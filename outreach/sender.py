@@ -181,7 +181,7 @@ class Sender:
                 if followup is not None and followup.state in ACTIVE:
                     close(followup, "fail_delivery")
             elif exc.code == OPTED_OUT and patient is not None:
-                set_opt_out(s, lock_patients_by_phone(s, patient.phone), True)
+                set_opt_out(s, [p.id for p in lock_patients_by_phone(s, patient.phone)], True)
                 audit(s, "opted_out", actor="twilio", patient_id=patient.id, error_code=exc.code)
                 if followup is not None and followup.state in ACTIVE:
                     close(followup, "opt_out")

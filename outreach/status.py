@@ -48,7 +48,7 @@ def update_status(sessions: sessionmaker[Session], settings: Settings, sid: str,
             msg.error_code = error_code
         if error_code == OPTED_OUT and msg.patient_id:
             patient = s.get(Patient, msg.patient_id)
-            set_opt_out(s, lock_patients_by_phone(s, patient.phone), True)
+            set_opt_out(s, [p.id for p in lock_patients_by_phone(s, patient.phone)], True)
             audit(s, "opted_out", actor="carrier", patient_id=patient.id, error_code=error_code)
             log.info("carrier reports %s opted out", mask(patient.phone))
         elif error_code in CARRIER_FAILURES and status in ("undelivered", "failed"):

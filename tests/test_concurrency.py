@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 
 from sqlalchemy import select
 
@@ -49,11 +50,15 @@ def test_simultaneous_messages_from_one_phone_apply_in_arrival_order(app, twilio
             t.join()
 
     burst(("3", "4"))  # valid for any question: only the order decides which answers which
+    burst(("help", "help"))  # no answer, so no unique constraint would stop a message being applied twice
     burst(("2", "5"))
     assert errors == []
     session.rollback()
-    statuses = session.scalars(select(Message.status).where(Message.direction == "in")).all()
-    assert len(statuses) == 4 * len(patients) and set(statuses) == {"processed"}  # none failed or left behind
+    inbound = session.execute(select(Message.id, Message.body, Message.status).where(Message.direction == "in")).all()
+    assert len(inbound) == 6 * len(patients) and {m.status for m in inbound} == {"processed"}  # none failed or left
+    replies = Counter(session.scalars(select(Message.in_reply_to_id).where(Message.direction == "out")))
+    for m in inbound:  # each message applied exactly once: HELP answers with its text and the question, once
+        assert replies[m.id] == (2 if m.body == "help" else 1), m.body
     for fu in followups:
         answers = {a.question_key: a for a in session.scalars(select(Answer).where(Answer.followup_id == fu.id))}
         assert set(answers) == set(ORDER)  # no message lost, none applied twice
