@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from conversations.engine import Context, respond
@@ -40,17 +40,25 @@ _SID = re.compile(r"^[A-Za-z0-9]{10,64}$")
 # The follow-up columns the conversation engine reads or changes.
 _ENGINE_COLUMNS = ("state", "paused_state", "retries", "started_at", "completed_at", "last_ack_at",
                    "last_inbound_at", "last_prompt_at")
-_LOCK_PATIENTS = (select(Patient.id, Patient.language, Patient.opted_out_at)
-                  .where(Patient.phone == bindparam("phone")).order_by(Patient.id).with_for_update())
-_FOLLOWUPS = (select(FollowUp.id, FollowUp.patient_id, FollowUp.timepoint_days,
-                     *(getattr(FollowUp, c) for c in _ENGINE_COLUMNS))
-              .join(Patient, Patient.id == FollowUp.patient_id).where(Patient.phone == bindparam("phone"))
-              .order_by(FollowUp.invited_at.desc().nulls_last(), FollowUp.id.desc()))
+_LOCK_PHONE = select(Patient.id).where(Patient.phone == bindparam("phone")).order_by(Patient.id).with_for_update()
+_IS_PENDING = and_(Message.direction == "in", Message.from_number == bindparam("phone"), Message.processed_at.is_(None),
+                   Message.status == "received")
+# Read after the lock (a fresh snapshot): the phone's patients, each follow-up newest first, and
+# whether the message in hand is the only unprocessed one from this phone (the usual case).
+_CONVERSATIONS = (
+    select(Patient.id.label("patient_pk"), Patient.language, Patient.opted_out_at,
+           FollowUp.id, FollowUp.patient_id, FollowUp.timepoint_days, *(getattr(FollowUp, c) for c in _ENGINE_COLUMNS),
+           select(func.count()).select_from(Message).where(_IS_PENDING, Message.id < bindparam("upto"))
+           .scalar_subquery().label("earlier_pending"),
+           select(func.count()).select_from(Message).where(_IS_PENDING, Message.id == bindparam("upto"))
+           .scalar_subquery().label("this_pending"))
+    .select_from(Patient).outerjoin(FollowUp, FollowUp.patient_id == Patient.id)
+    .where(Patient.phone == bindparam("phone"))
+    .order_by(FollowUp.invited_at.desc().nulls_last(), FollowUp.id.desc()))
+_FOLLOWUP_KEYS = ("id", "patient_id", "timepoint_days", *_ENGINE_COLUMNS)
 _PENDING = (select(Message.id, Message.from_number, Message.to_number, Message.body, Message.media_count)
-            .where(Message.direction == "in", Message.from_number == bindparam("phone"),
-                   Message.processed_at.is_(None), Message.status == "received", Message.id <= bindparam("upto"))
-            .order_by(Message.id))
-_MARK_PROCESSED = (update(Message).where(Message.id == bindparam("message_id"))
+            .where(_IS_PENDING, Message.id <= bindparam("upto")).order_by(Message.id))
+_MARK_PROCESSED = (update(Message).where(Message.id == bindparam("message_id"), Message.processed_at.is_(None))
                    .values(status="processed", processed_at=bindparam("now"), patient_id=bindparam("patient_pk"),
                            followup_id=bindparam("followup_pk")))
 _MARK_FAILED = (update(Message).where(Message.id == bindparam("message_id"), Message.processed_at.is_(None))
@@ -146,7 +154,7 @@ class Inbox:
             if sms.problems:
                 return Received(message_id, [], duplicate, rejected="; ".join(sms.problems))
             # A repeat is processed only if its first delivery never was; the phone is then the stored one.
-            replies = self._process(conn, message_id, None if duplicate else sms.from_number)
+            replies = self._process(conn, message_id, None if duplicate else sms)
             if replies is None:  # a repeat, or applied by a concurrent request: answer what was stored
                 replies = list(conn.scalars(_REPLIES, {"message_id": message_id}))
                 conn.rollback()
@@ -177,28 +185,38 @@ class Inbox:
                       body=sms.body, media_count=sms.media_count, attempts=0,
                       status="rejected" if sms.problems else "received",
                       error_message="; ".join(sms.problems) or None, created_at=now, updated_at=now)
-        with conn.begin():
-            new_id = conn.scalar(_insert_inbound(conn.dialect.name), values)
-            if new_id is not None:
-                return new_id, False
-            return conn.scalar(select(Message.id).where(Message.provider_sid == sms.sid)), True
+        # One INSERT is its own transaction: on PostgreSQL, autocommit spares the BEGIN and COMMIT round trips.
+        autocommit = conn.dialect.name == "postgresql"
+        if autocommit:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            with conn.begin():
+                new_id = conn.scalar(_insert_inbound(conn.dialect.name), values)
+                if new_id is not None:
+                    return new_id, False
+                return conn.scalar(select(Message.id).where(Message.provider_sid == sms.sid)), True
+        finally:
+            if autocommit:
+                conn.execution_options(isolation_level=conn.default_isolation_level)
 
     # -- 2. process -------------------------------------------------------
-    def _process(self, conn: Connection, message_id: int, phone: str | None = None) -> list[str] | None:
+    def _process(self, conn: Connection, message_id: int, sms: InboundSMS | None = None) -> list[str] | None:
         """Apply the message (and any earlier unprocessed ones from the same phone) in one transaction.
+        ``sms`` is the message in hand (None: read it back, as for a repeat or a replay).
 
         Returns its replies, or None when it was not processed here (already done, failed, rejected)."""
         replies: list[str] | None = None
         try:
             with conn.begin():
-                if phone is None:
-                    phone = conn.scalar(select(Message.from_number).where(Message.id == message_id))
-                patients = [SimpleNamespace(**row._mapping) for row in conn.execute(_LOCK_PATIENTS, {"phone": phone})]
-                pending = conn.execute(_PENDING, {"phone": phone, "upto": message_id}).all()
-                followups = self._followups(conn, phone) if patients and pending else []
-                if len(pending) == 1:  # the usual case: no savepoint needed, a failure rolls back everything
-                    replies = self._handle(conn, pending[0], patients, followups)
-                for m in pending if len(pending) > 1 else []:
+                phone = sms.from_number if sms else conn.scalar(select(Message.from_number)
+                                                                .where(Message.id == message_id))
+                conn.execute(_LOCK_PHONE, {"phone": phone}).all()
+                patients, followups, only_this = self._load(conn, phone, message_id)
+                if sms is not None and only_this:  # the usual case: nothing to read back, no savepoint needed
+                    return self._handle(conn, SimpleNamespace(id=message_id, from_number=sms.from_number,
+                                                              to_number=sms.to_number, body=sms.body,
+                                                              media_count=sms.media_count), patients, followups)
+                for m in conn.execute(_PENDING, {"phone": phone, "upto": message_id}).all():
                     try:
                         with conn.begin_nested():
                             out = self._handle(conn, m, patients, followups)
@@ -208,8 +226,7 @@ class Inbox:
                         log.exception("inbound message %s from %s failed", m.id, mask(m.from_number))
                         self._mark_failed(conn, m.id, exc)
                         # what the failed message changed in memory was rolled back in the database: reload
-                        patients = [SimpleNamespace(**r._mapping) for r in conn.execute(_LOCK_PATIENTS, {"phone": phone})]
-                        followups = self._followups(conn, phone)
+                        patients, followups, _ = self._load(conn, phone, message_id)
         except Exception as exc:
             log.exception("inbound message %s could not be processed", message_id)
             with conn.begin():
@@ -218,9 +235,19 @@ class Inbox:
         return replies
 
     @staticmethod
-    def _followups(conn: Connection, phone: str) -> list[SimpleNamespace]:
-        """The phone's follow-ups, newest first, as plain objects the shared machine can drive."""
-        return [SimpleNamespace(**row._mapping) for row in conn.execute(_FOLLOWUPS, {"phone": phone})]
+    def _load(conn: Connection, phone: str, message_id: int) -> tuple[list[SimpleNamespace], list[SimpleNamespace], bool]:
+        """The phone's patients (by id), their follow-ups (newest first) as plain objects the shared
+        machine can drive, and whether ``message_id`` is the phone's only unprocessed message."""
+        patients: dict[int, SimpleNamespace] = {}
+        followups = []
+        rows = conn.execute(_CONVERSATIONS, {"phone": phone, "upto": message_id}).all()
+        for r in rows:
+            patients.setdefault(r.patient_pk, SimpleNamespace(id=r.patient_pk, language=r.language,
+                                                              opted_out_at=r.opted_out_at))
+            if r.id is not None:
+                followups.append(SimpleNamespace(**{k: getattr(r, k) for k in _FOLLOWUP_KEYS}))
+        only_this = bool(rows) and rows[0].earlier_pending == 0 and rows[0].this_pending == 1
+        return sorted(patients.values(), key=lambda p: p.id), followups, only_this
 
     @staticmethod
     def _mark_failed(conn: Connection, message_id: int, exc: Exception) -> None:
@@ -230,10 +257,16 @@ class Inbox:
         return dataclasses.replace(self._base_context, language=language or "en", opted_out=opted_out, now=now)
 
     def _handle(self, conn: Connection, msg: Any, patients: list[SimpleNamespace],
-                followups: list[SimpleNamespace]) -> list[str]:
+                followups: list[SimpleNamespace]) -> list[str] | None:
+        """Apply one message; None when a concurrent request has already applied it."""
         now = utcnow()
         patient, followup = conversation_for(patients, followups)
         followup_pk = followup.id if followup else None
+        # Claim the message first: a second request can never apply it again, even when there was no
+        # patient row to lock (an unknown number).
+        if not conn.execute(_MARK_PROCESSED, {"message_id": msg.id, "now": now, "followup_pk": followup_pk,
+                                              "patient_pk": patient.id if patient else None}).rowcount:
+            return None
         if patient is None:
             replies = self._unknown_sender(conn, msg, now)
         else:
@@ -263,8 +296,6 @@ class Inbox:
                         p.opted_out_at = (p.opted_out_at or now) if opted_out else None
                     audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id)
             self._store_replies(conn, msg, replies, patient.id, followup_pk, now)
-        conn.execute(_MARK_PROCESSED, {"message_id": msg.id, "now": now, "followup_pk": followup_pk,
-                                       "patient_pk": patient.id if patient else None})
         return replies
 
     def _unknown_sender(self, conn: Connection, msg: Any, now) -> list[str]:
