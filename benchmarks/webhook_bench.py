@@ -57,8 +57,9 @@ def seed(url: str, patients: int) -> list[str]:
 
 
 def start_gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    """gunicorn as the Procfile runs it (webhooks/gunicorn_conf.py), on a loopback port."""
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    proc = subprocess.Popen([gunicorn, "-w", os.environ.get("BENCH_WORKERS", "5"), "-k", "gthread", "--threads", os.environ.get("BENCH_THREADS", "4"), "-b", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([gunicorn, "-c", "python:webhooks.gunicorn_conf", "-b", f"127.0.0.1:{port}",
                              "--log-level", "warning", app], cwd=ROOT, env=env)
     for _ in range(100):
         try:
@@ -68,6 +69,27 @@ def start_gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen
             time.sleep(0.1)
     proc.kill()
     sys.exit(f"gunicorn did not start for {app}")
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time used so far by gunicorn, PostgreSQL and this process (the load generator)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"gunicorn": 0.0, "postgres": 0.0, "load": 0.0}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        name, fields = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if "postgres" in name:
+            out["postgres"] += used
+        elif b"gunicorn" in cmdline:
+            out["gunicorn"] += used
+        elif int(proc.name) == os.getpid():
+            out["load"] += used
+    return out
 
 
 def worker_rss_mb(master: subprocess.Popen) -> list[float]:
@@ -161,10 +183,39 @@ def machine_alone(n: int = 20000) -> tuple[float, float]:
 CONNECTIONS = 50
 
 
+def measure(label: str, app: str, phones: list[str], rounds: int, run: str, env: dict[str, str]) -> dict:
+    warm_up = build_requests(phones[:50], 1, f"w{run}")
+    per_conn = build_requests(phones, rounds, run)
+    total = sum(len(r) for r in per_conn)
+    port = free_port()
+    proc = start_gunicorn(app, port, env)
+    try:
+        load(port, warm_up)  # imports, pools (not counted)
+        rss_before, cpu_before = worker_rss_mb(proc), cpu_seconds()
+        elapsed, lat, errors = load(port, per_conn)
+        rss_after, cpu_after = worker_rss_mb(proc), cpu_seconds()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    cpu = {k: (cpu_after[k] - cpu_before[k]) / total * 1000 for k in cpu_after}
+    print(f"{label:28s} {total} msgs in {elapsed:6.1f} s = {total / elapsed:7.0f} msg/s, "
+          f"p50 {pct(lat, 50):6.1f} ms, p99 {pct(lat, 99):6.1f} ms, errors {errors}; CPU ms/msg: "
+          f"{', '.join(f'{k} {v:.2f}' for k, v in cpu.items())}; worker RSS "
+          f"{'/'.join(f'{r:.0f}' for r in rss_before)} -> {'/'.join(f'{r:.0f}' for r in rss_after)} MB", flush=True)
+    return {"rate": total / elapsed, "p50": pct(lat, 50), "p99": pct(lat, 99), "errors": errors}
+
+
+APPS = [("baseline (signature only)", "benchmarks.baseline_app:create_app()"),
+        ("floor (raw SQL, same I/O)", "benchmarks.floor_app:create_app()"),
+        ("outreach webhook", "webhooks.app:create_app()")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--patients", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=3, help="measure the three endpoints this many times, "
+                        "interleaved; the summary gives medians (runs on a shared machine vary)")
     args = parser.parse_args()
     url = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("TEST_POSTGRES_URL")
     if not url:
@@ -177,35 +228,29 @@ def main() -> None:
     phones = seed(url, args.patients)
     env = {**os.environ, "DATABASE_URL": url, "TWILIO_AUTH_TOKEN": TOKEN, "HELP_CONTACT": "1-800-555-0199",
            "PUBLIC_BASE_URL": BASE, "PYTHONPATH": str(ROOT)}
-    results = {}
-    apps = [("baseline (signature only)", "benchmarks.baseline_app:create_app()"),
-            ("floor (raw SQL, 2 commits)", "benchmarks.floor_app:create_app()"),
-            ("outreach webhook", "webhooks.app:create_app()")]
-    for i, (label, app) in enumerate(apps):
-        warm_up = build_requests(phones[:50], 1, f"w{i}")
-        per_conn = build_requests(phones, args.rounds, f"r{i}")
-        total = sum(len(r) for r in per_conn)
-        port = free_port()
-        proc = start_gunicorn(app, port, env)
-        try:
-            load(port, warm_up)  # imports, pools (not counted)
-            rss_before = worker_rss_mb(proc)
-            elapsed, lat, errors = load(port, per_conn)
-            rss_after = worker_rss_mb(proc)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
-        results[label] = (total / elapsed, pct(lat, 50), pct(lat, 99))
-        print(f"{label:28s} {total} msgs in {elapsed:6.1f} s = {total / elapsed:7.0f} msg/s, "
-              f"p50 {pct(lat, 50):6.1f} ms, p99 {pct(lat, 99):6.1f} ms, errors {errors}; "
-              f"worker RSS {'/'.join(f'{r:.0f}' for r in rss_before)} MB -> "
-              f"{'/'.join(f'{r:.0f}' for r in rss_after)} MB")
-        if label == "outreach webhook" and errors:
-            print("  (non-200 answers seen: see gunicorn output above)")
-    base, floor, ours = (results[label] for label, _ in apps)
-    print(f"ratio: throughput {ours[0] / base[0]:.2f} x baseline (target >= 0.5), "
-          f"p99 {ours[2]:.1f} ms (target < 100 ms); the raw-SQL floor reaches {floor[0] / base[0]:.2f} x, "
-          f"p99 {floor[2]:.1f} ms; outreach is {ours[0] / floor[0]:.2f} x the floor")
+    from outreach.config import load_settings, positive_int
+
+    settings = load_settings(env)
+    print(f"gunicorn: {positive_int(settings, 'WEB_CONCURRENCY')} gthread workers x "
+          f"{positive_int(settings, 'WEB_THREADS')} threads (WEB_CONCURRENCY, WEB_THREADS); "
+          f"{CONNECTIONS} connections, {args.patients * args.rounds} messages per endpoint", flush=True)
+    runs: dict[str, list[dict]] = {label: [] for label, _ in APPS}
+    for rep in range(args.repeat):
+        for i, (label, app) in enumerate(APPS):
+            runs[label].append(measure(label, app, phones, args.rounds, f"r{rep}x{i}", env))
+    med = {label: {k: statistics.median(r[k] for r in rs) for k in ("rate", "p50", "p99")}
+           for label, rs in runs.items()}
+    base, floor, ours = (runs[label] for label, _ in APPS)
+    ratio = statistics.median(o["rate"] / b["rate"] for o, b in zip(ours, base))
+    floor_ratio = statistics.median(f["rate"] / b["rate"] for f, b in zip(floor, base))
+    print(f"median of {args.repeat}:")
+    for label, m in med.items():
+        print(f"  {label:28s} {m['rate']:7.0f} msg/s, p50 {m['p50']:6.1f} ms, p99 {m['p99']:6.1f} ms")
+    print(f"ratio: throughput {ratio:.2f} x baseline (target >= 0.5), p99 {med['outreach webhook']['p99']:.1f} ms "
+          f"(target < 100 ms); the raw-SQL floor reaches {floor_ratio:.2f} x, so outreach is "
+          f"{ratio / floor_ratio:.2f} x the floor")
+    if sum(r["errors"] for rs in runs.values() for r in rs):
+        print("non-200 answers seen: see the gunicorn output above")
 
 
 if __name__ == "__main__":

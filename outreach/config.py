@@ -43,6 +43,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "CRISIS_LINE": ("988", "Crisis line named in the safety reply (call or text)."),
     "EMERGENCY_NUMBER": ("911", "Emergency number named in the safety reply."),
     "PUBLIC_BASE_URL": (None, "Public https base URL Twilio calls (signature check behind a proxy, callbacks)."),
+    "WEB_CONCURRENCY": ("5", "gunicorn worker processes of the web app (about 2 per core + 1)."),
+    "WEB_THREADS": ("4", "Threads per web worker; each holds at most one database connection."),
     "TWILIO_AUTH_TOKEN": (None, "Twilio auth token: verifies webhook signatures and authenticates API calls (secret)."),
 }
 
@@ -93,6 +95,16 @@ def int_list(settings: "Settings", name: str) -> list[int]:
         return [int(x) for x in settings.get(name).split(",") if x.strip()]
     except ValueError:
         raise ConfigError(f"{name} must be a comma-separated list of whole numbers") from None
+
+
+def positive_int(settings: "Settings", name: str) -> int:
+    try:
+        value = int(settings.get(name))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1")
+    return value
 
 
 def number(settings: "Settings", name: str) -> float:

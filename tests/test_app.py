@@ -56,3 +56,41 @@ def test_command_needing_a_secret_names_it(run_cli, make_patient, monkeypatch):
     make_patient(patient_id="Q1")
     result = run_cli("chat", "Q1", input="")
     assert result.exit_code == 2 and "TWILIO_AUTH_TOKEN is not set" in result.output
+
+
+def test_procfile_web_process_serves_the_app(web_env, tmp_path):
+    """The Procfile's ``web`` line, run as written (gunicorn with webhooks.gunicorn_conf) on PORT."""
+    import shlex
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    web = next(line for line in (root / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    argv = shlex.split(web.removeprefix("web:"))
+    assert argv[0] == "gunicorn"
+    argv[0] = str(Path(sys.executable).with_name("gunicorn"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**web_env, "PATH": str(Path(sys.executable).parent), "PORT": str(port),
+           "WEB_CONCURRENCY": "2", "WEB_THREADS": "2"}
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline, body = time.monotonic() + 20, None
+        while body is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
+            except OSError:
+                time.sleep(0.1)
+        assert body == b'{"status":"ok"}\n', log.read_text()
+        workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(workers) == 2  # WEB_CONCURRENCY reached gunicorn
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
