@@ -58,7 +58,14 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
     _queue(session, now, "stalled", items)
     stats.stalled = len(stalled)
     # 3. Expiry: partial answers are kept; anything still queued for the follow-up is cancelled.
-    due = session.scalars(select(FollowUp).where(FollowUp.state.in_(ACTIVE), FollowUp.expires_at <= now)).all()
+    # Same protocol as an inbound message (outreach.inbound): lock the patients, then read. A follow-up
+    # whose patient has a message being applied right now waits for the next tick; one applied a moment
+    # ago is read as it now is, so expiry never overwrites an answer (or is overwritten by one).
+    is_due = (FollowUp.state.in_(ACTIVE), FollowUp.expires_at <= now)
+    locked = session.scalars(select(FollowUp.id).join(Patient, Patient.id == FollowUp.patient_id).where(*is_due)
+                             .with_for_update(of=Patient, skip_locked=True)).all()
+    due = session.scalars(select(FollowUp).where(FollowUp.id.in_(locked), *is_due)
+                          .execution_options(populate_existing=True)).all() if locked else []
     for f in due:
         transition(f, "expire")
         f.closed_at = now

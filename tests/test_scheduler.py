@@ -102,3 +102,27 @@ def test_crisis_is_not_expired(invited, sessions, session, clock, twilio):
 
 def test_tick_command(run_cli):
     assert "expired 0" in run_cli("tick").output
+
+
+def test_expiry_waits_for_a_message_being_applied_and_never_undoes_it(invited, sessions, session, clock, engine):
+    """While an inbound message holds its patient's lock, expiry skips that follow-up (next tick
+    instead); after the message committed, expiry reads the follow-up as the message left it."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("row locks: SQLite serialises whole transactions (BEGIN IMMEDIATE) instead")
+    from sqlalchemy import text, update
+
+    from outreach.models import Patient
+
+    (a, b), settings, _ = invited
+    clock(days=8)  # both past their expiry
+    with engine.connect() as other:  # an inbound message for ``a`` in flight: its patient row is locked
+        other.execute(text("SELECT id FROM patients WHERE id = :id FOR UPDATE"), {"id": a.id})
+        stats = run_tick(sessions, settings)
+        assert stats.expired == 1  # only b
+        # the message completes a's survey, then commits
+        other.execute(update(FollowUp).where(FollowUp.patient_id == a.id).values(state="completed"))
+        other.commit()
+    assert run_tick(sessions, settings).expired == 0  # completed, not expired afterwards
+    session.rollback()
+    states = dict(session.execute(select(Patient.id, FollowUp.state).join(FollowUp)).all())
+    assert states == {a.id: "completed", b.id: "expired"}
