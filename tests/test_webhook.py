@@ -209,3 +209,55 @@ def test_oversized_request_is_refused_without_a_server_error(app, twilio, sessio
     status, _ = twilio.signed("/twilio/sms", form)
     assert status == 413
     assert inbound(session) == []
+
+
+def _stored_but_never_processed(sessions, phone: str, body: str) -> int:
+    """A message whose request died between the store and the processing (a killed web worker)."""
+    from outreach.db import unit_of_work
+    from outreach.models import utcnow
+
+    with unit_of_work(sessions) as s:
+        m = Message(direction="in", provider_sid=new_sid(), from_number=phone, to_number="+15005550006", body=body,
+                    status="received", media_count=0, attempts=0, created_at=utcnow())
+        s.add(m)
+        s.flush()
+        return m.id
+
+
+def test_a_message_left_unprocessed_is_applied_first_by_the_next_one(twilio, make_patient, make_followup,
+                                                                     session, sessions):
+    p = make_patient()
+    fu = make_followup(p, timepoint=30, state="q_self_efficacy")
+    lost = _stored_but_never_processed(sessions, p.phone, "8")
+    status, replies = twilio.text(p.phone, "2")
+    assert status == 200 and "physical health" in replies[0]  # "2" answered the second question
+    session.rollback()
+    answers = {a.question_key: (a.value, a.message_id) for a in session.scalars(select(Answer))}
+    assert answers["self_efficacy"] == (8, lost) and answers["mental_health"][0] == 4
+    assert state_of(session, fu) == "q_physical_health"
+    assert {m.status for m in inbound(session)} == {"processed"}
+
+
+def test_when_the_earlier_message_fails_the_later_one_still_applies_cleanly(twilio, make_patient, make_followup,
+                                                                           session, sessions, monkeypatch):
+    from outreach import inbound as inbound_mod
+
+    real = inbound_mod.respond
+
+    def flaky(model, text, *args, **kwargs):  # the engine fails on one message, after changing the model
+        if text == "8":
+            model.state = "completed"
+            raise RuntimeError("engine exploded")
+        return real(model, text, *args, **kwargs)
+
+    monkeypatch.setattr(inbound_mod, "respond", flaky)
+    p = make_patient()
+    fu = make_followup(p, timepoint=30, state="q_self_efficacy")
+    lost = _stored_but_never_processed(sessions, p.phone, "8")
+    status, replies = twilio.text(p.phone, "7")
+    assert status == 200 and "mental health" in replies[0]  # applied to the state as stored, not as mangled
+    session.rollback()
+    failed = session.get(Message, lost)
+    assert failed.status == "failed" and "engine exploded" in failed.error_message
+    assert {a.question_key: a.value for a in session.scalars(select(Answer))} == {"self_efficacy": 7}
+    assert state_of(session, fu) == "q_mental_health"
