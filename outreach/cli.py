@@ -150,7 +150,9 @@ def inbox() -> None:
     pass
 
 
-@inbox.command("replay", help="Process failed inbound messages again, in arrival order.")
+@inbox.command("replay", short_help="Process failed inbound messages again, in arrival order.",
+               help="Process failed inbound messages again (and any a dead request left unprocessed), in "
+                    "arrival order; their replies are queued for the worker.")
 @pass_ctx
 def inbox_replay(ctx: Context) -> None:
     from .inbound import Inbox
@@ -327,14 +329,14 @@ def send_due_cmd(ctx: Context) -> None:
     click.echo(str(stats))
 
 
-@cli.command("tick", help="Queue due reminders and expire overdue follow-ups (one pass).")
+@cli.command("tick", short_help="Run the worker's minute duties once (reminders, expiry, late inbound).",
+             help="The worker's minute duties once: reminders, expiry, and inbound texts whose request died "
+                  "before applying them.")
 @pass_ctx
 def tick_cmd(ctx: Context) -> None:
-    from .scheduler import tick
+    from .worker import every_minute
 
-    with unit_of_work(ctx.sessions) as session:
-        stats = tick(session, ctx.settings)
-    click.echo(str(stats))
+    click.echo(str(every_minute(ctx.sessions, ctx.settings)))
 
 
 @cli.command("worker", help="Long-running sender: sends due messages, runs reminders and expiry every minute.")

@@ -30,11 +30,11 @@ from .gateway import SimulatorGateway
 from .importer import import_discharges
 from .models import AllianceRating, FollowUp, Message, Patient, Wave, advance_clock, reset_clock, utcnow
 from .phones import mask
-from .scheduler import tick
 from .sender import Sender
 from .synthetic import discharge_rows, write_discharges
 from .waves import FUNNEL, funnels, launch_wave
 from .webhook_client import SignedWebhookClient, flask_post
+from .worker import every_minute
 
 HEALTH_WORDS = {
     "en": [["1", "excellent", "Excellent!"], ["2", "very good", "v good"], ["3", "good", "Good"],
@@ -194,8 +194,8 @@ def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Ca
                   if a.phone != crisis_phone and len(a.bursts) == 1 and len(a.bursts[0][1]) >= 5)
     for _hour in range(9 * 24):
         sender.send_due()
+        every_minute(sessions, settings)  # the worker's periodic pass (hourly here)
         with unit_of_work(sessions) as session:
-            tick(session, settings)
             invited = dict(session.execute(
                 select(Patient.phone, FollowUp.invited_at).join(FollowUp, FollowUp.patient_id == Patient.id)
                 .where(FollowUp.invited_at.is_not(None))).all())

@@ -17,6 +17,7 @@ lock, one read, the claim, the writes, COMMIT).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import logging
 import re
@@ -37,6 +38,8 @@ from .repository import OPEN_STATES, insert_ignore, set_opt_out
 
 log = logging.getLogger(__name__)
 _SID = re.compile(r"^[A-Za-z0-9]{10,64}$")
+# An inbound row still unprocessed after this long has lost its request (gunicorn kills one after 30 s).
+STUCK_AFTER = dt.timedelta(minutes=2)
 
 # The follow-up columns the conversation engine reads or changes.
 _ENGINE_COLUMNS = ("state", "paused_state", "retries", "started_at", "completed_at", "last_ack_at",
@@ -155,26 +158,38 @@ class Inbox:
             if sms.problems:
                 return Received(message_id, [], duplicate, rejected="; ".join(sms.problems))
             # A repeat is processed only if its first delivery never was; the phone is then the stored one.
-            replies = self._process(conn, message_id, None if duplicate else sms)
+            replies = self._process(conn, message_id, None if duplicate else sms, live=True)
             if replies is None:  # a repeat, or applied by a concurrent request: answer what was stored
                 replies = list(conn.scalars(_REPLIES, {"message_id": message_id}))
                 conn.rollback()
         return Received(message_id, replies, duplicate)
 
-    def replay_failed(self) -> list[tuple[int, str]]:
-        """Process failed inbound rows again, in arrival order.  Returns (id, new status)."""
-        results = []
+    def replay_failed(self, stuck_after: dt.timedelta = STUCK_AFTER) -> list[tuple[int, str]]:
+        """Process failed inbound rows again, and rows no request finished (see :meth:`recover_stuck`),
+        in arrival order.  Their replies are queued for the worker.  Returns (id, new status)."""
         with self.engine.connect() as conn:
             with conn.begin():
                 ids = list(conn.scalars(select(Message.id).where(Message.direction == "in",
                                                                  Message.status == "failed").order_by(Message.id)))
+                conn.execute(update(Message).where(Message.id.in_(ids)).values(status="received", error_message=None))
+        return self.recover_stuck(stuck_after, also=ids)
+
+    def recover_stuck(self, stuck_after: dt.timedelta = STUCK_AFTER, also: Sequence[int] = ()) -> list[tuple[int, str]]:
+        """Apply inbound rows stored but never processed because their request died (a killed web
+        worker) and older than ``stuck_after``, in arrival order; their replies are queued for the
+        worker.  Run every minute by the worker: a crisis text is never left without its alert."""
+        results = []
+        with self.engine.connect() as conn:
+            with conn.begin():
+                ids = sorted(set(also) | set(conn.scalars(select(Message.id).where(
+                    Message.direction == "in", Message.status == "received", Message.processed_at.is_(None),
+                    Message.created_at <= utcnow() - stuck_after))))
             for message_id in ids:
-                with conn.begin():
-                    conn.execute(update(Message).where(Message.id == message_id)
-                                 .values(status="received", error_message=None))
-                self._process(conn, message_id)
+                self._process(conn, message_id, live=False)
                 with conn.begin():
                     results.append((message_id, conn.scalar(select(Message.status).where(Message.id == message_id))))
+        for message_id, status in results:
+            log.warning("inbound message %s applied late (its request had failed or died): %s", message_id, status)
         return results
 
     # -- 1. store ---------------------------------------------------------
@@ -201,9 +216,12 @@ class Inbox:
                 conn.execution_options(isolation_level=conn.default_isolation_level)
 
     # -- 2. process -------------------------------------------------------
-    def _process(self, conn: Connection, message_id: int, sms: InboundSMS | None = None) -> list[str] | None:
+    def _process(self, conn: Connection, message_id: int, sms: InboundSMS | None = None, *,
+                 live: bool) -> list[str] | None:
         """Apply the message (and any earlier unprocessed ones from the same phone) in one transaction.
-        ``sms`` is the message in hand (None: read it back, as for a repeat or a replay).
+        ``sms`` is the message in hand (None: read it back, as for a repeat or a replay).  ``live``: a
+        request for this message is waiting and answers with its replies (TwiML); the replies of any
+        other message applied here are queued for the worker instead.
 
         Returns its replies, or None when it was not processed here (already done, failed, rejected)."""
         replies: list[str] | None = None
@@ -216,11 +234,12 @@ class Inbox:
                 if sms is not None and only_this:  # the usual case: nothing to read back, no savepoint needed
                     return self._handle(conn, SimpleNamespace(id=message_id, from_number=sms.from_number,
                                                               to_number=sms.to_number, body=sms.body,
-                                                              media_count=sms.media_count), patients, followups)
+                                                              media_count=sms.media_count), patients, followups,
+                                        live)
                 for m in conn.execute(_PENDING, {"phone": phone, "upto": message_id}).all():
                     try:
                         with conn.begin_nested():
-                            out = self._handle(conn, m, patients, followups)
+                            out = self._handle(conn, m, patients, followups, live and m.id == message_id)
                         if m.id == message_id:
                             replies = out
                     except Exception as exc:  # keep the row, record why, go on with the next
@@ -258,8 +277,9 @@ class Inbox:
         return dataclasses.replace(self._base_context, language=language or "en", opted_out=opted_out, now=now)
 
     def _handle(self, conn: Connection, msg: Any, patients: list[SimpleNamespace],
-                followups: list[SimpleNamespace]) -> list[str] | None:
-        """Apply one message; None when a concurrent request has already applied it."""
+                followups: list[SimpleNamespace], live: bool) -> list[str] | None:
+        """Apply one message; None when a concurrent request has already applied it.  Its replies go
+        back in the HTTP response when ``live``; otherwise they are queued for the worker."""
         now = utcnow()
         patient, followup = conversation_for(patients, followups)
         followup_pk = followup.id if followup else None
@@ -269,7 +289,7 @@ class Inbox:
                                               "patient_pk": patient.id if patient else None}).rowcount:
             return None
         if patient is None:
-            replies = self._unknown_sender(conn, msg, now)
+            replies = self._unknown_sender(conn, msg, now, live)
         else:
             before = {c: getattr(followup, c) for c in _ENGINE_COLUMNS} if followup else {}
             outcome = respond(followup, msg.body, self._context(patient.language, now, patient.opted_out_at is not None),
@@ -296,10 +316,10 @@ class Inbox:
                     for p in patients:
                         p.opted_out_at = (p.opted_out_at or now) if opted_out else None
                     audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id)
-            self._store_replies(conn, msg, replies, patient.id, followup_pk, now)
+            self._store_replies(conn, msg, replies, patient.id, followup_pk, now, live)
         return replies
 
-    def _unknown_sender(self, conn: Connection, msg: Any, now) -> list[str]:
+    def _unknown_sender(self, conn: Connection, msg: Any, now, live: bool) -> list[str]:
         """No patient has this number: stored, no reply, unless it is a crisis message (safety first)."""
         outcome = respond(None, msg.body, self._context("en", now))
         if "crisis" not in outcome.events:
@@ -307,7 +327,7 @@ class Inbox:
             return []
         replies = outcome.replies + respond(None, msg.body, self._context("fr", now)).replies  # language unknown
         self._open_alert(conn, msg, None, None, now)
-        self._store_replies(conn, msg, replies, None, None, now)
+        self._store_replies(conn, msg, replies, None, None, now, live)
         return replies
 
     @staticmethod
@@ -319,9 +339,13 @@ class Inbox:
 
     @staticmethod
     def _store_replies(conn: Connection, msg: Any, replies: list[str], patient_pk: int | None,
-                       followup_pk: int | None, now) -> None:
+                       followup_pk: int | None, now, live: bool) -> None:
+        """Store the replies as outbound messages: answered in the TwiML response when ``live``,
+        else ``pending`` for the worker to send (no request is waiting for them)."""
+        delivery = (dict(status="twiml", sent_at=now, send_after=None) if live
+                    else dict(status="pending", sent_at=None, send_after=now))
         for body in replies:  # one or two: single INSERTs are cheaper than an executemany
-            conn.execute(_INSERT_REPLY, dict(direction="out", kind="reply", status="twiml", body=body, media_count=0,
-                                             attempts=0, patient_id=patient_pk, followup_id=followup_pk,
-                                             in_reply_to_id=msg.id, from_number=msg.to_number,
-                                             to_number=msg.from_number, sent_at=now, created_at=now, updated_at=now))
+            conn.execute(_INSERT_REPLY, dict(direction="out", kind="reply", body=body, media_count=0, attempts=0,
+                                             patient_id=patient_pk, followup_id=followup_pk, in_reply_to_id=msg.id,
+                                             from_number=msg.to_number, to_number=msg.from_number, created_at=now,
+                                             updated_at=now, **delivery))

@@ -123,7 +123,8 @@ class Sender:
                              mask(msg.to_number))
                     return
             now = utcnow()
-            opening = self.window.opening(now, patient.timezone) if patient else now
+            # Quiet hours keep unsolicited texts out of the night; a reply to the patient's text is not one.
+            opening = self.window.opening(now, patient.timezone) if patient and msg.kind != "reply" else now
             if opening > now:
                 msg.status, msg.send_after, msg.claimed_at = "pending", opening, None
                 msg.attempts = max((msg.attempts or 1) - 1, 0)
@@ -146,7 +147,9 @@ class Sender:
             return "patient opted out"
         if patient is not None and not patient.phone_valid:
             return "phone invalid"
-        if followup is not None and followup.state not in ACTIVE:
+        # A reply answers the patient's own text (queued when no request was waiting for it, see
+        # outreach.inbound): the conversation already decided to say it, whatever the state is now.
+        if followup is not None and followup.state not in ACTIVE and msg.kind != "reply":
             return f"follow-up is {followup.state}"
         if msg.kind == "reminder" and followup is not None and followup.last_inbound_at is not None:
             return "patient replied"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -11,12 +12,34 @@ from sqlalchemy.orm import Session, sessionmaker
 from .config import Settings
 from .db import unit_of_work
 from .gateway import make_gateway
-from .scheduler import tick
+from .inbound import Inbox
+from .scheduler import TickStats, tick
 from .sender import Sender
 
 log = logging.getLogger(__name__)
 TICK_EVERY = 60.0
 IDLE_SLEEP = 1.0
+
+
+@dataclass(frozen=True)
+class MinuteDuties:
+    ticked: TickStats
+    recovered: list[tuple[int, str]]  # inbound texts applied late: (message id, status)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.ticked.reminders or self.ticked.stalled or self.ticked.expired or self.recovered)
+
+    def __str__(self) -> str:
+        return f"{self.ticked}; applied {len(self.recovered)} inbound message(s) left unprocessed"
+
+
+def every_minute(sessions: sessionmaker[Session], settings: Settings) -> MinuteDuties:
+    """The worker's periodic duties: reminders and expiry, then inbound texts whose request died
+    before applying them (a crisis text must not wait for the patient's next message)."""
+    with unit_of_work(sessions) as session:
+        ticked = tick(session, settings)
+    return MinuteDuties(ticked, Inbox(sessions, settings).recover_stuck())
 
 
 def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Callable[[str], None] = print,
@@ -36,11 +59,10 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
     while not stopping["now"]:
         try:
             if time.monotonic() - last_tick >= TICK_EVERY:
-                with unit_of_work(sessions) as session:
-                    stats = tick(session, settings)
+                duties = every_minute(sessions, settings)
                 last_tick = time.monotonic()
-                if stats.reminders or stats.stalled or stats.expired:
-                    echo(f"worker: {stats}")
+                if duties.busy:
+                    echo(f"worker: {duties}")
             result = sender.send_due(max_batches=1)
             failures = 0
         except Exception:  # the database went away, a deploy is under way...: wait and go on

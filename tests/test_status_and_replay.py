@@ -87,6 +87,9 @@ def test_failed_processing_keeps_the_message_and_replay_applies_it(twilio, make_
     assert "replayed 1 message(s), 1 processed" in result.output
     session.rollback()
     assert session.get(FollowUp, fu.id).state == "q_mental_health"
+    # No request waits for this reply any more: it is queued for the worker, not lost in a TwiML nobody reads.
+    reply = session.scalar(select(Message).where(Message.in_reply_to_id == msg.id))
+    assert reply.status == "pending" and "mental health" in reply.body and reply.to_number == p.phone
 
 
 def test_chat_plays_the_patient_through_the_signed_webhook(run_cli, make_patient, web_env):
@@ -96,3 +99,47 @@ def test_chat_plays_the_patient_through_the_signed_webhook(run_cli, make_patient
     out = result.output
     assert "Reply YES to start" in out and "0 (not at all)" in out and "Thank you, that's all" in out
     assert "+1416" not in out
+
+
+def _quiet_now_window() -> str:
+    """A SEND_WINDOW that is closed right now in Toronto (open an hour, six hours from now)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    h = (dt.datetime.now(ZoneInfo("America/Toronto")) + dt.timedelta(hours=6)).hour
+    return f"Mon-Sun {h:02d}:00-{h:02d}:59"
+
+
+def test_a_crisis_text_whose_request_died_still_gets_its_alert_and_safety_reply(make_patient, make_followup,
+                                                                                 sessions, session, run_cli, env):
+    import datetime as dt
+
+    from outreach.config import load_settings
+    from outreach.db import unit_of_work
+    from outreach.gateway import SimulatorGateway
+    from outreach.models import Alert, utcnow
+    from outreach.sender import Sender
+    from outreach.webhook_client import new_sid
+
+    p = make_patient()
+    fu = make_followup(p, state="q_mental_health")
+    with unit_of_work(sessions) as s:  # stored and committed, then the web worker was killed
+        s.add_all([Message(direction="in", provider_sid=new_sid(), from_number=p.phone, to_number="+15005550006",
+                           body="i want to die", status="received", created_at=utcnow() - dt.timedelta(minutes=5)),
+                   Message(direction="in", provider_sid=new_sid(), from_number="+14165550999", body="hi",
+                           to_number="+15005550006", status="received", created_at=utcnow())])  # in flight
+    out = run_cli("tick").output
+    assert "applied 1 inbound message(s) left unprocessed" in out
+    session.rollback()
+    assert session.get(FollowUp, fu.id).state == "crisis"
+    assert session.scalar(select(Alert.patient_id)) == p.id
+    in_flight = session.scalar(select(Message).where(Message.body == "hi"))
+    assert in_flight.status == "received"  # a request may still be applying it: left alone
+    # The safety reply goes out through the worker, although the survey is paused and it is quiet hours.
+    settings = load_settings({**env, "SMS_BACKEND": "simulator", "SEND_WINDOW": _quiet_now_window(),
+                              "SEND_RATE_PER_SECOND": "0"})
+    gateway = SimulatorGateway(echo=None)
+    Sender(sessions, settings, gateway).send_due()
+    session.rollback()
+    reply = session.scalar(select(Message).where(Message.direction == "out"))
+    assert reply.status == "delivered" and "988" in reply.body and reply.to_number == p.phone

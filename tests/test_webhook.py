@@ -236,6 +236,9 @@ def test_a_message_left_unprocessed_is_applied_first_by_the_next_one(twilio, mak
     assert answers["self_efficacy"] == (8, lost) and answers["mental_health"][0] == 4
     assert state_of(session, fu) == "q_physical_health"
     assert {m.status for m in inbound(session)} == {"processed"}
+    # The earlier text's reply had no request to ride on: queued for the worker. The new one's went back as TwiML.
+    replies = {m.in_reply_to_id: m.status for m in session.scalars(select(Message).where(Message.direction == "out"))}
+    assert replies[lost] == "pending" and set(replies.values()) == {"pending", "twiml"}
 
 
 def test_when_the_earlier_message_fails_the_later_one_still_applies_cleanly(twilio, make_patient, make_followup,
