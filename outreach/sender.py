@@ -153,6 +153,9 @@ class Sender:
             return f"follow-up is {followup.state}"
         if msg.kind == "reminder" and followup is not None and followup.last_inbound_at is not None:
             return "patient replied"
+        if (msg.kind == "stalled" and followup is not None and followup.last_inbound_at is not None
+                and followup.last_inbound_at > msg.created_at):  # the question it repeats may be answered
+            return "patient replied"
         return None
 
     def _record_sent(self, s: Session, msg: Message, followup: FollowUp | None, sid: str, status: str) -> None:

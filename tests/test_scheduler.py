@@ -91,6 +91,20 @@ def test_stalled_survey_gets_the_current_question_once_and_expiry_keeps_answers(
     assert [x.value for x in session.scalars(select(Answer).where(Answer.followup_id == fu.id))] == [9]
 
 
+def test_stalled_reminder_is_dropped_when_the_patient_answers_before_it_goes(invited, sessions, session, clock,
+                                                                           twilio):
+    (a, b), settings, gateway = invited
+    twilio.text(a.phone, "yes")
+    twilio.text(a.phone, "9")
+    clock(hours=25)
+    assert run_tick(sessions, settings).stalled == 1
+    twilio.text(a.phone, "2")  # answers before the worker sends the reminder (e.g. held by quiet hours)
+    Sender(sessions, settings, gateway).send_due()
+    session.rollback()
+    stalled = session.scalar(select(Message).where(Message.kind == "stalled"))
+    assert stalled.status == "cancelled" and stalled.error_message == "patient replied"
+
+
 def test_crisis_is_not_expired(invited, sessions, session, clock, twilio):
     (a, b), settings, _ = invited
     twilio.text(a.phone, "I want to die")
