@@ -34,6 +34,13 @@ def run_tick(sessions, settings):
         return tick(s, settings)
 
 
+def start_then_fall_silent(twilio, phone, clock, hours):
+    """The patient consents, answers the first question, then says nothing for ``hours``."""
+    twilio.text(phone, "yes")
+    twilio.text(phone, "9")
+    clock(hours=hours)
+
+
 def kinds(session, patient):
     session.rollback()
     return [m.kind for m in session.scalars(select(Message).where(Message.patient_id == patient.id,
@@ -73,9 +80,7 @@ def test_no_reminder_after_a_reply_or_opt_out(invited, sessions, session, clock,
 def test_stalled_survey_gets_the_current_question_once_and_expiry_keeps_answers(invited, sessions, session, clock,
                                                                              twilio):
     (a, b), settings, _ = invited
-    twilio.text(a.phone, "yes")
-    twilio.text(a.phone, "9")
-    clock(hours=23)
+    start_then_fall_silent(twilio, a.phone, clock, hours=23)
     assert run_tick(sessions, settings).stalled == 0
     clock(hours=2)
     assert run_tick(sessions, settings).stalled == 1
@@ -94,9 +99,7 @@ def test_stalled_survey_gets_the_current_question_once_and_expiry_keeps_answers(
 def test_stalled_reminder_is_dropped_when_the_patient_answers_before_it_goes(invited, sessions, session, clock,
                                                                            twilio):
     (a, b), settings, gateway = invited
-    twilio.text(a.phone, "yes")
-    twilio.text(a.phone, "9")
-    clock(hours=25)
+    start_then_fall_silent(twilio, a.phone, clock, hours=25)
     assert run_tick(sessions, settings).stalled == 1
     twilio.text(a.phone, "2")  # answers before the worker sends the reminder (e.g. held by quiet hours)
     Sender(sessions, settings, gateway).send_due()
