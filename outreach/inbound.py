@@ -34,7 +34,7 @@ from .config import Settings
 from .db import audit
 from .models import Alert, Answer, FollowUp, Message, Patient, utcnow
 from .phones import mask
-from .repository import OPEN_STATES, insert_ignore, set_opt_out
+from .repository import OPEN_STATES, insert_ignore, lock_phone, set_opt_out
 
 log = logging.getLogger(__name__)
 _SID = re.compile(r"^[A-Za-z0-9]{10,64}$")
@@ -44,7 +44,6 @@ STUCK_AFTER = dt.timedelta(minutes=2)
 # The follow-up columns the conversation engine reads or changes.
 _ENGINE_COLUMNS = ("state", "paused_state", "retries", "started_at", "completed_at", "last_ack_at",
                    "last_inbound_at", "last_prompt_at")
-_LOCK_PHONE = select(Patient.id).where(Patient.phone == bindparam("phone")).order_by(Patient.id).with_for_update()
 _IS_PENDING = and_(Message.direction == "in", Message.from_number == bindparam("phone"), Message.processed_at.is_(None),
                    Message.status == "received")
 # Read after the lock (a fresh snapshot): the phone's patients, each follow-up newest first, and
@@ -229,7 +228,7 @@ class Inbox:
             with conn.begin():
                 phone = sms.from_number if sms else conn.scalar(select(Message.from_number)
                                                                 .where(Message.id == message_id))
-                conn.execute(_LOCK_PHONE, {"phone": phone}).all()
+                lock_phone(conn, phone)
                 patients, followups, only_this = self._load(conn, phone, message_id)
                 if sms is not None and only_this:  # the usual case: nothing to read back, no savepoint needed
                     return self._handle(conn, SimpleNamespace(id=message_id, from_number=sms.from_number,

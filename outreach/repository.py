@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,10 +21,13 @@ def insert_ignore(bind: Session | Connection | str, model: Any):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
 
 
-def lock_patients_by_phone(session: Session, phone: str) -> list[Patient]:
-    """All patients on ``phone``, row-locked on PostgreSQL (SQLite holds the database lock already)."""
-    stmt = select(Patient).where(Patient.phone == phone).order_by(Patient.id).with_for_update()
-    return list(session.scalars(stmt))
+LOCK_PHONE = select(Patient.id).where(Patient.phone == bindparam("phone")).order_by(Patient.id).with_for_update()
+
+
+def lock_phone(bind: Session | Connection, phone: str) -> list[int]:
+    """Lock every patient row on ``phone`` (PostgreSQL; SQLite holds the database lock already) and
+    return their ids.  Whoever changes a conversation or a patient's opt-out takes this lock first."""
+    return list(bind.scalars(LOCK_PHONE, {"phone": phone}))
 
 
 def close(followup: FollowUp, trigger: str) -> None:

@@ -25,7 +25,7 @@ from .gateway import GatewayError, SmsGateway
 from .models import FollowUp, Message, Patient, utcnow
 from .phones import mask
 from .quiet_hours import parse_window
-from .repository import close, lock_patients_by_phone, set_opt_out
+from .repository import close, lock_phone, set_opt_out
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -187,7 +187,7 @@ class Sender:
                 if followup is not None and followup.state in ACTIVE:
                     close(followup, "fail_delivery")
             elif exc.code == OPTED_OUT and patient is not None:
-                set_opt_out(s, [p.id for p in lock_patients_by_phone(s, patient.phone)], True)
+                set_opt_out(s, lock_phone(s, patient.phone), True)
                 audit(s, "opted_out", actor="twilio", patient_id=patient.id, error_code=exc.code)
                 if followup is not None and followup.state in ACTIVE:
                     close(followup, "opt_out")

@@ -12,7 +12,7 @@ from .config import Settings
 from .db import audit, unit_of_work
 from .models import FollowUp, Message, Patient
 from .phones import mask
-from .repository import close, lock_patients_by_phone, set_opt_out
+from .repository import close, lock_phone, set_opt_out
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def update_status(sessions: sessionmaker[Session], settings: Settings, sid: str,
             msg.error_code = error_code
         if error_code == OPTED_OUT and msg.patient_id:
             patient = s.get(Patient, msg.patient_id)
-            set_opt_out(s, [p.id for p in lock_patients_by_phone(s, patient.phone)], True)
+            set_opt_out(s, lock_phone(s, patient.phone), True)
             audit(s, "opted_out", actor="carrier", patient_id=patient.id, error_code=error_code)
             log.info("carrier reports %s opted out", mask(patient.phone))
         elif error_code in CARRIER_FAILURES and status in ("undelivered", "failed"):
