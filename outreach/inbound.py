@@ -142,11 +142,11 @@ class Received:
 
 
 class Inbox:
-    """The inbound service, bound to a session factory (or engine) and settings."""
+    """The inbound service, bound to a session factory and settings.  It uses Core connections from
+    the factory's engine, not ORM sessions (see the module docstring)."""
 
-    def __init__(self, sessions: sessionmaker[Session] | Engine, settings: Settings):
-        self.engine: Engine = sessions if isinstance(sessions, Engine) else sessions.kw["bind"]
-        self.settings = settings
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings):
+        self.engine: Engine = sessions.kw["bind"]
         self._base_context = Context(org=settings.org_name, help_contact=settings.optional("HELP_CONTACT") or "",
                                      crisis_line=settings.get("CRISIS_LINE"),
                                      emergency=settings.get("EMERGENCY_NUMBER"))
