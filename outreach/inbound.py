@@ -177,7 +177,6 @@ class Inbox:
         """Apply inbound rows stored but never processed because their request died (a killed web
         worker) and older than ``stuck_after``, in arrival order; their replies are queued for the
         worker.  Run every minute by the worker: a crisis text is never left without its alert."""
-        results = []
         with self.engine.connect() as conn:
             with conn.begin():
                 ids = sorted(set(also) | set(conn.scalars(select(Message.id).where(
@@ -185,8 +184,9 @@ class Inbox:
                     Message.created_at <= utcnow() - stuck_after))))
             for message_id in ids:
                 self._process(conn, message_id, live=False)
-                with conn.begin():
-                    results.append((message_id, conn.scalar(select(Message.status).where(Message.id == message_id))))
+            with conn.begin():
+                results = [(r.id, r.status) for r in conn.execute(
+                    select(Message.id, Message.status).where(Message.id.in_(ids)).order_by(Message.id))]
         for message_id, status in results:
             log.warning("inbound message %s applied late (its request had failed or died): %s", message_id, status)
         return results
