@@ -163,17 +163,25 @@ def inbox_replay(ctx: Context) -> None:
     click.echo(f"replayed {len(results)} message(s), {sum(s == 'processed' for _, s in results)} processed")
 
 
-@cli.command("chat", help="Play a patient's side of the conversation against the real, signed webhook.")
+@cli.command("chat", help="Preview a survey as the patient: signed texts to the real webhook, run on a throw-away "
+                          "copy of the patient and their open follow-up, so nothing is stored or sent.")
 @click.argument("patient_id")
-@click.option("--url", help="Base URL of a running server (default: the app in this process).")
-@click.option("--timepoint", type=int, help="Create an invited follow-up at this time point if none is open.")
+@click.option("--url", help="Talk to the running server at URL instead: every line is stored there as the "
+                            "patient's own text (for a test deployment).")
+@click.option("--timepoint", type=int, help="Preview the survey of this time point from its invitation (default: "
+                                            "where the patient's open follow-up stands, else the first time point). "
+                                            "With --url: create an invited follow-up at it if none is open.")
 @pass_ctx
 def chat(ctx: Context, patient_id: str, url: str | None, timepoint: int | None) -> None:
     from webhooks.app import create_app
 
     from .chat import run_chat
 
-    sys.exit(run_chat(ctx.settings, ctx.sessions, patient_id, url=url, timepoint=timepoint, app_factory=create_app))
+    try:
+        code = run_chat(ctx.settings, ctx.sessions, patient_id, url=url, timepoint=timepoint, app_factory=create_app)
+    except ValueError as exc:  # a time point that is not one of FOLLOWUP_DAYS
+        raise click.UsageError(str(exc)) from None
+    sys.exit(code)
 
 
 def _progress(label: str, total: int):

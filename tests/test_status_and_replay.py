@@ -92,13 +92,46 @@ def test_failed_processing_keeps_the_message_and_replay_applies_it(twilio, make_
     assert reply.status == "pending" and "mental health" in reply.body and reply.to_number == p.phone
 
 
-def test_chat_plays_the_patient_through_the_signed_webhook(run_cli, make_patient, web_env):
+def test_chat_previews_a_survey_through_the_signed_webhook(run_cli, make_patient, web_env):
     make_patient(patient_id="DEMO1")
     result = run_cli("chat", "DEMO1", "--timepoint", "30", input="yes\n9\nexcellent\n1\n\n", extra_env=web_env)
     assert result.exit_code == 0, result.output
     out = result.output
     assert "Reply YES to start" in out and "0 (not at all)" in out and "Thank you, that's all" in out
     assert "+1416" not in out
+
+
+def test_a_chat_preview_leaves_the_patients_study_record_as_it_was(run_cli, make_patient, make_followup, web_env,
+                                                                    session):
+    """A coordinator previewing with a real patient must neither answer for them nor use up their time point."""
+    import datetime as dt
+
+    from sqlalchemy import func
+
+    from outreach.models import Answer, AuditEvent
+
+    discharged = dt.date(2026, 9, 1)
+    p = make_patient(patient_id="P1", discharge_date=discharged)
+    assert run_cli("chat", "P1", "--timepoint", "30", input="yes\n9\nexcellent\n1\n\n",
+                   extra_env=web_env).exit_code == 0
+    before = run_cli("waves", "plan", "--timepoint", "30", "--as-of", "2026-10-15").output
+    assert "1 eligible" in before and "P1" in before  # the preview did not use up the 30-day follow-up
+    # Where the patient's real follow-up stands is where the preview starts, and the real one does not move.
+    fu = make_followup(p, timepoint=90, state="q_mental_health")
+    out = run_cli("chat", "P1", input="2\n\n", extra_env=web_env).output
+    assert "how would you rate your mental health" in out.split("> ")[0]
+    assert "physical health" in out.split("> ")[1]
+    session.expire_all()
+    assert session.get(FollowUp, fu.id).state == "q_mental_health"
+    for table in (Message, Answer, AuditEvent):
+        assert session.scalar(select(func.count()).select_from(table)) == 0, table.__name__
+    assert session.scalar(select(func.count()).select_from(FollowUp)) == 1
+
+
+def test_chat_refuses_a_time_point_the_study_does_not_have(run_cli, make_patient, web_env):
+    make_patient(patient_id="P1")
+    result = run_cli("chat", "P1", "--timepoint", "45", input="\n", extra_env=web_env)
+    assert result.exit_code == 2 and "FOLLOWUP_DAYS" in result.output
 
 
 def _quiet_now_window() -> str:
