@@ -163,7 +163,7 @@ def inbox_replay(ctx: Context) -> None:
     click.echo(f"replayed {len(results)} message(s), {sum(s == 'processed' for _, s in results)} processed")
 
 
-@cli.command("chat", help="Preview a survey as the patient: signed texts to the real webhook, run on a throw-away "
+@cli.command("chat", short_help="Preview a survey as the patient (nothing stored or sent).", help="Preview a survey as the patient: signed texts to the real webhook, run on a throw-away "
                           "copy of the patient and their open follow-up, so nothing is stored or sent.")
 @click.argument("patient_id")
 @click.option("--url", help="Talk to the running server at URL instead: every line is stored there as the "
