@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .text import normalize
 
@@ -29,10 +29,6 @@ for _u in range(1, 10):
 NUMBER_WORDS.update({"thirty": 30, "trente": 30, "nil": 0, "nought": 0})
 # Words that are numbers only when they are the whole reply (French articles).
 _ALONE_ONLY = {"un": 1, "une": 1}
-# Words meaning "none" where zero is a meaningful answer (days of use).
-ZERO_WORDS = {"none", "never", "no days", "not once", "nada", "aucun", "aucune", "jamais", "pas du tout", "0 jours",
-              "zero jour", "aucun jour"}
-
 _WORD_RE = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, NUMBER_WORDS), key=len, reverse=True))
                       + r")(?![\w-])")
 _DIGITS = re.compile(r"(?<![\d\w])-?\d+|\d+")
@@ -42,6 +38,8 @@ _FILLER = re.compile(r"^(?:(?:about|around|approx(?:imately)?|maybe|probably|pro
                      r"i think|i guess|environ|a peu pres|peut-etre|peut etre|je dirais|je pense|disons|"
                      r"a|an|it's|its|it is|c'est|ca fait)\s+)+")
 _NEGATION = re.compile(r"\b(?:not|pas|no|non|never|isn't|n'est)\b")
+# A number right after a negation ("not 10", "pas un") is not the answer.
+_NEGATED_BEFORE = re.compile(r"(?<![\w'])(?:not|pas|never|jamais)\s+(?:(?:a|an|even|quite|really|meme|vraiment)\s+)?$")
 
 
 @dataclass(frozen=True)
@@ -54,28 +52,35 @@ class Parsed:
         return self.value is not None
 
 
-def _numbers(text: str) -> list[int]:
-    """Every number in ``text``, digits or words, left to right."""
+def _numbers_at(text: str) -> list[tuple[int, int]]:
+    """Every number in ``text``, digits or words, left to right, as (position, value)."""
     found: list[tuple[int, int]] = []
     for m in _DIGITS.finditer(text):
         found.append((m.start(), int(m.group())))
     masked = _DIGITS.sub(lambda m: " " * len(m.group()), text)
     for m in _WORD_RE.finditer(masked):
         found.append((m.start(), NUMBER_WORDS[m.group(1)]))
-    return [v for _, v in sorted(found)]
+    return sorted(found)
 
 
-def parse_scale(text: str, lo: int, hi: int, zero_words: bool = False) -> Parsed:
+def _numbers(text: str) -> list[int]:
+    return [v for _, v in _numbers_at(text)]
+
+
+def parse_scale(text: str, lo: int, hi: int, words: Mapping[str, int] | None = None) -> Parsed:
+    """One whole number from ``lo`` to ``hi``.  ``words``: whole replies (normalised) that mean a value
+    for this question, such as the scale's anchor labels or "none" for a count of days."""
     s = normalize(text)
     if not s:
         return Parsed(problem="empty")
-    if zero_words and s in ZERO_WORDS:
-        return Parsed(0)
+    core = _FILLER.sub("", s).strip()
+    for candidate in (s, core):
+        if words and candidate in words:
+            return Parsed(words[candidate])
     if s in _ALONE_ONLY:
         return _in_range(_ALONE_ONLY[s], lo, hi)
     if _DECIMAL.search(s):
         return Parsed(problem="decimal")
-    core = _FILLER.sub("", s).strip()
     m = _OUT_OF.match(core)
     if m:
         if int(m.group(2)) != hi:
@@ -86,10 +91,12 @@ def parse_scale(text: str, lo: int, hi: int, zero_words: bool = False) -> Parsed
         if _numbers(m.group(2)) != [hi]:
             return Parsed(problem="different scale")
         core = m.group(1)
-    nums = _numbers(core)
-    if len(nums) != 1:
-        return Parsed(problem="no number" if not nums else "more than one number")
-    return _in_range(nums[0], lo, hi)
+    found = _numbers_at(core)
+    if any(_NEGATED_BEFORE.search(core[:pos]) for pos, _ in found):
+        return Parsed(problem="negated")
+    if len(found) != 1:
+        return Parsed(problem="no number" if not found else "more than one number")
+    return _in_range(found[0][1], lo, hi)
 
 
 def _in_range(n: int, lo: int, hi: int) -> Parsed:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Mapping
 
 from .parsing import Parsed, parse_choice, parse_scale
+from .text import normalize
 
 LANGUAGES = ("en", "fr")
 
@@ -28,11 +30,11 @@ class Question:
     lo: int = 0
     hi: int = 0
     options: list[list[str]] = field(default_factory=list)
-    zero_words: bool = False
+    words: Mapping[str, int] = field(default_factory=dict)  # whole replies that mean a value (scales)
 
     def parse(self, text: str) -> Parsed:
         if self.kind == "scale":
-            return parse_scale(text, self.lo, self.hi, zero_words=self.zero_words)
+            return parse_scale(text, self.lo, self.hi, self.words)
         parsed = parse_choice(text, self.options)
         # Option 1 is the best; stored codes run the other way: 1 = Poor ... 5 = Excellent.
         return Parsed(len(self.options) + 1 - parsed.value) if parsed.ok else parsed
@@ -51,7 +53,17 @@ def _health(key: str, en_what: str, fr_what: str) -> Question:
     })
 
 
-SELF_EFFICACY = Question(key="self_efficacy", kind="scale", lo=0, hi=10, prompt={
+def _meaning(**values: list[str]) -> dict[str, int]:
+    """Whole replies by the value they mean (``_0=[...]``), normalised as replies are."""
+    return {normalize(w): int(v.lstrip("_")) for v, ws in values.items() for w in ws}
+
+
+# The prompt names the ends of the scale; people answer with those words too.
+SELF_EFFICACY = Question(key="self_efficacy", kind="scale", lo=0, hi=10, words=_meaning(
+    _0=["not at all", "pas du tout", "not confident at all", "pas du tout confiant", "pas du tout confiante"],
+    _10=["completely", "complètement", "totally", "totalement", "entièrement", "fully",
+         "completely confident", "complètement confiant", "complètement confiante"],
+), prompt={
     "en": "How confident are you today in your ability to work on your recovery? "
           "Reply 0 (not at all) to 10 (completely)",
     "fr": "Aujourd'hui, à quel point avez-vous confiance en votre capacité de travailler sur votre "
@@ -59,7 +71,13 @@ SELF_EFFICACY = Question(key="self_efficacy", kind="scale", lo=0, hi=10, prompt=
 })
 MENTAL_HEALTH = _health("mental_health", "mental health", "santé mentale")
 PHYSICAL_HEALTH = _health("physical_health", "physical health", "santé physique")
-DAYS_USED = Question(key="days_used", kind="scale", lo=0, hi=30, zero_words=True, prompt={
+DAYS_USED = Question(key="days_used", kind="scale", lo=0, hi=30, words=_meaning(
+    _0=["none", "never", "no days", "not once", "not at all", "none at all", "not one day", "not a single day",
+        "nada", "aucun", "aucune", "jamais", "pas du tout", "pas une fois", "pas un jour", "pas un seul jour",
+        "aucune fois", "aucun jour", "0 jours", "zéro jour"],
+    _30=["every day", "everyday", "every single day", "daily", "all of them", "all 30", "all 30 days",
+         "tous les jours", "chaque jour", "tout les jours", "à tous les jours"],
+), prompt={
     "en": "In the past 30 days, on how many days did you use alcohol or other drugs? Reply a number from 0 to 30",
     "fr": "Au cours des 30 derniers jours, combien de jours avez-vous consommé de l'alcool ou d'autres drogues? "
           "Répondez un nombre de 0 à 30",

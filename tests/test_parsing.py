@@ -10,12 +10,17 @@ SCALE_ACCEPTED = [
     ("About 7.", 7), (" 7. ", 7), ("7!", 7), ("7 !!", 7), ("I'd say 8", 8), ("probably a 6", 6),
     ("environ 5", 5), ("je dirais six", 6), ("9 😊", 9), ("10 completely", 10), ("une", 1), ("un", 1),
     ("neuf", 9), ("Quatre", 4),
+    # the ends of the scale, in the prompt's own words
+    ("not at all", 0), ("Not at all.", 0), ("pas du tout", 0), ("completely", 10), ("Completely!", 10),
+    ("complètement", 10), ("totally", 10), ("about 7", 7), ("not sure, 7", 7),
 ]
 SCALE_REJECTED = [
     ("7 or 8", "more than one number"), ("7 ou 8", "more than one number"), ("5-6", "more than one number"),
     ("5 to 6", "more than one number"), ("7.5", "decimal"), ("7,5", "decimal"), ("11", "out of range"),
     ("-1", "out of range"), ("eleven", "out of range"), ("often", "no number"), ("", "empty"),
     ("yes", "no number"), ("4/5", "different scale"), ("  ", "empty"), ("lots", "no number"),
+    ("not 10", "negated"), ("not even 1", "negated"), ("pas un", "negated"), ("not a 10", "negated"),
+    ("not completely", "no number"),
 ]
 
 
@@ -34,13 +39,14 @@ def test_self_efficacy_rejects(text, problem):
 @pytest.mark.parametrize("text, value", [
     ("0", 0), ("none", 0), ("None.", 0), ("never", 0), ("aucun", 0), ("jamais", 0), ("30", 30), ("trente", 30),
     ("twenty-two", 22), ("twenty two", 22), ("vingt-deux", 22), ("vingt et un", 21), ("3 days", 3),
-    ("about 12", 12), ("12/30", 12),
+    ("about 12", 12), ("12/30", 12), ("not at all", 0), ("none at all", 0), ("pas une fois", 0),
+    ("every day", 30), ("Every day.", 30), ("daily", 30), ("tous les jours", 30), ("chaque jour", 30),
 ])
 def test_days_used_accepts(text, value):
     assert DAYS_USED.parse(text).value == value
 
 
-@pytest.mark.parametrize("text", ["31", "8/10", "3 or 4", "2.5", "a few", "every day"])
+@pytest.mark.parametrize("text", ["31", "8/10", "3 or 4", "2.5", "a few", "not 5", "every other day", "most days"])
 def test_days_used_rejects(text):
     assert DAYS_USED.parse(text).value is None
 
