@@ -93,9 +93,16 @@ CRISIS = [
     "je veux me tuer", "Je veux me suicider", "j'ai envie de mourir", "je veux mourir", "je suis suicidaire",
     "je veux en finir", "mettre fin à mes jours", "j'ai fait une surdose", "je veux me faire du mal",
     "SUICIDE", "Suicide.", "7 but honestly I want to die",
+    # how people say it without the clinical words
+    "I want to unalive myself", "I don't want to be here anymore", "i cant go on like this",
+    "thinking of ending it", "nobody would miss me", "everyone is better off without me", "I OD'd last night",
+    "gonna take all my pills", "just kill me", "so tired of living",
+    "j'ai des pensées suicidaires", "je veux plus vivre", "j'en peux plus", "je me coupe encore",
+    "je vais avaler tous mes médicaments", "personne ne me regretterait",
 ]
 NOT_CRISIS = ["7", "very good", "I can't stop drinking", "good", "I'm dying to see my kids", "ok", "STOP",
-              "this is annoying", "bonne", "my dad died last year"]
+              "this is annoying", "bonne", "my dad died last year", "that's odd", "I'm tired today",
+              "I ended it with my ex", "je peux plus venir mardi", "pas mal"]
 
 
 @pytest.mark.parametrize("text", CRISIS)
