@@ -58,6 +58,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Sorry, we can only read text replies.",
         "fr": "Désolé, nous pouvons seulement lire les réponses écrites.",
     },
+    "opted_out": {
+        "en": "{org}: you will not get any more texts from us. Reply START to get them again.",
+        "fr": "{org} : vous ne recevrez plus de textos de notre part. Répondez START pour les recevoir de nouveau.",
+    },
     "opted_in": {
         "en": "{org}: you will receive follow-up texts again. Reply STOP to opt out.",
         "fr": "{org} : vous recevrez de nouveau les textos de suivi. Répondez STOP pour vous désabonner.",

@@ -80,6 +80,17 @@ def test_stop_opts_out_from_any_open_state_without_reply(state):
     assert fu.state == "opted_out" and out.replies == [] and out.events == ["opted_out"]
 
 
+@pytest.mark.parametrize("state", ["invited", "q_self_efficacy", "crisis"])
+def test_a_plain_request_to_stop_opts_out_and_is_confirmed_once(state):
+    """The carrier acts on STOP and confirms it; 'please stop texting me' only we can honour and confirm."""
+    fu = FU(state=state, timepoint_days=30, paused_state="q_self_efficacy")
+    out = talk(fu, "Please stop texting me")
+    assert fu.state == "opted_out" and out.events == ["opted_out"]
+    assert out.replies == ["Recovery Study: you will not get any more texts from us. Reply START to get them again."]
+    assert talk(fu, "arrêtez svp", opted_out=True).replies == []  # already opted out: no second confirmation
+    assert "START" in talk(None, "désabonnez-moi", language="fr").replies[0]
+
+
 def test_stop_inside_a_sentence_is_an_answer_attempt_not_an_opt_out():
     fu = FU(state="q_self_efficacy")
     out = talk(fu, "I can't stop drinking")

@@ -77,7 +77,14 @@ def test_health_choice_rejects(text):
     ("yep", "yes"), ("sure", "yes"), ("OK", "yes"), ("okay", "yes"), ("oui", "yes"), ("Oui!", "yes"),
     ("👍", "yes"), ("👍🏽", "yes"), ("no", "no"), ("n", "no"), ("nope", "no"), ("non", "no"), ("not now", "no"),
     ("later", "no"), ("Later.", "no"),
-    ("I can't stop drinking", None), ("please stop texting me?", None), ("stop it", None), ("the end", None),
+    ("ok sure", "yes"), ("I'm ready", "yes"), ("oui oui", "yes"), ("No thank you", "no"), ("not today", "no"),
+    ("pas aujourd'hui", "no"),
+    # plain requests to stop, which the carrier does not act on
+    ("please stop texting me?", "opt_out_request"), ("Stop please", "opt_out_request"),
+    ("STOP STOP", "opt_out_request"), ("remove me from this list", "opt_out_request"),
+    ("don't text me", "opt_out_request"), ("leave me alone", "opt_out_request"), ("Arrêtez", "opt_out_request"),
+    ("Arrêtez de m'écrire!", "opt_out_request"), ("désabonnez-moi", "opt_out_request"),
+    ("I can't stop drinking", None), ("the end", None), ("stop drinking is hard", None), ("remove the pain", None),
     ("yes and no", None), ("7", None),
 ])
 def test_keywords_are_whole_messages(text, kind):

@@ -91,6 +91,22 @@ def test_stop_mid_survey_cancels_queued_messages(twilio, make_patient, make_foll
     assert queued == ["cancelled"]
 
 
+def test_a_plain_request_to_stop_opts_out_everywhere_and_is_confirmed(twilio, make_patient, make_followup, sessions,
+                                                                       session):
+    p = make_patient(language="fr")
+    fu = make_followup(p, state="q_mental_health")
+    with sessions.begin() as s:
+        s.add(Message(direction="out", kind="reminder", status="pending", body="x", patient_id=p.id,
+                      followup_id=fu.id, to_number=p.phone))
+    status, replies = twilio.text(p.phone, "Arrêtez de m'écrire svp")
+    assert status == 200 and replies == ["Recovery Study : vous ne recevrez plus de textos de notre part. "
+                                         "Répondez START pour les recevoir de nouveau."]
+    session.rollback()
+    assert session.get(Patient, p.id).opted_out_at is not None and state_of(session, fu) == "opted_out"
+    assert session.scalar(select(Message.status).where(Message.kind == "reminder")) == "cancelled"
+    assert twilio.text(p.phone, "stop please")[1] == []  # once is enough
+
+
 def test_start_opts_back_in_and_no_survey_restarts(twilio, make_patient, make_followup, session):
     p = make_patient(opted_out=True)
     fu = make_followup(p, state="opted_out")
