@@ -1,16 +1,38 @@
-"""Crisis alerts for coordinators: list the open ones, resolve with a note (audited)."""
+"""Crisis alerts for coordinators: texted to those on call, listed, resolved with a note (audited)."""
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conversations.machine import transition
 
+from .config import ConfigError, Settings
 from .db import audit
 from .models import Alert, FollowUp, Message, Patient, utcnow
+from .phones import PhoneError, parse_phone
+
+
+def on_call_numbers(settings: Settings) -> list[str]:
+    """``ALERT_SMS_TO`` in E.164 (empty when unset); a number that cannot be read stops the service."""
+    numbers = []
+    for raw in (settings.optional("ALERT_SMS_TO") or "").split(","):
+        if raw.strip():
+            try:
+                numbers.append(parse_phone(raw, settings.default_region))
+            except PhoneError as exc:
+                raise ConfigError(f"ALERT_SMS_TO: a number {exc}") from None
+    return numbers
+
+
+def on_call_text(org: str, alert_id: int, opened_at: dt.datetime, zone: ZoneInfo) -> str:
+    """The text to the coordinators on call: which alert and when, nothing about the patient."""
+    local = opened_at.replace(tzinfo=dt.UTC).astimezone(zone)
+    return (f"{org}: crisis alert #{alert_id} opened at {local:%H:%M %Z} ({local:%b %d}). "
+            f"Please review it now: outreach alerts list")
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "HELP_CONTACT": (None, "Phone number given to patients who text HELP (required by the web app)."),
     "CRISIS_LINE": ("988", "Crisis line named in the safety reply (call or text)."),
     "EMERGENCY_NUMBER": ("911", "Emergency number named in the safety reply."),
+    "ALERT_SMS_TO": (None, "Phone numbers of the coordinators on call, comma-separated: each crisis alert is "
+                           "texted to them at once (its number and time only, nothing about the patient)."),
     "PUBLIC_BASE_URL": (None, "Public https base URL Twilio calls (signature check behind a proxy, callbacks)."),
     "WEB_CONCURRENCY": ("5", "gunicorn worker processes of the web app (about 2 per core + 1)."),
     "WEB_THREADS": ("4", "Threads per web worker; each holds at most one database connection."),

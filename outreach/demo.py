@@ -135,7 +135,7 @@ def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Ca
     env = {"DATABASE_URL": f"sqlite:///{db_path}", "SMS_BACKEND": "simulator", "SEND_RATE_PER_SECOND": "0",
            "TWILIO_AUTH_TOKEN": secrets.token_hex(16), "HELP_CONTACT": "1-800-555-0199",
            "PUBLIC_BASE_URL": "https://outreach.example.org", "ORG_NAME": "Recovery Study",
-           "DEFAULT_TIMEZONE": "America/Toronto"}
+           "DEFAULT_TIMEZONE": "America/Toronto", "ALERT_SMS_TO": "+1 416 555 0100"}
     settings = load_settings(env)
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -227,8 +227,12 @@ def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Ca
                 f"; response rate {100 * f.get('response_rate', 0):.0f}%")
         counts = dict(session.execute(select(Message.direction, func.count()).group_by(Message.direction)).all())
         alerts = open_alerts(session)
+        on_call = session.execute(select(Message.to_number, Message.body, Message.sent_at)
+                                  .where(Message.kind == "alert", Message.sent_at.is_not(None))).all()
     echo(f"{counts.get('out', 0)} outbound and {counts.get('in', 0)} inbound texts stored; open crisis alerts: " +
          ", ".join(f"#{a.id} patient {a.patient_id}: \"{a.message}\"" for a in alerts))
+    for to, body, _sent_at in on_call:
+        echo(f"texted to the coordinator on call ({mask(to)}): {body}")
     reset_clock()
 
     echo("\n== 5. Analysis: does a stronger alliance go with better outcomes?")

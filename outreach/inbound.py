@@ -24,12 +24,14 @@ import re
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from conversations.engine import Context, respond
 
+from .alerts import on_call_numbers, on_call_text
 from .config import Settings
 from .db import audit
 from .models import Alert, Answer, FollowUp, Message, Patient, utcnow
@@ -69,7 +71,7 @@ _MARK_FAILED = (update(Message).where(Message.id == bindparam("message_id"), Mes
 _REPLIES = select(Message.body).where(Message.in_reply_to_id == bindparam("message_id")).order_by(Message.id)
 _INSERT_ANSWER = insert(Answer)
 _INSERT_REPLY = insert(Message)
-_INSERT_ALERT = insert(Alert)
+_INSERT_ALERT = insert(Alert).returning(Alert.id)
 
 
 @functools.cache
@@ -147,6 +149,8 @@ class Inbox:
 
     def __init__(self, sessions: sessionmaker[Session], settings: Settings):
         self.engine: Engine = sessions.kw["bind"]
+        self._on_call = on_call_numbers(settings)
+        self._zone = ZoneInfo(settings.default_timezone)
         self._base_context = Context(org=settings.org_name, help_contact=settings.optional("HELP_CONTACT") or "",
                                      crisis_line=settings.get("CRISIS_LINE"),
                                      emergency=settings.get("EMERGENCY_NUMBER"))
@@ -329,12 +333,17 @@ class Inbox:
         self._store_replies(conn, msg, replies, None, None, now, live)
         return replies
 
-    @staticmethod
-    def _open_alert(conn: Connection, msg: Any, patient_pk: int | None, followup_pk: int | None, now) -> None:
-        conn.execute(_INSERT_ALERT, dict(kind="crisis", patient_id=patient_pk, followup_id=followup_pk,
-                                         message_id=msg.id, opened_at=now))
+    def _open_alert(self, conn: Connection, msg: Any, patient_pk: int | None, followup_pk: int | None, now) -> None:
+        """Open the alert and queue a text to each coordinator on call (sent ahead of everything else)."""
+        alert_id = conn.scalar(_INSERT_ALERT, dict(kind="crisis", patient_id=patient_pk, followup_id=followup_pk,
+                                                   message_id=msg.id, opened_at=now))
         audit(conn, "crisis_alert_opened", actor="system", patient_id=patient_pk, message_id=msg.id)
-        log.warning("crisis message from %s: alert opened", mask(msg.from_number))
+        log.warning("crisis message from %s: alert %s opened", mask(msg.from_number), alert_id)
+        body = on_call_text(self._base_context.org, alert_id, now, self._zone)
+        for number in self._on_call:
+            conn.execute(_INSERT_REPLY, dict(direction="out", kind="alert", body=body, media_count=0, attempts=0,
+                                             status="pending", send_after=now, from_number=msg.to_number,
+                                             to_number=number, created_at=now, updated_at=now))
 
     @staticmethod
     def _store_replies(conn: Connection, msg: Any, replies: list[str], patient_pk: int | None,

@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select
+from sqlalchemy import case, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from conversations.machine import ACTIVE
@@ -32,6 +32,10 @@ MAX_ATTEMPTS = 5
 INVALID_NUMBER = {21211, 21614}
 OPTED_OUT = 21610
 BATCH = 100
+# Texts that answer someone now go ahead of any backlog of invitations: a coordinator's crisis alert and
+# a reply queued for a patient's own text (a safety reply among them).
+URGENT_KINDS = ("alert", "reply")
+_URGENT_FIRST = case((Message.kind.in_(URGENT_KINDS), 0), else_=1)
 
 
 @dataclass
@@ -91,7 +95,7 @@ class Sender:
                 .where(Message.direction == "out",
                        or_((Message.status == "pending") & (Message.send_after <= now),
                            (Message.status == "claimed") & (Message.claimed_at < now - self.claim_timeout)))
-                .order_by(Message.send_after, Message.id).limit(limit)
+                .order_by(_URGENT_FIRST, Message.send_after, Message.id).limit(limit)
                 .with_for_update(skip_locked=True)).all()
             claims = [Claim(r.id, now, r.claimed_at if r.status == "claimed" else None) for r in rows]
             if claims:

@@ -9,6 +9,7 @@ from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from .alerts import on_call_numbers
 from .config import Settings
 from .db import unit_of_work
 from .gateway import make_gateway
@@ -45,6 +46,7 @@ def every_minute(sessions: sessionmaker[Session], settings: Settings) -> MinuteD
 def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Callable[[str], None] = print,
                once: bool = False) -> None:
     sender = Sender(sessions, settings, make_gateway(settings, echo=echo))
+    on_call_numbers(settings)  # a misspelt ALERT_SMS_TO stops the worker now, not once a minute in a log
     stopping = {"now": False}
 
     def stop(signum, _frame):

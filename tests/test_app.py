@@ -40,6 +40,14 @@ def test_app_refuses_to_start_without_its_secret(monkeypatch, tmp_path):
         create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "HELP_CONTACT": "1"})
 
 
+def test_app_refuses_to_start_with_an_on_call_number_it_cannot_text(web_env, tmp_path):
+    """A typo must not leave coordinators believing they will be texted about crises."""
+    from outreach.config import ConfigError
+
+    with pytest.raises(ConfigError, match="ALERT_SMS_TO: a number is not a valid phone number"):
+        create_app({**web_env, "ALERT_SMS_TO": "+14165550100, 555-01"})
+
+
 def test_cli_help_lists_every_command(run_cli):
     out = run_cli("--help").output
     import re

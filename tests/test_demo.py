@@ -16,6 +16,7 @@ def test_demo_runs_the_whole_cycle(tmp_path):
     assert "30-day wave 1:" in out and "90-day wave 2:" in out
     assert "wave 1 (30-day): targeted" in out and "completed" in out
     assert "open crisis alerts: #1" in out  # the one simulated crisis message reached the coordinators
+    assert "texted to the coordinator on call (+1******0100): Recovery Study: crisis alert #1 opened" in out
     assert (tmp_path / "demo" / "outreach.db").exists() and f"Files are in {tmp_path / 'demo'}/" in out
     assert (tmp_path / "demo" / "report" / "report.html").exists() and (tmp_path / "demo" / "results.csv").exists()
     assert "Spearman rho, alliance vs self efficacy" in out

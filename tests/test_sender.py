@@ -13,7 +13,7 @@ from sqlalchemy import select
 from outreach.config import load_settings
 from outreach.db import unit_of_work
 from outreach.gateway import make_gateway
-from outreach.models import FollowUp, Message, Patient, utcnow
+from outreach.models import Alert, FollowUp, Message, Patient, utcnow
 from outreach.sender import Sender
 from outreach.waves import launch_wave
 
@@ -232,3 +232,48 @@ def test_two_workers_at_once_send_each_message_once(make_patient, sessions, send
         t.join()
     assert len(sent) == 60 and set(Counter(sent).values()) == {1}
     assert set(statuses(session)) == {"delivered"}
+
+
+@pytest.fixture
+def twilio_with_on_call(web_env):
+    """The real app with two coordinators on call, written the way people write numbers."""
+    from webhooks.app import create_app
+
+    from outreach.webhook_client import SignedWebhookClient, flask_post
+
+    from .conftest import AUTH_TOKEN, PUBLIC_BASE
+
+    app = create_app({**web_env, "ALERT_SMS_TO": "416 555 0100, +1 (613) 555-0111"})
+    yield SignedWebhookClient(flask_post(app.test_client()), PUBLIC_BASE, AUTH_TOKEN)
+    app.extensions["outreach"]["engine"].dispose()
+
+
+def _crisis_alert_texts(twilio_with_on_call, wave, sender, session, window):
+    responses.add_callback(responses.POST, API, callback=ok_reply)
+    status, replies = twilio_with_on_call.text(wave[0].phone, "I want to end my life")
+    assert status == 200 and "988" in replies[0]
+    stats = sender(SEND_WINDOW=window).send_due()
+    return stats, [dict(urllib.parse.parse_qsl(c.request.body)) for c in responses.calls]
+
+
+@responses.activate
+def test_a_crisis_alert_is_texted_to_the_coordinators_on_call_ahead_of_the_queue(twilio_with_on_call, wave, sender,
+                                                                                 session):
+    stats, sent = _crisis_alert_texts(twilio_with_on_call, wave, sender, session, "Mon-Sun 00:00-24:00")
+    # the two alerts first, then the other patients' invitations queued before them; the survey of the
+    # patient in crisis is paused, so their invitation is not sent
+    assert stats.sent == 4 and stats.cancelled == 1
+    assert [f["To"] for f in sent[:2]] == ["+14165550100", "+16135550111"]
+    alert_id = session.scalar(select(Alert.id))
+    body = sent[0]["Body"]
+    assert f"crisis alert #{alert_id}" in body and "outreach alerts list" in body
+    assert wave[0].phone not in body and wave[0].patient_id not in body and "life" not in body
+
+
+@responses.activate
+def test_a_crisis_alert_reaches_the_coordinators_during_quiet_hours(twilio_with_on_call, wave, sender, session):
+    local = dt.datetime.now(ZoneInfo("America/Toronto"))
+    closed = f"Mon-Sun {(local.hour + 2) % 24:02d}:00-{(local.hour + 2) % 24:02d}:30"
+    stats, sent = _crisis_alert_texts(twilio_with_on_call, wave, sender, session, closed)
+    assert stats.sent == 2 and stats.held == 2
+    assert {f["To"] for f in sent} == {"+14165550100", "+16135550111"}
