@@ -12,7 +12,8 @@ from outreach.models import FollowUp, Message, Patient
 from outreach.webhook_client import new_sid
 
 REPLIES = ["yes", "Oui", "no", "later", "7", "ten", "8/10", "7 or 8", "very good", "3", "poor", "none", "STOP",
-           "stop.", "START", "HELP", "SKIP", "I want to die", "??", "", "I can't stop drinking", "👍", "31"]
+           "stop.", "START", "HELP", "SKIP", "I want to die", "??", "", "I can't stop drinking", "👍", "31",
+           "please stop texting me", "not at all", "every day", "not 10", "unalive", "ok sure"]
 message = st.one_of(st.sampled_from(REPLIES), st.text(max_size=200))
 step = st.tuples(message, st.integers(0, 9), st.sampled_from([0, 0, 0, 1]))  # text, duplicate?, media
 phones = itertools.count(1000)
