@@ -13,6 +13,8 @@ SCALE_ACCEPTED = [
     # the ends of the scale, in the prompt's own words
     ("not at all", 0), ("Not at all.", 0), ("pas du tout", 0), ("completely", 10), ("Completely!", 10),
     ("complètement", 10), ("totally", 10), ("about 7", 7), ("not sure, 7", 7),
+    ("7/10 today", 7), ("I'm at 7 out of 10 today", 7), ("je dirais 7 sur 10 aujourd'hui", 7),
+    ("seven out of ten", 7),
 ]
 SCALE_REJECTED = [
     ("7 or 8", "more than one number"), ("7 ou 8", "more than one number"), ("5-6", "more than one number"),
@@ -20,7 +22,7 @@ SCALE_REJECTED = [
     ("-1", "out of range"), ("eleven", "out of range"), ("often", "no number"), ("", "empty"),
     ("yes", "no number"), ("4/5", "different scale"), ("  ", "empty"), ("lots", "no number"),
     ("not 10", "negated"), ("not even 1", "negated"), ("pas un", "negated"), ("not a 10", "negated"),
-    ("not completely", "no number"),
+    ("not completely", "no number"), ("7 or 8 out of 10", "more than one number"), ("11/28", "different scale"),
 ]
 
 
@@ -40,7 +42,7 @@ def test_self_efficacy_rejects(text, problem):
     ("0", 0), ("none", 0), ("None.", 0), ("never", 0), ("aucun", 0), ("jamais", 0), ("30", 30), ("trente", 30),
     ("twenty-two", 22), ("twenty two", 22), ("vingt-deux", 22), ("vingt et un", 21), ("3 days", 3),
     ("about 12", 12), ("12/30", 12), ("not at all", 0), ("none at all", 0), ("pas une fois", 0),
-    ("every day", 30), ("Every day.", 30), ("daily", 30), ("tous les jours", 30), ("chaque jour", 30),
+    ("twenty two out of 30", 22), ("3/30 days", 3), ("every day", 30), ("Every day.", 30), ("daily", 30), ("tous les jours", 30), ("chaque jour", 30),
 ])
 def test_days_used_accepts(text, value):
     assert DAYS_USED.parse(text).value == value
