@@ -70,7 +70,7 @@ _MARK_FAILED = (update(Message).where(Message.id == bindparam("message_id"), Mes
                 .values(status="failed", error_message=bindparam("error")))
 _REPLIES = select(Message.body).where(Message.in_reply_to_id == bindparam("message_id")).order_by(Message.id)
 _INSERT_ANSWER = insert(Answer)
-_INSERT_REPLY = insert(Message)
+_INSERT_OUTBOUND = insert(Message)
 _INSERT_ALERT = insert(Alert).returning(Alert.id)
 
 
@@ -341,7 +341,7 @@ class Inbox:
         log.warning("crisis message from %s: alert %s opened", mask(msg.from_number), alert_id)
         body = on_call_text(self._base_context.org, alert_id, now, self._zone)
         for number in self._on_call:
-            conn.execute(_INSERT_REPLY, dict(direction="out", kind="alert", body=body, media_count=0, attempts=0,
+            conn.execute(_INSERT_OUTBOUND, dict(direction="out", kind="alert", body=body, media_count=0, attempts=0,
                                              status="pending", send_after=now, from_number=msg.to_number,
                                              to_number=number, created_at=now, updated_at=now))
 
@@ -353,7 +353,7 @@ class Inbox:
         delivery = (dict(status="twiml", sent_at=now, send_after=None) if live
                     else dict(status="pending", sent_at=None, send_after=now))
         for body in replies:  # one or two: single INSERTs are cheaper than an executemany
-            conn.execute(_INSERT_REPLY, dict(direction="out", kind="reply", body=body, media_count=0, attempts=0,
+            conn.execute(_INSERT_OUTBOUND, dict(direction="out", kind="reply", body=body, media_count=0, attempts=0,
                                              patient_id=patient_pk, followup_id=followup_pk, in_reply_to_id=msg.id,
                                              from_number=msg.to_number, to_number=msg.from_number, created_at=now,
                                              updated_at=now, **delivery))
