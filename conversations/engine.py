@@ -83,12 +83,14 @@ def respond(model: Any, text: str, ctx: Context, media_count: int = 0) -> Outcom
             model.paused_state = model.state
             transition(model, "pause")
         return out
-    if kw in ("opt_out", "opt_out_request"):
+    if kw in ("opt_out", "opt_out_request", "wrong_number"):
         out.events.append("opted_out")
         if model is not None and model.state in ACTIVE + ["crisis"]:
             transition(model, "opt_out")
-        if kw == "opt_out_request" and not ctx.opted_out:  # the carrier confirms only its own keywords
-            out.replies.append(ctx.text("opted_out"))
+        if kw == "wrong_number":
+            out.events.append("wrong_number")
+        if kw != "opt_out" and not ctx.opted_out:  # the carrier confirms only its own keywords
+            out.replies.append(ctx.text("wrong_number" if kw == "wrong_number" else "opted_out"))
         return out
     if ctx.opted_out:
         if kw in ("opt_in", "yes"):

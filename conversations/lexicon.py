@@ -25,9 +25,9 @@ def lexicon() -> Lexicon:
 
 def keyword(text: str) -> str | None:
     """The keyword class a whole message belongs to: opt_out (a carrier keyword), opt_out_request (a
-    plain request to stop that the carrier ignores), opt_in, help, skip, yes, no, or None."""
+    plain request to stop that the carrier ignores), wrong_number, opt_in, help, skip, yes, no, or None."""
     norm = normalize(text)
-    for kind in ("opt_out", "opt_out_request", "opt_in", "help", "skip", "yes", "no"):
+    for kind in ("opt_out", "opt_out_request", "wrong_number", "opt_in", "help", "skip", "yes", "no"):
         if norm in lexicon().keywords[kind]:
             return kind
     return None

@@ -62,6 +62,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "{org}: you will not get any more texts from us. Reply START to get them again.",
         "fr": "{org} : vous ne recevrez plus de textos de notre part. Répondez START pour les recevoir de nouveau.",
     },
+    "wrong_number": {
+        "en": "{org}: sorry for the trouble. We will not text this number again.",
+        "fr": "{org} : désolés du dérangement. Nous n'écrirons plus à ce numéro.",
+    },
     "opted_in": {
         "en": "{org}: you will receive follow-up texts again. Reply STOP to opt out.",
         "fr": "{org} : vous recevrez de nouveau les textos de suivi. Répondez STOP pour vous désabonner.",

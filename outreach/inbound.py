@@ -319,6 +319,9 @@ class Inbox:
                     for p in patients:
                         p.opted_out_at = (p.opted_out_at or now) if opted_out else None
                     audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id)
+                elif event == "wrong_number":  # the contact details need fixing: leave a trace for coordinators
+                    audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id)
+                    log.info("%s says it is a wrong number: opted out", mask(msg.from_number))
             self._store_replies(conn, msg, replies, patient.id, followup_pk, now, live)
         return replies
 

@@ -86,6 +86,8 @@ def test_health_choice_rejects(text):
     ("STOP STOP", "opt_out_request"), ("remove me from this list", "opt_out_request"),
     ("don't text me", "opt_out_request"), ("leave me alone", "opt_out_request"), ("Arrêtez", "opt_out_request"),
     ("Arrêtez de m'écrire!", "opt_out_request"), ("désabonnez-moi", "opt_out_request"),
+    ("Who is this?", "help"), ("what's this", "help"), ("qui est-ce?", "help"), ("wrong number", "wrong_number"),
+    ("Wrong #", "wrong_number"), ("mauvais numéro", "wrong_number"),
     ("I can't stop drinking", None), ("the end", None), ("stop drinking is hard", None), ("remove the pain", None),
     ("yes and no", None), ("7", None),
 ])

@@ -107,6 +107,21 @@ def test_a_plain_request_to_stop_opts_out_everywhere_and_is_confirmed(twilio, ma
     assert twilio.text(p.phone, "stop please")[1] == []  # once is enough
 
 
+def test_wrong_number_stops_all_texts_to_that_phone_and_leaves_a_trace(twilio, make_patient, make_followup, sessions,
+                                                                        session, run_cli):
+    """A reassigned number must not keep receiving a study's texts; coordinators need to fix the record."""
+    from outreach.models import AuditEvent
+
+    p = make_patient()
+    fu = make_followup(p)
+    status, replies = twilio.text(p.phone, "Wrong number!")
+    assert replies == ["Recovery Study: sorry for the trouble. We will not text this number again."]
+    session.rollback()
+    assert session.get(Patient, p.id).opted_out_at is not None and state_of(session, fu) == "opted_out"
+    assert session.scalar(select(AuditEvent.patient_id).where(AuditEvent.action == "wrong_number")) == p.id
+    assert twilio.text(p.phone, "who is this?")[1][0].startswith("Recovery Study: follow-up texts")
+
+
 def test_start_opts_back_in_and_no_survey_restarts(twilio, make_patient, make_followup, session):
     p = make_patient(opted_out=True)
     fu = make_followup(p, state="opted_out")
