@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from .lexicon import is_crisis, keyword
+from .lexicon import is_crisis, keyword, opts_back_in
 from .machine import ACTIVE, QUESTION_STATES, WAITING, transition
 from .surveys import QUESTIONS, Question, survey_for
 from .texts import render
@@ -93,7 +93,7 @@ def respond(model: Any, text: str, ctx: Context, media_count: int = 0) -> Outcom
             out.replies.append(ctx.text("wrong_number" if kw == "wrong_number" else "opted_out"))
         return out
     if ctx.opted_out:
-        if kw in ("opt_in", "yes"):
+        if opts_back_in(text):
             out.events.append("opted_in")
             out.replies.append(ctx.text("opted_in"))
         elif kw == "help":

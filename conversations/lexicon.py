@@ -33,6 +33,12 @@ def keyword(text: str) -> str | None:
     return None
 
 
+def opts_back_in(text: str) -> bool:
+    """Does this whole message opt an opted-out patient back in?  START, UNSTOP, or a plain YES / OUI."""
+    norm = normalize(text)
+    return norm in lexicon().keywords["opt_in"] or norm in lexicon().keywords["opt_in_yes"]
+
+
 def is_crisis(text: str) -> bool:
     """True when the message contains any crisis phrase as whole words."""
     w = words(text)

@@ -91,6 +91,16 @@ def test_a_plain_request_to_stop_opts_out_and_is_confirmed_once(state):
     assert "START" in talk(None, "désabonnez-moi", language="fr").replies[0]
 
 
+@pytest.mark.parametrize("text", ["ok", "OK thanks", "👍", "sure", "k"])
+def test_acknowledging_the_opt_out_confirmation_does_not_opt_back_in(text):
+    assert talk(None, text, opted_out=True).events == []
+
+
+@pytest.mark.parametrize("text", ["START", "unstop", "Yes", "oui!"])
+def test_start_unstop_or_a_plain_yes_opts_back_in(text):
+    assert talk(None, text, opted_out=True).events == ["opted_in"]
+
+
 def test_stop_inside_a_sentence_is_an_answer_attempt_not_an_opt_out():
     fu = FU(state="q_self_efficacy")
     out = talk(fu, "I can't stop drinking")
