@@ -329,8 +329,8 @@ def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
         doc.h(3, "Highest alliance tertile vs the other two")
         _suppress_tables(summary["high_vs_other"], sup)
         doc.table(header + ["high: yes/no", "other: yes/no"], [
-            _row(r, st.BINARY[r["outcome"]]) + [f"{sup(r['table'][0][0])}/{sup(r['table'][0][1])}",
-                                                f"{sup(r['table'][1][0])}/{sup(r['table'][1][1])}"]
+            _row(r, st.BINARY[r["outcome"]]) + [f"{r['table'][0][0]}/{r['table'][0][1]}",  # suppressed above
+                                                f"{r['table'][1][0]}/{r['table'][1][1]}"]
             if "table" in r and r["estimate"] is not None else _row(r, st.BINARY[r["outcome"]]) + ["–", "–"]
             for r in summary["high_vs_other"]])
         doc.table(["outcome", "test", "n", "share low", "share mid", "share high", "p", "p (Holm)"], [

@@ -40,6 +40,21 @@ def test_small_counts_are_suppressed(tmp_path):
     assert stats["funnel"]["90"]["targeted"] == "<5"
 
 
+def test_a_small_cell_in_a_2x2_table_is_suppressed_not_a_crash(tmp_path):
+    """Few patients in the highest alliance tertile rate their mental health very good or better."""
+    df = cohort(300, 2)
+    high = df["alliance_tertile"] == "high"
+    keep = df.index[high & (df["mental_health_high"] == 1)][:3]
+    df.loc[high & (df["mental_health_high"] == 1) & ~df.index.isin(keep), "mental_health_high"] = 0
+    write_report(df, tmp_path)
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    table = next(r["table"] for r in stats["high_vs_other"] if r["outcome"] == "mental_health_high")
+    assert table[0][0] == "<5"
+    row = next(line for line in (tmp_path / "report.md").read_text().splitlines()
+               if line.startswith("| Mental health very good/excellent") and "yes" not in line)
+    assert row.endswith(f"| <5/{table[0][1]} | {table[1][0]}/{table[1][1]} |")
+
+
 def test_too_small_sample_says_so_instead_of_estimates(tmp_path):
     df = cohort(40, 3, base_response=0.4)
     write_report(df, tmp_path)
