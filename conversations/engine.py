@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from .lexicon import is_crisis, keyword, opts_back_in
+from .lexicon import is_acknowledgement, is_crisis, keyword, opts_back_in
 from .machine import ACTIVE, QUESTION_STATES, WAITING, transition
 from .surveys import QUESTIONS, Question, survey_for
 from .texts import render
@@ -125,6 +125,8 @@ def _media_only(text: str, media_count: int) -> bool:
 
 
 def _waiting(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome, media_count: int) -> None:
+    if model.state == "declined" and is_acknowledgement(text):  # "ok" to "OK, no problem": leave them be
+        return
     if kw in ("yes", "opt_in"):
         transition(model, "consent")
         model.started_at = model.started_at or ctx.now

@@ -39,6 +39,11 @@ def opts_back_in(text: str) -> bool:
     return norm in lexicon().keywords["opt_in"] or norm in lexicon().keywords["opt_in_yes"]
 
 
+def is_acknowledgement(text: str) -> bool:
+    """'ok', 'thanks', a thumbs-up ...: the whole message only acknowledges what we said."""
+    return normalize(text) in lexicon().keywords["acknowledgement"]
+
+
 def is_crisis(text: str) -> bool:
     """True when the message contains any crisis phrase as whole words."""
     w = words(text)

@@ -91,6 +91,15 @@ def test_a_plain_request_to_stop_opts_out_and_is_confirmed_once(state):
     assert "START" in talk(None, "désabonnez-moi", language="fr").replies[0]
 
 
+@pytest.mark.parametrize("text", ["ok", "OK thanks", "👍", "merci", "d'accord"])
+def test_acknowledging_not_now_neither_starts_the_survey_nor_gets_a_reply(text):
+    fu = FU(state="declined")
+    out = talk(fu, text)
+    assert fu.state == "declined" and out.replies == [] and out.events == []
+    talk(fu, "yes")  # a real change of mind still starts it
+    assert fu.state == "q_self_efficacy"
+
+
 @pytest.mark.parametrize("text", ["ok", "OK thanks", "👍", "sure", "k"])
 def test_acknowledging_the_opt_out_confirmation_does_not_opt_back_in(text):
     assert talk(None, text, opted_out=True).events == []
