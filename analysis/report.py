@@ -331,7 +331,7 @@ def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
         doc.table(header + ["high: yes/no", "other: yes/no"], [
             _row(r, st.BINARY[r["outcome"]]) + [f"{r['table'][0][0]}/{r['table'][0][1]}",  # suppressed above
                                                 f"{r['table'][1][0]}/{r['table'][1][1]}"]
-            if "table" in r and r["estimate"] is not None else _row(r, st.BINARY[r["outcome"]]) + ["–", "–"]
+            if "table" in r else _row(r, st.BINARY[r["outcome"]]) + ["–", "–"]
             for r in summary["high_vs_other"]])
         doc.table(["outcome", "test", "n", "share low", "share mid", "share high", "p", "p (Holm)"], [
             [st.BINARY[r["outcome"]], r["test"], str(r["n"])] +

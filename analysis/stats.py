@@ -138,6 +138,9 @@ def high_vs_other(df: pd.DataFrame, outcome: str) -> dict[str, Any]:
         test, (_, p) = "Fisher's exact test", sps.fisher_exact(table)
     else:
         test, p = "Pearson chi-square test", sps.chi2_contingency(table, correction=False)[1]
+    if (table == 0).any():  # the sample odds ratio is 0 or infinite: report the test, not an estimate
+        return _result(test, n, None, None, None, p, outcome=outcome, scale="odds ratio, high vs other",
+                       table=table.tolist(), note="odds ratio not estimable: a cell is zero")
     ratio = odds_ratio(table, kind="sample")
     ci = ratio.confidence_interval(0.95)
     return _result(test, n, ratio.statistic, ci.low, ci.high, p, outcome=outcome, scale="odds ratio, high vs other",
@@ -242,7 +245,9 @@ def wilson(successes: int, n: int) -> tuple[float | None, float | None, float | 
     from statsmodels.stats.proportion import proportion_confint
 
     lo, hi = proportion_confint(successes, n, method="wilson")
-    return successes / n, float(lo), float(hi)
+    share = successes / n
+    # At 0/n and n/n statsmodels returns bounds a rounding error inside the estimate (1 - 1e-16).
+    return share, min(float(lo), share), max(float(hi), share)
 
 
 def summarise(df: pd.DataFrame) -> dict[str, Any]:

@@ -104,6 +104,11 @@ def test_wilson_interval_by_hand():
     assert (share, lo, hi) == (0.4, pytest.approx(centre - half), pytest.approx(centre + half))
 
 
+def test_wilson_interval_contains_an_estimate_of_0_or_1():
+    assert st.wilson(7, 7)[1:] == (pytest.approx(0.6457, abs=1e-4), 1.0)
+    assert st.wilson(0, 7)[1:] == (0.0, pytest.approx(0.3543, abs=1e-4))
+
+
 def test_pipeline_recovers_a_true_odds_ratio_of_2():
     """n = 400, true OR 2 per SD: the 95% CI covers 2 in at least 90% of 50 seeds."""
     covered = sum(1 for seed in range(50)

@@ -55,6 +55,17 @@ def test_a_small_cell_in_a_2x2_table_is_suppressed_not_a_crash(tmp_path):
     assert row.endswith(f"| <5/{table[0][1]} | {table[1][0]}/{table[1][1]} |")
 
 
+def test_a_tertile_where_everyone_reports_good_health_still_gets_its_figure(tmp_path):
+    df = cohort(120, 2)
+    df.loc[df["alliance_tertile"] == "high", ["mental_health_high", "physical_health_high"]] = 1
+    write_report(df, tmp_path)
+    assert (tmp_path / "fig4_health.png").stat().st_size > 5000
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    r = next(r for r in stats["high_vs_other"] if r["outcome"] == "mental_health_high")
+    assert r["table"][0][1] == 0 and r["estimate"] is None and r["p"] < 0.05  # the test stands, no odds ratio
+    assert "zero" in r["note"]
+
+
 def test_too_small_sample_says_so_instead_of_estimates(tmp_path):
     df = cohort(40, 3, base_response=0.4)
     write_report(df, tmp_path)
