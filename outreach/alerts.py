@@ -60,7 +60,8 @@ class AlertError(ValueError):
 
 
 def resolve_alert(session: Session, alert_id: int, note: str, actor: str) -> Alert:
-    """Close an alert.  When no other alert stays open, the paused follow-up resumes where it stopped."""
+    """Close an alert.  When no other alert stays open, the paused follow-up resumes where it stopped,
+    silently: nothing is sent until the patient writes again (their reminders stay off)."""
     alert = session.get(Alert, alert_id, with_for_update=True)
     if alert is None:
         raise AlertError(f"no alert with id {alert_id}")
@@ -77,5 +78,7 @@ def resolve_alert(session: Session, alert_id: int, note: str, actor: str) -> Ale
     if followup is not None and followup.state == "crisis" and still_open is None:
         transition(followup, "resume")
         followup.paused_state = None
+        # The patient may go on whenever they wish; no automatic "still there?" right after a crisis.
+        followup.stall_reminded_at = followup.stall_reminded_at or utcnow()
     session.flush()
     return alert

@@ -117,6 +117,18 @@ def test_crisis_is_not_expired(invited, sessions, session, clock, twilio):
     assert session.scalar(select(FollowUp.state).where(FollowUp.patient_id == a.id)) == "crisis"
 
 
+def test_no_automatic_nudge_follows_a_resolved_crisis(invited, sessions, session, clock, twilio, run_cli):
+    (a, b), settings, _ = invited
+    twilio.text(a.phone, "yes")
+    twilio.text(a.phone, "honestly I want to die")
+    clock(hours=30)
+    alert_id = run_cli("alerts", "list").output.split()[0].lstrip("#")
+    assert run_cli("alerts", "resolve", alert_id, "--note", "called; safe").exit_code == 0
+    clock(hours=30)
+    assert run_tick(sessions, settings).stalled == 0  # the survey waits for the patient
+    assert "mental health" in twilio.text(a.phone, "6")[1][0]  # and goes on when they answer
+
+
 def test_tick_command(run_cli):
     assert "expired 0" in run_cli("tick").output
 
