@@ -172,9 +172,13 @@ def machine_alone(n: int = 20000) -> tuple[float, float]:
     per_fire = (time.perf_counter() - t0) / n * 1000
     ctx = Context(org="Recovery Study", help_contact="1")
     models = [FU() for _ in range(n)]
+    answers = [("q_self_efficacy", "seven"), ("q_mental_health", "very good"), ("q_physical_health", "3"),
+               ("q_days_used", "none")]  # each question once: scale and choice parsing
+    for i, m in enumerate(models):
+        m.state = answers[i % 4][0]
     t0 = time.perf_counter()
-    for m in models:
-        respond(m, "seven", ctx)
+    for i, m in enumerate(models):
+        respond(m, answers[i % 4][1], ctx)
     per_respond = (time.perf_counter() - t0) / n * 1000
     assert MACHINE.models == []
     return per_fire, per_respond

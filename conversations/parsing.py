@@ -6,6 +6,7 @@ option of a numbered list by number or by label.  Both return a
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
@@ -106,6 +107,15 @@ def _in_range(n: int, lo: int, hi: int) -> Parsed:
     return Parsed(problem="out of range")
 
 
+@functools.lru_cache(maxsize=16)
+def _label_patterns(options: tuple[tuple[str, ...], ...]) -> tuple[tuple[re.Pattern[str], int], ...]:
+    """Each option label as a whole-word pattern with its option number, longest label first (so
+    'very good' is taken before 'good'); built once per list of options."""
+    labels = sorted(((normalize(label), i + 1) for i, opts in enumerate(options) for label in opts),
+                    key=lambda x: len(x[0]), reverse=True)
+    return tuple((re.compile(r"(?<![\w])" + re.escape(label) + r"(?![\w])"), pos) for label, pos in labels)
+
+
 def parse_choice(text: str, options: Sequence[Sequence[str]]) -> Parsed:
     """``options[i]`` lists the accepted labels of option ``i + 1`` (longer labels first is not needed)."""
     s = normalize(text)
@@ -115,10 +125,7 @@ def parse_choice(text: str, options: Sequence[Sequence[str]]) -> Parsed:
         return Parsed(problem="decimal")
     positions: set[int] = set()
     rest = s
-    labels = sorted(((normalize(label), i + 1) for i, opts in enumerate(options) for label in opts),
-                    key=lambda x: len(x[0]), reverse=True)
-    for label, pos in labels:
-        pattern = re.compile(r"(?<![\w])" + re.escape(label) + r"(?![\w])")
+    for pattern, pos in _label_patterns(tuple(map(tuple, options))):
         if pattern.search(rest):
             positions.add(pos)
             rest = pattern.sub(" ", rest)
