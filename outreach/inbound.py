@@ -322,7 +322,8 @@ class Inbox:
                 elif event == "wrong_number":  # the contact details need fixing: leave a trace for coordinators
                     audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id)
                     log.info("%s says it is a wrong number: opted out", mask(msg.from_number))
-            self._store_replies(conn, msg, replies, patient.id, followup_pk, now, live)
+            self._store_replies(conn, msg, replies, patient.id, followup_pk, now, live,
+                                kind="safety" if "crisis" in outcome.events else "reply")
         return replies
 
     def _unknown_sender(self, conn: Connection, msg: Any, now, live: bool) -> list[str]:
@@ -333,7 +334,7 @@ class Inbox:
             return []
         replies = outcome.replies + respond(None, msg.body, self._context("fr", now)).replies  # language unknown
         self._open_alert(conn, msg, None, None, now)
-        self._store_replies(conn, msg, replies, None, None, now, live)
+        self._store_replies(conn, msg, replies, None, None, now, live, kind="safety")
         return replies
 
     def _open_alert(self, conn: Connection, msg: Any, patient_pk: int | None, followup_pk: int | None, now) -> None:
@@ -350,13 +351,13 @@ class Inbox:
 
     @staticmethod
     def _store_replies(conn: Connection, msg: Any, replies: list[str], patient_pk: int | None,
-                       followup_pk: int | None, now, live: bool) -> None:
+                       followup_pk: int | None, now, live: bool, kind: str) -> None:
         """Store the replies as outbound messages: answered in the TwiML response when ``live``,
         else ``pending`` for the worker to send (no request is waiting for them)."""
         delivery = (dict(status="twiml", sent_at=now, send_after=None) if live
                     else dict(status="pending", sent_at=None, send_after=now))
         for body in replies:  # one or two: single INSERTs are cheaper than an executemany
-            conn.execute(_INSERT_OUTBOUND, dict(direction="out", kind="reply", body=body, media_count=0, attempts=0,
+            conn.execute(_INSERT_OUTBOUND, dict(direction="out", kind=kind, body=body, media_count=0, attempts=0,
                                              patient_id=patient_pk, followup_id=followup_pk, in_reply_to_id=msg.id,
                                              from_number=msg.to_number, to_number=msg.from_number, created_at=now,
                                              updated_at=now, **delivery))

@@ -32,9 +32,13 @@ MAX_ATTEMPTS = 5
 INVALID_NUMBER = {21211, 21614}
 OPTED_OUT = 21610
 BATCH = 100
-# Texts that answer someone now go ahead of any backlog of invitations: a coordinator's crisis alert and
-# a reply queued for a patient's own text (a safety reply among them).
-URGENT_KINDS = ("alert", "reply")
+# Answers to a patient's own text, queued when no request was waiting for them (outreach.inbound): the
+# conversation already decided to say them, so neither quiet hours nor the follow-up's state hold them.
+# A safety reply to a crisis text goes out even to a patient who has opted out, as it does in TwiML.
+ANSWERS = ("reply", "safety")
+# Texts that answer someone now go ahead of any backlog of invitations: those answers and a
+# coordinator's crisis alert.
+URGENT_KINDS = ("alert", *ANSWERS)
 _URGENT_FIRST = case((Message.kind.in_(URGENT_KINDS), 0), else_=1)
 
 
@@ -128,7 +132,7 @@ class Sender:
                     return
             now = utcnow()
             # Quiet hours keep unsolicited texts out of the night; a reply to the patient's text is not one.
-            opening = self.window.opening(now, patient.timezone) if patient and msg.kind != "reply" else now
+            opening = self.window.opening(now, patient.timezone) if patient and msg.kind not in ANSWERS else now
             if opening > now:
                 msg.status, msg.send_after, msg.claimed_at = "pending", opening, None
                 msg.attempts = max((msg.attempts or 1) - 1, 0)
@@ -147,13 +151,11 @@ class Sender:
         stats.sent += 1
 
     def _stop_reason(self, msg: Message, patient: Patient | None, followup: FollowUp | None) -> str | None:
-        if patient is not None and patient.opted_out_at is not None:
+        if patient is not None and patient.opted_out_at is not None and msg.kind != "safety":
             return "patient opted out"
         if patient is not None and not patient.phone_valid:
             return "phone invalid"
-        # A reply answers the patient's own text (queued when no request was waiting for it, see
-        # outreach.inbound): the conversation already decided to say it, whatever the state is now.
-        if followup is not None and followup.state not in ACTIVE and msg.kind != "reply":
+        if followup is not None and followup.state not in ACTIVE and msg.kind not in ANSWERS:
             return f"follow-up is {followup.state}"
         if msg.kind == "reminder" and followup is not None and followup.last_inbound_at is not None:
             return "patient replied"

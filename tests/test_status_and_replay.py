@@ -1,6 +1,7 @@
 """Status callbacks, failed-message replay and the chat preview."""
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from outreach.models import FollowUp, Message, Patient
@@ -143,8 +144,10 @@ def _quiet_now_window() -> str:
     return f"Mon-Sun {h:02d}:00-{h:02d}:59"
 
 
+@pytest.mark.parametrize("opted_out", [False, True])
 def test_a_crisis_text_whose_request_died_still_gets_its_alert_and_safety_reply(make_patient, make_followup,
-                                                                                 sessions, session, run_cli, env):
+                                                                                 sessions, session, run_cli, env,
+                                                                                 opted_out):
     import datetime as dt
 
     from outreach.config import load_settings
@@ -154,8 +157,8 @@ def test_a_crisis_text_whose_request_died_still_gets_its_alert_and_safety_reply(
     from outreach.sender import Sender
     from outreach.webhook_client import new_sid
 
-    p = make_patient()
-    fu = make_followup(p, state="q_mental_health")
+    p = make_patient(opted_out=opted_out)
+    fu = make_followup(p, state="opted_out" if opted_out else "q_mental_health")
     with unit_of_work(sessions) as s:  # stored and committed, then the web worker was killed
         s.add_all([Message(direction="in", provider_sid=new_sid(), from_number=p.phone, to_number="+15005550006",
                            body="i want to die", status="received", created_at=utcnow() - dt.timedelta(minutes=5)),
@@ -164,11 +167,12 @@ def test_a_crisis_text_whose_request_died_still_gets_its_alert_and_safety_reply(
     out = run_cli("tick").output
     assert "applied 1 inbound message(s) left unprocessed" in out
     session.rollback()
-    assert session.get(FollowUp, fu.id).state == "crisis"
+    assert session.get(FollowUp, fu.id).state == ("opted_out" if opted_out else "crisis")
     assert session.scalar(select(Alert.patient_id)) == p.id
     in_flight = session.scalar(select(Message).where(Message.body == "hi"))
     assert in_flight.status == "received"  # a request may still be applying it: left alone
-    # The safety reply goes out through the worker, although the survey is paused and it is quiet hours.
+    # The safety reply goes out through the worker, although the survey is paused (or the patient opted
+    # out) and it is quiet hours: a safety reply in TwiML would have too.
     settings = load_settings({**env, "SMS_BACKEND": "simulator", "SEND_WINDOW": _quiet_now_window(),
                               "SEND_RATE_PER_SECOND": "0"})
     gateway = SimulatorGateway(echo=None)
