@@ -107,13 +107,14 @@ CRISIS = [
     # how people say it without the clinical words
     "I want to unalive myself", "I don't want to be here anymore", "i cant go on like this",
     "thinking of ending it", "nobody would miss me", "everyone is better off without me", "I OD'd last night",
-    "gonna take all my pills", "just kill me", "so tired of living",
+    "gonna swallow all my pills", "just kill me", "so tired of living",
     "j'ai des pensées suicidaires", "je veux plus vivre", "j'en peux plus", "je me coupe encore",
     "je vais avaler tous mes médicaments", "personne ne me regretterait",
 ]
 NOT_CRISIS = ["7", "very good", "I can't stop drinking", "good", "I'm dying to see my kids", "ok", "STOP",
               "this is annoying", "bonne", "my dad died last year", "that's odd", "I'm tired today",
-              "I ended it with my ex", "je peux plus venir mardi", "pas mal"]
+              "I ended it with my ex", "je peux plus venir mardi", "pas mal",
+              "I take all my pills every day", "oui j'ai pris tous mes médicaments"]  # taking medication as prescribed
 
 
 @pytest.mark.parametrize("text", CRISIS)
