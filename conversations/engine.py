@@ -112,7 +112,7 @@ def respond(model: Any, text: str, ctx: Context, media_count: int = 0) -> Outcom
         _waiting(model, text, kw, ctx, out, media_count)
     elif model.state in QUESTION_STATES:
         _answering(model, text, kw, ctx, out, media_count)
-    elif model.state != "crisis":  # a closed follow-up: acknowledge, at most once a day
+    elif model.state != "crisis" and not is_acknowledgement(text):  # a closed follow-up: at most once a day
         if model.last_ack_at is None or ctx.now - model.last_ack_at >= ACK_EVERY:
             model.last_ack_at = ctx.now
             out.replies.append(ctx.text("already_done" if model.state == "completed" else "closed"))

@@ -198,9 +198,10 @@ def test_media_only_message_asks_for_text(twilio, make_patient, make_followup):
 def test_completed_gets_one_ack_per_day_but_every_message_is_stored(twilio, make_patient, make_followup, session):
     p = make_patient()
     make_followup(p, state="completed")
-    assert twilio.text(p.phone, "thanks")[1]
+    assert twilio.text(p.phone, "thanks")[1] == []
+    assert twilio.text(p.phone, "do you need anything else?")[1]
     assert twilio.text(p.phone, "bye")[1] == []
-    assert len(inbound(session)) == 2
+    assert len(inbound(session)) == 3
 
 
 def test_bad_input_never_500(app, twilio, make_patient, make_followup, session):
