@@ -322,8 +322,9 @@ class Inbox:
                 elif event == "wrong_number":  # the contact details need fixing: leave a trace for coordinators
                     audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id)
                     log.info("%s says it is a wrong number: opted out", mask(msg.from_number))
-            self._store_replies(conn, msg, replies, patient.id, followup_pk, now, live,
-                                kind="safety" if "crisis" in outcome.events else "reply")
+            self._store_replies(conn, msg, replies, patient.id, followup_pk, now, live, kind=(
+                "safety" if "crisis" in outcome.events else
+                "opt_out_confirmation" if "opted_out" in outcome.events else "reply"))
         return replies
 
     def _unknown_sender(self, conn: Connection, msg: Any, now, live: bool) -> list[str]:

@@ -34,8 +34,10 @@ OPTED_OUT = 21610
 BATCH = 100
 # Answers to a patient's own text, queued when no request was waiting for them (outreach.inbound): the
 # conversation already decided to say them, so neither quiet hours nor the follow-up's state hold them.
-# A safety reply to a crisis text goes out even to a patient who has opted out, as it does in TwiML.
-ANSWERS = ("reply", "safety")
+# A safety reply to a crisis text, and the confirmation of an opt-out the carrier does not confirm, go
+# out even to a patient who has opted out, as they do in TwiML.
+PAST_OPT_OUT = ("safety", "opt_out_confirmation")
+ANSWERS = ("reply", *PAST_OPT_OUT)
 # Texts that answer someone now go ahead of any backlog of invitations: those answers and a
 # coordinator's crisis alert.
 URGENT_KINDS = ("alert", *ANSWERS)
@@ -151,7 +153,7 @@ class Sender:
         stats.sent += 1
 
     def _stop_reason(self, msg: Message, patient: Patient | None, followup: FollowUp | None) -> str | None:
-        if patient is not None and patient.opted_out_at is not None and msg.kind != "safety":
+        if patient is not None and patient.opted_out_at is not None and msg.kind not in PAST_OPT_OUT:
             return "patient opted out"
         if patient is not None and not patient.phone_valid:
             return "phone invalid"

@@ -180,3 +180,32 @@ def test_a_crisis_text_whose_request_died_still_gets_its_alert_and_safety_reply(
     session.rollback()
     reply = session.scalar(select(Message).where(Message.direction == "out"))
     assert reply.status == "delivered" and "988" in reply.body and reply.to_number == p.phone
+
+
+def test_a_plain_stop_request_applied_late_is_still_confirmed_and_nothing_else_goes(make_patient, make_followup,
+                                                                                   sessions, session, run_cli, env):
+    import datetime as dt
+
+    from outreach.config import load_settings
+    from outreach.db import unit_of_work
+    from outreach.gateway import SimulatorGateway
+    from outreach.models import utcnow
+    from outreach.sender import Sender
+    from outreach.webhook_client import new_sid
+
+    p = make_patient()
+    fu = make_followup(p, state="q_mental_health")
+    with unit_of_work(sessions) as s:  # stored and committed, then the web worker was killed
+        s.add_all([Message(direction="in", provider_sid=new_sid(), from_number=p.phone, to_number="+15005550006",
+                           body="please stop texting me", status="received",
+                           created_at=utcnow() - dt.timedelta(minutes=5)),
+                   Message(direction="out", kind="stalled", status="pending", body="still there?", patient_id=p.id,
+                           followup_id=fu.id, to_number=p.phone, send_after=utcnow())])
+    run_cli("tick")
+    settings = load_settings({**env, "SMS_BACKEND": "simulator", "SEND_RATE_PER_SECOND": "0",
+                              "SEND_WINDOW": "Mon-Sun 00:00-24:00"})
+    Sender(sessions, settings, SimulatorGateway(echo=None)).send_due()
+    session.rollback()
+    assert session.get(Patient, p.id).opted_out_at is not None
+    sent = dict(session.execute(select(Message.kind, Message.status).where(Message.direction == "out")).all())
+    assert sent == {"opt_out_confirmation": "delivered", "stalled": "cancelled"}
