@@ -34,8 +34,7 @@ _WORD_RE = re.compile(r"(?<![\w-])(" + "|".join(sorted(map(re.escape, NUMBER_WOR
                       + r")(?![\w-])")
 _DIGITS = re.compile(r"(?<![\d\w])-?\d+|\d+")
 _DECIMAL = re.compile(r"\d\s*[.,]\s*\d")
-_OUT_OF = re.compile(r"^(\d+)\s*(?:/|out of|sur|over)\s*(\d+)$")
-_OUT_OF_ANYWHERE = re.compile(r"(\S+)\s*(?:/|\bout of\b|\bsur\b)\s*(\S+)")
+_OUT_OF = re.compile(r"(\S+)\s*(?:/|\bout of\b|\bsur\b|\bover\b)\s*(\S+)")
 _FILLER = re.compile(r"^(?:(?:about|around|approx(?:imately)?|maybe|probably|prob|roughly|like|i(?:'d| would)? say|"
                      r"i think|i guess|environ|a peu pres|peut-etre|peut etre|je dirais|je pense|disons|"
                      r"a|an|it's|its|it is|c'est|ca fait)\s+)+")
@@ -83,12 +82,7 @@ def parse_scale(text: str, lo: int, hi: int, words: Mapping[str, int] | None = N
         return _in_range(_ALONE_ONLY[s], lo, hi)
     if _DECIMAL.search(s):
         return Parsed(problem="decimal")
-    m = _OUT_OF.match(core)
-    if m:
-        if int(m.group(2)) != hi:
-            return Parsed(problem="different scale")
-        return _in_range(int(m.group(1)), lo, hi)
-    m = _OUT_OF_ANYWHERE.search(core)  # "seven out of ten", "7/10 today": the numerator is the answer
+    m = _OUT_OF.search(core)  # "8/10", "seven out of ten", "7/10 today": the numerator is the answer
     if m and _numbers(m.group(1)) and _numbers(m.group(2)):
         if _numbers(m.group(2)) != [hi]:
             return Parsed(problem="different scale")
