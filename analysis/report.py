@@ -272,9 +272,8 @@ def _row(r: dict[str, Any], label: str) -> list[str]:
 
 
 def _suppress_tables(results: list[dict[str, Any]], sup: Suppressor) -> None:
-    for r in results:
-        if "table" in r:
-            r["table"] = [[sup.value(c) for c in row] for row in r["table"]]
+    for r in results:  # every high_vs_other result carries its 2x2 table
+        r["table"] = [[sup.value(c) for c in row] for row in r["table"]]
 
 
 def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepoint: int | None = None) -> dict:
@@ -331,7 +330,6 @@ def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
         doc.table(header + ["high: yes/no", "other: yes/no"], [
             _row(r, st.BINARY[r["outcome"]]) + [f"{r['table'][0][0]}/{r['table'][0][1]}",  # suppressed above
                                                 f"{r['table'][1][0]}/{r['table'][1][1]}"]
-            if "table" in r else _row(r, st.BINARY[r["outcome"]]) + ["–", "–"]
             for r in summary["high_vs_other"]])
         doc.table(["outcome", "test", "n", "share low", "share mid", "share high", "p", "p (Holm)"], [
             [st.BINARY[r["outcome"]], r["test"], str(r["n"])] +

@@ -227,11 +227,11 @@ def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Ca
                 f"; response rate {100 * f.get('response_rate', 0):.0f}%")
         counts = dict(session.execute(select(Message.direction, func.count()).group_by(Message.direction)).all())
         alerts = open_alerts(session)
-        on_call = session.execute(select(Message.to_number, Message.body, Message.sent_at)
+        on_call = session.execute(select(Message.to_number, Message.body)
                                   .where(Message.kind == "alert", Message.sent_at.is_not(None))).all()
     echo(f"{counts.get('out', 0)} outbound and {counts.get('in', 0)} inbound texts stored; open crisis alerts: " +
          ", ".join(f"#{a.id} patient {a.patient_id}: \"{a.message}\"" for a in alerts))
-    for to, body, _sent_at in on_call:
+    for to, body in on_call:
         echo(f"texted to the coordinator on call ({mask(to)}): {body}")
     reset_clock()
 
