@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from webhooks.app import create_app
@@ -46,6 +48,18 @@ def test_app_refuses_to_start_with_an_on_call_number_it_cannot_text(web_env, tmp
 
     with pytest.raises(ConfigError, match="ALERT_SMS_TO: a number is not a valid phone number"):
         create_app({**web_env, "ALERT_SMS_TO": "+14165550100, 555-01"})
+
+
+def test_worker_refuses_to_start_with_an_on_call_number_it_cannot_text(env):
+    """Checked at start: inside the loop the error would only be logged and retried, minute after minute."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "outreach.cli", "worker", "--once"], capture_output=True,
+                            text=True, timeout=60,
+                            env={**os.environ, **env, "SMS_BACKEND": "simulator", "ALERT_SMS_TO": "555-01"})
+    assert result.returncode == 2 and "error: ALERT_SMS_TO: a number" in result.stderr
+    assert "worker: started" not in result.stdout
 
 
 def test_cli_help_lists_every_command(run_cli):
