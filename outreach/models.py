@@ -3,6 +3,11 @@
 Times are stored as naive UTC on every database (``utcnow``); conversion to a
 patient's zone happens at the edges.  No names are stored anywhere: a patient
 is known by the site's ``patient_id`` and a phone number.
+
+A patient (identity, phone, consent) has one or more treatment **episodes**
+(stays); each episode has its discharge date, the alliance rated at that
+discharge and its own follow-ups, so an answer is always linked to the
+alliance of the discharge it follows.
 """
 from __future__ import annotations
 
@@ -69,9 +74,28 @@ class Patient(Base):
     language: Mapped[str] = mapped_column(String(2), default="en")
     sms_consent: Mapped[bool] = mapped_column(Boolean)
     opted_out_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    discharge_date: Mapped[dt.date] = mapped_column(Date)
     age: Mapped[int | None] = mapped_column(Integer)
     sex: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Episode(Base):
+    """One treatment stay of a patient: its discharge, the covariates of that stay, and (in
+    ``alliance_ratings``) the alliance rated at that discharge.  Its follow-ups are timed from its
+    discharge date.  ``site_episode_id`` is the site's own stay number, when the file gives one."""
+
+    __tablename__ = "episodes"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "discharge_date", name="uq_episodes_patient_discharge"),
+        UniqueConstraint("patient_id", "site_episode_id", name="uq_episodes_patient_site_episode"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), index=True)
+    site_episode_id: Mapped[str | None] = mapped_column(String(64))
+    admission_date: Mapped[dt.date | None] = mapped_column(Date)
+    discharge_date: Mapped[dt.date] = mapped_column(Date)
     length_of_stay_days: Mapped[int | None] = mapped_column(Integer)
     primary_substance: Mapped[str | None] = mapped_column(String(64))
     program: Mapped[str | None] = mapped_column(String(128))
@@ -80,12 +104,12 @@ class Patient(Base):
 
 
 class AllianceRating(Base):
-    """The discharge alliance rating: raw items and scores, per instrument."""
+    """The alliance rated at one discharge: raw items and scores, per instrument."""
 
     __tablename__ = "alliance_ratings"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), unique=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), unique=True)
     instrument: Mapped[str] = mapped_column(String(64))
     items: Mapped[list[Any]] = mapped_column(JSON)  # raw item values, None when not answered
     mean_score: Mapped[float | None] = mapped_column(Float)
@@ -107,13 +131,15 @@ class Wave(Base):
 
 
 class FollowUp(Base):
-    """One patient at one time point: the conversation's state lives here."""
+    """One episode at one time point: the conversation's state lives here.  ``patient_id`` repeats
+    the episode's patient, because every conversation lookup starts from the patient's phone."""
 
     __tablename__ = "followups"
-    __table_args__ = (UniqueConstraint("patient_id", "timepoint_days", name="uq_followups_patient_timepoint"),)
+    __table_args__ = (UniqueConstraint("episode_id", "timepoint_days", name="uq_followups_episode_timepoint"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), index=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), index=True)
     wave_id: Mapped[int | None] = mapped_column(ForeignKey("waves.id"), index=True)
     timepoint_days: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(32), default="invited", index=True)
