@@ -24,12 +24,14 @@ STATUS_CODES = {
 
 VARIABLES = [
     Variable("participant", "Pseudonymous participant id (HMAC-SHA256 of the site id, 16 hex)", "string"),
+    Variable("episode", "Treatment episode: 1 = the participant's first stay, 2 = the next (readmission), ... "
+                        "in discharge order; alliance and time points refer to this stay's discharge", "integer"),
     Variable("patient_id", "Site patient id (identified exports only)", "string"),
-    Variable("discharge_date", "Discharge date (identified exports only)", "string"),
-    Variable("timepoint_days", "Follow-up time point, days after discharge", "integer"),
+    Variable("discharge_date", "Discharge date of this episode (identified exports only)", "string"),
+    Variable("timepoint_days", "Follow-up time point, days after this episode's discharge", "integer"),
     Variable("status", "Outcome of the contact", "category", STATUS_CODES),
     Variable("responded", "Gave at least one usable answer", "binary", YES_NO),
-    Variable("days_to_response", "Days from discharge to the first usable answer", "integer"),
+    Variable("days_to_response", "Days from this episode's discharge to the first usable answer", "integer"),
     Variable("contact_attempts", "Invitations and reminders sent", "integer"),
     *[Variable(f"alliance_{i}", f"Alliance item {i} at discharge (0-6)", "integer") for i in range(1, 7)],
     Variable("alliance_mean", "Alliance mean score (0-6; missing when fewer than 5 items answered)", "numeric"),
@@ -46,8 +48,8 @@ VARIABLES = [
     Variable("days_used", "Days of alcohol or other drug use in the past 30 (asked from 90 days on)", "integer"),
     Variable("age", "Age at discharge", "integer"),
     Variable("sex", "Sex as recorded by the site", "string"),
-    Variable("length_of_stay_days", "Length of stay, days", "integer"),
-    Variable("primary_substance", "Primary substance as recorded by the site", "string"),
-    Variable("program", "Program as recorded by the site", "string"),
+    Variable("length_of_stay_days", "Length of this stay, days", "integer"),
+    Variable("primary_substance", "Primary substance at this stay, as recorded by the site", "string"),
+    Variable("program", "Program of this stay, as recorded by the site", "string"),
 ]
 BY_NAME = {v.name: v for v in VARIABLES}

@@ -1,4 +1,8 @@
-"""The linked dataset: one row per patient and targeted time point, columns in the export's contract order.
+"""The linked dataset: one row per treatment episode and targeted time point, in the export's contract order.
+
+A readmitted patient has one row per stay: ``participant`` is the same pseudonym,
+``episode`` numbers the stays (1, 2, ... in discharge order), and each row carries
+the alliance rated at that stay's discharge.
 
 Vectorised throughout: no Python loop over rows (the pseudonym is one HMAC
 per distinct patient).  Missing answers stay missing, never zero.
@@ -16,7 +20,8 @@ from . import queries
 from .queries import COVARIATES
 
 ITEMS = [f"alliance_{i}" for i in range(1, 7)]
-CONTRACT = (["participant", "timepoint_days", "status", "responded", "days_to_response", "contact_attempts"]
+CONTRACT = (["participant", "episode", "timepoint_days", "status", "responded", "days_to_response",
+             "contact_attempts"]
             + ITEMS + ["alliance_mean", "alliance_bond", "alliance_goal_task", "alliance_tertile",
                        "self_efficacy", "self_efficacy_high", "mental_health", "physical_health",
                        "mental_health_high", "physical_health_high", "days_used"])
@@ -59,6 +64,7 @@ def build(raw: pd.DataFrame, key: bytes, identified: bool = False) -> pd.DataFra
     if identified:
         df["patient_id"] = raw["patient_id"].astype(str)
         df["discharge_date"] = pd.to_datetime(raw["discharge_date"]).dt.strftime("%Y-%m-%d")
+    df.insert(1, "episode", raw["episode"].astype("Int64"))
     df["timepoint_days"] = raw["timepoint_days"].astype("Int64")
     values = {k: _nullable_int(raw[k]) if k in raw else pd.Series(pd.NA, index=raw.index, dtype="Int64")
               for k in queries.QUESTION_KEYS}
@@ -83,8 +89,8 @@ def build(raw: pd.DataFrame, key: bytes, identified: bool = False) -> pd.DataFra
     df["alliance_mean"] = pd.to_numeric(raw["mean_score"], errors="coerce").astype("Float64")
     df["alliance_bond"] = pd.to_numeric(subs.get("bond"), errors="coerce").astype("Float64")
     df["alliance_goal_task"] = pd.to_numeric(subs.get("goal_task"), errors="coerce").astype("Float64")
-    per_participant = df.drop_duplicates("participant")["alliance_mean"].astype("float64")
-    df["alliance_tertile"] = assign_tertiles(df["alliance_mean"].astype("float64"), tertile_cuts(per_participant))
+    per_stay = df.drop_duplicates(["participant", "episode"])["alliance_mean"].astype("float64")
+    df["alliance_tertile"] = assign_tertiles(df["alliance_mean"].astype("float64"), tertile_cuts(per_stay))
     df["self_efficacy"] = values["self_efficacy"]
     df["self_efficacy_high"] = _flag(values["self_efficacy"] >= 8, values["self_efficacy"])
     df["mental_health"] = values["mental_health"]
@@ -102,8 +108,8 @@ def linked_dataset(engine: Engine, key: bytes, timepoint: int | None = None, ide
     raw = queries.followups(engine, timepoint)
     if raw.empty:
         return pd.DataFrame(columns=CONTRACT)
-    raw = raw.sort_values(["patient_pk", "timepoint_days"], kind="stable", ignore_index=True)
-    raw = (raw.merge(queries.ratings(engine, timepoint), on="patient_pk", how="left")
+    raw = raw.sort_values(["patient_pk", "episode", "timepoint_days"], kind="stable", ignore_index=True)
+    raw = (raw.merge(queries.ratings(engine, timepoint), on="episode_id", how="left")
            .merge(queries.answers_wide(engine, timepoint), on="followup_id", how="left")
            .merge(queries.contact_attempts(engine), on="followup_id", how="left"))
     return build(raw, key, identified)

@@ -4,10 +4,12 @@ from __future__ import annotations
 import pandas as pd
 from sqlalchemy import Engine, case, func, select
 
-from outreach.models import AllianceRating, Answer, FollowUp, Message, Patient
+from outreach.models import AllianceRating, Answer, Episode, FollowUp, Message, Patient
 
 QUESTION_KEYS = ["self_efficacy", "mental_health", "physical_health", "days_used"]
 COVARIATES = ["age", "sex", "length_of_stay_days", "primary_substance", "program"]
+PATIENT_COVARIATES = ["age", "sex"]
+EPISODE_COVARIATES = ["length_of_stay_days", "primary_substance", "program"]
 
 
 def _frame(engine: Engine, stmt) -> pd.DataFrame:
@@ -21,10 +23,17 @@ def _frame(engine: Engine, stmt) -> pd.DataFrame:
 
 
 def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
-    """One row per targeted follow-up with the patient's discharge data."""
+    """One row per targeted follow-up with its episode's discharge data and the episode's number
+    (1, 2, ... in discharge order among all of the patient's stays)."""
+    numbered = select(Episode.id, func.row_number().over(
+        partition_by=Episode.patient_id, order_by=(Episode.discharge_date, Episode.id)).label("episode")).subquery()
     stmt = (select(FollowUp.id.label("followup_id"), FollowUp.timepoint_days, FollowUp.state,
                    FollowUp.last_inbound_at, Patient.id.label("patient_pk"), Patient.patient_id,
-                   Patient.discharge_date, *[getattr(Patient, c) for c in COVARIATES])
+                   FollowUp.episode_id, numbered.c.episode, Episode.discharge_date,
+                   *[getattr(Patient, c) for c in PATIENT_COVARIATES],
+                   *[getattr(Episode, c) for c in EPISODE_COVARIATES])
+            .join(Episode, Episode.id == FollowUp.episode_id)
+            .join(numbered, numbered.c.id == Episode.id)
             .join(Patient, Patient.id == FollowUp.patient_id))
     if timepoint is not None:
         stmt = stmt.where(FollowUp.timepoint_days == timepoint)
@@ -32,13 +41,13 @@ def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
 
 
 def ratings(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
-    """The discharge alliance rating of every patient with a follow-up (one row per patient)."""
-    targeted = select(FollowUp.patient_id)
+    """The alliance rated at the discharge of every episode with a follow-up (one row per episode)."""
+    targeted = select(FollowUp.episode_id)
     if timepoint is not None:
         targeted = targeted.where(FollowUp.timepoint_days == timepoint)
-    stmt = (select(AllianceRating.patient_id.label("patient_pk"), AllianceRating.items, AllianceRating.mean_score,
+    stmt = (select(AllianceRating.episode_id, AllianceRating.items, AllianceRating.mean_score,
                    AllianceRating.subscale_scores)
-            .where(AllianceRating.patient_id.in_(targeted.distinct())))
+            .where(AllianceRating.episode_id.in_(targeted.distinct())))
     return _frame(engine, stmt)
 
 

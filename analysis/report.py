@@ -1,7 +1,9 @@
 """The researchers' report: report.md, report.html, stats.json and PNG figures.
 
 Counts from 1 to SUPPRESS_BELOW-1 are shown as ``<5`` in tables, figure labels
-and stats.json, so the report can be shared.
+and stats.json, so the report can be shared.  Everything but the readmission
+sensitivity analysis describes each participant's first treatment episode in
+the data (``stats.first_episodes``).
 """
 from __future__ import annotations
 
@@ -276,22 +278,59 @@ def _suppress_tables(results: list[dict[str, Any]], sup: Suppressor) -> None:
         r["table"] = [[sup.value(c) for c in row] for row in r["table"]]
 
 
+def _episodes_shown(episodes: dict[str, Any], n_participants: int, sup: Suppressor) -> int | None:
+    """The number of episodes, or None when it would give away a suppressed count (the readmissions)."""
+    extra = episodes["n_episodes"] - n_participants
+    return episodes["n_episodes"] if isinstance(sup.value(extra), int) else None
+
+
+def readmissions_text(summary: dict[str, Any], sup: Suppressor) -> str:
+    """How many participants have several episodes, which episode the analysis uses, and the sensitivity row."""
+    episodes = summary["episodes"]
+    multi = episodes["n_participants_multi"]
+    if not multi:
+        return ("No participant has more than one treatment episode in this dataset, so the primary analysis "
+                "covers every episode.")
+    total = _episodes_shown(episodes, summary["n_participants"], sup)
+    text = (f"{sup(multi)} participant{' has' if sup(multi) == '1' else 's have'} more than one treatment episode"
+            + (f" ({total} episodes in all)" if total is not None else "") +
+            ". The primary analysis uses each participant's first episode in this dataset, with that episode's "
+            "alliance rating, so every participant counts once per time point")
+    if summary.get("too_small"):
+        return text + "."
+    if episodes.get("sensitivity") is None:
+        return (text + "; no answer comes from a later episode, so an analysis of every episode would use the "
+                "same answers and none is shown.")
+    return (text + "; the sensitivity analysis (the 'all episodes' row of the self-efficacy table below) uses "
+            "every episode, with standard errors clustered by participant.")
+
+
 def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepoint: int | None = None) -> dict:
+    """Write report.md, report.html, stats.json and the figures to ``out``; return the stats.json payload.
+
+    Patients with several treatment episodes count once: the figures, tables and statistics use each
+    participant's first episode in ``df``; only the readmission sensitivity analysis uses every episode.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sup = Suppressor(suppress_below)
     summary = st.summarise(df) if len(df) else {"n_rows": 0, "n_responders": 0, "too_small": True}
+    df = st.first_episodes(df)  # the primary data, from here on
     funnel = funnel_table(df) if len(df) else pd.DataFrame(columns=[k for k, _ in FUNNEL_STAGES])
     alliance = alliance_summary(df) if len(df) else {}
     doc = Doc()
     title = "Therapeutic alliance at discharge and outcomes after discharge"
     doc.h(1, title)
+    first = " at their first treatment episode" if summary.get("episodes", {}).get("n_participants_multi") else ""
     doc.p(f"Generated {dt.date.today():%Y-%m-%d}"
           + (f" for the {timepoint}-day time point" if timepoint else " for all time points") +
-          f". {summary['n_rows']} follow-ups of {df['participant'].nunique() if len(df) else 0} participants; "
+          f". {summary['n_rows']} follow-ups of {df['participant'].nunique() if len(df) else 0} participants{first}; "
           f"{summary['n_responders']} gave at least one answer. Counts from 1 to {suppress_below - 1} are shown as "
           f"<{suppress_below}.")
     figs = figures(df, out, sup, funnel) if len(df) else []
+    if len(df):
+        doc.h(2, "Readmissions")
+        doc.p(readmissions_text(summary, sup))
     doc.h(2, "Contact")
     doc.table(["time point"] + [c.replace("_", " ") for c in funnel.columns],
               [[f"{t} days"] + [sup(v) for v in row] for t, row in funnel.iterrows()])
@@ -320,9 +359,14 @@ def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
         doc.h(3, "Rank correlation with the alliance score")
         doc.table(header, [_row(r, st.OUTCOMES[r["outcome"]]) for r in summary["spearman"]])
         doc.h(3, "Self-efficacy of 8 or more: odds ratio per SD of alliance")
-        doc.table(header, [_row(r, "self-efficacy 8+") for r in summary["logistic"] + [summary["ipw"]]])
+        sensitivity = summary["episodes"]["sensitivity"]
+        doc.table(header, [_row(r, "self-efficacy 8+") for r in summary["logistic"] + [summary["ipw"]]]
+                  + ([_row(sensitivity, "self-efficacy 8+, all episodes")] if sensitivity else []))
         doc.p("The IPW row weights responders by the inverse of their modelled probability of answering "
-              "(response on alliance and covariates): a sensitivity analysis for non-response.")
+              "(response on alliance and covariates): a sensitivity analysis for non-response."
+              + (" The all-episodes row adds the answers from participants' later treatment episodes, each with "
+                 "that episode's alliance rating, and clusters the standard errors by participant: a "
+                 "sensitivity analysis for readmissions." if sensitivity else ""))
         doc.h(3, "Self-rated health: proportional-odds regression, odds ratio per SD of alliance")
         doc.table(header, [_row(r, st.OUTCOMES[r["outcome"]]) for r in summary["ordinal"]])
         doc.h(3, "Highest alliance tertile vs the other two")
@@ -358,13 +402,22 @@ def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
           "health coded 1 = poor to 5 = excellent (high = very good or excellent). Odds ratios are per standard "
           "deviation of the alliance score in the analysed sample. Spearman confidence intervals use Fisher's z "
           "with the Bonett-Wright standard error. 2x2 tables use Fisher's exact test when an expected count is "
-          "below 5, else Pearson's chi-square. Holm's method adjusts p-values within each family of outcomes.")
+          "below 5, else Pearson's chi-square. Holm's method adjusts p-values within each family of outcomes. "
+          "Patients readmitted for treatment have several episodes, each with its own discharge alliance rating: "
+          "every analysis except one uses each participant's first episode in this dataset (the earliest "
+          "discharge), so the mixed model's random intercept per participant sees one episode each; the "
+          "sensitivity analysis for readmissions repeats the unadjusted logistic regression on every episode "
+          "with cluster-robust (sandwich) standard errors by participant.")
     (out / "report.md").write_text(doc.markdown(), encoding="utf-8")
     (out / "report.html").write_text(doc.html(title), encoding="utf-8")
     payload = {"generated": dt.date.today().isoformat(), "timepoint": timepoint, "suppress_below": suppress_below,
                "funnel": {str(t): {k: sup.value(int(v)) for k, v in row.items()} for t, row in funnel.iterrows()},
                "alliance": {**alliance, "at_ceiling": sup.value(alliance.get("at_ceiling", 0))} if alliance else {},
                "figures": [name for name, _ in figs], **summary}
+    if "episodes" in summary:
+        episodes = summary["episodes"]
+        payload["episodes"] = {**episodes, "n_participants_multi": sup.value(episodes["n_participants_multi"]),
+                               "n_episodes": _episodes_shown(episodes, summary["n_participants"], sup)}
     if len(df) and not summary.get("too_small"):
         payload["shares_by_tertile"] = {c: {t: {**v, "n": sup.value(v["n"]), "events": sup.value(v["events"])}
                                             for t, v in share_by_tertile(df, c).items()}

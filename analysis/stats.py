@@ -5,6 +5,12 @@ self-rated health later?  Spearman correlations, logistic and
 proportional-odds regressions per SD of alliance, high vs other tertiles with
 a trend test, non-response checks with an inverse-probability-weighted
 sensitivity estimate, a mixed model across time points, Holm adjustment.
+
+Patients readmitted for treatment have several episodes (column ``episode``,
+1, 2, ... in discharge order).  The primary analysis uses each participant's
+first episode in the data, so everyone counts once per time point; a
+sensitivity analysis repeats the logistic regression on every episode with
+standard errors clustered by participant.
 """
 from __future__ import annotations
 
@@ -74,21 +80,31 @@ def _design(df: pd.DataFrame, outcome: str, adjust: bool) -> tuple[pd.DataFrame,
 
 
 def logistic(df: pd.DataFrame, outcome: str = "self_efficacy_high", adjust: bool = False,
-             weights: pd.Series | None = None) -> dict[str, Any]:
-    """Odds ratio per 1 SD of alliance (sample SD), from a logistic regression (optionally weighted)."""
+             weights: pd.Series | None = None, cluster: pd.Series | None = None) -> dict[str, Any]:
+    """Odds ratio per 1 SD of alliance (sample SD), from a logistic regression (optionally weighted).
+
+    ``cluster`` (aligned with ``df``, e.g. its participant column) gives cluster-robust standard errors
+    for rows that are not independent; it is not combined with ``weights``.
+    """
     import statsmodels.formula.api as smf
     import statsmodels.api as sm
 
+    if weights is not None and cluster is not None:
+        raise ValueError("weights and cluster are not combined")
     data, terms = _design(df, outcome, adjust)
     name = ("Logistic regression" + (", adjusted for " + ", ".join(t.strip("C()") for t in terms[1:])
-                                     if len(terms) > 1 else "") + (", IPW" if weights is not None else ""))
+                                     if len(terms) > 1 else "") + (", IPW" if weights is not None else "")
+            + (", SE clustered by participant" if cluster is not None else ""))
     if len(data) < 10 or data[outcome].nunique() < 2 or data["alliance_sd"].isna().all():
         return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD")
     formula = f"{outcome} ~ " + " + ".join(terms)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            if weights is None:
+            if cluster is not None:
+                groups = pd.factorize(cluster.reindex(data.index))[0]  # the rows actually used, in order
+                fit = smf.logit(formula, data).fit(disp=False, cov_type="cluster", cov_kwds={"groups": groups})
+            elif weights is None:
                 fit = smf.logit(formula, data).fit(disp=False)
             else:
                 w = weights.reindex(data.index)
@@ -96,13 +112,14 @@ def logistic(df: pd.DataFrame, outcome: str = "self_efficacy_high", adjust: bool
         except Exception as exc:  # separation, singular design
             return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD",
                            error=f"{type(exc).__name__}: {exc}")
-    return _odds_ratio_per_sd(name, len(data), fit, outcome)
+    extra = {} if cluster is None else {"n_clusters": int(cluster.reindex(data.index).nunique())}
+    return _odds_ratio_per_sd(name, len(data), fit, outcome, **extra)
 
 
-def _odds_ratio_per_sd(name: str, n: int, fit: Any, outcome: str) -> dict[str, Any]:
+def _odds_ratio_per_sd(name: str, n: int, fit: Any, outcome: str, **extra: Any) -> dict[str, Any]:
     beta, (lo, hi) = fit.params["alliance_sd"], fit.conf_int().loc["alliance_sd"]
     return _result(name, n, math.exp(beta), math.exp(lo), math.exp(hi), fit.pvalues["alliance_sd"],
-                   outcome=outcome, scale="odds ratio per SD")
+                   outcome=outcome, scale="odds ratio per SD", **extra)
 
 
 def ordinal(df: pd.DataFrame, outcome: str) -> dict[str, Any]:
@@ -250,27 +267,73 @@ def wilson(successes: int, n: int) -> tuple[float | None, float | None, float | 
     return share, min(float(lo), share), max(float(hi), share)
 
 
+# -- treatment episodes (readmissions) --------------------------------------------------------------------------
+def episode_numbers(df: pd.DataFrame) -> pd.Series:
+    """Each row's treatment episode (1, 2, ... in discharge order); 1 where the column is absent or empty."""
+    if "episode" not in df:
+        return pd.Series(1, index=df.index, dtype="int64")
+    return _num(df["episode"]).fillna(1).astype("int64")
+
+
+def _first_episode_rows(df: pd.DataFrame) -> pd.Series:
+    episode = episode_numbers(df)
+    return episode == episode.groupby(df["participant"]).transform("min")
+
+
+def first_episodes(df: pd.DataFrame) -> pd.DataFrame:
+    """The primary analysis rows: each participant's earliest episode present in ``df``, at every time point."""
+    return df[_first_episode_rows(df)] if len(df) else df
+
+
+def episode_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Participants with more than one episode in ``df``, and the number of (participant, episode) pairs."""
+    per = episode_numbers(df).groupby(df["participant"]).nunique() if len(df) else pd.Series(dtype="int64")
+    return {"n_participants_multi": int((per > 1).sum()), "n_episodes": int(per.sum())}
+
+
+def later_episode_answers(df: pd.DataFrame, outcome: str = "self_efficacy_high") -> int:
+    """Rows with an answer to ``outcome`` that the primary analysis leaves out (a participant's later episodes)."""
+    if not len(df):
+        return 0
+    return int((~_first_episode_rows(df) & _num(df[outcome]).notna()).sum())
+
+
+def all_episodes(df: pd.DataFrame, outcome: str = "self_efficacy_high") -> dict[str, Any]:
+    """Sensitivity analysis: the unadjusted logistic regression on every episode, SEs clustered by participant."""
+    return logistic(df, outcome, cluster=df["participant"])
+
+
 def summarise(df: pd.DataFrame) -> dict[str, Any]:
-    """Every statistic of the report, machine-readable."""
-    responders = int(_num(df["responded"]).fillna(0).sum()) if len(df) else 0
-    out: dict[str, Any] = {"n_rows": int(len(df)), "n_participants": int(df["participant"].nunique()),
-                           "n_responders": responders, "min_responders": MIN_RESPONDERS}
-    out["nonresponse"] = nonresponse(df) if len(df) else None
+    """Every statistic of the report, machine-readable.
+
+    Counts and estimates describe the primary data (``first_episodes``); ``episodes`` holds the number of
+    participants with more than one episode and the all-episodes sensitivity analysis (None when the
+    sample is too small or no answer comes from a later episode).
+    """
+    primary = first_episodes(df)
+    responders = int(_num(primary["responded"]).fillna(0).sum()) if len(primary) else 0
+    out: dict[str, Any] = {"n_rows": int(len(primary)), "n_participants": int(primary["participant"].nunique()),
+                           "n_responders": responders, "min_responders": MIN_RESPONDERS,
+                           "episodes": {**episode_counts(df), "primary": "first episode per participant",
+                                        "sensitivity": None}}
+    out["nonresponse"] = nonresponse(primary) if len(primary) else None
     if responders < MIN_RESPONDERS:
         out["too_small"] = True
         return out
     out["too_small"] = False
-    outcomes = [o for o in OUTCOMES if o in df and _num(df[o]).notna().sum() >= 10]
-    out["spearman"] = [spearman(df, o) for o in outcomes]
+    if later_episode_answers(df, "self_efficacy_high"):  # otherwise every episode = the primary answers
+        out["episodes"]["sensitivity"] = all_episodes(df, "self_efficacy_high")
+    outcomes = [o for o in OUTCOMES if o in primary and _num(primary[o]).notna().sum() >= 10]
+    out["spearman"] = [spearman(primary, o) for o in outcomes]
     holm(out["spearman"])
-    out["logistic"] = [logistic(df, "self_efficacy_high"), logistic(df, "self_efficacy_high", adjust=True)]
-    out["ordinal"] = [ordinal(df, o) for o in ("mental_health", "physical_health") if o in outcomes]
+    out["logistic"] = [logistic(primary, "self_efficacy_high"), logistic(primary, "self_efficacy_high", adjust=True)]
+    out["ordinal"] = [ordinal(primary, o) for o in ("mental_health", "physical_health") if o in outcomes]
     holm(out["ordinal"])
-    out["high_vs_other"] = [high_vs_other(df, o) for o in BINARY]
+    out["high_vs_other"] = [high_vs_other(primary, o) for o in BINARY]
     holm(out["high_vs_other"])
-    out["trend"] = [trend(df, o) for o in BINARY]
+    out["trend"] = [trend(primary, o) for o in BINARY]
     holm(out["trend"])
-    weights = response_weights(df)
-    out["ipw"] = logistic(df, "self_efficacy_high", weights=weights)
-    out["mixed"] = mixed_model(df)
+    weights = response_weights(primary)
+    out["ipw"] = logistic(primary, "self_efficacy_high", weights=weights)
+    out["mixed"] = mixed_model(primary)  # its random intercept per participant sees one episode each
     return out

@@ -25,13 +25,13 @@ from conversations.machine import WAITING
 
 from .config import Settings, int_list
 from .db import audit, make_engine, session_factory, unit_of_work, upgrade
-from .models import FollowUp, Patient, utcnow
+from .models import Episode, FollowUp, Patient, utcnow
 from .phones import mask
 from .repository import OPEN_STATES
 from .waves import check_timepoint
 from .webhook_client import SignedWebhookClient, flask_post, http_post
 
-_PATIENT_COPY = ("patient_id", "phone", "phone_valid", "timezone", "language", "sms_consent", "discharge_date")
+_PATIENT_COPY = ("patient_id", "phone", "phone_valid", "timezone", "language", "sms_consent")
 _FOLLOWUP_COPY = ("timepoint_days", "state", "paused_state", "retries", "invited_at", "started_at")
 
 
@@ -39,6 +39,7 @@ _FOLLOWUP_COPY = ("timepoint_days", "state", "paused_state", "retries", "invited
 class _Conversation:
     patient: dict[str, Any]
     followup: dict[str, Any] | None
+    discharge_date: Any = None  # of the stay the follow-up belongs to
 
 
 def run_chat(settings: Settings, sessions: sessionmaker[Session], patient_id: str, *, url: str | None,
@@ -53,16 +54,20 @@ def run_chat(settings: Settings, sessions: sessionmaker[Session], patient_id: st
             return 1
         followup = s.scalar(select(FollowUp).where(FollowUp.patient_id == patient.id,
                                                    FollowUp.state.in_(OPEN_STATES)))
+        latest = s.scalar(select(Episode).where(Episode.patient_id == patient.id)
+                          .order_by(Episode.discharge_date.desc()).limit(1))
+        stay = s.get(Episode, followup.episode_id) if followup is not None else latest
         if url and followup is None and timepoint:
-            followup = FollowUp(patient_id=patient.id, timepoint_days=timepoint, state="invited",
-                                invited_at=utcnow())
+            followup = FollowUp(patient_id=patient.id, episode_id=latest.id, timepoint_days=timepoint,
+                                state="invited", invited_at=utcnow())
             s.add(followup)
             audit(s, "chat_followup_created", patient_id=patient.id, timepoint_days=timepoint, url=url)
         if not url and (followup is None or timepoint is not None):  # preview this time point from its start
             followup = FollowUp(timepoint_days=timepoint or int_list(settings, "FOLLOWUP_DAYS")[0], state="invited",
                                 invited_at=utcnow())
         conversation = _Conversation(_columns(patient, _PATIENT_COPY),
-                                     _columns(followup, _FOLLOWUP_COPY) if followup else None)
+                                     _columns(followup, _FOLLOWUP_COPY) if followup else None,
+                                     stay.discharge_date if stay is not None else None)
     phone = conversation.patient["phone"]
     if url:
         client = SignedWebhookClient(http_post(url), settings.optional("PUBLIC_BASE_URL") or url, token)
@@ -97,7 +102,10 @@ def _copy_into(database_url: str, conversation: _Conversation) -> None:
             patient = Patient(**conversation.patient)
             s.add(patient)
             s.flush()
-            s.add(FollowUp(patient_id=patient.id, **conversation.followup))
+            stay = Episode(patient_id=patient.id, discharge_date=conversation.discharge_date or utcnow().date())
+            s.add(stay)
+            s.flush()
+            s.add(FollowUp(patient_id=patient.id, episode_id=stay.id, **conversation.followup))
     finally:
         engine.dispose()
 

@@ -63,16 +63,19 @@ def db_upgrade(ctx: Context) -> None:
     click.echo("database is at the latest schema")
 
 
-@cli.command("import-discharges", help="Import a discharge CSV with alliance ratings (all-or-nothing).")
+@cli.command("import-discharges", help="Import a discharge CSV (one row per stay) with alliance ratings.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--skip-invalid", is_flag=True, help="Write the valid rows; put invalid ones in FILE.rejected.csv.")
+@click.option("--allow-rating-changes", is_flag=True,
+              help="Change the ratings of stays that already have follow-up answers (audited, old and new values).")
 @pass_ctx
-def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool) -> None:
+def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_rating_changes: bool) -> None:
     from .importer import ImportFileError, import_discharges
 
     try:
         with unit_of_work(ctx.sessions) as session:
-            result = import_discharges(session, file, ctx.settings, skip_invalid=skip_invalid)
+            result = import_discharges(session, file, ctx.settings, skip_invalid=skip_invalid,
+                                       allow_rating_changes=allow_rating_changes)
     except ImportFileError as exc:
         click.echo(str(exc), err=True)
         click.echo("nothing was imported", err=True)
@@ -84,6 +87,9 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool) -> None:
                    "(fix the file, or use --skip-invalid)", err=True)
         sys.exit(1)
     click.echo(result.summary)
+    if result.rating_changes:
+        click.echo(f"alliance ratings changed on {result.rating_changes} stay(s) with follow-up answers "
+                   "(audited with the old and new values)")
     if result.rejected_path:
         click.echo(f"rejected rows written to {result.rejected_path}")
 

@@ -169,7 +169,7 @@ def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Ca
         rows = session.execute(
             select(Patient.phone, Patient.language, FollowUp.timepoint_days, AllianceRating.mean_score)
             .join(FollowUp, FollowUp.patient_id == Patient.id)
-            .join(AllianceRating, AllianceRating.patient_id == Patient.id)).all()
+            .join(AllianceRating, AllianceRating.episode_id == FollowUp.episode_id)).all()
     agents = {phone: _behaviour(rng, phone, lang, tp, ((score or 4.8) - 4.8) / 0.9)
               for phone, lang, tp, score in rows}
     crisis_phone = next(a.phone for a in agents.values() if a.bursts and a.bursts[-1][1][0] != "STOP")

@@ -1,10 +1,17 @@
-"""Discharge import: a CSV of discharges with alliance ratings into the database.
+"""Discharge import: a CSV of discharges (one row per treatment stay) with alliance ratings.
 
 All-or-nothing by default: every problem in the file is reported as
 ``line N: column: problem`` (N the physical line, header = 1) and nothing is
 written.  With ``skip_invalid`` the valid rows are written and the invalid
-ones go to ``<name>.rejected.csv`` beside the input.  Re-importing updates
-patients by ``patient_id``.  Writes are set-based, in one transaction.
+ones go to ``<name>.rejected.csv`` beside the input.
+
+A patient (by ``patient_id``) has one episode per stay.  A row is matched to a
+stay by the site's ``episode_id`` when the file has one, else by its discharge
+date; a new, later discharge date is a new stay (readmission).  Nothing a
+re-import does can silently relink answered follow-ups: changed ratings on a
+stay with answers need ``allow_rating_changes`` and are audited with their old
+and new values.  The patient's own fields (phone, consent, ...) come from the
+row of their latest stay.  Writes are set-based, in one transaction.
 """
 from __future__ import annotations
 
@@ -17,19 +24,20 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from .config import Settings
 from .db import audit
 from .instrument import Instrument, load_instrument
-from .models import AllianceRating, Patient
+from .models import AllianceRating, Answer, Episode, FollowUp, Patient
 from .phones import parse_phone, zone_for
 
 BASE_REQUIRED = ["patient_id", "phone", "discharge_date", "sms_consent"]
-OPTIONAL = ["timezone", "language", "age", "sex", "length_of_stay_days", "primary_substance", "program"]
-PATIENT_FIELDS = ["phone", "timezone", "language", "sms_consent", "discharge_date", "age", "sex",
-                  "length_of_stay_days", "primary_substance", "program"]
+OPTIONAL = ["episode_id", "admission_date", "timezone", "language", "age", "sex", "length_of_stay_days",
+            "primary_substance", "program"]
+PATIENT_FIELDS = ["phone", "timezone", "language", "sms_consent", "age", "sex"]
+EPISODE_FIELDS = ["discharge_date", "admission_date", "length_of_stay_days", "primary_substance", "program"]
 CONSENT = {"yes": True, "y": True, "true": True, "1": True, "no": False, "n": False, "false": False, "0": False}
 LANGUAGES = {"en", "fr"}
 CHUNK = 2000
@@ -51,18 +59,22 @@ class RowError:
 
 @dataclass
 class ImportResult:
-    new: int = 0
+    """Counts: ``new_patients`` people; every row (one stay) is exactly one of ``new_episodes``,
+    ``updated``, ``unchanged`` or ``rejected``."""
+    new_patients: int = 0
+    new_episodes: int = 0
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
     errors: list[RowError] = field(default_factory=list)
     rejected_path: Path | None = None
     written: bool = False
+    rating_changes: int = 0
 
     @property
     def summary(self) -> str:
-        return (f"imported {self.new} new, updated {self.updated}, "
-                f"unchanged {self.unchanged}, rejected {self.rejected}")
+        return (f"imported {self.new_patients} new patients, {self.new_episodes} new episodes, "
+                f"updated {self.updated}, unchanged {self.unchanged}, rejected {self.rejected}")
 
 
 @dataclass
@@ -132,8 +144,10 @@ class RowValidator:
                 problems.append((column, str(exc)))
 
         check("patient_id", self._patient_id)
+        check("episode_id", lambda v: _text_or_none(v, 64))
         check("phone", lambda v: parse_phone(v, self.region))
         check("discharge_date", self._date)
+        check("admission_date", lambda v: self._date(v) if v else None)
         check("sms_consent", self._consent)
         check("timezone", self._zone)
         check("language", self._language)
@@ -147,8 +161,13 @@ class RowValidator:
                 items.append(_int_or_none(values.get(column, "").strip(), self.instrument.min, self.instrument.max))
             except ValueError as exc:
                 problems.append((column, str(exc)))
+        if not problems and rec["admission_date"] and rec["admission_date"] > rec["discharge_date"]:
+            problems.append(("admission_date", f"{rec['admission_date']} is after the discharge date "
+                                               f"{rec['discharge_date']}"))
         if problems:
             return None, problems
+        if rec["length_of_stay_days"] is None and rec["admission_date"]:
+            rec["length_of_stay_days"] = (rec["discharge_date"] - rec["admission_date"]).days
         if rec["timezone"] is None:
             rec["timezone"] = zone_for(rec["phone"]) or self.default_zone
         rec["language"] = rec["language"] or "en"
@@ -228,7 +247,7 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator) -> tupl
         raise ImportFileError(f"line 1: {exc}") from None
     names = check_header(header, instrument)
     rows: list[_Row] = []
-    seen: dict[str, int] = {}
+    seen: dict[tuple, int] = {}
     last = reader.line_num
     while True:
         start = last + 1
@@ -247,24 +266,38 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator) -> tupl
             rows.append(_Row(start, raw, None, [("row", f"has {len(raw)} fields, the header has {len(names)}")]))
             continue
         record, problems = validate(dict(zip(names, raw)))
-        pid = raw[names.index("patient_id")].strip()
-        if pid and pid in seen:
-            problems.append(("patient_id", f"{pid!r} repeats line {seen[pid]}"))
-            record = None
-        elif pid:
-            seen[pid] = start
+        if record is not None:  # one row per stay: a stay is its discharge date, or the site's episode_id
+            pid = record["patient_id"]
+            keys = [("discharge_date", (pid, "date", record["discharge_date"]),
+                     f"{pid!r} discharged on {record['discharge_date']}")]
+            if record["episode_id"]:
+                keys.append(("episode_id", (pid, "episode", record["episode_id"]),
+                             f"stay {record['episode_id']!r} of {pid!r}"))
+            for column, key, what in keys:
+                if key in seen:
+                    problems.append((column, f"{what} repeats line {seen[key]}"))
+                    record = None
+            if record is not None:
+                seen.update({key: start for _, key, _ in keys})
         rows.append(_Row(start, raw, record, problems))
     return names, rows
 
 
 def import_discharges(session: Session, path: Path, settings: Settings, *, skip_invalid: bool = False,
-                      today: dt.date | None = None) -> ImportResult:
+                      allow_rating_changes: bool = False, today: dt.date | None = None,
+                      actor: str | None = None) -> ImportResult:
     instrument = load_instrument(settings.get("ALLIANCE_INSTRUMENT"))
     today = today or dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
     text = decode(Path(path).read_bytes())
     names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today))
+    valid = [r for r in rows if r.record is not None]
+    plan = plan_upsert(session, valid, instrument, allow_rating_changes=allow_rating_changes)
+    for row, problems in plan.refused:
+        row.problems.extend(problems)
+        row.record = None
     result = ImportResult()
-    result.errors = [RowError(r.line, col, msg) for r in rows for col, msg in r.problems]
+    result.errors = sorted((RowError(r.line, col, msg) for r in rows for col, msg in r.problems),
+                           key=lambda e: e.line)
     bad = [r for r in rows if r.record is None]
     result.rejected = len(bad)
     if bad and not skip_invalid:
@@ -272,10 +305,13 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
     if bad:
         result.rejected_path = rejected_path(Path(path))
         write_rejected(result.rejected_path, names, bad)
-    good = [r.record for r in rows if r.record is not None]
-    result.new, result.updated, result.unchanged = upsert(session, good, instrument)
-    audit(session, "import_discharges", file=Path(path).name, new=result.new, updated=result.updated,
-          unchanged=result.unchanged, rejected=result.rejected)
+    apply_upsert(session, plan, instrument, actor=actor)
+    result.new_patients, result.new_episodes = len(plan.new_patients), len(plan.new_episodes)
+    result.updated, result.unchanged = plan.updated, plan.unchanged
+    result.rating_changes = len(plan.rating_changes)
+    audit(session, "import_discharges", actor=actor, file=Path(path).name, new_patients=result.new_patients,
+          new_episodes=result.new_episodes, updated=result.updated, unchanged=result.unchanged,
+          rejected=result.rejected)
     result.written = True
     return result
 
@@ -298,55 +334,205 @@ def _chunks(seq: list, size: int = CHUNK) -> Iterable[list]:
         yield seq[i: i + size]
 
 
-class _Existing(NamedTuple):
+class _Stay(NamedTuple):
+    """An episode as stored."""
     pk: int
-    fields: tuple  # PATIENT_FIELDS, in order
+    site_id: str | None
+    fields: tuple  # EPISODE_FIELDS, in order
     rating_pk: int | None
     rating: tuple  # (instrument, items)
+    has_followups: bool
+    has_answers: bool
+
+
+@dataclass
+class _Person:
+    """A patient as stored, with their stays."""
+    pk: int
+    fields: tuple  # PATIENT_FIELDS, in order
     phone_valid: bool
+    stays: list[_Stay] = field(default_factory=list)
+
+    @property
+    def latest(self) -> dt.date | None:
+        return max((s.fields[0] for s in self.stays), default=None)
 
 
-def upsert(session: Session, records: list[dict[str, Any]], instrument: Instrument) -> tuple[int, int, int]:
-    """Insert new patients, update changed ones; set-based.  Returns (new, updated, unchanged)."""
-    existing: dict[str, _Existing] = {}
-    cols = [getattr(Patient, f) for f in PATIENT_FIELDS]
-    for chunk in _chunks([r["patient_id"] for r in records]):
-        stmt = (select(Patient.patient_id, Patient.id, AllianceRating.id, AllianceRating.instrument,
-                       AllianceRating.items, Patient.phone_valid, *cols)
-                .outerjoin(AllianceRating, AllianceRating.patient_id == Patient.id)
+@dataclass
+class UpsertPlan:
+    """What an import will write, decided before anything is written."""
+    new_patients: dict[str, dict[str, Any]] = field(default_factory=dict)  # patient_id -> fields of latest stay
+    patient_updates: list[tuple[_Person, dict[str, Any]]] = field(default_factory=list)
+    new_episodes: list[dict[str, Any]] = field(default_factory=list)  # records; pk of patient resolved later
+    episode_updates: list[tuple[_Stay, dict[str, Any]]] = field(default_factory=list)
+    rating_changes: list[tuple[_Person, _Stay, dict[str, Any]]] = field(default_factory=list)
+    refused: list[tuple[_Row, list[tuple[str, str]]]] = field(default_factory=list)
+    updated: int = 0
+    unchanged: int = 0
+    people: dict[str, _Person] = field(default_factory=dict)
+
+
+def _load_people(session: Session, patient_ids: list[str]) -> dict[str, _Person]:
+    people: dict[str, _Person] = {}
+    followed = exists().where(FollowUp.episode_id == Episode.id)
+    answered = exists().where(FollowUp.episode_id == Episode.id, Answer.followup_id == FollowUp.id)
+    for chunk in _chunks(patient_ids):
+        stmt = (select(Patient.patient_id, Patient.id, Patient.phone_valid, *[getattr(Patient, f) for f in PATIENT_FIELDS],
+                       Episode.id, Episode.site_episode_id, *[getattr(Episode, f) for f in EPISODE_FIELDS],
+                       AllianceRating.id, AllianceRating.instrument, AllianceRating.items, followed, answered)
+                .outerjoin(Episode, Episode.patient_id == Patient.id)
+                .outerjoin(AllianceRating, AllianceRating.episode_id == Episode.id)
                 .where(Patient.patient_id.in_(chunk)))
-        for pid, pk, rating_pk, inst, items, phone_valid, *fields in session.execute(stmt):
-            existing[pid] = _Existing(pk, tuple(fields), rating_pk, (inst, list(items or [])), bool(phone_valid))
-    new, changed, unchanged = [], [], 0
-    for rec in records:
-        old = existing.get(rec["patient_id"])
-        if old is None:
-            new.append(rec)
-        elif old.fields != tuple(rec[f] for f in PATIENT_FIELDS) or old.rating != (instrument.name, rec["items"]):
-            changed.append((old, rec))
-        else:
-            unchanged += 1
-    if new:
-        ids = session.scalars(
-            insert(Patient).returning(Patient.id, sort_by_parameter_order=True),
-            [{"patient_id": r["patient_id"], **{f: r[f] for f in PATIENT_FIELDS}} for r in new],
-        ).all()
-        session.execute(insert(AllianceRating), [_rating(pk, r, instrument) for pk, r in zip(ids, new)])
-    if changed:
+        np, ne = len(PATIENT_FIELDS), len(EPISODE_FIELDS)
+        for row in session.execute(stmt):
+            pid, pk, phone_valid = row[0], row[1], bool(row[2])
+            person = people.setdefault(pid, _Person(pk, tuple(row[3: 3 + np]), phone_valid))
+            ep_pk, site_id = row[3 + np], row[4 + np]
+            if ep_pk is None:
+                continue
+            ep_fields = tuple(row[5 + np: 5 + np + ne])
+            rating_pk, inst, items, has_fu, has_ans = row[5 + np + ne:]
+            person.stays.append(_Stay(ep_pk, site_id, ep_fields, rating_pk, (inst, list(items or [])),
+                                      bool(has_fu), bool(has_ans)))
+    return people
+
+
+def plan_upsert(session: Session, rows: list[_Row], instrument: Instrument, *,
+                allow_rating_changes: bool = False) -> UpsertPlan:
+    """Match every valid row to a stay (or a new one) and decide what changes; refusals are returned
+    with their row, so that they are reported like any other problem."""
+    plan = UpsertPlan()
+    plan.people = people = _load_people(session, list({r.record["patient_id"] for r in rows}))
+    accepted: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        rec = row.record
+        person = people.get(rec["patient_id"])
+        stay, problems = _match(person, rec) if person else (None, [])
+        if stay is not None:
+            problems += _check_change(stay, rec, instrument, allow_rating_changes)
+        if problems:
+            plan.refused.append((row, problems))
+            continue
+        accepted.setdefault(rec["patient_id"], []).append(rec)
+        if stay is None:
+            plan.new_episodes.append(rec)
+            continue
+        changed = (stay.fields != tuple(rec[f] for f in EPISODE_FIELDS) or stay.site_id != (rec["episode_id"] or
+                   stay.site_id) or stay.rating != (instrument.name, rec["items"]))
+        if changed:
+            plan.episode_updates.append((stay, rec))
+            if stay.has_answers and stay.rating != (instrument.name, rec["items"]):
+                plan.rating_changes.append((person, stay, rec))
+        rec["_changed"] = changed
+    # The patient's own fields come from the row of their latest stay, stored or in this file.
+    for pid, recs in accepted.items():
+        latest = max(recs, key=lambda r: r["discharge_date"])
+        person = people.get(pid)
+        if person is None:
+            plan.new_patients[pid] = latest
+        elif person.latest is None or latest["discharge_date"] >= person.latest:
+            new_fields = tuple(latest[f] for f in PATIENT_FIELDS)
+            if new_fields != person.fields:
+                plan.patient_updates.append((person, latest))
+                if "_changed" in latest:  # a row for a new stay is counted as a new episode already
+                    latest["_changed"] = True
+        for rec in recs:
+            if person is not None and "_changed" in rec:
+                if rec.pop("_changed"):
+                    plan.updated += 1
+                else:
+                    plan.unchanged += 1
+    return plan
+
+
+def _match(person: _Person, rec: dict[str, Any]) -> tuple[_Stay | None, list[tuple[str, str]]]:
+    """The stored stay a row describes (None: a new stay), or why the row is refused."""
+    by_date = {s.fields[0]: s for s in person.stays}
+    day = rec["discharge_date"]
+    if rec["episode_id"]:
+        same = next((s for s in person.stays if s.site_id == rec["episode_id"]), None)
+        dated = by_date.get(day)
+        if same is None and dated is not None and dated.site_id not in (None, rec["episode_id"]):
+            return None, [("discharge_date", f"the stay {dated.site_id!r} was discharged on {day}; "
+                                             "one discharge date cannot belong to two stays")]
+        if same is None:
+            return dated, []  # a stay loaded without episode_id gets its number now, or a new stay
+        if same.fields[0] != day:
+            if dated is not None:
+                return None, [("discharge_date", f"the stay {dated.site_id or '(no episode_id)'} was discharged "
+                                                 f"on {day}; one discharge date cannot belong to two stays")]
+            if same.has_followups:
+                return None, [("discharge_date", f"stay {rec['episode_id']!r} already has follow-ups timed from "
+                                                 f"its discharge on {same.fields[0]}; its discharge date cannot "
+                                                 "change")]
+        return same, []
+    if day in by_date:
+        return by_date[day], []
+    latest = person.latest
+    if latest is not None and day < latest:
+        return None, [("discharge_date", f"earlier than the stay discharged on {latest}; add an episode_id "
+                                         "column to load past stays")]
+    return None, []
+
+
+def _check_change(stay: _Stay, rec: dict[str, Any], instrument: Instrument,
+                  allow_rating_changes: bool) -> list[tuple[str, str]]:
+    """Refuse changed ratings on a stay whose follow-ups have answers, unless explicitly allowed."""
+    if allow_rating_changes or not stay.has_answers:
+        return []
+    old_instrument, old_items = stay.rating
+    if old_instrument != instrument.name:
+        old_items = []
+    old_items = (list(old_items) + [None] * len(instrument.columns))[: len(instrument.columns)]
+    return [(column, "this stay already has follow-up answers; pass --allow-rating-changes to change them")
+            for column, old, new in zip(instrument.columns, old_items, rec["items"]) if old != new]
+
+
+def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, actor: str | None = None) -> None:
+    """Write the plan with set-based statements."""
+    pks = {pid: p.pk for pid, p in plan.people.items()}
+    if plan.new_patients:
+        items = list(plan.new_patients.items())
+        for chunk in _chunks(items):
+            ids = session.scalars(
+                insert(Patient).returning(Patient.id, sort_by_parameter_order=True),
+                [{"patient_id": pid, **{f: rec[f] for f in PATIENT_FIELDS}} for pid, rec in chunk]).all()
+            pks.update({pid: pk for (pid, _), pk in zip(chunk, ids)})
+    if plan.patient_updates:
         session.execute(update(Patient), [
             # A new number gets a fresh chance; an unchanged one keeps what Twilio said about it.
-            {"id": old.pk, "phone_valid": old.phone_valid or old.fields[0] != r["phone"],
-             **{f: r[f] for f in PATIENT_FIELDS}} for old, r in changed])
-        rated = [{"id": old.rating_pk, **_rating(old.pk, r, instrument)} for old, r in changed if old.rating_pk]
+            {"id": p.pk, "phone_valid": p.phone_valid or p.fields[0] != rec["phone"],
+             **{f: rec[f] for f in PATIENT_FIELDS}} for p, rec in plan.patient_updates])
+    for chunk in _chunks(plan.new_episodes):
+        ids = session.scalars(
+            insert(Episode).returning(Episode.id, sort_by_parameter_order=True),
+            [_episode(pks[rec["patient_id"]], rec) for rec in chunk]).all()
+        session.execute(insert(AllianceRating), [_rating(pk, rec, instrument) for pk, rec in zip(ids, chunk)])
+    if plan.episode_updates:
+        session.execute(update(Episode), [
+            {"id": stay.pk, **_episode(None, rec, stay.site_id)} for stay, rec in plan.episode_updates])
+        rated = [{"id": stay.rating_pk, **_rating(stay.pk, rec, instrument)}
+                 for stay, rec in plan.episode_updates if stay.rating_pk]
         if rated:
             session.execute(update(AllianceRating), rated)
-        unrated = [_rating(old.pk, r, instrument) for old, r in changed if old.rating_pk is None]
+        unrated = [_rating(stay.pk, rec, instrument) for stay, rec in plan.episode_updates if stay.rating_pk is None]
         if unrated:
             session.execute(insert(AllianceRating), unrated)
+    for person, stay, rec in plan.rating_changes:
+        audit(session, "alliance_rating_changed", actor=actor, patient_id=person.pk, episode_id=stay.pk,
+              site_episode_id=rec["episode_id"] or stay.site_id, discharge_date=rec["discharge_date"].isoformat(),
+              old_instrument=stay.rating[0], old_items=stay.rating[1], new_instrument=instrument.name,
+              new_items=rec["items"], new_mean=rec["mean_score"])
     session.flush()
-    return len(new), len(changed), unchanged
 
 
-def _rating(patient_pk: int, rec: dict[str, Any], instrument: Instrument) -> dict[str, Any]:
-    return {"patient_id": patient_pk, "instrument": instrument.name, "items": rec["items"],
+def _episode(patient_pk: int | None, rec: dict[str, Any], site_id: str | None = None) -> dict[str, Any]:
+    row = {"site_episode_id": rec["episode_id"] or site_id, **{f: rec[f] for f in EPISODE_FIELDS}}
+    if patient_pk is not None:
+        row["patient_id"] = patient_pk
+    return row
+
+
+def _rating(episode_pk: int, rec: dict[str, Any], instrument: Instrument) -> dict[str, Any]:
+    return {"episode_id": episode_pk, "instrument": instrument.name, "items": rec["items"],
             "mean_score": rec["mean_score"], "subscale_scores": rec["subscale_scores"]}

@@ -1,8 +1,11 @@
 """Outreach waves: who is eligible at a time point, launching (follow-ups + queued invitations), funnels.
 
-Eligibility is one query over all patients, classified in memory; launching
-writes with set-based statements in chunks.  A unique constraint on
-(patient, time point) makes relaunching, or two launches at once, harmless.
+Eligibility is per treatment episode (stay): one query over all episodes,
+classified in memory; launching writes with set-based statements in chunks.
+A unique constraint on (episode, time point) makes relaunching, or two
+launches at once, harmless.  A patient has at most one conversation at a
+time: when follow-ups of two of their stays fall due together, the later
+stay's wins and the earlier one is excluded as superseded.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from conversations.engine import Context, invitation
 
 from .config import Settings, int_list
 from .db import audit
-from .models import Answer, FollowUp, Message, Patient, Wave, utcnow
+from .models import Answer, Episode, FollowUp, Message, Patient, Wave, utcnow
 from .repository import OPEN_STATES, insert_ignore
 
 REASONS = {
@@ -28,6 +31,8 @@ REASONS = {
     "phone_invalid": "phone invalid",
     "not_yet_due": "not yet due",
     "window_passed": "window passed",
+    "superseded": "superseded by a later discharge",
+    "patient_busy": "another follow-up of this patient is active",
     "shared_phone": "another active follow-up on the same phone",
 }
 CHUNK = 5000
@@ -35,7 +40,8 @@ CHUNK = 5000
 
 @dataclass(frozen=True)
 class Candidate:
-    id: int
+    id: int  # the patient's primary key
+    episode_id: int
     patient_id: str
     phone: str
     language: str
@@ -58,29 +64,60 @@ def check_timepoint(settings: Settings, timepoint: int) -> None:
 
 def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.date) -> Plan:
     check_timepoint(settings, timepoint)
-    window = int(settings.get("WINDOW_DAYS"))
-    has_followup = exists().where(FollowUp.patient_id == Patient.id, FollowUp.timepoint_days == timepoint)
+    window = dt.timedelta(days=int(settings.get("WINDOW_DAYS")))
+    points = int_list(settings, "FOLLOWUP_DAYS")
+    has_followup = exists().where(FollowUp.episode_id == Episode.id, FollowUp.timepoint_days == timepoint)
+    patient_busy = exists().where(FollowUp.patient_id == Patient.id, FollowUp.state.in_(OPEN_STATES))
     busy = (select(Patient.phone).join(FollowUp, FollowUp.patient_id == Patient.id)
             .where(FollowUp.state.in_(OPEN_STATES)).distinct().scalar_subquery())
     rows = session.execute(
-        select(Patient.id, Patient.patient_id, Patient.phone, Patient.language, Patient.discharge_date,
+        select(Episode.id, Episode.discharge_date, Patient.id, Patient.patient_id, Patient.phone, Patient.language,
                Patient.sms_consent, Patient.opted_out_at.is_not(None), Patient.phone_valid,
-               has_followup, Patient.phone.in_(busy))
-        .order_by(Patient.discharge_date, Patient.id))
+               has_followup, patient_busy, Patient.phone.in_(busy))
+        .join(Patient, Patient.id == Episode.patient_id)
+        .order_by(Episode.discharge_date, Episode.id)).all()
+    later_due = _later_stays_due(session, rows, points, as_of, window)
     plan = Plan(timepoint, as_of)
     phones_taken: set[str] = set()
-    for pk, pid, phone, lang, discharged, consent, opted_out, phone_ok, followed_up, phone_busy in rows:
+    for (ep, discharged, pk, pid, phone, lang, consent, opted_out, phone_ok, followed_up, mine_busy,
+         phone_busy) in rows:
         due = discharged + dt.timedelta(days=timepoint)
         reason = ("already_followed_up" if followed_up else "opted_out" if opted_out else
                   "no_consent" if not consent else "phone_invalid" if not phone_ok else
-                  "not_yet_due" if as_of < due else "window_passed" if as_of > due + dt.timedelta(days=window)
-                  else "shared_phone" if phone_busy or phone in phones_taken else None)
+                  "not_yet_due" if as_of < due else "window_passed" if as_of > due + window else
+                  "superseded" if later_due.get(pk, discharged) > discharged else
+                  "patient_busy" if mine_busy else
+                  "shared_phone" if phone_busy or phone in phones_taken else None)
         if reason:
             plan.excluded[reason] += 1
         else:
             phones_taken.add(phone)
-            plan.eligible.append(Candidate(pk, pid, phone, lang or "en", due))
+            plan.eligible.append(Candidate(pk, ep, pid, phone, lang or "en", due))
     return plan
+
+
+def _later_stays_due(session: Session, rows: list, points: list[int], as_of: dt.date,
+                     window: dt.timedelta) -> dict[int, dt.date]:
+    """Per readmitted patient, the latest discharge of theirs with a follow-up due on ``as_of`` (at any
+    time point) that has not been made yet: their earlier stays' follow-ups give way to it."""
+    stays: dict[int, list[tuple[int, dt.date]]] = {}
+    for ep, discharged, pk, *_ in rows:
+        stays.setdefault(pk, []).append((ep, discharged))
+    readmitted = {pk: s for pk, s in stays.items() if len(s) > 1}
+    if not readmitted:
+        return {}
+    done: set[tuple[int, int]] = set()
+    episode_ids = [ep for s in readmitted.values() for ep, _ in s]
+    for chunk in _chunks(episode_ids):
+        done.update(session.execute(select(FollowUp.episode_id, FollowUp.timepoint_days)
+                                    .where(FollowUp.episode_id.in_(chunk))).tuples())
+    out: dict[int, dt.date] = {}
+    for pk, episodes in readmitted.items():
+        for ep, discharged in episodes:
+            if any(discharged + dt.timedelta(days=t) <= as_of <= discharged + dt.timedelta(days=t) + window
+                   and (ep, t) not in done for t in points):
+                out[pk] = max(out.get(pk, discharged), discharged)
+    return out
 
 
 def _chunks(seq: list, size: int = CHUNK) -> Iterable[list]:
@@ -107,10 +144,10 @@ def launch_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.
     for chunk in _chunks(chosen):
         by_pk = {c.id: c for c in chunk}
         stmt = (insert_ignore(session, FollowUp)
-                .on_conflict_do_nothing(index_elements=["patient_id", "timepoint_days"])
+                .on_conflict_do_nothing(index_elements=["episode_id", "timepoint_days"])
                 .returning(FollowUp.id, FollowUp.patient_id))
         made = session.execute(stmt, [
-            {"patient_id": c.id, "wave_id": wave.id, "timepoint_days": timepoint, "state": "invited",
+            {"patient_id": c.id, "episode_id": c.episode_id, "wave_id": wave.id, "timepoint_days": timepoint, "state": "invited",
              "retries": 0, "reminders_sent": 0, "created_at": now, "updated_at": now} for c in chunk]).all()
         if made:
             session.execute(insert(Message), [

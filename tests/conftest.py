@@ -175,22 +175,26 @@ def twilio(app):
 def make_patient(sessions):
     import datetime as dt
 
-    from outreach.models import AllianceRating, Patient
+    from outreach.models import AllianceRating, Episode, Patient
 
     counter = iter(range(1, 10_000))
 
     def make(patient_id=None, phone=None, language="en", consent=True, opted_out=False, timezone="America/Toronto",
              discharge_date=None, mean=5.0):
+        """A patient with one stay (``p.episode_id``) discharged on ``discharge_date`` and rated ``mean``."""
         n = next(counter)
         with unit_of_work(sessions) as s:
             p = Patient(patient_id=patient_id or f"T{n:04d}", phone=phone or f"+1416555{n:04d}", language=language,
                         sms_consent=consent, timezone=timezone,
-                        discharge_date=discharge_date or dt.date(2026, 10, 1),
                         opted_out_at=dt.datetime(2026, 11, 1) if opted_out else None)
             s.add(p)
             s.flush()
-            s.add(AllianceRating(patient_id=p.id, instrument="alliance6", items=[5] * 6, mean_score=mean,
+            stay = Episode(patient_id=p.id, discharge_date=discharge_date or dt.date(2026, 10, 1))
+            s.add(stay)
+            s.flush()
+            s.add(AllianceRating(episode_id=stay.id, instrument="alliance6", items=[5] * 6, mean_score=mean,
                                  subscale_scores={"bond": mean, "goal_task": mean}))
+        p.episode_id = stay.id
         return p
 
     return make
@@ -204,7 +208,7 @@ def make_followup(sessions):
 
     def make(patient, timepoint=30, state="invited", invited_at=None):
         with unit_of_work(sessions) as s:
-            fu = FollowUp(patient_id=patient.id, timepoint_days=timepoint, state=state,
+            fu = FollowUp(patient_id=patient.id, episode_id=patient.episode_id, timepoint_days=timepoint, state=state,
                           invited_at=invited_at or utcnow() - dt.timedelta(minutes=5))
             s.add(fu)
         return fu

@@ -143,3 +143,92 @@ def test_mixed_model_when_two_timepoints_have_enough_answers():
     df = cohort(200, 11, timepoints=(30, 90))
     mixed = st.summarise(df)["mixed"]
     assert mixed["timepoints"] == [30, 90] and mixed["n_participants"] <= 200 and mixed["estimate"] > 0
+
+
+# -- treatment episodes (readmissions) --------------------------------------------------------------------------
+def readmitted(n: int, seed: int, k: int, *, duplicate: bool = False,
+               timepoints: tuple[int, ...] = (30,)) -> pd.DataFrame:
+    """``cohort(n, seed)`` as everyone's first episode, plus a second episode for its first ``k`` participants.
+
+    The second episode is a fresh draw (its own alliance rating and answers), or an exact copy of the first
+    when ``duplicate``. Columns as in the linked dataset: ``episode`` right after ``participant``.
+    """
+    first = cohort(n, seed, timepoints=timepoints)
+    ids = first["participant"].unique()[:k]
+    if duplicate:
+        second = first[first["participant"].isin(ids)].copy()
+    else:
+        second = cohort(k, seed + 1, timepoints=timepoints)
+        second["participant"] = second["participant"].map(dict(zip(second["participant"].unique(), ids)))
+    df = pd.concat([first.assign(episode=1), second.assign(episode=2)], ignore_index=True)
+    return df[["participant", "episode"] + [c for c in first.columns if c != "participant"]]
+
+
+def _log_width(r: dict) -> float:
+    return math.log(r["ci_high"]) - math.log(r["ci_low"])
+
+
+def test_first_episodes_keeps_each_participants_earliest_episode_at_every_time_point():
+    df = pd.DataFrame({"participant": ["a", "a", "a", "b", "b", "b", "c"],
+                       "episode": [2, 1, 1, 3, 2, 2, 1],
+                       "timepoint_days": [30, 30, 90, 30, 30, 90, 30]})
+    primary = st.first_episodes(df)
+    assert primary.index.tolist() == [1, 2, 4, 5, 6]  # b's episode 1 is not in the data: its earliest is 2
+    assert st.episode_counts(df) == {"n_participants_multi": 2, "n_episodes": 5}
+    no_column = df.drop(columns="episode").head(3)  # before episodes existed: every row is episode 1
+    assert len(st.first_episodes(no_column)) == 3 and st.episode_counts(no_column)["n_participants_multi"] == 0
+
+
+def test_primary_analysis_counts_each_participant_once_and_matches_the_first_episodes_alone():
+    df = readmitted(300, 21, 60)
+    summary = st.summarise(df)
+    alone = st.summarise(df[df["episode"] == 1].reset_index(drop=True))
+    assert summary["n_rows"] == summary["n_participants"] == summary["nonresponse"]["n"] == 300
+    assert summary["logistic"][0]["n"] == int(df.loc[df["episode"] == 1, "self_efficacy_high"].notna().sum())
+    for key in ("spearman", "logistic", "ordinal", "high_vs_other"):
+        assert [r["estimate"] for r in summary[key]] == [r["estimate"] for r in alone[key]]
+    assert summary["ipw"]["estimate"] == pytest.approx(alone["ipw"]["estimate"])
+    episodes = summary["episodes"]
+    assert episodes["n_participants_multi"] == 60 and episodes["n_episodes"] == 360
+    sensitivity = episodes["sensitivity"]
+    assert sensitivity["test"] == "Logistic regression, SE clustered by participant"
+    assert sensitivity["n"] == int(df["self_efficacy_high"].notna().sum()) > summary["logistic"][0]["n"]
+    assert sensitivity["n_clusters"] == df.loc[df["self_efficacy_high"].notna(), "participant"].nunique()
+
+
+def test_mixed_model_sees_one_episode_per_participant():
+    df = readmitted(200, 11, 80, timepoints=(30, 90))
+    mixed = st.summarise(df)["mixed"]
+    alone = st.mixed_model(df[df["episode"] == 1])
+    assert mixed["n"] == alone["n"] == int(df.loc[df["episode"] == 1, "self_efficacy"].notna().sum())
+    assert mixed["estimate"] == pytest.approx(alone["estimate"])
+
+
+def test_clustered_interval_is_wider_than_the_naive_one_when_a_second_episode_repeats_the_first():
+    """Each answer counted twice: the naive fit thinks it has twice the information, the clustered one does not."""
+    df = readmitted(300, 5, 300, duplicate=True)
+    summary = st.summarise(df)
+    clustered, primary, naive = summary["episodes"]["sensitivity"], summary["logistic"][0], st.logistic(df)
+    assert clustered["n"] == naive["n"] == 2 * primary["n"]
+    assert clustered["estimate"] == pytest.approx(naive["estimate"]) == pytest.approx(primary["estimate"], rel=0.01)
+    assert _log_width(clustered) > 1.3 * _log_width(naive)  # about sqrt(2) wider
+    assert _log_width(clustered) == pytest.approx(_log_width(primary), rel=0.1)  # as wide as one copy's
+
+
+def test_no_sensitivity_analysis_when_no_answer_comes_from_a_later_episode():
+    df = readmitted(300, 8, 50)
+    later = df["episode"] == 2
+    df.loc[later, ["responded"]] = 0
+    df.loc[later, ["self_efficacy", "self_efficacy_high", "mental_health", "physical_health"]] = np.nan
+    episodes = st.summarise(df)["episodes"]
+    assert episodes["n_participants_multi"] == 50 and episodes["sensitivity"] is None
+    single = st.summarise(cohort(300, 8).assign(episode=1))["episodes"]
+    assert single["n_participants_multi"] == 0 and single["sensitivity"] is None
+
+
+def test_too_few_responders_gives_no_sensitivity_analysis_either():
+    small = pd.concat([cohort(40, 3, base_response=0.4).assign(episode=1),
+                       cohort(40, 3, base_response=0.4).assign(episode=2)], ignore_index=True)
+    summary = st.summarise(small)
+    assert summary["too_small"] and summary["episodes"]["n_participants_multi"] == 40
+    assert summary["episodes"]["sensitivity"] is None and "logistic" not in summary

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from outreach.models import AllianceRating, AuditEvent, Patient
+from outreach.models import AllianceRating, AuditEvent, Episode, Patient
 
 HEADER = "patient_id,phone,discharge_date,sms_consent,alliance_1,alliance_2,alliance_3,alliance_4,alliance_5,alliance_6"
 
@@ -30,12 +30,13 @@ def test_valid_file_imports_every_patient_with_scores(tmp_path, run_cli, session
                  "A3,+1 514 555 0103,2026-02-03,Y,,2,,3,4,5\n")
     result = run_cli("import-discharges", str(path))
     assert result.exit_code == 0, result.output
-    assert "imported 3 new, updated 0, unchanged 0, rejected 0" in result.output
+    assert "imported 3 new patients, 3 new episodes, updated 0, unchanged 0, rejected 0" in result.output
     patients = {p.patient_id: p for p in session.scalars(select(Patient))}
     assert patients["A1"].phone == "+14165550101"
     assert patients["A2"].sms_consent is False and patients["A3"].sms_consent is True
     assert patients["A2"].timezone == "America/Vancouver"  # guessed from the area code
-    ratings = {r.patient_id: r for r in session.scalars(select(AllianceRating))}
+    ratings = {p: r for p, r in session.execute(select(Episode.patient_id, AllianceRating)
+                                                 .join(Episode, Episode.id == AllianceRating.episode_id))}
     a1, a2, a3 = (ratings[patients[k].id] for k in ("A1", "A2", "A3"))
     assert a1.mean_score == pytest.approx(35 / 6, abs=1e-4)
     assert a1.subscale_scores == {"bond": pytest.approx(17 / 3, abs=1e-4), "goal_task": 6.0}
@@ -52,7 +53,8 @@ def test_invalid_rows_are_all_reported_with_physical_line_numbers_and_nothing_wr
                  'B1,416-555-0101,2026-01-15,yes,6,6,5,6,6,6,,en,"residential, long ""stay"""\r\n'
                  'B2,416-555-0102,2026-01-15,yes,6,6,5,6,6,6,,fr,"two\r\nline program"\r\n'
                  "B3,555-12,2026-02-30,maybe,7,x,5,6,6,6,Mars/Olympus,de,\r\n"
-                 f"B1,416-555-0104,{future},yes,1,2,3,4,5,6,,,\r\n")
+                 f"B1,416-555-0104,{future},yes,1,2,3,4,5,6,,,\r\n"
+                 "B1,416-555-0104,2026-01-15,yes,1,2,3,4,5,6,,,\r\n")
     result = run_cli("import-discharges", str(path))
     assert result.exit_code == 1
     err = result.output
@@ -61,7 +63,7 @@ def test_invalid_rows_are_all_reported_with_physical_line_numbers_and_nothing_wr
                      "line 5: sms_consent: 'maybe'", "line 5: alliance_1: 7 is out of range 0-6",
                      "line 5: alliance_2: 'x' is not a whole number", "line 5: timezone: 'Mars/Olympus'",
                      "line 5: language: 'de'", "line 6: discharge_date: " + future + " is in the future",
-                     "line 6: patient_id: 'B1' repeats line 2"]:
+                     "line 7: discharge_date: 'B1' discharged on 2026-01-15 repeats line 2"]:
         assert expected in err, expected
     assert "555-12" not in err  # even an invalid number is masked
     assert "nothing was imported" in err
@@ -75,7 +77,7 @@ def test_skip_invalid_writes_valid_rows_and_a_rejected_file(tmp_path, run_cli, s
                  "C3,416-555-0103,2026-01-15,no,6,6,5,6,6,9\n")
     result = run_cli("import-discharges", str(path), "--skip-invalid")
     assert result.exit_code == 0
-    assert "imported 1 new, updated 0, unchanged 0, rejected 2" in result.output
+    assert "imported 1 new patients, 1 new episodes, updated 0, unchanged 0, rejected 2" in result.output
     rejected = tmp_path / "discharges.rejected.csv"
     with rejected.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -93,11 +95,12 @@ def test_reimport_updates_by_patient_id_without_duplicates(tmp_path, run_cli, se
                    "D2,416-555-0199,2026-01-15,no,5,5,5,5,5,4\nD3,416-555-0103,2026-01-16,yes,3,3,3,3,3,3\n",
                    name="b.csv")
     result = run_cli("import-discharges", str(second))
-    assert "imported 1 new, updated 1, unchanged 1, rejected 0" in result.output
+    assert "imported 1 new patients, 1 new episodes, updated 1, unchanged 1, rejected 0" in result.output
     assert count(session, Patient) == 3 and count(session, AllianceRating) == 3
     d2 = session.scalar(select(Patient).where(Patient.patient_id == "D2"))
     assert d2.phone == "+14165550199" and d2.sms_consent is False
-    rating = session.scalar(select(AllianceRating).where(AllianceRating.patient_id == d2.id))
+    rating = session.scalar(select(AllianceRating).join(Episode, Episode.id == AllianceRating.episode_id)
+                            .where(Episode.patient_id == d2.id))
     assert rating.items[-1] == 4 and rating.mean_score == pytest.approx(29 / 6, abs=1e-4)
     actions = session.scalars(select(AuditEvent.action)).all()
     assert actions.count("import_discharges") == 2
@@ -148,9 +151,9 @@ def test_demo_generated_file_imports_through_the_cli(tmp_path, run_cli, session)
 
     path = write_discharges(tmp_path / "cohort.csv", discharge_rows(120, seed=3, invalid=4))
     result = run_cli("import-discharges", str(path), "--skip-invalid")
-    assert "imported 120 new, updated 0, unchanged 0, rejected 4" in result.output
+    assert "imported 120 new patients, 120 new episodes, updated 0, unchanged 0, rejected 4" in result.output
     again = run_cli("import-discharges", str(path), "--skip-invalid")
-    assert "imported 0 new, updated 0, unchanged 120, rejected 4" in again.output
+    assert "imported 0 new patients, 0 new episodes, updated 0, unchanged 120, rejected 4" in again.output
 
 
 def test_reimport_keeps_a_phone_marked_invalid_unless_the_number_changes(tmp_path, run_cli, sessions, session):

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from conversations.machine import STATES
-from outreach.models import FollowUp, Message, Patient
+from outreach.models import Episode, FollowUp, Message, Patient
 from outreach.webhook_client import new_sid
 
 REPLIES = ["yes", "Oui", "no", "later", "7", "ten", "8/10", "7 or 8", "very good", "3", "poor", "none", "STOP",
@@ -27,10 +27,14 @@ def test_random_conversations_keep_invariants(twilio, sessions, session, steps, 
         import datetime as dt
 
         p = Patient(patient_id=f"H{phone}", phone=phone, timezone="America/Toronto", language="en",
-                    sms_consent=True, discharge_date=dt.date(2026, 9, 1))
+                    sms_consent=True)
         s.add(p)
         s.flush()
-        fu = FollowUp(patient_id=p.id, timepoint_days=timepoint, state="invited", invited_at=dt.datetime(2026, 11, 1))
+        stay = Episode(patient_id=p.id, discharge_date=dt.date(2026, 9, 1))
+        s.add(stay)
+        s.flush()
+        fu = FollowUp(patient_id=p.id, episode_id=stay.id, timepoint_days=timepoint, state="invited",
+                      invited_at=dt.datetime(2026, 11, 1))
         s.add(fu)
         s.flush()
         s.add(Message(direction="out", kind="reminder", status="pending", body="r", patient_id=p.id,
