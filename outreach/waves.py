@@ -110,7 +110,7 @@ def _later_stays_due(session: Session, rows: list, points: list[int], as_of: dt.
     episode_ids = [ep for s in readmitted.values() for ep, _ in s]
     for chunk in _chunks(episode_ids):
         done.update(session.execute(select(FollowUp.episode_id, FollowUp.timepoint_days)
-                                    .where(FollowUp.episode_id.in_(chunk))).tuples())
+                                    .where(FollowUp.episode_id.in_(chunk))).all())
     out: dict[int, dt.date] = {}
     for pk, episodes in readmitted.items():
         for ep, discharged in episodes:
