@@ -5,14 +5,14 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
-from conversations.machine import transition
+from conversations.machine import ACTIVE, transition
 
 from .config import ConfigError, Settings
 from .db import audit
-from .models import Alert, FollowUp, Message, Patient, utcnow
+from .models import Alert, AuditEvent, FollowUp, Message, Patient, utcnow
 from .phones import PhoneError, parse_phone
 
 
@@ -59,9 +59,10 @@ class AlertError(ValueError):
     pass
 
 
-def resolve_alert(session: Session, alert_id: int, note: str, actor: str) -> Alert:
-    """Close an alert.  When no other alert stays open, the paused follow-up resumes where it stopped,
-    silently: nothing is sent until the patient writes again (their reminders stay off)."""
+def resolve_alert(session: Session, alert_id: int, note: str, actor: str, address: str | None = None) -> Alert:
+    """Close an alert (the CLI and the console both call this).  When no other alert stays open, the
+    paused follow-up resumes where it stopped, silently: nothing is sent until the patient writes
+    again (their reminders stay off)."""
     alert = session.get(Alert, alert_id, with_for_update=True)
     if alert is None:
         raise AlertError(f"no alert with id {alert_id}")
@@ -70,8 +71,8 @@ def resolve_alert(session: Session, alert_id: int, note: str, actor: str) -> Ale
     if not note.strip():
         raise AlertError("a note is required")
     alert.resolved_at, alert.resolved_by, alert.resolution_note = utcnow(), actor, note.strip()
-    audit(session, "crisis_alert_resolved", actor=actor, patient_id=alert.patient_id, alert_id=alert.id,
-          note=note.strip())
+    audit(session, "crisis_alert_resolved", actor=actor, patient_id=alert.patient_id, address=address,
+          alert_id=alert.id, note=note.strip())
     followup = session.get(FollowUp, alert.followup_id) if alert.followup_id else None
     still_open = session.scalar(select(Alert.id).where(Alert.followup_id == alert.followup_id,
                                                        Alert.resolved_at.is_(None), Alert.id != alert.id))
@@ -82,3 +83,112 @@ def resolve_alert(session: Session, alert_id: int, note: str, actor: str) -> Ale
         followup.stall_reminded_at = followup.stall_reminded_at or utcnow()
     session.flush()
     return alert
+
+
+def open_alert_count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Alert).where(Alert.resolved_at.is_(None))) or 0
+
+
+@dataclass(frozen=True)
+class ContextMessage:
+    at: dt.datetime
+    direction: str
+    kind: str | None
+    body: str
+
+
+@dataclass(frozen=True)
+class QueuedAlert:
+    """One open alert as the console's queue shows it."""
+    id: int
+    kind: str
+    patient_pk: int | None
+    patient_id: str | None  # the study id; None for an unknown number
+    opened_at: dt.datetime
+    age: dt.timedelta
+    overdue: bool
+    message: str
+    taken_by: str | None
+    taken_at: dt.datetime | None
+    before: list[ContextMessage]  # up to five earlier messages of the conversation, oldest first
+
+
+def alert_queue(session: Session, *, now: dt.datetime, overdue_after: dt.timedelta,
+                context: int = 5) -> list[QueuedAlert]:
+    """Open alerts, oldest first, each with the message that raised it and the ones before it.
+    Two queries whatever the number of alerts."""
+    trigger = aliased(Message)
+    rows = session.execute(
+        select(Alert.id, Alert.kind, Alert.patient_id, Patient.patient_id, Alert.opened_at, trigger.body,
+               Alert.taken_by, Alert.taken_at)
+        .outerjoin(Patient, Patient.id == Alert.patient_id)
+        .outerjoin(trigger, trigger.id == Alert.message_id)
+        .where(Alert.resolved_at.is_(None)).order_by(Alert.opened_at, Alert.id)).all()
+    if not rows:
+        return []
+    earlier = (
+        select(Alert.id.label("alert_id"), Message.created_at, Message.direction, Message.kind, Message.body,
+               func.row_number().over(partition_by=Alert.id, order_by=Message.id.desc()).label("n"))
+        .join(trigger, trigger.id == Alert.message_id)
+        .join(Message, and_(Message.id < trigger.id, or_(
+            and_(Alert.patient_id.is_not(None), Message.patient_id == Alert.patient_id),
+            and_(Alert.patient_id.is_(None), or_(Message.from_number == trigger.from_number,
+                                                 Message.to_number == trigger.from_number)))))
+        .where(Alert.resolved_at.is_(None), Message.kind.is_distinct_from("alert"))
+        .subquery())
+    before: dict[int, list[ContextMessage]] = {}
+    for alert_id, at, direction, kind, body, _n in session.execute(
+            select(earlier).where(earlier.c.n <= context).order_by(earlier.c.alert_id, earlier.c.n.desc())):
+        before.setdefault(alert_id, []).append(ContextMessage(at, direction, kind, body or ""))
+    return [QueuedAlert(id=a, kind=kind, patient_pk=ppk, patient_id=pid, opened_at=opened, age=now - opened,
+                        overdue=now - opened > overdue_after, message=body or "", taken_by=taken_by,
+                        taken_at=taken_at, before=before.get(a, []))
+            for a, kind, ppk, pid, opened, body, taken_by, taken_at in rows]
+
+
+def take_alert(session: Session, alert_id: int, actor: str, address: str | None = None) -> Alert:
+    """Record who is handling an open alert (another coordinator may take it over; both are audited)."""
+    alert = session.get(Alert, alert_id, with_for_update=True)
+    if alert is None:
+        raise AlertError(f"no alert with id {alert_id}")
+    if alert.resolved_at is not None:
+        raise AlertError(f"alert {alert_id} was already resolved by {alert.resolved_by}")
+    previous = alert.taken_by
+    alert.taken_by, alert.taken_at = actor, utcnow()
+    audit(session, "crisis_alert_taken", actor=actor, patient_id=alert.patient_id, address=address,
+          alert_id=alert.id, taken_over_from=previous)
+    session.flush()
+    return alert
+
+
+def flag_as_crisis(session: Session, message_id: int, actor: str, address: str | None = None) -> Alert:
+    """A coordinator saw danger in a text the phrase list missed: open an alert for it and pause the
+    survey, as a detected crisis would.  Flagged texts are listed by ``outreach lexicon missed``."""
+    msg = session.get(Message, message_id)
+    if msg is None or msg.direction != "in":
+        raise AlertError(f"no text from a patient with id {message_id}")
+    existing = session.scalar(select(Alert).where(Alert.message_id == message_id))
+    if existing is not None:
+        raise AlertError(f"this text already has alert #{existing.id}")
+    followup = session.get(FollowUp, msg.followup_id, with_for_update=True) if msg.followup_id else None
+    if followup is not None and followup.state in ACTIVE:
+        followup.paused_state = followup.state
+        transition(followup, "pause")
+    alert = Alert(kind="flagged", patient_id=msg.patient_id, followup_id=msg.followup_id, message_id=msg.id,
+                  opened_at=utcnow())
+    session.add(alert)
+    session.flush()
+    audit(session, "crisis_flagged", actor=actor, patient_id=msg.patient_id, address=address, alert_id=alert.id,
+          message_id=msg.id)
+    return alert
+
+
+def missed_by_detector(session: Session) -> list[tuple[int, dt.datetime, str, str | None]]:
+    """Texts coordinators flagged as crisis that the phrase list did not catch: (alert, when, text, by)."""
+    flagged_by = select(func.max(AuditEvent.actor)).where(
+        AuditEvent.action == "crisis_flagged", AuditEvent.details["alert_id"].as_integer() == Alert.id
+    ).scalar_subquery()
+    rows = session.execute(select(Alert.id, Alert.opened_at, Message.body, flagged_by)
+                           .join(Message, Message.id == Alert.message_id)
+                           .where(Alert.kind == "flagged").order_by(Alert.opened_at))
+    return [(a, at, body or "", who) for a, at, body, who in rows]

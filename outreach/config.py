@@ -48,6 +48,14 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "WEB_CONCURRENCY": ("5", "gunicorn worker processes of the web app (about 2 per core + 1)."),
     "WEB_THREADS": ("4", "Threads per web worker; each holds at most one database connection."),
     "TWILIO_AUTH_TOKEN": (None, "Twilio auth token: verifies webhook signatures and authenticates API calls (secret)."),
+    "SECRET_KEY": (None, "Signs the console's session cookies (secret; without it the console is off, the "
+                         "webhooks still run)."),
+    "CONSOLE_INSECURE_COOKIES": ("0", "1 lets session cookies travel over plain http (local use only)."),
+    "SESSION_IDLE_MINUTES": ("30", "Minutes without activity after which a console user is signed out."),
+    "REQUIRE_2FA_FOR_ADMINS": ("0", "1 makes administrators set up an authenticator-app code before anything else."),
+    "CONSOLE_TIMEZONE": (None, "Time zone the console shows times in (default: DEFAULT_TIMEZONE)."),
+    "ALERT_RESPONSE_HOURS": ("12", "Hours after which an open crisis alert is marked overdue in the console."),
+    "CONSOLE_REFRESH_SECONDS": ("30", "How often the alerts queue refreshes its list in the browser."),
 }
 
 
