@@ -127,9 +127,17 @@ def funnel_table(df: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def alliance_summary(df: pd.DataFrame) -> dict[str, Any]:
+def alliance_summary(df: pd.DataFrame, stays: pd.DataFrame | None = None) -> dict[str, Any]:
+    """One rating per participant in ``df``; tertile cut points over ``stays`` (default ``df``), one per episode.
+
+    The linked dataset cuts its tertiles over every episode's rating, so pass the whole dataset as ``stays``
+    when ``df`` holds first episodes only.
+    """
     per = df.drop_duplicates("participant")["alliance_mean"].astype("float64").dropna()
-    cuts = per.quantile([1 / 3, 2 / 3]) if len(per) else pd.Series([np.nan, np.nan])
+    stays = df if stays is None else stays
+    rated = stays.drop_duplicates(["participant", "episode"] if "episode" in stays else ["participant"])
+    rated = rated["alliance_mean"].astype("float64").dropna()
+    cuts = rated.quantile([1 / 3, 2 / 3]) if len(rated) else pd.Series([np.nan, np.nan])
     return {"n": int(len(per)), "mean": float(per.mean()) if len(per) else None,
             "sd": float(per.std()) if len(per) > 1 else None, "median": float(per.median()) if len(per) else None,
             "at_ceiling": int((per == 6).sum()), "share_at_ceiling": float((per == 6).mean()) if len(per) else None,
@@ -284,6 +292,12 @@ def _episodes_shown(episodes: dict[str, Any], n_participants: int, sup: Suppress
     return episodes["n_episodes"] if isinstance(sup.value(extra), int) else None
 
 
+def _sensitivity_n(sensitivity: dict[str, Any], primary_n: int, sup: Suppressor) -> int | str:
+    """The all-episodes n, as ``primary n+<5`` when the answers it adds to the primary analysis are that few."""
+    added = sensitivity["n"] - primary_n
+    return sensitivity["n"] if isinstance(sup.value(added), int) else f"{primary_n}+{sup(added)}"
+
+
 def readmissions_text(summary: dict[str, Any], sup: Suppressor) -> str:
     """How many participants have several episodes, which episode the analysis uses, and the sensitivity row."""
     episodes = summary["episodes"]
@@ -315,9 +329,9 @@ def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
     out.mkdir(parents=True, exist_ok=True)
     sup = Suppressor(suppress_below)
     summary = st.summarise(df) if len(df) else {"n_rows": 0, "n_responders": 0, "too_small": True}
-    df = st.first_episodes(df)  # the primary data, from here on
+    every_episode, df = df, st.first_episodes(df)  # the primary data, from here on
     funnel = funnel_table(df) if len(df) else pd.DataFrame(columns=[k for k, _ in FUNNEL_STAGES])
-    alliance = alliance_summary(df) if len(df) else {}
+    alliance = alliance_summary(df, stays=every_episode) if len(df) else {}
     doc = Doc()
     title = "Therapeutic alliance at discharge and outcomes after discharge"
     doc.h(1, title)
@@ -360,6 +374,8 @@ def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
         doc.table(header, [_row(r, st.OUTCOMES[r["outcome"]]) for r in summary["spearman"]])
         doc.h(3, "Self-efficacy of 8 or more: odds ratio per SD of alliance")
         sensitivity = summary["episodes"]["sensitivity"]
+        if sensitivity:  # its n would give away a suppressed number of later-episode answers
+            sensitivity["n"] = _sensitivity_n(sensitivity, summary["logistic"][0]["n"], sup)
         doc.table(header, [_row(r, "self-efficacy 8+") for r in summary["logistic"] + [summary["ipw"]]]
                   + ([_row(sensitivity, "self-efficacy 8+, all episodes")] if sensitivity else []))
         doc.p("The IPW row weights responders by the inverse of their modelled probability of answering "
@@ -397,12 +413,13 @@ def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
     for name, caption in figs:
         doc.img(name, caption)
     doc.h(2, "Methods")
-    doc.p("Alliance: mean of the six 0-6 items when at least five are answered; tertiles are cut within this "
-          "report's participants. Outcomes: self-efficacy 0-10 (high = 8 or more); self-rated mental and physical "
-          "health coded 1 = poor to 5 = excellent (high = very good or excellent). Odds ratios are per standard "
-          "deviation of the alliance score in the analysed sample. Spearman confidence intervals use Fisher's z "
-          "with the Bonett-Wright standard error. 2x2 tables use Fisher's exact test when an expected count is "
-          "below 5, else Pearson's chi-square. Holm's method adjusts p-values within each family of outcomes. "
+    doc.p("Alliance: mean of the six 0-6 items when at least five are answered; tertiles are cut over the "
+          "ratings of every treatment episode in this dataset. Outcomes: self-efficacy 0-10 (high = 8 or more); "
+          "self-rated mental and physical health coded 1 = poor to 5 = excellent (high = very good or "
+          "excellent). Odds ratios are per standard deviation of the alliance score in the analysed sample. "
+          "Spearman confidence intervals use Fisher's z with the Bonett-Wright standard error. 2x2 tables use "
+          "Fisher's exact test when an expected count is below 5, else Pearson's chi-square. Holm's method "
+          "adjusts p-values within each family of outcomes. "
           "Patients readmitted for treatment have several episodes, each with its own discharge alliance rating: "
           "every analysis except one uses each participant's first episode in this dataset (the earliest "
           "discharge), so the mixed model's random intercept per participant sees one episode each; the "

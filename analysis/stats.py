@@ -112,14 +112,13 @@ def logistic(df: pd.DataFrame, outcome: str = "self_efficacy_high", adjust: bool
         except Exception as exc:  # separation, singular design
             return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD",
                            error=f"{type(exc).__name__}: {exc}")
-    extra = {} if cluster is None else {"n_clusters": int(cluster.reindex(data.index).nunique())}
-    return _odds_ratio_per_sd(name, len(data), fit, outcome, **extra)
+    return _odds_ratio_per_sd(name, len(data), fit, outcome)
 
 
-def _odds_ratio_per_sd(name: str, n: int, fit: Any, outcome: str, **extra: Any) -> dict[str, Any]:
+def _odds_ratio_per_sd(name: str, n: int, fit: Any, outcome: str) -> dict[str, Any]:
     beta, (lo, hi) = fit.params["alliance_sd"], fit.conf_int().loc["alliance_sd"]
     return _result(name, n, math.exp(beta), math.exp(lo), math.exp(hi), fit.pvalues["alliance_sd"],
-                   outcome=outcome, scale="odds ratio per SD", **extra)
+                   outcome=outcome, scale="odds ratio per SD")
 
 
 def ordinal(df: pd.DataFrame, outcome: str) -> dict[str, Any]:

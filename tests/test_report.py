@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from analysis.report import Suppressor, write_report
 from analysis.simulate import cohort
+
+from .test_analysis_stats import readmitted
 
 
 def test_report_files_figures_and_stats(tmp_path):
@@ -72,6 +75,53 @@ def test_too_small_sample_says_so_instead_of_estimates(tmp_path):
     md = (tmp_path / "report.md").read_text()
     assert "too small for stable estimates" in md and "Spearman's rho |" not in md and "odds ratio per SD" not in md
     assert json.loads((tmp_path / "stats.json").read_text())["too_small"] is True
+
+
+def test_readmitted_participants_count_once_and_the_report_says_so(tmp_path):
+    df = readmitted(300, 2, 40)
+    write_report(df, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "300 follow-ups of 300 participants at their first treatment episode" in md
+    assert "40 participants have more than one treatment episode (340 episodes in all)" in md
+    assert "uses each participant's first episode in this dataset" in md
+    assert "| 30 days | 300 |" in md  # the contact funnel counts each participant once
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["n_rows"] == 300 and stats["alliance"]["n"] == 300
+    every_stay = df.drop_duplicates(["participant", "episode"])["alliance_mean"]  # as the dataset cuts tertiles
+    assert stats["alliance"]["tertile_cuts"] == pytest.approx(every_stay.quantile([1 / 3, 2 / 3]).tolist())
+    assert stats["episodes"]["n_participants_multi"] == 40 and stats["episodes"]["n_episodes"] == 340
+    sensitivity = stats["episodes"]["sensitivity"]
+    assert sensitivity["n"] == int(df["self_efficacy_high"].notna().sum()) > stats["logistic"][0]["n"]
+    assert (f"| self-efficacy 8+, all episodes | Logistic regression, SE clustered by participant | "
+            f"{sensitivity['n']} | {sensitivity['estimate']:.2f} |") in md
+    assert "self-efficacy 8+, all episodes" in (tmp_path / "report.html").read_text()
+    assert "cluster-robust (sandwich) standard errors by participant" in md  # Methods
+
+
+def test_a_few_readmitted_participants_are_suppressed(tmp_path):
+    write_report(readmitted(300, 2, 2), tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    readmissions = md.split("## Readmissions\n\n")[1].split("\n\n")[0]
+    assert readmissions.startswith("<5 participants have more than one treatment episode. The primary analysis")
+    assert "2" not in readmissions  # neither the count nor "302 episodes in all", which would give it away
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    episodes, primary_n = stats["episodes"], stats["logistic"][0]["n"]
+    assert episodes["n_participants_multi"] == "<5" and episodes["n_episodes"] is None
+    # The all-episodes n would also give away how few answers the later episodes add.
+    assert episodes["sensitivity"]["n"] == f"{primary_n}+<5"
+    assert (f"| self-efficacy 8+, all episodes | Logistic regression, SE clustered by participant | "
+            f"{primary_n}+<5 |") in md
+
+
+def test_a_report_without_readmissions_says_so_and_has_no_all_episodes_row(tmp_path):
+    for name, df in [("with_column", cohort(300, 2).assign(episode=1)), ("before_episodes", cohort(300, 2))]:
+        write_report(df, tmp_path / name)
+        md = (tmp_path / name / "report.md").read_text()
+        assert "No participant has more than one treatment episode in this dataset" in md
+        assert "all episodes" not in md and "at their first treatment episode" not in md
+        episodes = json.loads((tmp_path / name / "stats.json").read_text())["episodes"]
+        assert episodes == {"n_participants_multi": 0, "n_episodes": 300, "primary": "first episode per participant",
+                            "sensitivity": None}
 
 
 def test_suppressor():
