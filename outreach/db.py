@@ -76,13 +76,31 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def current_actor() -> str:
-    return os.environ.get("OUTREACH_ACTOR") or getpass.getuser()
+    """``cli:<operating-system user>`` for audit rows written from the command line.
+
+    The name comes from the process's user id, not from an environment variable (``USER``,
+    ``LOGNAME`` and the like can be set by anyone), so an audit row names who really ran it."""
+    return f"cli:{_os_user()}"
+
+
+def _os_user() -> str:
+    try:
+        import pwd
+    except ImportError:  # pragma: no cover - Windows has no user database; fall back to the login name
+        return getpass.getuser()
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # a user id without a passwd entry (some containers)
+        return f"uid-{uid}"
 
 
 def audit(bind: Session | Connection, action: str, *, actor: str | None = None,
-          patient_id: int | None = None, **details: Any) -> None:
-    """Record who did what, in the caller's transaction (an ORM session or a Core connection)."""
-    row = dict(actor=actor or current_actor(), action=action, patient_id=patient_id, details=details)
+          patient_id: int | None = None, address: str | None = None, **details: Any) -> None:
+    """Record who did what, from which address (the client's IP address, for console actions), in the
+    caller's transaction (an ORM session or a Core connection)."""
+    row = dict(actor=actor or current_actor(), action=action, patient_id=patient_id,
+               address=address[:64] if address else None, details=details)
     if isinstance(bind, Session):
         bind.add(AuditEvent(**row))
     else:

@@ -89,13 +89,13 @@ def test_identified_export_needs_a_reason_and_is_audited(filled, run_cli, tmp_pa
     refused = run_cli("export", "--out", str(tmp_path / "r.csv"), "--identified", extra_env={"EXPORT_KEY": KEY})
     assert refused.exit_code != 0 and "--reason" in refused.output
     ok = run_cli("export", "--out", str(tmp_path / "r.csv"), "--identified", "--reason", "contact tracing audit",
-                 extra_env={"EXPORT_KEY": KEY, "OUTREACH_ACTOR": "coordinator-7"})
+                 extra_env={"EXPORT_KEY": KEY})
     assert ok.exit_code == 0, ok.output
     df = pd.read_csv(tmp_path / "r.csv", dtype=str)
     assert list(df.columns[:4]) == ["participant", "episode", "patient_id", "discharge_date"]
     assert set(df["patient_id"]) == set("ABCDE") and set(df["discharge_date"]) == {"2026-10-01"}
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "identified_export"))
-    assert event.actor == "coordinator-7" and event.details["reason"] == "contact tracing audit"
+    assert event.actor.startswith("cli:") and event.details["reason"] == "contact tracing audit"
     assert event.details["rows"] == 6
 
 
