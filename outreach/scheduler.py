@@ -1,4 +1,6 @@
-"""``outreach tick``: reminders and expiry, one set-based pass (the worker runs it every minute)."""
+"""``outreach tick``: reminders and expiry, one set-based pass (the worker runs it every minute).
+
+A follow-up a coordinator has paused (``FollowUp.held_at``) is skipped by all three duties."""
 from __future__ import annotations
 
 import datetime as dt
@@ -36,7 +38,7 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
             .join(Patient, Patient.id == FollowUp.patient_id)
             .where(FollowUp.state == "invited", FollowUp.reminders_sent == k, FollowUp.last_inbound_at.is_(None),
                    FollowUp.invited_at <= now - dt.timedelta(hours=hours), FollowUp.expires_at > now,
-                   Patient.opted_out_at.is_(None))).all()
+                   FollowUp.held_at.is_(None), Patient.opted_out_at.is_(None))).all()
         _queue(session, now, "reminder", [
             (r.id, r.patient_id, r.phone, invitation(r.timepoint_days, Context(language=r.language, org=org),
                                                      reminder=True)) for r in rows])
@@ -49,7 +51,7 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
         select(FollowUp, Patient.language, Patient.phone).join(Patient, Patient.id == FollowUp.patient_id)
         .where(FollowUp.state.in_(QUESTION_STATES), FollowUp.stall_reminded_at.is_(None),
                FollowUp.last_inbound_at <= now - stall, FollowUp.expires_at > now,
-               Patient.opted_out_at.is_(None))).all()
+               FollowUp.held_at.is_(None), Patient.opted_out_at.is_(None))).all()
     items = []
     for f, language, phone in stalled:
         ctx = Context(language=language, org=org)
@@ -61,7 +63,8 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
     # Same protocol as an inbound message (outreach.inbound): lock the patients, then read. A follow-up
     # whose patient has a message being applied right now waits for the next tick; one applied a moment
     # ago is read as it now is, so expiry never overwrites an answer (or is overwritten by one).
-    is_due = (FollowUp.state.in_(ACTIVE), FollowUp.expires_at <= now)
+    # A follow-up a coordinator has paused (held) gets no automatic text and does not expire meanwhile.
+    is_due = (FollowUp.state.in_(ACTIVE), FollowUp.expires_at <= now, FollowUp.held_at.is_(None))
     locked = session.scalars(select(FollowUp.id).join(Patient, Patient.id == FollowUp.patient_id).where(*is_due)
                              .with_for_update(of=Patient, skip_locked=True)).all()
     due = session.scalars(select(FollowUp).where(FollowUp.id.in_(locked), *is_due)

@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import case, or_, select
+from sqlalchemy import case, exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from conversations.machine import ACTIVE
@@ -38,10 +38,25 @@ BATCH = 100
 # out even to a patient who has opted out, as they do in TwiML.
 PAST_OPT_OUT = ("safety", "opt_out_confirmation")
 ANSWERS = ("reply", *PAST_OPT_OUT)
-# Texts that answer someone now go ahead of any backlog of invitations: those answers and a
-# coordinator's crisis alert.
-URGENT_KINDS = ("alert", *ANSWERS)
+# A text a coordinator writes by hand (outreach.texting): a person is writing, so quiet hours and the
+# follow-up's state do not hold it (opt-out and an invalid phone still do).
+MANUAL = "manual"
+NOT_HELD = (*ANSWERS, MANUAL)
+# Texts that answer someone now go ahead of any backlog of invitations: those answers, a coordinator's
+# crisis alert and a hand-written text.
+URGENT_KINDS = ("alert", *ANSWERS, MANUAL)
 _URGENT_FIRST = case((Message.kind.in_(URGENT_KINDS), 0), else_=1)
+# Texts the service sends on its own; none goes to a follow-up a coordinator has paused (held): they
+# stay pending, are not claimed while it is held, and go out once it is released.
+AUTOMATIC_KINDS = ("invitation", "reminder", "stalled")
+_HELD_FOLLOWUP = exists().where(FollowUp.id == Message.followup_id, FollowUp.held_at.is_not(None))
+_NOT_HELD_NOW = or_(Message.kind.is_(None), Message.kind.not_in(AUTOMATIC_KINDS), Message.followup_id.is_(None),
+                    ~_HELD_FOLLOWUP)
+
+
+def held_by_coordinator(msg: Message, followup: FollowUp | None) -> bool:
+    """An automatic text to a follow-up a coordinator has paused: it waits, pending, until released."""
+    return followup is not None and followup.held_at is not None and msg.kind in AUTOMATIC_KINDS
 
 
 @dataclass
@@ -52,10 +67,12 @@ class SendStats:
     retried: int = 0
     failed: int = 0
     reconciled: int = 0
+    paused: int = 0  # left pending: their follow-up is paused by a coordinator
 
     def __str__(self) -> str:
+        paused = f", kept for a paused follow-up {self.paused}" if self.paused else ""
         return (f"sent {self.sent}, held for quiet hours {self.held}, cancelled {self.cancelled}, "
-                f"retry later {self.retried}, failed {self.failed}, found already sent {self.reconciled}")
+                f"retry later {self.retried}, failed {self.failed}, found already sent {self.reconciled}{paused}")
 
 
 class RateLimiter:
@@ -99,7 +116,7 @@ class Sender:
             rows = s.execute(
                 select(Message.id, Message.status, Message.claimed_at)
                 .where(Message.direction == "out",
-                       or_((Message.status == "pending") & (Message.send_after <= now),
+                       or_((Message.status == "pending") & (Message.send_after <= now) & _NOT_HELD_NOW,
                            (Message.status == "claimed") & (Message.claimed_at < now - self.claim_timeout)))
                 .order_by(_URGENT_FIRST, Message.send_after, Message.id).limit(limit)
                 .with_for_update(skip_locked=True)).all()
@@ -118,6 +135,11 @@ class Sender:
                 return  # taken over by another worker after our claim timed out
             patient = s.get(Patient, msg.patient_id) if msg.patient_id else None
             followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
+            if held_by_coordinator(msg, followup):  # paused after the claim: wait for the release
+                msg.status, msg.claimed_at = "pending", None
+                msg.attempts = max((msg.attempts or 1) - 1, 0)
+                stats.paused += 1
+                return
             reason = self._stop_reason(msg, patient, followup)
             if reason:
                 msg.status, msg.error_message, msg.claimed_at = "cancelled", reason, None
@@ -133,8 +155,9 @@ class Sender:
                              mask(msg.to_number))
                     return
             now = utcnow()
-            # Quiet hours keep unsolicited texts out of the night; a reply to the patient's text is not one.
-            opening = self.window.opening(now, patient.timezone) if patient and msg.kind not in ANSWERS else now
+            # Quiet hours keep unsolicited texts out of the night; a reply to the patient's text is not one,
+            # nor is a text a coordinator writes by hand.
+            opening = self.window.opening(now, patient.timezone) if patient and msg.kind not in NOT_HELD else now
             if opening > now:
                 msg.status, msg.send_after, msg.claimed_at = "pending", opening, None
                 msg.attempts = max((msg.attempts or 1) - 1, 0)
@@ -157,7 +180,7 @@ class Sender:
             return "patient opted out"
         if patient is not None and not patient.phone_valid:
             return "phone invalid"
-        if followup is not None and followup.state not in ACTIVE and msg.kind not in ANSWERS:
+        if followup is not None and followup.state not in ACTIVE and msg.kind not in NOT_HELD:
             return f"follow-up is {followup.state}"
         if msg.kind == "reminder" and followup is not None and followup.last_inbound_at is not None:
             return "patient replied"
