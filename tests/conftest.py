@@ -241,3 +241,65 @@ def send_env(env):
     return {**env, "SMS_BACKEND": "twilio", "TWILIO_ACCOUNT_SID": TWILIO_SID, "TWILIO_AUTH_TOKEN": "tok",
             "TWILIO_MESSAGING_SERVICE_SID": "MG" + "2" * 32, "PUBLIC_BASE_URL": "https://outreach.example.org",
             "SEND_WINDOW": "Mon-Sun 00:00-24:00", "SEND_RATE_PER_SECOND": "0"}
+
+
+# --- the console ---------------------------------------------------------------------------------
+
+CONSOLE_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def console_env(web_env):
+    return {**web_env, "SECRET_KEY": "console-secret-for-tests", "CONSOLE_INSECURE_COOKIES": "1"}
+
+
+@pytest.fixture
+def console_app(console_env):
+    from webhooks.app import create_app
+
+    application = create_app(console_env)
+    yield application
+    application.extensions["outreach"]["engine"].dispose()
+
+
+@pytest.fixture
+def make_user(sessions):
+    """A console account with ``CONSOLE_PASSWORD`` set (as if its one-time link had been used)."""
+    from argon2 import PasswordHasher
+
+    from outreach.models import User
+
+    def make(email: str, role: str = "coordinator"):
+        with unit_of_work(sessions) as s:
+            user = User(email=email, role=role, password_hash=PasswordHasher().hash(CONSOLE_PASSWORD))
+            s.add(user)
+        return user
+
+    return make
+
+
+def csrf_token_of(html: str) -> str:
+    import re
+
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+@pytest.fixture
+def console_client(console_app, make_user):
+    """``console_client("coordinator")``: a test client signed in with a new account of that role."""
+    counter = iter(range(1, 1000))
+
+    def signed_in(role: str = "coordinator", email: str | None = None):
+        email = email or f"{role}{next(counter)}@study.example.org"
+        make_user(email, role)
+        client = console_app.test_client()
+        token = csrf_token_of(client.get("/console/sign-in").get_data(as_text=True))
+        response = client.post("/console/sign-in", data={"email": email, "password": CONSOLE_PASSWORD,
+                                                         "csrf_token": token})
+        assert response.status_code == 302, response.get_data(as_text=True)
+        client.csrf = csrf_token_of(client.get("/console/").get_data(as_text=True))
+        return client
+
+    return signed_in

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, redirect, url_for
 from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 
@@ -31,6 +31,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .twilio_views import bp
 
     app.register_blueprint(bp)
+    from console import init_console
+
+    if init_console(app, settings):
+        @app.get("/")
+        def root():
+            return redirect(url_for("console.home"))
 
     @app.get("/healthz")
     def healthz():
@@ -42,7 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return jsonify(status="ok")
 
     @app.errorhandler(403)
-    def forbidden(_exc):
+    def forbidden(_exc):  # the console's pages have their own (console.security)
         return Response("invalid or missing X-Twilio-Signature", status=403, mimetype="text/plain")
 
     return app

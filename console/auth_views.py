@@ -1,0 +1,102 @@
+"""Sign in, sign out, set a password from a one-time link, and the authenticator-app code."""
+from __future__ import annotations
+
+from flask import flash, g, redirect, render_template, request, session, url_for
+
+from outreach.accounts import (AccountError, TotpRequired, authenticate, disable_totp, enable_totp, provisioning_uri,
+                               set_password, start_totp, token_user)
+
+from .blueprint import address, bp, settings, uow
+from .security import now, requires, stamp
+
+
+def _begin_session(user) -> None:
+    session.clear()  # a new session id: nothing from before sign-in carries over
+    session.update(uid=user.id, stamp=stamp(user), seen=now())
+    session.permanent = True
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@requires("public")
+def sign_in():
+    notice = session.pop("notice", None)
+    if request.method == "GET":
+        return render_template("console/sign_in.html", title="Sign in", notice=notice, email="", ask_code=False)
+    email = request.form.get("email", "")
+    try:
+        with uow() as s:
+            user = authenticate(s, email, request.form.get("password", ""), address=address(),
+                                totp_code=request.form.get("code") or None)
+    except TotpRequired as exc:
+        return render_template("console/sign_in.html", title="Sign in", error=str(exc), email=email,
+                               ask_code=True), 200
+    except AccountError as exc:
+        return render_template("console/sign_in.html", title="Sign in", error=str(exc), email=email,
+                               ask_code=bool(request.form.get("code"))), 200
+    _begin_session(user)
+    return redirect(url_for("console.home"))
+
+
+@bp.post("/sign-out")
+@requires("signed_in")
+def sign_out():
+    session.clear()
+    session["notice"] = "You are signed out."
+    return redirect(url_for("console.sign_in"))
+
+
+@bp.route("/set-password/<token>", methods=["GET", "POST"])
+@requires("public")
+def set_password_page(token: str):
+    with uow() as s:
+        user = token_user(s, token)
+        email = user.email if user else None
+    if email is None:
+        return render_template("console/error.html", title="Link not valid",
+                               message="This link has expired or was already used; ask an administrator for a "
+                                       "new one."), 410
+    if request.method == "GET":
+        return render_template("console/set_password.html", title="Choose a password", email=email)
+    password, again = request.form.get("password", ""), request.form.get("again", "")
+    if password != again:
+        return render_template("console/set_password.html", title="Choose a password", email=email,
+                               error="The two passwords are not the same."), 200
+    try:
+        with uow() as s:
+            set_password(s, token, password, address=address())
+    except AccountError as exc:
+        return render_template("console/set_password.html", title="Choose a password", email=email,
+                               error=str(exc)), 200
+    session.clear()
+    session["notice"] = "Your password is set. Sign in with it now."
+    return redirect(url_for("console.sign_in"))
+
+
+@bp.route("/account/two-factor", methods=["GET", "POST"])
+@requires("signed_in")
+def two_factor():
+    user = g.user
+    issuer = settings().org_name
+    if request.method == "POST" and request.form.get("action") == "disable":
+        with uow() as s:
+            disable_totp(s, user, actor=user.email, address=address())
+        flash("The authenticator-app code is turned off for your account.")
+        return redirect(url_for("console.two_factor"))
+    if request.method == "POST":
+        secret = session.get("totp_secret", "")
+        try:
+            with uow() as s:
+                enable_totp(s, user, secret, request.form.get("code", ""), address=address())
+        except AccountError as exc:
+            return render_template("console/two_factor.html", title="Authenticator app", secret=secret,
+                                   uri=provisioning_uri(secret, user.email, issuer), error=str(exc)), 200
+        session.pop("totp_secret", None)
+        session["stamp"] = stamp(user)
+        flash("From now on, signing in asks for the 6-digit code from your authenticator app.")
+        return redirect(url_for("console.home"))
+    if user.totp_secret:
+        return render_template("console/two_factor.html", title="Authenticator app", enabled=True)
+    secret = session.get("totp_secret") or start_totp(user)
+    session["totp_secret"] = secret
+    return render_template("console/two_factor.html", title="Authenticator app", secret=secret,
+                           uri=provisioning_uri(secret, user.email, issuer))

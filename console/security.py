@@ -1,0 +1,144 @@
+"""Who may open what, checked in one place: roles, sign-in, idle timeout, CSRF and security headers.
+
+Every console view is registered with :func:`requires` naming an *area*;
+``AREAS`` says which roles may open each area.  A forbidden page answers 403
+with the same small page whatever it is; a page for signed-in users sends
+anyone else to the sign-in page.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from typing import Callable
+
+from flask import abort, g, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFError
+
+from outreach.accounts import admin_needs_totp, get_user
+from outreach.alerts import open_alert_count
+
+from . import csrf
+from .blueprint import bp, settings, uow
+
+ROLES = ("admin", "coordinator", "researcher")
+AREAS: dict[str, frozenset[str]] = {
+    "public": frozenset(),  # sign-in, set-password: no account needed
+    "signed_in": frozenset(ROLES),  # home, study progress, own account
+    "alerts": frozenset({"admin", "coordinator"}),  # the crisis-alert queue, take and resolve
+    "patients": frozenset({"admin", "coordinator"}),  # search, transcripts, answers, texting, phone
+    "admin": frozenset({"admin"}),  # users and the audit log
+}
+NAVIGATION = [  # (area, endpoint, label)
+    ("signed_in", "console.home", "Home"),
+    ("alerts", "console.alerts", "Crisis alerts"),
+    ("patients", "console.patients", "Patients"),
+    ("patients", "console.inbox", "Inbox"),
+    ("signed_in", "console.progress", "Study progress"),
+    ("admin", "console.users", "Users"),
+    ("admin", "console.audit_log", "Audit log"),
+]
+VIEW_AREAS: dict[str, str] = {}  # endpoint -> area, filled by @requires (the route table test reads it)
+
+
+def now() -> float:
+    """Seconds since the epoch (a seam for the idle-timeout test)."""
+    return time.time()
+
+
+def may_open(role: str | None, area: str) -> bool:
+    return area == "public" or (role is not None and role in AREAS[area])
+
+
+def requires(area: str) -> Callable:
+    """Mark a view with the area it belongs to; checked before the view runs (see ``_check_access``)."""
+    if area not in AREAS:
+        raise ValueError(f"unknown area {area!r}")
+
+    def mark(view: Callable) -> Callable:
+        VIEW_AREAS[f"console.{view.__name__}"] = area
+        view.console_area = area
+        return view
+
+    return mark
+
+
+@bp.before_request
+def _check_access():
+    g.user = None
+    area = VIEW_AREAS.get(request.endpoint or "")
+    if request.endpoint == "console.static":
+        return None
+    if area is None:
+        abort(404)
+    uid, seen = session.get("uid"), session.get("seen", 0)
+    idle = 60 * int(settings().get("SESSION_IDLE_MINUTES"))
+    if uid and now() - seen > idle:
+        session.clear()
+        session["notice"] = "You were signed out after a period without activity. Please sign in again."
+        uid = None
+    if uid:
+        with uow() as s:
+            user = get_user(s, uid)
+            if user is None or user.disabled_at is not None or session.get("stamp") != stamp(user):
+                session.clear()
+            else:
+                g.user = user
+                g.open_alerts = open_alert_count(s) if may_open(user.role, "alerts") else None
+    if area != "public":
+        if g.user is None:
+            return redirect(url_for("console.sign_in"))
+        if not may_open(g.user.role, area):
+            abort(403)
+        session["seen"] = now()
+        session.permanent = True
+    if request.method == "POST":
+        csrf.protect()
+    if g.user is not None and request.endpoint not in ("console.two_factor", "console.sign_out") and \
+            admin_needs_totp(settings(), g.user):
+        return redirect(url_for("console.two_factor"))
+    return None
+
+
+def stamp(user) -> str:
+    """Changes when the user's password or role changes, which signs out their other sessions."""
+    return f"{user.role}:{(user.password_hash or '')[-16:]}"
+
+
+@bp.after_request
+def _headers(response):
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.endpoint != "console.static":
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.app_context_processor
+def _navigation():
+    user = g.get("user")
+    role = user.role if user is not None else None
+    return {"navigation": [(endpoint, label) for area, endpoint, label in NAVIGATION if may_open(role, area)]
+            if user is not None else [],
+            "open_alerts": g.get("open_alerts")}
+
+
+@bp.errorhandler(403)
+def _forbidden(_exc):
+    return render_template("console/error.html", title="Not allowed",
+                           message="Your role does not give access to this page."), 403
+
+
+@bp.errorhandler(404)
+def _not_found(_exc):
+    return render_template("console/error.html", title="Not found", message="There is no such page."), 404
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_error(_exc):
+    return render_template("console/error.html", title="Form not accepted",
+                           message="This form was not sent from a page of this console, or the page was open "
+                                   "too long. Go back, reload the page and try again."), 400

@@ -1,0 +1,193 @@
+"""Who may open what in the console: every route × role, sign-in limits, CSRF, idle timeout, headers.
+
+The real Flask app with the console on, on both databases."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from outreach.models import AuditEvent
+
+from .conftest import CONSOLE_PASSWORD, csrf_token_of
+
+EVERYONE = {"admin", "coordinator", "researcher"}
+STAFF = {"admin", "coordinator"}
+ADMIN = {"admin"}
+PUBLIC = None  # no account needed
+# endpoint -> roles that may open it.  A console route missing here fails test_every_route_is_in_the_table.
+ROUTES = {
+    "console.sign_in": PUBLIC, "console.set_password_page": PUBLIC,
+    "console.sign_out": EVERYONE, "console.home": EVERYONE, "console.progress": EVERYONE,
+    "console.two_factor": EVERYONE,
+    "console.alerts": STAFF, "console.alert_list": STAFF, "console.take": STAFF, "console.resolve": STAFF,
+    "console.flag": STAFF,
+    "console.patients": STAFF, "console.patient": STAFF, "console.show_phone": STAFF, "console.send_text": STAFF,
+    "console.hold": STAFF, "console.release": STAFF, "console.correct_phone": STAFF,
+    "console.inbox": STAFF, "console.inbox_handled": STAFF,
+    "console.users": ADMIN, "console.user_add": ADMIN, "console.user_role": ADMIN, "console.user_disable": ADMIN,
+    "console.user_link": ADMIN, "console.user_enable": ADMIN, "console.audit_log": ADMIN,
+    "console.audit_csv": ADMIN, "console.audit_filter": ADMIN,
+}
+
+
+def _routes(app):
+    """(endpoint, method, path) of every console route, path arguments filled with 1."""
+    out = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("console.") or rule.endpoint == "console.static":
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", "1", rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            out.append((rule.endpoint, method, path))
+    return out
+
+
+def test_every_route_is_in_the_table(console_app):
+    assert {endpoint for endpoint, _, _ in _routes(console_app)} == set(ROUTES)
+
+
+@pytest.mark.parametrize("role", ["admin", "coordinator", "researcher"])
+def test_each_role_opens_exactly_its_routes_and_gets_403_elsewhere(console_app, console_client, role):
+    client = console_client(role)
+    for endpoint, method, path in _routes(console_app):
+        allowed = ROUTES[endpoint]
+        if endpoint == "console.sign_out":
+            continue  # would end this client's session
+        response = client.open(path, method=method, data={"csrf_token": client.csrf})
+        if allowed is None or role in allowed:
+            assert response.status_code != 403, (role, method, path)
+        else:
+            assert response.status_code == 403, (role, method, path, response.status_code)
+            assert "Your role does not give access to this page." in response.get_data(as_text=True)
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(console_app):
+    client = console_app.test_client()
+    for endpoint, method, path in _routes(console_app):
+        if ROUTES[endpoint] is PUBLIC:
+            continue
+        response = client.open(path, method=method)
+        assert response.status_code == 302 and response.headers["Location"].endswith("/console/sign-in"), path
+
+
+def test_navigation_shows_only_what_the_role_may_open(console_client):
+    researcher = console_client("researcher").get("/console/").get_data(as_text=True)
+    assert "Study progress" in researcher
+    for label in ("Crisis alerts", "Patients", "Inbox", "Users", "Audit log"):
+        assert f">{label}" not in researcher
+    admin = console_client("admin").get("/console/").get_data(as_text=True)
+    for label in ("Crisis alerts", "Patients", "Inbox", "Users", "Audit log"):
+        assert f">{label}" in admin
+
+
+def test_console_pages_carry_security_headers(console_client):
+    response = console_client("coordinator").get("/console/alerts")
+    assert response.status_code == 200
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "<script>" not in response.get_data(as_text=True)  # no inline script anywhere
+
+
+def test_session_cookie_is_httponly_samesite_and_secure_unless_told_otherwise(console_env, make_user):
+    from webhooks.app import create_app
+
+    app = create_app({**console_env, "CONSOLE_INSECURE_COOKIES": "0"})
+    try:
+        make_user("secure@study.example.org", "admin")
+        client = app.test_client()
+        token = csrf_token_of(client.get("/console/sign-in", base_url="https://localhost").get_data(as_text=True))
+        response = client.post("/console/sign-in", base_url="https://localhost",
+                               headers={"Referer": "https://localhost/console/sign-in"},
+                               data={"email": "secure@study.example.org", "password": CONSOLE_PASSWORD,
+                                     "csrf_token": token})
+        cookie = response.headers["Set-Cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    finally:
+        app.extensions["outreach"]["engine"].dispose()
+
+
+def test_a_form_without_its_csrf_token_is_refused(console_client):
+    client = console_client("coordinator")
+    response = client.post("/console/alerts/1/resolve", data={"note": "called, safe"})
+    assert response.status_code == 400
+    assert "This form was not sent from a page of this console" in response.get_data(as_text=True)
+
+
+def test_the_sixth_wrong_password_locks_the_account_and_says_nothing_about_existence(console_app, make_user):
+    make_user("lock@study.example.org", "coordinator")
+    client = console_app.test_client()
+    token = csrf_token_of(client.get("/console/sign-in").get_data(as_text=True))
+
+    def attempt(email, password):
+        return client.post("/console/sign-in", data={"email": email, "password": password, "csrf_token": token})
+
+    unknown = attempt("nobody@study.example.org", "wrong password here").get_data(as_text=True)
+    for _ in range(5):
+        wrong = attempt("lock@study.example.org", "wrong password here")
+        assert wrong.status_code == 200
+    message = re.search(r'<div class="error-summary".*?<p>(.*?)</p>', wrong.get_data(as_text=True), re.S).group(1)
+    assert message in unknown  # the same words for an unknown account
+    locked = attempt("lock@study.example.org", CONSOLE_PASSWORD)
+    assert locked.status_code == 200 and message in locked.get_data(as_text=True)
+
+
+def test_idle_sessions_are_signed_out(console_client, monkeypatch):
+    import time
+
+    from console import security
+
+    client = console_client("coordinator")
+    assert client.get("/console/alerts").status_code == 200
+    later = time.time() + 31 * 60
+    monkeypatch.setattr(security, "now", lambda: later)
+    response = client.get("/console/alerts")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/console/sign-in")
+    page = client.get("/console/sign-in").get_data(as_text=True)
+    assert "signed out after a period without activity" in page
+
+
+def test_sign_out_ends_the_session(console_client):
+    client = console_client("coordinator")
+    client.post("/console/sign-out", data={"csrf_token": client.csrf})
+    assert client.get("/console/alerts").status_code == 302
+
+
+def test_without_secret_key_the_console_is_off_and_the_webhooks_run(app, twilio):
+    assert app.test_client().get("/console/").status_code == 404
+    status, _ = twilio.text("+14165550000", "hello")
+    assert status == 200
+
+
+def test_a_researcher_never_sees_a_phone_a_patient_id_or_a_message_body(console_client, make_patient,
+                                                                         make_followup, twilio, run_cli):
+    patient = make_patient(patient_id="SECRET-ID-77", phone="+14165550177")
+    make_followup(patient)
+    twilio.text(patient.phone, "yes")
+    twilio.text(patient.phone, "my private words about my week")
+    run_cli("waves", "launch", "--timepoint", "30", "--yes")
+    client = console_client("researcher")
+    pages = [client.get(path) for path in ("/console/", "/console/progress", "/console/account/two-factor")]
+    for page in pages:
+        html = page.get_data(as_text=True)
+        assert page.status_code == 200
+        for secret in ("SECRET-ID-77", "4165550177", "416-555-0177", "555-0177", "private words"):
+            assert secret not in html
+    assert client.get(f"/console/patients/{patient.id}").status_code == 403
+
+
+def test_viewing_the_alert_queue_is_audited_with_the_address(console_client, twilio, make_patient, make_followup,
+                                                             session):
+    patient = make_patient()
+    make_followup(patient)
+    twilio.text(patient.phone, "I want to kill myself")
+    client = console_client("coordinator", email="coord@study.example.org")
+    html = client.get("/console/alerts", environ_base={"REMOTE_ADDR": "10.1.2.3"}).get_data(as_text=True)
+    assert "I want to kill myself" in html and "Alert #1" in html
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "viewed_alert_queue"))
+    assert event.actor == "coord@study.example.org" and event.address == "10.1.2.3"
+    assert event.details["alert_ids"] == [1]
