@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from .accounts import ROLES
 from .config import ConfigError, Settings, load_settings
 from .db import make_engine, session_factory, unit_of_work, upgrade
 
@@ -107,6 +108,42 @@ def demo_cmd(directory: Path, patients: int, seed: int) -> None:
     run_demo(directory, app_factory=create_app, analyse=analyse_demo, patients=patients, seed=seed, echo=click.echo)
 
 
+@cli.command("serve", help="The console and the worker on the demo's data at http://127.0.0.1:PORT (simulator).")
+@click.option("--dir", "directory", default="demo", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--port", default=5000, show_default=True)
+def serve_cmd(directory: Path, port: int) -> None:
+    from analysis.summary import analyse_demo
+    from webhooks.app import create_app
+
+    from .demo import run_demo
+    from .serve import serve
+
+    def prepare(where: Path) -> None:
+        run_demo(where, app_factory=create_app, analyse=analyse_demo, echo=click.echo)
+
+    serve(directory, port=port, app_factory=create_app, prepare_demo=prepare, echo=click.echo)
+
+
+@cli.group(help="The crisis phrase list: texts coordinators flagged that it missed.")
+def lexicon() -> None:
+    pass
+
+
+@lexicon.command("missed", help="Texts a coordinator flagged as crisis that the phrase list did not catch.")
+@pass_ctx
+def lexicon_missed(ctx: Context) -> None:
+    from .alerts import missed_by_detector
+
+    with unit_of_work(ctx.sessions) as session:
+        missed = missed_by_detector(session)
+    if not missed:
+        click.echo("no flagged texts: the phrase list has missed nothing coordinators saw")
+        return
+    for alert_id, at, text, who in missed:
+        click.echo(f"#{alert_id}  {at:%Y-%m-%d %H:%M} UTC  flagged by {who or 'unknown'}: {text}")
+    click.echo(f"{len(missed)} text(s); add them to the crisis test corpus and the phrase list")
+
+
 @cli.group(help="Crisis alerts: list the open ones, resolve them.")
 def alerts() -> None:
     pass
@@ -149,6 +186,127 @@ def alerts_resolve(ctx: Context, alert_id: int, note: str) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(f"alert {alert_id} resolved")
+
+
+@cli.group(help="Console accounts: add people, list them, disable, change roles, send a new password link.")
+def users() -> None:
+    pass
+
+
+def _set_password_url(ctx: Context, token: str) -> str:
+    base = (ctx.settings.optional("PUBLIC_BASE_URL") or "http://localhost:5000").rstrip("/")
+    return f"{base}/console/set-password/{token}"
+
+
+def _account_command(ctx: Context, action):
+    """Run ``action(session)`` in one unit of work; an AccountError becomes one line on stderr and exit 1."""
+    from .accounts import AccountError
+
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            return action(session)
+    except AccountError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+_ROLE = click.Choice(ROLES, case_sensitive=False)
+
+
+@users.command("add", help="Create a console account and print a one-time link (24 hours) to set its password.")
+@click.argument("email")
+@click.option("--role", required=True, type=_ROLE, help="admin, coordinator or researcher.")
+@pass_ctx
+def users_add(ctx: Context, email: str, role: str) -> None:
+    from .accounts import add_user
+    from .db import current_actor
+
+    user, token = _account_command(ctx, lambda s: add_user(s, email, role, actor=current_actor()))
+    click.echo(f"account created for {user.email} ({user.role}); set a password within 24 hours at: "
+               f"{_set_password_url(ctx, token)}")
+
+
+@users.command("list", help="Every console account: role, active or disabled, 2FA, last sign-in.")
+@pass_ctx
+def users_list(ctx: Context) -> None:
+    from .accounts import list_users
+    from .models import utcnow
+
+    people = _account_command(ctx, list_users)
+    if not people:
+        click.echo("no accounts yet; add one with `outreach users add EMAIL --role admin`")
+        return
+    now = utcnow()
+    width = max(len(u.email) for u in people)
+    click.echo(f"{'email':<{width}}  {'role':<11}  {'status':<14}  {'2FA':<3}  last sign-in")
+    for u in people:
+        if u.disabled_at is not None:
+            status = "disabled"
+        elif u.locked_until is not None and u.locked_until > now:
+            status = "locked"
+        elif u.password_hash is None:
+            status = "no password"
+        else:
+            status = "active"
+        last = f"{u.last_sign_in_at:%Y-%m-%d %H:%M} UTC" if u.last_sign_in_at else "never"
+        click.echo(f"{u.email:<{width}}  {u.role:<11}  {status:<14}  {'on' if u.totp_secret else 'off':<3}  {last}")
+
+
+@users.command("disable", help="Stop an account from signing in (its password links stop working; nothing is deleted).")
+@click.argument("email")
+@pass_ctx
+def users_disable(ctx: Context, email: str) -> None:
+    from .accounts import disable_user
+    from .db import current_actor
+
+    user = _account_command(ctx, lambda s: disable_user(s, email, actor=current_actor()))
+    click.echo(f"account {user.email} disabled")
+
+
+@users.command("enable", help="Let a disabled account sign in again.")
+@click.argument("email")
+@pass_ctx
+def users_enable(ctx: Context, email: str) -> None:
+    from .accounts import enable_user
+    from .db import current_actor
+
+    user = _account_command(ctx, lambda s: enable_user(s, email, actor=current_actor()))
+    click.echo(f"account {user.email} enabled")
+
+
+@users.command("role", help="Change an account's role (admin, coordinator or researcher).")
+@click.argument("email")
+@click.argument("role", type=_ROLE)
+@pass_ctx
+def users_role(ctx: Context, email: str, role: str) -> None:
+    from .accounts import set_role
+    from .db import current_actor
+
+    user = _account_command(ctx, lambda s: set_role(s, email, role, actor=current_actor()))
+    click.echo(f"{user.email} is now {user.role}")
+
+
+@users.command("reset", help="Print a new one-time link (24 hours) to set the password; earlier links stop working.")
+@click.argument("email")
+@click.option("--turn-off-2fa", "turn_off_2fa", is_flag=True,
+              help="Also turn off the authenticator-app code (a lost phone); they can set it up again.")
+@pass_ctx
+def users_reset(ctx: Context, email: str, turn_off_2fa: bool) -> None:
+    from .accounts import AccountError, disable_totp, find_user, new_password_link_token, normalise_email
+    from .db import current_actor
+
+    def reset(session):
+        user = find_user(session, email)
+        if user is None:
+            raise AccountError(f"there is no account for {normalise_email(email)}")
+        if turn_off_2fa and user.totp_secret:
+            disable_totp(session, user, actor=current_actor())
+        return user, new_password_link_token(session, user, actor=current_actor())
+
+    user, token = _account_command(ctx, reset)
+    if turn_off_2fa:
+        click.echo(f"authenticator-app code turned off for {user.email}")
+    click.echo(f"new link for {user.email}; set a password within 24 hours at: {_set_password_url(ctx, token)}")
 
 
 @cli.group(help="Inbound messages.")

@@ -104,3 +104,14 @@ def test_flag_as_crisis_opens_an_alert_pauses_the_survey_and_is_listed_as_missed
             raise AssertionError("flagged twice")
         except ValueError as exc:
             assert "already has alert" in str(exc)
+
+
+def test_lexicon_missed_lists_the_texts_coordinators_flagged(twilio, make_patient, make_followup, sessions, run_cli):
+    assert "no flagged texts" in run_cli("lexicon", "missed").output
+    p = make_patient()
+    make_followup(p)
+    twilio.text(p.phone, "bought a rope today")
+    with unit_of_work(sessions) as s:
+        flag_as_crisis(s, s.scalar(select(Message.id).where(Message.direction == "in")), "c@study.example.org")
+    out = run_cli("lexicon", "missed").output
+    assert "flagged by c@study.example.org: bought a rope today" in out and "1 text(s)" in out

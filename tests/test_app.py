@@ -68,8 +68,8 @@ def test_cli_help_lists_every_command(run_cli):
 
     commands = out.split("Commands:")[1]
     listed = dict(re.findall(r"^  (\S+)\s+(.+)$", commands, re.M))
-    assert set(listed) == {"db", "demo", "import-discharges", "alerts", "inbox", "chat", "waves", "send-due",
-                           "tick", "worker", "export", "report"}
+    assert set(listed) == {"db", "demo", "serve", "import-discharges", "alerts", "users", "lexicon", "inbox", "chat",
+                           "waves", "send-due", "tick", "worker", "export", "report"}
     assert all(len(text) > 10 and not text.endswith("...") for text in listed.values())
 
 
