@@ -5,7 +5,7 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from conversations.machine import ACTIVE, transition
@@ -126,19 +126,25 @@ def alert_queue(session: Session, *, now: dt.datetime, overdue_after: dt.timedel
         .where(Alert.resolved_at.is_(None)).order_by(Alert.opened_at, Alert.id)).all()
     if not rows:
         return []
-    earlier = (
-        select(Alert.id.label("alert_id"), Message.created_at, Message.direction, Message.kind, Message.body,
-               func.row_number().over(partition_by=Alert.id, order_by=Message.id.desc()).label("n"))
-        .join(trigger, trigger.id == Alert.message_id)
-        .join(Message, and_(Message.id < trigger.id, or_(
-            and_(Alert.patient_id.is_not(None), Message.patient_id == Alert.patient_id),
-            and_(Alert.patient_id.is_(None), or_(Message.from_number == trigger.from_number,
-                                                 Message.to_number == trigger.from_number)))))
-        .where(Alert.resolved_at.is_(None), Message.kind.is_distinct_from("alert"))
-        .subquery())
+    def earlier_than_trigger(same_conversation):
+        return (select(Alert.id.label("alert_id"), Message.id.label("message_id"), Message.created_at,
+                       Message.direction, Message.kind, Message.body)
+                .join(trigger, trigger.id == Alert.message_id)
+                .join(Message, and_(Message.id < trigger.id, same_conversation))
+                .where(Alert.resolved_at.is_(None), Message.kind.is_distinct_from("alert")))
+
+    # Two branches, each able to use an index (an OR in one join made PostgreSQL compare every pair).
+    candidates = union_all(
+        earlier_than_trigger(Message.patient_id == Alert.patient_id),
+        earlier_than_trigger(and_(Alert.patient_id.is_(None), or_(Message.from_number == trigger.from_number,
+                                                                  Message.to_number == trigger.from_number))),
+    ).subquery()
+    earlier = select(candidates, func.row_number().over(
+        partition_by=candidates.c.alert_id, order_by=candidates.c.message_id.desc()).label("n")).subquery()
     before: dict[int, list[ContextMessage]] = {}
-    for alert_id, at, direction, kind, body, _n in session.execute(
-            select(earlier).where(earlier.c.n <= context).order_by(earlier.c.alert_id, earlier.c.n.desc())):
+    for alert_id, at, direction, kind, body in session.execute(
+            select(earlier.c.alert_id, earlier.c.created_at, earlier.c.direction, earlier.c.kind, earlier.c.body)
+            .where(earlier.c.n <= context).order_by(earlier.c.alert_id, earlier.c.n.desc())):
         before.setdefault(alert_id, []).append(ContextMessage(at, direction, kind, body or ""))
     return [QueuedAlert(id=a, kind=kind, patient_pk=ppk, patient_id=pid, opened_at=opened, age=now - opened,
                         overdue=now - opened > overdue_after, message=body or "", taken_by=taken_by,

@@ -191,3 +191,50 @@ def test_viewing_the_alert_queue_is_audited_with_the_address(console_client, twi
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "viewed_alert_queue"))
     assert event.actor == "coord@study.example.org" and event.address == "10.1.2.3"
     assert event.details["alert_ids"] == [1]
+
+
+def _secret_of(html: str) -> str:
+    return re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', html).group(1)
+
+
+def test_an_authenticator_code_once_turned_on_is_asked_at_sign_in(console_app, console_client):
+    import pyotp
+
+    client = console_client("admin", email="totp@study.example.org")
+    secret = _secret_of(client.get("/console/account/two-factor").get_data(as_text=True))
+    wrong = client.post("/console/account/two-factor", data={"code": "000000", "csrf_token": client.csrf})
+    assert wrong.status_code == 200 and "There is a problem" in wrong.get_data(as_text=True)
+    right = client.post("/console/account/two-factor",
+                        data={"code": pyotp.TOTP(secret).now(), "csrf_token": client.csrf})
+    assert right.status_code == 302
+    client.post("/console/sign-out", data={"csrf_token": client.csrf})
+
+    fresh = console_app.test_client()
+    token = csrf_token_of(fresh.get("/console/sign-in").get_data(as_text=True))
+    form = {"email": "totp@study.example.org", "password": CONSOLE_PASSWORD, "csrf_token": token}
+    asked = fresh.post("/console/sign-in", data=form)
+    assert asked.status_code == 200 and "6-digit code from your authenticator app" in asked.get_data(as_text=True)
+    assert fresh.get("/console/").status_code == 302  # not signed in yet
+    done = fresh.post("/console/sign-in", data={**form, "code": pyotp.TOTP(secret).now()})
+    assert done.status_code == 302 and fresh.get("/console/users").status_code == 200
+
+
+def test_admins_must_set_up_a_code_first_when_required(console_env, make_user):
+    from webhooks.app import create_app
+
+    app = create_app({**console_env, "REQUIRE_2FA_FOR_ADMINS": "1"})
+    try:
+        make_user("boss@study.example.org", "admin")
+        make_user("coord@study.example.org", "coordinator")
+        for email, expected in [("boss@study.example.org", "/console/account/two-factor"),
+                                ("coord@study.example.org", None)]:
+            client = app.test_client()
+            token = csrf_token_of(client.get("/console/sign-in").get_data(as_text=True))
+            client.post("/console/sign-in", data={"email": email, "password": CONSOLE_PASSWORD, "csrf_token": token})
+            response = client.get("/console/alerts")
+            if expected:
+                assert response.status_code == 302 and response.headers["Location"].endswith(expected)
+            else:
+                assert response.status_code == 200
+    finally:
+        app.extensions["outreach"]["engine"].dispose()
