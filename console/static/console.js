@@ -26,7 +26,7 @@
     function update() {
       var r = count(area.value);
       out.textContent = r.length + " of " + area.maxLength + " characters · " + r.encoding + " · " +
-        (area.value ? r.segments : 0) + " segment" + (r.segments === 1 ? "" : "s");
+        (area.value ? r.segments : 0) + " segment" + (area.value && r.segments === 1 ? "" : "s");
     }
     area.addEventListener("input", update);
     update();
