@@ -238,3 +238,29 @@ def test_every_page_passes_axe_without_serious_violations(live, chromium, make_u
         assert problems == {}
     finally:
         context.close()
+
+
+def test_the_alert_queue_works_from_the_keyboard_alone(live, page, phone_of, make_user, make_patient, make_followup):
+    base, _ = live
+    make_user("keys@study.example.org", "coordinator")
+    patient = make_patient()
+    make_followup(patient)
+    phone_of.text(patient.phone, "I want to kill myself")
+    sign_in(page, base, "keys@study.example.org")
+    page.goto(f"{base}/console/alerts")
+
+    def tab_to(predicate, limit=60):
+        for _ in range(limit):
+            page.keyboard.press("Tab")
+            if page.evaluate(predicate):
+                return
+        raise AssertionError("not reachable with Tab")
+
+    tab_to("document.activeElement.tagName === 'BUTTON' && document.activeElement.textContent.trim() === 'Take'")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("text=taken by keys@study.example.org")
+    tab_to("document.activeElement.tagName === 'TEXTAREA'")
+    page.keyboard.type("Called; safe at home")
+    tab_to("document.activeElement.textContent.trim() === 'Resolve'")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#no-alerts")
