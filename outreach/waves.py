@@ -4,8 +4,9 @@ Eligibility is per treatment episode (stay): one query over all episodes,
 classified in memory; launching writes with set-based statements in chunks.
 A unique constraint on (episode, time point) makes relaunching, or two
 launches at once, harmless.  A patient has at most one conversation at a
-time: when follow-ups of two of their stays fall due together, the later
-stay's wins and the earlier one is excluded as superseded.
+time, and a time point of a stay that falls due once the patient's next stay
+has begun (its admission, else its discharge) is superseded for good: it would
+measure the next stay's outcome, not this one's.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from sqlalchemy import and_, case, distinct, exists, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from conversations.engine import Context, invitation
 
@@ -65,27 +66,31 @@ def check_timepoint(settings: Settings, timepoint: int) -> None:
 def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.date) -> Plan:
     check_timepoint(settings, timepoint)
     window = dt.timedelta(days=int(settings.get("WINDOW_DAYS")))
-    points = int_list(settings, "FOLLOWUP_DAYS")
     has_followup = exists().where(FollowUp.episode_id == Episode.id, FollowUp.timepoint_days == timepoint)
     patient_busy = exists().where(FollowUp.patient_id == Patient.id, FollowUp.state.in_(OPEN_STATES))
     busy = (select(Patient.phone).join(FollowUp, FollowUp.patient_id == Patient.id)
             .where(FollowUp.state.in_(OPEN_STATES)).distinct().scalar_subquery())
+    # When the patient's next stay began (its admission, else its discharge): a time point of this
+    # stay that falls due after it would measure the next stay's outcome, so it is superseded.
+    later = aliased(Episode)
+    next_stay = (select(func.min(func.coalesce(later.admission_date, later.discharge_date)))
+                 .where(later.patient_id == Episode.patient_id, later.discharge_date > Episode.discharge_date)
+                 .scalar_subquery())
     rows = session.execute(
-        select(Episode.id, Episode.discharge_date, Patient.id, Patient.patient_id, Patient.phone, Patient.language,
-               Patient.sms_consent, Patient.opted_out_at.is_not(None), Patient.phone_valid,
+        select(Episode.id, Episode.discharge_date, next_stay, Patient.id, Patient.patient_id, Patient.phone,
+               Patient.language, Patient.sms_consent, Patient.opted_out_at.is_not(None), Patient.phone_valid,
                has_followup, patient_busy, Patient.phone.in_(busy))
         .join(Patient, Patient.id == Episode.patient_id)
-        .order_by(Episode.discharge_date, Episode.id)).all()
-    later_due = _later_stays_due(session, rows, points, as_of, window)
+        .order_by(Episode.discharge_date, Episode.id))
     plan = Plan(timepoint, as_of)
     phones_taken: set[str] = set()
-    for (ep, discharged, pk, pid, phone, lang, consent, opted_out, phone_ok, followed_up, mine_busy,
+    for (ep, discharged, next_began, pk, pid, phone, lang, consent, opted_out, phone_ok, followed_up, mine_busy,
          phone_busy) in rows:
         due = discharged + dt.timedelta(days=timepoint)
         reason = ("already_followed_up" if followed_up else "opted_out" if opted_out else
                   "no_consent" if not consent else "phone_invalid" if not phone_ok else
+                  "superseded" if next_began is not None and next_began <= due else
                   "not_yet_due" if as_of < due else "window_passed" if as_of > due + window else
-                  "superseded" if later_due.get(pk, discharged) > discharged else
                   "patient_busy" if mine_busy else
                   "shared_phone" if phone_busy or phone in phones_taken else None)
         if reason:
@@ -94,30 +99,6 @@ def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.da
             phones_taken.add(phone)
             plan.eligible.append(Candidate(pk, ep, pid, phone, lang or "en", due))
     return plan
-
-
-def _later_stays_due(session: Session, rows: list, points: list[int], as_of: dt.date,
-                     window: dt.timedelta) -> dict[int, dt.date]:
-    """Per readmitted patient, the latest discharge of theirs with a follow-up due on ``as_of`` (at any
-    time point) that has not been made yet: their earlier stays' follow-ups give way to it."""
-    stays: dict[int, list[tuple[int, dt.date]]] = {}
-    for ep, discharged, pk, *_ in rows:
-        stays.setdefault(pk, []).append((ep, discharged))
-    readmitted = {pk: s for pk, s in stays.items() if len(s) > 1}
-    if not readmitted:
-        return {}
-    done: set[tuple[int, int]] = set()
-    episode_ids = [ep for s in readmitted.values() for ep, _ in s]
-    for chunk in _chunks(episode_ids):
-        done.update(session.execute(select(FollowUp.episode_id, FollowUp.timepoint_days)
-                                    .where(FollowUp.episode_id.in_(chunk))).all())
-    out: dict[int, dt.date] = {}
-    for pk, episodes in readmitted.items():
-        for ep, discharged in episodes:
-            if any(discharged + dt.timedelta(days=t) <= as_of <= discharged + dt.timedelta(days=t) + window
-                   and (ep, t) not in done for t in points):
-                out[pk] = max(out.get(pk, discharged), discharged)
-    return out
 
 
 def _chunks(seq: list, size: int = CHUNK) -> Iterable[list]:
