@@ -13,7 +13,7 @@ from outreach.models import AllianceRating, AuditEvent, Episode, FollowUp, Patie
 
 HEADER = "patient_id,phone,discharge_date,sms_consent,alliance_1,alliance_2,alliance_3,alliance_4,alliance_5,alliance_6"
 TODAY = dt.date.today()
-EXPORT = {"EXPORT_KEY": "key-for-episode-tests"}
+EXPORT = {"EXPORT_KEY": "key-for-episode-tests-0123456789abcdef"}
 
 
 def ago(days: int) -> str:
@@ -195,11 +195,25 @@ def test_when_two_stays_fall_due_together_the_later_one_is_followed_up(tmp_path,
     assert [str(d) for d in chosen] == [ago(31)]
 
 
-def test_an_earlier_stay_waits_while_a_later_stay_is_in_conversation(tmp_path, run_cli, session):
-    # The first stay's 90-day follow-up falls due while the second stay's 30-day survey is open.
+def test_a_time_point_due_after_the_next_stay_began_is_superseded_for_good(tmp_path, run_cli, twilio, session):
+    # The first stay's 90-day follow-up falls due after the second stay's discharge: answers would
+    # describe life after the second stay, so it is never asked, not even once the second stay's survey ends.
     imported(run_cli, csv_file(tmp_path, "a.csv", f"M-1,416-555-0101,{ago(92)},yes,2,2,2,2,2,2",
                                f"M-1,416-555-0101,{ago(32)},yes,5,5,5,5,5,5"))
     assert "superseded by a later discharge: 1" in run_cli("waves", "plan", "--timepoint", "90").output
     run_cli("waves", "launch", "--timepoint", "30", "--yes")
+    answer_30_day_survey(twilio, "+14165550101", "8")
     plan = run_cli("waves", "plan", "--timepoint", "90").output
-    assert "0 eligible" in plan and "excluded, another follow-up of this patient is active: 1" in plan
+    assert "0 eligible" in plan and "excluded, superseded by a later discharge: 1" in plan
+
+
+def test_an_admission_date_supersedes_from_the_day_the_next_stay_began(tmp_path, run_cli):
+    # Readmitted 40 days after the first discharge: the 90-day point would fall during the second stay.
+    header = HEADER + ",admission_date"
+    imported(run_cli, csv_file(tmp_path, "a.csv", f"N-1,416-555-0101,{ago(95)},yes,2,2,2,2,2,2,",
+                               f"N-1,416-555-0101,{ago(1)},yes,5,5,5,5,5,5,{ago(55)}", header=header))
+    assert "superseded by a later discharge: 1" in run_cli("waves", "plan", "--timepoint", "90").output
+    imported(run_cli, csv_file(tmp_path, "b.csv", f"O-1,416-555-0102,{ago(95)},yes,2,2,2,2,2,2,",
+                               f"O-1,416-555-0102,{ago(1)},yes,5,5,5,5,5,5,{ago(3)}", header=header))
+    plan = run_cli("waves", "plan", "--timepoint", "90").output
+    assert "1 eligible" in plan  # O-1 went back in after the 90-day point
