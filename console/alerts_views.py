@@ -21,7 +21,12 @@ def _queue(full_page: bool):
         # Each look at the queue (which shows patients' words) is audited; a refresh showing the same
         # alerts again is not a new look.
         if full_page or shown != session.get("alerts_seen"):
-            audit(s, "viewed_alert_queue", actor=actor(), address=address(), alert_ids=shown)
+            # One row per patient shown, so the audit log filtered by a patient finds who saw their words.
+            by_patient: dict[int | None, list[int]] = {}
+            for a in alerts:
+                by_patient.setdefault(a.patient_pk, []).append(a.id)
+            for pk, ids in (by_patient or {None: []}).items():
+                audit(s, "viewed_alert_queue", actor=actor(), address=address(), patient_id=pk, alert_ids=ids)
             session["alerts_seen"] = shown
     return alerts
 

@@ -3,11 +3,18 @@ from __future__ import annotations
 
 from flask import flash, g, redirect, render_template, request, session, url_for
 
-from outreach.accounts import (AccountError, TotpRequired, authenticate, disable_totp, enable_totp, provisioning_uri,
-                               set_password, start_totp, token_user)
+from outreach.accounts import (AccountError, TotpRequired, authenticate, current_code_ok, disable_totp, enable_totp,
+                               get_user, provisioning_uri, set_password, start_totp, token_user)
+from outreach.db import audit
 
 from .blueprint import address, bp, settings, uow
 from .security import now, requires, stamp
+
+
+def get_user_now(user_id: int):
+    """The account as stored now (after a change in an earlier transaction)."""
+    with uow() as s:
+        return get_user(s, user_id)
 
 
 def _begin_session(user) -> None:
@@ -40,6 +47,8 @@ def sign_in():
 @bp.post("/sign-out")
 @requires("signed_in")
 def sign_out():
+    with uow() as s:
+        audit(s, "signed_out", actor=g.user.email, address=address())
     session.clear()
     session["notice"] = "You are signed out."
     return redirect(url_for("console.sign_in"))
@@ -78,8 +87,12 @@ def two_factor():
     user = g.user
     issuer = settings().org_name
     if request.method == "POST" and request.form.get("action") == "disable":
+        if not current_code_ok(user, request.form.get("code")):  # whoever is at an unlocked screen cannot
+            return render_template("console/two_factor.html", title="Authenticator app", enabled=True,
+                                   error="That is not the current code from your authenticator app."), 200
         with uow() as s:
             disable_totp(s, user, actor=user.email, address=address())
+        session["stamp"] = stamp(get_user_now(user.id))
         flash("The authenticator-app code is turned off for your account.")
         return redirect(url_for("console.two_factor"))
     if request.method == "POST":
@@ -91,7 +104,7 @@ def two_factor():
             return render_template("console/two_factor.html", title="Authenticator app", secret=secret,
                                    uri=provisioning_uri(secret, user.email, issuer), error=str(exc)), 200
         session.pop("totp_secret", None)
-        session["stamp"] = stamp(user)
+        session["stamp"] = stamp(get_user_now(user.id))
         flash("From now on, signing in asks for the 6-digit code from your authenticator app.")
         return redirect(url_for("console.home"))
     if user.totp_secret:

@@ -7,18 +7,20 @@ anyone else to the sign-in page.
 """
 from __future__ import annotations
 
-import functools
+import hashlib
+import hmac
 import time
 from typing import Callable
 
-from flask import abort, g, redirect, render_template, request, session, url_for
+from flask import Response, abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError
 
 from outreach.accounts import admin_needs_totp, get_user
 from outreach.alerts import open_alert_count
+from outreach.db import audit
 
 from . import csrf
-from .blueprint import bp, settings, uow
+from .blueprint import address, bp, settings, uow
 
 ROLES = ("admin", "coordinator", "researcher")
 AREAS: dict[str, frozenset[str]] = {
@@ -37,6 +39,7 @@ NAVIGATION = [  # (area, endpoint, label)
     ("admin", "console.users", "Users"),
     ("admin", "console.audit_log", "Audit log"),
 ]
+PASSIVE = {"console.alert_list"}  # refreshed by the page itself: does not count as activity
 VIEW_AREAS: dict[str, str] = {}  # endpoint -> area, filled by @requires (the route table test reads it)
 
 
@@ -73,6 +76,10 @@ def _check_access():
     uid, seen = session.get("uid"), session.get("seen", 0)
     idle = 60 * int(settings().get("SESSION_IDLE_MINUTES"))
     if uid and now() - seen > idle:
+        with uow() as s:
+            user = get_user(s, uid)
+            if user is not None:
+                audit(s, "signed_out", actor=user.email, address=address(), reason="no activity")
         session.clear()
         session["notice"] = "You were signed out after a period without activity. Please sign in again."
         uid = None
@@ -86,10 +93,11 @@ def _check_access():
                 g.open_alerts = open_alert_count(s) if may_open(user.role, "alerts") else None
     if area != "public":
         if g.user is None:
-            return redirect(url_for("console.sign_in"))
+            return _to_sign_in()
         if not may_open(g.user.role, area):
             abort(403)
-        session["seen"] = now()
+        if request.endpoint not in PASSIVE:  # a page refreshing itself is not someone at the screen
+            session["seen"] = now()
         session.permanent = True
     if request.method == "POST":
         csrf.protect()
@@ -99,9 +107,19 @@ def _check_access():
     return None
 
 
+def _to_sign_in():
+    """Send a signed-out visitor to sign in; a part of a page refreshing itself (htmx) makes the whole
+    page go there, rather than showing the sign-in form inside the list."""
+    if request.headers.get("HX-Request"):
+        return Response(status=204, headers={"HX-Redirect": url_for("console.sign_in")})
+    return redirect(url_for("console.sign_in"))
+
+
 def stamp(user) -> str:
-    """Changes when the user's password or role changes, which signs out their other sessions."""
-    return f"{user.role}:{(user.password_hash or '')[-16:]}"
+    """Changes when the user's password, role or authenticator changes, which signs out their other
+    sessions.  A keyed hash: the cookie is signed but readable, so it carries nothing of the password hash."""
+    material = f"{user.id}:{user.role}:{user.password_hash or ''}:{user.totp_secret or ''}".encode()
+    return hmac.new(current_app.secret_key.encode(), material, hashlib.sha256).hexdigest()[:32]
 
 
 @bp.after_request

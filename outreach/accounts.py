@@ -278,7 +278,10 @@ def authenticate(session: Session, email: str, password: str, *, address: str,
 
     def fail(user: User | None, exc: AccountError | None = None) -> NoReturn:
         session.add(SignInAttempt(at=now, email=email, address=address, succeeded=False))
-        if user is not None and not _locked(user, now):
+        if user is None:  # the same work as for an account, so timing says nothing about existence
+            session.flush()
+            _failures_since(session, SignInAttempt.email, email, now - LIMIT_WINDOW)
+        elif not _locked(user, now):
             # failures since the window opened, the last lock ended or the last success, whichever is latest
             since = max(now - LIMIT_WINDOW, user.locked_until or dt.datetime.min,
                         user.last_sign_in_at or dt.datetime.min)
@@ -291,7 +294,9 @@ def authenticate(session: Session, email: str, password: str, *, address: str,
 
     if _failures_since(session, SignInAttempt.address, address, now - LIMIT_WINDOW) >= MAX_FAILURES_PER_ADDRESS:
         fail(None)
-    user = find_user(session, email) if email else None
+    # Lock the account's row first: parallel guesses then queue, and each sees the failures before it
+    # (without it, a burst of guesses on PostgreSQL all had their password checked).
+    user = session.scalar(select(User).where(User.email == email).with_for_update()) if email else None
     right = (_verify(user.password_hash if user is not None else None, password[:MAX_PASSWORD_LENGTH])
              and len(password) <= MAX_PASSWORD_LENGTH)  # bounded work; no stored password is longer
     if user is None or not right or user.disabled_at is not None or _locked(user, now):
@@ -325,6 +330,11 @@ def start_totp(user: User) -> str:
 def provisioning_uri(secret: str, email: str, issuer: str) -> str:
     """The ``otpauth://`` link an authenticator app reads (shown as a QR code or typed in)."""
     return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer)
+
+
+def current_code_ok(user: User, code: str | None) -> bool:
+    """Whether ``code`` is the user's current authenticator code (asked again before turning it off)."""
+    return bool(user.totp_secret) and _totp_ok(user.totp_secret, code)
 
 
 def _totp_ok(secret: str, code: str | None) -> bool:

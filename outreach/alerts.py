@@ -14,6 +14,7 @@ from .config import ConfigError, Settings
 from .db import audit
 from .models import Alert, AuditEvent, FollowUp, Message, Patient, utcnow
 from .phones import PhoneError, parse_phone
+from .repository import lock_phone
 
 
 def on_call_numbers(settings: Settings) -> list[str]:
@@ -59,21 +60,31 @@ class AlertError(ValueError):
     pass
 
 
+def _lock_conversation_of(session: Session, alert: Alert | None) -> Alert | None:
+    """Take the patient's phone lock (the order every writer of a conversation follows), then the
+    alert's row, read afresh."""
+    if alert is None:
+        return None
+    if alert.patient_id is not None:
+        lock_phone(session, session.get(Patient, alert.patient_id).phone)
+    return session.get(Alert, alert.id, with_for_update=True, populate_existing=True)
+
+
 def resolve_alert(session: Session, alert_id: int, note: str, actor: str, address: str | None = None) -> Alert:
     """Close an alert (the CLI and the console both call this).  When no other alert stays open, the
     paused follow-up resumes where it stopped, silently: nothing is sent until the patient writes
     again (their reminders stay off)."""
-    alert = session.get(Alert, alert_id, with_for_update=True)
+    if not note.strip():
+        raise AlertError("a note is required")
+    alert = _lock_conversation_of(session, session.get(Alert, alert_id))
     if alert is None:
         raise AlertError(f"no alert with id {alert_id}")
     if alert.resolved_at is not None:
         raise AlertError(f"alert {alert_id} was already resolved on {alert.resolved_at:%Y-%m-%d %H:%M} UTC")
-    if not note.strip():
-        raise AlertError("a note is required")
     alert.resolved_at, alert.resolved_by, alert.resolution_note = utcnow(), actor, note.strip()
     audit(session, "crisis_alert_resolved", actor=actor, patient_id=alert.patient_id, address=address,
           alert_id=alert.id, note=note.strip())
-    followup = session.get(FollowUp, alert.followup_id) if alert.followup_id else None
+    followup = session.get(FollowUp, alert.followup_id, populate_existing=True) if alert.followup_id else None
     still_open = session.scalar(select(Alert.id).where(Alert.followup_id == alert.followup_id,
                                                        Alert.resolved_at.is_(None), Alert.id != alert.id))
     if followup is not None and followup.state == "crisis" and still_open is None:
@@ -173,10 +184,13 @@ def flag_as_crisis(session: Session, message_id: int, actor: str, address: str |
     msg = session.get(Message, message_id)
     if msg is None or msg.direction != "in":
         raise AlertError(f"no text from a patient with id {message_id}")
+    if msg.patient_id is not None:  # the conversation's lock first, as the webhook takes it
+        lock_phone(session, session.get(Patient, msg.patient_id).phone)
     existing = session.scalar(select(Alert).where(Alert.message_id == message_id))
     if existing is not None:
         raise AlertError(f"this text already has alert #{existing.id}")
-    followup = session.get(FollowUp, msg.followup_id, with_for_update=True) if msg.followup_id else None
+    followup = (session.get(FollowUp, msg.followup_id, populate_existing=True, with_for_update=True)
+                if msg.followup_id else None)
     if followup is not None and followup.state in ACTIVE:
         followup.paused_state = followup.state
         transition(followup, "pause")

@@ -238,3 +238,56 @@ def test_admins_must_set_up_a_code_first_when_required(console_env, make_user):
                 assert response.status_code == 200
     finally:
         app.extensions["outreach"]["engine"].dispose()
+
+
+def test_a_page_refreshing_itself_does_not_keep_a_session_alive(console_client, monkeypatch):
+    import time
+
+    from console import security
+
+    client = console_client("coordinator")
+    start = time.time()
+    client.get("/console/alerts")
+    monkeypatch.setattr(security, "now", lambda: start + 20 * 60)
+    assert client.get("/console/alerts/list", headers={"HX-Request": "true"}).status_code == 200
+    monkeypatch.setattr(security, "now", lambda: start + 31 * 60)  # 31 minutes since a person did anything
+    response = client.get("/console/alerts/list", headers={"HX-Request": "true"})
+    assert response.status_code == 204 and response.headers["HX-Redirect"] == "/console/sign-in"
+
+
+def test_turning_the_authenticator_code_off_needs_the_current_code(console_client):
+    import pyotp
+
+    client = console_client("coordinator")
+    secret = _secret_of(client.get("/console/account/two-factor").get_data(as_text=True))
+    client.post("/console/account/two-factor", data={"code": pyotp.TOTP(secret).now(), "csrf_token": client.csrf})
+    refused = client.post("/console/account/two-factor", data={"action": "disable", "code": "123456",
+                                                               "csrf_token": client.csrf})
+    assert "not the current code" in refused.get_data(as_text=True)
+    client.post("/console/account/two-factor", data={"action": "disable", "code": pyotp.TOTP(secret).now(),
+                                                     "csrf_token": client.csrf})
+    assert "Turn on" in client.get("/console/account/two-factor").get_data(as_text=True)
+
+
+def test_parallel_wrong_guesses_still_lock_the_account(sessions, make_user):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from outreach.accounts import AccountError, authenticate
+    from outreach.db import unit_of_work
+
+    make_user("burst@study.example.org", "coordinator")
+
+    def guess(password):
+        try:
+            with unit_of_work(sessions) as s:
+                authenticate(s, "burst@study.example.org", password, address=f"10.9.0.{hash(password) % 200}")
+            return "in"
+        except AccountError:
+            return "refused"
+
+    attempts = [f"wrong guess number {i}" for i in range(24)]
+    attempts.insert(12, CONSOLE_PASSWORD)  # the right password in the middle of a burst of guesses
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(guess, attempts))
+    assert results == ["refused"] * 25  # more than five wrong guesses came first: locked, though right
+    assert guess(CONSOLE_PASSWORD) == "refused"
