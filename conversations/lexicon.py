@@ -1,4 +1,5 @@
-"""The lexicon (``data/lexicon.toml``): keywords and crisis phrases, loaded once."""
+"""The lexicon (``data/lexicon.toml``): whole-message keywords, loaded once.  Crisis detection is
+:mod:`conversations.crisis` (rules in ``data/crisis_rules.toml``); :func:`is_crisis` delegates to it."""
 from __future__ import annotations
 
 import tomllib
@@ -6,21 +7,20 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from .text import normalize, words
+from . import crisis
+from .text import normalize
 
 
 @dataclass(frozen=True)
 class Lexicon:
     keywords: dict[str, frozenset[str]]
-    crisis_phrases: tuple[str, ...]  # in ``words()`` form, padded with spaces
 
 
 @cache
 def lexicon() -> Lexicon:
     data = tomllib.loads((resources.files("conversations") / "data" / "lexicon.toml").read_text("utf-8"))
     keywords = {kind: frozenset(normalize(w) for w in ws) for kind, ws in data["keywords"].items()}
-    phrases = tuple(sorted({words(p) for lang in data["crisis"].values() for p in lang}))
-    return Lexicon(keywords=keywords, crisis_phrases=phrases)
+    return Lexicon(keywords=keywords)
 
 
 def keyword(text: str) -> str | None:
@@ -45,6 +45,5 @@ def is_acknowledgement(text: str) -> bool:
 
 
 def is_crisis(text: str) -> bool:
-    """True when the message contains any crisis phrase as whole words."""
-    w = words(text)
-    return any(p in w for p in lexicon().crisis_phrases)
+    """True when the crisis detector finds a danger statement in the message (see :mod:`conversations.crisis`)."""
+    return crisis.is_crisis(text)

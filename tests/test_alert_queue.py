@@ -86,7 +86,7 @@ def test_flag_as_crisis_opens_an_alert_pauses_the_survey_and_is_listed_as_missed
                                                                                  sessions, session):
     p = make_patient()
     fu = make_followup(p, state="q_self_efficacy")
-    twilio.text(p.phone, "i have the rope ready tonight")
+    twilio.text(p.phone, "I put my affairs in order today")
     with unit_of_work(sessions) as s:
         message_id = s.scalar(select(Message.id).where(Message.direction == "in"))
         alert = flag_as_crisis(s, message_id, "c@study.example.org", "10.0.0.7")
@@ -96,7 +96,7 @@ def test_flag_as_crisis_opens_an_alert_pauses_the_survey_and_is_listed_as_missed
     with unit_of_work(sessions) as s:
         missed = missed_by_detector(s)
     assert [(a, text, who) for a, _, text, who in missed] == [
-        (alert.id, "i have the rope ready tonight", "c@study.example.org")]
+        (alert.id, "I put my affairs in order today", "c@study.example.org")]
     # The same text cannot be flagged twice.
     with unit_of_work(sessions) as s:
         try:
@@ -110,8 +110,8 @@ def test_lexicon_missed_lists_the_texts_coordinators_flagged(twilio, make_patien
     assert "no flagged texts" in run_cli("lexicon", "missed").output
     p = make_patient()
     make_followup(p)
-    twilio.text(p.phone, "bought a rope today")
+    twilio.text(p.phone, "I made my peace with everything")
     with unit_of_work(sessions) as s:
         flag_as_crisis(s, s.scalar(select(Message.id).where(Message.direction == "in")), "c@study.example.org")
     out = run_cli("lexicon", "missed").output
-    assert "flagged by c@study.example.org: bought a rope today" in out and "1 text(s)" in out
+    assert "flagged by c@study.example.org: I made my peace with everything" in out and "1 text(s)" in out

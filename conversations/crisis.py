@@ -1,0 +1,305 @@
+"""The crisis detector: does an inbound text say the person may be in danger?
+
+Rules are data (``data/crisis_rules.toml``), each with an id and a comment saying what it catches.
+A text is normalised once into one or a few word strings (several only when letters are drawn out,
+``diiiie``), known false-alarm idioms are masked, and the danger rules are matched.  Recall comes
+first: a false alarm costs a coordinator a minute, a miss can cost a life.  Measured on the corpus
+in ``tests/corpus/`` (``python -m benchmarks.crisis_figures``).
+
+Normalisation, in order:
+
+* lower case; curly apostrophes made straight; emoji that signal danger become words (``emo_gun``),
+  other emoji and accents are dropped;
+* a few raw rewrites (``w/o``, ``sewer slide``);
+* letters written one by one (``k i l l``, ``s.u.i.c.i.d.e``) are joined when they make a key word;
+* per word: SMS and Québécois forms (``jveux`` -> ``je veux``, ``chu`` -> ``je suis``, ``pu`` ->
+  ``plus``, ``kms`` -> ``kill myself``); digits and symbols used for letters inside words (``k1ll``,
+  ``$uicide``); French elision (``m'enlever`` -> ``me enlever``, ``n'`` dropped); letters repeated
+  three times or more are read both as two and as one (``tooook`` -> ``took``, ``diiiie`` -> ``die``);
+  words of five letters or more one edit away from a key word are read as it (``suicde``); a ``*``
+  stands for any one letter (``s*icide``); key words run together are split (``killmyself``);
+* phrase rewrites (``do not`` -> ``dont``, ``i m`` -> ``i am``); sentence punctuation becomes ``.``.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from importlib import resources
+
+__all__ = ["Match", "detect", "explain", "is_crisis", "normalise", "rules"]
+
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'", "\u02bc": "'"})
+_MODIFIERS = re.compile("[\U0001F3FB-\U0001F3FF\uFE0F\uFE0E]")
+_LETTERS = {"œ": "oe", "æ": "ae", "ß": "ss", "ø": "o", "ł": "l"}
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "@": "a", "$": "s", "!": "i"})
+_TOKEN = re.compile(r"[a-z0-9$@*'_]+(?:![a-z0-9$@*'_]+)*|[.!?;:,\n]+")
+_ELISION = re.compile(r"^(j|m|t|s|d|l|n|c|qu|jusqu|lorsqu|puisqu)'(.+)$")
+_J_CONSONANT = re.compile(r"^j([bcdfghjklmnpqrstvwxz][a-z]+)$")
+_NUMBERISH = re.compile(r"^\d+[a-z]{0,4}$")  # 10am, 2nd, 30mg: numbers, not letters
+_RUN3 = re.compile(r"([a-z])\1{2,}")
+_RUN2 = re.compile(r"([a-z])\1+")
+_SPACES = re.compile(" {2,}")
+_MAX_VARIANTS = 16
+
+
+@dataclass(frozen=True)
+class Match:
+    rule: str
+    why: str
+
+
+@dataclass(frozen=True)
+class _Rules:
+    words: dict[str, str]
+    elision: dict[str, str]
+    emoji: dict[str, str]
+    raw: tuple[tuple[re.Pattern, str], ...]
+    phrases: tuple[tuple[re.Pattern, str], ...]
+    keys: frozenset[str]          # fuzzy-matched key words (five letters or more)
+    join: frozenset[str]          # words that spaced or run-together letters may form
+    not_fuzzy: frozenset[str]
+    deletes: dict[str, frozenset[str]]
+    spaced: re.Pattern
+    idioms: re.Pattern
+    idiom_ids: tuple[tuple[str, str], ...]
+    danger: re.Pattern
+    danger_ids: tuple[tuple[str, str], ...]
+
+
+def _expand(pattern: str, macros: dict[str, str]) -> str:
+    for _ in range(4):  # macros may use macros
+        new = re.sub(r"\{([A-Z][A-Z0-9_]*)\}", lambda m: macros[m.group(1)], pattern)
+        if new == pattern:
+            break
+        pattern = new
+    return pattern
+
+
+def _combined(entries: list[dict], macros: dict[str, str], kind: str) -> tuple[re.Pattern, tuple]:
+    parts, ids = [], []
+    for i, entry in enumerate(entries):
+        pattern = _expand(entry["pattern"], macros)
+        try:
+            re.compile(pattern)
+        except re.error as exc:  # name the rule: a broken rule must not be hard to find
+            raise ValueError(f"{kind} {entry['id']}: {exc}") from exc
+        parts.append(f"(?P<r{i}>{pattern})")
+        ids.append((entry["id"], " ".join(entry["why"].split())))
+    return re.compile("|".join(parts)), tuple(ids)
+
+
+def _deletes(word: str) -> frozenset[str]:
+    return frozenset(word[:i] + word[i + 1:] for i in range(len(word)))
+
+
+@cache
+def rules() -> _Rules:
+    data = tomllib.loads((resources.files("conversations") / "data" / "crisis_rules.toml").read_text("utf-8"))
+    norm = data["normalise"]
+    macros = data["macros"]
+    keys = frozenset(norm["fuzzy_keys"])
+    join = frozenset(norm["join_words"]) | keys
+    idioms, idiom_ids = _combined(data["idiom"], macros, "idiom")
+    danger, danger_ids = _combined(data["rule"], macros, "rule")
+    return _Rules(
+        words=dict(norm["words"]), elision=dict(norm["elision"]), emoji=dict(norm["emoji"]),
+        raw=tuple((re.compile(p), r) for p, r in norm["raw"]),
+        phrases=tuple((re.compile(_expand(p, macros)), r) for p, r in norm["phrases"]),
+        keys=keys, join=join, not_fuzzy=frozenset(norm["not_fuzzy"]),
+        deletes={k: _deletes(k) for k in keys},
+        spaced=re.compile(r"(?<![\w$@*])[a-z0-9$@](?:[ .\-_]{1,2}[a-z0-9$@]){2,}(?![\w$@*])"),
+        idioms=idioms, idiom_ids=idiom_ids, danger=danger, danger_ids=danger_ids)
+
+
+def _osa1(a: str, b: str) -> bool:
+    """Optimal-string-alignment distance of at most one (a transposition counts as one edit)."""
+    if a == b:
+        return True
+    la, lb = len(a), len(b)
+    if abs(la - lb) > 1:
+        return False
+    i = 0
+    while i < min(la, lb) and a[i] == b[i]:
+        i += 1
+    if la == lb:
+        return a[i + 1:] == b[i + 1:] or (a[i + 1:i + 2] == b[i:i + 1] and a[i:i + 1] == b[i + 1:i + 2]
+                                          and a[i + 2:] == b[i + 2:])
+    return a[i + 1:] == b[i:] if la > lb else a[i:] == b[i + 1:]
+
+
+@lru_cache(maxsize=20000)
+def _fuzzy(word: str) -> str:
+    r = rules()
+    if word in r.join or word in r.not_fuzzy or "_" in word:
+        return word
+    if "*" in word:
+        core = word.strip("*")
+        if "*" in core and len(core) >= 3:
+            rx = re.compile(re.escape(core).replace(r"\*", "[a-z]"))
+            hits = sorted(k for k in r.join if len(k) == len(core) and rx.fullmatch(k))
+            if len(hits) == 1:
+                return hits[0]
+        word = core.replace("*", "")
+    if len(word) >= 5:
+        mine = _deletes(word)
+        hits = sorted(k for k, dels in r.deletes.items() if abs(len(k) - len(word)) <= 1
+                      and (word in dels or k in mine or dels & mine) and _osa1(word, k))
+        if hits:
+            return hits[0]
+        split = _split(word)
+        if split:
+            return split
+    return word
+
+
+def _split(word: str, depth: int = 0) -> str | None:
+    """``killmyself`` -> ``kill myself``: a run-together word made only of key words."""
+    join = rules().join
+    for i in range(1, len(word)):
+        head, tail = word[:i], word[i:]
+        if head in join:
+            if tail in join:
+                return f"{head} {tail}"
+            if depth < 2:
+                rest = _split(tail, depth + 1)
+                if rest:
+                    return f"{head} {rest}"
+    return None
+
+
+def _words(token: str) -> list[str]:
+    """One token (after letter repeats are settled) -> its normalised words."""
+    r = rules()
+    if token in r.words:
+        return r.words[token].split()
+    if "'" in token:
+        m = _ELISION.match(token)
+        if m:
+            head = r.elision.get(m.group(1), m.group(1))
+            return ([head] if head else []) + _words(m.group(2))
+        token = token.replace("'", "")
+        if not token:
+            return []
+        if token in r.words:
+            return r.words[token].split()
+    m = _J_CONSONANT.match(token)
+    if m and token not in r.join:
+        return ["je", *_words(m.group(1))]
+    if token == "_":
+        return []
+    return [_fuzzy(token)] if token else []
+
+
+@lru_cache(maxsize=20000)
+def _token(token: str) -> tuple[str, ...]:
+    """Alternative readings of one raw token, each a string of normalised words."""
+    r = rules()
+    if token in r.words:
+        return (r.words[token],)
+    token = token.strip("'_")
+    if not token:
+        return ("",)
+    if token[0] in ".!?;:,\n":
+        return (".",)
+    if re.search(r"[a-z]", token) and re.search(r"[0134@$!]", token) and not _NUMBERISH.match(token) \
+            and token not in r.words:
+        token = token.translate(_LEET)
+    token = token.replace("!", "")
+    readings = {_RUN3.sub(r"\1\1", token), _RUN3.sub(r"\1", token)}
+    single = _RUN2.sub(r"\1", token)  # "diee" -> "die": a doubled letter in a short key word
+    if single != token and len(single) >= 3 and single in r.join and token not in r.join:
+        readings.add(single)
+    return tuple(dict.fromkeys(" ".join(_words(t)) for t in sorted(readings, key=len, reverse=True)))
+
+
+def _join_spaced(m: re.Match) -> str:
+    joined = re.sub(r"[ .\-_]", "", m.group(0))
+    j = joined.translate(_LEET)
+    r = rules()
+    if j in r.join or _fuzzy(j) != j or _split(j):
+        return f" {joined} "
+    return m.group(0)
+
+
+def _join_pairs(s: str, keys: frozenset[str]) -> str:
+    words = s.split(" ")
+    out: list[str] = []
+    for w in words:
+        if out and out[-1] + w in keys:
+            out[-1] += w
+        else:
+            out.append(w)
+    return " ".join(out)
+
+
+@lru_cache(maxsize=4096)
+def normalise(text: str) -> tuple[str, ...]:
+    """The normalised readings of a text (usually one): lower-case words separated by single spaces,
+    sentence punctuation as ``.``, danger emoji as ``emo_*`` words."""
+    r = rules()
+    s = _MODIFIERS.sub("", (text or "").lower().translate(_APOSTROPHES))
+    s = "".join(f" {r.emoji[c]} " if c in r.emoji else _LETTERS.get(c, c) for c in s)
+    s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+    for rx, rep in r.raw:
+        s = rx.sub(rep, s)
+    s = r.spaced.sub(_join_spaced, s)
+    options = [_token(t) for t in _TOKEN.findall(s)]
+    if any(len(o) > 1 for o in options):
+        combos = 1
+        for o in options:
+            combos *= len(o)
+        if combos <= _MAX_VARIANTS:
+            choices = list(itertools.product(*options))
+        else:
+            choices = [[o[0] for o in options], [o[-1] for o in options]]
+    else:
+        choices = [[o[0] for o in options]]
+    out = []
+    for choice in choices:
+        s = " ".join(w for w in choice if w)
+        s = re.sub(r"(?:\. ?)+", ". ", s).strip()
+        s = re.sub(r"^\. ?", "", s)
+        # adjacent words that make a key word: "over dose", "my self"
+        s = _join_pairs(s, r.keys)
+        for rx, rep in r.phrases:
+            s = rx.sub(rep, s)
+        s = re.sub(r" {2,}", " ", s).strip()
+        if s not in out:
+            out.append(s)
+    return tuple(out)
+
+
+def _first(pattern: re.Pattern, ids: tuple, text: str) -> Match | None:
+    m = pattern.search(text)
+    if m is None:
+        return None
+    rule, why = ids[int(m.lastgroup[1:])]
+    return Match(rule=rule, why=why)
+
+
+def detect(text: str) -> Match | None:
+    """The rule that marks ``text`` as a crisis message, or None."""
+    r = rules()
+    for reading in normalise(text):
+        masked = _SPACES.sub(" ", r.idioms.sub(" ~ ", reading)).strip()
+        found = _first(r.danger, r.danger_ids, masked)
+        if found:
+            return found
+    return None
+
+
+def is_crisis(text: str) -> bool:
+    return detect(text) is not None
+
+
+def explain(text: str) -> dict:
+    """For people writing rules: the readings, the idioms masked and the rule matched."""
+    r = rules()
+    readings = normalise(text)
+    return {"readings": readings,
+            "idioms": [r.idiom_ids[int(m.lastgroup[1:])][0] for x in readings for m in r.idioms.finditer(x)],
+            "match": detect(text)}

@@ -1,0 +1,186 @@
+"""The crisis detector measured on its corpus (tests/corpus/), plus table tests of how it reads texts.
+
+The rules were written from the dev half; the held-out half measures them on messages they were not
+written for.  Recall comes first: a false alarm costs a coordinator a minute, a miss can cost a life.
+"""
+import time
+
+import pytest
+
+from benchmarks.crisis_figures import figures, load
+from conversations import crisis
+from conversations.crisis import Match, detect, is_crisis, normalise
+from conversations.lexicon import is_crisis as lexicon_is_crisis
+
+MIN_RECALL_HELDOUT = 0.97
+MIN_RECALL_WHOLE = 0.99
+MAX_FALSE_ALARMS = 0.02
+
+
+@pytest.fixture(scope="module")
+def measured():
+    return figures()
+
+
+def _listed(rows) -> str:
+    return "\n".join(f"  [{m.half} {m.lang}] {m.text}" for m in rows)
+
+
+def test_the_corpus_is_big_enough_bilingual_and_split_in_halves():
+    messages = load()
+    crisis_msgs = [m for m in messages if m.kind == "crisis"]
+    ordinary = [m for m in messages if m.kind == "ordinary"]
+    assert len(crisis_msgs) >= 400 and len(ordinary) >= 1000
+    for rows in (crisis_msgs, ordinary):
+        dev = sum(m.half == "dev" for m in rows)
+        assert abs(dev - len(rows) / 2) <= 0.05 * len(rows)
+    french = sum(m.lang == "fr" for m in crisis_msgs) / len(crisis_msgs)
+    assert 0.3 <= french <= 0.5
+    texts = [m.text for m in messages]
+    assert len(texts) == len(set(texts)), "a message is in the corpus twice"
+
+
+def test_recall_on_the_held_out_crisis_messages(measured):
+    caught, total = measured.recall["heldout"]
+    missed = [m for m in measured.misses if m.half == "heldout"]
+    assert caught / total >= MIN_RECALL_HELDOUT, \
+        f"held-out recall {caught}/{total} is under {MIN_RECALL_HELDOUT:.0%}; missed:\n{_listed(missed)}"
+
+
+def test_recall_on_the_whole_crisis_corpus(measured):
+    caught, total = measured.recall["whole"]
+    assert caught / total >= MIN_RECALL_WHOLE, \
+        f"recall {caught}/{total} is under {MIN_RECALL_WHOLE:.0%}; missed:\n{_listed(measured.misses)}"
+
+
+def test_false_alarms_on_ordinary_replies(measured):
+    flagged, total = measured.false_alarms["whole"]
+    assert flagged / total <= MAX_FALSE_ALARMS, f"{flagged}/{total} ordinary replies flagged:\n" + "\n".join(
+        f"  [{m.half} {m.lang}] {m.text}   <- {rule}" for m, rule in measured.alarms)
+
+
+def test_it_is_fast(measured):
+    assert measured.ms_per_message < 5  # about 0.3 ms; this only catches a runaway pattern
+
+
+def test_a_long_text_does_not_make_it_crawl():
+    start = time.perf_counter()
+    for text in ("k i l l " * 200, "i dont want to " * 150, "je veux pu " * 200, "a1" * 800):
+        detect(text)
+    assert time.perf_counter() - start < 1
+
+
+# What each normalisation step does, in the reading the rules see.
+@pytest.mark.parametrize("text, reading", [
+    ("Je VEUX Mourir", "je veux mourir"),                        # lower case
+    ("j'ai pensé à ça", "je ai pense a ca"),                     # accents, French elision
+    ("J’veux pu être là", "je veux plus etre la"),               # curly apostrophe, j'veux, pu
+    ("jveux mourir", "je veux mourir"),                          # jveux
+    ("chu pu capable", "je suis plus capable"),                  # chu, pu
+    ("jsuis tanné", "je suis tanne"),                            # jsuis
+    ("chui fatigué", "je suis fatigue"),                         # chui
+    ("m'as me tuer", "je vais me tuer"),                         # Québécois m'as = je vais
+    ("je n'en peux plus", "je en peux plus"),                    # ne dropped
+    ("k1ll mys3lf", "kill myself"),                              # digits for letters
+    ("$uicid@l", "suicidal"),                                    # symbols for letters
+    ("d!e", "die"),                                              # ! inside a word
+    ("7/10 at 10am", "7 10 at 10am"),                            # numbers are left alone
+    ("k i l l myself", "kill myself"),                           # spaced letters
+    ("s.u.i.c.i.d.e", "suicide"),                                # dotted letters
+    ("u r a good team", "you are a good team"),                  # single letters that are words stay
+    ("killmyself", "kill myself"),                               # run together
+    ("i want to over dose", "i want to overdose"),               # split key word
+    ("suicde", "suicide"),                                       # one letter dropped
+    ("sucidal", "suicidal"),                                     # another
+    ("myslef", "myself"),                                        # two letters swapped
+    ("je veux mourrir", "je veux mourir"),                       # one letter added
+    ("s*icide", "suicide"),                                      # * for a letter
+    ("sewer slide", "suicide"),                                  # slang
+    ("kms", "kill myself"),                                      # abbreviation
+    ("I'm gonna", "i am going to"),                              # contractions
+    ("I don't wanna", "i dont want to"),
+    ("i want 2 die", "i want to die"),                           # 2 for to
+    ("i wanna b dead", "i want to be dead"),                     # b for be
+    ("I OD'd", "i overdosed"),                                   # OD'd
+    ("I want to dye", "i want to die"),                          # dye misspelt for die
+    ("I want to dye my hair", "i want to dye my hair"),          # ... but not when it is dye
+    ("ok. bye!", "ok . bye ."),                                  # sentence punctuation
+    ("🔫 me", "emo_gun me"),                                     # danger emoji as words
+    ("😵 tired", "tired"),                                       # other emoji dropped
+    ("je vais courir", "je vais courir"),                        # not "mourir": an ordinary word
+    ("je vais prendre", "je vais prendre"),                      # not "pendre"
+])
+def test_normalisation(text, reading):
+    assert reading in normalise(text)
+
+
+@pytest.mark.parametrize("text, readings", [
+    ("i want to diiiie", {"i want to die"}),
+    ("tooook toooo many", {"took too many"}),
+    ("je veux mouriiiir", {"je veux mourir"}),
+    ("wanna diee", {"want to die"}),
+])
+def test_letters_repeated_are_read_as_two_and_as_one(text, readings):
+    assert readings <= set(normalise(text))
+
+
+# Idioms that must not trigger, and the same idioms next to a real danger statement, which must.
+IDIOMS = [
+    "I'm dying to get back to work", "this weather is killing me", "dead tired today", "killing it at work",
+    "my back is killing me", "I'm so bored I could die", "the cake was to die for", "I almost died laughing",
+    "I nearly killed myself laughing", "my phone died", "I cut myself shaving", "overdosed on chocolate lol",
+    "I'm dying for a coffee", "bored to death", "je meurs de faim", "chu mort de fatigue",
+    "je me tue à travailler", "mon dos me tue", "ça me tue cette chaleur", "mes enfants vont me faire mourir",
+    "ennuyant à mourir", "mort de rire", "mon cell va mourir", "overdose de chocolat",
+    "I quit drinking", "j'ai arrêté de boire", "I drank last weekend", "I take all my pills every day",
+    "oui j'ai pris tous mes médicaments", "I took my meds this morning", "I'm done with that life",
+    "I ended it with my ex", "I can't go on thursday", "I want out of this job", "je veux pu boire",
+    "chu pu capable de mon boss", "j'en peux plus de la chaleur", "je veux en finir avec la boisson",
+    "my wife will kill me if I'm late", "I said goodbye to my dealer for good", "goodbye!",
+    "I gave away my old couch", "the kids jump off the dock", "I took the whole day off",
+    "I bought a bottle of wine", "I don't want to wake up at 6 for work", "💀💀💀", "💊 taken ✅",
+]
+
+
+@pytest.mark.parametrize("text", IDIOMS)
+def test_idioms_and_everyday_talk_do_not_trigger(text):
+    assert detect(text) is None, detect(text)
+
+
+@pytest.mark.parametrize("idiom, danger", [
+    ("I'm dying to see my kids", "but honestly I want to die"),
+    ("this weather is killing me", "and I want to kill myself"),
+    ("dead tired", "I took the whole bottle"),
+    ("je me tue à travailler", "je veux me tuer"),
+    ("I cut myself shaving", "and then I cut my wrists"),
+    ("overdosed on chocolate lol", "no seriously I want to overdose"),
+    ("I'm so bored I could die", "I want to be dead"),
+])
+def test_an_idiom_does_not_cancel_a_danger_statement_in_the_same_message(idiom, danger):
+    assert detect(idiom) is None
+    assert detect(f"{idiom}, {danger}") is not None
+    assert detect(f"{danger}. {idiom}") is not None
+
+
+@pytest.mark.parametrize("text", [
+    "I want to die", "i wanna diiiie", "k i l l myself", "k1ll myself", "kms", "unalive", "sewerslide",
+    "I took too many pills", "j'ai pris toute la bouteille", "je vais prendre toutes mes pilules",
+    "jveux mourir", "chu pu capable", "jsuis pu capable", "je veux m'enlever la vie", "suicde",
+    "everyone would be better off without me", "I hope I don't wake up", "I bought a rope",
+    "i want to 🪦", "me 🔫😵", "🔫🔫", "💊💊💊💊 all of them tonight",
+])
+def test_each_way_of_writing_it_is_caught(text):
+    assert is_crisis(text) and lexicon_is_crisis(text)
+
+
+def test_a_match_names_the_rule_and_why():
+    match = detect("honestly I want to die")
+    assert isinstance(match, Match) and match.rule == "en.want_die" and "want" in match.why
+    assert detect("7") is None and detect("") is None
+
+
+def test_every_rule_has_a_unique_id_and_says_what_it_catches():
+    r = crisis.rules()
+    ids = [i for i, _ in r.danger_ids + r.idiom_ids]
+    assert len(ids) == len(set(ids))
+    assert all(why.strip() for _, why in r.danger_ids + r.idiom_ids)
