@@ -6,9 +6,12 @@ the variable.  The README's configuration table mirrors ``SETTINGS``.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
+from urllib.parse import urlsplit
 
 
 class ConfigError(RuntimeError):
@@ -36,8 +39,10 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "TWILIO_ACCOUNT_SID": (None, "Twilio account SID (needed by the twilio backend)."),
     "TWILIO_MESSAGING_SERVICE_SID": (None, "Messaging service to send from (or TWILIO_FROM_NUMBER)."),
     "TWILIO_FROM_NUMBER": (None, "Sender number when no messaging service is used."),
-    "TWILIO_API_BASE_URL": (None, "Override of the Twilio API host (loopback testing)."),
-    "EXPORT_KEY": (None, "Key of the HMAC that turns patient ids into export pseudonyms (secret)."),
+    "TWILIO_API_BASE_URL": (None, "Override of the Twilio API host (loopback testing): https, or http to a "
+                                  "loopback address only."),
+    "EXPORT_KEY": (None, "Key of the HMAC that turns patient ids into export pseudonyms (secret, at least 32 "
+                         "characters: python -c \"import secrets; print(secrets.token_hex(32))\")."),
     "SUPPRESS_BELOW": ("5", "Counts from 1 to this minus one are shown as '<N' in reports."),
     "HELP_CONTACT": (None, "Phone number given to patients who text HELP (required by the web app)."),
     "CRISIS_LINE": ("988", "Crisis line named in the safety reply (call or text)."),
@@ -59,9 +64,45 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
 }
 
 
+# Never shown by ``repr(settings)``; the database URL is shown without its password.
+SECRETS = ("TWILIO_AUTH_TOKEN", "EXPORT_KEY", "SECRET_KEY")
+EXPORT_KEY_MIN_LENGTH = 32
+MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_hex(32))"'
+
+
+def hide_password(url: str) -> str:
+    """A database URL as it may be shown: its password replaced by ``***``."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can read: hide whatever sits between ``user:`` and ``@``
+        return re.sub(r"(//[^/:@]*:)[^@/]*@", r"\1***@", url)
+
+
 @dataclass(frozen=True)
 class Settings:
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+
+    def __repr__(self) -> str:
+        """The settings this service reads that are set, secrets masked (never the whole environment)."""
+        from .logs import mask_text
+
+        shown = []
+        for name in SETTINGS:
+            value = self.env.get(name)
+            if value in (None, ""):
+                continue
+            if name in SECRETS:
+                value = "***"
+            elif name == "DATABASE_URL":
+                value = hide_password(value)
+            else:
+                value = mask_text(value)  # ALERT_SMS_TO: the on-call coordinators' own phones
+            shown.append(f"{name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
 
     def get(self, name: str) -> str:
         value = self.env.get(name)
@@ -98,6 +139,45 @@ class Settings:
     @property
     def org_name(self) -> str:
         return self.get("ORG_NAME")
+
+    @property
+    def export_key(self) -> bytes:
+        """``EXPORT_KEY`` as bytes; refused when missing or shorter than 32 characters (a short key lets
+        anyone who knows the patient ids recompute the pseudonyms by trying keys)."""
+        key = self.require("EXPORT_KEY")
+        if len(key) < EXPORT_KEY_MIN_LENGTH:
+            raise ConfigError(f"EXPORT_KEY is too short ({len(key)} characters; at least {EXPORT_KEY_MIN_LENGTH} "
+                              f"are needed); make one with: {MAKE_A_KEY}")
+        return key.encode("utf-8")
+
+    @property
+    def twilio_api_base_url(self) -> str | None:
+        """``TWILIO_API_BASE_URL`` (None when unset): https, or plain http to a loopback address only
+        (127.x, ::1, localhost), so the auth token never crosses a network unencrypted."""
+        value = self.optional("TWILIO_API_BASE_URL")
+        if not value:
+            return None
+        try:
+            parts = urlsplit(value)
+            host = parts.hostname
+        except ValueError:
+            parts, host = None, None
+        if parts is None or not host or parts.scheme not in ("https", "http"):
+            raise ConfigError(f"TWILIO_API_BASE_URL must be an https URL such as https://api.twilio.com, "
+                              f"not {value!r}")
+        if parts.scheme == "http" and not _is_loopback(host):
+            raise ConfigError(f"TWILIO_API_BASE_URL must use https (plain http is allowed for a loopback "
+                              f"address only: 127.x, ::1 or localhost), not {value!r}")
+        return value.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def int_list(settings: "Settings", name: str) -> list[int]:

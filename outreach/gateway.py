@@ -47,10 +47,10 @@ class TwilioGateway:
         self.from_number = settings.optional("TWILIO_FROM_NUMBER")
         if not (self.service_sid or self.from_number):
             raise ConfigError("TWILIO_MESSAGING_SERVICE_SID or TWILIO_FROM_NUMBER is not set")
+        base = settings.twilio_api_base_url  # https, or http to a loopback address only (ConfigError otherwise)
         self.client = Client(account, token, http_client=TwilioHttpClient(timeout=30))
-        base = settings.optional("TWILIO_API_BASE_URL")
         if base:
-            self.client.api.base_url = base.rstrip("/")
+            self.client.api.base_url = base
 
     def send(self, to: str, body: str, status_callback: str | None) -> SendResult:
         from twilio.base.exceptions import TwilioRestException

@@ -13,7 +13,7 @@ from analysis.dataset import CONTRACT, linked_dataset
 from outreach.db import unit_of_work
 from outreach.models import AuditEvent, FollowUp, Message
 
-KEY = "export-key-for-tests"
+KEY = "export-key-for-tests-0123456789abcdef"  # 32+ characters, as EXPORT_KEY must be
 
 
 @pytest.fixture
@@ -120,3 +120,73 @@ def test_parquet_and_bad_extension(filled, run_cli, tmp_path):
     assert len(pd.read_parquet(out)) == 6
     bad = run_cli("export", "--out", str(tmp_path / "r.xlsx"), extra_env={"EXPORT_KEY": KEY})
     assert bad.exit_code != 0 and "--format" in bad.output
+
+
+def _export_events(session):
+    session.rollback()
+    return {e.action: e for e in session.scalars(select(AuditEvent).where(AuditEvent.action.like("identified_export%"))
+                                                 .order_by(AuditEvent.id))}
+
+
+def test_an_identified_export_is_audited_before_it_is_written_and_its_checksum_after(filled, run_cli, tmp_path,
+                                                                                     session, monkeypatch):
+    import analysis.export
+    import os
+    import stat
+
+    out = tmp_path / "identified.csv"
+    real_write = analysis.export.write
+    seen_before_writing = []
+
+    def write_and_look(df, path, fmt, **kwargs):  # what is in the database (committed) when writing starts
+        seen_before_writing.append(dict(_export_events(session)))
+        return real_write(df, path, fmt, **kwargs)
+
+    monkeypatch.setattr(analysis.export, "write", write_and_look)
+    result = run_cli("export", "--out", str(out), "--identified", "--reason", "linkage with registry",
+                     extra_env={"EXPORT_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    [before] = seen_before_writing
+    assert list(before) == ["identified_export"]  # committed before a byte was written
+    started = before["identified_export"]
+    assert started.details["file"] == str(out.absolute()) and started.details["rows"] == 6
+    assert started.details["reason"] == "linkage with registry" and started.actor.startswith("cli:")
+    events = _export_events(session)
+    written = events["identified_export_written"]
+    assert written.details["export_id"] == started.id and written.actor == started.actor
+    assert written.details["file"] == str(out.absolute()) and written.details["rows"] == 6
+    assert written.details["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    codebook = tmp_path / "identified.codebook.csv"
+    assert written.details["codebook_sha256"] == hashlib.sha256(codebook.read_bytes()).hexdigest()
+    for path in (out, codebook):  # readable by their owner only
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("test.db")) == [
+        "identified.codebook.csv", "identified.csv"]  # no staging folder left behind
+
+
+@pytest.mark.parametrize("how", ["folder is a file", "disk full"])
+def test_an_identified_export_that_cannot_be_written_is_audited_as_failed(filled, run_cli, tmp_path, session,
+                                                                          monkeypatch, how):
+    import analysis.export
+
+    if how == "folder is a file":
+        (tmp_path / "not-a-folder").write_text("x")
+        out = tmp_path / "not-a-folder" / "identified.csv"
+    else:
+        out = tmp_path / "identified.csv"
+
+        def full(df, path, fmt, **kwargs):
+            path.write_text("half a file")
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(analysis.export, "write", full)
+    result = run_cli("export", "--out", str(out), "--identified", "--reason", "linkage", extra_env={"EXPORT_KEY": KEY})
+    assert result.exit_code == 1
+    assert "the identified export could not be written" in result.output
+    events = _export_events(session)
+    assert list(events) == ["identified_export", "identified_export_failed"]
+    failed = events["identified_export_failed"]
+    assert failed.details["export_id"] == events["identified_export"].id
+    assert failed.details["file"] == str(out.absolute()) and failed.details["error"]
+    assert not out.exists() and not out.with_name("identified.codebook.csv").exists()
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(("test.db", "not-a-folder"))] == []

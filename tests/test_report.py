@@ -131,6 +131,6 @@ def test_suppressor():
 
 def test_report_command_on_a_real_database(run_cli, make_patient, make_followup, tmp_path):
     make_followup(make_patient())
-    result = run_cli("report", "--out", str(tmp_path / "rep"), extra_env={"EXPORT_KEY": "k"})
+    result = run_cli("report", "--out", str(tmp_path / "rep"), extra_env={"EXPORT_KEY": "k" * 32})
     assert result.exit_code == 0, result.output
     assert "too small" in (tmp_path / "rep" / "report.md").read_text()
