@@ -17,7 +17,11 @@ from .models import AuditEvent
 
 def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
     """An engine for ``url``.  On SQLite every transaction takes the write lock at BEGIN
-    (``immediate``) so read-then-write units of work queue instead of failing."""
+    (``immediate``) so read-then-write units of work queue instead of failing.
+
+    Always with ``hide_parameters=True``: a database error's message (logged, or stored on a row) then
+    never carries the values bound to the statement (phone numbers, message bodies)."""
+    kwargs["hide_parameters"] = True
     if url.startswith("sqlite"):
         kwargs.setdefault("connect_args", {"timeout": 30})
         engine = create_engine(url, **kwargs)
@@ -96,12 +100,15 @@ def _os_user() -> str:
 
 
 def audit(bind: Session | Connection, action: str, *, actor: str | None = None,
-          patient_id: int | None = None, address: str | None = None, **details: Any) -> None:
+          patient_id: int | None = None, address: str | None = None, **details: Any) -> AuditEvent | None:
     """Record who did what, from which address (the client's IP address, for console actions), in the
-    caller's transaction (an ORM session or a Core connection)."""
+    caller's transaction (an ORM session or a Core connection).  In a session it returns the new row
+    (its ``id`` is set at the next flush)."""
     row = dict(actor=actor or current_actor(), action=action, patient_id=patient_id,
                address=address[:64] if address else None, details=details)
     if isinstance(bind, Session):
-        bind.add(AuditEvent(**row))
-    else:
-        bind.execute(insert(AuditEvent), row)
+        event = AuditEvent(**row)
+        bind.add(event)
+        return event
+    bind.execute(insert(AuditEvent), row)
+    return None

@@ -22,6 +22,7 @@ from conversations.machine import ACTIVE
 from .config import Settings, number
 from .db import audit, unit_of_work
 from .gateway import GatewayError, SmsGateway
+from .logs import error_summary
 from .models import FollowUp, Message, Patient, utcnow
 from .phones import mask
 from .quiet_hours import parse_window
@@ -201,7 +202,8 @@ class Sender:
     def _failed(self, message_id: int, exc: GatewayError, stats: SendStats) -> None:
         with unit_of_work(self.sessions) as s:
             msg = s.get(Message, message_id)
-            msg.error_code, msg.error_message, msg.claimed_at = exc.code, str(exc)[:2000], None
+            # The type and a cleaned summary: Twilio's message may quote the number ("The 'To' number …").
+            msg.error_code, msg.error_message, msg.claimed_at = exc.code, error_summary(exc), None
             patient = s.get(Patient, msg.patient_id) if msg.patient_id else None
             followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
             if exc.retryable and msg.attempts < MAX_ATTEMPTS:
@@ -211,7 +213,7 @@ class Sender:
                 return
             msg.status = "failed"
             stats.failed += 1
-            log.warning("message %s to %s failed: %s", msg.id, mask(msg.to_number), exc)
+            log.warning("message %s to %s failed: %s", msg.id, mask(msg.to_number), error_summary(exc))
             if exc.code in INVALID_NUMBER and patient is not None:
                 patient.phone_valid = False
                 audit(s, "phone_invalid", actor="twilio", patient_id=patient.id, error_code=exc.code)

@@ -18,6 +18,7 @@ from .accounts import add_user, find_user, set_password
 from .config import load_settings
 from .db import make_engine, session_factory, unit_of_work, upgrade
 from .gateway import SimulatorGateway
+from .logs import error_summary
 from .sender import Sender
 from .worker import every_minute
 
@@ -54,7 +55,7 @@ def _work(sessions: sessionmaker[Session], settings: Any, stop: threading.Event,
                 last_tick = time.monotonic()
             sender.send_due(max_batches=1)
         except Exception as exc:  # keep serving; say what went wrong in one line
-            echo(f"worker: {type(exc).__name__}: {exc}")
+            echo(f"worker: {error_summary(exc)}")
         stop.wait(2)
 
 

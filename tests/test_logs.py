@@ -26,3 +26,58 @@ def test_twilio_request_logging_is_quiet():
 
 def test_mask_text_leaves_other_numbers_alone():
     assert mask_text("wave 12 sent 300 messages in 4.5 s") == "wave 12 sent 300 messages in 4.5 s"
+
+
+def test_phone_numbers_are_masked_in_tracebacks_and_exception_messages():
+    stream = io.StringIO()
+    handler = configure_logging(stream)
+    old_stream = handler.setStream(stream)
+    try:
+        try:
+            raise ValueError("cannot text +14165550123 or (416) 555-0124 or +33 6 12 34 56 78")
+        except ValueError:
+            logging.getLogger("outreach.test").exception("while texting 06 12 34 56 79")
+    finally:
+        handler.setStream(old_stream)
+    out = stream.getvalue()
+    assert "Traceback" in out and "ValueError" in out and "+1******0123" in out
+    for raw in ("4165550123", "555-0124", "12 34 56 78", "34 56 79"):
+        assert raw not in out, raw
+
+
+def test_national_and_grouped_formats_are_masked():
+    for raw in ("+1 416 555 0123", "+1-416-555-0123", "1-416-555-0123", "416.555.0123", "(416)555-0123",
+                "4165550123", "+33 6 12 34 56 78", "06 12 34 56 78", "06.12.34.56.78", "07700 900123"):
+        masked = mask_text(f"call {raw} now")
+        assert raw not in masked and masked.startswith("call ") and masked.endswith(" now"), (raw, masked)
+
+
+def test_dates_times_ids_and_amounts_are_left_alone():
+    for text in ("2026-11-30 12:34:56,789 INFO", "wave 1234 at 09:30", "alert #17 opened at 10:05 (Nov 30)",
+                 "SM0123456789abcdef0123456789abcdef", "took 0.0123456 s", "version 1.2.3"):
+        assert mask_text(text) == text
+
+
+def test_database_driver_details_and_quoted_values_never_reach_a_log_line():
+    """What a database error copies from the data: PostgreSQL's DETAIL (the failing row), CONTEXT, a quoted
+    value, SQLAlchemy's parameter list.  Names of columns and constraints stay."""
+    from outreach.logs import error_summary, scrub_exception_text
+
+    text = ('(psycopg.errors.NotNullViolation) null value in column "status" of relation "messages" violates '
+            'not-null constraint\nDETAIL:  Failing row contains (1, out, I feel awful, +14165550123).\n'
+            '[SQL: INSERT INTO messages (body) VALUES (%(body)s)]\n'
+            "[parameters: {'body': 'I feel awful'}]\n(Background on this error at: https://sqlalche.me/e/20/gkpj)")
+    clean = scrub_exception_text(text)
+    assert "awful" not in clean and "0123" not in clean and "Background" not in clean
+    assert 'column "status" of relation "messages"' in clean and "[SQL: INSERT INTO messages" in clean
+    assert scrub_exception_text('invalid input syntax for type integer: "I feel awful"') == \
+        "invalid input syntax for type integer: '…'"
+
+    class IntegrityError(Exception):
+        pass
+
+    assert error_summary(IntegrityError(text)) == (
+        'IntegrityError: (psycopg.errors.NotNullViolation) null value in column "status" of relation "messages" '
+        'violates not-null constraint')
+    assert error_summary(RuntimeError("engine exploded")) == "RuntimeError: engine exploded"
+    assert error_summary(KeyError("I feel awful")) == "KeyError: '…'"

@@ -129,7 +129,7 @@ def test_failure_reasons_are_shown_to_coordinators(wave, sender, run_cli, send_e
     responses.add_callback(responses.POST, API, callback=lambda r: error_reply(400, 21211))
     sender().send_due()
     out = run_cli("waves", "status", extra_env=send_env).output
-    assert "3 x failed: error 21211, Twilio 400 error 21211" in out
+    assert "3 x failed: error 21211, GatewayError: Twilio 400 error 21211" in out  # the type and a summary
 
 
 @responses.activate
