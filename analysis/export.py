@@ -1,9 +1,18 @@
-"""Writing the linked dataset for a statistics package, with its codebook beside it."""
+"""Writing the linked dataset for a statistics package, with its codebook beside it.
+
+CSV cells a spreadsheet would run as a formula get a leading apostrophe (:mod:`outreach.csvsafe`);
+numbers are left alone.  ``private=True`` creates the files readable by their owner only (0600).
+"""
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
+
+from outreach.csvsafe import PRIVATE_MODE, private_files, safe_frame
 
 from .codebook import BY_NAME, Variable
 
@@ -49,11 +58,30 @@ def _for_stats_package(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write(df: pd.DataFrame, path: Path, fmt: str) -> Path:
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write(df: pd.DataFrame, path: Path, fmt: str, *, private: bool = False) -> Path:
+    """Write ``df`` to ``path`` in ``fmt`` and its codebook beside it (always CSV).  ``private``: both files
+    are created with mode 0600 (and made 0600 if they already existed)."""
     path = Path(path)
+    with private_files() if private else contextlib.nullcontext():
+        _write(df, path, fmt)
+    if private:
+        for written in (path, codebook_path(path)):
+            os.chmod(written, PRIVATE_MODE)
+    return path
+
+
+def _write(df: pd.DataFrame, path: Path, fmt: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
-        df.to_csv(path, index=False)
+        safe_frame(df).to_csv(path, index=False)
     elif fmt == "parquet":
         df.to_parquet(path, index=False)
     elif fmt in ("dta", "sav"):
@@ -68,5 +96,4 @@ def write(df: pd.DataFrame, path: Path, fmt: str) -> Path:
         writer(data, str(path), column_labels=labels, variable_value_labels=value_labels)
     else:
         raise ExportError(f"unknown format {fmt!r}: use csv, parquet, dta or sav")
-    codebook(df).to_csv(codebook_path(path), index=False)
-    return path
+    safe_frame(codebook(df)).to_csv(codebook_path(path), index=False)

@@ -15,7 +15,7 @@ from outreach.audit_log import (AuditFilterError, actions, parse_filters, patien
 from outreach.audit_log import audit_csv as make_csv
 from outreach.models import utcnow
 
-from .blueprint import actor, address, bp, uow, zone
+from .blueprint import actor, address, bp, settings, uow, zone
 from .security import requires
 
 PAGE_SIZE = 500
@@ -36,7 +36,9 @@ def _users_page(*, error: str | None = None, link: dict | None = None, form: dic
 
 
 def _link(email: str, token: str) -> dict:
-    return {"email": email, "url": request.host_url + "console/set-password/" + token}
+    # The public address when it is known: behind a proxy, the request's host may be an internal one.
+    base = (settings().optional("PUBLIC_BASE_URL") or request.host_url).rstrip("/")
+    return {"email": email, "url": f"{base}/console/set-password/{token}"}
 
 
 @bp.get("/users")

@@ -11,7 +11,6 @@ daylight-saving time is 23 or 25 hours long, as it should be).
 """
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import io
 import json
@@ -22,12 +21,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from .csvsafe import SafeWriter
 from .db import audit
 from .models import AuditEvent, Patient
 
 UTC = dt.timezone.utc
 CSV_COLUMNS = ("at", "actor", "action", "patient", "address", "details")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run these as a formula
 
 
 class AuditFilterError(ValueError):
@@ -192,23 +191,17 @@ def read_audit_log(session: Session, *, viewer: str, address: str | None = None,
     return rows, more
 
 
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
 def audit_csv(rows: list[AuditRow], zone: ZoneInfo | str | None = None) -> str:
     """CSV with a header and one line per row: ``at`` (ISO 8601 with its UTC offset, in ``zone``; UTC when
     not given), actor, action, patient (study id), address, details (JSON).  Cells a spreadsheet would
     read as a formula get a leading apostrophe."""
     tz = _zone(zone)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = SafeWriter(out, lineterminator="\r\n")  # formula-like cells get a leading apostrophe
     writer.writerow(CSV_COLUMNS)
     for r in rows:
         at = r.at.replace(tzinfo=UTC).astimezone(tz).isoformat(timespec="seconds")
-        writer.writerow([at, _cell(r.actor), _cell(r.action), _cell(r.patient_study_id), _cell(r.address),
-                         r.details_json])
+        writer.writerow([at, r.actor, r.action, r.patient_study_id, r.address, r.details_json])
     return out.getvalue()
 
 

@@ -3,7 +3,8 @@
 All-or-nothing by default: every problem in the file is reported as
 ``line N: column: problem`` (N the physical line, header = 1) and nothing is
 written.  With ``skip_invalid`` the valid rows are written and the invalid
-ones go to ``<name>.rejected.csv`` beside the input.
+ones go to ``<name>.rejected.csv`` beside the input (mode 0600, phone numbers masked unless
+``keep_identifiers``).
 
 A patient (by ``patient_id``) has one episode per stay.  A row is matched to a
 stay by the site's ``episode_id`` when the file has one, else by its discharge
@@ -28,6 +29,7 @@ from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from .config import Settings
+from .csvsafe import SafeWriter, open_private
 from .db import audit
 from .instrument import Instrument, load_instrument
 from .models import AllianceRating, Answer, Episode, FollowUp, Patient
@@ -285,7 +287,7 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator) -> tupl
 
 def import_discharges(session: Session, path: Path, settings: Settings, *, skip_invalid: bool = False,
                       allow_rating_changes: bool = False, today: dt.date | None = None,
-                      actor: str | None = None) -> ImportResult:
+                      actor: str | None = None, keep_identifiers: bool = False) -> ImportResult:
     instrument = load_instrument(settings.get("ALLIANCE_INSTRUMENT"))
     today = today or dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
     text = decode(Path(path).read_bytes())
@@ -304,14 +306,16 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
         return result
     if bad:
         result.rejected_path = rejected_path(Path(path))
-        write_rejected(result.rejected_path, names, bad)
+        write_rejected(result.rejected_path, names, bad, keep_identifiers=keep_identifiers)
     apply_upsert(session, plan, instrument, actor=actor)
     result.new_patients, result.new_episodes = len(plan.new_patients), len(plan.new_episodes)
     result.updated, result.unchanged = plan.updated, plan.unchanged
     result.rating_changes = len(plan.rating_changes)
+    rejects = {"rejected_file": result.rejected_path.name, "rejected_file_identified": keep_identifiers} \
+        if result.rejected_path else {}
     audit(session, "import_discharges", actor=actor, file=Path(path).name, new_patients=result.new_patients,
           new_episodes=result.new_episodes, updated=result.updated, unchanged=result.unchanged,
-          rejected=result.rejected)
+          rejected=result.rejected, **rejects)
     result.written = True
     return result
 
@@ -320,12 +324,21 @@ def rejected_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.rejected{path.suffix or '.csv'}")
 
 
-def write_rejected(path: Path, names: list[str], rows: Iterable[_Row]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
+def write_rejected(path: Path, names: list[str], rows: Iterable[_Row], *, keep_identifiers: bool = False) -> None:
+    """The rejected rows with an ``error`` column, readable by the owner only (mode 0600).  Phone numbers
+    are masked (the ``phone`` column keeps its last two digits; a number in any other cell is masked
+    too) unless ``keep_identifiers``; cells a spreadsheet would run as a formula get a leading ``'``."""
+    from .logs import mask_text
+    from .phones import mask_raw
+
+    phone_at = names.index("phone") if "phone" in names else None
+    with open_private(path, encoding="utf-8", newline="") as fh:
+        writer = SafeWriter(fh)
         writer.writerow(names + ["error"])
         for r in rows:
             cells = (r.raw + [""] * len(names))[: len(names)]
+            if not keep_identifiers:
+                cells = [mask_raw(v) if i == phone_at and v.strip() else mask_text(v) for i, v in enumerate(cells)]
             writer.writerow(cells + ["; ".join(f"{c}: {m}" for c, m in r.problems)])
 
 
@@ -404,11 +417,16 @@ def plan_upsert(session: Session, rows: list[_Row], instrument: Instrument, *,
     plan = UpsertPlan()
     plan.people = people = _load_people(session, list({r.record["patient_id"] for r in rows}))
     accepted: dict[str, list[dict[str, Any]]] = {}
+    matched: dict[int, int] = {}  # stored stay -> the line that describes it
     for row in rows:
         rec = row.record
         person = people.get(rec["patient_id"])
         stay, problems = _match(person, rec) if person else (None, [])
-        if stay is not None:
+        if stay is not None and stay.pk in matched:  # e.g. one row by episode_id, another by the same date
+            problems.append(("patient_id", f"this row and line {matched[stay.pk]} describe the same stay of "
+                                           f"{rec['patient_id']!r}"))
+        elif stay is not None:
+            matched[stay.pk] = row.line
             problems += _check_change(stay, rec, instrument, allow_rating_changes)
         if problems:
             plan.refused.append((row, problems))

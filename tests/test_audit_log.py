@@ -293,7 +293,7 @@ def test_users_page_adds_a_user_and_shows_the_link_once(console_app, sessions, s
                                                     "csrf_token": token_of(client)})
     assert added.status_code == 200
     html = added.get_data(as_text=True)
-    link = re.search(r"http://localhost/console/set-password/([A-Za-z0-9_-]+)", html)
+    link = re.search(r"https://outreach.example.org/console/set-password/([A-Za-z0-9_-]+)", html)  # PUBLIC_BASE_URL
     assert link, html
     assert "safe channel" in html and "24 hours" in html
     assert client.get(f"/console/set-password/{link.group(1)}").status_code == 200

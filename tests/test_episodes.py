@@ -217,3 +217,12 @@ def test_an_admission_date_supersedes_from_the_day_the_next_stay_began(tmp_path,
                                f"O-1,416-555-0102,{ago(1)},yes,5,5,5,5,5,5,{ago(3)}", header=header))
     plan = run_cli("waves", "plan", "--timepoint", "90").output
     assert "1 eligible" in plan  # O-1 went back in after the 90-day point
+
+
+def test_two_rows_that_reach_the_same_stored_stay_are_refused(tmp_path, run_cli, session):
+    header = HEADER + ",episode_id"
+    imported(run_cli, csv_file(tmp_path, "a.csv", f"S-1,416-555-0101,{ago(40)},yes,4,4,4,4,4,4,A", header=header))
+    code, out = imported(run_cli, csv_file(tmp_path, "b.csv", f"S-1,416-555-0101,{ago(38)},yes,2,2,2,2,2,2,A",
+                                           f"S-1,416-555-0101,{ago(40)},yes,3,3,3,3,3,3,", header=header))
+    assert code == 1 and "line 3: patient_id: this row and line 2 describe the same stay of 'S-1'" in out
+    assert session.scalar(select(AllianceRating.items)) == [4] * 6

@@ -82,9 +82,11 @@ def test_skip_invalid_writes_valid_rows_and_a_rejected_file(tmp_path, run_cli, s
     with rejected.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["patient_id"] for r in rows] == ["C2", "C3"]
-    assert rows[0]["phone"] == "416-555-0102"  # original values kept for correction
+    assert rows[0]["phone"] == "********02"  # masked: the file is a copy of patient data outside the database
+    assert rows[0]["sms_consent"] == "sometimes"  # the other values are kept for correction
     assert "sms_consent" in rows[0]["error"] and "alliance_6: 9 is out of range" in rows[1]["error"]
     assert [p.patient_id for p in session.scalars(select(Patient))] == ["C1"]
+    assert "phone numbers masked; --keep-identifiers keeps them" in result.output
 
 
 def test_reimport_updates_by_patient_id_without_duplicates(tmp_path, run_cli, session):
@@ -168,3 +170,43 @@ def test_reimport_keeps_a_phone_marked_invalid_unless_the_number_changes(tmp_pat
     assert "updated 2" in run_cli("import-discharges", str(second)).output
     valid = dict(session.execute(select(Patient.patient_id, Patient.phone_valid)).all())
     assert valid == {"K1": False, "K2": True}
+
+
+def test_rejected_rows_file_masks_phone_numbers_and_is_private(tmp_path, run_cli):
+    """The rejects are a copy of patient data outside the database: owner-only, numbers masked."""
+    import os
+    import stat
+
+    path = write(tmp_path, HEADER + ",program\n"
+                 "M1,416-555-0101,2026-01-15,yes,6,6,5,6,6,6,\n"
+                 "M2,(416) 555-0102,2026-01-15,maybe,6,6,5,6,6,6,call 416-555-0177 first\n"
+                 "M3,+33 6 12 34 56 78,2999-01-15,yes,6,6,5,6,6,6,\n")
+    rejected = tmp_path / "discharges.rejected.csv"
+    rejected.write_text("an older file, readable by anyone\n")
+    os.chmod(rejected, 0o644)
+    result = run_cli("import-discharges", str(path), "--skip-invalid")
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(os.stat(rejected).st_mode) == 0o600
+    text = rejected.read_text(encoding="utf-8")
+    rows = list(csv.DictReader(text.splitlines()))
+    assert [(r["patient_id"], r["phone"]) for r in rows] == [("M2", "********02"), ("M3", "*********78")]
+    for raw in ("555-0102", "4165550102", "555-0177", "12 34 56 78"):
+        assert raw not in text, raw
+    assert rows[0]["sms_consent"] == "maybe" and "sms_consent" in rows[0]["error"]
+
+
+def test_keep_identifiers_keeps_the_numbers_as_written_and_the_file_private(tmp_path, run_cli, session):
+    import os
+    import stat
+
+    path = write(tmp_path, HEADER + "\nN1,416-555-0101,2026-01-15,yes,6,6,5,6,6,6\n"
+                 "N2,(416) 555-0102,2026-01-15,maybe,6,6,5,6,6,6\n")
+    result = run_cli("import-discharges", str(path), "--skip-invalid", "--keep-identifiers")
+    assert result.exit_code == 0 and "masked" not in result.output
+    rejected = tmp_path / "discharges.rejected.csv"
+    assert stat.S_IMODE(os.stat(rejected).st_mode) == 0o600
+    rows = list(csv.DictReader(rejected.read_text(encoding="utf-8").splitlines()))
+    assert rows[0]["phone"] == "(416) 555-0102"  # kept exactly as written, for correction
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "import_discharges"))
+    assert event.details["rejected_file"] == "discharges.rejected.csv"
+    assert event.details["rejected_file_identified"] is True
