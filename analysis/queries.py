@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from sqlalchemy import Engine, case, func, select
+from sqlalchemy import Engine, case, exists, func, select
 
 from outreach.models import AllianceRating, Answer, Episode, FollowUp, Message, Patient
 
@@ -52,10 +52,14 @@ def ratings(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
 
 
 def answers_wide(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
-    """Per follow-up: each question's coded value and the time of the first usable answer."""
+    """Per follow-up: each question's coded value and the time of the first usable answer.  Answers given
+    in a coordinator's preview (``outreach chat --url``: ``messages.preview``) are not the patient's and
+    are left out."""
+    preview = exists().where(Message.id == Answer.message_id, Message.preview.is_(True))
     stmt = (select(Answer.followup_id,
                    *[func.max(case((Answer.question_key == k, Answer.value))).label(k) for k in QUESTION_KEYS],
                    func.min(case((Answer.value.is_not(None), Answer.answered_at))).label("first_answer_at"))
+            .where(~preview)
             .group_by(Answer.followup_id))
     if timepoint is not None:
         stmt = stmt.join(FollowUp, FollowUp.id == Answer.followup_id).where(FollowUp.timepoint_days == timepoint)

@@ -5,8 +5,10 @@ machine) runs in this process against a throw-away SQLite database holding
 a copy of the patient and of where their open follow-up stands, so nothing
 typed here becomes the patient's data, changes their follow-up, or keeps a
 wave from inviting them.  ``--url`` talks to a running server instead, whose
-database records every line as the patient's own text (for a test
-deployment).
+database records every line from the patient's number, marked as a preview
+(a signed form field, see :data:`outreach.webhook_client.PREVIEW_FIELD`): the
+export leaves out answers given in a preview and the console's transcript
+labels those texts, so a preview is never taken for the patient's answer.
 """
 from __future__ import annotations
 
@@ -70,9 +72,9 @@ def run_chat(settings: Settings, sessions: sessionmaker[Session], patient_id: st
                                      stay.discharge_date if stay is not None else None)
     phone = conversation.patient["phone"]
     if url:
-        client = SignedWebhookClient(http_post(url), settings.optional("PUBLIC_BASE_URL") or url, token)
-        click.echo(f"LIVE as patient {patient_id} ({mask(phone)}) on {url}: every line is stored there as the "
-                   f"patient's own text; an empty line or Ctrl-D ends")
+        client = SignedWebhookClient(http_post(url), settings.optional("PUBLIC_BASE_URL") or url, token, preview=True)
+        click.echo(f"LIVE as patient {patient_id} ({mask(phone)}) on {url}: every line is stored there, marked as "
+                   f"a preview (kept out of the export); an empty line or Ctrl-D ends")
         _show_opening(settings, conversation)
         return _converse(client, phone)
     with tempfile.TemporaryDirectory(prefix="outreach-chat-") as tmp:
@@ -81,7 +83,7 @@ def run_chat(settings: Settings, sessions: sessionmaker[Session], patient_id: st
         app = app_factory(env)
         try:
             base = settings.optional("PUBLIC_BASE_URL") or "http://localhost"
-            client = SignedWebhookClient(flask_post(app.test_client()), base, token)
+            client = SignedWebhookClient(flask_post(app.test_client()), base, token, preview=True)
             click.echo(f"preview as patient {patient_id} ({mask(phone)}) in a throw-away copy: nothing is stored "
                        f"or sent; an empty line or Ctrl-D ends")
             _show_opening(settings, conversation)

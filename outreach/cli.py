@@ -69,14 +69,17 @@ def db_upgrade(ctx: Context) -> None:
 @click.option("--skip-invalid", is_flag=True, help="Write the valid rows; put invalid ones in FILE.rejected.csv.")
 @click.option("--allow-rating-changes", is_flag=True,
               help="Change the ratings of stays that already have follow-up answers (audited, old and new values).")
+@click.option("--keep-identifiers", is_flag=True,
+              help="Keep full phone numbers in FILE.rejected.csv (by default they are masked).")
 @pass_ctx
-def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_rating_changes: bool) -> None:
+def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_rating_changes: bool,
+                          keep_identifiers: bool) -> None:
     from .importer import ImportFileError, import_discharges
 
     try:
         with unit_of_work(ctx.sessions) as session:
             result = import_discharges(session, file, ctx.settings, skip_invalid=skip_invalid,
-                                       allow_rating_changes=allow_rating_changes)
+                                       allow_rating_changes=allow_rating_changes, keep_identifiers=keep_identifiers)
     except ImportFileError as exc:
         click.echo(str(exc), err=True)
         click.echo("nothing was imported", err=True)
@@ -92,20 +95,28 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_ra
         click.echo(f"alliance ratings changed on {result.rating_changes} stay(s) with follow-up answers "
                    "(audited with the old and new values)")
     if result.rejected_path:
-        click.echo(f"rejected rows written to {result.rejected_path}")
+        masked = "" if keep_identifiers else " (phone numbers masked; --keep-identifiers keeps them)"
+        click.echo(f"rejected rows written to {result.rejected_path}{masked}")
 
 
 @cli.command("demo", help="Run the whole cycle on a fresh SQLite database under ./demo/ (no credentials).")
-@click.option("--dir", "directory", default="demo", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dir", "directory", default="demo", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the demo's files; one an earlier demo made is replaced, any other existing path "
+                   "is refused.")
 @click.option("--patients", default=300, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 def demo_cmd(directory: Path, patients: int, seed: int) -> None:
     from analysis.summary import analyse_demo
     from webhooks.app import create_app
 
-    from .demo import run_demo
+    from .demo import DemoDirError, run_demo
 
-    run_demo(directory, app_factory=create_app, analyse=analyse_demo, patients=patients, seed=seed, echo=click.echo)
+    try:
+        run_demo(directory, app_factory=create_app, analyse=analyse_demo, patients=patients, seed=seed,
+                 echo=click.echo)
+    except DemoDirError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
 @cli.command("serve", help="The console and the worker on the demo's data at http://127.0.0.1:PORT (simulator).")
@@ -115,18 +126,35 @@ def serve_cmd(directory: Path, port: int) -> None:
     from analysis.summary import analyse_demo
     from webhooks.app import create_app
 
-    from .demo import run_demo
+    from .demo import DemoDirError, run_demo
     from .serve import serve
 
     def prepare(where: Path) -> None:
         run_demo(where, app_factory=create_app, analyse=analyse_demo, echo=click.echo)
 
-    serve(directory, port=port, app_factory=create_app, prepare_demo=prepare, echo=click.echo)
+    try:
+        serve(directory, port=port, app_factory=create_app, prepare_demo=prepare, echo=click.echo)
+    except DemoDirError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
 
 
-@cli.group(help="The crisis phrase list: texts coordinators flagged that it missed.")
+@cli.group(help="The crisis detector: test a text; list texts coordinators flagged that it missed.")
 def lexicon() -> None:
     pass
+
+
+@lexicon.command("test", help="Say whether MESSAGE would trigger the crisis check, and which rule matched.")
+@click.argument("message")
+def lexicon_test(message: str) -> None:
+    from conversations.crisis import detect
+
+    match = detect(message)
+    if match is None:
+        click.echo("no: this text would not trigger the crisis check")
+        return
+    click.echo(f"yes: this text would trigger the crisis check (safety reply, alert, survey paused)\n"
+               f"rule: {match.rule}\nwhy: {match.why}")
 
 
 @lexicon.command("missed", help="Texts a coordinator flagged as crisis that the phrase list did not catch.")
@@ -330,8 +358,8 @@ def inbox_replay(ctx: Context) -> None:
 @cli.command("chat", short_help="Preview a survey as the patient (nothing stored or sent).", help="Preview a survey as the patient: signed texts to the real webhook, run on a throw-away "
                           "copy of the patient and their open follow-up, so nothing is stored or sent.")
 @click.argument("patient_id")
-@click.option("--url", help="Talk to the running server at URL instead: every line is stored there as the "
-                            "patient's own text (for a test deployment).")
+@click.option("--url", help="Talk to the running server at URL instead: every line is stored there, marked as "
+                            "a preview that the export leaves out (for a test deployment).")
 @click.option("--timepoint", type=int, help="Preview the survey of this time point from its invitation (default: "
                                             "where the patient's open follow-up stands, else the first time point). "
                                             "With --url: create an invited follow-up at it if none is open.")
@@ -533,23 +561,77 @@ def export_cmd(ctx: Context, out: Path, fmt: str | None, timepoint: int | None, 
     from analysis.dataset import linked_dataset
     from analysis.export import ExportError, codebook_path, format_for, write
 
-    from .db import audit, current_actor
-
     if identified and not (reason and reason.strip()):
         raise click.UsageError("--identified needs --reason TEXT saying why identifiers are needed")
     try:
         fmt = format_for(out, fmt)
     except ExportError as exc:
         raise click.UsageError(str(exc)) from None
-    key = ctx.settings.require("EXPORT_KEY").encode("utf-8")
+    key = ctx.settings.export_key
     df = linked_dataset(ctx.engine, key, timepoint=timepoint, identified=identified)
-    write(df, out, fmt)
     if identified:
-        with unit_of_work(ctx.sessions) as session:
-            audit(session, "identified_export", actor=current_actor(), reason=reason.strip(), rows=len(df),
-                  file=str(out), timepoint=timepoint)
+        _write_identified(ctx, df, out, fmt, reason.strip(), timepoint)
+    else:
+        write(df, out, fmt)
     click.echo(f"wrote {len(df)} rows to {out} ({fmt}{', identified' if identified else ', de-identified'}) "
                f"and the codebook to {codebook_path(out)}")
+
+
+def _write_identified(ctx: Context, df, out: Path, fmt: str, reason: str, timepoint: int | None) -> None:
+    """An identified export, audited before anything is written.
+
+    1. ``identified_export`` (who, why, the file's path, the row count) is committed first.
+    2. The data file and its codebook are written, mode 0600, into a private staging folder beside ``out``.
+    3. In one transaction, ``identified_export_written`` (the same path and row count and the SHA-256 of
+       each file, ``export_id`` pointing at the first row) is inserted and the files are moved into place
+       before it commits.  The audit table only ever grows (the application never updates a row), so the
+       outcome is a second row rather than a change to the first.
+    4. If anything fails, ``identified_export_failed`` (with the error's type and a cleaned summary) is
+       committed instead, nothing is left at ``out``, and the command exits 1."""
+    import os
+    import shutil
+    import tempfile
+
+    from analysis.export import codebook_path, sha256_of, write
+
+    from .csvsafe import private_files
+    from .db import audit, current_actor
+    from .logs import error_summary
+
+    actor, target = current_actor(), out.absolute()
+    files = {"file": str(target), "codebook": str(codebook_path(target))}
+    with unit_of_work(ctx.sessions) as session:
+        event = audit(session, "identified_export", actor=actor, reason=reason, rows=len(df), timepoint=timepoint,
+                      format=fmt, **files)
+        session.flush()
+        export_id = event.id
+    staging: Path | None = None
+    placed: list[Path] = []
+    try:
+        with private_files():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=".outreach-export-", dir=target.parent))
+        staged = write(df, staging / target.name, fmt, private=True)
+        digests = {"sha256": sha256_of(staged), "codebook_sha256": sha256_of(codebook_path(staged))}
+        with unit_of_work(ctx.sessions) as session:
+            audit(session, "identified_export_written", actor=actor, export_id=export_id, rows=len(df), **files,
+                  **digests)
+            session.flush()  # the row is in the transaction before the files are in place
+            for source, dest in ((codebook_path(staged), codebook_path(target)), (staged, target)):
+                os.replace(source, dest)
+                placed.append(dest)
+    except Exception as exc:
+        for path in placed:  # the transaction that recorded them did not commit
+            path.unlink(missing_ok=True)
+        with unit_of_work(ctx.sessions) as session:
+            audit(session, "identified_export_failed", actor=actor, export_id=export_id, error=error_summary(exc),
+                  **files)
+        click.echo(f"error: the identified export could not be written ({error_summary(exc)}); "
+                   f"audit row {export_id} records the attempt and its failure", err=True)
+        sys.exit(1)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 @cli.command("report", help="Write the statistical report (Markdown, HTML, stats.json, figures) to a folder.")
@@ -560,7 +642,7 @@ def report_cmd(ctx: Context, out: Path, timepoint: int | None) -> None:
     from analysis.dataset import linked_dataset
     from analysis.report import write_report
 
-    key = ctx.settings.require("EXPORT_KEY").encode("utf-8")
+    key = ctx.settings.export_key
     df = linked_dataset(ctx.engine, key, timepoint=timepoint)
     payload = write_report(df, out, suppress_below=int(ctx.settings.get("SUPPRESS_BELOW")), timepoint=timepoint)
     click.echo(f"report for {payload['n_rows']} follow-ups written to {out}/report.md, report.html, stats.json "

@@ -121,6 +121,36 @@ def next_weekday_morning(now: dt.datetime, zone: str = "America/Toronto") -> dt.
     return dt.datetime.combine(day, dt.time(9, 30), tzinfo=ZoneInfo(zone)).astimezone(dt.UTC).replace(tzinfo=None)
 
 
+MARKER = ".outreach-demo"  # written in every folder the demo makes; it only ever deletes a folder that has one
+
+
+class DemoDirError(ValueError):
+    """The folder given for the demo is not one the demo made: it is left alone."""
+
+
+# What a demo wrote before it left a marker: such a folder (nothing else in it) is recognised too.
+_EARLIER_DEMO_FILES = {"outreach.db", "outreach.db-wal", "outreach.db-shm", "discharges.csv",
+                       "discharges.rejected.csv", "results.csv", "results.codebook.csv", "report"}
+
+
+def _earlier_demo(directory: Path) -> bool:
+    names = {p.name for p in directory.iterdir()}
+    return {"outreach.db", "discharges.csv"} <= names <= _EARLIER_DEMO_FILES
+
+
+def prepare_directory(directory: Path) -> None:
+    """Make ``directory`` for a demo run: a folder an earlier run made (it has the marker) is deleted and
+    made again; any other existing path is refused, so nobody's files are deleted by a mistyped --dir."""
+    if directory.is_dir() and ((directory / MARKER).is_file() or _earlier_demo(directory)):
+        shutil.rmtree(directory)
+    elif directory.exists() or directory.is_symlink():
+        raise DemoDirError(f"{directory} already exists and was not made by `outreach demo` (it has no {MARKER} "
+                           "file), so the demo will not use or delete it: choose another --dir or remove it yourself")
+    directory.mkdir(parents=True)
+    (directory / MARKER).write_text("Made by `outreach demo`, which deletes this folder and everything in it "
+                                    "when it runs again here.\n", encoding="utf-8")
+
+
 def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Callable[[Any, Path], list[str]],
              patients: int = 300, seed: int = 7, echo: Callable[[str], None] = print) -> None:
     """``app_factory`` builds the web app (the webhook patients text); ``analyse`` writes the export and
@@ -128,9 +158,7 @@ def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Ca
     started = time.perf_counter()
     rng = random.Random(seed)
     directory = Path(directory)
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    prepare_directory(directory)
     db_path = directory / "outreach.db"
     env = {"DATABASE_URL": f"sqlite:///{db_path}", "SMS_BACKEND": "simulator", "SEND_RATE_PER_SECOND": "0",
            "TWILIO_AUTH_TOKEN": secrets.token_hex(16), "HELP_CONTACT": "1-800-555-0199",

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from conversations.engine import Context, respond
@@ -34,9 +34,11 @@ from conversations.engine import Context, respond
 from .alerts import on_call_numbers, on_call_text
 from .config import Settings
 from .db import audit
+from .logs import error_summary
 from .models import Alert, Answer, FollowUp, Message, Patient, utcnow
 from .phones import mask
 from .repository import OPEN_STATES, insert_ignore, lock_phone, set_opt_out
+from .webhook_client import PREVIEW_FIELD
 
 log = logging.getLogger(__name__)
 _SID = re.compile(r"^[A-Za-z0-9]{10,64}$")
@@ -61,7 +63,8 @@ _CONVERSATIONS = (
     .where(Patient.phone == bindparam("phone"))
     .order_by(FollowUp.invited_at.desc().nulls_last(), FollowUp.id.desc()))
 _FOLLOWUP_KEYS = ("id", "patient_id", "timepoint_days", *_ENGINE_COLUMNS)
-_PENDING = (select(Message.id, Message.from_number, Message.to_number, Message.body, Message.media_count)
+_PENDING = (select(Message.id, Message.from_number, Message.to_number, Message.body, Message.media_count,
+                   Message.preview)
             .where(_IS_PENDING, Message.id <= bindparam("upto")).order_by(Message.id))
 _MARK_PROCESSED = (update(Message).where(Message.id == bindparam("message_id"), Message.processed_at.is_(None))
                    .values(status="processed", processed_at=bindparam("now"), patient_id=bindparam("patient_pk"),
@@ -72,6 +75,15 @@ _REPLIES = select(Message.body).where(Message.in_reply_to_id == bindparam("messa
 _INSERT_ANSWER = insert(Answer)
 _INSERT_OUTBOUND = insert(Message)
 _INSERT_ALERT = insert(Alert).returning(Alert.id)
+# Crisis texts from numbers no patient has still get the safety reply and an alert, but the coordinators on
+# call are texted about at most this many of them an hour: (from one number, from all unknown numbers).
+UNKNOWN_SENDER_LIMITS = (1, 20)
+ON_CALL_WINDOW = dt.timedelta(hours=1)
+_UNKNOWN_SENDERS_TEXTED = (
+    select(func.count(), func.count(case((Message.from_number == bindparam("phone"), 1))))
+    .select_from(Alert).outerjoin(Message, Message.id == Alert.message_id)
+    .where(Alert.patient_id.is_(None), Alert.on_call_texted_at >= bindparam("since")))
+_UNKNOWN_SENDER_LOCK = select(func.pg_advisory_xact_lock(0x6F7574726561636B))  # "outreack": one lock, this path
 
 
 @functools.cache
@@ -116,6 +128,7 @@ class InboundSMS:
     body: str
     media_count: int
     problems: tuple[str, ...] = field(default_factory=tuple)
+    preview: bool = False  # sent by a coordinator through `outreach chat` (see webhook_client.PREVIEW_FIELD)
 
     @classmethod
     def from_form(cls, form: Mapping[str, Any]) -> "InboundSMS":
@@ -131,8 +144,11 @@ class InboundSMS:
             media = max(0, min(int(form.get("NumMedia") or 0), 100))
         except (TypeError, ValueError):
             media = 0
+        # Only trusted because the webhook checked the request's signature over the whole form: Twilio never
+        # sends this field and a patient cannot add one, so only a holder of the auth token can set it.
+        preview = _clean(form.get(PREVIEW_FIELD)) == "1"
         return cls(sid=sid, from_number=sender or None, to_number=_clean(form.get("To"), 32) or None,
-                   body=_clean(form.get("Body")), media_count=media, problems=tuple(problems))
+                   body=_clean(form.get("Body")), media_count=media, problems=tuple(problems), preview=preview)
 
 
 @dataclass
@@ -201,7 +217,7 @@ class Inbox:
         """Insert and commit the message: (id, was it a repeat)."""
         now = utcnow()
         values = dict(direction="in", provider_sid=sms.sid, from_number=sms.from_number, to_number=sms.to_number,
-                      body=sms.body, media_count=sms.media_count, attempts=0,
+                      body=sms.body, media_count=sms.media_count, attempts=0, preview=sms.preview,
                       status="rejected" if sms.problems else "received",
                       error_message="; ".join(sms.problems) or None, created_at=now, updated_at=now)
         # One INSERT is its own transaction: on PostgreSQL, autocommit spares the BEGIN and COMMIT round trips.
@@ -237,8 +253,8 @@ class Inbox:
                 if sms is not None and only_this:  # the usual case: nothing to read back, no savepoint needed
                     return self._handle(conn, SimpleNamespace(id=message_id, from_number=sms.from_number,
                                                               to_number=sms.to_number, body=sms.body,
-                                                              media_count=sms.media_count), patients, followups,
-                                        live)
+                                                              media_count=sms.media_count, preview=sms.preview),
+                                        patients, followups, live)
                 for m in conn.execute(_PENDING, {"phone": phone, "upto": message_id}).all():
                     try:
                         with conn.begin_nested():
@@ -274,7 +290,8 @@ class Inbox:
 
     @staticmethod
     def _mark_failed(conn: Connection, message_id: int, exc: Exception) -> None:
-        conn.execute(_MARK_FAILED, {"message_id": message_id, "error": f"{type(exc).__name__}: {exc}"[:2000]})
+        """The error is stored as its type and a cleaned summary: never bound values, a number or a body."""
+        conn.execute(_MARK_FAILED, {"message_id": message_id, "error": error_summary(exc)})
 
     def _context(self, language: str, now, opted_out: bool = False) -> Context:
         return dataclasses.replace(self._base_context, language=language or "en", opted_out=opted_out, now=now)
@@ -339,16 +356,43 @@ class Inbox:
         return replies
 
     def _open_alert(self, conn: Connection, msg: Any, patient_pk: int | None, followup_pk: int | None, now) -> None:
-        """Open the alert and queue a text to each coordinator on call (sent ahead of everything else)."""
+        """Open the alert and queue a text to each coordinator on call (sent ahead of everything else).  The
+        alert is always opened; for a number no patient has, the on-call texts are limited
+        (:data:`UNKNOWN_SENDER_LIMITS`) so that a stranger cannot flood the coordinators' phones."""
+        held = self._unknown_sender_limit(conn, msg.from_number, now) if self._on_call and patient_pk is None else None
+        texted = bool(self._on_call) and held is None
         alert_id = conn.scalar(_INSERT_ALERT, dict(kind="crisis", patient_id=patient_pk, followup_id=followup_pk,
-                                                   message_id=msg.id, opened_at=now))
-        audit(conn, "crisis_alert_opened", actor="system", patient_id=patient_pk, message_id=msg.id)
+                                                   message_id=msg.id, opened_at=now,
+                                                   on_call_texted_at=now if texted else None))
+        audit(conn, "crisis_alert_opened", actor="system", patient_id=patient_pk, message_id=msg.id,
+              **({"on_call_not_texted": held} if held else {}))
         log.warning("crisis message from %s: alert %s opened", mask(msg.from_number), alert_id)
+        if not texted:
+            if held:
+                log.warning("alert %s: the coordinators on call were not texted (%s); it is in the alert queue",
+                            alert_id, held)
+            return
         body = on_call_text(self._base_context.org, alert_id, now, self._zone)
         for number in self._on_call:
             conn.execute(_INSERT_OUTBOUND, dict(direction="out", kind="alert", body=body, media_count=0, attempts=0,
                                              status="pending", send_after=now, from_number=msg.to_number,
                                              to_number=number, created_at=now, updated_at=now))
+
+    @staticmethod
+    def _unknown_sender_limit(conn: Connection, phone: str | None, now) -> str | None:
+        """Why the on-call coordinators are not texted about a crisis text from ``phone`` (a number no
+        patient has), or None when they are.  Taken under a lock (PostgreSQL; SQLite's write lock serialises
+        already), so two such texts at once cannot both get under a limit."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(_UNKNOWN_SENDER_LOCK)
+        total, this_number = conn.execute(_UNKNOWN_SENDERS_TEXTED, {"since": now - ON_CALL_WINDOW,
+                                                                    "phone": phone}).one()
+        per_number, in_all = UNKNOWN_SENDER_LIMITS
+        if this_number >= per_number:
+            return f"limit: {per_number} per unknown number per hour"
+        if total >= in_all:
+            return f"limit: {in_all} an hour for unknown numbers"
+        return None
 
     @staticmethod
     def _store_replies(conn: Connection, msg: Any, replies: list[str], patient_pk: int | None,
@@ -361,4 +405,4 @@ class Inbox:
             conn.execute(_INSERT_OUTBOUND, dict(direction="out", kind=kind, body=body, media_count=0, attempts=0,
                                              patient_id=patient_pk, followup_id=followup_pk, in_reply_to_id=msg.id,
                                              from_number=msg.to_number, to_number=msg.from_number, created_at=now,
-                                             updated_at=now, **delivery))
+                                             updated_at=now, preview=bool(msg.preview), **delivery))

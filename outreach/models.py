@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -189,6 +190,9 @@ class Message(Base):
     author: Mapped[str | None] = mapped_column(String(254))  # the coordinator who wrote a text by hand
     handled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # an inbound text a person dealt with
     handled_by: Mapped[str | None] = mapped_column(String(254))
+    # Sent by a coordinator through ``outreach chat --url`` (a field only a request signed with the auth
+    # token can set), and the service's replies to it: never a patient's answer, left out of the export.
+    preview: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -216,6 +220,9 @@ class Alert(Base):
     followup_id: Mapped[int | None] = mapped_column(ForeignKey("followups.id", ondelete="SET NULL"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     opened_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # When the coordinators on call were texted about it; NULL: not texted (no ALERT_SMS_TO, or an unknown
+    # number over the limit of outreach.inbound.UNKNOWN_SENDER_LIMITS).
+    on_call_texted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     taken_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     taken_by: Mapped[str | None] = mapped_column(String(254))  # the coordinator handling it
     resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

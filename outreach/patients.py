@@ -254,6 +254,7 @@ class TranscriptLine:
     encoding: str
     alert_id: int | None  # an alert opened for this inbound text
     handled_by: str | None
+    preview: bool = False  # a coordinator's `outreach chat --url` text, or the service's reply to one
 
 
 @dataclass(frozen=True)
@@ -312,7 +313,7 @@ def _transcript(session: Session, pk: int) -> list[TranscriptLine]:
     for m in session.execute(select(Message.id, Message.direction, Message.created_at, Message.body, Message.kind,
                                     Message.author, Message.status, Message.error_code, Message.error_message,
                                     Message.sent_at, Message.send_after, Message.media_count, Message.handled_by,
-                                    alert_for.label("alert_id"))
+                                    Message.preview, alert_for.label("alert_id"))
                              .where(Message.patient_id == pk).order_by(Message.created_at, Message.id)):
         body = m.body or ""
         outbound = m.direction == "out"
@@ -327,7 +328,8 @@ def _transcript(session: Session, pk: int) -> list[TranscriptLine]:
             reason=m.error_message if m.status in ("cancelled", "failed") and not m.error_code else None,
             sent_at=m.sent_at, send_after=m.send_after if m.status == "pending" else None,
             media_count=m.media_count or 0, segments=segments(body) if outbound and body else 0,
-            encoding=encoding(body) if outbound else "", alert_id=m.alert_id, handled_by=m.handled_by))
+            encoding=encoding(body) if outbound else "", alert_id=m.alert_id, handled_by=m.handled_by,
+            preview=bool(m.preview)))
     return lines
 
 
@@ -552,7 +554,8 @@ def inbox_items(session: Session, limit: int = 200, *, actor: str | None = None,
     """Inbound texts that need a person and are not yet marked handled, in arrival order: an answer the
     survey could not use twice in a row (stored as ``unparsed``), free text after the survey was
     completed (not an acknowledgement nor a keyword), texts with media, texts from unknown numbers and
-    "wrong number" replies.  With ``actor`` the look is audited (``viewed_inbox``)."""
+    "wrong number" replies.  A coordinator's preview (``outreach chat --url``) never needs a person.
+    With ``actor`` the look is audited (``viewed_inbox``)."""
     unparsed = exists().where(Answer.message_id == Message.id, Answer.missing_reason == "unparsed")
     answered = exists().where(Answer.message_id == Message.id)
     alerted = exists().where(Alert.message_id == Message.id)
@@ -567,7 +570,7 @@ def inbox_items(session: Session, limit: int = 200, *, actor: str | None = None,
                     unknown.label("unknown"))
              .outerjoin(Patient, Patient.id == Message.patient_id)
              .outerjoin(FollowUp, FollowUp.id == Message.followup_id)
-             .where(Message.direction == "in", Message.handled_at.is_(None),
+             .where(Message.direction == "in", Message.handled_at.is_(None), Message.preview.is_(False),
                     or_(Message.media_count > 0, unknown, unparsed, wrong, after_completion))
              .order_by(Message.id))
     items: list[InboxItem] = []

@@ -15,6 +15,9 @@ from xml.etree import ElementTree
 from twilio.request_validator import RequestValidator
 
 PostFn = Callable[[str, dict[str, str], dict[str, str]], tuple[int, str]]
+# The form field that marks a text as a coordinator's preview (``outreach chat``).  Twilio never sends it
+# and the whole form is covered by the signature, so only a holder of the auth token can set it.
+PREVIEW_FIELD = "OutreachPreview"
 
 
 def new_sid(prefix: str = "SM") -> str:
@@ -55,6 +58,7 @@ class SignedWebhookClient:
     auth_token: str
     service_number: str = "+15005550006"
     account_sid: str = "AC" + "0" * 32
+    preview: bool = False  # mark every text as a coordinator's preview (PREVIEW_FIELD), as `outreach chat` does
 
     def signed(self, path: str, form: dict[str, str]) -> tuple[int, str]:
         signature = RequestValidator(self.auth_token).compute_signature(self.signed_base_url.rstrip("/") + path, form)
@@ -65,6 +69,8 @@ class SignedWebhookClient:
                 "To": self.service_number, "Body": body, "NumMedia": str(media)}
         for i in range(media):
             form[f"MediaUrl{i}"] = f"https://api.twilio.com/media/{i}"
+        if self.preview:
+            form[PREVIEW_FIELD] = "1"
         return form
 
     def text(self, from_number: str, body: str, sid: str | None = None, media: int = 0) -> tuple[int, list[str]]:

@@ -21,3 +21,58 @@ def test_demo_runs_the_whole_cycle(tmp_path):
     assert (tmp_path / "demo" / "report" / "report.html").exists() and (tmp_path / "demo" / "results.csv").exists()
     assert "Spearman rho, alliance vs self efficacy" in out
     assert not re.search(r"\+1\d{10}", out)  # every phone number masked
+    assert (tmp_path / "demo" / ".outreach-demo").is_file()  # made by the demo: the next run may replace it
+
+
+def test_the_demo_refuses_a_folder_it_did_not_make_and_leaves_it_alone(tmp_path):
+    from click.testing import CliRunner
+
+    from outreach.cli import cli
+
+    theirs = tmp_path / "thesis"
+    theirs.mkdir()
+    (theirs / "chapter1.tex").write_text("years of work")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for folder in (theirs, empty, tmp_path / "a-file"):
+        if folder.name == "a-file":
+            folder.write_text("not a folder")
+        result = CliRunner().invoke(cli, ["demo", "--dir", str(folder)])
+        assert result.exit_code != 0
+        if folder.name != "a-file":  # (click refuses a file as --dir itself)
+            assert result.exit_code == 1
+            assert result.output.strip() == (f"error: {folder} already exists and was not made by `outreach demo` "
+                                             "(it has no .outreach-demo file), so the demo will not use or delete "
+                                             "it: choose another --dir or remove it yourself")
+    assert (theirs / "chapter1.tex").read_text() == "years of work" and not (theirs / ".outreach-demo").exists()
+    assert list(empty.iterdir()) == []
+
+
+def test_a_folder_the_demo_made_is_replaced(tmp_path):
+    from outreach.demo import MARKER, prepare_directory
+
+    folder = tmp_path / "demo"
+    prepare_directory(folder)
+    assert (folder / MARKER).is_file()
+    (folder / "outreach.db").write_text("an earlier run")
+    prepare_directory(folder)
+    assert sorted(p.name for p in folder.iterdir()) == [MARKER]
+
+
+def test_a_demo_folder_from_before_the_marker_is_still_replaced(tmp_path):
+    from outreach.demo import MARKER, prepare_directory
+
+    old = tmp_path / "demo"
+    (old / "report").mkdir(parents=True)
+    for name in ("outreach.db", "discharges.csv", "results.csv"):
+        (old / name).write_text("an earlier demo")
+    prepare_directory(old)
+    assert sorted(p.name for p in old.iterdir()) == [MARKER]
+    (tmp_path / "mine").mkdir()
+    for name in ("outreach.db", "discharges.csv", "notes.txt"):  # something else in it: not the demo's
+        (tmp_path / "mine" / name).write_text("x")
+    try:
+        prepare_directory(tmp_path / "mine")
+        raise AssertionError("deleted a folder the demo did not make")
+    except ValueError:
+        assert (tmp_path / "mine" / "notes.txt").exists()
