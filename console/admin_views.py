@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Response, flash, redirect, render_template, request, url_for
 
 from outreach.accounts import (ROLES, AccountError, add_user, disable_user, enable_user, get_user, list_users,
-                               new_password_link_token, set_role)
+                               new_password_link_token, set_role, unlock_user)
 from outreach.audit_log import (AuditFilterError, actions, parse_filters, patient_pk, patient_study_id,
                                 read_audit_log)
 from outreach.audit_log import audit_csv as make_csv
@@ -32,7 +32,7 @@ def _users_page(*, error: str | None = None, link: dict | None = None, form: dic
     with uow() as s:
         users = list_users(s)
     return render_template("console/users.html", title="Users", users=users, roles=ROLES, error=error, link=link,
-                           form=form or {"email": "", "role": "coordinator"}), status
+                           form=form or {"email": "", "role": "coordinator"}, now=utcnow()), status
 
 
 def _link(email: str, token: str) -> dict:
@@ -102,6 +102,18 @@ def user_enable(user_id: int):
     except AccountError as exc:
         return _users_page(error=_sentence(str(exc)), status=400)
     flash(f"The account for {email} can sign in again.")
+    return redirect(url_for("console.users"), 303)
+
+
+@bp.post("/users/<int:user_id>/unlock")
+@requires("admin")
+def user_unlock(user_id: int):
+    try:
+        with uow() as s:
+            email = unlock_user(s, _target(s, user_id).email, actor=actor(), address=address()).email
+    except AccountError as exc:
+        return _users_page(error=_sentence(str(exc)), status=400)
+    flash(f"The account for {email} is unlocked: it can sign in again now.")
     return redirect(url_for("console.users"), 303)
 
 

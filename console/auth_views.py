@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask import flash, g, redirect, render_template, request, session, url_for
 
 from outreach.accounts import (AccountError, TotpRequired, authenticate, current_code_ok, disable_totp, enable_totp,
-                               get_user, provisioning_uri, set_password, start_totp, token_user)
-from outreach.db import audit
+                               end_sessions, get_user, pending_totp_secret, provisioning_uri, set_password,
+                               token_user)
 
 from .blueprint import address, bp, settings, uow
 from .security import now, requires, stamp
@@ -48,7 +48,7 @@ def sign_in():
 @requires("signed_in")
 def sign_out():
     with uow() as s:
-        audit(s, "signed_out", actor=g.user.email, address=address())
+        end_sessions(s, g.user, address=address())
     session.clear()
     session["notice"] = "You are signed out."
     return redirect(url_for("console.sign_in"))
@@ -96,20 +96,20 @@ def two_factor():
         flash("The authenticator-app code is turned off for your account.")
         return redirect(url_for("console.two_factor"))
     if request.method == "POST":
-        secret = session.get("totp_secret", "")
+        with uow() as s:
+            secret = pending_totp_secret(s, user)
         try:
             with uow() as s:
                 enable_totp(s, user, secret, request.form.get("code", ""), address=address())
         except AccountError as exc:
             return render_template("console/two_factor.html", title="Authenticator app", secret=secret,
                                    uri=provisioning_uri(secret, user.email, issuer), error=str(exc)), 200
-        session.pop("totp_secret", None)
         session["stamp"] = stamp(get_user_now(user.id))
         flash("From now on, signing in asks for the 6-digit code from your authenticator app.")
         return redirect(url_for("console.home"))
     if user.totp_secret:
         return render_template("console/two_factor.html", title="Authenticator app", enabled=True)
-    secret = session.get("totp_secret") or start_totp(user)
-    session["totp_secret"] = secret
+    with uow() as s:
+        secret = pending_totp_secret(s, user)
     return render_template("console/two_factor.html", title="Authenticator app", secret=secret,
                            uri=provisioning_uri(secret, user.email, issuer))

@@ -116,9 +116,10 @@ def _to_sign_in():
 
 
 def stamp(user) -> str:
-    """Changes when the user's password, role or authenticator changes, which signs out their other
-    sessions.  A keyed hash: the cookie is signed but readable, so it carries nothing of the password hash."""
-    material = f"{user.id}:{user.role}:{user.password_hash or ''}:{user.totp_secret or ''}".encode()
+    """Changes when the user's password, role or authenticator changes, or when they sign out, which
+    ends their other sessions (a copied cookie too).  A keyed hash: the cookie is signed but readable, so it carries nothing of the password hash."""
+    material = (f"{user.id}:{user.role}:{user.password_hash or ''}:{user.totp_secret or ''}:"
+                f"{user.sessions_revoked_at or ''}").encode()
     return hmac.new(current_app.secret_key.encode(), material, hashlib.sha256).hexdigest()[:32]
 
 

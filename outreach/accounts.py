@@ -353,6 +353,7 @@ def enable_totp(session: Session, user: User, secret: str, code: str, *, address
     if not secret or not _totp_ok(secret, code):
         raise AccountError(CODE_WRONG)
     user.totp_secret = secret
+    user.totp_pending = None
     audit(session, "totp_enabled", actor=user.email, address=address)
     session.flush()
     return user
@@ -407,6 +408,35 @@ def enable_user(session: Session, email: str, *, actor: str, address: str | None
     user.disabled_at = None
     user.locked_until = None
     audit(session, "user_enabled", actor=actor, address=address, email=user.email)
+    session.flush()
+    return user
+
+
+def pending_totp_secret(session: Session, user: User) -> str:
+    """The secret of an authenticator being set up, kept in the database until a code confirms it
+    (a session cookie is signed, not encrypted: a secret there could be read by whoever has it)."""
+    user = _attached(session, user)
+    if not user.totp_pending:
+        user.totp_pending = start_totp(user)
+        session.flush()
+    return user.totp_pending
+
+
+def end_sessions(session: Session, user: User, *, address: str | None = None, reason: str = "signed out") -> None:
+    """Sign ``user`` out everywhere: every session cookie issued before now stops working."""
+    user = _attached(session, user)
+    user.sessions_revoked_at = utcnow()
+    audit(session, "signed_out", actor=user.email, address=address, reason=reason)
+    session.flush()
+
+
+def unlock_user(session: Session, email: str, *, actor: str, address: str | None = None) -> User:
+    """End a lock after too many wrong passwords (the person is known and is locked out)."""
+    user = _existing(session, email)
+    if user.locked_until is None or user.locked_until <= utcnow():
+        raise AccountError(f"the account for {user.email} is not locked")
+    user.locked_until = None
+    audit(session, "user_unlocked", actor=actor, address=address, email=user.email)
     session.flush()
     return user
 

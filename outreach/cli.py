@@ -291,6 +291,17 @@ def users_disable(ctx: Context, email: str) -> None:
     click.echo(f"account {user.email} disabled")
 
 
+@users.command("unlock", help="End a lock after too many wrong passwords.")
+@click.argument("email")
+@pass_ctx
+def users_unlock(ctx: Context, email: str) -> None:
+    from .accounts import unlock_user
+    from .db import current_actor
+
+    user = _account_command(ctx, lambda s: unlock_user(s, email, actor=current_actor()))
+    click.echo(f"account {user.email} unlocked")
+
+
 @users.command("enable", help="Let a disabled account sign in again.")
 @click.argument("email")
 @pass_ctx

@@ -60,6 +60,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "REQUIRE_2FA_FOR_ADMINS": ("0", "1 makes administrators set up an authenticator-app code before anything else."),
     "CONSOLE_TIMEZONE": (None, "Time zone the console shows times in (default: DEFAULT_TIMEZONE)."),
     "ALERT_RESPONSE_HOURS": ("12", "Hours after which an open crisis alert is marked overdue in the console."),
+    "TRUSTED_PROXIES": ("0", "Reverse proxies in front of the web app whose X-Forwarded-For/-Proto to trust (the "
+                              "console's per-address sign-in limit and the audit's address need the client's)."),
     "CONSOLE_REFRESH_SECONDS": ("30", "How often the alerts queue refreshes its list in the browser."),
 }
 

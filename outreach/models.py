@@ -254,6 +254,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))  # admin | coordinator | researcher
     password_hash: Mapped[str | None] = mapped_column(String(255))
     totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_pending: Mapped[str | None] = mapped_column(String(64))  # being set up; kept here, not in a cookie
+    sessions_revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # sign-out ends every session
     disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_sign_in_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -27,7 +27,7 @@ ROUTES = {
     "console.hold": STAFF, "console.release": STAFF, "console.correct_phone": STAFF,
     "console.inbox": STAFF, "console.inbox_handled": STAFF,
     "console.users": ADMIN, "console.user_add": ADMIN, "console.user_role": ADMIN, "console.user_disable": ADMIN,
-    "console.user_link": ADMIN, "console.user_enable": ADMIN, "console.audit_log": ADMIN,
+    "console.user_link": ADMIN, "console.user_enable": ADMIN, "console.user_unlock": ADMIN, "console.audit_log": ADMIN,
     "console.audit_csv": ADMIN, "console.audit_filter": ADMIN,
 }
 
@@ -291,3 +291,62 @@ def test_parallel_wrong_guesses_still_lock_the_account(sessions, make_user):
         results = list(pool.map(guess, attempts))
     assert results == ["refused"] * 25  # more than five wrong guesses came first: locked, though right
     assert guess(CONSOLE_PASSWORD) == "refused"
+
+
+def test_signing_out_ends_a_copied_session_cookie_too(console_app, console_client):
+    client = console_client("coordinator")
+    copy = console_app.test_client()
+    cookie = client.get_cookie("outreach_session")
+    copy.set_cookie("outreach_session", cookie.value)
+    assert copy.get("/console/alerts").status_code == 200  # the copy works while the session lives
+    client.post("/console/sign-out", data={"csrf_token": client.csrf})
+    assert copy.get("/console/alerts").status_code == 302
+
+
+def test_the_authenticator_secret_being_set_up_is_not_in_the_cookie(console_client):
+    import base64
+    import zlib
+
+    client = console_client("coordinator")
+    secret = _secret_of(client.get("/console/account/two-factor").get_data(as_text=True))
+    payload = client.get_cookie("outreach_session").value.split(".")
+    raw = payload[1] if payload[0] == "" else payload[0]  # itsdangerous: '.' prefix when compressed
+    data = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    text = zlib.decompress(data).decode() if payload[0] == "" else data.decode()
+    assert secret not in text
+
+
+def test_an_administrator_unlocks_a_locked_account(console_app, console_client, make_user, run_cli):
+    make_user("locked@study.example.org", "coordinator")
+    visitor = console_app.test_client()
+    token = csrf_token_of(visitor.get("/console/sign-in").get_data(as_text=True))
+    for _ in range(5):
+        visitor.post("/console/sign-in", data={"email": "locked@study.example.org", "password": "wrong password x",
+                                               "csrf_token": token})
+    admin = console_client("admin")
+    page = admin.get("/console/users").get_data(as_text=True)
+    assert "Locked until" in page
+    user_id = re.search(r'/console/users/(\d+)/unlock', page).group(1)
+    admin.post(f"/console/users/{user_id}/unlock", data={"csrf_token": admin.csrf})
+    assert "Locked until" not in admin.get("/console/users").get_data(as_text=True)
+    done = visitor.post("/console/sign-in", data={"email": "locked@study.example.org", "password": CONSOLE_PASSWORD,
+                                                  "csrf_token": token})
+    assert done.status_code == 302
+    assert "is not locked" in run_cli("users", "unlock", "locked@study.example.org").output
+
+
+def test_behind_trusted_proxies_the_audit_records_the_clients_address(console_env, make_user, session):
+    from webhooks.app import create_app
+
+    app = create_app({**console_env, "TRUSTED_PROXIES": "1"})
+    try:
+        make_user("proxied@study.example.org", "coordinator")
+        client = app.test_client()
+        headers = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+        token = csrf_token_of(client.get("/console/sign-in", headers=headers).get_data(as_text=True))
+        client.post("/console/sign-in", headers=headers, data={"email": "proxied@study.example.org",
+                                                               "password": CONSOLE_PASSWORD, "csrf_token": token})
+        event = session.scalar(select(AuditEvent).where(AuditEvent.action == "signed_in"))
+        assert event.address == "203.0.113.9"
+    finally:
+        app.extensions["outreach"]["engine"].dispose()

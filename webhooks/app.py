@@ -6,6 +6,7 @@ from typing import Any, Mapping
 from flask import Flask, Response, jsonify, redirect, url_for
 from sqlalchemy import text
 from twilio.request_validator import RequestValidator
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from outreach.config import load_settings
 from outreach.db import make_engine, session_factory
@@ -23,6 +24,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     sessions = session_factory(engine)
 
     app = Flask(__name__)
+    hops = int(settings.get("TRUSTED_PROXIES") or 0)
+    if hops:  # behind a router: the client's address is what the proxies say, not the router's own
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024  # Twilio's forms are a few KB; refuse anything huge (413)
     app.extensions["outreach"] = {
         "settings": settings, "engine": engine, "sessions": sessions, "validator": validator,

@@ -91,10 +91,7 @@ def downgrade() -> None:
         batch_op.drop_column('held_at')
 
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
-        batch_op.alter_column('actor',
-               existing_type=sa.String(length=254),
-               type_=sa.VARCHAR(length=128),
-               existing_nullable=False)
+        # actor stays 254 characters wide: shrinking it would fail once a long email has acted
         batch_op.drop_column('address')
 
     with op.batch_alter_table('alerts', schema=None) as batch_op:
