@@ -184,9 +184,10 @@ def search_patients(session: Session, query: str, limit: int = 50, *, actor: str
                 .where(FollowUp.patient_id.in_(ids), FollowUp.state.in_(OPEN_STATES))
                 .order_by(FollowUp.patient_id, FollowUp.invited_at.desc().nulls_last(), FollowUp.id.desc())):
             open_fu.setdefault(pid, f"{days} days: {state_words(state)}{' (paused)' if held else ''}")
-    if actor is not None:
-        audit(session, "searched_patients", actor=actor, address=address, results=len(ids),
-              digits_only=q.isdigit(), patient_ids=ids)
+    if actor is not None:  # one row per patient shown, so the audit log filtered by a patient finds it
+        for pk in ids or [None]:
+            audit(session, "searched_patients", actor=actor, address=address, patient_id=pk, results=len(ids),
+                  digits_only=q.isdigit())
     return [PatientHit(r.id, r.patient_id, mask(r.phone), discharges.get(r.id), open_fu.get(r.id)) for r in rows]
 
 
@@ -599,8 +600,12 @@ def inbox_items(session: Session, limit: int = 200, *, actor: str | None = None,
         if len(rows) < page:
             break
         after_id = rows[-1].id
-    if actor is not None:
-        audit(session, "viewed_inbox", actor=actor, address=address, message_ids=[i.message_id for i in items])
+    if actor is not None:  # one row per patient shown (and one for texts from unknown numbers)
+        shown: dict[int | None, list[int]] = {}
+        for i in items:
+            shown.setdefault(i.patient_pk, []).append(i.message_id)
+        for pk, message_ids in (shown or {None: []}).items():
+            audit(session, "viewed_inbox", actor=actor, address=address, patient_id=pk, message_ids=message_ids)
     return items
 
 
