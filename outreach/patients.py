@@ -384,7 +384,7 @@ def patient_view(session: Session, pk: int, *, actor: str, address: str | None =
     session.flush()
     return PatientView(
         pk=p.id, study_id=p.patient_id, phone=mask(p.phone), phone_valid=bool(p.phone_valid),
-        language=p.language, timezone=p.timezone, local_now=dt.datetime.now(dt.UTC).astimezone(_zone(p.timezone)),
+        language=p.language, timezone=p.timezone, local_now=utcnow().replace(tzinfo=dt.UTC).astimezone(_zone(p.timezone)),
         sms_consent=bool(p.sms_consent), opted_out_at=p.opted_out_at, age=p.age, sex=p.sex,
         contact_history=history, stays=stays, followups=followups, transcript=transcript,
         open_followup_id=_open_followup_id(followups))

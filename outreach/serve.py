@@ -6,18 +6,21 @@ backend: nothing leaves the machine) and serves the web app on http://127.0.0.1:
 """
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .accounts import add_user, find_user, set_password
 from .config import load_settings
 from .db import make_engine, session_factory, unit_of_work, upgrade
 from .gateway import SimulatorGateway
+from .models import Message, advance_clock, utcnow
 from .logs import error_summary
 from .sender import Sender
 from .worker import every_minute
@@ -43,6 +46,16 @@ def ensure_demo_accounts(sessions: sessionmaker[Session]) -> None:
                 continue
             _, token = add_user(s, email, role, actor="make serve")
             set_password(s, token, DEMO_PASSWORD)
+
+
+def _follow_the_demos_clock(sessions: sessionmaker[Session], echo: Callable[[str], None]) -> None:
+    """The demo simulates nine days from the next weekday morning, so its texts are dated ahead of
+    today; this process's clock moves to just after the last of them, so ages and times make sense."""
+    with unit_of_work(sessions) as s:
+        latest = s.scalar(select(func.max(Message.created_at)))
+    if latest is not None and latest > utcnow():
+        advance_clock(latest + dt.timedelta(minutes=30) - utcnow())
+        echo(f"(the demo's texts are dated up to {latest:%Y-%m-%d}; this server's clock follows them)")
 
 
 def _work(sessions: sessionmaker[Session], settings: Any, stop: threading.Event, echo: Callable[[str], None]) -> None:
@@ -71,6 +84,7 @@ def serve(directory: Path, *, port: int, app_factory: Callable[[dict], Any],
     upgrade(engine)
     sessions = session_factory(engine)
     ensure_demo_accounts(sessions)
+    _follow_the_demos_clock(sessions, echo)
     stop = threading.Event()
     worker = threading.Thread(target=_work, args=(sessions, settings, stop, echo), daemon=True, name="worker")
     worker.start()
