@@ -39,7 +39,7 @@ def free_port() -> int:
 
 def seed(url: str, patients: int) -> list[str]:
     from outreach.db import make_engine, upgrade
-    from outreach.models import FollowUp, Patient
+    from outreach.models import Episode, FollowUp, Patient
 
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -49,9 +49,11 @@ def seed(url: str, patients: int) -> list[str]:
     with engine.begin() as conn:
         ids = conn.execute(insert(Patient).returning(Patient.id, sort_by_parameter_order=True), [
             dict(patient_id=f"B{i}", phone=ph, timezone="America/Toronto", language="en", sms_consent=True,
-                 discharge_date=dt.date(2025, 11, 1), phone_valid=True) for i, ph in enumerate(phones)]).scalars().all()
-        conn.execute(insert(FollowUp), [dict(patient_id=pid, timepoint_days=365, state="q_self_efficacy",
-                                             invited_at=dt.datetime(2026, 11, 1)) for pid in ids])
+                 phone_valid=True) for i, ph in enumerate(phones)]).scalars().all()
+        episodes = conn.execute(insert(Episode).returning(Episode.id, sort_by_parameter_order=True), [
+            dict(patient_id=pid, discharge_date=dt.date(2025, 11, 1)) for pid in ids]).scalars().all()
+        conn.execute(insert(FollowUp), [dict(patient_id=pid, episode_id=ep, timepoint_days=365, state="q_self_efficacy",
+                                             invited_at=dt.datetime(2026, 11, 1)) for pid, ep in zip(ids, episodes)])
     engine.dispose()
     return phones
 
