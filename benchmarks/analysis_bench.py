@@ -1,10 +1,15 @@
-"""Analysis benchmark: 100,000 patients x 4 time points loaded, summarised and exported.
+"""Analysis benchmark: 100,000 treatment episodes x 4 time points loaded, summarised and exported.
 
 Seeds a SQLite database (and PostgreSQL with BENCH_POSTGRES_URL) with set-based
 inserts, then runs load + statistics + CSV/Parquet export in a child process
 and prints its wall time and peak memory.  Target: under 20 s and 2 GB.
 
-    python benchmarks/analysis_bench.py [--patients 100000]
+``--readmitted`` (default 0.1) of the episodes are second stays of patients who
+have one already (so 100,000 episodes = 90,000 patients + 10,000 second stays),
+each with its own rating and follow-ups; ``--readmitted 0`` gives one stay per
+patient, as before treatment episodes.
+
+    python benchmarks/analysis_bench.py [--episodes 100000] [--readmitted 0.1]
 """
 from __future__ import annotations
 
@@ -22,9 +27,10 @@ from sqlalchemy import insert, select, text
 TIMEPOINTS = (30, 90, 180, 365)
 
 
-def seed(url: str, n: int) -> None:
+def seed(url: str, n: int, readmitted: float = 0.1) -> int:
+    """``n`` episodes with ratings and 4 follow-ups each; returns the number of patients."""
     from outreach.db import make_engine, upgrade
-    from outreach.models import AllianceRating, Answer, FollowUp, Message, Patient
+    from outreach.models import AllianceRating, Answer, Episode, FollowUp, Message, Patient
 
     engine = make_engine(url)
     if engine.dialect.name == "postgresql":
@@ -34,21 +40,34 @@ def seed(url: str, n: int) -> None:
     rng = np.random.default_rng(1)
     now = dt.datetime(2026, 11, 1)
     items = np.clip(np.rint(rng.normal(5.1, 0.9, (n, 1)) + rng.normal(0, 0.6, (n, 6))), 0, 6).astype(int)
+    if not 0 <= readmitted <= 0.5:
+        sys.exit("--readmitted must be between 0 and 0.5 (one second stay per patient at most)")
+    second = round(n * readmitted)
+    people = n - second
+    every = people // second if second else 1
+    back = list(range(0, second * every, every))  # the patients who come back: episode people + k is back[k]'s
+    earlier = set(back)
     with engine.begin() as conn:
         conn.execute(insert(Patient), [
             dict(patient_id=f"A{i:07d}", phone=f"+1416{2000000 + i:07d}", timezone="America/Toronto", language="en",
-                 sms_consent=True, phone_valid=True, discharge_date=dt.date(2025, 10, 1), age=int(20 + i % 50),
-                 sex="FMX"[i % 3], length_of_stay_days=int(14 + i % 40), primary_substance="alcohol",
-                 program="residential", created_at=now, updated_at=now) for i in range(n)])
-        pks = conn.execute(select(Patient.id).order_by(Patient.id)).scalars().all()
+                 sms_consent=True, phone_valid=True, age=int(20 + i % 50), sex="FMX"[i % 3],
+                 created_at=now, updated_at=now) for i in range(people)])
+        patient_pks = conn.execute(select(Patient.id).order_by(Patient.id)).scalars().all()
+        owner = patient_pks + [patient_pks[k] for k in back]
+        conn.execute(insert(Episode), [
+            dict(patient_id=owner[i], discharge_date=dt.date(2025, 3, 1) if i in earlier else dt.date(2025, 10, 1),
+                 length_of_stay_days=int(14 + i % 40), primary_substance="alcohol", program="residential",
+                 created_at=now, updated_at=now) for i in range(n)])
+        pks = conn.execute(select(Episode.id).order_by(Episode.id)).scalars().all()
         means = items.mean(axis=1)
         conn.execute(insert(AllianceRating), [
-            dict(patient_id=pk, instrument="alliance6", items=items[i].tolist(), mean_score=float(means[i]),
+            dict(episode_id=pk, instrument="alliance6", items=items[i].tolist(), mean_score=float(means[i]),
                  subscale_scores={"bond": float(items[i, [1, 2, 4]].mean()),
                                   "goal_task": float(items[i, [0, 3, 5]].mean())}, created_at=now, updated_at=now)
             for i, pk in enumerate(pks)])
         conn.execute(insert(FollowUp), [
-            dict(patient_id=pk, timepoint_days=tp, state="completed" if (i + tp) % 5 < 3 else "expired",
+            dict(patient_id=owner[i], episode_id=pk, timepoint_days=tp,
+                 state="completed" if (i + tp) % 5 < 3 else "expired",
                  retries=0, reminders_sent=1, invited_at=now, last_inbound_at=now if (i + tp) % 5 < 4 else None,
                  created_at=now, updated_at=now)
             for i, pk in enumerate(pks) for tp in TIMEPOINTS])
@@ -67,6 +86,7 @@ def seed(url: str, n: int) -> None:
         conn.execute(insert(Message), messages)
         conn.execute(insert(Answer), answers)
     engine.dispose()
+    return people
 
 
 MEASURE = """
@@ -92,7 +112,9 @@ print(f"{len(df)} rows: load {t1 - t0:.1f} s, statistics {t2 - t1:.1f} s, export
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--episodes", "--patients", type=int, default=100_000, dest="episodes")
+    parser.add_argument("--readmitted", type=float, default=0.1,
+                        help="share of the episodes that are second stays of earlier patients")
     args = parser.parse_args()
     targets = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,8 +123,8 @@ def main() -> None:
             targets.append(("postgresql", os.environ["BENCH_POSTGRES_URL"]))
         for label, url in targets:
             t0 = time.perf_counter()
-            seed(url, args.patients)
-            print(f"{label}: seeded {args.patients} patients x {len(TIMEPOINTS)} time points "
+            people = seed(url, args.episodes, args.readmitted)
+            print(f"{label}: seeded {args.episodes} episodes ({people} patients) x {len(TIMEPOINTS)} time points "
                   f"in {time.perf_counter() - t0:.0f} s")
             out = subprocess.run([sys.executable, "-c", MEASURE, url], capture_output=True, text=True)
             print(f"{label}: {out.stdout.strip() or out.stderr[-2000:]}")

@@ -1,65 +1,153 @@
-"""Import benchmark: generate a 100,000-row discharge file and time ``outreach import-discharges``.
+"""Import benchmark: generate a 100,000-row discharge file (10% of the rows second stays of
+earlier patients) and time ``outreach import-discharges`` on it.
 
 Runs the real command in a child process on a fresh SQLite database (and on
 PostgreSQL when BENCH_POSTGRES_URL is set), then re-imports the same file
 (the all-unchanged path).  Prints rows/second and the child's peak memory.
 
-    python benchmarks/import_bench.py [--rows 100000]
+With ``--reference-src PATH`` (a checkout of the code to compare with, e.g. the
+commit before treatment episodes), the same runs are made with that code on a
+file of as many single-stay rows (code before episodes refuses a repeated
+patient_id), interleaved round by round with the current code, and the summary
+gives medians and the ratio current / reference of rows per second:
+
+    git archive 997b8b6 | (mkdir -p /tmp/outreach-ref && tar -x -C /tmp/outreach-ref)
+    python benchmarks/import_bench.py [--rows 100000] [--readmitted 0.1] \\
+        [--reference-src /tmp/outreach-ref] [--repeat 3]
 """
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
-import resource
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+
 from outreach.synthetic import discharge_rows, write_discharges
+
+ROOT = Path(__file__).resolve().parent.parent
+PHASES = ("first import", "re-import (unchanged)")
+
+
+def launcher(src: Path) -> list[str]:
+    """The ``outreach`` command, importing the packages from ``src`` whatever is installed."""
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(src)!r}); "
+            "from outreach.cli import main; main()"]
+
+
+def check_source(src: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(src)!r}); "
+                          "import outreach, analysis, conversations; "
+                          "print(outreach.__file__, analysis.__file__, conversations.__file__)"],
+                         capture_output=True, text=True, cwd=tempfile.gettempdir())
+    files = out.stdout.split()
+    if out.returncode != 0 or len(files) != 3 or not all(Path(f).is_relative_to(src) for f in files):
+        sys.exit(f"{src}: the packages are not imported from there: {out.stdout}{out.stderr}")
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
+    """Run ``cmd``; its wall time, its own peak RSS in MB, and the import summary it printed."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=tempfile.gettempdir())
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
-        sys.exit(f"command failed: {proc.stderr[-2000:]}")
-    peak_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
-    return elapsed, peak_mb, proc.stdout.strip().splitlines()[-1]
+        sys.exit(f"command failed ({' '.join(cmd[-2:])}): {stdout[-1000:]}{stderr[-2000:]}")
+    lines = stdout.strip().splitlines() or [""]
+    summary = next((line for line in reversed(lines) if line.startswith("imported")), lines[-1])
+    warned = re.search(r"^(\d+) warning\(s\)", stderr, re.MULTILINE)  # printed on stderr, rows still imported
+    return elapsed, usage.ru_maxrss / 1024, summary + (f"; {warned[1]} warnings" if warned else "")
 
 
-def bench(label: str, url: str, csv_path: Path, rows: int) -> None:
+def fresh_database(label: str, tmp: Path, round_: str) -> str:
+    if label == "sqlite":
+        return f"sqlite:///{tmp}/bench-{round_}.db"
+    url = os.environ["BENCH_POSTGRES_URL"]
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+def bench(label: str, code: str, src: Path, url: str, csv_path: Path, rows: int) -> dict[str, dict]:
     env = {**os.environ, "DATABASE_URL": url}
-    outreach = str(Path(sys.executable).with_name("outreach"))
-    subprocess.run([outreach, "db", "upgrade"], env=env, check=True, capture_output=True)
-    for phase in ("first import", "re-import (unchanged)"):
-        elapsed, peak, summary = run([outreach, "import-discharges", str(csv_path)], env)
-        print(f"{label:10s} {phase:22s} {rows:7d} rows in {elapsed:6.2f} s = {rows / elapsed:8.0f} rows/s, "
-              f"peak RSS {peak:5.0f} MB  [{summary}]")
+    env.pop("PYTHONPATH", None)
+    outreach = launcher(src)
+    run(outreach + ["db", "upgrade"], env)
+    out = {}
+    for phase in PHASES:
+        elapsed, peak, summary = run(outreach + ["import-discharges", str(csv_path)], env)
+        print(f"{label:10s} {code:9s} {phase:22s} {rows:7d} rows in {elapsed:6.2f} s = {rows / elapsed:8.0f} rows/s, "
+              f"peak RSS {peak:5.0f} MB  [{summary}]", flush=True)
+        out[phase] = {"rate": rows / elapsed, "seconds": elapsed, "rss": peak}
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--readmitted", type=float, default=0.1,
+                        help="share of the rows that are second stays of earlier patients")
+    parser.add_argument("--reference-src", type=Path,
+                        help="a source tree of the code to compare with (single-stay file); skipped when not given")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds, interleaved; the summary gives medians")
+    parser.add_argument("--databases", default="sqlite,postgresql",
+                        help="comma-separated; postgresql only when BENCH_POSTGRES_URL is set")
     args = parser.parse_args()
+    labels = [d for d in args.databases.split(",")
+              if d == "sqlite" or (d == "postgresql" and os.environ.get("BENCH_POSTGRES_URL"))]
+    codes = [("current", ROOT)]
+    if args.reference_src:
+        ref = args.reference_src.resolve()
+        check_source(ref)
+        codes.append(("reference", ref))
+    check_source(ROOT)
+    # Yesterday: a second stay discharged "today" on this machine could be tomorrow in the importer's zone.
+    today = dt.date.today() - dt.timedelta(days=1)
+    results: dict[tuple[str, str], list[dict]] = {(lab, c): [] for lab in labels for c, _ in codes}
     with tempfile.TemporaryDirectory() as tmp:
-        csv_path = write_discharges(Path(tmp) / "discharges.csv", discharge_rows(args.rows, seed=11))
-        print(f"file: {args.rows} rows, {csv_path.stat().st_size / 1e6:.1f} MB")
-        bench("sqlite", f"sqlite:///{tmp}/bench.db", csv_path, args.rows)
-        pg = os.environ.get("BENCH_POSTGRES_URL")
-        if pg:
-            from sqlalchemy import text
-
-            from outreach.db import make_engine
-
-            engine = make_engine(pg)
-            with engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-            engine.dispose()
-            bench("postgresql", pg, csv_path, args.rows)
+        files = {"current": write_discharges(Path(tmp) / "discharges.csv",
+                                             discharge_rows(args.rows, seed=11, today=today,
+                                                            readmitted=args.readmitted))}
+        print(f"current:   {args.rows} rows ({round(args.rows * args.readmitted)} second stays), "
+              f"{files['current'].stat().st_size / 1e6:.1f} MB")
+        if args.reference_src:
+            files["reference"] = write_discharges(Path(tmp) / "single.csv",
+                                                  discharge_rows(args.rows, seed=11, today=today))
+            print(f"reference: {args.rows} single-stay rows, {files['reference'].stat().st_size / 1e6:.1f} MB, "
+                  f"code from {args.reference_src}")
+        for rep in range(args.repeat):
+            order = codes if rep % 2 == 0 else codes[::-1]  # alternate, so drift does not favour one side
+            for label in labels:
+                for code, src in order:
+                    url = fresh_database(label, Path(tmp), f"{rep}-{code}")
+                    results[label, code].append(bench(label, code, src, url, files[code], args.rows))
+    print(f"median of {args.repeat}:")
+    for label in labels:
+        for phase in PHASES:
+            med = {c: {k: statistics.median(r[phase][k] for r in results[label, c]) for k in ("rate", "seconds", "rss")}
+                   for c, _ in codes}
+            line = "; ".join(f"{c} {m['rate']:6.0f} rows/s ({m['seconds']:5.2f} s, {m['rss']:4.0f} MB)"
+                             for c, m in med.items())
+            if args.reference_src:
+                ratios = [a[phase]["rate"] / b[phase]["rate"]
+                          for a, b in zip(results[label, "current"], results[label, "reference"])]
+                line += (f"; ratio current/reference {med['current']['rate'] / med['reference']['rate']:.2f} "
+                         f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f})")
+            print(f"  {label:10s} {phase:22s} {line}")
 
 
 if __name__ == "__main__":

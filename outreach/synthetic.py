@@ -38,15 +38,24 @@ def fictional_phone(rng: random.Random, i: int, unique: bool = True) -> str:
 
 
 def discharge_rows(n: int, seed: int = 1, today: dt.date | None = None, days_back: int = 400,
-                   invalid: int = 0, day_ranges: list[tuple[int, int]] | None = None) -> list[list[str]]:
+                   invalid: int = 0, day_ranges: list[tuple[int, int]] | None = None,
+                   readmitted: float = 0.0) -> list[list[str]]:
     """``n`` valid discharge rows (+ ``invalid`` broken ones mixed in).
 
     Discharges are spread over the last ``days_back`` days, or evenly over ``day_ranges``
-    (days ago, inclusive) so that chosen time points are due."""
+    (days ago, inclusive) so that chosen time points are due.
+
+    ``readmitted`` (0 to 0.5) makes that share of the ``n`` rows second stays of earlier
+    patients: same ``patient_id`` and phone, a later discharge date (never after ``today``),
+    new alliance items.  They come after all first stays, as in a cumulative extract.  With
+    the default 0.0 the output is the same as before the parameter existed."""
+    if not 0.0 <= readmitted <= 0.5:
+        raise ValueError("readmitted must be between 0 and 0.5 (one second stay per patient at most)")
     rng = random.Random(seed)
     today = today or dt.date.today()
+    second = round(n * readmitted)
     rows = []
-    for i in range(n):
+    for i in range(n - second):
         latent = latent_alliance(rng)
         items = item_values(rng, latent)
         lo, hi = day_ranges[i % len(day_ranges)] if day_ranges else (1, days_back)
@@ -58,6 +67,8 @@ def discharge_rows(n: int, seed: int = 1, today: dt.date | None = None, days_bac
             "", rng.choices(["en", "fr"], weights=[80, 20])[0], str(rng.randint(19, 75)),
             rng.choice(["F", "M", "X"]), str(rng.randint(14, 60)), rng.choice(SUBSTANCES), rng.choice(PROGRAMS),
         ])
+    if second:
+        rows += _second_stays(rows, second, random.Random(f"readmitted-{seed}"), today)
     broken = [
         ("phone", "555-12"), ("discharge_date", (today + dt.timedelta(days=10)).isoformat()),
         ("alliance_3", "7"), ("timezone", "Mars/Olympus"), ("sms_consent", "maybe"),
@@ -70,6 +81,31 @@ def discharge_rows(n: int, seed: int = 1, today: dt.date | None = None, days_bac
         row[HEADER.index(column)] = value
         rows.insert(rng.randrange(len(rows) + 1), row)
     return rows
+
+
+def _second_stays(first: list[list[str]], count: int, rng: random.Random, today: dt.date) -> list[list[str]]:
+    """One later stay for ``count`` of the patients in ``first`` (those discharged before ``today``).
+    Patient fields are copied; the stay (discharge, alliance, length, substance, program) is new."""
+    col = HEADER.index
+    candidates = [r for r in first if dt.date.fromisoformat(r[col("discharge_date")]) < today]
+    if count > len(candidates):
+        raise ValueError(f"only {len(candidates)} patients were discharged before {today}; "
+                         f"cannot give {count} of them a second stay")
+    out = []
+    for row in sorted(rng.sample(candidates, count), key=lambda r: r[0]):
+        first_out = dt.date.fromisoformat(row[col("discharge_date")])
+        gap = rng.randint(1, (today - first_out).days)  # first discharge -> second discharge
+        stay = rng.randint(1, min(60, gap))  # admitted again after the first discharge
+        items = item_values(rng, latent_alliance(rng))
+        again = list(row)
+        again[col("discharge_date")] = (first_out + dt.timedelta(days=gap)).isoformat()
+        again[col("alliance_1"): col("alliance_6") + 1] = ["" if v is None else str(v) for v in items]
+        again[col("length_of_stay_days")] = str(stay)
+        if rng.random() < 0.3:  # most readmissions are for the same substance
+            again[col("primary_substance")] = rng.choice(SUBSTANCES)
+        again[col("program")] = rng.choice(PROGRAMS)
+        out.append(again)
+    return out
 
 
 def write_discharges(path: Path, rows: list[list[str]]) -> Path:
