@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, aliased
 
 from conversations.machine import ACTIVE, transition
 
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, local_time
 from .db import audit
 from .models import Alert, AuditEvent, FollowUp, Message, Patient, utcnow
 from .phones import PhoneError, parse_phone
@@ -18,14 +18,21 @@ from .repository import lock_phone
 
 
 def on_call_numbers(settings: Settings) -> list[str]:
-    """``ALERT_SMS_TO`` in E.164 (empty when unset); a number that cannot be read stops the service."""
+    """``ALERT_SMS_TO`` in E.164 (empty when unset); a number that cannot be read stops the service, and the
+    error names which entry it is (its position and, when it does not look like a full number, as written)."""
+    from .logs import mask_text
+
+    entries = [raw.strip() for raw in (settings.optional("ALERT_SMS_TO") or "").split(",")]
     numbers = []
-    for raw in (settings.optional("ALERT_SMS_TO") or "").split(","):
-        if raw.strip():
-            try:
-                numbers.append(parse_phone(raw, settings.default_region))
-            except PhoneError as exc:
-                raise ConfigError(f"ALERT_SMS_TO: a number {exc}") from None
+    for position, raw in enumerate(entries, start=1):
+        if not raw:
+            continue
+        try:
+            numbers.append(parse_phone(raw, settings.default_region))
+        except PhoneError as exc:
+            reason = str(exc).split(" (", 1)[0]  # the entry is named below, as written
+            raise ConfigError(f"ALERT_SMS_TO: a number {reason}: entry {position} of {len(entries)}, "
+                              f"{mask_text(raw)!r} (numbers are separated by commas)") from None
     return numbers
 
 
@@ -44,16 +51,22 @@ class OpenAlert:
     message: str
     followup_state: str | None
     from_number: str | None = None
+    resolved_at: dt.datetime | None = None
+    resolved_by: str | None = None
+    resolution_note: str | None = None
 
 
-def open_alerts(session: Session) -> list[OpenAlert]:
-    rows = session.execute(
-        select(Alert.id, Patient.patient_id, Alert.opened_at, Message.body, FollowUp.state, Message.from_number)
-        .outerjoin(Patient, Patient.id == Alert.patient_id)
-        .outerjoin(Message, Message.id == Alert.message_id)
-        .outerjoin(FollowUp, FollowUp.id == Alert.followup_id)
-        .where(Alert.resolved_at.is_(None)).order_by(Alert.opened_at, Alert.id))
-    return [OpenAlert(*row) for row in rows]
+def open_alerts(session: Session, *, include_resolved: bool = False) -> list[OpenAlert]:
+    """Open alerts, oldest first; with ``include_resolved`` every alert, with who resolved it and the note."""
+    query = (select(Alert.id, Patient.patient_id, Alert.opened_at, Message.body, FollowUp.state, Message.from_number,
+                    Alert.resolved_at, Alert.resolved_by, Alert.resolution_note)
+             .outerjoin(Patient, Patient.id == Alert.patient_id)
+             .outerjoin(Message, Message.id == Alert.message_id)
+             .outerjoin(FollowUp, FollowUp.id == Alert.followup_id)
+             .order_by(Alert.opened_at, Alert.id))
+    if not include_resolved:
+        query = query.where(Alert.resolved_at.is_(None))
+    return [OpenAlert(*row) for row in session.execute(query)]
 
 
 class AlertError(ValueError):
@@ -70,17 +83,19 @@ def _lock_conversation_of(session: Session, alert: Alert | None) -> Alert | None
     return session.get(Alert, alert.id, with_for_update=True, populate_existing=True)
 
 
-def resolve_alert(session: Session, alert_id: int, note: str, actor: str, address: str | None = None) -> Alert:
+def resolve_alert(session: Session, alert_id: int, note: str, actor: str, address: str | None = None,
+                  zone: ZoneInfo | None = None) -> Alert:
     """Close an alert (the CLI and the console both call this).  When no other alert stays open, the
     paused follow-up resumes where it stopped, silently: nothing is sent until the patient writes
-    again (their reminders stay off)."""
+    again (their reminders stay off).  Times in an error are in ``zone`` (default UTC)."""
     if not note.strip():
         raise AlertError("a note is required")
     alert = _lock_conversation_of(session, session.get(Alert, alert_id))
     if alert is None:
         raise AlertError(f"no alert with id {alert_id}")
     if alert.resolved_at is not None:
-        raise AlertError(f"alert {alert_id} was already resolved on {alert.resolved_at:%Y-%m-%d %H:%M} UTC")
+        when = local_time(alert.resolved_at, zone or ZoneInfo("UTC"))
+        raise AlertError(f"alert {alert_id} was already resolved on {when} by {alert.resolved_by}")
     alert.resolved_at, alert.resolved_by, alert.resolution_note = utcnow(), actor, note.strip()
     audit(session, "crisis_alert_resolved", actor=actor, patient_id=alert.patient_id, address=address,
           alert_id=alert.id, note=note.strip())

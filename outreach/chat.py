@@ -9,17 +9,27 @@ database records every line from the patient's number, marked as a preview
 (a signed form field, see :data:`outreach.webhook_client.PREVIEW_FIELD`): the
 export leaves out answers given in a preview and the console's transcript
 labels those texts, so a preview is never taken for the patient's answer.
+
+The preview needs no secret: its throw-away app gets a one-off auth token (and a placeholder help
+contact when ``HELP_CONTACT`` is not set), the log lines of its copy (migrations, "alert opened") are not
+shown, and a crisis alert opened in the copy is labelled as the preview's own.  ``--url`` signs with the
+real ``TWILIO_AUTH_TOKEN`` and first checks that the server answers.
 """
 from __future__ import annotations
 
+import logging
+import secrets
 import tempfile
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
 import click
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from conversations.engine import Context, current_prompt, invitation
@@ -27,7 +37,8 @@ from conversations.machine import WAITING
 
 from .config import Settings, int_list
 from .db import audit, make_engine, session_factory, unit_of_work, upgrade
-from .models import Episode, FollowUp, Patient, utcnow
+from .errors import ServerNotAnswering
+from .models import Alert, Episode, FollowUp, Patient, utcnow
 from .phones import mask
 from .repository import OPEN_STATES
 from .waves import check_timepoint
@@ -44,11 +55,49 @@ class _Conversation:
     discharge_date: Any = None  # of the stay the follow-up belongs to
 
 
+# What a preview's throw-away app is given for the settings it cannot start without (nothing is sent).
+PREVIEW_HELP_CONTACT = "[HELP_CONTACT]"
+
+
+def check_server(url: str, timeout: float = 10.0) -> None:
+    """The server at ``url`` answers (``GET /healthz``, any HTTP status), or :class:`ServerNotAnswering`."""
+    try:
+        with urllib.request.urlopen(url.rstrip("/") + "/healthz", timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answered (503: its database is down, which its own replies will show)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ServerNotAnswering(f"the server at {url} does not answer ({_reason(exc)}); start it, or check "
+                                 "--url") from None
+
+
+def _reason(exc: BaseException) -> str:
+    """``connection refused``, ``timed out``: the reason of a failed request, in words."""
+    reason = getattr(exc, "reason", exc)
+    text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+    return text[:1].lower() + text[1:]
+
+
+@contextmanager
+def _quiet_logs():
+    """The copy's own log lines (migrations, an alert opened in the copy) are not the coordinator's business;
+    errors still show."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def run_chat(settings: Settings, sessions: sessionmaker[Session], patient_id: str, *, url: str | None,
              timepoint: int | None, app_factory: Callable[[dict], Any]) -> int:
-    token = settings.require("TWILIO_AUTH_TOKEN")
+    # A live server checks signatures with the real token; a preview's throw-away app gets a one-off one.
+    token = settings.require("TWILIO_AUTH_TOKEN") if url else secrets.token_hex(16)
     if timepoint is not None:
         check_timepoint(settings, timepoint)
+    if url:
+        check_server(url)
     with unit_of_work(sessions) as s:  # writes only with --url --timepoint (a follow-up to talk in)
         patient = s.scalar(select(Patient).where(Patient.patient_id == patient_id))
         if patient is None:
@@ -76,9 +125,11 @@ def run_chat(settings: Settings, sessions: sessionmaker[Session], patient_id: st
         click.echo(f"LIVE as patient {patient_id} ({mask(phone)}) on {url}: every line is stored there, marked as "
                    f"a preview (kept out of the export); an empty line or Ctrl-D ends")
         _show_opening(settings, conversation)
-        return _converse(client, phone)
-    with tempfile.TemporaryDirectory(prefix="outreach-chat-") as tmp:
-        env = {**settings.env, "DATABASE_URL": f"sqlite:///{Path(tmp) / 'preview.db'}"}
+        return _converse(client, phone, url=url)
+    with tempfile.TemporaryDirectory(prefix="outreach-chat-") as tmp, _quiet_logs():
+        env = {k: v for k, v in settings.env.items() if k != "SECRET_KEY"}  # no console in the copy
+        env.update({"DATABASE_URL": f"sqlite:///{Path(tmp) / 'preview.db'}", "TWILIO_AUTH_TOKEN": token,
+                    "HELP_CONTACT": settings.optional("HELP_CONTACT") or PREVIEW_HELP_CONTACT})
         _copy_into(env["DATABASE_URL"], conversation)
         app = app_factory(env)
         try:
@@ -87,7 +138,7 @@ def run_chat(settings: Settings, sessions: sessionmaker[Session], patient_id: st
             click.echo(f"preview as patient {patient_id} ({mask(phone)}) in a throw-away copy: nothing is stored "
                        f"or sent; an empty line or Ctrl-D ends")
             _show_opening(settings, conversation)
-            return _converse(client, phone)
+            return _converse(client, phone, alerts=app.extensions["outreach"]["sessions"])
         finally:
             app.extensions["outreach"]["engine"].dispose()
 
@@ -126,7 +177,11 @@ def _show_opening(settings: Settings, conversation: _Conversation) -> None:
         click.echo(f"< {current_prompt(SimpleNamespace(state=fu['state']), ctx)}")
 
 
-def _converse(client: SignedWebhookClient, phone: str) -> int:
+def _converse(client: SignedWebhookClient, phone: str, *, url: str | None = None,
+              alerts: sessionmaker[Session] | None = None) -> int:
+    """Each line typed is a signed text from the patient's number; the replies are shown.  ``alerts``: the
+    preview copy's sessions, to label an alert the copy opens as the preview's own."""
+    seen = 0
     while True:
         try:
             line = input("> ")
@@ -134,11 +189,21 @@ def _converse(client: SignedWebhookClient, phone: str) -> int:
             break
         if not line.strip():
             break
-        status, replies = client.text(phone, line)
+        try:
+            status, replies = client.text(phone, line)
+        except (urllib.error.URLError, OSError) as exc:
+            raise ServerNotAnswering(f"the server at {url} stopped answering ({_reason(exc)})") from None
         if status != 200:
             click.echo(f"! webhook answered HTTP {status}")
         for reply in replies:
             click.echo(f"< {reply}")
         if not replies:
             click.echo("< (no reply)")
+        if alerts is not None:
+            with unit_of_work(alerts) as s:
+                opened = s.scalar(select(func.count()).select_from(Alert)) or 0
+            if opened > seen:
+                click.echo("! preview: this text opened a crisis alert in the throw-away copy only; no coordinator "
+                           "was alerted and nothing was sent")
+                seen = opened
     return 0

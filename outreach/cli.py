@@ -1,18 +1,29 @@
 """The ``outreach`` command line: the coordinators' and researchers' entry point.
 
 Like ``webhooks/``, this module is an entry point: it is the one place in ``outreach/`` that may
-import ``webhooks`` and ``analysis``, and it hands what it builds to the services below it."""
+import ``webhooks`` and ``analysis``, and it hands what it builds to the services below it.
+
+Every command runs inside one error boundary (:class:`OutreachGroup`): a known failure (a missing
+setting, no schema, a database that does not answer, a server that does not answer, a file that is not
+there; :func:`outreach.errors.explain`) is printed as one or two lines and a non-zero exit, anything else
+as one line with a reference, its traceback logged only with ``--debug``.  Commands open the database
+with :func:`outreach.db.open_database`, so none but ``db upgrade`` ever creates one.  Times are shown in
+the coordinators' zone (``CONSOLE_TIMEZONE``, else ``DEFAULT_TIMEZONE``) with its abbreviation."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import secrets
 import sys
 from pathlib import Path
 
 import click
 
 from .accounts import ROLES
-from .config import ConfigError, Settings, load_settings
-from .db import make_engine, session_factory, unit_of_work, upgrade
+from .config import Settings, load_settings, local_time
+from .db import open_database, session_factory, unit_of_work, upgrade
+
+log = logging.getLogger("outreach.cli")
 
 
 class Context:
@@ -20,35 +31,72 @@ class Context:
         self.settings: Settings = load_settings()
         self._engine = None
 
-    @property
-    def engine(self):
+    def _open(self, *, create: bool):
         if self._engine is None:
-            self._engine = make_engine(self.settings.database_url)
+            self._engine = open_database(self.settings.database_url, create=create)
             click.get_current_context().call_on_close(self._engine.dispose)
         return self._engine
 
     @property
+    def engine(self):
+        """The database, checked: there, answering, with our schema (never created here)."""
+        return self._open(create=False)
+
+    @property
     def sessions(self):
         return session_factory(self.engine)
+
+    @property
+    def zone(self):
+        return self.settings.coordinator_zone
+
+    def time(self, moment) -> str:
+        """A stored time (naive UTC) in the coordinators' zone, with its abbreviation."""
+        return local_time(moment, self.zone)
 
 
 pass_ctx = click.make_pass_decorator(Context, ensure=True)
 
 
 class OutreachGroup(click.Group):
-    """Turns a missing setting into a one-line error naming the variable (exit 2)."""
+    """The error boundary: a known failure is one or two lines and a non-zero exit (a missing or malformed
+    setting exits 2); an unexpected one is one line with a reference, its traceback logged with ``--debug``."""
 
     def invoke(self, ctx: click.Context):
+        from .errors import explain
+
         try:
             return super().invoke(ctx)
-        except ConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            context = ctx.find_object(Context)
+            try:
+                url = context.settings.database_url if context else load_settings().database_url
+            except Exception:
+                url = None
+            known = explain(exc, url)
+            if known is not None:
+                message, code = known
+                click.echo(f"error: {message}", err=True)
+                ctx.exit(code)
+            from .logs import error_summary
+
+            reference = secrets.token_hex(4)
+            if ctx.params.get("debug"):
+                log.error("unexpected failure, reference %s", reference, exc_info=exc)
+                hint = "the traceback is in the log above"
+            else:
+                hint = "run the command again with `outreach --debug …` to log the traceback"
+            click.echo(f"error: unexpected failure ({error_summary(exc, limit=200)}); reference {reference}; {hint}",
+                       err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=OutreachGroup, context_settings={"max_content_width": 120, "terminal_width": 120},
              help="SMS follow-up outreach for addiction-treatment outcome research.")
-def cli() -> None:
+@click.option("--debug", is_flag=True, help="Log the traceback of an unexpected failure.")
+def cli(debug: bool) -> None:
     pass
 
 
@@ -60,26 +108,43 @@ def db() -> None:
 @db.command("upgrade", help="Create or migrate the database to the latest schema (safe to repeat).")
 @pass_ctx
 def db_upgrade(ctx: Context) -> None:
-    upgrade(ctx.engine)
+    upgrade(ctx._open(create=True))
     click.echo("database is at the latest schema")
 
 
+def _input_file(path: Path) -> Path:
+    """A file named on the command line, or an error naming where it was looked for."""
+    from .errors import InputFileMissing
+
+    where = path.absolute()
+    if where.is_dir():
+        raise InputFileMissing(f"{where} is a folder, not a file")
+    if not where.is_file():
+        looked = "" if path.is_absolute() else f" (looked for {str(path)!r} in {Path.cwd()})"
+        raise InputFileMissing(f"no file at {where}{looked}")
+    return path
+
+
 @cli.command("import-discharges", help="Import a discharge CSV (one row per stay) with alliance ratings.")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option("--skip-invalid", is_flag=True, help="Write the valid rows; put invalid ones in FILE.rejected.csv.")
 @click.option("--allow-rating-changes", is_flag=True,
               help="Change the ratings of stays that already have follow-up answers (audited, old and new values).")
 @click.option("--keep-identifiers", is_flag=True,
               help="Keep full phone numbers in FILE.rejected.csv (by default they are masked).")
+@click.option("--strict", is_flag=True,
+              help="Treat warnings (no alliance score, a shared phone, a dropped extension) as errors.")
 @pass_ctx
 def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_rating_changes: bool,
-                          keep_identifiers: bool) -> None:
+                          keep_identifiers: bool, strict: bool) -> None:
     from .importer import ImportFileError, import_discharges
 
+    _input_file(file)
     try:
         with unit_of_work(ctx.sessions) as session:
             result = import_discharges(session, file, ctx.settings, skip_invalid=skip_invalid,
-                                       allow_rating_changes=allow_rating_changes, keep_identifiers=keep_identifiers)
+                                       allow_rating_changes=allow_rating_changes, keep_identifiers=keep_identifiers,
+                                       strict=strict)
     except ImportFileError as exc:
         click.echo(str(exc), err=True)
         click.echo("nothing was imported", err=True)
@@ -90,6 +155,15 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_ra
         click.echo(f"{len(result.errors)} problem(s) in {result.rejected} row(s); nothing was imported "
                    "(fix the file, or use --skip-invalid)", err=True)
         sys.exit(1)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if result.warnings:
+        click.echo(f"{len(result.warnings)} warning(s): those rows were imported; check them, or use --strict to "
+                   "refuse them", err=True)
+    if result.opt_outs_lifted:
+        click.echo(f"opt-out lifted for {len(result.opt_outs_lifted)} patient(s) whose phone number changed after a "
+                   f"'wrong number' reply (the opt-out belonged to the old number; audited): "
+                   f"{', '.join(result.opt_outs_lifted)}")
     click.echo(result.summary)
     if result.rating_changes:
         click.echo(f"alliance ratings changed on {result.rating_changes} stay(s) with follow-up answers "
@@ -168,7 +242,7 @@ def lexicon_missed(ctx: Context) -> None:
         click.echo("no flagged texts: the phrase list has missed nothing coordinators saw")
         return
     for alert_id, at, text, who in missed:
-        click.echo(f"#{alert_id}  {at:%Y-%m-%d %H:%M} UTC  flagged by {who or 'unknown'}: {text}")
+        click.echo(f"#{alert_id}  {ctx.time(at)}  flagged by {who or 'unknown'}: {text}")
     click.echo(f"{len(missed)} text(s); add them to the crisis test corpus and the phrase list")
 
 
@@ -177,26 +251,27 @@ def alerts() -> None:
     pass
 
 
-@alerts.command("list", help="Show open crisis alerts: patient_id, time and message.")
+@alerts.command("list", help="Show open crisis alerts: patient_id, time and message (--all: resolved ones too).")
+@click.option("--all", "show_all", is_flag=True, help="Also the resolved alerts, with who resolved them and the note.")
 @pass_ctx
-def alerts_list(ctx: Context) -> None:
-    from zoneinfo import ZoneInfo
-
+def alerts_list(ctx: Context, show_all: bool) -> None:
     from .alerts import open_alerts
-
-    zone = ZoneInfo(ctx.settings.default_timezone)
-    with unit_of_work(ctx.sessions) as session:
-        rows = open_alerts(session)
-    if not rows:
-        click.echo("no open alerts")
-        return
     from .phones import mask
 
+    zone = ctx.zone
+    with unit_of_work(ctx.sessions) as session:
+        rows = open_alerts(session, include_resolved=show_all)
+    if not rows:
+        click.echo("no alerts yet" if show_all else "no open alerts")
+        return
     for a in rows:
-        local = a.opened_at.replace(tzinfo=dt.UTC).astimezone(zone)
         who = f"patient {a.patient_id}" if a.patient_id else f"unknown sender {mask(a.from_number)}"
-        click.echo(f"#{a.id}  {local:%Y-%m-%d %H:%M %Z}  {who}  "
-                   f"(survey {a.followup_state or '-'})\n      \"{a.message}\"")
+        status = (f"resolved {local_time(a.resolved_at, zone)} by {a.resolved_by}: {a.resolution_note}"
+                  if a.resolved_at else f"open (survey {a.followup_state or '-'})")
+        click.echo(f"#{a.id}  {local_time(a.opened_at, zone)}  {who}  {status}\n      \"{a.message}\"")
+    if show_all:
+        still_open = sum(a.resolved_at is None for a in rows)
+        click.echo(f"{len(rows)} alert(s), {still_open} open")
 
 
 @alerts.command("resolve", help="Close an alert with a note (audited); a paused survey may resume.")
@@ -207,13 +282,14 @@ def alerts_resolve(ctx: Context, alert_id: int, note: str) -> None:
     from .alerts import AlertError, resolve_alert
     from .db import current_actor
 
+    zone = ctx.zone
     try:
         with unit_of_work(ctx.sessions) as session:
-            resolve_alert(session, alert_id, note, current_actor())
+            alert = resolve_alert(session, alert_id, note, current_actor(), zone=zone)
     except AlertError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"alert {alert_id} resolved")
+    click.echo(f"alert {alert_id} resolved at {local_time(alert.resolved_at, zone)}")
 
 
 @cli.group(help="Console accounts: add people, list them, disable, change roles, send a new password link.")
@@ -276,7 +352,7 @@ def users_list(ctx: Context) -> None:
             status = "no password"
         else:
             status = "active"
-        last = f"{u.last_sign_in_at:%Y-%m-%d %H:%M} UTC" if u.last_sign_in_at else "never"
+        last = ctx.time(u.last_sign_in_at) if u.last_sign_in_at else "never"
         click.echo(f"{u.email:<{width}}  {u.role:<11}  {status:<14}  {'on' if u.totp_secret else 'off':<3}  {last}")
 
 
@@ -364,6 +440,88 @@ def inbox_replay(ctx: Context) -> None:
     for message_id, status in results:
         click.echo(f"message {message_id}: {status}")
     click.echo(f"replayed {len(results)} message(s), {sum(s == 'processed' for _, s in results)} processed")
+
+
+@cli.group(help="Patients: opt a patient back in once their consent is confirmed again.")
+def patients() -> None:
+    pass
+
+
+@patients.command("opt-in", help="Opt a patient back in after confirming their consent again, e.g. once a wrong "
+                                 "number is corrected (audited with the reason).")
+@click.argument("patient_id")
+@click.option("--reason", required=True, help="How consent was confirmed again (kept in the audit log).")
+@pass_ctx
+def patients_opt_in(ctx: Context, patient_id: str, reason: str) -> None:
+    from .contact import opt_in
+    from .db import current_actor
+    from .patients import PatientError
+
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            done = opt_in(session, patient_id, reason, actor=current_actor())
+    except PatientError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"patient {done.patient_id} ({done.phone}) opted back in (opted out since "
+               f"{ctx.time(done.opted_out_at)}); audited with your reason")
+    if done.after_stop:
+        click.echo("note: they had texted STOP; the carrier blocks texts to that number until the patient texts "
+                   "START")
+    if not done.sms_consent:
+        click.echo("note: their discharge file says they did not consent to texts (sms_consent); they will not be "
+                   "invited until a file says they do")
+
+
+@cli.command("events", help="Contact events, newest first: opt-outs, 'wrong number' replies, phone changes.")
+@click.option("--kind", type=click.Choice(["opted_out", "opted_in", "wrong_number", "phone_invalid",
+                                           "phone_corrected", "undeliverable"]),
+              help="Only this kind of event (default: all of them).")
+@click.option("--limit", default=50, show_default=True, help="At most this many events.")
+@pass_ctx
+def events_cmd(ctx: Context, kind: str | None, limit: int) -> None:
+    from .contact import contact_events
+
+    with unit_of_work(ctx.sessions) as session:
+        rows = contact_events(session, kind, limit)
+    if not rows:
+        click.echo(f"no {kind.replace('_', ' ') + ' ' if kind else ''}events")
+        return
+    for e in rows:
+        who = f"patient {e.patient_id}" if e.patient_id else "no patient"
+        sent = f" from {e.from_number}" if e.from_number else ""
+        text = f' "{e.text}"' if e.text else ""
+        now = (f"now: {'opted out' if e.opted_out_now else 'can be texted'}, phone {e.phone_now}"
+               if e.patient_id else "")
+        click.echo(f"{ctx.time(e.at)}  {who}  {e.words} (by {e.actor}){sent}{text}\n      {now}".rstrip())
+    click.echo(f"{len(rows)} event(s), newest first"
+               + (f" (the latest {limit}; --limit shows more)" if len(rows) == limit else ""))
+
+
+@cli.command("responses", short_help="Who replied at a time point (study id, masked phone, survey, last reply).",
+             help="Who replied at a time point: study id, masked phone, where the survey stands and the last reply, "
+                  "for coordinators who follow up by phone.")
+@click.option("--timepoint", type=int, required=True, help="Days after discharge (one of FOLLOWUP_DAYS).")
+@pass_ctx
+def responses_cmd(ctx: Context, timepoint: int) -> None:
+    from .contact import responders
+    from .waves import check_timepoint
+
+    try:
+        check_timepoint(ctx.settings, timepoint)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    with unit_of_work(ctx.sessions) as session:
+        rows = responders(session, timepoint)
+    if not rows:
+        click.echo(f"nobody has replied at the {timepoint}-day time point yet")
+        return
+    width = max(len(r.patient_id) for r in rows)
+    click.echo(f"{'study id':<{width}}  {'phone':<13}  {'last reply':<20}  {'replies':>7}  survey")
+    for r in rows:
+        click.echo(f"{r.patient_id:<{width}}  {r.phone:<13}  {ctx.time(r.last_reply_at):<20}  {r.replies:>7}  "
+                   f"{r.state_words}")
+    click.echo(f"{len(rows)} patient(s) replied at {timepoint} days, the latest reply first")
 
 
 @cli.command("chat", short_help="Preview a survey as the patient (nothing stored or sent).", help="Preview a survey as the patient: signed texts to the real webhook, run on a throw-away "
@@ -485,8 +643,8 @@ def waves_launch(ctx: Context, timepoint: int, as_of: str | None, limit: int | N
 
 
 def _print_funnel(wave, f: dict) -> None:
-    click.echo(f"wave {wave.id}: {wave.timepoint_days}-day, as of {wave.as_of}, by {wave.created_by} "
-               f"at {wave.created_at:%Y-%m-%d %H:%M} UTC")
+    when = click.get_current_context().find_object(Context).time(wave.created_at)
+    click.echo(f"wave {wave.id}: {wave.timepoint_days}-day, as of {wave.as_of}, by {wave.created_by} at {when}")
     keys = ["targeted", "sent", "delivered", "failed", "replied", "completed", "partial", "declined",
             "opted_out", "expired", "crisis", "undeliverable"]
     click.echo("  " + "  ".join(f"{k.replace('_', ' ')} {f.get(k, 0)}" for k in keys))
@@ -530,14 +688,19 @@ def waves_status(ctx: Context, wave_id: int | None) -> None:
         click.echo(f"  {n} x {reason}")
 
 
-@cli.command("send-due", help="Send every queued message that is due now (one pass, for cron).")
+@cli.command("send-due", short_help="Send every queued message that is due now (one pass, for cron).",
+             help="Send every queued message that is due now (one pass, for cron); say how many are held for quiet "
+                  "hours and when their window opens.")
 @pass_ctx
 def send_due_cmd(ctx: Context) -> None:
+    from .config import check_sending
     from .gateway import make_gateway
     from .sender import Sender
 
-    stats = Sender(ctx.sessions, ctx.settings, make_gateway(ctx.settings, echo=click.echo)).send_due()
-    click.echo(str(stats))
+    check_sending(ctx.settings)  # every missing Twilio setting at once
+    sender = Sender(ctx.sessions, ctx.settings, make_gateway(ctx.settings, echo=click.echo))
+    stats = sender.waiting(sender.send_due())
+    click.echo(stats.describe(ctx.zone))
 
 
 @cli.command("tick", short_help="Run the worker's minute duties once (reminders, expiry, late inbound).",

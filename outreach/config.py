@@ -12,10 +12,36 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
 class ConfigError(RuntimeError):
     """A required setting is missing or malformed."""
+
+
+class MissingSettings(ConfigError):
+    """Settings that are not set, all of them at once, each with what it is for.
+
+    An entry of ``names`` is a variable, or a tuple of variables of which one is enough."""
+
+    def __init__(self, names: list[str | tuple[str, ...]], needed_by: str | None = None):
+        self.names = names
+        for_what = f" ({needed_by})" if needed_by else ""
+
+        def label(entry) -> str:
+            return entry if isinstance(entry, str) else " or ".join(entry)
+
+        def purpose(entry) -> str:
+            first = entry if isinstance(entry, str) else entry[0]
+            return SETTINGS.get(first, (None, ""))[1].rstrip(".")
+
+        if len(names) == 1:
+            message = (f"{label(names[0])} is not set{for_what}; export it in the environment "
+                       f"({purpose(names[0])})")
+        else:
+            message = (f"{len(names)} settings are not set{for_what}; export them in the environment:\n"
+                       + "\n".join(f"  {label(n)}: {purpose(n)}" for n in names))
+        super().__init__(message)
 
 
 # name -> (default, description).  ``None`` as default marks a secret or an
@@ -58,7 +84,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "CONSOLE_INSECURE_COOKIES": ("0", "1 lets session cookies travel over plain http (local use only)."),
     "SESSION_IDLE_MINUTES": ("30", "Minutes without activity after which a console user is signed out."),
     "REQUIRE_2FA_FOR_ADMINS": ("0", "1 makes administrators set up an authenticator-app code before anything else."),
-    "CONSOLE_TIMEZONE": (None, "Time zone the console shows times in (default: DEFAULT_TIMEZONE)."),
+    "CONSOLE_TIMEZONE": (None, "Time zone the console and the command line show times in, with its abbreviation "
+                               "(default: DEFAULT_TIMEZONE)."),
     "ALERT_RESPONSE_HOURS": ("12", "Hours after which an open crisis alert is marked overdue in the console."),
     "TRUSTED_PROXIES": ("0", "Reverse proxies in front of the web app whose X-Forwarded-For/-Proto to trust (the "
                               "console's per-address sign-in limit and the audit's address need the client's)."),
@@ -123,8 +150,26 @@ class Settings:
         """A secret or mandatory value: no default, a clear error when absent."""
         value = self.env.get(name)
         if value in (None, ""):
-            raise ConfigError(f"{name} is not set; export it in the environment")
+            raise MissingSettings([name])
         return value
+
+    def check_required(self, names: list[str | tuple[str, ...]], needed_by: str | None = None) -> None:
+        """Raise :class:`MissingSettings` naming every one of ``names`` that is not set (a tuple: one of
+        them is enough), so that a deployment learns them all in one run, not one per run."""
+        missing = [n for n in names
+                   if not any(self.env.get(v) not in (None, "") for v in ((n,) if isinstance(n, str) else n))]
+        if missing:
+            raise MissingSettings(missing, needed_by)
+
+    @property
+    def coordinator_zone(self) -> ZoneInfo:
+        """The zone every time shown to coordinators is in: ``CONSOLE_TIMEZONE``, else ``DEFAULT_TIMEZONE``."""
+        name = self.optional("CONSOLE_TIMEZONE") or self.default_timezone
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            which = "CONSOLE_TIMEZONE" if self.optional("CONSOLE_TIMEZONE") else "DEFAULT_TIMEZONE"
+            raise ConfigError(f"{which}: {name!r} is not a known IANA time zone (e.g. America/Toronto)") from None
 
     @property
     def database_url(self) -> str:
@@ -204,6 +249,28 @@ def number(settings: "Settings", name: str) -> float:
         return float(settings.get(name))
     except ValueError:
         raise ConfigError(f"{name} must be a number") from None
+
+
+# What each part of the service cannot run without (a tuple: one of them is enough).
+WEB_APP_NEEDS: list[str | tuple[str, ...]] = ["TWILIO_AUTH_TOKEN", "HELP_CONTACT"]
+TWILIO_NEEDS: list[str | tuple[str, ...]] = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
+                                             ("TWILIO_MESSAGING_SERVICE_SID", "TWILIO_FROM_NUMBER")]
+
+
+def check_sending(settings: "Settings") -> None:
+    """Every setting the SMS backend needs, named all at once when some are missing."""
+    if settings.get("SMS_BACKEND").lower() == "twilio":
+        settings.check_required(TWILIO_NEEDS, "needed to send through Twilio")
+
+
+def local_time(moment, zone: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored time (naive UTC) as coordinators read it: in ``zone``, with the zone's abbreviation."""
+    import datetime as dt
+
+    if moment is None:
+        return "-"
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+    return aware.astimezone(zone).strftime(f"{fmt} %Z")
 
 
 def load_settings(overrides: Mapping[str, str] | None = None) -> Settings:

@@ -49,6 +49,32 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+def open_database(url: str, *, create: bool = False) -> Engine:
+    """The engine a command works with, checked before anything is read or written: a SQLite file that
+    is not there is an error naming its full path (only ``create``, for ``outreach db upgrade``, may make
+    one), a server that does not answer is an error naming its host and port (credentials masked), and
+    a database without our tables is an error saying to run ``outreach db upgrade``.  One round trip."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import DBAPIError
+
+    from .errors import missing_database, no_schema, sqlite_file, unreachable
+
+    path = sqlite_file(url)
+    if path is not None and (not path.parent.is_dir() or (not create and not path.exists())):
+        raise missing_database(url, path)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            ready = inspect(conn).has_table("patients")
+    except DBAPIError as exc:
+        engine.dispose()
+        raise unreachable(url, exc) from None
+    if not ready and not create:
+        engine.dispose()
+        raise no_schema(url)
+    return engine
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 

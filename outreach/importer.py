@@ -13,18 +13,27 @@ re-import does can silently relink answered follow-ups: changed ratings on a
 stay with answers need ``allow_rating_changes`` and are audited with their old
 and new values.  The patient's own fields (phone, consent, ...) come from the
 row of their latest stay.  Writes are set-based, in one transaction.
+
+The separator (comma, semicolon as a French-locale Excel writes, or tab) is read from the header and
+named in the summary.  Some rows are written but deserve a look, and are reported as warnings with their
+line: a stay without an alliance score (too many blank items), a phone shared with another patient, a
+phone extension that was dropped; ``strict`` makes them errors.  A re-import that changes the phone of a
+patient opted out by a "wrong number" reply opts them back in (the opt-out belonged to the old number;
+audited); an opt-out by STOP is never lifted by an import.
 """
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import io
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
+import phonenumbers
 from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -33,14 +42,17 @@ from .csvsafe import SafeWriter, open_private
 from .db import audit
 from .instrument import Instrument, load_instrument
 from .models import AllianceRating, Answer, Episode, FollowUp, Patient
-from .phones import parse_phone, zone_for
+from .phones import mask, parse_phone, zone_for
 
 BASE_REQUIRED = ["patient_id", "phone", "discharge_date", "sms_consent"]
 OPTIONAL = ["episode_id", "admission_date", "timezone", "language", "age", "sex", "length_of_stay_days",
             "primary_substance", "program"]
 PATIENT_FIELDS = ["phone", "timezone", "language", "sms_consent", "age", "sex"]
 EPISODE_FIELDS = ["discharge_date", "admission_date", "length_of_stay_days", "primary_substance", "program"]
-CONSENT = {"yes": True, "y": True, "true": True, "1": True, "no": False, "n": False, "false": False, "0": False}
+CONSENT = {"yes": True, "y": True, "true": True, "1": True, "no": False, "n": False, "false": False, "0": False,
+           "oui": True, "o": True, "non": False}
+CONSENT_WORDS = "yes/no, oui/non, y/n, o, true/false, 1/0"
+SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
 LANGUAGES = {"en", "fr"}
 CHUNK = 2000
 
@@ -69,14 +81,18 @@ class ImportResult:
     unchanged: int = 0
     rejected: int = 0
     errors: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)  # rows written that deserve a look (errors if strict)
     rejected_path: Path | None = None
     written: bool = False
     rating_changes: int = 0
+    separator: str = ","
+    opt_outs_lifted: list[str] = field(default_factory=list)  # patient ids: a wrong number's opt-out lifted
 
     @property
     def summary(self) -> str:
         return (f"imported {self.new_patients} new patients, {self.new_episodes} new episodes, "
-                f"updated {self.updated}, unchanged {self.unchanged}, rejected {self.rejected}")
+                f"updated {self.updated}, unchanged {self.unchanged}, rejected {self.rejected} "
+                f"({SEPARATORS.get(self.separator, repr(self.separator))}-separated)")
 
 
 @dataclass
@@ -85,6 +101,7 @@ class _Row:
     raw: list[str]
     record: dict[str, Any] | None
     problems: list[tuple[str, str]]
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
 @cache
@@ -106,9 +123,29 @@ def decode(data: bytes) -> str:
             "save it as 'CSV UTF-8' and import again") from None
 
 
+def detect_separator(text: str, instrument: Instrument) -> str:
+    """The separator that splits the header into the most known column names (comma on a tie)."""
+    required, optional = expected_columns(instrument)
+    known = set(required) | set(optional)
+    first = text.split("\n", 1)[0].rstrip("\r")
+    best, best_score = ",", -1
+    for sep in SEPARATORS:
+        try:
+            names = next(csv.reader([first], delimiter=sep), [])
+        except csv.Error:
+            continue
+        score = sum(n.strip().lower() in known for n in names)
+        if score > best_score:
+            best, best_score = sep, score
+    return best
+
+
 def check_header(header: list[str], instrument: Instrument) -> list[str]:
     required, optional = expected_columns(instrument)
     names = [h.strip().lower() for h in header]
+    if len(names) == 1 and names[0] and any(sep in names[0] for sep in ";\t|"):
+        raise ImportFileError(f"line 1: header: the header reads as one column ({names[0][:60]!r}…); the columns "
+                              "must be separated by commas, semicolons or tabs")
     problems = []
     seen: set[str] = set()
     for name in names:
@@ -145,9 +182,10 @@ class RowValidator:
             except ValueError as exc:
                 problems.append((column, str(exc)))
 
+        warnings: list[tuple[str, str]] = []
         check("patient_id", self._patient_id)
         check("episode_id", lambda v: _text_or_none(v, 64))
-        check("phone", lambda v: parse_phone(v, self.region))
+        check("phone", lambda v: self._phone(v, warnings))
         check("discharge_date", self._date)
         check("admission_date", lambda v: self._date(v) if v else None)
         check("sms_consent", self._consent)
@@ -175,7 +213,24 @@ class RowValidator:
         rec["language"] = rec["language"] or "en"
         rec["items"] = items
         rec["mean_score"], rec["subscale_scores"] = self.instrument.score(items)
+        if rec["mean_score"] is None:
+            answered = sum(v is not None for v in items)
+            warnings.append(("alliance", f"{answered} of {len(items)} items answered, so this stay has no alliance "
+                                         f"score (it needs at least {self.instrument.min_answered})"))
+        rec["warnings"] = warnings
         return rec, []
+
+    def _phone(self, v: str, warnings: list[tuple[str, str]]) -> str:
+        e164 = parse_phone(v, self.region)
+        if _MAY_HAVE_EXTENSION.search(v):
+            try:
+                extension = phonenumbers.parse(v, self.region).extension
+            except phonenumbers.NumberParseException:
+                extension = None
+            if extension:
+                warnings.append(("phone", f"the extension {extension} was dropped (a text cannot reach an "
+                                          f"extension); check that {mask(e164)} reaches the patient's own phone"))
+        return e164
 
     @staticmethod
     def _patient_id(v: str) -> str:
@@ -203,7 +258,7 @@ class RowValidator:
         try:
             return CONSENT[v.lower()]
         except KeyError:
-            raise ValueError(f"{v!r} is not one of yes/no/true/false/1/0/y/n") from None
+            raise ValueError(f"{v!r} is not one of {CONSENT_WORDS}") from None
 
     def _zone(self, v: str) -> str | None:
         if not v:
@@ -219,6 +274,9 @@ class RowValidator:
         if v.lower() not in LANGUAGES:
             raise ValueError(f"{v!r} is not a supported language (en or fr)")
         return v.lower()
+
+
+_MAY_HAVE_EXTENSION = re.compile(r"[A-Za-z#;,]")
 
 
 def _int_or_none(v: str, lo: int, hi: int) -> int | None:
@@ -239,8 +297,9 @@ def _text_or_none(v: str, max_len: int) -> str | None:
     return v or None
 
 
-def read_rows(text: str, instrument: Instrument, validate: RowValidator) -> tuple[list[str], list[_Row]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+def read_rows(text: str, instrument: Instrument, validate: RowValidator,
+              separator: str = ",") -> tuple[list[str], list[_Row]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
     try:
         header = next(reader)
     except StopIteration:
@@ -268,6 +327,7 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator) -> tupl
             rows.append(_Row(start, raw, None, [("row", f"has {len(raw)} fields, the header has {len(names)}")]))
             continue
         record, problems = validate(dict(zip(names, raw)))
+        warnings = record.pop("warnings", []) if record is not None else []
         if record is not None:  # one row per stay: a stay is its discharge date, or the site's episode_id
             pid = record["patient_id"]
             keys = [("discharge_date", (pid, "date", record["discharge_date"]),
@@ -281,33 +341,68 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator) -> tupl
                     record = None
             if record is not None:
                 seen.update({key: start for _, key, _ in keys})
-        rows.append(_Row(start, raw, record, problems))
+        rows.append(_Row(start, raw, record, problems, warnings))
     return names, rows
+
+
+def _shared_phones(session: Session, rows: list[_Row]) -> None:
+    """Warn on every row whose phone is also another patient's, in this file or in the database (a
+    stored patient this file gives another phone no longer counts)."""
+    valid = [r for r in rows if r.record is not None]
+    if not valid:
+        return
+    holders: dict[str, set[str]] = {}
+    latest: dict[str, tuple[dt.date, str]] = {}
+    for r in valid:
+        pid, phone = r.record["patient_id"], r.record["phone"]
+        holders.setdefault(phone, set()).add(pid)
+        if pid not in latest or r.record["discharge_date"] >= latest[pid][0]:
+            latest[pid] = (r.record["discharge_date"], phone)
+    for chunk in _chunks(list(holders)):
+        for pid, phone in session.execute(select(Patient.patient_id, Patient.phone).where(Patient.phone.in_(chunk))):
+            if pid in latest and latest[pid][1] != phone:
+                continue  # this file moves them to another phone
+            holders[phone].add(pid)
+    for r in valid:
+        others = sorted(holders[r.record["phone"]] - {r.record["patient_id"]})
+        if others:
+            listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            r.warnings.append(("phone", f"{mask(r.record['phone'])} is also the phone of patient {listed} "
+                                        "(a shared phone has one conversation at a time)"))
 
 
 def import_discharges(session: Session, path: Path, settings: Settings, *, skip_invalid: bool = False,
                       allow_rating_changes: bool = False, today: dt.date | None = None,
-                      actor: str | None = None, keep_identifiers: bool = False) -> ImportResult:
+                      actor: str | None = None, keep_identifiers: bool = False, strict: bool = False) -> ImportResult:
     instrument = load_instrument(settings.get("ALLIANCE_INSTRUMENT"))
     today = today or dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
     text = decode(Path(path).read_bytes())
-    names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today))
+    separator = detect_separator(text, instrument)
+    names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today), separator)
+    _shared_phones(session, rows)
+    if strict:  # every warning is an error
+        for r in rows:
+            if r.record is not None and r.warnings:
+                r.problems.extend((column, f"{problem} (--strict)") for column, problem in r.warnings)
+                r.record = None
     valid = [r for r in rows if r.record is not None]
     plan = plan_upsert(session, valid, instrument, allow_rating_changes=allow_rating_changes)
     for row, problems in plan.refused:
         row.problems.extend(problems)
         row.record = None
-    result = ImportResult()
+    result = ImportResult(separator=separator)
     result.errors = sorted((RowError(r.line, col, msg) for r in rows for col, msg in r.problems),
                            key=lambda e: e.line)
+    result.warnings = [RowError(r.line, col, msg) for r in rows if r.record is not None for col, msg in r.warnings]
     bad = [r for r in rows if r.record is None]
     result.rejected = len(bad)
     if bad and not skip_invalid:
         return result
     if bad:
         result.rejected_path = rejected_path(Path(path))
-        write_rejected(result.rejected_path, names, bad, keep_identifiers=keep_identifiers)
+        write_rejected(result.rejected_path, names, bad, keep_identifiers=keep_identifiers, separator=separator)
     apply_upsert(session, plan, instrument, actor=actor)
+    result.opt_outs_lifted = lift_wrong_number_opt_outs(session, plan, actor=actor)
     result.new_patients, result.new_episodes = len(plan.new_patients), len(plan.new_episodes)
     result.updated, result.unchanged = plan.updated, plan.unchanged
     result.rating_changes = len(plan.rating_changes)
@@ -315,7 +410,8 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
         if result.rejected_path else {}
     audit(session, "import_discharges", actor=actor, file=Path(path).name, new_patients=result.new_patients,
           new_episodes=result.new_episodes, updated=result.updated, unchanged=result.unchanged,
-          rejected=result.rejected, **rejects)
+          rejected=result.rejected, warnings=len(result.warnings), separator=SEPARATORS.get(separator, separator),
+          opt_outs_lifted=len(result.opt_outs_lifted), **rejects)
     result.written = True
     return result
 
@@ -324,7 +420,8 @@ def rejected_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.rejected{path.suffix or '.csv'}")
 
 
-def write_rejected(path: Path, names: list[str], rows: Iterable[_Row], *, keep_identifiers: bool = False) -> None:
+def write_rejected(path: Path, names: list[str], rows: Iterable[_Row], *, keep_identifiers: bool = False,
+                   separator: str = ",") -> None:
     """The rejected rows with an ``error`` column, readable by the owner only (mode 0600).  Phone numbers
     are masked (the ``phone`` column keeps its last two digits; a number in any other cell is masked
     too) unless ``keep_identifiers``; cells a spreadsheet would run as a formula get a leading ``'``."""
@@ -333,7 +430,7 @@ def write_rejected(path: Path, names: list[str], rows: Iterable[_Row], *, keep_i
 
     phone_at = names.index("phone") if "phone" in names else None
     with open_private(path, encoding="utf-8", newline="") as fh:
-        writer = SafeWriter(fh)
+        writer = SafeWriter(fh, delimiter=separator)  # as the site's spreadsheet wrote it, to fix and load again
         writer.writerow(names + ["error"])
         for r in rows:
             cells = (r.raw + [""] * len(names))[: len(names)]
@@ -542,6 +639,38 @@ def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, 
               old_instrument=stay.rating[0], old_items=stay.rating[1], new_instrument=instrument.name,
               new_items=rec["items"], new_mean=rec["mean_score"])
     session.flush()
+
+
+def lift_wrong_number_opt_outs(session: Session, plan: UpsertPlan, *, actor: str | None = None) -> list[str]:
+    """Opt back in every patient whose phone this import changed and who was opted out only because
+    someone replied "wrong number" on the old one (:func:`outreach.patients.opted_out_by_wrong_number`); a
+    STOP is never lifted here.  Audited (``phone_corrected`` with the old and new number, ``opted_in``).
+    Returns their patient ids."""
+    from .db import current_actor
+    from .patients import lift_opt_out, opted_out_by_wrong_number
+
+    pid_of = {p.pk: pid for pid, p in plan.people.items()}
+    changed = {p.pk: (pid_of[p.pk], p.fields[0], rec["phone"]) for p, rec in plan.patient_updates
+               if p.fields[0] != rec["phone"]}
+    if not changed:
+        return []
+    opted_out = [pk for chunk in _chunks(list(changed))
+                 for pk in session.scalars(select(Patient.id).where(Patient.id.in_(chunk),
+                                                                    Patient.opted_out_at.is_not(None)))]
+    who = actor or current_actor()
+    lifted = []
+    for pk in sorted(opted_out):
+        if not opted_out_by_wrong_number(session, pk):
+            continue
+        pid, old, new = changed[pk]
+        audit(session, "phone_corrected", actor=who, patient_id=pk, old=old, new=new, via="import",
+              opt_out_lifted=True)
+        lift_opt_out(session, pk, actor=who, via="import",
+                     reason="phone number changed by an import after a wrong-number reply (the opt-out belonged "
+                            "to the old number)")
+        lifted.append(pid)
+    session.flush()
+    return sorted(lifted)
 
 
 def _episode(patient_pk: int | None, rec: dict[str, Any], site_id: str | None = None) -> dict[str, Any]:

@@ -481,6 +481,22 @@ def _opted_out_for_wrong_number_only(session: Session, pk: int) -> bool:
     return all(d.get("message_id") in wrong for d in opt_outs)
 
 
+def opted_out_by_wrong_number(session: Session, pk: int) -> bool:
+    """The patient is opted out, and only because someone replied "wrong number" on their old phone: a
+    new number may be texted again.  Never true after a STOP or a carrier's opt-out."""
+    opted_out_at = session.scalar(select(Patient.opted_out_at).where(Patient.id == pk))
+    return opted_out_at is not None and _opted_out_for_wrong_number_only(session, pk)
+
+
+def lift_opt_out(session: Session, pk: int, *, actor: str, reason: str, address: str | None = None,
+                 **details) -> None:
+    """Opt the patient back in, audited (``opted_in``, who and why) in the caller's transaction.  The
+    console's phone correction, an import that changes a wrong number, and ``outreach patients opt-in``
+    all come here."""
+    set_opt_out(session, [pk], False)
+    audit(session, "opted_in", actor=actor, patient_id=pk, address=address, reason=reason, **details)
+
+
 @dataclass(frozen=True)
 class PhoneCorrection:
     old_masked: str
@@ -506,14 +522,13 @@ def correct_phone(session: Session, settings: Settings, pk: int, raw: str, *, ac
     if new == old and p.phone_valid:
         raise PatientError("That is already this patient's phone number.")
     was_valid = bool(p.phone_valid)
-    reopen = p.opted_out_at is not None and _opted_out_for_wrong_number_only(session, pk)
+    reopen = opted_out_by_wrong_number(session, pk)
     p.phone, p.phone_valid = new, True
     audit(session, "phone_corrected", actor=actor, patient_id=pk, address=address, old=old, new=new,
           was_valid=was_valid, opt_out_lifted=reopen)
     if reopen:
-        set_opt_out(session, [pk], False)
-        audit(session, "opted_in", actor=actor, patient_id=pk, address=address,
-              reason="phone number corrected after a wrong-number reply")
+        lift_opt_out(session, pk, actor=actor, address=address,
+                     reason="phone number corrected after a wrong-number reply")
     session.flush()
     session.refresh(p)
     return PhoneCorrection(mask(old), mask(new), reopen)

@@ -1,5 +1,11 @@
 """Sending queued messages: claim, re-check, respect quiet hours and rate, call the gateway, record.
 
+A text that is not going out now costs nothing: before anything is claimed, one set-based pass cancels
+what may no longer be sent (an opt-out, an invalid phone, a closed follow-up, a reminder the patient has
+answered) and holds what quiet hours keep out of the night (one statement per patient time zone), and
+for every claimed row those checks come before the rate limiter's wait.  Only a text that really goes
+to the API waits its turn.
+
 Never twice: a row is marked ``claimed`` (committed) before the API call.
 A claim older than SEND_CLAIM_TIMEOUT belongs to a dead worker; before
 such a row is sent again the gateway is asked whether the text already went
@@ -14,12 +20,14 @@ import random
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import case, exists, or_, select
+from sqlalchemy import and_, case, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from conversations.machine import ACTIVE
 
-from .config import Settings, number
+from zoneinfo import ZoneInfo
+
+from .config import Settings, local_time, number
 from .db import audit, unit_of_work
 from .gateway import GatewayError, SmsGateway
 from .logs import error_summary
@@ -69,11 +77,30 @@ class SendStats:
     failed: int = 0
     reconciled: int = 0
     paused: int = 0  # left pending: their follow-up is paused by a coordinator
+    next_opening: dt.datetime | None = None  # earliest window opening of the texts held in this pass (naive UTC)
+    # After the pass (see Sender.waiting): automatic texts queued for a later time, and the first of those times.
+    waiting: int | None = None
+    next_waiting: dt.datetime | None = None
+
+    def hold(self, count: int, opening: dt.datetime) -> None:
+        self.held += count
+        if count and (self.next_opening is None or opening < self.next_opening):
+            self.next_opening = opening
+
+    def describe(self, zone: ZoneInfo | None = None) -> str:
+        """The pass in words; times in ``zone`` (the coordinators' zone) with its abbreviation."""
+        zone = zone or ZoneInfo("UTC")
+        paused = f", kept for a paused follow-up {self.paused}" if self.paused else ""
+        opens = f" (their window opens {local_time(self.next_opening, zone)})" if self.held else ""
+        text = (f"sent {self.sent}, held for quiet hours {self.held}{opens}, cancelled {self.cancelled}, "
+                f"retry later {self.retried}, failed {self.failed}, found already sent {self.reconciled}{paused}")
+        if self.waiting:
+            text += (f"; {self.waiting} text(s) wait for a later time (quiet hours or a retry), the first at "
+                     f"{local_time(self.next_waiting, zone)}")
+        return text
 
     def __str__(self) -> str:
-        paused = f", kept for a paused follow-up {self.paused}" if self.paused else ""
-        return (f"sent {self.sent}, held for quiet hours {self.held}, cancelled {self.cancelled}, "
-                f"retry later {self.retried}, failed {self.failed}, found already sent {self.reconciled}{paused}")
+        return self.describe()
 
 
 class RateLimiter:
@@ -81,13 +108,17 @@ class RateLimiter:
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
         self.next_at = 0.0
 
-    def wait(self) -> None:
+    def wait(self) -> float:
+        """Wait for this send's turn; the seconds waited."""
         if not self.interval:
-            return
+            return 0.0
         now = time.monotonic()
+        waited = 0.0
         if now < self.next_at:
-            time.sleep(self.next_at - now)
+            waited = self.next_at - now
+            time.sleep(waited)
         self.next_at = max(now, self.next_at) + self.interval
+        return waited
 
 
 @dataclass(frozen=True)
@@ -127,44 +158,75 @@ class Sender:
                     m.status, m.claimed_at, m.attempts = "claimed", now, (m.attempts or 0) + 1
         return claims
 
+    # -- before claiming: what will not go out now, set-based -------------------------------
+    def settle(self, stats: SendStats) -> None:
+        """Cancel the due texts that may no longer be sent and hold for quiet hours the ones whose
+        patient's window is closed, in a few statements whatever their number (one per time zone), so
+        that neither costs a claim, a rate-limit wait or an API call.  The same checks run again for
+        every claimed row (:meth:`deliver`): this pass only makes the common case cheap."""
+        now = utcnow()
+        due = and_(Message.direction == "out", Message.status == "pending", Message.send_after <= now,
+                   _NOT_HELD_NOW)
+        kind = func.coalesce(Message.kind, "")
+        patient = select(Patient.id).where(Patient.id == Message.patient_id)
+        followup = select(FollowUp.id).where(FollowUp.id == Message.followup_id)
+        state = select(FollowUp.state).where(FollowUp.id == Message.followup_id).scalar_subquery()
+        stops = [  # the order of _stop_reason
+            (kind.not_in(PAST_OPT_OUT) & patient.where(Patient.opted_out_at.is_not(None)).exists(),
+             literal("patient opted out")),
+            (patient.where(Patient.phone_valid.is_not(True)).exists(), literal("phone invalid")),
+            (kind.not_in(NOT_HELD) & followup.where(FollowUp.state.not_in(ACTIVE)).exists(),
+             literal("follow-up is ").concat(state)),
+            ((kind == "reminder") & followup.where(FollowUp.last_inbound_at.is_not(None)).exists(),
+             literal("patient replied")),
+            ((kind == "stalled") & followup.where(FollowUp.last_inbound_at > Message.created_at).exists(),
+             literal("patient replied")),
+        ]
+        with unit_of_work(self.sessions) as s:
+            if s.scalar(select(Message.id).where(due).limit(1)) is None:
+                return  # nothing due (the idle worker's every round): one cheap statement
+            for condition, reason in stops:
+                stats.cancelled += s.execute(
+                    update(Message).where(due, condition)
+                    .values(status="cancelled", error_message=reason, claimed_at=None, updated_at=now)
+                    .execution_options(synchronize_session=False)).rowcount or 0
+            quiet = and_(due, Message.patient_id.is_not(None), kind.not_in(NOT_HELD))
+            zones = s.scalars(select(Patient.timezone).distinct()
+                              .join(Message, Message.patient_id == Patient.id).where(quiet)).all()
+            for zone in zones:
+                try:
+                    opening = self.window.opening(now, zone)
+                except Exception:  # an unknown zone: left to deliver(), which logs it for that row
+                    continue
+                if opening <= now:
+                    continue
+                in_zone = select(Patient.id).where(Patient.id == Message.patient_id, Patient.timezone == zone)
+                held = s.execute(update(Message).where(quiet, in_zone.exists())
+                                 .values(send_after=opening, updated_at=now)
+                                 .execution_options(synchronize_session=False)).rowcount or 0
+                stats.hold(held, opening)
+
+    def waiting(self, stats: SendStats) -> SendStats:
+        """Fill in how many automatic texts wait for a later time (quiet hours, a retry) and when the first goes."""
+        with unit_of_work(self.sessions) as s:
+            count, first = s.execute(
+                select(func.count(), func.min(Message.send_after))
+                .where(Message.direction == "out", Message.status == "pending", Message.send_after > utcnow(),
+                       Message.kind.in_(AUTOMATIC_KINDS))).one()
+        stats.waiting, stats.next_waiting = count, first
+        return stats
+
     # -- one message --------------------------------------------------------
     def deliver(self, claim: Claim, stats: SendStats) -> None:
-        self.rate.wait()
-        with unit_of_work(self.sessions) as s:
-            msg = s.get(Message, claim.id, with_for_update=True)
-            if msg.status != "claimed" or msg.claimed_at != claim.at:
-                return  # taken over by another worker after our claim timed out
-            patient = s.get(Patient, msg.patient_id) if msg.patient_id else None
-            followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
-            if held_by_coordinator(msg, followup):  # paused after the claim: wait for the release
-                msg.status, msg.claimed_at = "pending", None
-                msg.attempts = max((msg.attempts or 1) - 1, 0)
-                stats.paused += 1
+        """Check, then wait for the rate limit, then send: a text that is held or cancelled never waits."""
+        ready = self._ready(claim, stats, reconcile=True)
+        if ready is None:
+            return
+        if self.rate.wait():  # the wait may have let an opt-out or a pause arrive: look again
+            ready = self._ready(claim, stats, reconcile=False)
+            if ready is None:
                 return
-            reason = self._stop_reason(msg, patient, followup)
-            if reason:
-                msg.status, msg.error_message, msg.claimed_at = "cancelled", reason, None
-                stats.cancelled += 1
-                return
-            if claim.abandoned_since is not None:
-                sids = self.gateway.sent_since(msg.to_number, claim.abandoned_since - dt.timedelta(seconds=5),
-                                               msg.body)
-                if sids:
-                    self._record_sent(s, msg, followup, sids[0], "sent")
-                    stats.reconciled += 1
-                    log.info("message %s to %s had been sent before a crash; not resent", msg.id,
-                             mask(msg.to_number))
-                    return
-            now = utcnow()
-            # Quiet hours keep unsolicited texts out of the night; a reply to the patient's text is not one,
-            # nor is a text a coordinator writes by hand.
-            opening = self.window.opening(now, patient.timezone) if patient and msg.kind not in NOT_HELD else now
-            if opening > now:
-                msg.status, msg.send_after, msg.claimed_at = "pending", opening, None
-                msg.attempts = max((msg.attempts or 1) - 1, 0)
-                stats.held += 1
-                return
-            to, body = msg.to_number, msg.body
+        to, body = ready
         try:
             result = self.gateway.send(to, body, self.callback)
         except GatewayError as exc:
@@ -175,6 +237,45 @@ class Sender:
             followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
             self._record_sent(s, msg, followup, result.sid, result.status)
         stats.sent += 1
+
+    def _ready(self, claim: Claim, stats: SendStats, *, reconcile: bool) -> tuple[str, str] | None:
+        """(to, body) when the claimed row is to be sent now; else None, the row updated (held, cancelled,
+        found already sent, or left to a paused follow-up) and counted in ``stats``."""
+        with unit_of_work(self.sessions) as s:
+            msg = s.get(Message, claim.id, with_for_update=True)
+            if msg.status != "claimed" or msg.claimed_at != claim.at:
+                return None  # taken over by another worker after our claim timed out
+            patient = s.get(Patient, msg.patient_id) if msg.patient_id else None
+            followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
+            if held_by_coordinator(msg, followup):  # paused after the claim: wait for the release
+                msg.status, msg.claimed_at = "pending", None
+                msg.attempts = max((msg.attempts or 1) - 1, 0)
+                stats.paused += 1
+                return None
+            reason = self._stop_reason(msg, patient, followup)
+            if reason:
+                msg.status, msg.error_message, msg.claimed_at = "cancelled", reason, None
+                stats.cancelled += 1
+                return None
+            if reconcile and claim.abandoned_since is not None:
+                sids = self.gateway.sent_since(msg.to_number, claim.abandoned_since - dt.timedelta(seconds=5),
+                                               msg.body)
+                if sids:
+                    self._record_sent(s, msg, followup, sids[0], "sent")
+                    stats.reconciled += 1
+                    log.info("message %s to %s had been sent before a crash; not resent", msg.id,
+                             mask(msg.to_number))
+                    return None
+            now = utcnow()
+            # Quiet hours keep unsolicited texts out of the night; a reply to the patient's text is not one,
+            # nor is a text a coordinator writes by hand.
+            opening = self.window.opening(now, patient.timezone) if patient and msg.kind not in NOT_HELD else now
+            if opening > now:
+                msg.status, msg.send_after, msg.claimed_at = "pending", opening, None
+                msg.attempts = max((msg.attempts or 1) - 1, 0)
+                stats.hold(1, opening)
+                return None
+            return msg.to_number, msg.body
 
     def _stop_reason(self, msg: Message, patient: Patient | None, followup: FollowUp | None) -> str | None:
         if patient is not None and patient.opted_out_at is not None and msg.kind not in PAST_OPT_OUT:
@@ -229,6 +330,7 @@ class Sender:
     def send_due(self, max_batches: int | None = None) -> SendStats:
         """Send everything due now (one pass: what is claimable until the queue is empty)."""
         stats = SendStats()
+        self.settle(stats)
         batches = 0
         while max_batches is None or batches < max_batches:
             claims = self.claim()

@@ -10,7 +10,7 @@ from typing import Callable
 from sqlalchemy.orm import Session, sessionmaker
 
 from .alerts import on_call_numbers
-from .config import Settings
+from .config import Settings, check_sending
 from .db import unit_of_work
 from .gateway import make_gateway
 from .inbound import Inbox
@@ -45,8 +45,12 @@ def every_minute(sessions: sessionmaker[Session], settings: Settings) -> MinuteD
 
 def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Callable[[str], None] = print,
                once: bool = False) -> None:
+    """Send, and every minute do the minute duties, until SIGTERM/SIGINT.  ``once``: one round, then say what
+    it did (the minute duties, the sending pass and what waits for later) and stop."""
+    check_sending(settings)  # every missing Twilio setting at once, before anything starts
     sender = Sender(sessions, settings, make_gateway(settings, echo=echo))
     on_call_numbers(settings)  # a misspelt ALERT_SMS_TO stops the worker now, not once a minute in a log
+    zone = settings.coordinator_zone
     stopping = {"now": False}
 
     def stop(signum, _frame):
@@ -60,22 +64,30 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
     failures = 0
     while not stopping["now"]:
         try:
+            duties = None
             if time.monotonic() - last_tick >= TICK_EVERY:
                 duties = every_minute(sessions, settings)
                 last_tick = time.monotonic()
-                if duties.busy:
+                if duties.busy and not once:
                     echo(f"worker: {duties}")
             result = sender.send_due(max_batches=1)
+            if once:
+                sender.waiting(result)
             failures = 0
         except Exception:  # the database went away, a deploy is under way...: wait and go on
+            if once:
+                raise  # one round asked for: say it failed (the command line's error boundary)
             failures += 1
             log.exception("worker round failed (%d in a row); retrying", failures)
             time.sleep(min(60.0, 2.0 ** failures))
             continue
-        if result.sent or result.failed or result.reconciled:
-            echo(f"worker: {result}")
         if once:
+            if duties is not None:
+                echo(f"worker: minute duties: {duties}")
+            echo(f"worker: sending: {result.describe(zone)}")
             break
+        if result.sent or result.failed or result.reconciled or result.held:
+            echo(f"worker: {result.describe(zone)}")
         if not (result.sent or result.held or result.retried or result.cancelled or result.reconciled):
             time.sleep(IDLE_SLEEP)
     echo("worker: stopped")

@@ -156,7 +156,7 @@ def test_cli_list_shows_role_status_2fa_and_last_sign_in_but_no_password_data(ru
     out = run_cli("users", "list").output
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
     assert rows["amy@example.org"][1:4] == ["admin", "active", "on"]
-    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC$", out.splitlines()[1])
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d E[SD]T$", out.splitlines()[1])  # the coordinators' zone
     assert rows["new@example.org"][1:] == ["researcher", "no", "password", "off", "never"]
     assert rows["gone@example.org"][1:3] == ["coordinator", "disabled"]
     hashes = session.scalars(select(User.password_hash).where(User.password_hash.is_not(None))).all()

@@ -69,14 +69,16 @@ def test_cli_help_lists_every_command(run_cli):
     commands = out.split("Commands:")[1]
     listed = dict(re.findall(r"^  (\S+)\s+(.+)$", commands, re.M))
     assert set(listed) == {"db", "demo", "serve", "import-discharges", "alerts", "users", "lexicon", "inbox", "chat",
-                           "waves", "send-due", "tick", "worker", "export", "report"}
+                           "waves", "send-due", "tick", "worker", "export", "report", "patients", "events",
+                           "responses"}
     assert all(len(text) > 10 and not text.endswith("...") for text in listed.values())
 
 
 def test_command_needing_a_secret_names_it(run_cli, make_patient, monkeypatch):
+    """Talking to a live server signs with the real token (the preview needs none: tests/test_cli_chat.py)."""
     monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
     make_patient(patient_id="Q1")
-    result = run_cli("chat", "Q1", input="")
+    result = run_cli("chat", "Q1", "--url", "http://127.0.0.1:9", input="")
     assert result.exit_code == 2 and "TWILIO_AUTH_TOKEN is not set" in result.output
 
 

@@ -7,10 +7,19 @@ connection, so PostgreSQL sees at most ``WEB_CONCURRENCY × WEB_THREADS`` connec
 from __future__ import annotations
 
 import os
+import sys
 
-from outreach.config import load_settings, positive_int
+from outreach.config import ConfigError, load_settings, positive_int
 
 _settings = load_settings()
+try:  # once, in the master, before any worker starts: a few lines, not a traceback per worker
+    from webhooks.app import check_startup, startup_message
+
+    check_startup(_settings)
+    positive_int(_settings, "WEB_CONCURRENCY"), positive_int(_settings, "WEB_THREADS")
+except ConfigError as _exc:
+    print(startup_message(_exc), file=sys.stderr, flush=True)
+    sys.exit(1)
 
 bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"  # the platform's PORT, as Heroku-style hosts set it
 worker_class = "gthread"
