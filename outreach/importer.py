@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import gc
 import io
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
 import phonenumbers
@@ -379,6 +381,26 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
     text = decode(Path(path).read_bytes())
     separator = detect_separator(text, instrument)
     names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today), separator)
+    with _rows_kept_out_of_gc():
+        return _import_rows(session, path, settings, instrument, names, rows, separator, skip_invalid=skip_invalid,
+                            allow_rating_changes=allow_rating_changes, actor=actor,
+                            keep_identifiers=keep_identifiers, strict=strict)
+
+
+@contextmanager
+def _rows_kept_out_of_gc() -> Iterator[None]:
+    """The parsed rows live for the whole import; without this the garbage collector rescans all of
+    them at every full collection (a third of a 100,000-row re-import's time)."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _import_rows(session: Session, path: Path, settings: Settings, instrument: Instrument, names: list[str],
+                 rows: list[_Row], separator: str, *, skip_invalid: bool, allow_rating_changes: bool,
+                 actor: str | None, keep_identifiers: bool, strict: bool) -> ImportResult:
     _shared_phones(session, rows)
     if strict:  # every warning is an error
         for r in rows:
@@ -512,7 +534,8 @@ def plan_upsert(session: Session, rows: list[_Row], instrument: Instrument, *,
     """Match every valid row to a stay (or a new one) and decide what changes; refusals are returned
     with their row, so that they are reported like any other problem."""
     plan = UpsertPlan()
-    plan.people = people = _load_people(session, list({r.record["patient_id"] for r in rows}))
+    # In file order (sites sort their extracts): a random order made the index lookups twice as slow.
+    plan.people = people = _load_people(session, list(dict.fromkeys(r.record["patient_id"] for r in rows)))
     accepted: dict[str, list[dict[str, Any]]] = {}
     matched: dict[int, int] = {}  # stored stay -> the line that describes it
     for row in rows:

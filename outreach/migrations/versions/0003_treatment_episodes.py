@@ -39,8 +39,6 @@ def upgrade() -> None:
         sa.UniqueConstraint('patient_id', 'discharge_date', name='uq_episodes_patient_discharge'),
         sa.UniqueConstraint('patient_id', 'site_episode_id', name='uq_episodes_patient_site_episode'),
     )
-    with op.batch_alter_table('episodes', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_episodes_patient_id'), ['patient_id'], unique=False)
     op.execute("INSERT INTO episodes (patient_id, discharge_date, length_of_stay_days, primary_substance, program, "
                "created_at, updated_at) SELECT id, discharge_date, length_of_stay_days, primary_substance, program, "
                "created_at, updated_at FROM patients")
@@ -119,6 +117,4 @@ def downgrade() -> None:
         batch_op.create_foreign_key(batch_op.f('fk_alliance_ratings_patient_id_patients'), 'patients',
                                     ['patient_id'], ['id'], ondelete='CASCADE')
 
-    with op.batch_alter_table('episodes', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_episodes_patient_id'))
     op.drop_table('episodes')
