@@ -6,7 +6,7 @@ import datetime as dt
 from flask import flash, redirect, render_template, request, session, url_for
 
 from outreach.alerts import AlertError, alert_queue, flag_as_crisis, resolve_alert, take_alert
-from outreach.db import audit
+from outreach.db import audit_each_patient
 from outreach.models import utcnow
 
 from .blueprint import actor, address, bp, settings, uow
@@ -22,11 +22,11 @@ def _queue(full_page: bool):
         # alerts again is not a new look.
         if full_page or shown != session.get("alerts_seen"):
             # One row per patient shown, so the audit log filtered by a patient finds who saw their words.
-            by_patient: dict[int | None, list[int]] = {}
+            by_patient: dict[int | None, dict] = {}
             for a in alerts:
-                by_patient.setdefault(a.patient_pk, []).append(a.id)
-            for pk, ids in (by_patient or {None: []}).items():
-                audit(s, "viewed_alert_queue", actor=actor(), address=address(), patient_id=pk, alert_ids=ids)
+                by_patient.setdefault(a.patient_pk, {"alert_ids": []})["alert_ids"].append(a.id)
+            audit_each_patient(s, "viewed_alert_queue", by_patient or {None: {"alert_ids": []}}, actor=actor(),
+                               address=address())
             session["alerts_seen"] = shown
     return alerts
 
