@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from outreach.waves import OUTCOMES
+
 YES_NO = {0: "No", 1: "Yes"}
 HEALTH = {1: "Poor", 2: "Fair", 3: "Good", 4: "Very good", 5: "Excellent"}
 
@@ -15,12 +17,7 @@ class Variable:
     codes: dict = field(default_factory=dict)
 
 
-STATUS_CODES = {
-    "completed": "answered every question", "partial": "answered some questions",
-    "no_reply": "never replied", "declined": "said not now and never started",
-    "opted_out": "opted out (STOP) before answering", "expired": "replied but answered nothing before expiry",
-    "undeliverable": "messages could not be delivered", "crisis": "survey paused after a crisis message",
-}
+STATUS_CODES = dict(OUTCOMES)  # research outcome codes, shared with `waves status` and the report
 
 VARIABLES = [
     Variable("participant", "Pseudonymous participant id (HMAC-SHA256 of the site id, 16 hex)", "string"),
@@ -29,7 +26,8 @@ VARIABLES = [
     Variable("patient_id", "Site patient id (identified exports only)", "string"),
     Variable("discharge_date", "Discharge date of this episode (identified exports only)", "string"),
     Variable("timepoint_days", "Follow-up time point, days after this episode's discharge", "integer"),
-    Variable("status", "Outcome of the contact", "category", STATUS_CODES),
+    Variable("status", "Research outcome of the follow-up (the first code that applies, in this order)", "category",
+             STATUS_CODES),
     Variable("responded", "Gave at least one usable answer", "binary", YES_NO),
     Variable("days_to_response", "Days from this episode's discharge to the first usable answer", "integer"),
     Variable("contact_attempts", "Invitations and reminders sent", "integer"),

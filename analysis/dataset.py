@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from outreach.waves import OUTCOME_RULES
+
 from . import queries
 from .queries import COVARIATES
 
@@ -57,8 +59,33 @@ def _flag(condition: pd.Series, source: pd.Series) -> pd.Series:
     return condition.astype("boolean").mask(source.isna()).astype("Int8")
 
 
-def build(raw: pd.DataFrame, key: bytes, identified: bool = False) -> pd.DataFrame:
-    """Turn the merged query results into the contract's columns."""
+def outcome_codes(state: pd.Series, answered: pd.Series, replied: pd.Series) -> np.ndarray:
+    """The research outcome of every follow-up, by the rules ``waves status`` counts with
+    (:data:`outreach.waves.OUTCOME_RULES`)."""
+    facts = {"state": state.astype("object"), "answered": answered.astype(bool), "replied": replied.astype(bool)}
+    conditions = []
+    for _, when in OUTCOME_RULES[:-1]:
+        cond = pd.Series(True, index=state.index)
+        for k, v in when.items():
+            cond &= (facts[k] == v)
+        conditions.append(cond.to_numpy())
+    return np.select(conditions, [code for code, _ in OUTCOME_RULES[:-1]], default=OUTCOME_RULES[-1][0])
+
+
+def columns(identified: bool = False, covariates: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The export's header: the same with 0 rows as with many."""
+    head = ["participant", "episode"] + (["patient_id", "discharge_date"] if identified else [])
+    return head + CONTRACT[2:] + [c for c in COVARIATES if c in covariates]
+
+
+def empty(identified: bool = False, covariates: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in columns(identified, covariates)})
+
+
+def build(raw: pd.DataFrame, key: bytes, identified: bool = False,
+          covariates: list[str] | tuple[str, ...] | None = None) -> pd.DataFrame:
+    """Turn the merged query results into the contract's columns.  ``covariates``: the covariate columns to
+    write (default: those with a value in ``raw``); missing values stay missing."""
     df = pd.DataFrame(index=raw.index)
     df["participant"] = pseudonyms(raw["patient_id"], key)
     if identified:
@@ -69,11 +96,7 @@ def build(raw: pd.DataFrame, key: bytes, identified: bool = False) -> pd.DataFra
     values = {k: _nullable_int(raw[k]) if k in raw else pd.Series(pd.NA, index=raw.index, dtype="Int64")
               for k in queries.QUESTION_KEYS}
     responded = pd.concat(values.values(), axis=1).notna().any(axis=1)
-    state = raw["state"]
-    df["status"] = np.select(
-        [state == "completed", state == "crisis", responded, state == "opted_out", state == "declined",
-         state == "undeliverable", raw["last_inbound_at"].notna()],
-        ["completed", "crisis", "partial", "opted_out", "declined", "undeliverable", "expired"], default="no_reply")
+    df["status"] = outcome_codes(raw["state"], responded, raw["last_inbound_at"].notna())
     df["responded"] = responded.astype("Int8")
     first = pd.to_datetime(raw.get("first_answer_at"))
     df["days_to_response"] = ((first.dt.normalize() - pd.to_datetime(raw["discharge_date"])).dt.days
@@ -98,18 +121,25 @@ def build(raw: pd.DataFrame, key: bytes, identified: bool = False) -> pd.DataFra
     df["mental_health_high"] = _flag(values["mental_health"] >= 4, values["mental_health"])
     df["physical_health_high"] = _flag(values["physical_health"] >= 4, values["physical_health"])
     df["days_used"] = values["days_used"]
+    if covariates is None:
+        covariates = [c for c in COVARIATES if c in raw and raw[c].notna().any()]
     for c in COVARIATES:
-        if c in raw and raw[c].notna().any():
-            df[c] = _nullable_int(raw[c]) if c in ("age", "length_of_stay_days") else raw[c].astype("string")
+        if c in covariates:
+            values = raw[c] if c in raw else pd.Series(pd.NA, index=raw.index)
+            df[c] = _nullable_int(values) if c in ("age", "length_of_stay_days") else values.astype("string")
     return df.reset_index(drop=True)
 
 
 def linked_dataset(engine: Engine, key: bytes, timepoint: int | None = None, identified: bool = False) -> pd.DataFrame:
+    """The linked dataset.  Its header does not depend on the rows selected: a covariate column is written when
+    any stay or patient in the database has a value for it, so a time point without follow-ups gives the same
+    header with 0 rows."""
+    covariates = queries.covariates_present(engine)
     raw = queries.followups(engine, timepoint)
     if raw.empty:
-        return pd.DataFrame(columns=CONTRACT)
+        return empty(identified, covariates)
     raw = raw.sort_values(["patient_pk", "episode", "timepoint_days"], kind="stable", ignore_index=True)
     raw = (raw.merge(queries.ratings(engine, timepoint), on="episode_id", how="left")
            .merge(queries.answers_wide(engine, timepoint), on="followup_id", how="left")
            .merge(queries.contact_attempts(engine), on="followup_id", how="left"))
-    return build(raw, key, identified)
+    return build(raw, key, identified, covariates)

@@ -40,6 +40,15 @@ def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
     return _frame(engine, stmt)
 
 
+def covariates_present(engine: Engine) -> list[str]:
+    """The covariates with a value for at least one patient or stay in the database (the export's columns)."""
+    stmt = select(*[select(func.count(getattr(Patient, c))).scalar_subquery().label(c) for c in PATIENT_COVARIATES],
+                  *[select(func.count(getattr(Episode, c))).scalar_subquery().label(c) for c in EPISODE_COVARIATES])
+    with engine.connect() as conn:
+        row = conn.execute(stmt).mappings().one()
+    return [c for c in COVARIATES if row[c]]
+
+
 def ratings(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
     """The alliance rated at the discharge of every episode with a follow-up (one row per episode)."""
     targeted = select(FollowUp.episode_id)

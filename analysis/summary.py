@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from .dataset import linked_dataset
 from .export import write
-from .report import write_report
+from .report import association_text, nonresponse_text, write_report
 
 
 def analyse_demo(engine: Engine, directory: Path) -> list[str]:
@@ -19,17 +19,22 @@ def analyse_demo(engine: Engine, directory: Path) -> list[str]:
 
 
 def summary_lines(payload: dict) -> list[str]:
+    """The report's headline numbers, as published (suppressed) in stats.json."""
+    people = payload["participants"]
+    hidden = "x" in (people["answered"], people["targeted"])
+    lines = ["participants who answered: hidden in the report (it would give a small count away)" if hidden else
+             f"{people['answered']} of {people['targeted']} participants answered at least one question"]
     if payload.get("too_small"):
-        return [f"only {payload['n_responders']} responders: too few for estimates"]
+        return lines + [f"fewer than {payload['min_responders']} participants answered: too few for estimates"]
     fmt = lambda r: (f"{r['estimate']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f}), "  # noqa: E731
                      f"p {'< 0.001' if r['p'] < 0.001 else '= ' + format(r['p'], '.3f')}, n = {r['n']}")
-    lines = [f"{payload['n_responders']} of {payload['n_rows']} follow-ups answered"]
     for r in payload["spearman"]:
-        lines.append(f"Spearman rho, alliance vs {r['outcome'].replace('_', ' ')}: {fmt(r)}")
+        if r["estimate"] is not None:
+            lines.append(f"Spearman rho, alliance vs {r['outcome'].replace('_', ' ')}: {fmt(r)}")
     for r in payload["logistic"][:1] + payload["ordinal"]:
-        lines.append(f"odds ratio per SD of alliance, {r['outcome'].replace('_', ' ')}: {fmt(r)}")
-    nr = payload["nonresponse"]
-    lines.append(f"non-response: responders' mean alliance {nr['mean_responders']:.2f} vs "
-                 f"{nr['mean_nonresponders']:.2f}" + (" (they differ: see the weighted estimate in the report)"
-                                                     if nr["differs"] else ""))
+        if r["estimate"] is not None:
+            lines.append(f"odds ratio per SD of alliance, {r['outcome'].replace('_', ' ')}: {fmt(r)}")
+    lines.append(association_text(payload["logistic"][0]))
+    ipw_shown = (payload.get("ipw") or {}).get("estimate") is not None
+    lines += ["non-response: " + nonresponse_text(nr, False, ipw_shown) for nr in payload["nonresponse"]]
     return lines

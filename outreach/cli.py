@@ -642,12 +642,25 @@ def waves_launch(ctx: Context, timepoint: int, as_of: str | None, limit: int | N
     click.echo(f"wave {wave.id} launched: {wave.targeted} invitation(s) queued; `outreach worker` sends them")
 
 
+def _check_timepoint_option(ctx: Context, timepoint: int | None) -> None:
+    from .waves import check_timepoint
+
+    if timepoint is not None:
+        try:
+            check_timepoint(ctx.settings, timepoint)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+
+
 def _print_funnel(wave, f: dict) -> None:
+    from .waves import OPEN_LABEL, OUTCOMES
+
     when = click.get_current_context().find_object(Context).time(wave.created_at)
     click.echo(f"wave {wave.id}: {wave.timepoint_days}-day, as of {wave.as_of}, by {wave.created_by} at {when}")
-    keys = ["targeted", "sent", "delivered", "failed", "replied", "completed", "partial", "declined",
-            "opted_out", "expired", "crisis", "undeliverable"]
-    click.echo("  " + "  ".join(f"{k.replace('_', ' ')} {f.get(k, 0)}" for k in keys))
+    click.echo("  contact: " + "  ".join(f"{k} {f.get(k, 0)}" for k in ("targeted", "sent", "delivered", "failed",
+                                                                         "replied")))
+    click.echo("  outcome: " + "  ".join(f"{k.replace('_', ' ')} {f.get(k, 0)}" for k in OUTCOMES)
+               + f"  (these add up to targeted; {OPEN_LABEL} {f.get(OPEN_LABEL, 0)}: conversations still running)")
     click.echo(f"  response rate {100 * f.get('response_rate', 0):.0f}% (completed or partial / targeted)")
 
 
@@ -737,6 +750,7 @@ def export_cmd(ctx: Context, out: Path, fmt: str | None, timepoint: int | None, 
 
     if identified and not (reason and reason.strip()):
         raise click.UsageError("--identified needs --reason TEXT saying why identifiers are needed")
+    _check_timepoint_option(ctx, timepoint)
     try:
         fmt = format_for(out, fmt)
     except ExportError as exc:
@@ -813,14 +827,13 @@ def _write_identified(ctx: Context, df, out: Path, fmt: str, reason: str, timepo
 @click.option("--timepoint", type=int, help="Only this time point.")
 @pass_ctx
 def report_cmd(ctx: Context, out: Path, timepoint: int | None) -> None:
-    from analysis.dataset import linked_dataset
-    from analysis.report import write_report
+    from analysis.report import report_dataset, write_report
 
-    key = ctx.settings.export_key
-    df = linked_dataset(ctx.engine, key, timepoint=timepoint)
+    _check_timepoint_option(ctx, timepoint)
+    df = report_dataset(ctx.engine, timepoint=timepoint)  # no EXPORT_KEY: the report shows no pseudonyms
     payload = write_report(df, out, suppress_below=int(ctx.settings.get("SUPPRESS_BELOW")), timepoint=timepoint)
-    click.echo(f"report for {payload['n_rows']} follow-ups written to {out}/report.md, report.html, stats.json "
-               f"and {len(payload['figures'])} figures")
+    click.echo(f"report on {len(df)} follow-ups written to {out}/: report.md, report.html (figures embedded), "
+               f"stats.json and {len(payload['figures'])} figures")
 
 
 def main() -> None:

@@ -146,20 +146,72 @@ def launch_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.
     return wave, plan
 
 
-FUNNEL = ["targeted", "sent", "delivered", "failed", "replied", "completed", "partial", "declined", "opted_out",
-          "expired", "crisis", "undeliverable"]
+# -- the status vocabulary ---------------------------------------------------------------------------------------
+# Two vocabularies with distinct names.  A follow-up's *state* is what the conversation did (the state machine:
+# invited, q_..., crisis, completed, expired, ...); coordinators see it only as "open" (still running).  Its
+# research *outcome* is what the dataset records: every follow-up has exactly one, the first rule below that
+# applies, so the outcome counts of a wave or a time point add up to the follow-ups targeted.  ``waves status``,
+# the console, the export's ``status`` column, the codebook and the report all use these outcome codes.
+OUTCOMES = {
+    "completed": "answered every question",
+    "partial": "answered at least one question, not all (whatever happened next: timed out, STOP, crisis pause)",
+    "crisis": "survey paused after a crisis message, no answer",
+    "opted_out": "opted out (STOP), no answer",
+    "declined": "said not now, no answer yet",
+    "undeliverable": "texts could not be delivered, no answer",
+    "replied_no_answer": "replied but gave no usable answer",
+    "no_reply": "never replied",
+}
+# (outcome, conditions that must all hold): ``answered`` = at least one usable answer (not from a coordinator's
+# preview), ``replied`` = the patient texted back at least once, ``state`` = the follow-up's state.
+OUTCOME_RULES: list[tuple[str, dict]] = [
+    ("completed", {"state": "completed", "answered": True}),
+    ("partial", {"answered": True}),
+    ("crisis", {"state": "crisis"}),
+    ("opted_out", {"state": "opted_out"}),
+    ("declined", {"state": "declined"}),
+    ("undeliverable", {"state": "undeliverable"}),
+    ("replied_no_answer", {"replied": True}),
+    ("no_reply", {}),
+]
+ANSWERED = ("completed", "partial")  # outcomes with at least one usable answer: the response rate's numerator
+OPEN_LABEL = "open"  # follow-ups whose conversation is still running (their outcome may still change)
+
+FUNNEL = ["targeted", "sent", "delivered", "failed", "replied", *OUTCOMES, OPEN_LABEL]
+
+
+def outcome_of(state: str, answered: bool, replied: bool) -> str:
+    """The research outcome of one follow-up (the rules above, in order)."""
+    facts = {"state": state, "answered": bool(answered), "replied": bool(replied)}
+    return next(code for code, when in OUTCOME_RULES if all(facts[k] == v for k, v in when.items()))
+
+
+def outcome_case(state, answered, replied):
+    """The same rules as a SQL CASE over column expressions (``answered``/``replied``: boolean expressions)."""
+    whens = []
+    for code, when in OUTCOME_RULES[:-1]:
+        parts = [state == v if k == "state" else (answered if k == "answered" else replied) for k, v in when.items()]
+        whens.append((and_(*parts) if len(parts) > 1 else parts[0], code))
+    return case(*whens, else_=OUTCOME_RULES[-1][0])
+
+
+def usable_answers():
+    """Follow-ups with at least one usable answer: a coded value, not given in a coordinator's preview
+    (``outreach chat --url``).  The export counts answers the same way."""
+    preview = exists().where(Message.id == Answer.message_id, Message.preview.is_(True))
+    return select(Answer.followup_id).where(Answer.value.is_not(None), ~preview).distinct()
 
 
 def funnels(session: Session, wave_ids: list[int] | None = None) -> dict[int, dict[str, float]]:
-    """The contact funnel per wave, from three grouped queries."""
-    answered = (select(Answer.followup_id).where(Answer.value.is_not(None)).distinct().subquery())
+    """The contact funnel per wave: delivery counts, then every research outcome (they add up to ``targeted``),
+    ``open`` (conversations still running) and the response rate (completed or partial / targeted)."""
+    answered = usable_answers().subquery()
+    outcome = outcome_case(FollowUp.state, answered.c.followup_id.is_not(None), FollowUp.last_inbound_at.is_not(None))
     per_state = select(
         FollowUp.wave_id, func.count().label("targeted"),
         func.count(FollowUp.last_inbound_at).label("replied"),
-        *[func.sum(case((FollowUp.state == s, 1), else_=0)).label(s)
-          for s in ("completed", "declined", "opted_out", "expired", "crisis", "undeliverable")],
-        func.sum(case((and_(FollowUp.state != "completed", answered.c.followup_id.is_not(None)), 1),
-                      else_=0)).label("partial"),
+        *[func.sum(case((outcome == code, 1), else_=0)).label(code) for code in OUTCOMES],
+        func.sum(case((FollowUp.state.in_(OPEN_STATES), 1), else_=0)).label(OPEN_LABEL),
     ).outerjoin(answered, answered.c.followup_id == FollowUp.id).where(FollowUp.wave_id.is_not(None)) \
         .group_by(FollowUp.wave_id)
     invites = select(
@@ -182,7 +234,8 @@ def funnels(session: Session, wave_ids: list[int] | None = None) -> dict[int, di
     for f in out.values():
         for k in FUNNEL:
             f.setdefault(k, 0)
-        f["response_rate"] = (f["completed"] + f["partial"]) / f["targeted"] if f["targeted"] else 0.0
+        f["answered"] = sum(f[k] for k in ANSWERED)
+        f["response_rate"] = f["answered"] / f["targeted"] if f["targeted"] else 0.0
     return out
 
 

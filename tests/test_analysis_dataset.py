@@ -58,7 +58,7 @@ def test_columns_follow_the_contract_and_missing_stays_missing(filled):
     assert b30.days_to_response == (today - dt.date(2026, 10, 1)).days
     assert by[(pseudo["C"], 30)].status == "opted_out" and by[(pseudo["C"], 30)].responded == 0
     assert by[(pseudo["D"], 30)].status == "no_reply" and pd.isna(by[(pseudo["D"], 30)].self_efficacy)
-    assert by[(pseudo["E"], 30)].status == "expired"  # replied, answered nothing
+    assert by[(pseudo["E"], 30)].status == "replied_no_answer"  # replied, answered nothing (not "expired": a state)
     assert by[(pseudo["A"], 90)].status == "no_reply"
     # Tertiles are cut within the exported participants (means 3.0, 4.5, 5.0, 5.5, 6.0).
     tertiles = {pid: by[(pseudo[pid], 30)].alliance_tertile for pid in "ABCDE"}
@@ -190,3 +190,23 @@ def test_an_identified_export_that_cannot_be_written_is_audited_as_failed(filled
     assert failed.details["file"] == str(out.absolute()) and failed.details["error"]
     assert not out.exists() and not out.with_name("identified.codebook.csv").exists()
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(("test.db", "not-a-folder"))] == []
+
+
+def test_the_export_header_is_the_same_with_no_rows(filled, sessions, run_cli, tmp_path):
+    """A time point without follow-ups gives the same columns (covariates included), not a shorter header."""
+    from outreach.models import Episode, Patient
+
+    with unit_of_work(sessions) as s:
+        for p in s.scalars(select(Patient)):
+            p.age, p.sex = 40, "F"
+        for e in s.scalars(select(Episode)):
+            e.program = "residential"
+    for extra in ([], ["--identified", "--reason", "linkage"]):
+        full, none = tmp_path / "all.csv", tmp_path / "none.csv"
+        assert run_cli("export", "--out", str(full), *extra, extra_env={"EXPORT_KEY": KEY}).exit_code == 0
+        result = run_cli("export", "--out", str(none), "--timepoint", "180", *extra, extra_env={"EXPORT_KEY": KEY})
+        assert result.exit_code == 0 and "wrote 0 rows" in result.output
+        header = full.read_text().splitlines()[0]
+        assert none.read_text().splitlines() == [header]
+        assert header.endswith("days_used,age,sex,program")
+        assert pd.read_csv(tmp_path / "none.codebook.csv")["variable"].tolist() == header.split(",")

@@ -183,7 +183,7 @@ def test_primary_analysis_counts_each_participant_once_and_matches_the_first_epi
     df = readmitted(300, 21, 60)
     summary = st.summarise(df)
     alone = st.summarise(df[df["episode"] == 1].reset_index(drop=True))
-    assert summary["n_rows"] == summary["n_participants"] == summary["nonresponse"]["n"] == 300
+    assert summary["n_followups"] == summary["n_participants"] == summary["nonresponse"][0]["n"] == 300
     assert summary["logistic"][0]["n"] == int(df.loc[df["episode"] == 1, "self_efficacy_high"].notna().sum())
     for key in ("spearman", "logistic", "ordinal", "high_vs_other"):
         assert [r["estimate"] for r in summary[key]] == [r["estimate"] for r in alone[key]]
@@ -231,3 +231,53 @@ def test_too_few_responders_gives_no_sensitivity_analysis_either():
     summary = st.summarise(small)
     assert summary["too_small"] and summary["episodes"]["n_participants_multi"] == 40
     assert summary["episodes"]["sensitivity"] is None and "logistic" not in summary
+
+
+# -- decision rules and the unit of analysis --------------------------------------------------------------------
+@pytest.mark.parametrize("d, low, high, verdict", [
+    (0.13, -0.94, 1.20, False),  # the 16-patient study: noise, not a difference
+    (0.15, 0.05, 0.25, False),  # a clear but trivial difference: |d| < 0.2
+    (0.25, -0.05, 0.55, False),  # large enough but the CI includes 0
+    (0.25, 0.04, 0.46, True), (-0.30, -0.50, -0.10, True)])
+def test_nonresponse_decision_rule(d, low, high, verdict):
+    assert st.differs(d, low, high) is verdict
+
+
+def test_the_sample_size_rule_counts_people_not_answers():
+    df = cohort(20, 4, timepoints=(30, 90, 180), base_response=0.99)  # up to 60 answers from 20 people
+    summary = st.summarise(df)
+    assert summary["n_answers"] > st.MIN_RESPONDERS > summary["n_people_answered"] == 20
+    assert summary["too_small"] and "logistic" not in summary
+
+
+def test_association_analyses_use_each_participants_earliest_answer():
+    df = cohort(300, 9, timepoints=(30, 90))
+    summary = st.summarise(df)
+    answered = df[df["self_efficacy_high"].notna()]
+    assert summary["logistic"][0]["n"] == answered["participant"].nunique() < len(answered)
+    earliest = answered.sort_values("timepoint_days").drop_duplicates("participant")
+    assert summary["logistic"][0]["estimate"] == pytest.approx(st.logistic(earliest)["estimate"])
+    assert all(r["n"] <= 300 for key in ("spearman", "ordinal", "high_vs_other", "trend") for r in summary[key])
+    assert [nr["timepoint"] for nr in summary["nonresponse"]] == [30, 90]
+    assert all(nr["n"] == 300 for nr in summary["nonresponse"])  # one row per participant at each time point
+
+
+def test_no_mixed_model_when_nobody_is_measured_twice():
+    """The demo: every participant answered at one time point only (161 answers of 161 people)."""
+    a, b = cohort(150, 1, timepoints=(30,)), cohort(150, 2, timepoints=(90,))
+    mixed = st.mixed_model(pd.concat([a, b], ignore_index=True))
+    assert mixed["fitted"] is False and mixed["n_repeated"] == 0 and mixed["estimate"] is None
+    assert mixed["timepoints"] == [30, 90]
+
+
+def test_the_mixed_model_needs_30_participants_answering_twice():
+    both = cohort(200, 3, timepoints=(30, 90), base_response=0.99)
+    ids = both["participant"].unique()
+    answered = both[both["self_efficacy"].notna()]
+    ids = [p for p in ids if p in set(answered.loc[answered["timepoint_days"] == 30, "participant"])
+           and p in set(answered.loc[answered["timepoint_days"] == 90, "participant"])]
+    for repeated, fitted in [(29, False), (30, True)]:
+        at30 = both["participant"].isin(ids[:150])  # 90 days: the first `repeated` of them and 40 others
+        at90 = both["participant"].isin(ids[:repeated] + ids[150:190])
+        mixed = st.mixed_model(both[((both["timepoint_days"] == 30) & at30) | ((both["timepoint_days"] == 90) & at90)])
+        assert mixed["n_repeated"] == repeated and mixed["fitted"] is fitted

@@ -30,7 +30,7 @@ def test_a_database_url_sqlalchemy_cannot_read_still_hides_its_password():
     assert hide_password("sqlite:///outreach.db") == "sqlite:///outreach.db"
 
 
-@pytest.mark.parametrize("command", [["export", "--out", "{tmp}/r.csv"], ["report", "--out", "{tmp}/rep"]])
+@pytest.mark.parametrize("command", [["export", "--out", "{tmp}/r.csv"]])  # the report needs no key
 def test_an_export_key_shorter_than_32_characters_is_refused_with_how_to_make_one(run_cli, tmp_path, command):
     out = tmp_path / "out"
     args = [a.format(tmp=out) for a in command]
