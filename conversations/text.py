@@ -28,8 +28,3 @@ def normalize(text: str) -> str:
     return s.replace("\u2019", "'")
 
 
-def words(text: str) -> str:
-    """Lower-case words only: apostrophes removed, any other punctuation becomes a space."""
-    s = strip_accents(text or "").lower().replace("'", "").replace("\u2019", "")
-    s = re.sub(r"[^\w]+", " ", s)
-    return f" {s.strip()} "

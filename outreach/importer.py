@@ -382,7 +382,7 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
     separator = detect_separator(text, instrument)
     names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today), separator)
     with _rows_kept_out_of_gc():
-        return _import_rows(session, path, settings, instrument, names, rows, separator, skip_invalid=skip_invalid,
+        return _import_rows(session, path, instrument, names, rows, separator, skip_invalid=skip_invalid,
                             allow_rating_changes=allow_rating_changes, actor=actor,
                             keep_identifiers=keep_identifiers, strict=strict)
 
@@ -398,7 +398,7 @@ def _rows_kept_out_of_gc() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _import_rows(session: Session, path: Path, settings: Settings, instrument: Instrument, names: list[str],
+def _import_rows(session: Session, path: Path, instrument: Instrument, names: list[str],
                  rows: list[_Row], separator: str, *, skip_invalid: bool, allow_rating_changes: bool,
                  actor: str | None, keep_identifiers: bool, strict: bool) -> ImportResult:
     _shared_phones(session, rows)

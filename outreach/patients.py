@@ -19,7 +19,7 @@ from conversations.sms import encoding, segments
 from conversations.surveys import QUESTIONS
 
 from .config import Settings
-from .db import audit
+from .db import audit, audit_each_patient
 from .models import Alert, AllianceRating, Answer, AuditEvent, Episode, FollowUp, Message, Patient, utcnow
 from .phones import PhoneError, mask, parse_phone
 from .repository import OPEN_STATES, lock_phone, set_opt_out
@@ -185,9 +185,9 @@ def search_patients(session: Session, query: str, limit: int = 50, *, actor: str
                 .order_by(FollowUp.patient_id, FollowUp.invited_at.desc().nulls_last(), FollowUp.id.desc())):
             open_fu.setdefault(pid, f"{days} days: {state_words(state)}{' (paused)' if held else ''}")
     if actor is not None:  # one row per patient shown, so the audit log filtered by a patient finds it
-        for pk in ids or [None]:
-            audit(session, "searched_patients", actor=actor, address=address, patient_id=pk, results=len(ids),
-                  digits_only=q.isdigit())
+        details = {"results": len(ids), "digits_only": q.isdigit()}
+        audit_each_patient(session, "searched_patients", {pk: details for pk in ids or [None]}, actor=actor,
+                           address=address)
     return [PatientHit(r.id, r.patient_id, mask(r.phone), discharges.get(r.id), open_fu.get(r.id)) for r in rows]
 
 
@@ -616,11 +616,11 @@ def inbox_items(session: Session, limit: int = 200, *, actor: str | None = None,
             break
         after_id = rows[-1].id
     if actor is not None:  # one row per patient shown (and one for texts from unknown numbers)
-        shown: dict[int | None, list[int]] = {}
+        shown: dict[int | None, dict] = {}
         for i in items:
-            shown.setdefault(i.patient_pk, []).append(i.message_id)
-        for pk, message_ids in (shown or {None: []}).items():
-            audit(session, "viewed_inbox", actor=actor, address=address, patient_id=pk, message_ids=message_ids)
+            shown.setdefault(i.patient_pk, {"message_ids": []})["message_ids"].append(i.message_id)
+        audit_each_patient(session, "viewed_inbox", shown or {None: {"message_ids": []}}, actor=actor,
+                           address=address)
     return items
 
 

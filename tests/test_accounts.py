@@ -392,3 +392,9 @@ def test_account_changes_and_sign_ins_are_audited_with_the_address(uow, session)
     ]
     assert events[0].details == {"email": "jo@example.org", "role": "researcher"}
     assert events[3].details == {"email": "jo@example.org", "old_role": "researcher", "new_role": "coordinator"}
+
+
+def test_the_common_password_list_is_as_long_as_the_readme_says():
+    from outreach.accounts import common_passwords
+
+    assert len(common_passwords()) >= 30_000  # README: "about 31,000 common passwords"
