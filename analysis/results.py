@@ -227,9 +227,6 @@ class Ledger:
             return c.value
         return f"<{self.below}" if c.status == "primary" else COMPLEMENTARY  # masked or complementary
 
-    def published(self) -> list[Cell]:
-        return [c for c in self.cells.values() if not c.internal]
-
 
 def _key(x: str | Ref) -> str:
     return x.key if isinstance(x, Ref) else x

@@ -59,7 +59,6 @@ def requires(area: str) -> Callable:
 
     def mark(view: Callable) -> Callable:
         VIEW_AREAS[f"console.{view.__name__}"] = area
-        view.console_area = area
         return view
 
     return mark
