@@ -113,8 +113,11 @@ def test_procfile_web_process_serves_the_app(web_env, tmp_path):
             except OSError:
                 time.sleep(0.1)
         assert body == b'{"status":"ok"}\n', log.read_text()
-        workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        assert len(workers) == 2  # WEB_CONCURRENCY reached gunicorn
+        # gunicorn forks its workers one after another: the first may answer before the second exists
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        while len(children.read_text().split()) < 2 and time.monotonic() < deadline + 20:
+            time.sleep(0.1)
+        assert len(children.read_text().split()) == 2  # WEB_CONCURRENCY reached gunicorn
     finally:
         proc.terminate()
         proc.wait(timeout=20)
