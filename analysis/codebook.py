@@ -51,3 +51,25 @@ VARIABLES = [
     Variable("program", "Program of this stay, as recorded by the site", "string"),
 ]
 BY_NAME = {v.name: v for v in VARIABLES}
+
+
+def suppression_text(below: int) -> str:
+    return (f"Counts from 1 to {below - 1} are shown as <{below}; where a total and the other counts of its row or "
+            f"column would give such a count away, the next smallest count is hidden too and shown as x (in tables of "
+            f"very small counts, counts below {below} may be shown as x as well). No "
+            f"percentage, mean, interval or plotted element is shown for a group whose count is hidden, and figures "
+            f"leave such groups out.")
+
+
+def notes(suppress_below: int) -> list[dict]:
+    """Rows after the variables in the codebook file: what one row is, and the rule any count published from the
+    file must follow (the report applies it; a researcher tabulating the file themselves must too)."""
+    return [
+        {"variable": "(unit)", "type": "note", "codes": "",
+         "label": "One row per participant, treatment episode and follow-up time point; count people with "
+                  "'participant', not rows"},
+        {"variable": "(publication rule)", "type": "note", "codes": "",
+         "label": "This file holds individual rows and is not suppressed. Tables or figures made from it for anyone "
+                  "outside the study team follow the report's rule (SUPPRESS_BELOW = "
+                  f"{suppress_below}): {suppression_text(suppress_below)}"},
+    ]

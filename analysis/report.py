@@ -26,6 +26,7 @@ import pandas as pd
 from outreach.waves import OUTCOMES
 
 from . import results as rs
+from .codebook import suppression_text
 from . import stats as st
 
 TERTILES = ["low", "mid", "high"]
@@ -363,14 +364,6 @@ def figures(model: rs.Model, out: Path) -> list[Figure]:
 def _row(r: dict[str, Any], name: str) -> list[str]:
     return [name, r["test"], _c(r["n"]), _fmt(r.get("estimate")), _ci(r.get("ci_low"), r.get("ci_high")),
             _p(r.get("p")), _p(r.get("p_holm"))]
-
-
-def suppression_text(below: int) -> str:
-    return (f"Counts from 1 to {below - 1} are shown as <{below}; where a total and the other counts of its row or "
-            f"column would give such a count away, the next smallest count is hidden too and shown as x (in tables of "
-            f"very small counts, counts below {below} may be shown as x as well). No "
-            f"percentage, mean, interval or plotted element is shown for a group whose count is hidden, and figures "
-            f"leave such groups out.")
 
 
 def decision_rules(below: int) -> list[str]:

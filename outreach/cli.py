@@ -760,7 +760,7 @@ def export_cmd(ctx: Context, out: Path, fmt: str | None, timepoint: int | None, 
     if identified:
         _write_identified(ctx, df, out, fmt, reason.strip(), timepoint)
     else:
-        write(df, out, fmt)
+        write(df, out, fmt, suppress_below=int(ctx.settings.get("SUPPRESS_BELOW")))
     click.echo(f"wrote {len(df)} rows to {out} ({fmt}{', identified' if identified else ', de-identified'}) "
                f"and the codebook to {codebook_path(out)}")
 
@@ -799,7 +799,8 @@ def _write_identified(ctx: Context, df, out: Path, fmt: str, reason: str, timepo
         with private_files():
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".outreach-export-", dir=target.parent))
-        staged = write(df, staging / target.name, fmt, private=True)
+        staged = write(df, staging / target.name, fmt, private=True,
+                       suppress_below=int(ctx.settings.get("SUPPRESS_BELOW")))
         digests = {"sha256": sha256_of(staged), "codebook_sha256": sha256_of(codebook_path(staged))}
         with unit_of_work(ctx.sessions) as session:
             audit(session, "identified_export_written", actor=actor, export_id=export_id, rows=len(df), **files,

@@ -23,6 +23,7 @@ from .db import audit, audit_each_patient
 from .models import Alert, AllianceRating, Answer, AuditEvent, Episode, FollowUp, Message, Patient, utcnow
 from .phones import PhoneError, mask, parse_phone
 from .repository import OPEN_STATES, lock_phone, set_opt_out
+from .waves import OPEN_LABEL, OUTCOMES, outcome_of, usable_answers
 
 
 class PatientError(ValueError):
@@ -84,7 +85,7 @@ STATE_WORDS = {
     "q_days_used": "answering: days of use",
     "crisis": "paused by a crisis alert",
     "completed": "completed",
-    "expired": "expired",
+    "expired": "ended: timed out",
     "opted_out": "ended: opted out",
     "undeliverable": "ended: undeliverable",
 }
@@ -223,6 +224,8 @@ class FollowUpLine:
     timepoint_days: int
     state: str
     state_words: str
+    outcome: str  # the research outcome code (``waves.OUTCOMES``), or "open" while the conversation runs
+    outcome_words: str
     is_open: bool
     held: bool
     held_at: dt.datetime | None
@@ -344,6 +347,8 @@ def _followups(session: Session, pk: int) -> list[FollowUpLine]:
             missing_reason=a.missing_reason,
             missing_words=MISSING_WORDS.get(a.missing_reason, a.missing_reason) if a.missing_reason else None,
             answered_at=a.answered_at))
+    answered = set(session.scalars(usable_answers().join(FollowUp, FollowUp.id == Answer.followup_id)
+                                   .where(FollowUp.patient_id == pk)))
     out = []
     for f, discharge in session.execute(select(FollowUp, Episode.discharge_date)
                                         .join(Episode, Episode.id == FollowUp.episode_id)
@@ -351,10 +356,19 @@ def _followups(session: Session, pk: int) -> list[FollowUpLine]:
                                         .order_by(Episode.discharge_date, FollowUp.timepoint_days, FollowUp.id)):
         out.append(FollowUpLine(
             id=f.id, discharge_date=discharge, timepoint_days=f.timepoint_days, state=f.state,
-            state_words=state_words(f.state), is_open=f.state in OPEN_STATES, held=f.held_at is not None,
+            state_words=state_words(f.state), **_outcome(f, f.id in answered), is_open=f.state in OPEN_STATES,
+            held=f.held_at is not None,
             held_at=f.held_at, held_by=f.held_by, invited_at=f.invited_at, completed_at=f.completed_at,
             expires_at=f.expires_at, reminders_sent=f.reminders_sent or 0, answers=answers.get(f.id, [])))
     return out
+
+
+def _outcome(f: FollowUp, answered: bool) -> dict[str, str]:
+    """What the dataset records for this follow-up, in the export's and the report's words."""
+    if f.state in OPEN_STATES:
+        return {"outcome": OPEN_LABEL, "outcome_words": "open: the conversation is still running"}
+    code = outcome_of(f.state, answered, f.last_inbound_at is not None)
+    return {"outcome": code, "outcome_words": f"{code.replace('_', ' ')}: {OUTCOMES[code]}"}
 
 
 def _open_followup_id(followups: list[FollowUpLine]) -> int | None:

@@ -75,8 +75,21 @@ def test_default_export_has_no_identifiers(filled, run_cli, tmp_path):
     assert "+1416" not in text and "2026-10-01" not in text and ",A," not in text
     codebook = pd.read_csv(tmp_path / "results.codebook.csv")
     assert list(codebook.columns) == ["variable", "label", "type", "codes"]
-    assert list(codebook["variable"]) == list(df.columns)
+    variables = codebook[codebook["type"] != "note"]
+    assert list(variables["variable"]) == list(df.columns)
     assert "1 = Poor" in codebook.set_index("variable").loc["mental_health", "codes"]
+    # The notes after the variables: what one row is, and the suppression rule with this study's threshold.
+    rule = codebook.set_index("variable").loc["(publication rule)", "label"]
+    assert "SUPPRESS_BELOW = 5" in rule and "Counts from 1 to 4 are shown as <5" in rule
+    assert "count people with 'participant'" in codebook.set_index("variable").loc["(unit)", "label"]
+
+
+def test_the_codebook_states_the_studys_own_suppression_threshold(filled, run_cli, tmp_path):
+    out = tmp_path / "results.sav"
+    result = run_cli("export", "--out", str(out), extra_env={"EXPORT_KEY": KEY, "SUPPRESS_BELOW": "11"})
+    assert result.exit_code == 0, result.output
+    rule = pd.read_csv(tmp_path / "results.codebook.csv").set_index("variable").loc["(publication rule)", "label"]
+    assert "SUPPRESS_BELOW = 11" in rule and "Counts from 1 to 10 are shown as <11" in rule
 
 
 def test_export_refuses_without_key(filled, run_cli, tmp_path):
@@ -209,4 +222,5 @@ def test_the_export_header_is_the_same_with_no_rows(filled, sessions, run_cli, t
         header = full.read_text().splitlines()[0]
         assert none.read_text().splitlines() == [header]
         assert header.endswith("days_used,age,sex,program")
-        assert pd.read_csv(tmp_path / "none.codebook.csv")["variable"].tolist() == header.split(",")
+        book = pd.read_csv(tmp_path / "none.codebook.csv")
+        assert book[book["type"] != "note"]["variable"].tolist() == header.split(",")

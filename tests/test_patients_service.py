@@ -141,6 +141,29 @@ def test_patient_view_shows_answers_missing_reasons_and_opt_out_history(make_pat
     assert view.opted_out and [e.action for e in view.contact_history] == ["opted_out"]
     assert view.cannot_text == "This patient has opted out of texts."
     assert view.followups[0].state_words == "ended: opted out"
+    assert view.followups[0].outcome == "opted_out"  # replied, but nothing usable before STOP
+
+
+def test_patient_view_names_each_follow_ups_research_outcome_as_the_export_does(make_patient, make_followup,
+                                                                                 sessions):
+    """The conversation's state (timed out) and the dataset's outcome (partial, replied without an answer)
+    are different words: the page shows both, in the export's codes."""
+    from outreach.models import Answer
+
+    p = make_patient()
+    answered, silent, running = (make_followup(p, days, state) for days, state in
+                                 ((30, "expired"), (90, "expired"), (180, "q_mental_health")))
+    with unit_of_work(sessions) as s:
+        s.add(Answer(followup_id=answered.id, question_key="self_efficacy", value=7, raw_text="7"))
+        for fu in (answered, silent):
+            s.get(FollowUp, fu.id).last_inbound_at = utcnow()
+    with unit_of_work(sessions) as s:
+        view = patient_view(s, p.id, actor=ME)
+    by_days = {f.timepoint_days: f for f in view.followups}
+    assert by_days[30].state_words == by_days[90].state_words == "ended: timed out"
+    assert by_days[30].outcome == "partial" and by_days[30].outcome_words.startswith("partial: answered at least one")
+    assert by_days[90].outcome == "replied_no_answer"
+    assert by_days[180].outcome == "open"
 
 
 def test_patient_view_statement_count_does_not_grow_with_messages(make_patient, make_followup, sessions, engine):
