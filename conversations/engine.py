@@ -8,6 +8,7 @@ then HELP, then the conversation itself.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,6 +119,19 @@ def respond(model: Any, text: str, ctx: Context, media_count: int = 0) -> Outcom
             out.replies.append(ctx.text("already_done" if model.state == "completed" else "closed"))
             out.events.append("acknowledged")
     return out
+
+
+def answer_unread(text: str, ctx: Context) -> list[str]:
+    """What to answer at once when the sender's records cannot be read (the database is unreachable): the
+    safety reply to a crisis message and the HELP text, each in English and French (the patient's language
+    is not known), else nothing: the survey's next question waits until the text is applied."""
+    if is_crisis(text):
+        name = "safety"
+    elif keyword(text) == "help":
+        name = "help"
+    else:
+        return []
+    return [dataclasses.replace(ctx, language=language).text(name) for language in ("en", "fr")]
 
 
 def _media_only(text: str, media_count: int) -> bool:

@@ -442,6 +442,51 @@ def inbox_replay(ctx: Context) -> None:
     click.echo(f"replayed {len(results)} message(s), {sum(s == 'processed' for _, s in results)} processed")
 
 
+@inbox.command("spool", short_help="Texts waiting in this host's spool after a database outage.",
+               help="How many texts and status callbacks received while the database was unreachable wait in "
+                    "this host's spool (SPOOL_DIR), and how old the oldest is.  Works while the database is "
+                    "down.  --drain applies them now (the web app and the worker do it on their own once the "
+                    "database answers).")
+@click.option("--drain", is_flag=True, help="Store and apply the spooled requests now, in arrival order.")
+@pass_ctx
+def inbox_spool(ctx: Context, drain: bool) -> None:
+    from .inbound import Inbox
+    from .models import utcnow
+    from .spool import Spool, spool_dir
+
+    spool, stopped = Spool(spool_dir(ctx.settings)), False
+    if drain:
+        result = Inbox(ctx.sessions, ctx.settings, spool, report_outages=False).drain_spool(wait=30.0)
+        if result.busy:
+            raise click.ClickException("another process is draining the spool right now; try again in a moment")
+        if result.stopped_by is not None:
+            click.echo(f"{result}; stopped: the database is unavailable ({type(result.stopped_by).__name__})")
+            stopped = True
+        else:
+            click.echo(str(result))
+    waiting, oldest = spool.depth()
+    if not waiting:
+        click.echo(f"spool {spool.dir}: empty")
+    else:
+        age = max(0, int((utcnow() - oldest).total_seconds())) if oldest else None
+        click.echo(f"spool {spool.dir}: {waiting} waiting" + (
+            f"; the oldest received {ctx.time(oldest)} ({_age(age)} ago)" if oldest else ""))
+    aside = spool.set_aside()
+    if aside:
+        click.echo(f"{len(aside)} set aside because they could not be read or applied (kept as *.bad in the "
+                   f"spool folder; the log says why)")
+    if stopped:
+        raise SystemExit(1)
+
+
+def _age(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
 @cli.group(help="Patients: opt a patient back in once their consent is confirmed again.")
 def patients() -> None:
     pass

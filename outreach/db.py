@@ -49,6 +49,31 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
     return create_engine(url, **kwargs)
 
 
+# SQLSTATEs of a server that is there but cannot take our writes now: read-only after a failover, shutting
+# down or starting up, too many connections.
+_UNAVAILABLE_SQLSTATES = {"25006", "57P01", "57P02", "57P03", "53300"}
+_SQLITE_OUTAGE = ("unable to open", "not a database", "disk i/o", "database is locked", "readonly database",
+                  "malformed")
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Is this the database being unreachable or unable to write (an outage), rather than a fault in what we
+    asked of it?  Connection refused or dropped, a timeout connecting, no free pooled connection within the
+    pool's wait, a read-only server after a failover, a SQLite file that cannot be opened or read."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.TimeoutError):  # QueuePool: no connection free within pool_timeout
+        return True
+    if not isinstance(exc, sa_exc.DBAPIError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):  # its OperationalError also means "no such table"
+        message = str(exc.orig).lower()
+        return any(words in message for words in _SQLITE_OUTAGE)
+    if exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError):
+        return True
+    return getattr(exc.orig, "sqlstate", None) in _UNAVAILABLE_SQLSTATES
+
+
 def open_database(url: str, *, create: bool = False) -> Engine:
     """The engine a command works with, checked before anything is read or written: a SQLite file that
     is not there is an error naming its full path (only ``create``, for ``outreach db upgrade``, may make

@@ -9,6 +9,11 @@ database connection:
    (``outreach inbox replay`` retries it);
 3. the replies stored for it are returned (the same ones on a repeat).
 
+When the database cannot be reached, the request goes to the local spool instead
+(:mod:`outreach.spool`) and is answered at once with what needs no database (the
+safety reply, the HELP text); :meth:`Inbox.drain_spool` stores and applies the
+spooled requests in arrival order as soon as the database answers again.
+
 This is the hottest path of the service, so it speaks SQLAlchemy Core with
 statements built once at import (their compiled form is cached) instead of
 the ORM: usually nine round trips in all (an autocommit INSERT; BEGIN, the
@@ -21,6 +26,8 @@ import datetime as dt
 import functools
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
@@ -29,15 +36,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from conversations.engine import Context, respond
+from conversations.engine import Context, answer_unread, respond
 
 from .alerts import on_call_numbers, on_call_text
 from .config import Settings
-from .db import audit
+from .db import audit, is_unavailable
 from .logs import error_summary
 from .models import Alert, Answer, FollowUp, Message, Patient, utcnow
 from .phones import mask
 from .repository import OPEN_STATES, insert_ignore, lock_phone, set_opt_out
+from .spool import DrainResult, Spool, SpoolError, Spooled
+from .status import update_status
 from .webhook_client import PREVIEW_FIELD
 
 log = logging.getLogger(__name__)
@@ -153,25 +162,149 @@ class InboundSMS:
 
 @dataclass
 class Received:
-    message_id: int
+    message_id: int | None  # None: spooled (the database was unavailable)
     replies: list[str]
     duplicate: bool = False
     rejected: str | None = None
+    spooled: bool = False
+    unavailable: bool = False  # neither the database nor the spool could take it (answer 503)
+
+
+# While the database is known to be down, requests go straight to the spool; one request a second tries it.
+PROBE_EVERY = 1.0
+# How long a request waits for another process's drain of the spool before going on.
+DRAIN_WAIT = 10.0
+
+
+class DatabaseHealth:
+    """Whether this process last found the database unavailable; logs each start and end of an outage
+    once, at WARNING, without a traceback."""
+
+    def __init__(self, where: str, quiet: bool = False):
+        self.where, self.quiet = where, quiet
+        self.down_since: float | None = None
+        self.last_try = 0.0
+        self._lock = threading.Lock()
+
+    def skip(self) -> bool:
+        """Spool without trying the database (it failed less than PROBE_EVERY ago)."""
+        with self._lock:
+            if self.down_since is None or time.monotonic() - self.last_try >= PROBE_EVERY:
+                self.last_try = time.monotonic()
+                return False
+            return True
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.last_try = time.monotonic()
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                if not self.quiet:
+                    log.warning("database unavailable (%s): %s", type(exc).__name__, self.where)
+
+    def ok(self, what: str = "") -> None:
+        if self.down_since is None:  # the usual case: no lock taken
+            return
+        with self._lock:
+            if self.down_since is not None and not self.quiet:
+                log.warning("database available again after %.0f s%s", time.monotonic() - self.down_since,
+                            f": {what}" if what else "")
+            self.down_since = None
 
 
 class Inbox:
     """The inbound service, bound to a session factory and settings.  It uses Core connections from
     the factory's engine, not ORM sessions (see the module docstring)."""
 
-    def __init__(self, sessions: sessionmaker[Session], settings: Settings):
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings, spool: Spool | None = None, *,
+                 report_outages: bool = True):
+        self.sessions, self.settings, self.spool = sessions, settings, spool
         self.engine: Engine = sessions.kw["bind"]
+        self.health = DatabaseHealth(f"spooling incoming texts to {spool.dir}" if spool else "no spool",
+                                     quiet=not report_outages)
         self._on_call = on_call_numbers(settings)
         self._zone = ZoneInfo(settings.default_timezone)
         self._base_context = Context(org=settings.org_name, help_contact=settings.optional("HELP_CONTACT") or "",
                                      crisis_line=settings.get("CRISIS_LINE"),
                                      emergency=settings.get("EMERGENCY_NUMBER"))
 
-    def receive(self, sms: InboundSMS) -> Received:
+    def receive(self, sms: InboundSMS, form: Mapping[str, Any] | None = None) -> Received:
+        """Store and apply one inbound text; its replies.  With a spool: texts spooled earlier on this host
+        are applied first, and when the database is unavailable the request (``form``, the signed fields)
+        is spooled and answered with :func:`answer_unread`."""
+        if self.spool is None:
+            return self._receive(sms)
+        if not self.health.skip():
+            if self.spool.has_any():  # older texts first (a newer one from the same phone waits its turn)
+                self.drain_spool(wait=DRAIN_WAIT)
+            if self.health.down_since is None:
+                try:
+                    return self._receive(sms)
+                except Exception as exc:
+                    if not is_unavailable(exc):
+                        raise
+                    self.health.failed(exc)
+        if sms.problems:  # nothing to keep: a malformed request is refused as it always is
+            return Received(None, [], rejected="; ".join(sms.problems))
+        replies = answer_unread(sms.body, self._context("en", utcnow()))
+        try:
+            self.spool.put("sms", form if form is not None else _form_of(sms), utcnow(), replies)
+        except SpoolError as exc:
+            log.error("an incoming text could not be stored or spooled: %s", exc.strerror)
+            return Received(None, [], unavailable=True)
+        return Received(None, replies, spooled=True)
+
+    def status_callback(self, sid: str, status: str, error_code: int | None,
+                        form: Mapping[str, Any] | None = None) -> str:
+        """Apply a delivery status callback, or spool it while the database is unavailable."""
+        if self.spool is None:
+            return update_status(self.sessions, self.settings, sid, status, error_code)
+        if not self.health.skip() and self.health.down_since is None:
+            try:
+                return update_status(self.sessions, self.settings, sid, status, error_code)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                self.health.failed(exc)
+        fields = dict(form) if form is not None else {"MessageSid": sid, "MessageStatus": status,
+                                                      "ErrorCode": str(error_code or "")}
+        try:
+            self.spool.put("status", fields, utcnow())
+        except SpoolError as exc:
+            log.error("a status callback could not be stored or spooled: %s", exc.strerror)
+            return "unavailable"
+        return "spooled"
+
+    def drain_spool(self, wait: float = 0.0) -> DrainResult:
+        """Store and apply everything spooled on this host, in arrival order (the web app before a live
+        text, the worker every round).  Stops at the first sign of the database being unavailable."""
+        if self.spool is None:
+            return DrainResult()
+        result = self.spool.drain(self._apply_spooled, is_unavailable, wait=wait)
+        if result.stopped_by is not None:
+            self.health.failed(result.stopped_by)
+        elif not result.busy:
+            self.health.ok(str(result))
+            if result.applied:
+                log.warning("spool drained: %s", result)
+        return result
+
+    def _apply_spooled(self, item: Spooled) -> None:
+        if item.kind == "status":
+            update_status(self.sessions, self.settings, item.form.get("MessageSid", ""),
+                          item.form.get("MessageStatus", ""), error_code_of(item.form))
+            return
+        sms = InboundSMS.from_form(item.form)
+        with self.engine.connect() as conn:
+            message_id, duplicate = self._store(conn, sms, at=item.received_at)
+            if sms.problems:
+                return
+            # Applied as a late text (replies queued for the worker), at the time it was received; what the
+            # webhook answered at once (the safety reply) is recorded as sent, not sent again.
+            self._process(conn, message_id, None if duplicate else sms, live=False,
+                          spooled={message_id: item})
+
+    def _receive(self, sms: InboundSMS) -> Received:
         with self.engine.connect() as conn:
             message_id, duplicate = self._store(conn, sms)
             if sms.problems:
@@ -213,9 +346,9 @@ class Inbox:
 
     # -- 1. store ---------------------------------------------------------
     @staticmethod
-    def _store(conn: Connection, sms: InboundSMS) -> tuple[int, bool]:
-        """Insert and commit the message: (id, was it a repeat)."""
-        now = utcnow()
+    def _store(conn: Connection, sms: InboundSMS, at: dt.datetime | None = None) -> tuple[int, bool]:
+        """Insert and commit the message (received ``at``, default now): (id, was it a repeat)."""
+        now = at or utcnow()
         values = dict(direction="in", provider_sid=sms.sid, from_number=sms.from_number, to_number=sms.to_number,
                       body=sms.body, media_count=sms.media_count, attempts=0, preview=sms.preview,
                       status="rejected" if sms.problems else "received",
@@ -236,11 +369,13 @@ class Inbox:
 
     # -- 2. process -------------------------------------------------------
     def _process(self, conn: Connection, message_id: int, sms: InboundSMS | None = None, *,
-                 live: bool) -> list[str] | None:
+                 live: bool, spooled: Mapping[int, Spooled] | None = None) -> list[str] | None:
         """Apply the message (and any earlier unprocessed ones from the same phone) in one transaction.
         ``sms`` is the message in hand (None: read it back, as for a repeat or a replay).  ``live``: a
         request for this message is waiting and answers with its replies (TwiML); the replies of any
-        other message applied here are queued for the worker instead.
+        other message applied here are queued for the worker instead.  ``spooled``: messages that
+        come from the spool (applied at their time of receipt, their immediate answer not sent again).
+        An outage of the database is raised, not recorded.
 
         Returns its replies, or None when it was not processed here (already done, failed, rejected)."""
         replies: list[str] | None = None
@@ -254,19 +389,24 @@ class Inbox:
                     return self._handle(conn, SimpleNamespace(id=message_id, from_number=sms.from_number,
                                                               to_number=sms.to_number, body=sms.body,
                                                               media_count=sms.media_count, preview=sms.preview),
-                                        patients, followups, live)
+                                        patients, followups, live, (spooled or {}).get(message_id))
                 for m in conn.execute(_PENDING, {"phone": phone, "upto": message_id}).all():
                     try:
                         with conn.begin_nested():
-                            out = self._handle(conn, m, patients, followups, live and m.id == message_id)
+                            out = self._handle(conn, m, patients, followups, live and m.id == message_id,
+                                               (spooled or {}).get(m.id))
                         if m.id == message_id:
                             replies = out
                     except Exception as exc:  # keep the row, record why, go on with the next
+                        if is_unavailable(exc):
+                            raise
                         log.exception("inbound message %s from %s failed", m.id, mask(m.from_number))
                         self._mark_failed(conn, m.id, exc)
                         # what the failed message changed in memory was rolled back in the database: reload
                         patients, followups, _ = self._load(conn, phone, message_id)
         except Exception as exc:
+            if is_unavailable(exc):
+                raise
             log.exception("inbound message %s could not be processed", message_id)
             with conn.begin():
                 self._mark_failed(conn, message_id, exc)
@@ -297,10 +437,11 @@ class Inbox:
         return dataclasses.replace(self._base_context, language=language or "en", opted_out=opted_out, now=now)
 
     def _handle(self, conn: Connection, msg: Any, patients: list[SimpleNamespace],
-                followups: list[SimpleNamespace], live: bool) -> list[str] | None:
+                followups: list[SimpleNamespace], live: bool, spooled: Spooled | None = None) -> list[str] | None:
         """Apply one message; None when a concurrent request has already applied it.  Its replies go
         back in the HTTP response when ``live``; otherwise they are queued for the worker."""
-        now = utcnow()
+        now = spooled.received_at if spooled is not None else utcnow()
+        answered = spooled.answered if spooled is not None else ()
         patient, followup = conversation_for(patients, followups)
         followup_pk = followup.id if followup else None
         # Claim the message first: a second request can never apply it again, even when there was no
@@ -309,7 +450,7 @@ class Inbox:
                                               "patient_pk": patient.id if patient else None}).rowcount:
             return None
         if patient is None:
-            replies = self._unknown_sender(conn, msg, now, live)
+            replies = self._unknown_sender(conn, msg, now, live, answered)
         else:
             before = {c: getattr(followup, c) for c in _ENGINE_COLUMNS} if followup else {}
             outcome = respond(followup, msg.body, self._context(patient.language, now, patient.opted_out_at is not None),
@@ -341,10 +482,10 @@ class Inbox:
                     log.info("%s says it is a wrong number: opted out", mask(msg.from_number))
             self._store_replies(conn, msg, replies, patient.id, followup_pk, now, live, kind=(
                 "safety" if "crisis" in outcome.events else
-                "opt_out_confirmation" if "opted_out" in outcome.events else "reply"))
+                "opt_out_confirmation" if "opted_out" in outcome.events else "reply"), answered=answered)
         return replies
 
-    def _unknown_sender(self, conn: Connection, msg: Any, now, live: bool) -> list[str]:
+    def _unknown_sender(self, conn: Connection, msg: Any, now, live: bool, answered: Sequence[str] = ()) -> list[str]:
         """No patient has this number: stored, no reply, unless it is a crisis message (safety first)."""
         outcome = respond(None, msg.body, self._context("en", now))
         if "crisis" not in outcome.events:
@@ -352,7 +493,7 @@ class Inbox:
             return []
         replies = outcome.replies + respond(None, msg.body, self._context("fr", now)).replies  # language unknown
         self._open_alert(conn, msg, None, None, now)
-        self._store_replies(conn, msg, replies, None, None, now, live, kind="safety")
+        self._store_replies(conn, msg, replies, None, None, now, live, kind="safety", answered=answered)
         return replies
 
     def _open_alert(self, conn: Connection, msg: Any, patient_pk: int | None, followup_pk: int | None, now) -> None:
@@ -394,11 +535,16 @@ class Inbox:
             return f"limit: {in_all} an hour for unknown numbers"
         return None
 
-    @staticmethod
-    def _store_replies(conn: Connection, msg: Any, replies: list[str], patient_pk: int | None,
-                       followup_pk: int | None, now, live: bool, kind: str) -> None:
+    @classmethod
+    def _store_replies(cls, conn: Connection, msg: Any, replies: list[str], patient_pk: int | None,
+                       followup_pk: int | None, now, live: bool, kind: str, answered: Sequence[str] = ()) -> None:
         """Store the replies as outbound messages: answered in the TwiML response when ``live``,
-        else ``pending`` for the worker to send (no request is waiting for them)."""
+        else ``pending`` for the worker to send (no request is waiting for them).  A spooled message's
+        immediate answer (``answered``: the safety reply, the HELP text) is recorded as sent with it, and
+        not queued again."""
+        if answered:
+            cls._store_replies(conn, msg, list(answered), patient_pk, followup_pk, now, True, kind)
+            replies = [r for r in replies if r not in answered]
         delivery = (dict(status="twiml", sent_at=now, send_after=None) if live
                     else dict(status="pending", sent_at=None, send_after=now))
         for body in replies:  # one or two: single INSERTs are cheaper than an executemany
@@ -406,3 +552,20 @@ class Inbox:
                                              patient_id=patient_pk, followup_id=followup_pk, in_reply_to_id=msg.id,
                                              from_number=msg.to_number, to_number=msg.from_number, created_at=now,
                                              updated_at=now, preview=bool(msg.preview), **delivery))
+
+
+def error_code_of(form: Mapping[str, Any]) -> int | None:
+    """A status callback's ErrorCode (absent, empty or unreadable: None)."""
+    try:
+        return int(form.get("ErrorCode") or 0) or None
+    except (TypeError, ValueError):
+        return None
+
+
+def _form_of(sms: InboundSMS) -> dict[str, str]:
+    """The fields of a parsed text, when the request's own form is not at hand."""
+    form = {"MessageSid": sms.sid or "", "From": sms.from_number or "", "To": sms.to_number or "", "Body": sms.body,
+            "NumMedia": str(sms.media_count)}
+    if sms.preview:
+        form[PREVIEW_FIELD] = "1"
+    return form

@@ -11,15 +11,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .alerts import on_call_numbers
 from .config import Settings, check_sending
-from .db import unit_of_work
+from .db import is_unavailable, unit_of_work
 from .gateway import make_gateway
 from .inbound import Inbox
 from .scheduler import TickStats, tick
 from .sender import Sender
+from .spool import Spool, spool_dir
 
 log = logging.getLogger(__name__)
 TICK_EVERY = 60.0
 IDLE_SLEEP = 1.0
+OUTAGE_BACKOFF_MAX = 5.0  # while the database is away, look again at least this often
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
     it did (the minute duties, the sending pass and what waits for later) and stop."""
     check_sending(settings)  # every missing Twilio setting at once, before anything starts
     sender = Sender(sessions, settings, make_gateway(settings, echo=echo))
+    # Texts the web app spooled on this host while the database was away: applied as soon as it is back,
+    # without waiting for the next inbound request.
+    inbox = Inbox(sessions, settings, Spool(spool_dir(settings)), report_outages=False)
     on_call_numbers(settings)  # a misspelt ALERT_SMS_TO stops the worker now, not once a minute in a log
     zone = settings.coordinator_zone
     stopping = {"now": False}
@@ -61,10 +66,16 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
     signal.signal(signal.SIGINT, stop)
     last_tick = 0.0
     echo("worker: started")
-    failures = 0
+    failures, outage_since = 0, None
     while not stopping["now"]:
         try:
             duties = None
+            if inbox.spool.has_any():
+                drained = inbox.drain_spool(wait=0.0)
+                if drained.stopped_by is not None:
+                    raise drained.stopped_by
+                if drained.applied:
+                    echo(f"worker: {drained} from {inbox.spool.dir}")
             if time.monotonic() - last_tick >= TICK_EVERY:
                 duties = every_minute(sessions, settings)
                 last_tick = time.monotonic()
@@ -74,10 +85,19 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
             if once:
                 sender.waiting(result)
             failures = 0
-        except Exception:  # the database went away, a deploy is under way...: wait and go on
+            if outage_since is not None:
+                log.warning("worker: database available again after %.0f s", time.monotonic() - outage_since)
+                outage_since = None
+        except Exception as exc:  # the database went away, a deploy is under way...: wait and go on
             if once:
                 raise  # one round asked for: say it failed (the command line's error boundary)
             failures += 1
+            if is_unavailable(exc):  # one line when it goes away, one when it is back; no trace per round
+                if outage_since is None:
+                    outage_since = time.monotonic()
+                    log.warning("worker: database unavailable (%s); retrying until it is back", type(exc).__name__)
+                time.sleep(min(OUTAGE_BACKOFF_MAX, 0.25 * 2.0 ** failures))
+                continue
             log.exception("worker round failed (%d in a row); retrying", failures)
             time.sleep(min(60.0, 2.0 ** failures))
             continue

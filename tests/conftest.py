@@ -99,10 +99,18 @@ def session(db_url):
 
 
 @pytest.fixture
-def env(db_url):
+def env(db_url, spool_path):
     """Environment for the service: the test database and safe defaults."""
     return {"DATABASE_URL": db_url, "DEFAULT_REGION": "CA", "DEFAULT_TIMEZONE": "America/Toronto",
-            "ORG_NAME": "Recovery Study"}
+            "ORG_NAME": "Recovery Study", "SPOOL_DIR": str(spool_path)}
+
+
+@pytest.fixture(autouse=True)
+def spool_path(tmp_path, monkeypatch):
+    """Each test's own spool folder (never the project's instance/spool)."""
+    path = tmp_path / "spool"
+    monkeypatch.setenv("SPOOL_DIR", str(path))
+    return path
 
 
 @pytest.fixture

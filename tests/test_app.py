@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -23,12 +24,22 @@ def test_healthz_ok_when_database_answers(web_env, make_app):
     client = make_app(web_env).test_client()
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok"}
+    assert response.get_json() == {"status": "ok", "database": "ok", "spooled": 0}
 
 
 def test_healthz_503_when_database_does_not_answer(tmp_path, make_app):
     url = f"sqlite:///{tmp_path}/missing-dir/x.db"
     config = {"DATABASE_URL": url, "TWILIO_AUTH_TOKEN": "t", "HELP_CONTACT": "1"}
+    response = make_app(config).test_client().get("/healthz")
+    assert response.status_code == 200  # texts can still be spooled
+    assert response.get_json() == {"status": "degraded", "database": "unavailable", "spooled": 0}
+
+
+def test_healthz_503_when_neither_database_nor_spool_can_take_a_text(tmp_path, make_app):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the spool folder should be")
+    config = {"DATABASE_URL": f"sqlite:///{tmp_path}/missing-dir/x.db", "TWILIO_AUTH_TOKEN": "t", "HELP_CONTACT": "1",
+              "SPOOL_DIR": str(blocked / "spool")}
     response = make_app(config).test_client().get("/healthz")
     assert response.status_code == 503
     assert response.get_json()["status"] == "unavailable"
@@ -112,7 +123,7 @@ def test_procfile_web_process_serves_the_app(web_env, tmp_path):
                 body = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
             except OSError:
                 time.sleep(0.1)
-        assert body == b'{"status":"ok"}\n', log.read_text()
+        assert json.loads(body)["status"] == "ok", log.read_text()
         # gunicorn forks its workers one after another: the first may answer before the second exists
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
         while len(children.read_text().split()) < 2 and time.monotonic() < deadline + 20:

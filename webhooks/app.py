@@ -8,10 +8,11 @@ from sqlalchemy import text
 from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from outreach.config import WEB_APP_NEEDS, ConfigError, Settings, load_settings
+from outreach.config import WEB_APP_NEEDS, ConfigError, Settings, load_settings, number
 from outreach.db import make_engine, session_factory
 from outreach.inbound import Inbox
 from outreach.logs import configure_logging
+from outreach.spool import Spool, spool_dir
 
 
 def check_startup(settings: Settings) -> None:
@@ -42,14 +43,27 @@ def _trusted_proxies(settings: Settings) -> int:
     return hops
 
 
+def web_engine_options(settings: Settings) -> dict[str, Any]:
+    """The web app's database waits are short (DB_TIMEOUT_SECONDS): connecting, a free pooled connection,
+    and (PostgreSQL) unacknowledged data on a connection whose server went away.  A request that cannot get
+    through in that time spools its text instead of holding a thread."""
+    timeout = number(settings, "DB_TIMEOUT_SECONDS")
+    if settings.database_url.startswith("sqlite"):
+        return {}  # a local file: SQLite's own busy timeout governs waits for its lock
+    return {"pool_timeout": timeout,
+            "connect_args": {"connect_timeout": max(1, round(timeout)), "tcp_user_timeout": int(timeout * 1000),
+                             "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2}}
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the web app.  ``config`` overrides environment settings (tests, the demo)."""
     configure_logging()
     settings = load_settings({k: v for k, v in (config or {}).items() if isinstance(v, str)})
     check_startup(settings)
     validator = RequestValidator(settings.require("TWILIO_AUTH_TOKEN"))
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, **web_engine_options(settings))
     sessions = session_factory(engine)
+    spool = Spool(spool_dir(settings))
 
     app = Flask(__name__)
     hops = _trusted_proxies(settings)
@@ -58,7 +72,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024  # Twilio's forms are a few KB; refuse anything huge (413)
     app.extensions["outreach"] = {
         "settings": settings, "engine": engine, "sessions": sessions, "validator": validator,
-        "public_base_url": settings.optional("PUBLIC_BASE_URL"), "inbox": Inbox(sessions, settings),
+        "public_base_url": settings.optional("PUBLIC_BASE_URL"), "inbox": Inbox(sessions, settings, spool),
     }
     from .twilio_views import bp
 
@@ -72,12 +86,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.get("/healthz")
     def healthz():
+        """The database's state and the spool's depth: 503 only when neither can take an incoming text."""
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
+            database = "ok"
         except Exception:  # the database is down or unreachable
-            return jsonify(status="unavailable", reason="database does not answer"), 503
-        return jsonify(status="ok")
+            database = "unavailable"
+        waiting, oldest = spool.depth()
+        body = {"status": "ok" if database == "ok" else "degraded", "database": database, "spooled": waiting}
+        if oldest is not None:
+            body["oldest_spooled_at"] = oldest.isoformat(timespec="seconds") + "Z"
+        if database != "ok" and not spool.writable():
+            body.update(status="unavailable", reason="the database does not answer and the spool cannot be written")
+            return jsonify(body), 503
+        return jsonify(body)
 
     @app.errorhandler(403)
     def forbidden(_exc):  # the console's pages have their own (console.security)

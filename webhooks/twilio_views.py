@@ -5,8 +5,7 @@ from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
-from outreach.inbound import InboundSMS
-from outreach.status import update_status
+from outreach.inbound import InboundSMS, error_code_of
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 
@@ -38,21 +37,24 @@ def twiml(replies: list[str]) -> Response:
     return Response(str(response), mimetype="application/xml")
 
 
+UNAVAILABLE = "the database and the spool are both unavailable"
+
+
 @bp.post("/sms")
 def sms():
-    received = _services()["inbox"].receive(InboundSMS.from_form(request.form))
+    received = _services()["inbox"].receive(InboundSMS.from_form(request.form), request.form)
     if received.rejected:
         return Response(received.rejected, status=400, mimetype="text/plain")
+    if received.unavailable:  # Twilio then calls the number's fallback URL, if one is set
+        return Response(UNAVAILABLE, status=503, mimetype="text/plain")
     return twiml(received.replies)
 
 
 @bp.post("/status")
 def status():
-    sid = request.form.get("MessageSid", "")
-    try:
-        error_code = int(request.form.get("ErrorCode") or 0) or None
-    except ValueError:
-        error_code = None
-    services = _services()
-    update_status(services["sessions"], services["settings"], sid, request.form.get("MessageStatus", ""), error_code)
+    form = request.form
+    done = _services()["inbox"].status_callback(form.get("MessageSid", ""), form.get("MessageStatus", ""),
+                                                error_code_of(form), form)
+    if done == "unavailable":
+        return Response(UNAVAILABLE, status=503, mimetype="text/plain")
     return Response(status=204)
