@@ -289,3 +289,26 @@ class SignInAttempt(Base):
     email: Mapped[str] = mapped_column(String(254))
     address: Mapped[str] = mapped_column(String(64))
     succeeded: Mapped[bool] = mapped_column(Boolean)
+
+
+class SendRate(Base):
+    """The shared send rate of one sender (a messaging service or a number): the next free sending slot,
+    in seconds since the epoch.  Every worker on every host reserves its slot here (outreach.sender)."""
+
+    __tablename__ = "send_rates"
+
+    sender: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_at: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class EarlyStatus(Base):
+    """A delivery status callback that arrived before the worker recorded its message's sid: kept, and
+    applied when the sid is recorded (outreach.status); purged after a week if it never matches."""
+
+    __tablename__ = "early_statuses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
