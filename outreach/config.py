@@ -59,7 +59,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "STALL_HOURS": ("24", "Hours of silence mid-survey after which the current question is sent once more."),
     "SEND_WINDOW": ("Mon-Fri 09:00-20:00; Sat-Sun 10:00-18:00",
                     "When invitations and reminders may reach a patient, in the patient's own time zone."),
-    "SEND_RATE_PER_SECOND": ("1", "Outbound rate limit per worker (1 = a long code's limit; 0 = off)."),
+    "SEND_RATE_PER_SECOND": ("1", "Texts a second per sender (messaging service or number), shared by every "
+                                  "worker on every host through the database (1 = a long code's limit; 0 = off)."),
     "SEND_CLAIM_TIMEOUT": ("60", "Seconds after which a message claimed by a dead worker is recovered."),
     "SMS_BACKEND": ("twilio", "twilio (real) or simulator (records and prints; used by the demo)."),
     "TWILIO_ACCOUNT_SID": (None, "Twilio account SID (needed by the twilio backend)."),

@@ -4,7 +4,8 @@ A text that is not going out now costs nothing: before anything is claimed, one 
 what may no longer be sent (an opt-out, an invalid phone, a closed follow-up, a reminder the patient has
 answered) and holds what quiet hours keep out of the night (one statement per patient time zone), and
 for every claimed row those checks come before the rate limiter's wait.  Only a text that really goes
-to the API waits its turn.
+to the API waits its turn, and that turn is shared: SEND_RATE_PER_SECOND is the sender's rate, whatever
+the number of workers and hosts (:class:`SharedRate`).
 
 Never twice: a row is marked ``claimed`` (committed) before the API call.
 A claim older than SEND_CLAIM_TIMEOUT belongs to a dead worker; before
@@ -20,7 +21,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, exists, func, literal, or_, select, update
+from sqlalchemy import Float, and_, case, cast, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from conversations.machine import ACTIVE
@@ -31,10 +32,10 @@ from .config import Settings, local_time, number
 from .db import audit, unit_of_work
 from .gateway import GatewayError, SmsGateway
 from .logs import error_summary
-from .models import FollowUp, Message, Patient, utcnow
+from .models import FollowUp, Message, Patient, SendRate, utcnow
 from .phones import mask
 from .quiet_hours import parse_window
-from .repository import close, lock_phone, set_opt_out
+from .repository import close, insert_ignore, lock_phone, set_opt_out
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -103,22 +104,51 @@ class SendStats:
         return self.describe()
 
 
-class RateLimiter:
-    def __init__(self, per_second: float):
+def sender_key(settings: Settings) -> str:
+    """Whose send rate a text uses: the messaging service, else the number it is sent from (the
+    simulator has one of its own)."""
+    if settings.get("SMS_BACKEND").lower() != "twilio":
+        return "simulator"
+    return settings.optional("TWILIO_MESSAGING_SERVICE_SID") or settings.optional("TWILIO_FROM_NUMBER") or "twilio"
+
+
+class SharedRate:
+    """SEND_RATE_PER_SECOND for one sender, shared by every worker on every host through its
+    ``send_rates`` row: each send reserves the next free slot with one atomic UPDATE, then sleeps
+    until that slot.  Slots are ``interval`` apart whoever takes them, so the sender's texts never go
+    out faster than the rate; an idle sender's next slot is now (no burst is saved up).  On PostgreSQL
+    the database server's clock decides the slots, so hosts whose clocks disagree still share one rate.
+    A rate of 0 is off: no statement at all."""
+
+    def __init__(self, sessions: sessionmaker[Session], per_second: float, sender: str):
+        self.sessions, self.sender = sessions, sender
         self.interval = 1.0 / per_second if per_second > 0 else 0.0
-        self.next_at = 0.0
 
     def wait(self) -> float:
         """Wait for this send's turn; the seconds waited."""
         if not self.interval:
             return 0.0
-        now = time.monotonic()
-        waited = 0.0
-        if now < self.next_at:
-            waited = self.next_at - now
+        waited = max(0.0, self.reserve())
+        if waited:
             time.sleep(waited)
-        self.next_at = max(now, self.next_at) + self.interval
         return waited
+
+    def reserve(self) -> float:
+        """Take the next free slot; how many seconds from now it is (0 or less: now)."""
+        with unit_of_work(self.sessions) as s:
+            pg = s.get_bind().dialect.name == "postgresql"
+            now = (cast(func.extract("epoch", func.clock_timestamp()), Float) if pg
+                   else literal(time.time(), Float))
+            slot = (func.greatest if pg else func.max)(SendRate.next_at, now)
+            reserve = (update(SendRate).where(SendRate.sender == self.sender)
+                       .values(next_at=slot + self.interval)
+                       .returning(SendRate.next_at - self.interval - now))
+            delay = s.scalar(reserve)
+            if delay is None:  # this sender's first text: its row, then the slot
+                s.execute(insert_ignore(s, SendRate).values(sender=self.sender, next_at=0.0)
+                          .on_conflict_do_nothing(index_elements=["sender"]))
+                delay = s.scalar(reserve)
+        return delay
 
 
 @dataclass(frozen=True)
@@ -132,9 +162,11 @@ class Sender:
     def __init__(self, sessions: sessionmaker[Session], settings: Settings, gateway: SmsGateway):
         self.sessions, self.settings, self.gateway = sessions, settings, gateway
         self.window = parse_window(settings.get("SEND_WINDOW"))
-        self.rate = RateLimiter(number(settings, "SEND_RATE_PER_SECOND"))
+        self.rate = SharedRate(sessions, number(settings, "SEND_RATE_PER_SECOND"), sender_key(settings))
         self.claim_timeout = dt.timedelta(seconds=number(settings, "SEND_CLAIM_TIMEOUT"))
-        # Claim no more than can be sent in half the timeout, so a live worker never looks dead.
+        # Claim no more than this worker alone can send in half the timeout, so a live worker never looks
+        # dead; when other workers share the rate it is slower, and gives back what it did not reach
+        # within half the timeout (send_due).
         per_second = number(settings, "SEND_RATE_PER_SECOND")
         self.batch = BATCH if per_second <= 0 else max(1, min(BATCH, int(per_second * self.claim_timeout.seconds / 2)))
         base = settings.optional("PUBLIC_BASE_URL")
@@ -157,6 +189,16 @@ class Sender:
                 for m in s.scalars(select(Message).where(Message.id.in_([c.id for c in claims]))):
                     m.status, m.claimed_at, m.attempts = "claimed", now, (m.attempts or 0) + 1
         return claims
+
+    def release(self, claims: list[Claim]) -> None:
+        """Give claims of one batch back to the queue, as if never claimed (unless another worker has
+        taken them over meanwhile)."""
+        with unit_of_work(self.sessions) as s:
+            s.execute(update(Message)
+                      .where(Message.id.in_([c.id for c in claims]), Message.status == "claimed",
+                             Message.claimed_at == claims[0].at)
+                      .values(status="pending", claimed_at=None, attempts=Message.attempts - 1)
+                      .execution_options(synchronize_session=False))
 
     # -- before claiming: what will not go out now, set-based -------------------------------
     def settle(self, stats: SendStats) -> None:
@@ -337,7 +379,11 @@ class Sender:
             if not claims:
                 break
             batches += 1
-            for claim in claims:
+            claims.sort(key=lambda c: c.abandoned_since is None)  # a dead worker's texts first: they waited
+            for i, claim in enumerate(claims):
+                if claim.abandoned_since is None and utcnow() - claim.at > self.claim_timeout / 2:
+                    self.release(claims[i:])  # sharing the rate with others, this worker is slower than
+                    break                     # its batch assumed: give the rest back before they look dead
                 try:
                     self.deliver(claim, stats)
                 except Exception:  # one bad row must not stop the queue; it stays claimed and is retried
