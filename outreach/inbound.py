@@ -80,7 +80,10 @@ _MARK_PROCESSED = (update(Message).where(Message.id == bindparam("message_id"), 
                            followup_id=bindparam("followup_pk")))
 _MARK_FAILED = (update(Message).where(Message.id == bindparam("message_id"), Message.processed_at.is_(None))
                 .values(status="failed", error_message=bindparam("error")))
-_REPLIES = select(Message.body).where(Message.in_reply_to_id == bindparam("message_id")).order_by(Message.id)
+# A repeat is answered with what the first delivery answered in its response; replies queued for the worker
+# (the text was applied late) are not: the worker sends those.
+_REPLIES = (select(Message.body).where(Message.in_reply_to_id == bindparam("message_id"), Message.status == "twiml")
+            .order_by(Message.id))
 _INSERT_ANSWER = insert(Answer)
 _INSERT_OUTBOUND = insert(Message)
 _INSERT_ALERT = insert(Alert).returning(Alert.id)

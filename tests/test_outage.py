@@ -1,0 +1,250 @@
+"""A database outage while patients are texting: nothing lost, everything applied in order afterwards.
+
+PostgreSQL is reached through a loopback TCP proxy (tests/db_proxy.py) that the test cuts and restores;
+on SQLite the database file is swapped for an unreadable one.  The real Flask app, the real state machine,
+the real spool on disk; a real ``outreach worker`` process for the worker's part."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from outreach.models import Alert, Answer, FollowUp, Message
+from outreach.spool import Spool
+from outreach.webhook_client import SignedWebhookClient, flask_post
+
+from .conftest import AUTH_TOKEN, PUBLIC_BASE
+from .db_proxy import TcpProxy
+
+CRISIS = "i took all my pills, i want to die"
+
+
+class Outage:
+    """Cuts the database off from the code under test and brings it back."""
+
+    def __init__(self, db_url: str, tmp_path: Path):
+        self.db_url, self.engines = db_url, []
+        self.proxy = None
+        if db_url.startswith("postgresql"):
+            url = make_url(db_url)
+            self.proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+            self.url = url.set(host="127.0.0.1", port=self.proxy.port).render_as_string(hide_password=False)
+        else:
+            self.url = db_url
+            self.file = Path(make_url(db_url).database)
+            self.away = tmp_path / "moved-away"
+            self.away.mkdir()
+
+    def cut(self) -> None:
+        if self.proxy is not None:
+            self.proxy.cut()
+            return
+        for suffix in ("", "-wal", "-shm"):  # the database, as a disk that fails would leave it: unreadable
+            part = Path(f"{self.file}{suffix}")
+            if part.exists():
+                part.rename(self.away / part.name)
+        self.file.write_bytes(b"\x00garbage, not a database" * 100)
+        for engine in self.engines:  # the app's next connection opens the file again
+            engine.dispose()
+
+    def restore(self) -> None:
+        if self.proxy is not None:
+            self.proxy.restore()
+            return
+        self.file.unlink()
+        for part in self.away.iterdir():
+            part.rename(self.file.parent / part.name)
+        for engine in self.engines:
+            engine.dispose()
+
+    def close(self) -> None:
+        if self.proxy is not None:
+            self.proxy.close()
+
+
+@pytest.fixture
+def outage(db_url, tmp_path):
+    o = Outage(db_url, tmp_path)
+    yield o
+    o.close()
+
+
+@pytest.fixture
+def cut_app(outage, web_env, monkeypatch):
+    """The web app, reaching the database the way ``outage`` can cut.  It tries the database on every
+    request (in production at most once a second while it is known to be down)."""
+    from webhooks.app import create_app
+
+    monkeypatch.setattr("outreach.inbound.PROBE_EVERY", 0.0)
+
+    app = create_app({**web_env, "DATABASE_URL": outage.url, "DB_TIMEOUT_SECONDS": "2"})
+    outage.engines.append(app.extensions["outreach"]["engine"])
+    yield app
+    app.extensions["outreach"]["engine"].dispose()
+
+
+@pytest.fixture
+def patient_texts(cut_app):
+    return SignedWebhookClient(flask_post(cut_app.test_client()), PUBLIC_BASE, AUTH_TOKEN)
+
+
+def answers_of(session, followup_id):
+    session.rollback()
+    return [(a.question_key, a.value) for a in session.scalars(
+        select(Answer).where(Answer.followup_id == followup_id).order_by(Answer.id))]
+
+
+def test_texts_during_an_outage_are_answered_spooled_and_applied_in_order(
+        outage, patient_texts, cut_app, make_patient, make_followup, session, spool_path):
+    answering = [make_patient() for _ in range(4)]
+    in_crisis, asking = make_patient(), make_patient()
+    followups = {p.id: make_followup(p, state="q_self_efficacy") for p in [*answering, in_crisis, asking]}
+
+    outage.cut()
+    replies, sids = [], {}
+    for p in answering:  # interleaved across phones, two texts each
+        sids[p.id] = "SM" + "a" * 24 + p.phone[-8:]
+        replies.append(patient_texts.text(p.phone, "8", sid=sids[p.id]))
+    for p in answering:
+        replies.append(patient_texts.text(p.phone, "4"))
+    crisis_status, crisis_replies = patient_texts.text(in_crisis.phone, CRISIS)
+    help_status, help_replies = patient_texts.text(asking.phone, "HELP")
+    status = patient_texts.status("SM" + "f" * 32, "delivered")  # a status callback: spooled too
+
+    # Every text answered 200; nothing to say to an answer until it is applied, but the safety reply and the
+    # HELP text go out at once (in both languages: the patient's is not known without the database).
+    assert [r for r in replies] == [(200, [])] * 8
+    assert crisis_status == 200 and len(crisis_replies) == 2 and "988" in crisis_replies[0]
+    assert help_status == 200 and len(help_replies) == 2 and "1-800-555-0199" in help_replies[0]
+    assert status == 204
+    assert Spool(spool_path).depth()[0] == 11
+    health = cut_app.test_client().get("/healthz")
+    assert health.status_code == 200 and health.get_json()["database"] == "unavailable"
+    assert health.get_json()["spooled"] == 11
+    # An unsigned request is refused even now.
+    assert cut_app.test_client().post("/twilio/sms", data={"From": answering[0].phone, "Body": "8"}).status_code == 403
+
+    outage.restore()
+    # Twilio delivers the first text again after the recovery: the next request drains the spool first.
+    first = answering[0]
+    assert patient_texts.text(first.phone, "8", sid=sids[first.id]) == (200, [])
+    assert Spool(spool_path).depth()[0] == 0
+    for p in answering:  # applied in arrival order, per phone: 8 is the self-efficacy, 4 (Fair, coded 2) the
+        # mental health; the other way round, "4" would have been the self-efficacy
+        assert answers_of(session, followups[p.id].id) == [("self_efficacy", 8), ("mental_health", 2)]
+        assert session.get(FollowUp, followups[p.id].id).state == "q_physical_health"
+    assert session.scalar(select(func.count()).select_from(Message)
+                          .where(Message.provider_sid == sids[first.id])) == 1  # the repeat, applied once
+    # The crisis text opened its alert when applied, at the time it was received; its safety reply is
+    # recorded as sent (in the webhook's answer) and not queued a second time.
+    alert = session.scalar(select(Alert).where(Alert.patient_id == in_crisis.id))
+    crisis_msg = session.get(Message, alert.message_id)
+    assert crisis_msg.body == CRISIS and alert.opened_at == crisis_msg.created_at
+    safety = session.execute(select(Message.status, Message.body).where(Message.in_reply_to_id == crisis_msg.id)).all()
+    assert sorted(s for s, _ in safety) == ["twiml", "twiml"] and {b for _, b in safety} == set(crisis_replies)
+    # HELP: the texts already given are recorded as sent; the question it repeats goes out through the worker.
+    help_msg = session.scalar(select(Message).where(Message.direction == "in", Message.body == "HELP"))
+    after_help = session.execute(select(Message.status, Message.body).where(Message.in_reply_to_id == help_msg.id)
+                                 .order_by(Message.id)).all()
+    assert [s for s, _ in after_help] == ["twiml", "twiml", "pending"]
+    assert "confident" in after_help[-1].body.lower() or "0" in after_help[-1].body
+
+
+def test_a_newer_text_from_a_phone_with_spooled_texts_waits_its_turn(outage, patient_texts, make_patient,
+                                                                      make_followup, session):
+    p = make_patient()
+    fu = make_followup(p, state="q_self_efficacy")
+    outage.cut()
+    assert patient_texts.text(p.phone, "9") == (200, [])
+    outage.restore()
+    status, replies = patient_texts.text(p.phone, "5")  # after the recovery: applied after the spooled "9"
+    assert status == 200 and replies  # the next question, answered live
+    assert answers_of(session, fu.id) == [("self_efficacy", 9), ("mental_health", 1)]  # 5 = Poor, coded 1
+
+
+def test_a_crash_while_draining_loses_nothing_and_applies_nothing_twice(outage, cut_app, patient_texts,
+                                                                       make_patient, make_followup, session,
+                                                                       spool_path):
+    p, q = make_patient(), make_patient()
+    fu = make_followup(p, state="q_self_efficacy")
+    make_followup(q, state="q_self_efficacy")
+    outage.cut()
+    patient_texts.text(p.phone, "6")
+    patient_texts.text(q.phone, CRISIS)
+    outage.restore()
+    inbox = cut_app.extensions["outreach"]["inbox"]
+    real_apply, applied = inbox._apply_spooled, []
+
+    def killed_after_storing(item):  # the process dies after the text is stored and applied, before unlink
+        real_apply(item)
+        applied.append(item)
+        raise SystemExit("killed")
+
+    inbox._apply_spooled = killed_after_storing
+    with pytest.raises(SystemExit):
+        inbox.drain_spool()
+    assert len(applied) == 1 and Spool(spool_path).depth()[0] == 2  # stored, yet still spooled
+    inbox._apply_spooled = real_apply
+    assert inbox.drain_spool().applied == 2
+    assert answers_of(session, fu.id) == [("self_efficacy", 6)]  # once
+    assert session.scalar(select(func.count()).select_from(Alert)) == 1
+    assert session.scalar(select(func.count()).select_from(Message).where(Message.direction == "in")) == 2
+    assert session.scalar(select(func.count()).select_from(Message).where(Message.kind == "safety",
+                                                                          Message.status == "pending")) == 0
+
+
+def test_when_the_spool_cannot_be_written_either_twilio_is_told_to_use_its_fallback(outage, patient_texts, cut_app,
+                                                                                    make_patient, spool_path):
+    p = make_patient()
+    spool_path.parent.mkdir(parents=True, exist_ok=True)
+    spool_path.write_text("a file where the spool folder should be")
+    outage.cut()
+    status, _ = patient_texts.text(p.phone, "hello")
+    assert status == 503  # Twilio then calls the number's fallback URL (a second instance)
+    assert cut_app.test_client().get("/healthz").status_code == 503
+
+
+def test_the_worker_outlives_an_outage_and_drains_the_spool_itself(outage, patient_texts, make_patient,
+                                                                   make_followup, session, spool_path, env, tmp_path):
+    if outage.proxy is None:
+        pytest.skip("a separate worker process and an unreadable SQLite file: covered on PostgreSQL")
+    p = make_patient()
+    fu = make_followup(p, state="q_self_efficacy")
+    log = tmp_path / "worker.log"
+    worker_env = {**os.environ, **env, "DATABASE_URL": outage.url, "SMS_BACKEND": "simulator",
+                  "SEND_RATE_PER_SECOND": "0", "SPOOL_DIR": str(spool_path)}
+    with log.open("w") as out:
+        worker = subprocess.Popen([str(Path(sys.executable).with_name("outreach")), "worker"], env=worker_env, stdout=out,
+                                  stderr=subprocess.STDOUT)
+    try:
+        time.sleep(2)
+        outage.cut()
+        assert patient_texts.text(p.phone, "7") == (200, [])
+        time.sleep(4)  # several worker rounds while the database is away
+        outage.restore()
+        deadline = time.monotonic() + 30
+        while Spool(spool_path).depth()[0] and time.monotonic() < deadline:  # no new request arrives
+            time.sleep(0.2)
+        assert Spool(spool_path).depth()[0] == 0, log.read_text()
+        assert answers_of(session, fu.id) == [("self_efficacy", 7)]
+        deadline = time.monotonic() + 15  # the next question goes out through the worker
+        while time.monotonic() < deadline:
+            session.rollback()
+            if session.scalar(select(Message.status).where(Message.direction == "out",
+                                                             Message.patient_id == p.id)) not in (None, "pending"):
+                break
+            time.sleep(0.2)
+        assert worker.poll() is None, log.read_text()  # still running
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=20)
+    text = log.read_text()
+    assert text.count("database unavailable") == 1 and text.count("database available again") == 1, text
+    assert "Traceback" not in text, text
