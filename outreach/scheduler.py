@@ -14,7 +14,7 @@ from conversations.machine import ACTIVE, QUESTION_STATES, transition
 
 from .config import Settings, number
 from .models import FollowUp, Message, Patient, utcnow
-from .status import reminder_hours
+from .status import purge_early_statuses, reminder_hours
 
 
 @dataclass
@@ -77,6 +77,7 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
                                               Message.status == "pending")
                         .values(status="cancelled", error_message="follow-up expired", updated_at=now))
     stats.expired = len(due)
+    purge_early_statuses(session, now)
     session.flush()
     return stats
 

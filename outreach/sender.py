@@ -36,6 +36,7 @@ from .models import FollowUp, Message, Patient, SendRate, utcnow
 from .phones import mask
 from .quiet_hours import parse_window
 from .repository import close, insert_ignore, lock_phone, set_opt_out
+from .status import apply_early_statuses
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -341,6 +342,7 @@ class Sender:
             followup.expires_at = now + dt.timedelta(days=int(self.settings.get("EXPIRE_DAYS")))
         if followup is not None and msg.kind in ("invitation", "reminder", "stalled"):
             followup.last_prompt_at = now
+        apply_early_statuses(s, self.settings, msg)  # a callback may have come before we knew the sid
 
     def _failed(self, message_id: int, exc: GatewayError, stats: SendStats) -> None:
         with unit_of_work(self.sessions) as s:
