@@ -16,6 +16,8 @@ class TcpProxy:
         self.listener.listen(128)
         self.port = self.listener.getsockname()[1]
         self.up = True
+        self.hanging = False  # accept connections and never answer (a network that drops packets)
+        self._held: list[socket.socket] = []
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -27,6 +29,9 @@ class TcpProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.hanging:
+                self._held.append(client)
+                continue
             if not self.up:  # the database is "down": the connection is closed at once
                 client.close()
                 continue
@@ -67,8 +72,16 @@ class TcpProxy:
                     pass
                 s.close()
 
+    def hang(self) -> None:
+        """New connections are accepted and never answered (open ones are dropped)."""
+        self.hanging = True
+        self.cut()
+
     def restore(self) -> None:
-        self.up = True
+        self.up, self.hanging = True, False
+        held, self._held = self._held, []
+        for s in held:
+            s.close()
 
     def close(self) -> None:
         self._closed = True

@@ -248,3 +248,62 @@ def test_the_worker_outlives_an_outage_and_drains_the_spool_itself(outage, patie
     text = log.read_text()
     assert text.count("database unavailable") == 1 and text.count("database available again") == 1, text
     assert "Traceback" not in text, text
+
+
+def test_a_database_that_does_not_answer_costs_a_text_db_timeout_seconds_not_a_lost_message(
+        outage, patient_texts, make_patient, make_followup, spool_path, session):
+    if outage.proxy is None:
+        pytest.skip("network timeouts: PostgreSQL only")
+    p = make_patient()
+    fu = make_followup(p, state="q_self_efficacy")
+    outage.proxy.hang()
+    for engine in outage.engines:  # no pooled connection left: the next request must connect, and wait
+        engine.dispose()
+    started = time.monotonic()
+    assert patient_texts.text(p.phone, "3") == (200, [])
+    assert time.monotonic() - started < 8  # DB_TIMEOUT_SECONDS = 2 to connect, not Twilio's 15 s
+    assert Spool(spool_path).depth()[0] == 1
+    outage.restore()
+    patient_texts.text(p.phone, "2")
+    assert answers_of(session, fu.id) == [("self_efficacy", 3), ("mental_health", 4)]  # "2" = Very good
+
+
+def test_a_read_only_database_after_a_failover_spools_texts(db_url, web_env, make_patient, make_followup,
+                                                           spool_path, session):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("read-only transactions: PostgreSQL")
+    from webhooks.app import create_app
+
+    read_only = make_url(db_url).update_query_dict({"options": "-c default_transaction_read_only=on"})
+    app = create_app({**web_env, "DATABASE_URL": read_only.render_as_string(hide_password=False)})
+    try:
+        p = make_patient()
+        make_followup(p, state="q_self_efficacy")
+        texts = SignedWebhookClient(flask_post(app.test_client()), PUBLIC_BASE, AUTH_TOKEN)
+        status, replies = texts.text(p.phone, "I want to end my life")
+        assert status == 200 and len(replies) == 2  # the safety reply, at once
+        assert Spool(spool_path).depth()[0] == 1
+    finally:
+        app.extensions["outreach"]["engine"].dispose()
+
+
+def test_outreach_inbox_spool_shows_the_depth_without_the_database_and_drains_on_request(
+        run_cli, make_patient, make_followup, spool_path, session, tmp_path):
+    import datetime as dt
+
+    from outreach.models import utcnow
+
+    p = make_patient()
+    fu = make_followup(p, state="q_self_efficacy")
+    spool = Spool(spool_path)
+    received = utcnow() - dt.timedelta(minutes=7)
+    for n, body in enumerate(("7", "3")):
+        spool.put("sms", {"MessageSid": f"SM{n:032d}", "From": p.phone, "To": "+15145550000", "Body": body},
+                  received + dt.timedelta(seconds=n))
+    down = run_cli("inbox", "spool", extra_env={"DATABASE_URL": f"sqlite:///{tmp_path}/nowhere/x.db"})
+    assert down.exit_code == 0, down.output
+    assert "2 waiting; the oldest received" in down.output and "(7 min ago)" in down.output
+    drained = run_cli("inbox", "spool", "--drain")
+    assert drained.exit_code == 0, drained.output
+    assert "applied 2 spooled request(s)" in drained.output and "empty" in drained.output
+    assert answers_of(session, fu.id) == [("self_efficacy", 7), ("mental_health", 3)]
