@@ -102,10 +102,16 @@ def answers_of(session, followup_id):
 
 
 def test_texts_during_an_outage_are_answered_spooled_and_applied_in_order(
-        outage, patient_texts, cut_app, make_patient, make_followup, session, spool_path):
+        outage, patient_texts, cut_app, make_patient, make_followup, session, sessions, spool_path, caplog):
+    from outreach.db import unit_of_work
+
     answering = [make_patient() for _ in range(4)]
     in_crisis, asking = make_patient(), make_patient()
     followups = {p.id: make_followup(p, state="q_self_efficacy") for p in [*answering, in_crisis, asking]}
+    with unit_of_work(sessions) as s:  # a text the worker sent before the outage
+        sent = Message(direction="out", kind="invitation", status="sent", provider_sid="SM" + "e" * 32,
+                       patient_id=asking.id, to_number=asking.phone, body="Hello")
+        s.add(sent)
 
     outage.cut()
     replies, sids = [], {}
@@ -116,7 +122,7 @@ def test_texts_during_an_outage_are_answered_spooled_and_applied_in_order(
         replies.append(patient_texts.text(p.phone, "4"))
     crisis_status, crisis_replies = patient_texts.text(in_crisis.phone, CRISIS)
     help_status, help_replies = patient_texts.text(asking.phone, "HELP")
-    status = patient_texts.status("SM" + "f" * 32, "delivered")  # a status callback: spooled too
+    status = patient_texts.status("SM" + "e" * 32, "delivered")  # a status callback: spooled too
 
     # Every text answered 200; nothing to say to an answer until it is applied, but the safety reply and the
     # HELP text go out at once (in both languages: the patient's is not known without the database).
@@ -125,6 +131,7 @@ def test_texts_during_an_outage_are_answered_spooled_and_applied_in_order(
     assert help_status == 200 and len(help_replies) == 2 and "1-800-555-0199" in help_replies[0]
     assert status == 204
     assert Spool(spool_path).depth()[0] == 11
+    assert {oct(f.stat().st_mode & 0o777) for f in spool_path.iterdir() if f.is_file()} == {"0o600"}
     health = cut_app.test_client().get("/healthz")
     assert health.status_code == 200 and health.get_json()["database"] == "unavailable"
     assert health.get_json()["spooled"] == 11
@@ -155,6 +162,12 @@ def test_texts_during_an_outage_are_answered_spooled_and_applied_in_order(
                                  .order_by(Message.id)).all()
     assert [s for s, _ in after_help] == ["twiml", "twiml", "pending"]
     assert "confident" in after_help[-1].body.lower() or "0" in after_help[-1].body
+    assert session.get(Message, sent.id).status == "delivered"  # the spooled status callback, applied
+    # Nothing the patients wrote, and no phone number, reached a log line.
+    for p in [*answering, in_crisis, asking]:
+        assert p.phone not in caplog.text
+    assert CRISIS not in caplog.text and "HELP" not in caplog.text
+    assert "database unavailable" in caplog.text and "database available again" in caplog.text
 
 
 def test_a_newer_text_from_a_phone_with_spooled_texts_waits_its_turn(outage, patient_texts, make_patient,
