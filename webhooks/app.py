@@ -49,7 +49,7 @@ def web_engine_options(settings: Settings) -> dict[str, Any]:
     through in that time spools its text instead of holding a thread."""
     timeout = number(settings, "DB_TIMEOUT_SECONDS")
     if settings.database_url.startswith("sqlite"):
-        return {}  # a local file: SQLite's own busy timeout governs waits for its lock
+        return {"pool_timeout": timeout}  # a local file: SQLite's busy timeout governs waits for its lock
     return {"pool_timeout": timeout,
             "connect_args": {"connect_timeout": max(1, round(timeout)), "tcp_user_timeout": int(timeout * 1000),
                              "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2}}
