@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from .alerts import on_call_numbers
@@ -70,6 +71,11 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
     while not stopping["now"]:
         try:
             duties = None
+            if outage_since is not None:  # say it is back as soon as it answers, not after a batch of sends
+                with sessions() as probe:
+                    probe.execute(text("SELECT 1"))
+                log.warning("worker: database available again after %.0f s", time.monotonic() - outage_since)
+                outage_since = None
             if inbox.spool.has_any():
                 drained = inbox.drain_spool(wait=0.0)
                 if drained.stopped_by is not None:
@@ -85,9 +91,6 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
             if once:
                 sender.waiting(result)
             failures = 0
-            if outage_since is not None:
-                log.warning("worker: database available again after %.0f s", time.monotonic() - outage_since)
-                outage_since = None
         except Exception as exc:  # the database went away, a deploy is under way...: wait and go on
             if once:
                 raise  # one round asked for: say it failed (the command line's error boundary)
