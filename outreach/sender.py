@@ -20,6 +20,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from sqlalchemy import Float, and_, case, cast, exists, func, literal, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,7 +30,7 @@ from conversations.machine import ACTIVE
 from zoneinfo import ZoneInfo
 
 from .config import Settings, local_time, number
-from .db import audit, unit_of_work
+from .db import audit, is_unavailable, unit_of_work
 from .gateway import GatewayError, SmsGateway
 from .logs import error_summary
 from .models import FollowUp, Message, Patient, SendRate, utcnow
@@ -54,9 +55,14 @@ ANSWERS = ("reply", *PAST_OPT_OUT)
 MANUAL = "manual"
 NOT_HELD = (*ANSWERS, MANUAL)
 # Texts that answer someone now go ahead of any backlog of invitations: those answers, a coordinator's
-# crisis alert and a hand-written text.
+# crisis alert and a hand-written text.  The alert to the coordinators on call goes first of all: after a
+# database outage the replies to every text received in it are queued at once, and a crisis alert opened
+# among them must not wait behind them (the outage drill found it waiting 100 s at 1 text a second).
 URGENT_KINDS = ("alert", *ANSWERS, MANUAL)
-_URGENT_FIRST = case((Message.kind.in_(URGENT_KINDS), 0), else_=1)
+_URGENT_FIRST = case((Message.kind == "alert", 0), (Message.kind.in_(URGENT_KINDS), 1), else_=2)
+# A worker claims at most what it can send in this many seconds, so that a text that must go first (an
+# alert queued while it works through a batch) waits no longer than that.
+CLAIM_SECONDS = 5
 # Texts the service sends on its own; none goes to a follow-up a coordinator has paused (held): they
 # stay pending, are not claimed while it is held, and go out once it is released.
 AUTOMATIC_KINDS = ("invitation", "reminder", "stalled")
@@ -169,7 +175,9 @@ class Sender:
         # dead; when other workers share the rate it is slower, and gives back what it did not reach
         # within half the timeout (send_due).
         per_second = number(settings, "SEND_RATE_PER_SECOND")
-        self.batch = BATCH if per_second <= 0 else max(1, min(BATCH, int(per_second * self.claim_timeout.seconds / 2)))
+        self.batch = BATCH if per_second <= 0 else max(1, min(BATCH, int(per_second * self.claim_timeout.seconds / 2),
+                                                              int(per_second * CLAIM_SECONDS)))
+        self._unfinished: list[Claim] = []  # claims an outage interrupted before they were tried
         base = settings.optional("PUBLIC_BASE_URL")
         self.callback = base.rstrip("/") + "/twilio/status" if base else None
 
@@ -371,8 +379,16 @@ class Sender:
                     close(followup, "opt_out")
 
     # -- passes -------------------------------------------------------------
-    def send_due(self, max_batches: int | None = None) -> SendStats:
-        """Send everything due now (one pass: what is claimable until the queue is empty)."""
+    def send_due(self, max_batches: int | None = None, stop: Callable[[], bool] | None = None) -> SendStats:
+        """Send everything due now (one pass: what is claimable until the queue is empty).  ``stop``: asked
+        before each text (a worker told to stop gives the rest of its batch back and returns).
+
+        When the database goes away mid-batch the outage is raised (the worker waits for it); the claims
+        not yet tried are given back once it answers again, and the one in flight, whose sending may not
+        have been recorded, is reconciled against Twilio when its claim times out, as for a killed worker."""
+        if self._unfinished:
+            self.release(self._unfinished)
+            self._unfinished = []
         stats = SendStats()
         self.settle(stats)
         batches = 0
@@ -383,11 +399,19 @@ class Sender:
             batches += 1
             claims.sort(key=lambda c: c.abandoned_since is None)  # a dead worker's texts first: they waited
             for i, claim in enumerate(claims):
+                fresh = [c for c in claims[i:] if c.abandoned_since is None]  # a dead worker's are never given back
+                if stop is not None and stop():
+                    if fresh:
+                        self.release(fresh)
+                    return stats
                 if claim.abandoned_since is None and utcnow() - claim.at > self.claim_timeout / 2:
                     self.release(claims[i:])  # sharing the rate with others, this worker is slower than
                     break                     # its batch assumed: give the rest back before they look dead
                 try:
                     self.deliver(claim, stats)
-                except Exception:  # one bad row must not stop the queue; it stays claimed and is retried
+                except Exception as exc:  # one bad row must not stop the queue; it stays claimed and is retried
+                    if is_unavailable(exc):
+                        self._unfinished = [c for c in claims[i + 1:] if c.abandoned_since is None]
+                        raise
                     log.exception("sending message %s failed unexpectedly", claim.id)
         return stats

@@ -61,7 +61,7 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
 
     def stop(signum, _frame):
         stopping["now"] = True
-        echo(f"worker: signal {signum}, finishing the current message and stopping")
+        echo(f"worker: signal {signum}, finishing the current text, giving the rest of its batch back, stopping")
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -87,7 +87,7 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
                 last_tick = time.monotonic()
                 if duties.busy and not once:
                     echo(f"worker: {duties}")
-            result = sender.send_due(max_batches=1)
+            result = sender.send_due(max_batches=1, stop=lambda: stopping["now"])
             if once:
                 sender.waiting(result)
             failures = 0
