@@ -25,3 +25,8 @@ bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"  # the platform's PORT, as 
 worker_class = "gthread"
 workers = positive_int(_settings, "WEB_CONCURRENCY")
 threads = positive_int(_settings, "WEB_THREADS")
+
+# Compiled once here, in the master: every worker forked from it starts with the crisis detector's rules built.
+from conversations.crisis import rules as _crisis_rules  # noqa: E402
+
+_crisis_rules()
