@@ -320,13 +320,15 @@ def wait_for_on_call_text(url: str, limit: float, up_at: float) -> float | None:
     from outreach.models import Message
 
     engine = create_engine(url)
+    # the database's clock for "came back": the text's sent_at is stamped in UTC by the worker
+    up_utc = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(seconds=time.monotonic() - up_at)
     try:
         while True:
             with engine.connect() as conn:
-                sent = conn.scalar(select(func.count()).where(Message.kind == "alert", Message.to_number == ON_CALL,
-                                                              Message.status.in_(("sent", "delivered"))))
+                sent = conn.scalar(select(func.min(Message.sent_at)).where(
+                    Message.kind == "alert", Message.to_number == ON_CALL, Message.status.in_(("sent", "delivered"))))
             if sent:
-                return time.monotonic() - up_at
+                return (sent - up_utc).total_seconds()
             if time.monotonic() - up_at > limit:
                 return None
             time.sleep(0.2)
