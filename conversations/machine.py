@@ -1,15 +1,17 @@
 """The follow-up's life as ONE shared ``transitions`` state machine.
 
-Rows are attached for the length of one message with :func:`attached`
-(``add_model(row, initial=row.state)``) and always detached afterwards, so
-the machine never holds a reference to a conversation it is not handling.
+:func:`transition` fires a trigger the way the machine defines it without
+attaching the row (the machine has no callbacks, checked at import); code that
+wants the machine's model API attaches a row with :func:`attached`
+(``add_model(row, initial=row.state)``), always detached afterwards, so the
+machine never holds a reference to a conversation it is not handling.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from transitions import Machine
+from transitions import Machine, MachineError
 
 from .surveys import ALL_QUESTIONS, SURVEY_30, SURVEY_LATER, survey_for
 
@@ -80,11 +82,49 @@ def attached(model: Any) -> Iterator[Any]:
                 delattr(model, name)
 
 
+def _plain(machine: Machine) -> bool:
+    """No callback anywhere (machine, states, transitions): firing a trigger only checks conditions and
+    sets the state."""
+    if any(getattr(machine, name) for name in ("before_state_change", "after_state_change", "prepare_event",
+                                                "finalize_event", "on_exception", "on_final")):
+        return False
+    if any(s.on_enter or s.on_exit for s in machine.states.values()):
+        return False
+    return all(not (t.prepare or t.before or t.after) for e in machine.events.values()
+               for ts in e.transitions.values() for t in ts)
+
+
+# (trigger, source) -> [(dest, conditions)], in the machine's order: read from the machine, so it stays the
+# one definition.
+_FIRES = {(trigger, source): [(t.dest, tuple(t.conditions)) for t in ts]
+          for trigger, event in MACHINE.events.items() for source, ts in event.transitions.items()}
+assert _plain(MACHINE), "the follow-up machine has callbacks now: transition() must attach rows again"
+
+
+class _EventData:
+    """What a condition is given (``send_event=True``): the model."""
+    __slots__ = ("model",)
+
+    def __init__(self, model: Any):
+        self.model = model
+
+
 def transition(model: Any, trigger: str) -> None:
-    """Attach ``model``, fire ``trigger``, detach.  A trigger that does not apply is a programming error."""
-    with attached(model):
-        if not MACHINE.events[trigger].trigger(model):
-            raise RuntimeError(f"{trigger} is not allowed from {model.state}")
+    """Fire ``trigger`` on ``model`` as the shared machine defines it: the first transition from the model's
+    state whose conditions hold sets its destination.  The machine has no callbacks (checked at import), so
+    this is what attach, fire and detach did, without the attaching (0.05 ms a text, a fifth of the webhook's
+    conversation work).  A trigger that does not apply is a programming error."""
+    options = _FIRES.get((trigger, model.state))
+    if options is None:
+        if trigger not in MACHINE.events:
+            raise AttributeError(f"no trigger {trigger!r}")
+        raise MachineError(f"Can't trigger event {trigger} from state {model.state}!")
+    event = _EventData(model)
+    for dest, conditions in options:
+        if all(c.func(event) == c.target for c in conditions):
+            model.state = dest
+            return
+    raise RuntimeError(f"{trigger} is not allowed from {model.state}")
 
 
 def mermaid() -> str:
