@@ -36,6 +36,7 @@ from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -158,8 +159,6 @@ def _compiled(dialect: Any, stmt: Any, keys: tuple[str, ...] | None) -> _Compile
 
 def _pg_cursor(conn: Connection) -> Any:
     """One psycopg cursor per pooled connection, kept with it (rows as named tuples, like Core's)."""
-    from psycopg.rows import namedtuple_row
-
     pooled = conn.connection
     cursor = pooled.info.get("outreach.inbound.cursor")
     if cursor is None or cursor.closed or cursor.connection is not pooled.driver_connection:
