@@ -177,8 +177,8 @@ def _run(conn: Connection, stmt: Any, params: Mapping[str, Any]) -> Any:
         if name not in values:
             values[name] = default.arg(None) if default.is_callable else default.arg
     cursor = _pg_cursor(conn)
-    try:
-        cursor.execute(c.sql, values)
+    try:  # prepared at once, not at psycopg's fifth use (unless preparing is off: prepare_threshold None)
+        cursor.execute(c.sql, values, prepare=None if cursor.connection.prepare_threshold is None else True)
     except BaseException as exc:  # as Core does: wrapped, the connection invalidated when it is gone
         conn._handle_dbapi_exception(exc, c.sql, None, None, None)
     return cursor
