@@ -50,8 +50,9 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
 
 
 # SQLSTATEs of a server that is there but cannot take our writes now: read-only after a failover, shutting
-# down or starting up, too many connections.
-_UNAVAILABLE_SQLSTATES = {"25006", "57P01", "57P02", "57P03", "53300"}
+# down or starting up, too many connections, a statement cancelled by the web app's statement_timeout (class 08,
+# connection exceptions, too).
+_UNAVAILABLE_SQLSTATES = {"25006", "57P01", "57P02", "57P03", "53300", "57014"}
 _SQLITE_OUTAGE = ("unable to open", "not a database", "disk i/o", "database is locked", "readonly database",
                   "malformed")
 
@@ -69,9 +70,14 @@ def is_unavailable(exc: BaseException) -> bool:
     if type(exc.orig).__module__.startswith("sqlite3"):  # its OperationalError also means "no such table"
         message = str(exc.orig).lower()
         return any(words in message for words in _SQLITE_OUTAGE)
-    if exc.connection_invalidated or isinstance(exc, sa_exc.OperationalError):
+    if exc.connection_invalidated:
         return True
-    return getattr(exc.orig, "sqlstate", None) in _UNAVAILABLE_SQLSTATES
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate is None:  # no answer from a server at all: refused, dropped, timed out connecting
+        return isinstance(exc, sa_exc.OperationalError)
+    # a server that answered: only these mean it cannot take our writes now (a deadlock or a serialization
+    # failure is a fault of this transaction, handled as any other)
+    return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
 
 
 def open_database(url: str, *, create: bool = False) -> Engine:

@@ -41,6 +41,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, 
 from sqlalchemy.orm import Session, sessionmaker
 
 from conversations.engine import Context, answer_unread, respond
+from conversations.lexicon import is_crisis
 
 from .alerts import on_call_numbers, on_call_text
 from .config import Settings
@@ -77,7 +78,7 @@ _CONVERSATIONS = (
     .order_by(FollowUp.invited_at.desc().nulls_last(), FollowUp.id.desc()))
 _FOLLOWUP_KEYS = ("id", "patient_id", "timepoint_days", *_ENGINE_COLUMNS)
 _PENDING = (select(Message.id, Message.from_number, Message.to_number, Message.body, Message.media_count,
-                   Message.preview)
+                   Message.preview, Message.created_at)
             .where(_IS_PENDING, Message.id <= bindparam("upto")).order_by(Message.id))
 _MARK_PROCESSED = (update(Message).where(Message.id == bindparam("message_id"), Message.processed_at.is_(None))
                    .values(status="processed", processed_at=bindparam("now"), patient_id=bindparam("patient_pk"),
@@ -89,6 +90,10 @@ _MARK_FAILED = (update(Message).where(Message.id == bindparam("message_id"), Mes
 # (the text was applied late) are not: the worker sends those.
 _REPLIES = (select(Message.body).where(Message.in_reply_to_id == bindparam("message_id"), Message.status == "twiml")
             .order_by(Message.id))
+# What was answered at once for a spooled text is stored with it before its patient is known: linked when applied.
+_LINK_ANSWERED = (update(Message).where(Message.in_reply_to_id == bindparam("message_id"), Message.status == "twiml",
+                                        Message.patient_id.is_(None))
+                  .values(patient_id=bindparam("patient_pk"), followup_id=bindparam("followup_pk")))
 _INSERT_ANSWER = insert(Answer)
 _INSERT_OUTBOUND = insert(Message)
 _INSERT_ALERT = insert(Alert).returning(Alert.id)
@@ -115,8 +120,10 @@ def _insert_inbound(dialect: str):
 # from the same phone a higher one and commit first, and be applied before the first became visible ("arrival
 # order" broken).  One autocommitted statement still: the lock costs no round trip.  (SQLite's write lock
 # orders stores already.)
+_STORE_LOCK_KEY = 1869968244
+_PHONE_STORE_LOCK = text(f"SELECT pg_advisory_xact_lock({_STORE_LOCK_KEY}, hashtext(CAST(:phone AS TEXT)))")
 _INSERT_INBOUND_PG = text(
-    "WITH phone_lock AS (SELECT pg_advisory_xact_lock(1869968244, hashtext(CAST(:from_number AS TEXT)))) "
+    f"WITH phone_lock AS (SELECT pg_advisory_xact_lock({_STORE_LOCK_KEY}, hashtext(CAST(:from_number AS TEXT)))) "
     "INSERT INTO messages (direction, provider_sid, from_number, to_number, body, media_count, attempts, preview, "
     "status, error_message, created_at, updated_at) "
     "SELECT CAST(:direction AS VARCHAR), CAST(:provider_sid AS VARCHAR), CAST(:from_number AS VARCHAR), "
@@ -247,8 +254,11 @@ class Received:
 
 # While the database is known to be down, requests go straight to the spool; one request a second tries it.
 PROBE_EVERY = 1.0
-# How long a request waits for another process's drain of the spool before going on.
-DRAIN_WAIT = 10.0
+# A request that finds texts spooled on its host drains them first, waiting at most DRAIN_WAIT for another
+# process's drain to let go and spending at most DRAIN_BUDGET on it; if texts are still spooled then, its own
+# text is spooled behind them (arrival order kept) and a thread of this process drains the rest.
+DRAIN_WAIT = 0.5
+DRAIN_BUDGET = 2.0
 
 
 class DatabaseHealth:
@@ -297,6 +307,8 @@ class Inbox:
         self.engine: Engine = sessions.kw["bind"]
         self.health = DatabaseHealth(f"spooling incoming texts to {spool.dir}" if spool else "no spool",
                                      quiet=not report_outages)
+        self._drainer: threading.Thread | None = None
+        self._drainer_lock = threading.Lock()
         self._on_call = on_call_numbers(settings)
         self._zone = ZoneInfo(settings.default_timezone)
         self._base_context = Context(org=settings.org_name, help_contact=settings.optional("HELP_CONTACT") or "",
@@ -309,16 +321,16 @@ class Inbox:
         is spooled and answered with :func:`answer_unread`."""
         if self.spool is None:
             return self._receive(sms)
-        if not self.health.skip():
-            if self.spool.has_any():  # older texts first (a newer one from the same phone waits its turn)
-                self.drain_spool(wait=DRAIN_WAIT)
-            if self.health.down_since is None:
-                try:
-                    return self._receive(sms)
-                except Exception as exc:
-                    if not is_unavailable(exc):
-                        raise
-                    self.health.failed(exc)
+        if not self.health.skip() and self._spool_empty_or_drained():
+            try:  # also the probe, while the database is known to be down
+                received = self._receive(sms)
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                self.health.failed(exc)
+            else:
+                self.health.ok()
+                return received
         if sms.problems:  # nothing to keep: a malformed request is refused as it always is
             return Received(None, [], rejected="; ".join(sms.problems))
         replies = answer_unread(sms.body, self._context("en", utcnow()))
@@ -334,13 +346,16 @@ class Inbox:
         """Apply a delivery status callback, or spool it while the database is unavailable."""
         if self.spool is None:
             return update_status(self.sessions, self.settings, sid, status, error_code)
-        if not self.health.skip() and self.health.down_since is None:
+        if not self.health.skip():  # statuses may be applied after any text: no need to drain first
             try:
-                return update_status(self.sessions, self.settings, sid, status, error_code)
+                done = update_status(self.sessions, self.settings, sid, status, error_code)
             except Exception as exc:
                 if not is_unavailable(exc):
                     raise
                 self.health.failed(exc)
+            else:
+                self.health.ok()
+                return done
         fields = dict(form) if form is not None else {"MessageSid": sid, "MessageStatus": status,
                                                       "ErrorCode": str(error_code or "")}
         try:
@@ -350,12 +365,43 @@ class Inbox:
             return "unavailable"
         return "spooled"
 
-    def drain_spool(self, wait: float = 0.0) -> DrainResult:
+    def _spool_empty_or_drained(self) -> bool:
+        """Before a live text: True when nothing is spooled on this host any more (drained now if need be),
+        so the text may be applied; False when older texts are still spooled (another process is draining,
+        or there were too many to drain within DRAIN_BUDGET, or the database went away again): the text is
+        then spooled behind them."""
+        if not self.spool.has_any():
+            return True
+        result = self.drain_spool(wait=DRAIN_WAIT, budget=DRAIN_BUDGET)
+        if result.stopped_by is None and result.more:
+            self._drain_in_background()
+        return result.stopped_by is None and not result.busy and not result.more
+
+    def _drain_in_background(self) -> None:
+        """Go on draining in a thread of this process (one at a time), so that the rest of a long backlog
+        does not wait for the next request or the worker's next round."""
+        with self._drainer_lock:
+            if self._drainer is not None and self._drainer.is_alive():
+                return
+            self._drainer = threading.Thread(target=self._drain_all, name="outreach-spool-drain", daemon=True)
+            self._drainer.start()
+
+    def _drain_all(self) -> None:
+        try:
+            while self.spool.has_any():
+                result = self.drain_spool(wait=DRAIN_WAIT)
+                if result.stopped_by is not None or result.busy:
+                    return  # the database went away again, or another process is at it
+        except Exception:  # pragma: no cover - a thread must not die silently
+            log.exception("draining the spool failed")
+
+    def drain_spool(self, wait: float = 0.0, budget: float | None = None) -> DrainResult:
         """Store and apply everything spooled on this host, in arrival order (the web app before a live
-        text, the worker every round).  Stops at the first sign of the database being unavailable."""
+        text, the worker every round).  Stops at the first sign of the database being unavailable, or
+        after ``budget`` seconds (``result.more``)."""
         if self.spool is None:
             return DrainResult()
-        result = self.spool.drain(self._apply_spooled, is_unavailable, wait=wait)
+        result = self.spool.drain(self._apply_spooled, is_unavailable, wait=wait, budget=budget)
         if result.stopped_by is not None:
             self.health.failed(result.stopped_by)
         elif not result.busy:
@@ -371,13 +417,36 @@ class Inbox:
             return
         sms = InboundSMS.from_form(item.form)
         with self.engine.connect() as conn:
-            message_id, duplicate = self._store(conn, sms, at=item.received_at)
+            message_id, duplicate = self._store_spooled(conn, sms, item)
             if sms.problems:
                 return
-            # Applied as a late text (replies queued for the worker), at the time it was received; what the
-            # webhook answered at once (the safety reply) is recorded as sent, not sent again.
-            self._process(conn, message_id, None if duplicate else sms, live=False,
-                          spooled={message_id: item})
+            # Applied as a late text (replies queued for the worker), at the time it was received.
+            self._process(conn, message_id, None if duplicate else sms, live=False, at=item.received_at)
+
+    @staticmethod
+    def _store_spooled(conn: Connection, sms: InboundSMS, item: Spooled) -> tuple[int, bool]:
+        """Store a spooled text at its time of receipt together with what the webhook answered at once (the
+        safety reply, the HELP text), as sent, in one transaction: however it is applied afterwards (here, by
+        the worker's recovery of stuck texts, or before a newer text of the same phone), that answer is then
+        on record and never sent again."""
+        at = item.received_at
+        values = dict(direction="in", provider_sid=sms.sid, from_number=sms.from_number, to_number=sms.to_number,
+                      body=sms.body, media_count=sms.media_count, attempts=0, preview=sms.preview,
+                      status="rejected" if sms.problems else "received",
+                      error_message="; ".join(sms.problems) or None, created_at=at, updated_at=at)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":  # the store's per-phone lock (see _INSERT_INBOUND_PG)
+                conn.execute(_PHONE_STORE_LOCK, {"phone": sms.from_number})
+            new_id = conn.scalar(_insert_inbound(conn.dialect.name), values)
+            if new_id is None:
+                return conn.scalar(_MESSAGE_BY_SID, {"sid": sms.sid}), True
+            kind = "safety" if is_crisis(sms.body) else "reply"
+            for body in item.answered:
+                conn.execute(_INSERT_OUTBOUND, dict(
+                    direction="out", kind=kind, body=body, media_count=0, attempts=0, in_reply_to_id=new_id,
+                    from_number=sms.to_number, to_number=sms.from_number, status="twiml", sent_at=at, send_after=None,
+                    created_at=at, updated_at=at, preview=sms.preview))
+            return new_id, False
 
     def _receive(self, sms: InboundSMS) -> Received:
         with self.engine.connect() as conn:
@@ -431,7 +500,10 @@ class Inbox:
         if conn.dialect.name == "postgresql":
             # One INSERT is its own transaction: autocommit spares the BEGIN and COMMIT round trips.
             driver = conn.connection.driver_connection
-            driver.autocommit = True
+            try:  # on a connection psycopg already knows is broken this raises: wrapped as SQLAlchemy would
+                driver.autocommit = True
+            except Exception as exc:
+                conn._handle_dbapi_exception(exc, "autocommit", None, None, None)
             try:
                 row = _run(conn, _INSERT_INBOUND_PG, values).fetchone()
                 if row is not None:
@@ -448,13 +520,14 @@ class Inbox:
 
     # -- 2. process -------------------------------------------------------
     def _process(self, conn: Connection, message_id: int, sms: InboundSMS | None = None, *,
-                 live: bool, spooled: Mapping[int, Spooled] | None = None) -> list[str] | None:
+                 live: bool, at: dt.datetime | None = None) -> list[str] | None:
         """Apply the message (and any earlier unprocessed ones from the same phone) in one transaction.
         ``sms`` is the message in hand (None: read it back, as for a repeat or a replay).  ``live``: a
         request for this message is waiting and answers with its replies (TwiML); the replies of any
-        other message applied here are queued for the worker instead.  ``spooled``: messages that
-        come from the spool (applied at their time of receipt, their immediate answer not sent again).
-        An outage of the database is raised, not recorded.
+        other message applied here are queued for the worker instead.  A message applied late is applied
+        at the time it was stored (``at``: the time a spooled text was received), and what was already
+        answered for it (a spooled text's safety reply) is not sent again.  An outage of the database is
+        raised, not recorded.
 
         Returns its replies, or None when it was not processed here (already done, failed, rejected)."""
         replies: list[str] | None = None
@@ -467,13 +540,13 @@ class Inbox:
                 if sms is not None and only_this:  # the usual case: nothing to read back, no savepoint needed
                     return self._handle(conn, SimpleNamespace(id=message_id, from_number=sms.from_number,
                                                               to_number=sms.to_number, body=sms.body,
-                                                              media_count=sms.media_count, preview=sms.preview),
-                                        patients, followups, live, (spooled or {}).get(message_id))
+                                                              media_count=sms.media_count, preview=sms.preview,
+                                                              created_at=at),
+                                        patients, followups, live)
                 for m in conn.execute(_PENDING, {"phone": phone, "upto": message_id}).all():
                     try:
                         with conn.begin_nested():
-                            out = self._handle(conn, m, patients, followups, live and m.id == message_id,
-                                               (spooled or {}).get(m.id))
+                            out = self._handle(conn, m, patients, followups, live and m.id == message_id)
                         if m.id == message_id:
                             replies = out
                     except Exception as exc:  # keep the row, record why, go on with the next
@@ -516,16 +589,18 @@ class Inbox:
         return dataclasses.replace(self._base_context, language=language or "en", opted_out=opted_out, now=now)
 
     def _handle(self, conn: Connection, msg: Any, patients: list[SimpleNamespace],
-                followups: list[SimpleNamespace], live: bool, spooled: Spooled | None = None) -> list[str] | None:
+                followups: list[SimpleNamespace], live: bool) -> list[str] | None:
         """Apply one message; None when a concurrent request has already applied it.  Its replies go
-        back in the HTTP response when ``live``; otherwise they are queued for the worker."""
-        now = spooled.received_at if spooled is not None else utcnow()
-        answered = spooled.answered if spooled is not None else ()
+        back in the HTTP response when ``live``; otherwise they are queued for the worker, and the
+        message is applied at the time it was stored."""
+        processed_at = utcnow()
+        now = processed_at if live else (msg.created_at or processed_at)
+        answered: Sequence[str] = () if live else [r[0] for r in _run(conn, _REPLIES, {"message_id": msg.id}).fetchall()]
         patient, followup = conversation_for(patients, followups)
         followup_pk = followup.id if followup else None
         # Claim the message first: a second request can never apply it again, even when there was no
         # patient row to lock (an unknown number).
-        if not _run(conn, _MARK_PROCESSED, {"message_id": msg.id, "now": now, "followup_pk": followup_pk,
+        if not _run(conn, _MARK_PROCESSED, {"message_id": msg.id, "now": processed_at, "followup_pk": followup_pk,
                                               "patient_pk": patient.id if patient else None}).rowcount:
             return None
         if patient is None:
@@ -618,11 +693,11 @@ class Inbox:
     def _store_replies(cls, conn: Connection, msg: Any, replies: list[str], patient_pk: int | None,
                        followup_pk: int | None, now, live: bool, kind: str, answered: Sequence[str] = ()) -> None:
         """Store the replies as outbound messages: answered in the TwiML response when ``live``,
-        else ``pending`` for the worker to send (no request is waiting for them).  A spooled message's
-        immediate answer (``answered``: the safety reply, the HELP text) is recorded as sent with it, and
-        not queued again."""
+        else ``pending`` for the worker to send (no request is waiting for them).  What was already
+        answered for the message (``answered``: a spooled text's safety reply or HELP text, stored with
+        it) is not queued again; those rows are linked to the patient and follow-up now known."""
         if answered:
-            cls._store_replies(conn, msg, list(answered), patient_pk, followup_pk, now, True, kind)
+            _run(conn, _LINK_ANSWERED, {"message_id": msg.id, "patient_pk": patient_pk, "followup_pk": followup_pk})
             replies = [r for r in replies if r not in answered]
         delivery = (dict(status="twiml", sent_at=now, send_after=None) if live
                     else dict(status="pending", sent_at=None, send_after=now))

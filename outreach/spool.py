@@ -76,7 +76,7 @@ class Spool:
                   "answered": list(answered or [])}
         data = json.dumps(record, ensure_ascii=False).encode("utf-8")
         try:
-            self._tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._make_dirs()
             tmp = self._tmp / (name + SUFFIX)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -98,10 +98,17 @@ class Spool:
         finally:
             os.close(fd)
 
+    def _make_dirs(self) -> None:
+        """The spool folder and its tmp/, readable by their owner only (they hold numbers and texts)."""
+        if not self._tmp.is_dir():
+            self.dir.parent.mkdir(parents=True, exist_ok=True)
+            self.dir.mkdir(exist_ok=True, mode=0o700)
+            self._tmp.mkdir(exist_ok=True, mode=0o700)
+
     def writable(self) -> bool:
         """Could a request be spooled now?  (Creates the folder if needed.)"""
         try:
-            self._tmp.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._make_dirs()
             return os.access(self._tmp, os.W_OK) and os.access(self.dir, os.W_OK)
         except OSError:
             return False
@@ -152,7 +159,7 @@ class Spool:
         """Hold the drain lock (one drainer per folder, across processes).  Yields False when another
         process holds it and did not let go within ``wait`` seconds."""
         try:
-            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._make_dirs()
             fd = os.open(self.dir / ".drain.lock", os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             yield False
@@ -176,42 +183,59 @@ class Spool:
             os.close(fd)
 
     def drain(self, apply: Callable[[Spooled], None], is_outage: Callable[[BaseException], bool], *,
-              wait: float = 0.0) -> "DrainResult":
-        """Apply every spooled request in arrival order, removing each once applied.  When ``apply`` raises
-        an outage (``is_outage``) draining stops there and the rest stays spooled; any other error sets
-        that one file aside as ``.bad`` (kept, counted by :meth:`depth`) and draining goes on."""
+              wait: float = 0.0, budget: float | None = None) -> "DrainResult":
+        """Apply every spooled request in arrival order, removing each once applied, until none is left
+        (requests spooled meanwhile included).  When ``apply`` raises an outage (``is_outage``) draining
+        stops there and the rest stays spooled; any other error sets that one file aside as ``.bad`` (kept,
+        counted by :meth:`set_aside`) and draining goes on.  After ``budget`` seconds it stops with
+        ``result.more`` set if requests are left."""
         result = DrainResult()
+        deadline = None if budget is None else time.monotonic() + budget
         with self.draining(wait) as mine:
             if not mine:
                 result.busy = True
                 return result
-            for path in self.paths():
-                try:
-                    item = self.read(path)
-                except (OSError, ValueError, KeyError) as exc:  # a file we cannot read: set aside, keep going
-                    if isinstance(exc, FileNotFoundError):
-                        continue
-                    log.error("spooled request %s cannot be read (%s); moved aside to %s.bad", path.name,
-                              type(exc).__name__, path.stem)
-                    with contextlib.suppress(OSError):
-                        os.rename(path, path.with_suffix(".bad"))
-                    result.unreadable += 1
-                    continue
-                try:
-                    apply(item)
-                except Exception as exc:
-                    if is_outage(exc):
-                        result.stopped_by = exc
-                        break
-                    log.error("spooled request %s could not be applied (%s); moved aside to %s.bad",
-                              path.name, type(exc).__name__, path.stem)
-                    with contextlib.suppress(OSError):
-                        os.rename(path, path.with_suffix(".bad"))
-                    result.unreadable += 1
-                    continue
-                path.unlink(missing_ok=True)
-                result.applied += 1
+            while self._drain_listed(apply, is_outage, result, deadline):
+                pass
         return result
+
+    def _drain_listed(self, apply, is_outage, result: "DrainResult", deadline: float | None) -> bool:
+        """One pass over the requests spooled now; True when another pass is due (more were spooled)."""
+        paths = self.paths()
+        if not paths:
+            return False
+        progress = result.applied + result.unreadable
+        for path in paths:
+            if deadline is not None and time.monotonic() >= deadline:
+                result.more = True
+                return False
+            try:
+                item = self.read(path)
+            except (OSError, ValueError, KeyError) as exc:  # a file we cannot read: set aside, keep going
+                if isinstance(exc, FileNotFoundError):
+                    continue
+                log.error("spooled request %s cannot be read (%s); moved aside to %s.bad", path.name,
+                          type(exc).__name__, path.stem)
+                with contextlib.suppress(OSError):
+                    os.rename(path, path.with_suffix(".bad"))
+                result.unreadable += 1
+                continue
+            try:
+                apply(item)
+            except Exception as exc:
+                if is_outage(exc):
+                    result.stopped_by = exc
+                    return False
+                log.error("spooled request %s could not be applied (%s); moved aside to %s.bad",
+                          path.name, type(exc).__name__, path.stem)
+                with contextlib.suppress(OSError):
+                    os.rename(path, path.with_suffix(".bad"))
+                result.unreadable += 1
+                continue
+            path.unlink(missing_ok=True)
+            result.applied += 1
+        # requests may have been spooled meanwhile: look again (unless this pass could move nothing)
+        return result.applied + result.unreadable > progress
 
 
 @dataclass
@@ -219,6 +243,7 @@ class DrainResult:
     applied: int = 0
     unreadable: int = 0  # set aside as .bad
     busy: bool = False  # another process is draining this folder
+    more: bool = False  # the time budget ran out with requests left
     stopped_by: Exception | None = None
 
     def __str__(self) -> str:

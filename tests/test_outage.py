@@ -320,3 +320,102 @@ def test_outreach_inbox_spool_shows_the_depth_without_the_database_and_drains_on
     assert drained.exit_code == 0, drained.output
     assert "applied 2 spooled request(s)" in drained.output and "empty" in drained.output
     assert answers_of(session, fu.id) == [("self_efficacy", 7), ("mental_health", 3)]
+
+
+def test_after_the_outage_a_process_whose_spool_a_sibling_drained_applies_texts_live_again(
+        outage, patient_texts, cut_app, make_patient, make_followup, sessions, web_env, session, spool_path):
+    """The worker (or another gunicorn process) may empty the spool first: this process must still find out
+    that the database is back, and answer live instead of spooling every text."""
+    from outreach.config import load_settings
+    from outreach.inbound import Inbox
+
+    p = make_patient()
+    fu = make_followup(p, state="q_self_efficacy")
+    outage.cut()
+    assert patient_texts.text(p.phone, "9") == (200, [])
+    outage.restore()
+    sibling = Inbox(sessions, load_settings(web_env), Spool(spool_path), report_outages=False)
+    assert sibling.drain_spool().applied == 1
+    status, replies = patient_texts.text(p.phone, "2")
+    assert status == 200 and replies and "physical health" in replies[0]  # answered live, in the response
+    assert Spool(spool_path).depth()[0] == 0
+    assert answers_of(session, fu.id) == [("self_efficacy", 9), ("mental_health", 4)]
+
+
+def test_a_newer_text_waits_behind_a_spool_another_process_is_draining(outage, patient_texts, make_patient,
+                                                                       make_followup, session, spool_path):
+    p = make_patient()
+    fu = make_followup(p, state="q_self_efficacy")
+    outage.cut()
+    patient_texts.text(p.phone, "9")
+    outage.restore()
+    spool = Spool(spool_path)
+    with spool.draining() as mine:  # another process holds the drain
+        assert mine
+        started = time.monotonic()
+        assert patient_texts.text(p.phone, "2") == (200, [])  # spooled behind the "9", not applied before it
+        assert time.monotonic() - started < 3  # the thread waited briefly, not for the whole drain
+        assert spool.depth()[0] == 2
+    patient_texts.text(p.phone, "3")  # the next request drains both first, in order
+    assert answers_of(session, fu.id) == [("self_efficacy", 9), ("mental_health", 4), ("physical_health", 3)]
+
+
+def test_a_spooled_crisis_text_stored_but_not_applied_before_a_crash_gets_one_safety_reply(
+        outage, patient_texts, cut_app, make_patient, make_followup, session, spool_path):
+    """The drain stores the text with the safety reply already given, in one transaction: if the process dies
+    before applying it, the worker's recovery of stuck texts applies it without sending that reply again."""
+    import datetime as dt
+
+    p = make_patient()
+    make_followup(p, state="q_self_efficacy")
+    outage.cut()
+    status, given = patient_texts.text(p.phone, CRISIS)
+    assert status == 200 and len(given) == 2
+    outage.restore()
+    inbox = cut_app.extensions["outreach"]["inbox"]
+
+    def killed_before_applying(*_args, **_kwargs):
+        raise SystemExit("killed")
+
+    real_process, inbox._process = inbox._process, killed_before_applying
+    with pytest.raises(SystemExit):
+        inbox.drain_spool()
+    inbox._process = real_process
+    inbox.recover_stuck(stuck_after=dt.timedelta(0))  # the worker's minute duty finds it stored, not applied
+    assert inbox.drain_spool().applied == 1  # the spooled file: a repeat now
+    session.rollback()
+    crisis = session.scalar(select(Message).where(Message.direction == "in"))
+    replies = session.execute(select(Message.kind, Message.status, Message.patient_id)
+                              .where(Message.in_reply_to_id == crisis.id)).all()
+    assert sorted(replies) == [("safety", "twiml", p.id)] * 2  # on record, linked to the patient, not queued
+    (alert,) = session.scalars(select(Alert)).all()
+    assert alert.opened_at == crisis.created_at  # at the time the text was received
+
+
+def test_a_statement_that_stalls_past_the_web_apps_limit_spools_the_text(db_url, web_env, make_patient,
+                                                                         make_followup, spool_path, session,
+                                                                         monkeypatch):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("statement_timeout: PostgreSQL")
+    monkeypatch.setattr("outreach.inbound.PROBE_EVERY", 0.0)
+    from sqlalchemy import text as sql
+
+    from outreach.db import make_engine
+    from webhooks.app import create_app
+
+    app = create_app({**web_env, "DB_TIMEOUT_SECONDS": "0.4"})  # statements cut off after 1 s
+    blocker = make_engine(db_url).connect()
+    try:
+        p = make_patient()
+        fu = make_followup(p, state="q_self_efficacy")
+        texts = SignedWebhookClient(flask_post(app.test_client()), PUBLIC_BASE, AUTH_TOKEN)
+        blocker.execute(sql("SELECT id FROM patients WHERE id = :id FOR UPDATE"), {"id": p.id})  # a stuck lock
+        started = time.monotonic()
+        assert texts.text(p.phone, "6") == (200, [])
+        assert time.monotonic() - started < 5
+        blocker.rollback()
+        texts.text(p.phone, "1")  # the database answers again: applied in order
+        assert answers_of(session, fu.id) == [("self_efficacy", 6), ("mental_health", 5)]
+    finally:
+        blocker.close()
+        app.extensions["outreach"]["engine"].dispose()

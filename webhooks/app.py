@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from flask import Flask, Response, jsonify, redirect, url_for
-from sqlalchemy import text
+from sqlalchemy import event, text
 from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -55,6 +55,28 @@ def web_engine_options(settings: Settings) -> dict[str, Any]:
                              "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2, "keepalives_count": 2}}
 
 
+def _limit_statements(engine, settings: Settings) -> None:
+    """PostgreSQL: no statement of the web app runs longer than STATEMENT_TIMEOUT_FACTOR × DB_TIMEOUT_SECONDS
+    (5 s by default), so a server that accepts connections but stalls (a pooler paused for a failover, a
+    lock queued behind a migration, an I/O stall) still leaves time to spool the text before Twilio's 15 s.
+    The console shares the engine; its pages take well under a second (benchmarks/console_bench.py)."""
+    if engine.dialect.name != "postgresql":
+        return
+    limit_ms = int(number(settings, "DB_TIMEOUT_SECONDS") * STATEMENT_TIMEOUT_FACTOR * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _statement_timeout(dbapi_conn, _record):  # pragma: no cover - trivial
+        autocommit = dbapi_conn.autocommit
+        dbapi_conn.autocommit = True
+        try:
+            dbapi_conn.execute(f"SET statement_timeout = {limit_ms}")
+        finally:
+            dbapi_conn.autocommit = autocommit
+
+
+STATEMENT_TIMEOUT_FACTOR = 2.5
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the web app.  ``config`` overrides environment settings (tests, the demo)."""
     configure_logging()
@@ -62,6 +84,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     check_startup(settings)
     validator = RequestValidator(settings.require("TWILIO_AUTH_TOKEN"))
     engine = make_engine(settings.database_url, **web_engine_options(settings))
+    _limit_statements(engine, settings)
     sessions = session_factory(engine)
     spool = Spool(spool_dir(settings))
 
