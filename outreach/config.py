@@ -91,8 +91,9 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "TRUSTED_PROXIES": ("0", "Reverse proxies in front of the web app whose X-Forwarded-For/-Proto to trust (the "
                               "console's per-address sign-in limit and the audit's address need the client's)."),
     "CONSOLE_REFRESH_SECONDS": ("30", "How often the alerts queue refreshes its list in the browser."),
-    "DB_TIMEOUT_SECONDS": ("2", "Seconds the web app waits for the database (connecting, or a free pooled connection) "
-                                "before it spools an incoming text to local disk instead."),
+    "DB_TIMEOUT_SECONDS": ("2", "Seconds the web app waits for the database (connecting, or a free pooled connection; "
+                                "a statement 2.5 times as long) before it spools an incoming text to local disk "
+                                "instead."),
     "SPOOL_DIR": (None, "Folder on a persistent local disk where texts and status callbacks received while the "
                         "database is unreachable wait (default: the project's instance/spool folder)."),
 }
