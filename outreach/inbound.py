@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from psycopg.rows import namedtuple_row
@@ -259,6 +259,7 @@ PROBE_EVERY = 1.0
 # text is spooled behind them (arrival order kept) and a thread of this process drains the rest.
 DRAIN_WAIT = 0.5
 DRAIN_BUDGET = 2.0
+_UNAVAILABLE = object()  # what Inbox._attempt returns when the database could not be reached
 
 
 class DatabaseHealth:
@@ -322,14 +323,8 @@ class Inbox:
         if self.spool is None:
             return self._receive(sms)
         if not self.health.skip() and self._spool_empty_or_drained():
-            try:  # also the probe, while the database is known to be down
-                received = self._receive(sms)
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                self.health.failed(exc)
-            else:
-                self.health.ok()
+            received = self._attempt(lambda: self._receive(sms))  # also the probe, while it is known to be down
+            if received is not _UNAVAILABLE:
                 return received
         if sms.problems:  # nothing to keep: a malformed request is refused as it always is
             return Received(None, [], rejected="; ".join(sms.problems))
@@ -347,14 +342,8 @@ class Inbox:
         if self.spool is None:
             return update_status(self.sessions, self.settings, sid, status, error_code)
         if not self.health.skip():  # statuses may be applied after any text: no need to drain first
-            try:
-                done = update_status(self.sessions, self.settings, sid, status, error_code)
-            except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                self.health.failed(exc)
-            else:
-                self.health.ok()
+            done = self._attempt(lambda: update_status(self.sessions, self.settings, sid, status, error_code))
+            if done is not _UNAVAILABLE:
                 return done
         fields = dict(form) if form is not None else {"MessageSid": sid, "MessageStatus": status,
                                                       "ErrorCode": str(error_code or "")}
@@ -364,6 +353,19 @@ class Inbox:
             log.error("a status callback could not be stored or spooled: %s", exc.strerror)
             return "unavailable"
         return "spooled"
+
+    def _attempt(self, work: Callable[[], Any]) -> Any:
+        """``work()`` against the database, or ``_UNAVAILABLE`` when the database is unavailable (noted, so
+        that the next requests go to the spool until the next probe)."""
+        try:
+            result = work()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            self.health.failed(exc)
+            return _UNAVAILABLE
+        self.health.ok()
+        return result
 
     def _spool_empty_or_drained(self) -> bool:
         """Before a live text: True when nothing is spooled on this host any more (drained now if need be),
