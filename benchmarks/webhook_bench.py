@@ -149,12 +149,9 @@ def load(port: int, per_conn: list[list[tuple[bytes, str]]]) -> tuple[float, lis
         barrier.wait()
         for body, sig in reqs:
             t0 = time.perf_counter()
-            conn.request("POST", "/twilio/sms", body=body, headers={
-                "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig})
-            resp = conn.getresponse()
-            resp.read()
+            status = post_text(conn, body, sig)
             mine.append(time.perf_counter() - t0)
-            if resp.status != 200:
+            if status != 200:
                 with lock:
                     errors[0] += 1
         conn.close()
@@ -169,6 +166,15 @@ def load(port: int, per_conn: list[list[tuple[bytes, str]]]) -> tuple[float, lis
     for t in threads:
         t.join()
     return time.perf_counter() - start, latencies, errors[0]
+
+
+def post_text(conn: http.client.HTTPConnection, body: bytes, signature: str) -> int:
+    """One signed text on a keep-alive connection; the HTTP status."""
+    conn.request("POST", "/twilio/sms", body=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature})
+    resp = conn.getresponse()
+    resp.read()
+    return resp.status
 
 
 def pct(values: list[float], p: float) -> float:
@@ -209,12 +215,9 @@ def open_load(port: int, requests: list[tuple[bytes, str]], rate: float, senders
             else:
                 worst = max(worst, -wait)
             body, sig = requests[i]
-            conn.request("POST", "/twilio/sms", body=body, headers={
-                "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig})
-            resp = conn.getresponse()
-            resp.read()
+            status = post_text(conn, body, sig)
             mine.append(time.perf_counter() - due)
-            if resp.status != 200:
+            if status != 200:
                 with lock:
                     errors[0] += 1
         conn.close()
