@@ -404,7 +404,8 @@ def test_a_statement_that_stalls_past_the_web_apps_limit_spools_the_text(db_url,
     from webhooks.app import create_app
 
     app = create_app({**web_env, "DB_TIMEOUT_SECONDS": "0.4"})  # statements cut off after 1 s
-    blocker = make_engine(db_url).connect()
+    other = make_engine(db_url)
+    blocker = other.connect()
     try:
         p = make_patient()
         fu = make_followup(p, state="q_self_efficacy")
@@ -418,4 +419,5 @@ def test_a_statement_that_stalls_past_the_web_apps_limit_spools_the_text(db_url,
         assert answers_of(session, fu.id) == [("self_efficacy", 6), ("mental_health", 5)]
     finally:
         blocker.close()
+        other.dispose()
         app.extensions["outreach"]["engine"].dispose()
