@@ -47,7 +47,7 @@ def test_a_text_writes_the_same_rows_on_either_path(twilio, make_patient, make_f
     assert session.scalar(select(text("count(*)")).select_from(Message.__table__)) == 2
 
 
-def test_postgresql_gives_one_phones_ids_in_commit_order(app, twilio, make_patient, make_followup, engine):
+def test_one_phones_ids_are_given_in_commit_order(app, twilio, make_patient, make_followup, engine):
     """The store waits for the phone's lock (held here as a concurrent store would) before its row gets an id."""
     if engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL: SQLite's write lock orders stores already")
