@@ -259,7 +259,14 @@ PROBE_EVERY = 1.0
 # text is spooled behind them (arrival order kept) and a thread of this process drains the rest.
 DRAIN_WAIT = 0.5
 DRAIN_BUDGET = 2.0
-_UNAVAILABLE = object()  # what Inbox._attempt returns when the database could not be reached
+# Set on an outage raised after the text was stored: it may even have been applied, its commit's answer lost.
+STORED_MARK = "outreach_text_stored"
+
+
+@dataclass(frozen=True)
+class _Outage:
+    """What Inbox._attempt returns when the database could not be reached."""
+    exc: BaseException
 
 
 class DatabaseHealth:
@@ -322,15 +329,17 @@ class Inbox:
         is spooled and answered with :func:`answer_unread`."""
         if self.spool is None:
             return self._receive(sms)
+        after_store = False
         if not self.health.skip() and self._spool_empty_or_drained():
             received = self._attempt(lambda: self._receive(sms))  # also the probe, while it is known to be down
-            if received is not _UNAVAILABLE:
+            if not isinstance(received, _Outage):
                 return received
+            after_store = getattr(received.exc, STORED_MARK, False)
         if sms.problems:  # nothing to keep: a malformed request is refused as it always is
             return Received(None, [], rejected="; ".join(sms.problems))
         replies = answer_unread(sms.body, self._context("en", utcnow()))
         try:
-            self.spool.put("sms", form if form is not None else _form_of(sms), utcnow(), replies)
+            self.spool.put("sms", form if form is not None else _form_of(sms), utcnow(), replies, after_store)
         except SpoolError as exc:
             log.error("an incoming text could not be stored or spooled: %s", exc.strerror)
             return Received(None, [], unavailable=True)
@@ -343,7 +352,7 @@ class Inbox:
             return update_status(self.sessions, self.settings, sid, status, error_code)
         if not self.health.skip():  # statuses may be applied after any text: no need to drain first
             done = self._attempt(lambda: update_status(self.sessions, self.settings, sid, status, error_code))
-            if done is not _UNAVAILABLE:
+            if not isinstance(done, _Outage):
                 return done
         fields = dict(form) if form is not None else {"MessageSid": sid, "MessageStatus": status,
                                                       "ErrorCode": str(error_code or "")}
@@ -355,15 +364,15 @@ class Inbox:
         return "spooled"
 
     def _attempt(self, work: Callable[[], Any]) -> Any:
-        """``work()`` against the database, or ``_UNAVAILABLE`` when the database is unavailable (noted, so
-        that the next requests go to the spool until the next probe)."""
+        """``work()`` against the database, or an :class:`_Outage` when the database is unavailable (noted,
+        so that the next requests go to the spool until the next probe)."""
         try:
             result = work()
         except Exception as exc:
             if not is_unavailable(exc):
                 raise
             self.health.failed(exc)
-            return _UNAVAILABLE
+            return _Outage(exc)
         self.health.ok()
         return result
 
@@ -424,6 +433,13 @@ class Inbox:
                 return
             # Applied as a late text (replies queued for the worker), at the time it was received.
             self._process(conn, message_id, None if duplicate else sms, live=False, at=item.received_at)
+            if item.after_store:  # applied live, but the database went away before the response was sent:
+                with conn.begin():  # what that response would have said goes out through the worker
+                    now = utcnow()
+                    conn.execute(update(Message).where(
+                        Message.in_reply_to_id == message_id, Message.status == "twiml",
+                        *([Message.body.not_in(item.answered)] if item.answered else []))
+                        .values(status="pending", sent_at=None, send_after=now, updated_at=now))
 
     @staticmethod
     def _store_spooled(conn: Connection, sms: InboundSMS, item: Spooled) -> tuple[int, bool]:
@@ -440,15 +456,20 @@ class Inbox:
             if conn.dialect.name == "postgresql":  # the store's per-phone lock (see _INSERT_INBOUND_PG)
                 conn.execute(_PHONE_STORE_LOCK, {"phone": sms.from_number})
             new_id = conn.scalar(_insert_inbound(conn.dialect.name), values)
-            if new_id is None:
-                return conn.scalar(_MESSAGE_BY_SID, {"sid": sms.sid}), True
+            repeat = new_id is None
+            links = {"patient_id": None, "followup_id": None}
+            if repeat:  # stored before (by the request itself, before the outage, or by an earlier drain)
+                new_id = conn.scalar(_MESSAGE_BY_SID, {"sid": sms.sid})
+                links = conn.execute(select(Message.patient_id, Message.followup_id)
+                                     .where(Message.id == new_id)).one()._asdict()
+            known = set(conn.scalars(_REPLIES, {"message_id": new_id})) if repeat else set()
             kind = "safety" if is_crisis(sms.body) else "reply"
-            for body in item.answered:
+            for body in (b for b in item.answered if b not in known):
                 conn.execute(_INSERT_OUTBOUND, dict(
                     direction="out", kind=kind, body=body, media_count=0, attempts=0, in_reply_to_id=new_id,
                     from_number=sms.to_number, to_number=sms.from_number, status="twiml", sent_at=at, send_after=None,
-                    created_at=at, updated_at=at, preview=sms.preview))
-            return new_id, False
+                    created_at=at, updated_at=at, preview=sms.preview, **links))
+            return new_id, repeat
 
     def _receive(self, sms: InboundSMS) -> Received:
         with self.engine.connect() as conn:
@@ -456,7 +477,11 @@ class Inbox:
             if sms.problems:
                 return Received(message_id, [], duplicate, rejected="; ".join(sms.problems))
             # A repeat is processed only if its first delivery never was; the phone is then the stored one.
-            replies = self._process(conn, message_id, None if duplicate else sms, live=True)
+            try:
+                replies = self._process(conn, message_id, None if duplicate else sms, live=True)
+            except Exception as exc:
+                setattr(exc, STORED_MARK, True)
+                raise
             if replies is None:  # a repeat, or applied by a concurrent request: answer what was stored
                 replies = list(conn.scalars(_REPLIES, {"message_id": message_id}))
                 conn.rollback()

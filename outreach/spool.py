@@ -56,6 +56,7 @@ class Spooled:
     form: dict[str, str]
     received_at: dt.datetime  # UTC, naive (as the database stores times)
     answered: list[str]  # what the webhook answered at once (safety reply, HELP text)
+    after_store: bool = False  # the text was stored before the database went away (it may have been applied)
 
 
 class SpoolError(OSError):
@@ -69,11 +70,11 @@ class Spool:
 
     # -- writing (the webhook, during an outage) ----------------------------------------------------------
     def put(self, kind: str, form: Mapping[str, str], received_at: dt.datetime,
-            answered: list[str] | None = None) -> Path:
+            answered: list[str] | None = None, after_store: bool = False) -> Path:
         """Write one request durably; its path.  Raises :class:`SpoolError` when it cannot."""
         name = f"{time.time_ns():020d}-{os.getpid()}-{threading.get_ident() % 1_000_000:06d}-{next(_counter):09d}"
         record = {"kind": kind, "form": dict(form), "received_at": received_at.isoformat(),
-                  "answered": list(answered or [])}
+                  "answered": list(answered or []), "after_store": after_store}
         data = json.dumps(record, ensure_ascii=False).encode("utf-8")
         try:
             self._make_dirs()
@@ -151,7 +152,7 @@ class Spool:
     def read(path: Path) -> Spooled:
         record = json.loads(path.read_text("utf-8"))
         return Spooled(path, record["kind"], record["form"], dt.datetime.fromisoformat(record["received_at"]),
-                       record.get("answered") or [])
+                       record.get("answered") or [], bool(record.get("after_store")))
 
     # -- draining -----------------------------------------------------------------------------------------
     @contextlib.contextmanager

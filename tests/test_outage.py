@@ -421,3 +421,29 @@ def test_a_statement_that_stalls_past_the_web_apps_limit_spools_the_text(db_url,
         blocker.close()
         other.dispose()
         app.extensions["outreach"]["engine"].dispose()
+
+
+def test_a_text_applied_just_before_the_database_went_away_still_gets_its_next_question(
+        outage, patient_texts, cut_app, make_patient, make_followup, session, monkeypatch):
+    """The text was stored and applied, but the connection died before the request heard the commit: the
+    webhook spools it and answers without the question; the question is then sent by the worker, once."""
+    from sqlalchemy.exc import OperationalError
+
+    p = make_patient()
+    fu = make_followup(p, state="q_self_efficacy")
+    inbox = cut_app.extensions["outreach"]["inbox"]
+    real_process = inbox._process
+
+    def commit_then_lose_the_connection(*args, **kwargs):
+        real_process(*args, **kwargs)
+        raise OperationalError("COMMIT", {}, ConnectionResetError("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(inbox, "_process", commit_then_lose_the_connection)
+    assert patient_texts.text(p.phone, "7") == (200, [])  # spooled: nothing said yet
+    monkeypatch.setattr(inbox, "_process", real_process)
+    assert inbox.drain_spool().applied == 1
+    assert answers_of(session, fu.id) == [("self_efficacy", 7)]  # applied once
+    session.rollback()
+    text_in = session.scalar(select(Message).where(Message.direction == "in"))
+    replies = session.execute(select(Message.status, Message.body).where(Message.in_reply_to_id == text_in.id)).all()
+    assert len(replies) == 1 and replies[0].status == "pending" and "mental health" in replies[0].body
