@@ -448,10 +448,7 @@ class Inbox:
         the worker's recovery of stuck texts, or before a newer text of the same phone), that answer is then
         on record and never sent again."""
         at = item.received_at
-        values = dict(direction="in", provider_sid=sms.sid, from_number=sms.from_number, to_number=sms.to_number,
-                      body=sms.body, media_count=sms.media_count, attempts=0, preview=sms.preview,
-                      status="rejected" if sms.problems else "received",
-                      error_message="; ".join(sms.problems) or None, created_at=at, updated_at=at)
+        values = _inbound_row(sms, at)
         with conn.begin():
             if conn.dialect.name == "postgresql":  # the store's per-phone lock (see _INSERT_INBOUND_PG)
                 conn.execute(_PHONE_STORE_LOCK, {"phone": sms.from_number})
@@ -517,13 +514,9 @@ class Inbox:
 
     # -- 1. store ---------------------------------------------------------
     @staticmethod
-    def _store(conn: Connection, sms: InboundSMS, at: dt.datetime | None = None) -> tuple[int, bool]:
-        """Insert and commit the message (received ``at``, default now): (id, was it a repeat)."""
-        now = at or utcnow()
-        values = dict(direction="in", provider_sid=sms.sid, from_number=sms.from_number, to_number=sms.to_number,
-                      body=sms.body, media_count=sms.media_count, attempts=0, preview=sms.preview,
-                      status="rejected" if sms.problems else "received",
-                      error_message="; ".join(sms.problems) or None, created_at=now, updated_at=now)
+    def _store(conn: Connection, sms: InboundSMS) -> tuple[int, bool]:
+        """Insert and commit the message: (id, was it a repeat)."""
+        values = _inbound_row(sms, utcnow())
         if conn.dialect.name == "postgresql":
             # One INSERT is its own transaction: autocommit spares the BEGIN and COMMIT round trips.
             driver = conn.connection.driver_connection
@@ -733,6 +726,14 @@ class Inbox:
                                              patient_id=patient_pk, followup_id=followup_pk, in_reply_to_id=msg.id,
                                              from_number=msg.to_number, to_number=msg.from_number, created_at=now,
                                              updated_at=now, preview=bool(msg.preview), **delivery))
+
+
+def _inbound_row(sms: InboundSMS, at: dt.datetime) -> dict[str, Any]:
+    """The ``messages`` row of an incoming text received ``at``."""
+    return dict(direction="in", provider_sid=sms.sid, from_number=sms.from_number, to_number=sms.to_number,
+                body=sms.body, media_count=sms.media_count, attempts=0, preview=sms.preview,
+                status="rejected" if sms.problems else "received",
+                error_message="; ".join(sms.problems) or None, created_at=at, updated_at=at)
 
 
 def error_code_of(form: Mapping[str, Any]) -> int | None:

@@ -201,7 +201,11 @@ class Sender:
 
     def release(self, claims: list[Claim]) -> None:
         """Give claims of one batch back to the queue, as if never claimed (unless another worker has
-        taken them over meanwhile)."""
+        taken them over meanwhile).  Claims taken over from a dead worker are kept: given back, they would
+        lose the reconciliation against Twilio that their next try owes them."""
+        claims = [c for c in claims if c.abandoned_since is None]
+        if not claims:
+            return
         with unit_of_work(self.sessions) as s:
             s.execute(update(Message)
                       .where(Message.id.in_([c.id for c in claims]), Message.status == "claimed",
@@ -399,10 +403,8 @@ class Sender:
             batches += 1
             claims.sort(key=lambda c: c.abandoned_since is None)  # a dead worker's texts first: they waited
             for i, claim in enumerate(claims):
-                fresh = [c for c in claims[i:] if c.abandoned_since is None]  # a dead worker's are never given back
                 if stop is not None and stop():
-                    if fresh:
-                        self.release(fresh)
+                    self.release(claims[i:])
                     return stats
                 if claim.abandoned_since is None and utcnow() - claim.at > self.claim_timeout / 2:
                     self.release(claims[i:])  # sharing the rate with others, this worker is slower than
@@ -411,7 +413,7 @@ class Sender:
                     self.deliver(claim, stats)
                 except Exception as exc:  # one bad row must not stop the queue; it stays claimed and is retried
                     if is_unavailable(exc):
-                        self._unfinished = [c for c in claims[i + 1:] if c.abandoned_since is None]
+                        self._unfinished = claims[i + 1:]
                         raise
                     log.exception("sending message %s failed unexpectedly", claim.id)
         return stats

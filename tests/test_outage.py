@@ -161,7 +161,12 @@ def test_texts_during_an_outage_are_answered_spooled_and_applied_in_order(
     after_help = session.execute(select(Message.status, Message.body).where(Message.in_reply_to_id == help_msg.id)
                                  .order_by(Message.id)).all()
     assert [s for s, _ in after_help] == ["twiml", "twiml", "pending"]
-    assert "confident" in after_help[-1].body.lower() or "0" in after_help[-1].body
+    from types import SimpleNamespace
+
+    from conversations.engine import Context, current_prompt
+    question = current_prompt(SimpleNamespace(state="q_self_efficacy", timepoint_days=30),
+                              Context(org="Recovery Study", help_contact="1-800-555-0199"))
+    assert after_help[-1].body == question  # the question HELP repeats, exactly
     assert session.get(Message, sent.id).status == "delivered"  # the spooled status callback, applied
     # Nothing the patients wrote, and no phone number, reached a log line.
     for p in [*answering, in_crisis, asking]:

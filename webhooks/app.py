@@ -43,6 +43,9 @@ def _trusted_proxies(settings: Settings) -> int:
     return hops
 
 
+STATEMENT_TIMEOUT_FACTOR = 2.5  # a statement may take this many times DB_TIMEOUT_SECONDS
+
+
 def web_engine_options(settings: Settings) -> dict[str, Any]:
     """The web app's database waits are short (DB_TIMEOUT_SECONDS): connecting, a free pooled connection,
     and (PostgreSQL) unacknowledged data on a connection whose server went away.  A request that cannot get
@@ -73,8 +76,6 @@ def _limit_statements(engine, settings: Settings) -> None:
         finally:
             dbapi_conn.autocommit = autocommit
 
-
-STATEMENT_TIMEOUT_FACTOR = 2.5
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
