@@ -75,6 +75,10 @@ class Patient(Base):
     language: Mapped[str] = mapped_column(String(2), default="en")
     sms_consent: Mapped[bool] = mapped_column(Boolean)
     opted_out_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # Why the patient is opted out (outreach.send_rule): "stop", the patient's own STOP (a
+    # START or YES lifts it), or "wrong_number", someone else has the number (only a phone correction or a
+    # coordinator's opt-in lifts it).  NULL while opted in.
+    opt_out_reason: Mapped[str | None] = mapped_column(String(16))
     age: Mapped[int | None] = mapped_column(Integer)
     sex: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
@@ -179,6 +183,9 @@ class Message(Base):
     to_number: Mapped[str | None] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text, default="")
     media_count: Mapped[int] = mapped_column(Integer, default=0)
+    # An incoming text Twilio marked with OptOutType (its Advanced Opt-Out): "opt_out", "opt_in" or "help".
+    # Twilio has acted on it already, whatever the body says; the conversation records the same.
+    carrier_keyword: Mapped[str | None] = mapped_column(String(8))
     kind: Mapped[str | None] = mapped_column(String(32))  # invitation, reminder, reply, ...
     status: Mapped[str] = mapped_column(String(32))
     error_code: Mapped[int | None] = mapped_column(Integer)

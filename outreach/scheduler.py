@@ -1,6 +1,8 @@
 """``outreach tick``: reminders and expiry, one set-based pass (the worker runs it every minute).
 
-A follow-up a coordinator has paused (``FollowUp.held_at``) is skipped by all three duties."""
+A follow-up a coordinator has paused (``FollowUp.held_at``) is skipped by all three duties; no reminder or
+nudge is queued for a patient the service may not text now (no consent, opted out, phone invalid: the rule of
+:mod:`outreach.send_rule`)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -14,6 +16,7 @@ from conversations.machine import ACTIVE, QUESTION_STATES, transition
 
 from .config import Settings, number
 from .models import FollowUp, Message, Patient, utcnow
+from .send_rule import can_be_texted
 from .status import purge_early_statuses, reminder_hours
 
 
@@ -38,7 +41,7 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
             .join(Patient, Patient.id == FollowUp.patient_id)
             .where(FollowUp.state == "invited", FollowUp.reminders_sent == k, FollowUp.last_inbound_at.is_(None),
                    FollowUp.invited_at <= now - dt.timedelta(hours=hours), FollowUp.expires_at > now,
-                   FollowUp.held_at.is_(None), Patient.opted_out_at.is_(None))).all()
+                   FollowUp.held_at.is_(None), can_be_texted())).all()
         _queue(session, now, "reminder", [
             (r.id, r.patient_id, r.phone, invitation(r.timepoint_days, Context(language=r.language, org=org),
                                                      reminder=True)) for r in rows])
@@ -51,7 +54,7 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
         select(FollowUp, Patient.language, Patient.phone).join(Patient, Patient.id == FollowUp.patient_id)
         .where(FollowUp.state.in_(QUESTION_STATES), FollowUp.stall_reminded_at.is_(None),
                FollowUp.last_inbound_at <= now - stall, FollowUp.expires_at > now,
-               FollowUp.held_at.is_(None), Patient.opted_out_at.is_(None))).all()
+               FollowUp.held_at.is_(None), can_be_texted())).all()
     items = []
     for f, language, phone in stalled:
         ctx = Context(language=language, org=org)

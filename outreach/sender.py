@@ -1,7 +1,10 @@
 """Sending queued messages: claim, re-check, respect quiet hours and rate, call the gateway, record.
 
+Every text to a patient passes :mod:`outreach.send_rule` at the moment it is sent: consent now, no
+opt-out now, and addressed to the patient's current number; a text that fails is cancelled with the reason.
+
 A text that is not going out now costs nothing: before anything is claimed, one set-based pass cancels
-what may no longer be sent (an opt-out, an invalid phone, a closed follow-up, a reminder the patient has
+what may no longer be sent (that rule, an invalid phone, a closed follow-up, a reminder the patient has
 answered) and holds what quiet hours keep out of the night (one statement per patient time zone), and
 for every claimed row those checks come before the rate limiter's wait.  Only a text that really goes
 to the API waits its turn, and that turn is shared: SEND_RATE_PER_SECOND is the sender's rate, whatever
@@ -37,6 +40,7 @@ from .models import FollowUp, Message, Patient, SendRate, utcnow
 from .phones import mask
 from .quiet_hours import parse_window
 from .repository import close, insert_ignore, lock_phone, set_opt_out
+from .send_rule import STOP, TO_THE_WRITER, stop_conditions, stop_reason
 from .status import apply_early_statuses
 
 log = logging.getLogger(__name__)
@@ -47,9 +51,8 @@ BATCH = 100
 # Answers to a patient's own text, queued when no request was waiting for them (outreach.inbound): the
 # conversation already decided to say them, so neither quiet hours nor the follow-up's state hold them.
 # A safety reply to a crisis text, and the confirmation of an opt-out the carrier does not confirm, go
-# out even to a patient who has opted out, as they do in TwiML.
-PAST_OPT_OUT = ("safety", "opt_out_confirmation")
-ANSWERS = ("reply", *PAST_OPT_OUT)
+# out even to a patient who has opted out, as they do in TwiML (send_rule.TO_THE_WRITER).
+ANSWERS = ("reply", *TO_THE_WRITER)
 # A text a coordinator writes by hand (outreach.texting): a person is writing, so quiet hours and the
 # follow-up's state do not hold it (opt-out and an invalid phone still do).
 MANUAL = "manual"
@@ -227,8 +230,7 @@ class Sender:
         followup = select(FollowUp.id).where(FollowUp.id == Message.followup_id)
         state = select(FollowUp.state).where(FollowUp.id == Message.followup_id).scalar_subquery()
         stops = [  # the order of _stop_reason
-            (kind.not_in(PAST_OPT_OUT) & patient.where(Patient.opted_out_at.is_not(None)).exists(),
-             literal("patient opted out")),
+            *((condition, literal(reason)) for condition, reason in stop_conditions()),
             (patient.where(Patient.phone_valid.is_not(True)).exists(), literal("phone invalid")),
             (kind.not_in(NOT_HELD) & followup.where(FollowUp.state.not_in(ACTIVE)).exists(),
              literal("follow-up is ").concat(state)),
@@ -333,8 +335,9 @@ class Sender:
             return msg.to_number, msg.body
 
     def _stop_reason(self, msg: Message, patient: Patient | None, followup: FollowUp | None) -> str | None:
-        if patient is not None and patient.opted_out_at is not None and msg.kind not in PAST_OPT_OUT:
-            return "patient opted out"
+        reason = stop_reason(msg, patient)
+        if reason:
+            return reason
         if patient is not None and not patient.phone_valid:
             return "phone invalid"
         if followup is not None and followup.state not in ACTIVE and msg.kind not in NOT_HELD:
@@ -377,7 +380,7 @@ class Sender:
                 if followup is not None and followup.state in ACTIVE:
                     close(followup, "fail_delivery")
             elif exc.code == OPTED_OUT and patient is not None:
-                set_opt_out(s, lock_phone(s, patient.phone), True)
+                set_opt_out(s, lock_phone(s, patient.phone), True, STOP)
                 audit(s, "opted_out", actor="twilio", patient_id=patient.id, error_code=exc.code)
                 if followup is not None and followup.state in ACTIVE:
                     close(followup, "opt_out")

@@ -14,6 +14,7 @@ from .db import audit, unit_of_work
 from .models import EarlyStatus, FollowUp, Message, Patient
 from .phones import mask
 from .repository import close, lock_phone, set_opt_out
+from .send_rule import STOP
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def _apply(s: Session, settings: Settings, msg: Message, status: str, error_code
         msg.error_code = error_code
     if error_code == OPTED_OUT and msg.patient_id:
         patient = s.get(Patient, msg.patient_id)
-        set_opt_out(s, lock_phone(s, patient.phone), True)
+        set_opt_out(s, lock_phone(s, patient.phone), True, STOP)
         audit(s, "opted_out", actor="carrier", patient_id=patient.id, error_code=error_code)
         log.info("carrier reports %s opted out", mask(patient.phone))
     elif error_code in CARRIER_FAILURES and status in ("undelivered", "failed"):

@@ -24,6 +24,7 @@ from .config import Settings, int_list
 from .db import audit
 from .models import Answer, Episode, FollowUp, Message, Patient, Wave, utcnow
 from .repository import OPEN_STATES, insert_ignore
+from .send_rule import why_not_texted
 
 REASONS = {
     "already_followed_up": "already has a follow-up for this time point",
@@ -55,6 +56,9 @@ class Plan:
     as_of: dt.date
     eligible: list[Candidate] = field(default_factory=list)
     excluded: Counter = field(default_factory=Counter)
+    # Follow-ups already open at this time point whose patient may not be texted now, by reason (keys of
+    # REASONS): they get no reminder or nudge, and nothing queued for them is sent.
+    silenced: Counter = field(default_factory=Counter)
 
 
 def check_timepoint(settings: Settings, timepoint: int) -> None:
@@ -83,6 +87,11 @@ def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.da
         .join(Patient, Patient.id == Episode.patient_id)
         .order_by(Episode.discharge_date, Episode.id))
     plan = Plan(timepoint, as_of)
+    why = why_not_texted()
+    plan.silenced.update(dict(session.execute(
+        select(why, func.count()).select_from(FollowUp).join(Patient, Patient.id == FollowUp.patient_id)
+        .where(FollowUp.timepoint_days == timepoint, FollowUp.state.in_(OPEN_STATES), why.is_not(None))
+        .group_by(why)).all()))
     phones_taken: set[str] = set()
     for (ep, discharged, next_began, pk, pid, phone, lang, consent, opted_out, phone_ok, followed_up, mine_busy,
          phone_busy) in rows:

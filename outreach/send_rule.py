@@ -1,0 +1,81 @@
+"""The one rule that says whether a text may go to a patient now.
+
+Checked by the sender at the moment of sending, for every kind of text to a patient (invitation, reminder,
+stalled-survey nudge, a survey question queued for the worker, a hand-written text): the patient has
+consent to texts now, is not opted out now, and the text is addressed to the patient's current number.
+A text that fails it is cancelled with the reason in words (the console's transcript and ``outreach
+events`` show it), never sent, and never re-addressed: where the number changed, the coordinator decides
+what to send to the new one.
+
+Two kinds of text answer the number that has just written, whoever it is now, and are not held by it: the
+safety reply to a crisis text and the confirmation of an opt-out.  The texts to the coordinators on call
+have no patient.  The scheduler queues nothing for a patient the rule refuses (:func:`can_be_texted`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
+
+from .models import Message, Patient
+
+# Why a patient is opted out (Patient.opt_out_reason).  Only the patient's own STOP is lifted by a START or
+# YES; a "wrong number" reply is lifted only by a phone correction or ``outreach patients opt-in --reason``.
+STOP = "stop"
+WRONG_NUMBER = "wrong_number"
+OPT_OUT_REASONS = (STOP, WRONG_NUMBER)
+
+# Replies to the number that has just written: they go even to a number opted out, without consent, or no
+# longer the patient's (the person who wrote is the one answered).
+TO_THE_WRITER = ("safety", "opt_out_confirmation")
+
+OPTED_OUT = "patient opted out"
+NO_CONSENT = "patient has no consent to texts (sms_consent is no)"
+NUMBER_CHANGED = "the patient's phone number changed after this text was queued; not sent to the old number"
+
+
+def lifted_by_keyword(reason: str | None) -> bool:
+    """Does a START or YES from the number opt it back in?  Only after the patient's own STOP (an opt-out
+    recorded before reasons were kept counts as one)."""
+    return reason in (None, STOP)
+
+
+def stop_reason(msg: Any, patient: Any) -> str | None:
+    """Why ``msg`` may not go to ``patient`` now (None: it may).  ``msg`` has ``kind`` and ``to_number``;
+    ``patient`` has ``opted_out_at``, ``sms_consent`` and ``phone`` (None: not a patient's text)."""
+    if patient is None or msg.kind in TO_THE_WRITER:
+        return None
+    if patient.opted_out_at is not None:
+        return OPTED_OUT
+    if not patient.sms_consent:
+        return NO_CONSENT
+    if msg.to_number != patient.phone:
+        return NUMBER_CHANGED
+    return None
+
+
+def stop_conditions() -> list[tuple[ColumnElement[bool], str]]:
+    """:func:`stop_reason` as SQL conditions on ``messages`` (in the same order), for set-based passes."""
+    kind = func.coalesce(Message.kind, "")
+    patient = select(Patient.id).where(Patient.id == Message.patient_id)
+    subject = kind.not_in(TO_THE_WRITER)
+    return [
+        (subject & patient.where(Patient.opted_out_at.is_not(None)).exists(), OPTED_OUT),
+        (subject & patient.where(Patient.sms_consent.is_not(True)).exists(), NO_CONSENT),
+        (subject & patient.where(or_(Message.to_number.is_(None), Patient.phone != Message.to_number)).exists(),
+         NUMBER_CHANGED),
+    ]
+
+
+def can_be_texted() -> ColumnElement[bool]:
+    """A patient the rule lets the service text (joined as ``Patient``): consent, not opted out, and a phone
+    number not marked invalid."""
+    return and_(Patient.opted_out_at.is_(None), Patient.sms_consent.is_(True), Patient.phone_valid.is_(True))
+
+
+def why_not_texted() -> Any:
+    """For a joined ``Patient``: the reason key (as waves plan uses them) the service may not text them, or
+    NULL when it may."""
+    return case((Patient.opted_out_at.is_not(None), literal("opted_out")),
+                (Patient.sms_consent.is_not(True), literal("no_consent")),
+                (Patient.phone_valid.is_not(True), literal("phone_invalid")), else_=None)
