@@ -5,6 +5,11 @@ timestamps) through the shared machine and returns an :class:`Outcome`
 listing replies, answers and events; the service layer persists them.
 Precedence for every message: crisis, then STOP, then opted-out handling,
 then HELP, then the conversation itself.
+
+A text Twilio marked with ``OptOutType`` (``carrier_keyword``: opt_out, opt_in or help) is read as that
+keyword whatever its words: Twilio has already opted the number out or back in at its end.  A START or YES
+lifts only the patient's own STOP (``Context.opt_out_lifted_by_keyword``); after a "wrong number" reply the
+number stays opted out and is answered with a line that says nothing about the study.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ class Context:
     crisis_line: str = "988"
     emergency: str = "911"
     opted_out: bool = False
+    # False when the opt-out is not the patient's own STOP (someone replied "wrong number"): no keyword lifts it.
+    opt_out_lifted_by_keyword: bool = True
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC).replace(tzinfo=None))
 
     def text(self, name: str, **values: Any) -> str:
@@ -73,16 +80,25 @@ def invitation(timepoint_days: int, ctx: Context, reminder: bool = False) -> str
     return ctx.text("reminder" if reminder else "invitation", days=timepoint_days, n=n)
 
 
-def respond(model: Any, text: str, ctx: Context, media_count: int = 0) -> Outcome:
-    """Handle one inbound message.  ``model`` is the patient's follow-up (or None)."""
+CARRIER_KEYWORDS = ("opt_out", "opt_in", "help")  # what Twilio's OptOutType STOP, START, HELP stand for
+
+
+def respond(model: Any, text: str, ctx: Context, media_count: int = 0,
+            carrier_keyword: str | None = None) -> Outcome:
+    """Handle one inbound message.  ``model`` is the patient's follow-up (or None); ``carrier_keyword``:
+    the keyword Twilio read in it (:data:`CARRIER_KEYWORDS`), which wins over the words."""
     out = Outcome()
-    kw = keyword(text)
+    kw = carrier_keyword if carrier_keyword in CARRIER_KEYWORDS else keyword(text)
     if is_crisis(text):
         out.replies.append(ctx.text("safety"))
         out.events.append("crisis")
         if model is not None and model.state in ACTIVE:
             model.paused_state = model.state
             transition(model, "pause")
+        if carrier_keyword == "opt_out":  # Twilio has opted the number out: the safety reply above still goes
+            out.events.append("opted_out")
+            if model is not None and model.state in ACTIVE + ["crisis"]:
+                transition(model, "opt_out")
         return out
     if kw in ("opt_out", "opt_out_request", "wrong_number"):
         out.events.append("opted_out")
@@ -94,7 +110,11 @@ def respond(model: Any, text: str, ctx: Context, media_count: int = 0) -> Outcom
             out.replies.append(ctx.text("wrong_number" if kw == "wrong_number" else "opted_out"))
         return out
     if ctx.opted_out:
-        if opts_back_in(text):
+        asks_back_in = kw == "opt_in" or opts_back_in(text)
+        if (asks_back_in or kw == "help") and not ctx.opt_out_lifted_by_keyword:
+            out.events.append("opt_in_refused")  # whoever holds the number now: not a word about the study
+            out.replies.append(ctx.text("stays_stopped"))
+        elif asks_back_in:
             out.events.append("opted_in")
             out.replies.append(ctx.text("opted_in"))
         elif kw == "help":

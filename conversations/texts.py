@@ -66,6 +66,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "{org}: sorry for the trouble. We will not text this number again.",
         "fr": "{org} : désolés du dérangement. Nous n'écrirons plus à ce numéro.",
     },
+    "stays_stopped": {
+        "en": "This number will not receive our texts. Nothing more is needed.",
+        "fr": "Ce numéro ne recevra pas nos textos. Vous n'avez rien d'autre à faire.",
+    },
     "opted_in": {
         "en": "{org}: you will receive follow-up texts again. Reply STOP to opt out.",
         "fr": "{org} : vous recevrez de nouveau les textos de suivi. Répondez STOP pour vous désabonner.",

@@ -50,6 +50,7 @@ from .logs import error_summary
 from .models import Alert, Answer, FollowUp, Message, Patient, utcnow
 from .phones import mask
 from .repository import LOCK_PHONE, OPEN_STATES, insert_ignore, set_opt_out
+from .send_rule import STOP, WRONG_NUMBER, lifted_by_keyword
 from .spool import DrainResult, Spool, SpoolError, Spooled
 from .status import update_status
 from .webhook_client import PREVIEW_FIELD
@@ -67,7 +68,7 @@ _IS_PENDING = and_(Message.direction == "in", Message.from_number == bindparam("
 # Read after the lock (a fresh snapshot): the phone's patients, each follow-up newest first, and
 # whether the message in hand is the only unprocessed one from this phone (the usual case).
 _CONVERSATIONS = (
-    select(Patient.id.label("patient_pk"), Patient.language, Patient.opted_out_at,
+    select(Patient.id.label("patient_pk"), Patient.language, Patient.opted_out_at, Patient.opt_out_reason,
            FollowUp.id, FollowUp.patient_id, FollowUp.timepoint_days, *(getattr(FollowUp, c) for c in _ENGINE_COLUMNS),
            select(func.count()).select_from(Message).where(_IS_PENDING, Message.id < bindparam("upto"))
            .scalar_subquery().label("earlier_pending"),
@@ -78,7 +79,7 @@ _CONVERSATIONS = (
     .order_by(FollowUp.invited_at.desc().nulls_last(), FollowUp.id.desc()))
 _FOLLOWUP_KEYS = ("id", "patient_id", "timepoint_days", *_ENGINE_COLUMNS)
 _PENDING = (select(Message.id, Message.from_number, Message.to_number, Message.body, Message.media_count,
-                   Message.preview, Message.created_at)
+                   Message.preview, Message.created_at, Message.carrier_keyword)
             .where(_IS_PENDING, Message.id <= bindparam("upto")).order_by(Message.id))
 _MARK_PROCESSED = (update(Message).where(Message.id == bindparam("message_id"), Message.processed_at.is_(None))
                    .values(status="processed", processed_at=bindparam("now"), patient_id=bindparam("patient_pk"),
@@ -125,10 +126,11 @@ _PHONE_STORE_LOCK = text(f"SELECT pg_advisory_xact_lock({_STORE_LOCK_KEY}, hasht
 _INSERT_INBOUND_PG = text(
     f"WITH phone_lock AS (SELECT pg_advisory_xact_lock({_STORE_LOCK_KEY}, hashtext(CAST(:from_number AS TEXT)))) "
     "INSERT INTO messages (direction, provider_sid, from_number, to_number, body, media_count, attempts, preview, "
-    "status, error_message, created_at, updated_at) "
+    "carrier_keyword, status, error_message, created_at, updated_at) "
     "SELECT CAST(:direction AS VARCHAR), CAST(:provider_sid AS VARCHAR), CAST(:from_number AS VARCHAR), "
     "CAST(:to_number AS VARCHAR), CAST(:body AS TEXT), CAST(:media_count AS INTEGER), CAST(:attempts AS INTEGER), "
-    "CAST(:preview AS BOOLEAN), CAST(:status AS VARCHAR), CAST(:error_message AS TEXT), "
+    "CAST(:preview AS BOOLEAN), CAST(:carrier_keyword AS VARCHAR), CAST(:status AS VARCHAR), "
+    "CAST(:error_message AS TEXT), "
     "CAST(:created_at AS TIMESTAMP), CAST(:updated_at AS TIMESTAMP) FROM phone_lock "
     "ON CONFLICT (provider_sid) DO NOTHING RETURNING id")
 
@@ -211,6 +213,10 @@ def _clean(value: Any, limit: int | None = None) -> str:
     return text[:limit] if limit else text
 
 
+# Twilio's Advanced Opt-Out marks a text it acted on with OptOutType; the keywords the engine reads for them.
+OPT_OUT_TYPES = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
+
+
 @dataclass(frozen=True)
 class InboundSMS:
     sid: str | None
@@ -220,6 +226,7 @@ class InboundSMS:
     media_count: int
     problems: tuple[str, ...] = field(default_factory=tuple)
     preview: bool = False  # sent by a coordinator through `outreach chat` (see webhook_client.PREVIEW_FIELD)
+    carrier_keyword: str | None = None  # Twilio's OptOutType (Advanced Opt-Out), as the engine names it
 
     @classmethod
     def from_form(cls, form: Mapping[str, Any]) -> "InboundSMS":
@@ -239,7 +246,8 @@ class InboundSMS:
         # sends this field and a patient cannot add one, so only a holder of the auth token can set it.
         preview = _clean(form.get(PREVIEW_FIELD)) == "1"
         return cls(sid=sid, from_number=sender or None, to_number=_clean(form.get("To"), 32) or None,
-                   body=_clean(form.get("Body")), media_count=media, problems=tuple(problems), preview=preview)
+                   body=_clean(form.get("Body")), media_count=media, problems=tuple(problems), preview=preview,
+                   carrier_keyword=OPT_OUT_TYPES.get(_clean(form.get("OptOutType"), 16).strip().upper()))
 
 
 @dataclass
@@ -561,7 +569,7 @@ class Inbox:
                     return self._handle(conn, SimpleNamespace(id=message_id, from_number=sms.from_number,
                                                               to_number=sms.to_number, body=sms.body,
                                                               media_count=sms.media_count, preview=sms.preview,
-                                                              created_at=at),
+                                                              created_at=at, carrier_keyword=sms.carrier_keyword),
                                         patients, followups, live)
                 for m in conn.execute(_PENDING, {"phone": phone, "upto": message_id}).all():
                     try:
@@ -594,7 +602,8 @@ class Inbox:
         rows = _run(conn, _CONVERSATIONS, {"phone": phone, "upto": message_id}).fetchall()
         for r in rows:
             patients.setdefault(r.patient_pk, SimpleNamespace(id=r.patient_pk, language=r.language,
-                                                              opted_out_at=r.opted_out_at))
+                                                              opted_out_at=r.opted_out_at,
+                                                              opt_out_reason=r.opt_out_reason))
             if r.id is not None:
                 followups.append(SimpleNamespace(**{k: getattr(r, k) for k in _FOLLOWUP_KEYS}))
         only_this = bool(rows) and rows[0].earlier_pending == 0 and rows[0].this_pending == 1
@@ -605,8 +614,11 @@ class Inbox:
         """The error is stored as its type and a cleaned summary: never bound values, a number or a body."""
         conn.execute(_MARK_FAILED, {"message_id": message_id, "error": error_summary(exc)})
 
-    def _context(self, language: str, now, opted_out: bool = False) -> Context:
-        return dataclasses.replace(self._base_context, language=language or "en", opted_out=opted_out, now=now)
+    def _context(self, language: str, now, patient: Any = None) -> Context:
+        """The engine's context for a patient (None: an unknown number) writing at ``now``."""
+        opted_out = patient is not None and patient.opted_out_at is not None
+        return dataclasses.replace(self._base_context, language=language or "en", opted_out=opted_out, now=now,
+                                   opt_out_lifted_by_keyword=not opted_out or lifted_by_keyword(patient.opt_out_reason))
 
     def _handle(self, conn: Connection, msg: Any, patients: list[SimpleNamespace],
                 followups: list[SimpleNamespace], live: bool) -> list[str] | None:
@@ -627,8 +639,8 @@ class Inbox:
             replies = self._unknown_sender(conn, msg, now, live, answered)
         else:
             before = {c: getattr(followup, c) for c in _ENGINE_COLUMNS} if followup else {}
-            outcome = respond(followup, msg.body, self._context(patient.language, now, patient.opted_out_at is not None),
-                              media_count=msg.media_count)
+            outcome = respond(followup, msg.body, self._context(patient.language, now, patient),
+                              media_count=msg.media_count, carrier_keyword=getattr(msg, "carrier_keyword", None))
             replies = outcome.replies
             if followup is not None:
                 followup.last_inbound_at = now
@@ -647,16 +659,23 @@ class Inbox:
                     self._open_alert(conn, msg, patient.id, followup_pk, now)
                 elif event in ("opted_out", "opted_in"):
                     opted_out = event == "opted_out"
-                    set_opt_out(conn, [p.id for p in patients], opted_out)
+                    reason = (WRONG_NUMBER if "wrong_number" in outcome.events else STOP) if opted_out else None
+                    set_opt_out(conn, [p.id for p in patients], opted_out, reason)
                     for p in patients:
                         p.opted_out_at = (p.opted_out_at or now) if opted_out else None
-                    audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id)
+                        p.opt_out_reason = (None if not opted_out else reason if reason == WRONG_NUMBER
+                                            else p.opt_out_reason or reason)
+                    audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id,
+                          **({"via": "twilio"} if getattr(msg, "carrier_keyword", None) else {}))
                 elif event == "wrong_number":  # the contact details need fixing: leave a trace for coordinators
                     audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id)
                     log.info("%s says it is a wrong number: opted out", mask(msg.from_number))
+                elif event == "opt_in_refused":  # a START after "wrong number": only a coordinator lifts it
+                    audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id)
             self._store_replies(conn, msg, replies, patient.id, followup_pk, now, live, kind=(
                 "safety" if "crisis" in outcome.events else
-                "opt_out_confirmation" if "opted_out" in outcome.events else "reply"), answered=answered)
+                "opt_out_confirmation" if {"opted_out", "opt_in_refused"} & set(outcome.events) else "reply"),
+                answered=answered)
         return replies
 
     def _unknown_sender(self, conn: Connection, msg: Any, now, live: bool, answered: Sequence[str] = ()) -> list[str]:
@@ -732,7 +751,7 @@ def _inbound_row(sms: InboundSMS, at: dt.datetime) -> dict[str, Any]:
     """The ``messages`` row of an incoming text received ``at``."""
     return dict(direction="in", provider_sid=sms.sid, from_number=sms.from_number, to_number=sms.to_number,
                 body=sms.body, media_count=sms.media_count, attempts=0, preview=sms.preview,
-                status="rejected" if sms.problems else "received",
+                carrier_keyword=sms.carrier_keyword, status="rejected" if sms.problems else "received",
                 error_message="; ".join(sms.problems) or None, created_at=at, updated_at=at)
 
 
@@ -750,4 +769,6 @@ def _form_of(sms: InboundSMS) -> dict[str, str]:
             "NumMedia": str(sms.media_count)}
     if sms.preview:
         form[PREVIEW_FIELD] = "1"
+    if sms.carrier_keyword:
+        form["OptOutType"] = next(k for k, v in OPT_OUT_TYPES.items() if v == sms.carrier_keyword)
     return form

@@ -73,8 +73,13 @@ class SignedWebhookClient:
             form[PREVIEW_FIELD] = "1"
         return form
 
-    def text(self, from_number: str, body: str, sid: str | None = None, media: int = 0) -> tuple[int, list[str]]:
-        status, xml = self.signed("/twilio/sms", self.sms_form(from_number, body, sid, media))
+    def text(self, from_number: str, body: str, sid: str | None = None, media: int = 0,
+             opt_out_type: str | None = None) -> tuple[int, list[str]]:
+        """Text the webhook; ``opt_out_type``: the OptOutType Twilio's Advanced Opt-Out adds (STOP, START, HELP)."""
+        form = self.sms_form(from_number, body, sid, media)
+        if opt_out_type:
+            form["OptOutType"] = opt_out_type
+        status, xml = self.signed("/twilio/sms", form)
         return status, parse_twiml(xml) if status == 200 else []
 
     def status(self, sid: str, status: str, error_code: int | None = None) -> int:
