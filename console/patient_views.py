@@ -119,5 +119,6 @@ def correct_phone(pk: int):
     except PatientError as exc:
         return _render_patient(pk, error=str(exc), new_phone=raw[:32], status=400)
     flash(f"The phone number is now {change.new_masked}."
-          + (" The wrong-number opt-out is lifted: the patient can be texted again." if change.reopened else ""))
+          + (" The wrong-number opt-out is lifted: the patient can be texted again." if change.reopened else "")
+          + (f" {change.queue_words}" if change.queue_words else ""))
     return redirect(url_for("console.patient", pk=pk))

@@ -164,6 +164,20 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_ra
         click.echo(f"opt-out lifted for {len(result.opt_outs_lifted)} patient(s) whose phone number changed after a "
                    f"'wrong number' reply (the opt-out belonged to the old number; audited): "
                    f"{', '.join(result.opt_outs_lifted)}")
+    if result.consent_withdrawn:
+        click.echo(f"consent to texts withdrawn for {len(result.consent_withdrawn)} patient(s) (audited with the "
+                   f"line): their queued texts are cancelled and open follow-ups closed: "
+                   f"{', '.join(result.consent_withdrawn)}")
+    if result.consent_given:
+        click.echo(f"consent to texts given for {len(result.consent_given)} patient(s) (audited with the line); "
+                   f"the next wave may invite them: {', '.join(result.consent_given)}")
+    if result.phones_changed:
+        click.echo(f"phone number changed for {result.phones_changed} patient(s) (audited with the line)"
+                   + (f"; {result.invitations_requeued} queued invitation(s) now go to the new number"
+                      if result.invitations_requeued else ""))
+    if result.texts_cancelled:
+        click.echo(f"{result.texts_cancelled} queued text(s) will not be sent (consent withdrawn, or written for an "
+                   "old number: see the patient's page)")
     click.echo(result.summary)
     if result.rating_changes:
         click.echo(f"alliance ratings changed on {result.rating_changes} stay(s) with follow-up answers "
@@ -518,9 +532,11 @@ def patients_opt_in(ctx: Context, patient_id: str, reason: str) -> None:
                    "invited until a file says they do")
 
 
-@cli.command("events", help="Contact events, newest first: opt-outs, 'wrong number' replies, phone changes.")
-@click.option("--kind", type=click.Choice(["opted_out", "opted_in", "wrong_number", "phone_invalid",
-                                           "phone_corrected", "undeliverable"]),
+@cli.command("events", help="Contact events, newest first: opt-outs, 'wrong number' replies, phone and consent "
+                            "changes.")
+@click.option("--kind", type=click.Choice(["opted_out", "opted_in", "wrong_number", "opt_in_refused", "phone_invalid",
+                                           "phone_corrected", "undeliverable", "consent_withdrawn",
+                                           "consent_given"]),
               help="Only this kind of event (default: all of them).")
 @click.option("--limit", default=50, show_default=True, help="At most this many events.")
 @pass_ctx
@@ -637,6 +653,8 @@ def _print_plan(plan) -> None:
     click.echo(f"time point {plan.timepoint} days, as of {plan.as_of}: {len(plan.eligible)} eligible")
     for key, label in REASONS.items():
         click.echo(f"  excluded, {label}: {plan.excluded.get(key, 0)}")
+    for key, count in sorted(plan.silenced.items()):
+        click.echo(f"  open follow-ups that get no more texts, {REASONS[key]}: {count}")
     for c in plan.eligible[:5]:
         click.echo(f"  e.g. {c.patient_id}  {mask(c.phone)}  due {c.due}  ({c.language})")
 

@@ -16,6 +16,7 @@ from .models import AuditEvent, FollowUp, Message, Patient
 from .patients import CONTACT_ACTIONS, CONTACT_WORDS, PatientError, lift_opt_out, state_words
 from .phones import mask
 from .repository import lock_phone
+from .send_rule import STOP
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,7 @@ def opt_in(session: Session, patient_id: str, reason: str, *, actor: str) -> Opt
     session.refresh(p)
     if p.opted_out_at is None:
         raise PatientError(f"patient {patient_id} is not opted out; nothing was changed")
-    events = session.execute(select(AuditEvent.action, AuditEvent.actor, AuditEvent.details)
-                             .where(AuditEvent.patient_id == p.id,
-                                    AuditEvent.action.in_(("opted_out", "wrong_number")))
-                             .order_by(AuditEvent.at, AuditEvent.id)).all()
-    wrong = {(d or {}).get("message_id") for a, _, d in events if a == "wrong_number"}
-    stops = [(who, (d or {}).get("message_id")) for a, who, d in events if a == "opted_out"]
-    after_stop = bool(stops) and stops[-1][0] in ("patient", "twilio") and stops[-1][1] not in wrong
+    after_stop = p.opt_out_reason == STOP
     opted_out_at = p.opted_out_at
     lift_opt_out(session, p.id, actor=actor, reason=reason, via="cli")
     session.flush()

@@ -45,6 +45,8 @@ from .db import audit
 from .instrument import Instrument, load_instrument
 from .models import AllianceRating, Answer, Episode, FollowUp, Patient
 from .phones import mask, parse_phone, zone_for
+from .repository import OPEN_STATES, cancel_pending, close, readdress_after_phone_change
+from .send_rule import NO_CONSENT, TO_THE_WRITER
 
 BASE_REQUIRED = ["patient_id", "phone", "discharge_date", "sms_consent"]
 OPTIONAL = ["episode_id", "admission_date", "timezone", "language", "age", "sex", "length_of_stay_days",
@@ -89,6 +91,11 @@ class ImportResult:
     rating_changes: int = 0
     separator: str = ","
     opt_outs_lifted: list[str] = field(default_factory=list)  # patient ids: a wrong number's opt-out lifted
+    consent_withdrawn: list[str] = field(default_factory=list)  # patient ids whose sms_consent went from yes to no
+    consent_given: list[str] = field(default_factory=list)  # patient ids whose sms_consent went from no to yes
+    phones_changed: int = 0
+    texts_cancelled: int = 0  # queued texts not sent: consent withdrawn, or queued for an old number
+    invitations_requeued: int = 0  # invitations queued again to a patient's new number
 
     @property
     def summary(self) -> str:
@@ -424,7 +431,7 @@ def _import_rows(session: Session, path: Path, instrument: Instrument, names: li
         result.rejected_path = rejected_path(Path(path))
         write_rejected(result.rejected_path, names, bad, keep_identifiers=keep_identifiers, separator=separator)
     apply_upsert(session, plan, instrument, actor=actor)
-    result.opt_outs_lifted = lift_wrong_number_opt_outs(session, plan, actor=actor)
+    apply_contact_changes(session, plan, result, file=Path(path).name, actor=actor)
     result.new_patients, result.new_episodes = len(plan.new_patients), len(plan.new_episodes)
     result.updated, result.unchanged = plan.updated, plan.unchanged
     result.rating_changes = len(plan.rating_changes)
@@ -433,7 +440,9 @@ def _import_rows(session: Session, path: Path, instrument: Instrument, names: li
     audit(session, "import_discharges", actor=actor, file=Path(path).name, new_patients=result.new_patients,
           new_episodes=result.new_episodes, updated=result.updated, unchanged=result.unchanged,
           rejected=result.rejected, warnings=len(result.warnings), separator=SEPARATORS.get(separator, separator),
-          opt_outs_lifted=len(result.opt_outs_lifted), **rejects)
+          opt_outs_lifted=len(result.opt_outs_lifted), consent_withdrawn=len(result.consent_withdrawn),
+          consent_given=len(result.consent_given), phones_changed=result.phones_changed,
+          texts_cancelled=result.texts_cancelled, **rejects)
     result.written = True
     return result
 
@@ -540,6 +549,7 @@ def plan_upsert(session: Session, rows: list[_Row], instrument: Instrument, *,
     matched: dict[int, int] = {}  # stored stay -> the line that describes it
     for row in rows:
         rec = row.record
+        rec["_line"] = row.line  # for the audit of what the row changes about the patient
         person = people.get(rec["patient_id"])
         stay, problems = _match(person, rec) if person else (None, [])
         if stay is not None and stay.pk in matched:  # e.g. one row by episode_id, another by the same date
@@ -664,36 +674,52 @@ def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, 
     session.flush()
 
 
-def lift_wrong_number_opt_outs(session: Session, plan: UpsertPlan, *, actor: str | None = None) -> list[str]:
-    """Opt back in every patient whose phone this import changed and who was opted out only because
-    someone replied "wrong number" on the old one (:func:`outreach.patients.opted_out_by_wrong_number`); a
-    STOP is never lifted here.  Audited (``phone_corrected`` with the old and new number, ``opted_in``).
-    Returns their patient ids."""
+def apply_contact_changes(session: Session, plan: UpsertPlan, result: ImportResult, *, file: str,
+                          actor: str | None = None) -> None:
+    """What the import changed about reaching patients, each audited with the file and line that said it:
+
+    - consent withdrawn (``consent_withdrawn``): the patient's queued texts are cancelled and open follow-ups
+      closed at once (the sender refuses them anyway: :mod:`outreach.send_rule`); consent given again
+      (``consent_given``) lets the next wave invite them;
+    - a new phone number (``phone_corrected``, with the old and new number): texts queued for the old number
+      are cancelled, invitations among them queued again to the new one; an opt-out that came from a "wrong
+      number" reply on the old number is lifted (``opted_in``); a STOP never is."""
     from .db import current_actor
     from .patients import lift_opt_out, opted_out_by_wrong_number
 
-    pid_of = {p.pk: pid for pid, p in plan.people.items()}
-    changed = {p.pk: (pid_of[p.pk], p.fields[0], rec["phone"]) for p, rec in plan.patient_updates
-               if p.fields[0] != rec["phone"]}
-    if not changed:
-        return []
-    opted_out = [pk for chunk in _chunks(list(changed))
-                 for pk in session.scalars(select(Patient.id).where(Patient.id.in_(chunk),
-                                                                    Patient.opted_out_at.is_not(None)))]
     who = actor or current_actor()
-    lifted = []
-    for pk in sorted(opted_out):
-        if not opted_out_by_wrong_number(session, pk):
-            continue
-        pid, old, new = changed[pk]
-        audit(session, "phone_corrected", actor=who, patient_id=pk, old=old, new=new, via="import",
-              opt_out_lifted=True)
-        lift_opt_out(session, pk, actor=who, via="import",
-                     reason="phone number changed by an import after a wrong-number reply (the opt-out belonged "
-                            "to the old number)")
-        lifted.append(pid)
+    pid_of = {p.pk: pid for pid, p in plan.people.items()}
+    withdrawn, moved = [], []
+    for person, rec in plan.patient_updates:
+        old_phone, old_consent = person.fields[0], person.fields[PATIENT_FIELDS.index("sms_consent")]
+        where = {"via": "import", "file": file, "line": rec["_line"]}
+        if bool(old_consent) != bool(rec["sms_consent"]):
+            action = "consent_withdrawn" if old_consent else "consent_given"
+            audit(session, action, actor=who, patient_id=person.pk, **where)
+            (withdrawn if old_consent else result.consent_given).append(person.pk)
+        if old_phone != rec["phone"]:
+            lifted = opted_out_by_wrong_number(session, person.pk)
+            audit(session, "phone_corrected", actor=who, patient_id=person.pk, old=old_phone, new=rec["phone"],
+                  opt_out_lifted=lifted, **where)
+            if lifted:
+                lift_opt_out(session, person.pk, actor=who, reason="phone number changed by an import after a "
+                             "wrong-number reply (the opt-out belonged to the old number)", **where)
+                result.opt_outs_lifted.append(pid_of[person.pk])
+            moved.append(person.pk)
+    for chunk in _chunks(withdrawn):
+        result.texts_cancelled += cancel_pending(session, chunk, NO_CONSENT, exempt=TO_THE_WRITER)
+        for f in session.scalars(select(FollowUp).where(FollowUp.patient_id.in_(chunk),
+                                                        FollowUp.state.in_(OPEN_STATES))):
+            close(f, "opt_out")
+    for chunk in _chunks(moved):
+        cancelled, requeued = readdress_after_phone_change(session, chunk)
+        result.texts_cancelled += cancelled - requeued
+        result.invitations_requeued += requeued
+    result.consent_withdrawn = sorted(pid_of[pk] for pk in withdrawn)
+    result.consent_given = sorted(pid_of[pk] for pk in result.consent_given)
+    result.opt_outs_lifted.sort()
+    result.phones_changed = len(moved)
     session.flush()
-    return sorted(lifted)
 
 
 def _episode(patient_pk: int | None, rec: dict[str, Any], site_id: str | None = None) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from .config import Settings
 from .db import audit, audit_each_patient
 from .models import Alert, AllianceRating, Answer, AuditEvent, Episode, FollowUp, Message, Patient, utcnow
 from .phones import PhoneError, mask, parse_phone
-from .repository import OPEN_STATES, lock_phone, set_opt_out
+from .repository import OPEN_STATES, lock_phone, readdress_after_phone_change, set_opt_out
+from .send_rule import WRONG_NUMBER
 from .waves import OPEN_LABEL, OUTCOMES, outcome_of, usable_answers
 
 
@@ -100,14 +101,18 @@ HEALTH_CODES = {1: "poor", 2: "fair", 3: "good", 4: "very good", 5: "excellent"}
 MISSING_WORDS = {"skipped": "skipped by the patient", "unparsed": "two replies the survey could not use"}
 
 # Audit actions that make up a patient's opt-out and contact history.
-CONTACT_ACTIONS = ("opted_out", "opted_in", "wrong_number", "phone_invalid", "phone_corrected", "undeliverable")
+CONTACT_ACTIONS = ("opted_out", "opted_in", "wrong_number", "opt_in_refused", "phone_invalid", "phone_corrected",
+                   "undeliverable", "consent_withdrawn", "consent_given")
 CONTACT_WORDS = {
     "opted_out": "opted out",
     "opted_in": "opted back in",
     "wrong_number": "replied that this is a wrong number (opted out)",
+    "opt_in_refused": "asked for texts again after a wrong-number reply; still opted out (a coordinator decides)",
     "phone_invalid": "phone number marked invalid",
     "phone_corrected": "phone number corrected",
     "undeliverable": "texts could not be delivered",
+    "consent_withdrawn": "consent to texts withdrawn (discharge file)",
+    "consent_given": "consent to texts given (discharge file)",
 }
 
 
@@ -474,32 +479,11 @@ def release_followup(session: Session, followup_id: int, *, actor: str, address:
 
 # -- correcting a phone number ----------------------------------------------------------------------
 
-def _opted_out_for_wrong_number_only(session: Session, pk: int) -> bool:
-    """True when every opt-out since the patient last opted in came with a ``wrong number`` reply
-    (someone else has the number): a corrected number may then be texted again.  A STOP, a carrier's
-    opt-out or an opt-out with no audit trail keeps the patient opted out."""
-    events = session.execute(select(AuditEvent.action, AuditEvent.details)
-                             .where(AuditEvent.patient_id == pk,
-                                    AuditEvent.action.in_(("opted_out", "opted_in", "wrong_number")))
-                             .order_by(AuditEvent.at, AuditEvent.id)).all()
-    current: list[tuple[str, dict]] = []
-    for action, details in events:
-        if action == "opted_in":
-            current = []
-        else:
-            current.append((action, details or {}))
-    wrong = {d.get("message_id") for a, d in current if a == "wrong_number" and d.get("message_id") is not None}
-    opt_outs = [d for a, d in current if a == "opted_out"]
-    if not wrong:
-        return False
-    return all(d.get("message_id") in wrong for d in opt_outs)
-
-
 def opted_out_by_wrong_number(session: Session, pk: int) -> bool:
-    """The patient is opted out, and only because someone replied "wrong number" on their old phone: a
-    new number may be texted again.  Never true after a STOP or a carrier's opt-out."""
-    opted_out_at = session.scalar(select(Patient.opted_out_at).where(Patient.id == pk))
-    return opted_out_at is not None and _opted_out_for_wrong_number_only(session, pk)
+    """The patient is opted out because someone replied "wrong number" on their phone: a new number may be
+    texted again.  Never true after the patient's own STOP or a carrier's opt-out."""
+    return session.scalar(select(Patient.opt_out_reason).where(Patient.id == pk,
+                                                               Patient.opted_out_at.is_not(None))) == WRONG_NUMBER
 
 
 def lift_opt_out(session: Session, pk: int, *, actor: str, reason: str, address: str | None = None,
@@ -516,6 +500,22 @@ class PhoneCorrection:
     old_masked: str
     new_masked: str
     reopened: bool  # the wrong-number opt-out was lifted
+    cancelled: int = 0  # texts queued for the old number, not sent
+    requeued: int = 0  # of those, invitations queued again to the new number
+
+    @property
+    def queue_words(self) -> str:
+        """What became of the texts queued for the old number, in words ('' when there were none)."""
+        if not self.cancelled:
+            return ""
+        others = self.cancelled - self.requeued
+        words = []
+        if self.requeued:
+            words.append(f"{self.requeued} invitation(s) queued again to the new number")
+        if others:
+            words.append(f"{others} other text(s) cancelled (a survey question or a hand-written text: "
+                         "write again if it still makes sense)")
+        return f"Texts queued for the old number were not sent: {'; '.join(words)}."
 
 
 def correct_phone(session: Session, settings: Settings, pk: int, raw: str, *, actor: str,
@@ -544,8 +544,9 @@ def correct_phone(session: Session, settings: Settings, pk: int, raw: str, *, ac
         lift_opt_out(session, pk, actor=actor, address=address,
                      reason="phone number corrected after a wrong-number reply")
     session.flush()
+    cancelled, requeued = readdress_after_phone_change(session, [pk])
     session.refresh(p)
-    return PhoneCorrection(mask(old), mask(new), reopen)
+    return PhoneCorrection(mask(old), mask(new), reopen, cancelled, requeued)
 
 
 # -- the inbox --------------------------------------------------------------------------------------
