@@ -119,7 +119,9 @@ def test_wrong_number_stops_all_texts_to_that_phone_and_leaves_a_trace(twilio, m
     session.rollback()
     assert session.get(Patient, p.id).opted_out_at is not None and state_of(session, fu) == "opted_out"
     assert session.scalar(select(AuditEvent.patient_id).where(AuditEvent.action == "wrong_number")) == p.id
-    assert twilio.text(p.phone, "who is this?")[1][0].startswith("Recovery Study: follow-up texts")
+    # Whoever holds the number now learns nothing about the study, not even by asking.
+    assert twilio.text(p.phone, "who is this?")[1] == ["This number will not receive our texts. Nothing more is "
+                                                       "needed."]
 
 
 def test_start_opts_back_in_and_no_survey_restarts(twilio, make_patient, make_followup, session):
