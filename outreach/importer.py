@@ -45,7 +45,8 @@ from .db import audit
 from .instrument import Instrument, load_instrument
 from .models import AllianceRating, Answer, Episode, FollowUp, Patient
 from .phones import mask, parse_phone, zone_for
-from .repository import OPEN_STATES, cancel_pending, close, readdress_after_phone_change
+from .opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
+from .repository import OPEN_STATES, close
 from .send_rule import NO_CONSENT, TO_THE_WRITER
 
 BASE_REQUIRED = ["patient_id", "phone", "discharge_date", "sms_consent"]
@@ -685,7 +686,6 @@ def apply_contact_changes(session: Session, plan: UpsertPlan, result: ImportResu
       are cancelled, invitations among them queued again to the new one; an opt-out that came from a "wrong
       number" reply on the old number is lifted (``opted_in``); a STOP never is."""
     from .db import current_actor
-    from .patients import lift_opt_out, opted_out_by_wrong_number
 
     who = actor or current_actor()
     pid_of = {p.pk: pid for pid, p in plan.people.items()}

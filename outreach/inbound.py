@@ -43,13 +43,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from conversations.engine import Context, answer_unread, respond
 from conversations.lexicon import is_crisis
 
-from .alerts import on_call_numbers, on_call_text
+from .on_call import on_call_numbers, on_call_text
 from .config import Settings
 from .db import audit, is_unavailable
 from .logs import error_summary
 from .models import Alert, Answer, FollowUp, Message, Patient, utcnow
 from .phones import mask
-from .repository import LOCK_PHONE, OPEN_STATES, insert_ignore, set_opt_out
+from .opt_outs import set_opt_out
+from .repository import LOCK_PHONE, OPEN_STATES, insert_ignore
 from .send_rule import STOP, WRONG_NUMBER, lifted_by_keyword
 from .spool import DrainResult, Spool, SpoolError, Spooled
 from .status import update_status

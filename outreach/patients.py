@@ -22,8 +22,8 @@ from .config import Settings
 from .db import audit, audit_each_patient
 from .models import Alert, AllianceRating, Answer, AuditEvent, Episode, FollowUp, Message, Patient, utcnow
 from .phones import PhoneError, mask, parse_phone
-from .repository import OPEN_STATES, lock_phone, readdress_after_phone_change, set_opt_out
-from .send_rule import WRONG_NUMBER
+from .opt_outs import lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
+from .repository import OPEN_STATES, lock_phone
 from .waves import OPEN_LABEL, OUTCOMES, outcome_of, usable_answers
 
 
@@ -478,22 +478,6 @@ def release_followup(session: Session, followup_id: int, *, actor: str, address:
 
 
 # -- correcting a phone number ----------------------------------------------------------------------
-
-def opted_out_by_wrong_number(session: Session, pk: int) -> bool:
-    """The patient is opted out because someone replied "wrong number" on their phone: a new number may be
-    texted again.  Never true after the patient's own STOP or a carrier's opt-out."""
-    return session.scalar(select(Patient.opt_out_reason).where(Patient.id == pk,
-                                                               Patient.opted_out_at.is_not(None))) == WRONG_NUMBER
-
-
-def lift_opt_out(session: Session, pk: int, *, actor: str, reason: str, address: str | None = None,
-                 **details) -> None:
-    """Opt the patient back in, audited (``opted_in``, who and why) in the caller's transaction.  The
-    console's phone correction, an import that changes a wrong number, and ``outreach patients opt-in``
-    all come here."""
-    set_opt_out(session, [pk], False)
-    audit(session, "opted_in", actor=actor, patient_id=pk, address=address, reason=reason, **details)
-
 
 @dataclass(frozen=True)
 class PhoneCorrection:

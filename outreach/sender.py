@@ -39,7 +39,8 @@ from .logs import error_summary
 from .models import FollowUp, Message, Patient, SendRate, utcnow
 from .phones import mask
 from .quiet_hours import parse_window
-from .repository import close, insert_ignore, lock_phone, set_opt_out
+from .opt_outs import set_opt_out
+from .repository import close, insert_ignore, lock_phone
 from .send_rule import STOP, TO_THE_WRITER, stop_conditions, stop_reason
 from .status import apply_early_statuses
 

@@ -13,7 +13,8 @@ from .config import Settings
 from .db import audit, unit_of_work
 from .models import EarlyStatus, FollowUp, Message, Patient
 from .phones import mask
-from .repository import close, lock_phone, set_opt_out
+from .opt_outs import set_opt_out
+from .repository import close, lock_phone
 from .send_rule import STOP
 
 log = logging.getLogger(__name__)

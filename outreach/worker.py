@@ -10,7 +10,7 @@ from typing import Callable
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .alerts import on_call_numbers
+from .on_call import on_call_numbers
 from .config import Settings, check_sending
 from .db import is_unavailable, unit_of_work
 from .gateway import make_gateway

@@ -20,7 +20,7 @@ def check_startup(settings: Settings) -> None:
     each is for, then a malformed one (an on-call number, the proxy count).  The Procfile's gunicorn runs
     this once in its master process (``webhooks/gunicorn_conf.py``), so a deployment without its secrets
     stops with a few lines instead of a traceback per worker."""
-    from outreach.alerts import on_call_numbers
+    from outreach.on_call import on_call_numbers
 
     settings.check_required(WEB_APP_NEEDS, "needed by the web app")
     on_call_numbers(settings)

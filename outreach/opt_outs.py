@@ -1,0 +1,93 @@
+"""Opting patients out and back in, and what a changed phone number does to the texts already queued.
+
+Every writer of an opt-out comes here (a patient's keyword, a carrier's report, Twilio's own opt-out, a
+coordinator's opt-in, a phone correction), so the reason kept with an opt-out (:mod:`.send_rule`) and the
+cancelling of queued texts are the same whoever acts.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from sqlalchemy import Connection, and_, exists, func, insert, literal, select, update
+from sqlalchemy.orm import Session, aliased
+
+from .db import audit
+from .models import Message, Patient, utcnow
+from .send_rule import NUMBER_CHANGED, OPTED_OUT, TO_THE_WRITER, WRONG_NUMBER, can_be_texted
+
+
+def set_opt_out(bind: Session | Connection, patient_ids: Sequence[int], opted_out: bool,
+                reason: str | None = None) -> None:
+    """Opt every patient on the phone in or out (the first opt-out time is kept); an opt-out
+    cancels their queued texts.  ``reason`` (outreach.send_rule.OPT_OUT_REASONS) is kept with the opt-out,
+    and a "wrong number" reply outranks an earlier STOP (a START must not lift what a stranger's reply
+    said).  Plain UPDATEs: works in an ORM session or on a Core connection."""
+    if not patient_ids:
+        return
+    now = utcnow()
+    patients = update(Patient).where(Patient.id.in_(patient_ids))
+    if opted_out:
+        bind.execute(patients.where(Patient.opted_out_at.is_(None))
+                     .values(opted_out_at=now, opt_out_reason=reason, updated_at=now))
+        if reason == WRONG_NUMBER:
+            bind.execute(patients.values(opt_out_reason=reason, updated_at=now))
+        cancel_pending(bind, patient_ids, OPTED_OUT, exempt=TO_THE_WRITER)
+    else:
+        bind.execute(patients.values(opted_out_at=None, opt_out_reason=None, updated_at=now))
+
+
+def cancel_pending(bind: Session | Connection, patient_ids: Sequence[int], reason: str,
+                   exempt: Sequence[str] = ()) -> int:
+    """Cancel the patients' texts still waiting to be sent, with ``reason`` in words (kinds in ``exempt``
+    are left queued).  How many were cancelled."""
+    if not patient_ids:
+        return 0
+    stmt = (update(Message).where(Message.direction == "out", Message.status == "pending",
+                                  Message.patient_id.in_(patient_ids))
+            .values(status="cancelled", error_message=reason, updated_at=utcnow()))
+    if exempt:
+        stmt = stmt.where(func.coalesce(Message.kind, "").not_in(exempt))
+    return bind.execute(stmt.execution_options(synchronize_session=False)).rowcount or 0
+
+
+def readdress_after_phone_change(bind: Session | Connection, patient_ids: Sequence[int]) -> tuple[int, int]:
+    """After the patients' phone numbers changed: cancel every text still queued for an old number (the
+    sender would refuse it too), and queue each invitation among them again to the current number, when
+    the patient may be texted (an invitation was never seen; a survey question or a hand-written text is
+    left to the coordinator).  Returns (cancelled, invitations queued again)."""
+    if not patient_ids:
+        return 0, 0
+    now = utcnow()
+    owner = aliased(Patient)
+    stale = and_(Message.direction == "out", Message.status == "pending", Message.patient_id.in_(patient_ids),
+                 func.coalesce(Message.kind, "").not_in(TO_THE_WRITER),
+                 exists().where(owner.id == Message.patient_id, owner.phone != Message.to_number))
+    copied = ("direction", "kind", "followup_id", "patient_id", "from_number", "body", "media_count", "attempts",
+              "preview")
+    again = (select(*(getattr(Message, c) for c in copied), Patient.phone, literal("pending"), literal(now),
+                    literal(now), literal(now))
+             .join(Patient, Patient.id == Message.patient_id)
+             .where(stale, Message.kind == "invitation", can_be_texted()))
+    requeued = len(bind.execute(insert(Message).from_select(  # counted by RETURNING: psycopg's rowcount is -1
+        [*copied, "to_number", "status", "send_after", "created_at", "updated_at"], again)
+        .returning(Message.id)).all())
+    cancelled = bind.execute(update(Message).where(stale)
+                             .values(status="cancelled", error_message=NUMBER_CHANGED, updated_at=now)
+                             .execution_options(synchronize_session=False)).rowcount or 0
+    return cancelled, requeued
+
+
+def opted_out_by_wrong_number(session: Session, pk: int) -> bool:
+    """The patient is opted out because someone replied "wrong number" on their phone: a new number may be
+    texted again.  Never true after the patient's own STOP or a carrier's opt-out."""
+    return session.scalar(select(Patient.opt_out_reason).where(Patient.id == pk,
+                                                               Patient.opted_out_at.is_not(None))) == WRONG_NUMBER
+
+
+def lift_opt_out(session: Session, pk: int, *, actor: str, reason: str, address: str | None = None,
+                 **details) -> None:
+    """Opt the patient back in, audited (``opted_in``, who and why) in the caller's transaction.  The
+    console's phone correction, an import that changes a wrong number, and ``outreach patients opt-in``
+    all come here."""
+    set_opt_out(session, [pk], False)
+    audit(session, "opted_in", actor=actor, patient_id=pk, address=address, reason=reason, **details)
