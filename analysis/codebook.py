@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from outreach.waves import OUTCOMES
+from outreach.study.waves import OUTCOMES
 
 YES_NO = {0: "No", 1: "Yes"}
 HEALTH = {1: "Poor", 2: "Fair", 3: "Good", 4: "Very good", 5: "Excellent"}

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from outreach.waves import OUTCOME_RULES
+from outreach.study.waves import OUTCOME_RULES
 
 from . import queries
 from .queries import COVARIATES
@@ -61,7 +61,7 @@ def _flag(condition: pd.Series, source: pd.Series) -> pd.Series:
 
 def outcome_codes(state: pd.Series, answered: pd.Series, replied: pd.Series) -> np.ndarray:
     """The research outcome of every follow-up, by the rules ``waves status`` counts with
-    (:data:`outreach.waves.OUTCOME_RULES`)."""
+    (:data:`outreach.study.waves.OUTCOME_RULES`)."""
     facts = {"state": state.astype("object"), "answered": answered.astype(bool), "replied": replied.astype(bool)}
     conditions = []
     for _, when in OUTCOME_RULES[:-1]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from outreach.waves import OUTCOMES
+from outreach.study.waves import OUTCOMES
 
 from . import results as rs
 from .codebook import suppression_text

@@ -40,7 +40,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from outreach.waves import ANSWERED, OUTCOMES
+from outreach.study.waves import ANSWERED, OUTCOMES
 
 from . import stats as st
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 
 from benchmarks.webhook_bench import free_port  # noqa: E402
-from outreach.webhook_client import SignedWebhookClient, http_post, parse_twiml  # noqa: E402
+from outreach.messaging.webhook_client import SignedWebhookClient, http_post, parse_twiml  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PG_VERSION, CLUSTER, ROLE, DB, PASSWORD = "15", "drill", "outreach_drill", "outreach_drill", "drill"

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.wave_bench import AS_OF, seed  # noqa: E402
 from outreach.config import load_settings  # noqa: E402
 from outreach.db import make_engine, session_factory, unit_of_work, upgrade  # noqa: E402
-from outreach.waves import launch_wave  # noqa: E402
+from outreach.study.waves import launch_wave  # noqa: E402
 from tests.fake_twilio import FakeTwilio  # noqa: E402
 
 DEFAULT_URL = "postgresql+psycopg://outreach:outreach@127.0.0.1:5432/outreach_rate_bench"

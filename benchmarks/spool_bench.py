@@ -1,4 +1,4 @@
-"""Spool benchmark (issue 15): how many texts a second ``outreach.spool.Spool.put`` writes durably
+"""Spool benchmark (issue 15): how many texts a second ``outreach.messaging.spool.Spool.put`` writes durably
 (each one written, fsynced, renamed into the spool and the folder fsynced, as the webhook does during
 a database outage), on its own: one writer, then several threads in one process, then several processes
 of several threads (as gunicorn's workers during an outage).  Target: at least 1,000 texts a second.
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from outreach.models import utcnow  # noqa: E402
-from outreach.spool import Spool  # noqa: E402
+from outreach.messaging.spool import Spool  # noqa: E402
 
 
 def form(n: int) -> dict[str, str]:

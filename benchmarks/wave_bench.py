@@ -23,7 +23,7 @@ from sqlalchemy import event, insert, select, text
 from outreach.config import load_settings
 from outreach.db import make_engine, session_factory, unit_of_work, upgrade
 from outreach.models import Episode, Patient
-from outreach.waves import launch_wave, plan_wave
+from outreach.study.waves import launch_wave, plan_wave
 
 AS_OF = dt.date(2026, 11, 20)
 PAGE = 10000

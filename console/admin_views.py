@@ -1,6 +1,6 @@
 """Administration: the users page and the audit log (admins only).
 
-Thin views over :mod:`outreach.accounts` and :mod:`outreach.audit_log`.  A one-time set-password
+Thin views over :mod:`outreach.staff.accounts` and :mod:`outreach.staff.audit_log`.  A one-time set-password
 link is shown once, in the answer to the POST that made it (never kept in the session cookie).
 No study id goes into a URL: a patient filter typed as a study id is turned into the internal id.
 """
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from flask import Response, flash, redirect, render_template, request, url_for
 
-from outreach.accounts import (ROLES, AccountError, add_user, disable_user, enable_user, get_user, list_users,
+from outreach.staff.accounts import (ROLES, AccountError, add_user, disable_user, enable_user, get_user, list_users,
                                new_password_link_token, set_role, unlock_user)
-from outreach.audit_log import (AuditFilterError, actions, parse_filters, patient_pk, patient_study_id,
+from outreach.staff.audit_log import (AuditFilterError, actions, parse_filters, patient_pk, patient_study_id,
                                 read_audit_log)
-from outreach.audit_log import audit_csv as make_csv
+from outreach.staff.audit_log import audit_csv as make_csv
 from outreach.models import utcnow
 
 from .blueprint import actor, address, bp, settings, uow, zone

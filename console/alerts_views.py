@@ -5,7 +5,7 @@ import datetime as dt
 
 from flask import flash, redirect, render_template, request, session, url_for
 
-from outreach.alerts import AlertError, alert_queue, flag_as_crisis, resolve_alert, take_alert
+from outreach.staff.alerts import AlertError, alert_queue, flag_as_crisis, resolve_alert, take_alert
 from outreach.db import audit_each_patient
 from outreach.models import utcnow
 

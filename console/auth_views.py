@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import flash, g, redirect, render_template, request, session, url_for
 
-from outreach.accounts import (AccountError, TotpRequired, authenticate, current_code_ok, disable_totp, enable_totp,
+from outreach.staff.accounts import (AccountError, TotpRequired, authenticate, current_code_ok, disable_totp, enable_totp,
                                end_sessions, get_user, pending_totp_secret, provisioning_uri, set_password,
                                token_user)
 

@@ -5,7 +5,7 @@ from flask import g, render_template
 from sqlalchemy import select
 
 from outreach.models import Wave
-from outreach.waves import funnels
+from outreach.study.waves import funnels
 
 from .blueprint import bp, uow
 from .security import may_open, requires

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, url_for
 
-from outreach.patients import PatientError, inbox_items, mark_handled
+from outreach.staff.patients import PatientError, inbox_items, mark_handled
 
 from .blueprint import actor, address, bp, uow
 from .security import requires

@@ -9,9 +9,9 @@ import datetime as dt
 
 from flask import abort, flash, redirect, render_template, request, url_for
 
-from outreach.patients import (PatientError, correct_phone as correct_phone_service, hold_followup, patient_view,
+from outreach.staff.patients import (PatientError, correct_phone as correct_phone_service, hold_followup, patient_view,
                                release_followup, reveal_phone, search_patients)
-from outreach.texting import MAX_LENGTH, TextingError, queue_manual_text
+from outreach.staff.texting import MAX_LENGTH, TextingError, queue_manual_text
 
 from .blueprint import actor, address, bp, settings, uow, zone
 from .security import requires

@@ -15,8 +15,8 @@ from typing import Callable
 from flask import Response, abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFError
 
-from outreach.accounts import admin_needs_totp, get_user
-from outreach.alerts import open_alert_count
+from outreach.staff.accounts import admin_needs_totp, get_user
+from outreach.staff.alerts import open_alert_count
 from outreach.db import audit
 
 from . import csrf

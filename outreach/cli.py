@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from .accounts import ROLES
+from .staff.accounts import ROLES
 from .config import Settings, load_settings, local_time
 from .db import open_database, session_factory, unit_of_work, upgrade
 
@@ -137,7 +137,7 @@ def _input_file(path: Path) -> Path:
 @pass_ctx
 def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_rating_changes: bool,
                           keep_identifiers: bool, strict: bool) -> None:
-    from .importer import ImportFileError, import_discharges
+    from .study.importer import ImportFileError, import_discharges
 
     _input_file(file)
     try:
@@ -248,7 +248,7 @@ def lexicon_test(message: str) -> None:
 @lexicon.command("missed", help="Texts a coordinator flagged as crisis that the phrase list did not catch.")
 @pass_ctx
 def lexicon_missed(ctx: Context) -> None:
-    from .alerts import missed_by_detector
+    from .staff.alerts import missed_by_detector
 
     with unit_of_work(ctx.sessions) as session:
         missed = missed_by_detector(session)
@@ -269,7 +269,7 @@ def alerts() -> None:
 @click.option("--all", "show_all", is_flag=True, help="Also the resolved alerts, with who resolved them and the note.")
 @pass_ctx
 def alerts_list(ctx: Context, show_all: bool) -> None:
-    from .alerts import open_alerts
+    from .staff.alerts import open_alerts
     from .phones import mask
 
     zone = ctx.zone
@@ -293,7 +293,7 @@ def alerts_list(ctx: Context, show_all: bool) -> None:
 @click.option("--note", required=True, help="What was done.")
 @pass_ctx
 def alerts_resolve(ctx: Context, alert_id: int, note: str) -> None:
-    from .alerts import AlertError, resolve_alert
+    from .staff.alerts import AlertError, resolve_alert
     from .db import current_actor
 
     zone = ctx.zone
@@ -318,7 +318,7 @@ def _set_password_url(ctx: Context, token: str) -> str:
 
 def _account_command(ctx: Context, action):
     """Run ``action(session)`` in one unit of work; an AccountError becomes one line on stderr and exit 1."""
-    from .accounts import AccountError
+    from .staff.accounts import AccountError
 
     try:
         with unit_of_work(ctx.sessions) as session:
@@ -336,7 +336,7 @@ _ROLE = click.Choice(ROLES, case_sensitive=False)
 @click.option("--role", required=True, type=_ROLE, help="admin, coordinator or researcher.")
 @pass_ctx
 def users_add(ctx: Context, email: str, role: str) -> None:
-    from .accounts import add_user
+    from .staff.accounts import add_user
     from .db import current_actor
 
     user, token = _account_command(ctx, lambda s: add_user(s, email, role, actor=current_actor()))
@@ -347,7 +347,7 @@ def users_add(ctx: Context, email: str, role: str) -> None:
 @users.command("list", help="Every console account: role, active or disabled, 2FA, last sign-in.")
 @pass_ctx
 def users_list(ctx: Context) -> None:
-    from .accounts import list_users
+    from .staff.accounts import list_users
     from .models import utcnow
 
     people = _account_command(ctx, list_users)
@@ -374,7 +374,7 @@ def users_list(ctx: Context) -> None:
 @click.argument("email")
 @pass_ctx
 def users_disable(ctx: Context, email: str) -> None:
-    from .accounts import disable_user
+    from .staff.accounts import disable_user
     from .db import current_actor
 
     user = _account_command(ctx, lambda s: disable_user(s, email, actor=current_actor()))
@@ -385,7 +385,7 @@ def users_disable(ctx: Context, email: str) -> None:
 @click.argument("email")
 @pass_ctx
 def users_unlock(ctx: Context, email: str) -> None:
-    from .accounts import unlock_user
+    from .staff.accounts import unlock_user
     from .db import current_actor
 
     user = _account_command(ctx, lambda s: unlock_user(s, email, actor=current_actor()))
@@ -396,7 +396,7 @@ def users_unlock(ctx: Context, email: str) -> None:
 @click.argument("email")
 @pass_ctx
 def users_enable(ctx: Context, email: str) -> None:
-    from .accounts import enable_user
+    from .staff.accounts import enable_user
     from .db import current_actor
 
     user = _account_command(ctx, lambda s: enable_user(s, email, actor=current_actor()))
@@ -408,7 +408,7 @@ def users_enable(ctx: Context, email: str) -> None:
 @click.argument("role", type=_ROLE)
 @pass_ctx
 def users_role(ctx: Context, email: str, role: str) -> None:
-    from .accounts import set_role
+    from .staff.accounts import set_role
     from .db import current_actor
 
     user = _account_command(ctx, lambda s: set_role(s, email, role, actor=current_actor()))
@@ -421,7 +421,7 @@ def users_role(ctx: Context, email: str, role: str) -> None:
               help="Also turn off the authenticator-app code (a lost phone); they can set it up again.")
 @pass_ctx
 def users_reset(ctx: Context, email: str, turn_off_2fa: bool) -> None:
-    from .accounts import AccountError, disable_totp, find_user, new_password_link_token, normalise_email
+    from .staff.accounts import AccountError, disable_totp, find_user, new_password_link_token, normalise_email
     from .db import current_actor
 
     def reset(session):
@@ -448,7 +448,7 @@ def inbox() -> None:
                     "arrival order; their replies are queued for the worker.")
 @pass_ctx
 def inbox_replay(ctx: Context) -> None:
-    from .inbound import Inbox
+    from .messaging.inbound import Inbox
 
     results = Inbox(ctx.sessions, ctx.settings).replay_failed()
     for message_id, status in results:
@@ -464,9 +464,9 @@ def inbox_replay(ctx: Context) -> None:
 @click.option("--drain", is_flag=True, help="Store and apply the spooled requests now, in arrival order.")
 @pass_ctx
 def inbox_spool(ctx: Context, drain: bool) -> None:
-    from .inbound import Inbox
+    from .messaging.inbound import Inbox
     from .models import utcnow
-    from .spool import Spool, spool_dir
+    from .messaging.spool import Spool, spool_dir
 
     spool, stopped = Spool(spool_dir(ctx.settings)), False
     if drain:
@@ -512,9 +512,9 @@ def patients() -> None:
 @click.option("--reason", required=True, help="How consent was confirmed again (kept in the audit log).")
 @pass_ctx
 def patients_opt_in(ctx: Context, patient_id: str, reason: str) -> None:
-    from .contact import opt_in
+    from .staff.contact import opt_in
     from .db import current_actor
-    from .patients import PatientError
+    from .staff.patients import PatientError
 
     try:
         with unit_of_work(ctx.sessions) as session:
@@ -541,7 +541,7 @@ def patients_opt_in(ctx: Context, patient_id: str, reason: str) -> None:
 @click.option("--limit", default=50, show_default=True, help="At most this many events.")
 @pass_ctx
 def events_cmd(ctx: Context, kind: str | None, limit: int) -> None:
-    from .contact import contact_events
+    from .staff.contact import contact_events
 
     with unit_of_work(ctx.sessions) as session:
         rows = contact_events(session, kind, limit)
@@ -565,8 +565,8 @@ def events_cmd(ctx: Context, kind: str | None, limit: int) -> None:
 @click.option("--timepoint", type=int, required=True, help="Days after discharge (one of FOLLOWUP_DAYS).")
 @pass_ctx
 def responses_cmd(ctx: Context, timepoint: int) -> None:
-    from .contact import responders
-    from .waves import check_timepoint
+    from .staff.contact import responders
+    from .study.waves import check_timepoint
 
     try:
         check_timepoint(ctx.settings, timepoint)
@@ -597,7 +597,7 @@ def responses_cmd(ctx: Context, timepoint: int) -> None:
 def chat(ctx: Context, patient_id: str, url: str | None, timepoint: int | None) -> None:
     from webhooks.app import create_app
 
-    from .chat import run_chat
+    from .staff.chat import run_chat
 
     try:
         code = run_chat(ctx.settings, ctx.sessions, patient_id, url=url, timepoint=timepoint, app_factory=create_app)
@@ -648,7 +648,7 @@ def waves() -> None:
 
 def _print_plan(plan) -> None:
     from .phones import mask
-    from .waves import REASONS
+    from .study.waves import REASONS
 
     click.echo(f"time point {plan.timepoint} days, as of {plan.as_of}: {len(plan.eligible)} eligible")
     for key, label in REASONS.items():
@@ -664,7 +664,7 @@ def _print_plan(plan) -> None:
 @click.option("--as-of", "as_of", help="Date to plan for (YYYY-MM-DD, default today).")
 @pass_ctx
 def waves_plan(ctx: Context, timepoint: int, as_of: str | None) -> None:
-    from .waves import plan_wave
+    from .study.waves import plan_wave
 
     session = ctx.sessions()
     try:
@@ -684,7 +684,7 @@ def waves_plan(ctx: Context, timepoint: int, as_of: str | None) -> None:
 @pass_ctx
 def waves_launch(ctx: Context, timepoint: int, as_of: str | None, limit: int | None, yes: bool) -> None:
     from .db import current_actor
-    from .waves import launch_wave, plan_wave
+    from .study.waves import launch_wave, plan_wave
 
     day = _as_of(as_of)
     with unit_of_work(ctx.sessions) as session:
@@ -706,7 +706,7 @@ def waves_launch(ctx: Context, timepoint: int, as_of: str | None, limit: int | N
 
 
 def _check_timepoint_option(ctx: Context, timepoint: int | None) -> None:
-    from .waves import check_timepoint
+    from .study.waves import check_timepoint
 
     if timepoint is not None:
         try:
@@ -716,7 +716,7 @@ def _check_timepoint_option(ctx: Context, timepoint: int | None) -> None:
 
 
 def _print_funnel(wave, f: dict) -> None:
-    from .waves import OPEN_LABEL, OUTCOMES
+    from .study.waves import OPEN_LABEL, OUTCOMES
 
     when = click.get_current_context().find_object(Context).time(wave.created_at)
     click.echo(f"wave {wave.id}: {wave.timepoint_days}-day, as of {wave.as_of}, by {wave.created_by} at {when}")
@@ -733,7 +733,7 @@ def waves_list(ctx: Context) -> None:
     from sqlalchemy import select
 
     from .models import Wave
-    from .waves import funnels
+    from .study.waves import funnels
 
     with unit_of_work(ctx.sessions) as session:
         all_waves = session.scalars(select(Wave).order_by(Wave.id)).all()
@@ -751,7 +751,7 @@ def waves_status(ctx: Context, wave_id: int | None) -> None:
     from sqlalchemy import select
 
     from .models import Wave
-    from .waves import failure_reasons, funnels
+    from .study.waves import failure_reasons, funnels
 
     with unit_of_work(ctx.sessions) as session:
         wave = session.get(Wave, wave_id) if wave_id else session.scalar(select(Wave).order_by(Wave.id.desc()))
@@ -770,8 +770,8 @@ def waves_status(ctx: Context, wave_id: int | None) -> None:
 @pass_ctx
 def send_due_cmd(ctx: Context) -> None:
     from .config import check_sending
-    from .gateway import make_gateway
-    from .sender import Sender
+    from .messaging.gateway import make_gateway
+    from .messaging.sender import Sender
 
     check_sending(ctx.settings)  # every missing Twilio setting at once
     sender = Sender(ctx.sessions, ctx.settings, make_gateway(ctx.settings, echo=click.echo))

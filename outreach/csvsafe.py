@@ -5,8 +5,8 @@
 patient could run one when a coordinator opens the file.  As OWASP recommends (CSV injection), such
 a cell gets a leading apostrophe, which the spreadsheet shows as text.  Numbers are left as they are:
 ``-3`` and ``+1.5`` stay numbers.  Every CSV the service writes goes through here: the export and its
-codebook (:mod:`analysis.export`), import rejects (:mod:`outreach.importer`) and the audit-log
-download (:mod:`outreach.audit_log`).
+codebook (:mod:`analysis.export`), import rejects (:mod:`outreach.study.importer`) and the audit-log
+download (:mod:`outreach.staff.audit_log`).
 
 **Private files.**  :func:`private_files` creates files readable by their owner only (mode 0600).
 """

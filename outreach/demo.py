@@ -23,17 +23,17 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .alerts import open_alerts
+from .staff.alerts import open_alerts
 from .config import load_settings
 from .db import make_engine, session_factory, unit_of_work, upgrade
-from .gateway import SimulatorGateway
-from .importer import import_discharges
+from .messaging.gateway import SimulatorGateway
+from .study.importer import import_discharges
 from .models import AllianceRating, FollowUp, Message, Patient, Wave, advance_clock, reset_clock, utcnow
 from .phones import mask
-from .sender import Sender
+from .messaging.sender import Sender
 from .synthetic import discharge_rows, write_discharges
-from .waves import FUNNEL, funnels, launch_wave
-from .webhook_client import SignedWebhookClient, flask_post
+from .study.waves import FUNNEL, funnels, launch_wave
+from .messaging.webhook_client import SignedWebhookClient, flask_post
 from .worker import every_minute
 
 HEALTH_WORDS = {

@@ -75,7 +75,7 @@ class Patient(Base):
     language: Mapped[str] = mapped_column(String(2), default="en")
     sms_consent: Mapped[bool] = mapped_column(Boolean)
     opted_out_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
-    # Why the patient is opted out (outreach.send_rule): "stop", the patient's own STOP (a
+    # Why the patient is opted out (outreach.messaging.send_rule): "stop", the patient's own STOP (a
     # START or YES lifts it), or "wrong_number", someone else has the number (only a phone correction or a
     # coordinator's opt-in lifts it).  NULL while opted in.
     opt_out_reason: Mapped[str | None] = mapped_column(String(16))
@@ -229,7 +229,7 @@ class Alert(Base):
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     opened_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     # When the coordinators on call were texted about it; NULL: not texted (no ALERT_SMS_TO, or an unknown
-    # number over the limit of outreach.inbound.UNKNOWN_SENDER_LIMITS).
+    # number over the limit of outreach.messaging.inbound.UNKNOWN_SENDER_LIMITS).
     on_call_texted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     taken_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     taken_by: Mapped[str | None] = mapped_column(String(254))  # the coordinator handling it
@@ -300,7 +300,7 @@ class SignInAttempt(Base):
 
 class SendRate(Base):
     """The shared send rate of one sender (a messaging service or a number): the next free sending slot,
-    in seconds since the epoch.  Every worker on every host reserves its slot here (outreach.sender)."""
+    in seconds since the epoch.  Every worker on every host reserves its slot here (outreach.messaging.sender)."""
 
     __tablename__ = "send_rates"
 
@@ -310,7 +310,7 @@ class SendRate(Base):
 
 class EarlyStatus(Base):
     """A delivery status callback that arrived before the worker recorded its message's sid: kept, and
-    applied when the sid is recorded (outreach.status); purged after a week if it never matches."""
+    applied when the sid is recorded (outreach.messaging.status); purged after a week if it never matches."""
 
     __tablename__ = "early_statuses"
 

@@ -16,13 +16,13 @@ from typing import Any, Callable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from .accounts import add_user, find_user, set_password
+from .staff.accounts import add_user, find_user, set_password
 from .config import load_settings
 from .db import make_engine, session_factory, unit_of_work, upgrade
-from .gateway import SimulatorGateway
+from .messaging.gateway import SimulatorGateway
 from .models import Message, advance_clock, utcnow
 from .logs import error_summary
-from .sender import Sender
+from .messaging.sender import Sender
 from .worker import every_minute
 
 DEMO_PASSWORD = "try the console today"

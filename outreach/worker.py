@@ -10,14 +10,14 @@ from typing import Callable
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .on_call import on_call_numbers
+from .messaging.on_call import on_call_numbers
 from .config import Settings, check_sending
 from .db import is_unavailable, unit_of_work
-from .gateway import make_gateway
-from .inbound import Inbox
-from .scheduler import TickStats, tick
-from .sender import Sender
-from .spool import Spool, spool_dir
+from .messaging.gateway import make_gateway
+from .messaging.inbound import Inbox
+from .study.scheduler import TickStats, tick
+from .messaging.sender import Sender
+from .messaging.spool import Spool, spool_dir
 
 log = logging.getLogger(__name__)
 TICK_EVERY = 60.0

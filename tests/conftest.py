@@ -174,7 +174,7 @@ def app(web_env):
 @pytest.fixture
 def twilio(app):
     """Plays Twilio: signed posts to the real app."""
-    from outreach.webhook_client import SignedWebhookClient, flask_post
+    from outreach.messaging.webhook_client import SignedWebhookClient, flask_post
 
     return SignedWebhookClient(flask_post(app.test_client()), PUBLIC_BASE, AUTH_TOKEN)
 

@@ -15,8 +15,8 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import select
 
-from outreach import accounts
-from outreach.accounts import (
+from outreach.staff import accounts
+from outreach.staff.accounts import (
     AccountError,
     SignInError,
     TotpRejected,
@@ -395,6 +395,6 @@ def test_account_changes_and_sign_ins_are_audited_with_the_address(uow, session)
 
 
 def test_the_common_password_list_is_as_long_as_the_readme_says():
-    from outreach.accounts import common_passwords
+    from outreach.staff.accounts import common_passwords
 
     assert len(common_passwords()) >= 30_000  # README: "about 31,000 common passwords"

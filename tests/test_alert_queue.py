@@ -5,7 +5,7 @@ import datetime as dt
 
 from sqlalchemy import event, select
 
-from outreach.alerts import alert_queue, flag_as_crisis, missed_by_detector, open_alert_count, resolve_alert, \
+from outreach.staff.alerts import alert_queue, flag_as_crisis, missed_by_detector, open_alert_count, resolve_alert, \
     take_alert
 from outreach.db import unit_of_work
 from outreach.models import Alert, AuditEvent, FollowUp, Message, utcnow

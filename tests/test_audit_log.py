@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from outreach.audit_log import (AuditFilterError, actions, audit_csv, audit_rows, parse_filters, patient_pk,
+from outreach.staff.audit_log import (AuditFilterError, actions, audit_csv, audit_rows, parse_filters, patient_pk,
                                 read_audit_log)
 from outreach.db import unit_of_work
 from outreach.models import AuditEvent, User

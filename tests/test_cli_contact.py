@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from outreach.db import unit_of_work
 from outreach.models import AuditEvent, Episode, FollowUp, Patient
-from outreach.webhook_client import SignedWebhookClient
+from outreach.messaging.webhook_client import SignedWebhookClient
 
 HEADER = "patient_id,phone,discharge_date,sms_consent,alliance_1,alliance_2,alliance_3,alliance_4,alliance_5,alliance_6"
 
@@ -110,7 +110,7 @@ def test_events_lists_wrong_number_replies_with_what_was_written(run_cli, tmp_pa
 
 
 def test_responses_lists_who_replied_at_a_time_point(run_cli, tmp_path, sessions, session, twilio, app):
-    from outreach.webhook_client import flask_post
+    from outreach.messaging.webhook_client import flask_post
 
     from .conftest import AUTH_TOKEN, PUBLIC_BASE
 

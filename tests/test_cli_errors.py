@@ -146,7 +146,7 @@ def test_a_file_that_is_not_there_is_named_with_its_full_path(run_cli, tmp_path,
 
 def test_an_unexpected_failure_is_one_line_with_a_reference_and_its_traceback_only_with_debug(run_cli, monkeypatch,
                                                                                             caplog):
-    from outreach import alerts
+    from outreach.staff import alerts
 
     def broken(*args, **kwargs):
         raise RuntimeError("engine exploded near +14165550123")

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 
 from outreach.db import unit_of_work
 from outreach.models import Episode, FollowUp, Message, Patient, utcnow
-from outreach.quiet_hours import parse_window
+from outreach.messaging.quiet_hours import parse_window
 
 TORONTO = ZoneInfo("America/Toronto")
 
@@ -50,7 +50,7 @@ def queue_invitations(sessions, n: int, *, prefix: str = "H", opted_out: bool = 
 @pytest.fixture
 def sleeps(monkeypatch):
     """Every rate-limit wait the sender asks for, in seconds (recorded, not slept)."""
-    from outreach import sender
+    from outreach.messaging import sender
 
     asked: list[float] = []
     monkeypatch.setattr(sender.time, "sleep", asked.append)

@@ -13,7 +13,7 @@ ORDER = ["self_efficacy", "mental_health", "physical_health", "days_used"]
 
 def burst(app, twilio, phones: list[str], bodies: tuple[str, ...]) -> None:
     """Every phone sends every body at the same moment, one thread per message."""
-    from outreach.webhook_client import SignedWebhookClient, flask_post
+    from outreach.messaging.webhook_client import SignedWebhookClient, flask_post
 
     jobs = [(phone, body) for phone in phones for body in bodies]
     barrier = threading.Barrier(len(jobs))
@@ -40,7 +40,7 @@ def test_simultaneous_messages_from_one_phone_apply_in_arrival_order(app, twilio
     """On PostgreSQL the patient rows are locked FOR UPDATE; on SQLite BEGIN IMMEDIATE serialises."""
     import time
 
-    from outreach import inbound
+    from outreach.messaging import inbound
 
     real_respond = inbound.respond
 

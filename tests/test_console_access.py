@@ -272,7 +272,7 @@ def test_turning_the_authenticator_code_off_needs_the_current_code(console_clien
 def test_parallel_wrong_guesses_still_lock_the_account(sessions, make_user):
     from concurrent.futures import ThreadPoolExecutor
 
-    from outreach.accounts import AccountError, authenticate
+    from outreach.staff.accounts import AccountError, authenticate
     from outreach.db import unit_of_work
 
     make_user("burst@study.example.org", "coordinator")

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from outreach.config import load_settings
-from outreach.gateway import make_gateway
+from outreach.messaging.gateway import make_gateway
 from outreach.models import Message
-from outreach.sender import Sender
-from outreach.webhook_client import SignedWebhookClient, http_post
+from outreach.messaging.sender import Sender
+from outreach.messaging.webhook_client import SignedWebhookClient, http_post
 
 from .conftest import AUTH_TOKEN, CONSOLE_PASSWORD, IN_CI, PUBLIC_BASE, TWILIO_SID
 

@@ -89,7 +89,7 @@ def test_import_rejects_neutralise_formulas_but_keep_negative_numbers(tmp_path, 
 
 
 def test_the_audit_log_download_uses_the_same_rule():
-    from outreach.audit_log import AuditRow, audit_csv
+    from outreach.staff.audit_log import AuditRow, audit_csv
 
     rows = [AuditRow(id=1, at=dt.datetime(2026, 11, 2, 15), actor="+cmd", action="-x", patient_pk=None,
                      patient_study_id="-42", address="@home", details={"note": "=1+2"})]

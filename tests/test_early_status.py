@@ -11,11 +11,11 @@ from sqlalchemy import select
 
 from outreach.config import load_settings
 from outreach.db import unit_of_work
-from outreach.gateway import SendResult
+from outreach.messaging.gateway import SendResult
 from outreach.models import EarlyStatus, FollowUp, Message, Patient, utcnow
-from outreach.scheduler import tick
-from outreach.sender import Sender
-from outreach.status import update_status
+from outreach.study.scheduler import tick
+from outreach.messaging.sender import Sender
+from outreach.messaging.status import update_status
 
 
 class CallsBackAtOnce:
@@ -113,8 +113,8 @@ def test_a_callback_racing_the_recording_of_its_sid_is_applied(invitation, sessi
                                                                monkeypatch):
     """The callback finds no message while the worker's transaction recording the sid is still open,
     then that transaction commits: the callback is applied, not kept for ever."""
-    from outreach import sender as sender_module
-    from outreach.status import apply_early_statuses
+    from outreach.messaging import sender as sender_module
+    from outreach.messaging.status import apply_early_statuses
 
     settings = load_settings(send_env)
     callback: list[str] = []

@@ -1,6 +1,6 @@
 import pytest
 
-from outreach.instrument import load_instrument
+from outreach.study.instrument import load_instrument
 
 
 @pytest.mark.parametrize("items, mean, bond, goal_task", [

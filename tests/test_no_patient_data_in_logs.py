@@ -17,10 +17,10 @@ from sqlalchemy import insert, select
 
 from outreach.config import load_settings
 from outreach.db import unit_of_work
-from outreach.gateway import make_gateway
+from outreach.messaging.gateway import make_gateway
 from outreach.logs import configure_logging
 from outreach.models import Message, utcnow
-from outreach.sender import Sender
+from outreach.messaging.sender import Sender
 
 from .conftest import TWILIO_SID
 
@@ -68,7 +68,7 @@ def _failing_insert(bind, phone: str, body: str) -> None:
 
 def test_a_database_error_while_processing_an_inbound_text(twilio, make_patient, make_followup, session, logs,
                                                           monkeypatch):
-    from outreach.inbound import Inbox
+    from outreach.messaging.inbound import Inbox
 
     p = make_patient(phone=PHONE)
     make_followup(p, state="q_self_efficacy")
@@ -121,7 +121,7 @@ def test_a_sender_failure_unexpected_database_error(make_patient, sessions, sess
 
 
 def test_a_status_callback_failure(app, twilio, make_patient, sessions, session, logs, monkeypatch):
-    from outreach import status as status_module
+    from outreach.messaging import status as status_module
 
     p = make_patient(phone=PHONE)
     with unit_of_work(sessions) as s:
@@ -140,7 +140,7 @@ def test_a_status_callback_failure(app, twilio, make_patient, sessions, session,
 
 
 def test_a_flask_500_in_the_inbound_webhook(app, twilio, make_patient, session, logs, monkeypatch):
-    from outreach.inbound import Inbox
+    from outreach.messaging.inbound import Inbox
 
     make_patient(phone=PHONE)
 

@@ -8,10 +8,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from outreach.alerts import alert_queue, open_alerts
+from outreach.staff.alerts import alert_queue, open_alerts
 from outreach.db import unit_of_work
 from outreach.models import Alert, AuditEvent, Message, utcnow
-from outreach.webhook_client import SignedWebhookClient, flask_post
+from outreach.messaging.webhook_client import SignedWebhookClient, flask_post
 
 from .conftest import AUTH_TOKEN, PUBLIC_BASE
 

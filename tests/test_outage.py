@@ -17,8 +17,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from outreach.models import Alert, Answer, FollowUp, Message
-from outreach.spool import Spool
-from outreach.webhook_client import SignedWebhookClient, flask_post
+from outreach.messaging.spool import Spool
+from outreach.messaging.webhook_client import SignedWebhookClient, flask_post
 
 from .conftest import AUTH_TOKEN, PUBLIC_BASE
 from .db_proxy import TcpProxy
@@ -82,7 +82,7 @@ def cut_app(outage, web_env, monkeypatch):
     request (in production at most once a second while it is known to be down)."""
     from webhooks.app import create_app
 
-    monkeypatch.setattr("outreach.inbound.PROBE_EVERY", 0.0)
+    monkeypatch.setattr("outreach.messaging.inbound.PROBE_EVERY", 0.0)
 
     app = create_app({**web_env, "DATABASE_URL": outage.url, "DB_TIMEOUT_SECONDS": "2"})
     outage.engines.append(app.extensions["outreach"]["engine"])
@@ -332,7 +332,7 @@ def test_after_the_outage_a_process_whose_spool_a_sibling_drained_applies_texts_
     """The worker (or another gunicorn process) may empty the spool first: this process must still find out
     that the database is back, and answer live instead of spooling every text."""
     from outreach.config import load_settings
-    from outreach.inbound import Inbox
+    from outreach.messaging.inbound import Inbox
 
     p = make_patient()
     fu = make_followup(p, state="q_self_efficacy")
@@ -402,7 +402,7 @@ def test_a_statement_that_stalls_past_the_web_apps_limit_spools_the_text(db_url,
                                                                          monkeypatch):
     if not db_url.startswith("postgresql"):
         pytest.skip("statement_timeout: PostgreSQL")
-    monkeypatch.setattr("outreach.inbound.PROBE_EVERY", 0.0)
+    monkeypatch.setattr("outreach.messaging.inbound.PROBE_EVERY", 0.0)
     from sqlalchemy import text as sql
 
     from outreach.db import make_engine

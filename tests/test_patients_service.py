@@ -15,14 +15,14 @@ from sqlalchemy import event, select
 
 from outreach.config import load_settings
 from outreach.db import unit_of_work
-from outreach.gateway import SimulatorGateway, make_gateway
+from outreach.messaging.gateway import SimulatorGateway, make_gateway
 from outreach.models import AuditEvent, FollowUp, Message, Patient, utcnow
-from outreach.patients import (PatientError, correct_phone, hold_followup, inbox_items, mark_handled, patient_view,
+from outreach.staff.patients import (PatientError, correct_phone, hold_followup, inbox_items, mark_handled, patient_view,
                                release_followup, reveal_phone, search_patients)
-from outreach.scheduler import tick
-from outreach.sender import Sender
-from outreach.texting import TextingError, queue_manual_text
-from outreach.waves import launch_wave
+from outreach.study.scheduler import tick
+from outreach.messaging.sender import Sender
+from outreach.staff.texting import TextingError, queue_manual_text
+from outreach.study.waves import launch_wave
 
 from .conftest import TWILIO_SID
 

@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from analysis.dataset import linked_dataset
 from outreach.db import make_engine, unit_of_work, upgrade
 from outreach.models import Answer, Message
-from outreach.webhook_client import PREVIEW_FIELD, SignedWebhookClient, flask_post
+from outreach.messaging.webhook_client import PREVIEW_FIELD, SignedWebhookClient, flask_post
 
 from .conftest import AUTH_TOKEN, PUBLIC_BASE
 
@@ -70,7 +70,7 @@ def test_the_preview_field_cannot_be_forged_without_the_auth_token(app, twilio, 
 
 def test_the_console_transcript_lists_previews_and_the_inbox_leaves_them_out(coordinator, twilio, make_patient,
                                                                              make_followup, sessions):
-    from outreach.patients import inbox_items, patient_view
+    from outreach.staff.patients import inbox_items, patient_view
 
     from outreach.models import FollowUp, utcnow
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from conversations.machine import STATES
 from outreach.models import Episode, FollowUp, Message, Patient
-from outreach.webhook_client import new_sid
+from outreach.messaging.webhook_client import new_sid
 
 REPLIES = ["yes", "Oui", "no", "later", "7", "ten", "8/10", "7 or 8", "very good", "3", "poor", "none", "STOP",
            "stop.", "START", "HELP", "SKIP", "I want to die", "??", "", "I can't stop drinking", "👍", "31",

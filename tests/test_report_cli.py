@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from outreach.waves import OUTCOMES
+from outreach.study.waves import OUTCOMES
 
 KEY = "export-key-for-tests-0123456789abcdef"
 def NEEDS_CLI(test):  # these waited for a change to outreach/cli.py, which has landed
@@ -39,7 +39,7 @@ def test_waves_status_prints_the_outcome_codes_of_the_report(run_cli, make_patie
     import datetime as dt
 
     from outreach.db import unit_of_work
-    from outreach.waves import launch_wave
+    from outreach.study.waves import launch_wave
 
     as_of = dt.date(2026, 11, 20)
     for _ in range(3):

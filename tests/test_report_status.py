@@ -1,4 +1,4 @@
-"""One status vocabulary: `waves status` (outreach.waves.funnels), the export and the report count the same
+"""One status vocabulary: `waves status` (outreach.study.waves.funnels), the export and the report count the same
 follow-ups the same way, on both databases."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from analysis.dataset import outcome_codes
 from analysis.report import build_report, save_report
 from outreach.db import unit_of_work
 from outreach.models import Answer, FollowUp, Message, Wave, utcnow
-from outreach.waves import FUNNEL, OPEN_LABEL, OUTCOME_RULES, OUTCOMES, funnels, launch_wave, outcome_of
+from outreach.study.waves import FUNNEL, OPEN_LABEL, OUTCOME_RULES, OUTCOMES, funnels, launch_wave, outcome_of
 
 AS_OF = dt.date(2026, 11, 20)
 STATES = ["invited", "declined", "q_self_efficacy", "q_mental_health", "crisis", "completed", "expired", "opted_out",

@@ -14,7 +14,7 @@ import pytest
 
 from analysis.report import build_report, save_report, small_counts_in_text
 from analysis.simulate import cohort
-from outreach.waves import OUTCOMES
+from outreach.study.waves import OUTCOMES
 
 K = 5
 HIDDEN = ("<5", "x")

@@ -8,11 +8,11 @@ from sqlalchemy import select
 
 from outreach.config import load_settings
 from outreach.db import unit_of_work
-from outreach.gateway import SimulatorGateway
+from outreach.messaging.gateway import SimulatorGateway
 from outreach.models import Answer, FollowUp, Message
-from outreach.scheduler import tick
-from outreach.sender import Sender
-from outreach.waves import launch_wave
+from outreach.study.scheduler import tick
+from outreach.messaging.sender import Sender
+from outreach.study.waves import launch_wave
 
 AS_OF = dt.date(2026, 11, 20)
 

@@ -13,10 +13,10 @@ from sqlalchemy import event, inspect, select
 
 from outreach.config import load_settings
 from outreach.db import alembic_config, make_engine, unit_of_work, upgrade
-from outreach.gateway import SimulatorGateway
+from outreach.messaging.gateway import SimulatorGateway
 from outreach.models import Message, Patient, SendRate, utcnow
-from outreach.sender import Sender, SendStats
-from outreach.waves import launch_wave
+from outreach.messaging.sender import Sender, SendStats
+from outreach.study.waves import launch_wave
 
 AS_OF = dt.date(2026, 11, 20)
 RATE = 20.0  # texts a second: high enough to keep the test short, low enough to tell 1x from 3x apart
@@ -118,7 +118,7 @@ def test_a_text_cancelled_or_held_after_its_claim_costs_no_slot(queued, sessions
 
 
 def test_an_opt_out_during_the_wait_stops_the_text(queued, sessions, session, send_env, monkeypatch):
-    from outreach import sender as sender_module
+    from outreach.messaging import sender as sender_module
 
     patients = queued(2)
     log: list[tuple[float, str]] = []

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 
 from outreach.db import unit_of_work
 from outreach.models import AuditEvent, FollowUp, Message, Patient
-from outreach.send_rule import NO_CONSENT, NUMBER_CHANGED
+from outreach.messaging.send_rule import NO_CONSENT, NUMBER_CHANGED
 
 from .conftest import TWILIO_SID, csrf_token_of
 
@@ -264,7 +264,7 @@ def test_french_stop_words_opt_out_as_stop_does(words, twilio, make_patient, mak
 def test_a_spooled_text_keeps_twilios_mark(twilio, make_patient, session):
     """The mark is stored with the text and with the spool's copy of the request, so a text applied late is
     read as Twilio read it."""
-    from outreach.inbound import InboundSMS, _form_of
+    from outreach.messaging.inbound import InboundSMS, _form_of
 
     sms = InboundSMS.from_form({"MessageSid": "SM" + "a" * 32, "From": "+14165550150", "To": "+15005550006",
                                 "Body": "whatever", "OptOutType": "stop"})
@@ -308,13 +308,13 @@ operation = st.one_of(
 def test_every_text_sent_went_to_the_patients_number_with_consent_and_no_opt_out(steps, sessions, settings, send_env,
                                                                                 twilio, tmp_path):
     from outreach.config import load_settings
-    from outreach.gateway import make_gateway
-    from outreach.importer import import_discharges
+    from outreach.messaging.gateway import make_gateway
+    from outreach.study.importer import import_discharges
     from outreach.models import utcnow
-    from outreach.scheduler import tick
-    from outreach.sender import Sender
-    from outreach.texting import TextingError, queue_manual_text
-    from outreach.waves import launch_wave
+    from outreach.study.scheduler import tick
+    from outreach.messaging.sender import Sender
+    from outreach.staff.texting import TextingError, queue_manual_text
+    from outreach.study.waves import launch_wave
 
     n = next(_examples)
     pids = [f"PR{n}A", f"PR{n}B"]

@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from outreach.config import load_settings
 from outreach.db import unit_of_work
-from outreach.gateway import make_gateway
+from outreach.messaging.gateway import make_gateway
 from outreach.models import Alert, FollowUp, Message, Patient, utcnow
-from outreach.sender import Sender
-from outreach.waves import launch_wave
+from outreach.messaging.sender import Sender
+from outreach.study.waves import launch_wave
 
 from .conftest import TWILIO_SID
 
@@ -203,7 +203,7 @@ def test_two_workers_at_once_send_each_message_once(make_patient, sessions, send
     import threading
     from collections import Counter
 
-    from outreach.gateway import SimulatorGateway
+    from outreach.messaging.gateway import SimulatorGateway
 
     for i in range(60):
         make_patient(discharge_date=AS_OF - dt.timedelta(days=31 + i % 10))
@@ -239,7 +239,7 @@ def twilio_with_on_call(web_env):
     """The real app with two coordinators on call, written the way people write numbers."""
     from webhooks.app import create_app
 
-    from outreach.webhook_client import SignedWebhookClient, flask_post
+    from outreach.messaging.webhook_client import SignedWebhookClient, flask_post
 
     from .conftest import AUTH_TOKEN, PUBLIC_BASE
 

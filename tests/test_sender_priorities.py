@@ -9,9 +9,9 @@ from sqlalchemy.exc import OperationalError
 
 from outreach.config import load_settings
 from outreach.db import unit_of_work
-from outreach.gateway import SimulatorGateway
+from outreach.messaging.gateway import SimulatorGateway
 from outreach.models import Message, utcnow
-from outreach.sender import CLAIM_SECONDS, Sender
+from outreach.messaging.sender import CLAIM_SECONDS, Sender
 
 
 class Recorder(SimulatorGateway):

@@ -6,7 +6,7 @@ import threading
 import time
 import urllib.request
 
-from outreach.accounts import authenticate
+from outreach.staff.accounts import authenticate
 from outreach.db import unit_of_work
 from outreach.serve import DEMO_ACCOUNTS, DEMO_PASSWORD, ensure_demo_accounts
 

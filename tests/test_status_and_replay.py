@@ -68,7 +68,7 @@ def test_carrier_failure_on_last_attempt_marks_undeliverable(twilio, make_patien
 def test_failed_processing_keeps_the_message_and_replay_applies_it(twilio, make_patient, make_followup, session,
                                                                   run_cli, monkeypatch):
     import conversations.engine as engine_mod
-    from outreach import inbound as inbound_mod
+    from outreach.messaging import inbound as inbound_mod
 
     p = make_patient()
     fu = make_followup(p, state="q_self_efficacy")
@@ -152,10 +152,10 @@ def test_a_crisis_text_whose_request_died_still_gets_its_alert_and_safety_reply(
 
     from outreach.config import load_settings
     from outreach.db import unit_of_work
-    from outreach.gateway import SimulatorGateway
+    from outreach.messaging.gateway import SimulatorGateway
     from outreach.models import Alert, utcnow
-    from outreach.sender import Sender
-    from outreach.webhook_client import new_sid
+    from outreach.messaging.sender import Sender
+    from outreach.messaging.webhook_client import new_sid
 
     p = make_patient(opted_out=opted_out)
     fu = make_followup(p, state="opted_out" if opted_out else "q_mental_health")
@@ -188,10 +188,10 @@ def test_a_plain_stop_request_applied_late_is_still_confirmed_and_nothing_else_g
 
     from outreach.config import load_settings
     from outreach.db import unit_of_work
-    from outreach.gateway import SimulatorGateway
+    from outreach.messaging.gateway import SimulatorGateway
     from outreach.models import utcnow
-    from outreach.sender import Sender
-    from outreach.webhook_client import new_sid
+    from outreach.messaging.sender import Sender
+    from outreach.messaging.webhook_client import new_sid
 
     p = make_patient()
     fu = make_followup(p, state="q_mental_health")

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from outreach.config import load_settings
 from outreach.db import unit_of_work
 from outreach.models import AuditEvent, FollowUp, Message, Wave
-from outreach.waves import launch_wave, plan_wave
+from outreach.study.waves import launch_wave, plan_wave
 
 AS_OF = dt.date(2026, 11, 20)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from outreach.models import Alert, Answer, AuditEvent, FollowUp, Message, Patient
-from outreach.webhook_client import new_sid
+from outreach.messaging.webhook_client import new_sid
 
 
 def inbound(session):
@@ -50,7 +50,7 @@ def test_missing_or_wrong_signature_is_403_and_stores_nothing(app, twilio, make_
     assert client.post("/twilio/sms", data=form).status_code == 403
     assert client.post("/twilio/sms", data=form, headers={"X-Twilio-Signature": "bad"}).status_code == 403
     # Signed for another URL (no PUBLIC_BASE_URL awareness) is also refused.
-    from outreach.webhook_client import SignedWebhookClient, flask_post
+    from outreach.messaging.webhook_client import SignedWebhookClient, flask_post
 
     wrong = SignedWebhookClient(flask_post(client), "http://localhost", twilio.auth_token)
     assert wrong.text(p.phone, "STOP")[0] == 403
@@ -277,7 +277,7 @@ def test_a_message_left_unprocessed_is_applied_first_by_the_next_one(twilio, mak
 
 def test_when_the_earlier_message_fails_the_later_one_still_applies_cleanly(twilio, make_patient, make_followup,
                                                                            session, sessions, monkeypatch):
-    from outreach import inbound as inbound_mod
+    from outreach.messaging import inbound as inbound_mod
 
     real = inbound_mod.respond
 

@@ -1,4 +1,4 @@
-"""The webhook's fast path: on PostgreSQL the hot statements run on the driver's connection (outreach.inbound._run),
+"""The webhook's fast path: on PostgreSQL the hot statements run on the driver's connection (outreach.messaging.inbound._run),
 on SQLite through Core; both must write the same rows.  TwiML is built as a string."""
 from __future__ import annotations
 

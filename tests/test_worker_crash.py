@@ -15,7 +15,7 @@ from sqlalchemy import select
 from outreach.config import load_settings
 from outreach.db import unit_of_work
 from outreach.models import Message
-from outreach.waves import launch_wave
+from outreach.study.waves import launch_wave
 
 from .fake_twilio import FakeTwilio
 

@@ -10,9 +10,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from outreach.config import WEB_APP_NEEDS, ConfigError, Settings, load_settings, number
 from outreach.db import make_engine, session_factory
-from outreach.inbound import Inbox
+from outreach.messaging.inbound import Inbox
 from outreach.logs import configure_logging
-from outreach.spool import Spool, spool_dir
+from outreach.messaging.spool import Spool, spool_dir
 
 
 def check_startup(settings: Settings) -> None:
@@ -20,7 +20,7 @@ def check_startup(settings: Settings) -> None:
     each is for, then a malformed one (an on-call number, the proxy count).  The Procfile's gunicorn runs
     this once in its master process (``webhooks/gunicorn_conf.py``), so a deployment without its secrets
     stops with a few lines instead of a traceback per worker."""
-    from outreach.on_call import on_call_numbers
+    from outreach.messaging.on_call import on_call_numbers
 
     settings.check_required(WEB_APP_NEEDS, "needed by the web app")
     on_call_numbers(settings)

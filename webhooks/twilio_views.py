@@ -6,7 +6,7 @@ from xml.sax.saxutils import escape
 from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 
-from outreach.inbound import InboundSMS, error_code_of
+from outreach.messaging.inbound import InboundSMS, error_code_of
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 

@@ -2,7 +2,7 @@
 
 The text is stored as an outbound message of kind ``manual`` with its author and sent by the worker
 like any other text: quiet hours do not apply (a person is writing) and it goes ahead of any backlog
-of invitations (``outreach.sender``).  A patient's reply goes through the webhook as usual.
+of invitations (``outreach.messaging.sender``).  A patient's reply goes through the webhook as usual.
 """
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from conversations.sms import encoding, segments
 
-from .config import Settings
-from .db import audit
-from .models import Message, Patient, utcnow
+from ..config import Settings
+from ..db import audit
+from ..models import Message, Patient, utcnow
 from .patients import open_followup
-from .repository import lock_phone
+from ..repository import lock_phone
 
 MAX_LENGTH = 320
 

@@ -1,7 +1,7 @@
 """Reaching patients again, for the command line: opting a patient back in, the contact events (opt-outs,
 "wrong number" replies, phone changes) and who replied at a time point.
 
-Opting in goes through :func:`outreach.opt_outs.lift_opt_out`, as the console's phone correction and an
+Opting in goes through :func:`outreach.messaging.opt_outs.lift_opt_out`, as the console's phone correction and an
 import that changes a wrong number do, so the audit trail is the same whoever lifts an opt-out.
 """
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .models import AuditEvent, FollowUp, Message, Patient
-from .opt_outs import lift_opt_out
+from ..models import AuditEvent, FollowUp, Message, Patient
+from ..messaging.opt_outs import lift_opt_out
 from .patients import CONTACT_ACTIONS, CONTACT_WORDS, PatientError, state_words
-from .phones import mask
-from .repository import lock_phone
-from .send_rule import STOP
+from ..phones import mask
+from ..repository import lock_phone
+from ..messaging.send_rule import STOP
 
 
 @dataclass(frozen=True)

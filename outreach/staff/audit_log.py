@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from .csvsafe import SafeWriter
-from .db import audit
-from .models import AuditEvent, Patient
+from ..csvsafe import SafeWriter
+from ..db import audit
+from ..models import AuditEvent, Patient
 
 UTC = dt.timezone.utc
 CSV_COLUMNS = ("at", "actor", "action", "patient", "address", "details")

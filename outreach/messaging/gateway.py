@@ -10,8 +10,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from .config import ConfigError, Settings
-from .phones import mask
+from ..config import ConfigError, Settings
+from ..phones import mask
 
 RETRYABLE_HTTP = {429, 500, 502, 503, 504}
 

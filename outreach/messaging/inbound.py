@@ -10,7 +10,7 @@ database connection:
 3. the replies stored for it are returned (the same ones on a repeat).
 
 When the database cannot be reached, the request goes to the local spool instead
-(:mod:`outreach.spool`) and is answered at once with what needs no database (the
+(:mod:`outreach.messaging.spool`) and is answered at once with what needs no database (the
 safety reply, the HELP text); :meth:`Inbox.drain_spool` stores and applies the
 spooled requests in arrival order as soon as the database answers again.
 
@@ -44,13 +44,13 @@ from conversations.engine import Context, answer_unread, respond
 from conversations.lexicon import is_crisis
 
 from .on_call import on_call_numbers, on_call_text
-from .config import Settings
-from .db import audit, is_unavailable
-from .logs import error_summary
-from .models import Alert, Answer, FollowUp, Message, Patient, utcnow
-from .phones import mask
+from ..config import Settings
+from ..db import audit, is_unavailable
+from ..logs import error_summary
+from ..models import Alert, Answer, FollowUp, Message, Patient, utcnow
+from ..phones import mask
 from .opt_outs import set_opt_out
-from .repository import LOCK_PHONE, OPEN_STATES, insert_ignore
+from ..repository import LOCK_PHONE, OPEN_STATES, insert_ignore
 from .send_rule import STOP, WRONG_NUMBER, lifted_by_keyword
 from .spool import DrainResult, Spool, SpoolError, Spooled
 from .status import update_status
@@ -170,9 +170,9 @@ def _compiled(dialect: Any, stmt: Any, keys: tuple[str, ...] | None) -> _Compile
 def _pg_cursor(conn: Connection) -> Any:
     """One psycopg cursor per pooled connection, kept with it (rows as named tuples, like Core's)."""
     pooled = conn.connection
-    cursor = pooled.info.get("outreach.inbound.cursor")
+    cursor = pooled.info.get("outreach.messaging.inbound.cursor")
     if cursor is None or cursor.closed or cursor.connection is not pooled.driver_connection:
-        cursor = pooled.info["outreach.inbound.cursor"] = pooled.driver_connection.cursor(row_factory=namedtuple_row)
+        cursor = pooled.info["outreach.messaging.inbound.cursor"] = pooled.driver_connection.cursor(row_factory=namedtuple_row)
     return cursor
 
 

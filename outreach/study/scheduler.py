@@ -2,7 +2,7 @@
 
 A follow-up a coordinator has paused (``FollowUp.held_at``) is skipped by all three duties; no reminder or
 nudge is queued for a patient the service may not text now (no consent, opted out, phone invalid: the rule of
-:mod:`outreach.send_rule`)."""
+:mod:`outreach.messaging.send_rule`)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -14,10 +14,10 @@ from sqlalchemy.orm import Session
 from conversations.engine import Context, current_prompt, invitation
 from conversations.machine import ACTIVE, QUESTION_STATES, transition
 
-from .config import Settings, number
-from .models import FollowUp, Message, Patient, utcnow
-from .send_rule import can_be_texted
-from .status import purge_early_statuses, reminder_hours
+from ..config import Settings, number
+from ..models import FollowUp, Message, Patient, utcnow
+from ..messaging.send_rule import can_be_texted
+from ..messaging.status import purge_early_statuses, reminder_hours
 
 
 @dataclass
@@ -63,7 +63,7 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
     _queue(session, now, "stalled", items)
     stats.stalled = len(stalled)
     # 3. Expiry: partial answers are kept; anything still queued for the follow-up is cancelled.
-    # Same protocol as an inbound message (outreach.inbound): lock the patients, then read. A follow-up
+    # Same protocol as an inbound message (outreach.messaging.inbound): lock the patients, then read. A follow-up
     # whose patient has a message being applied right now waits for the next tick; one applied a moment
     # ago is read as it now is, so expiry never overwrites an answer (or is overwritten by one).
     # A follow-up a coordinator has paused (held) gets no automatic text and does not expire meanwhile.

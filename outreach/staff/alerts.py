@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session, aliased
 
 from conversations.machine import ACTIVE, transition
 
-from .config import local_time
-from .db import audit
-from .models import Alert, AuditEvent, FollowUp, Message, Patient, utcnow
-from .repository import lock_phone
+from ..config import local_time
+from ..db import audit
+from ..models import Alert, AuditEvent, FollowUp, Message, Patient, utcnow
+from ..repository import lock_phone
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from conversations.lexicon import is_acknowledgement, keyword
 from conversations.sms import encoding, segments
 from conversations.surveys import QUESTIONS
 
-from .config import Settings
-from .db import audit, audit_each_patient
-from .models import Alert, AllianceRating, Answer, AuditEvent, Episode, FollowUp, Message, Patient, utcnow
-from .phones import PhoneError, mask, parse_phone
-from .opt_outs import lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
-from .repository import OPEN_STATES, lock_phone
-from .waves import OPEN_LABEL, OUTCOMES, outcome_of, usable_answers
+from ..config import Settings
+from ..db import audit, audit_each_patient
+from ..models import Alert, AllianceRating, Answer, AuditEvent, Episode, FollowUp, Message, Patient, utcnow
+from ..phones import PhoneError, mask, parse_phone
+from ..messaging.opt_outs import lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
+from ..repository import OPEN_STATES, lock_phone
+from ..study.waves import OPEN_LABEL, OUTCOMES, outcome_of, usable_answers
 
 
 class PatientError(ValueError):

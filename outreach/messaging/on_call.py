@@ -4,14 +4,14 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from .config import ConfigError, Settings
-from .phones import PhoneError, parse_phone
+from ..config import ConfigError, Settings
+from ..phones import PhoneError, parse_phone
 
 
 def on_call_numbers(settings: Settings) -> list[str]:
     """``ALERT_SMS_TO`` in E.164 (empty when unset); a number that cannot be read stops the service, and the
     error names which entry it is (its position and, when it does not look like a full number, as written)."""
-    from .logs import mask_text
+    from ..logs import mask_text
 
     entries = [raw.strip() for raw in (settings.optional("ALERT_SMS_TO") or "").split(",")]
     numbers = []

@@ -1,6 +1,6 @@
 """Sending queued messages: claim, re-check, respect quiet hours and rate, call the gateway, record.
 
-Every text to a patient passes :mod:`outreach.send_rule` at the moment it is sent: consent now, no
+Every text to a patient passes :mod:`outreach.messaging.send_rule` at the moment it is sent: consent now, no
 opt-out now, and addressed to the patient's current number; a text that fails is cancelled with the reason.
 
 A text that is not going out now costs nothing: before anything is claimed, one set-based pass cancels
@@ -32,15 +32,15 @@ from conversations.machine import ACTIVE
 
 from zoneinfo import ZoneInfo
 
-from .config import Settings, local_time, number
-from .db import audit, is_unavailable, unit_of_work
+from ..config import Settings, local_time, number
+from ..db import audit, is_unavailable, unit_of_work
 from .gateway import GatewayError, SmsGateway
-from .logs import error_summary
-from .models import FollowUp, Message, Patient, SendRate, utcnow
-from .phones import mask
+from ..logs import error_summary
+from ..models import FollowUp, Message, Patient, SendRate, utcnow
+from ..phones import mask
 from .quiet_hours import parse_window
 from .opt_outs import set_opt_out
-from .repository import close, insert_ignore, lock_phone
+from ..repository import close, insert_ignore, lock_phone
 from .send_rule import STOP, TO_THE_WRITER, stop_conditions, stop_reason
 from .status import apply_early_statuses
 
@@ -49,12 +49,12 @@ MAX_ATTEMPTS = 5
 INVALID_NUMBER = {21211, 21614}
 OPTED_OUT = 21610
 BATCH = 100
-# Answers to a patient's own text, queued when no request was waiting for them (outreach.inbound): the
+# Answers to a patient's own text, queued when no request was waiting for them (outreach.messaging.inbound): the
 # conversation already decided to say them, so neither quiet hours nor the follow-up's state hold them.
 # A safety reply to a crisis text, and the confirmation of an opt-out the carrier does not confirm, go
 # out even to a patient who has opted out, as they do in TwiML (send_rule.TO_THE_WRITER).
 ANSWERS = ("reply", *TO_THE_WRITER)
-# A text a coordinator writes by hand (outreach.texting): a person is writing, so quiet hours and the
+# A text a coordinator writes by hand (outreach.staff.texting): a person is writing, so quiet hours and the
 # follow-up's state do not hold it (opt-out and an invalid phone still do).
 MANUAL = "manual"
 NOT_HELD = (*ANSWERS, MANUAL)

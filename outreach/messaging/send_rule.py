@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 
-from .models import Message, Patient
+from ..models import Message, Patient
 
 # Why a patient is opted out (Patient.opt_out_reason).  Only the patient's own STOP is lifted by a START or
 # YES; a "wrong number" reply is lifted only by a phone correction or ``outreach patients opt-in --reason``.

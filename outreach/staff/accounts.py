@@ -24,11 +24,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from .db import audit
-from .models import PasswordToken, SignInAttempt, User, utcnow
+from ..db import audit
+from ..models import PasswordToken, SignInAttempt, User, utcnow
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
 
 ROLES = ("admin", "coordinator", "researcher")
 
@@ -40,7 +40,7 @@ LOCK_DURATION = dt.timedelta(minutes=15)
 MAX_FAILURES_PER_ACCOUNT = 5
 MAX_FAILURES_PER_ADDRESS = 20
 
-COMMON_PASSWORDS_FILE = Path(__file__).resolve().parent.parent / "console" / "data" / "common-passwords.txt"
+COMMON_PASSWORDS_FILE = Path(__file__).resolve().parents[2] / "console" / "data" / "common-passwords.txt"
 
 EXPIRED_LINK = "this link has expired or was already used; ask an administrator for a new one"
 SIGN_IN_REFUSED = ("the email or password is not right, or the account is locked; "

@@ -9,12 +9,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from conversations.machine import ACTIVE
 
-from .config import Settings
-from .db import audit, unit_of_work
-from .models import EarlyStatus, FollowUp, Message, Patient
-from .phones import mask
+from ..config import Settings
+from ..db import audit, unit_of_work
+from ..models import EarlyStatus, FollowUp, Message, Patient
+from ..phones import mask
 from .opt_outs import set_opt_out
-from .repository import close, lock_phone
+from ..repository import close, lock_phone
 from .send_rule import STOP
 
 log = logging.getLogger(__name__)

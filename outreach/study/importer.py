@@ -39,15 +39,15 @@ import phonenumbers
 from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import Session
 
-from .config import Settings
-from .csvsafe import SafeWriter, open_private
-from .db import audit
+from ..config import Settings
+from ..csvsafe import SafeWriter, open_private
+from ..db import audit
 from .instrument import Instrument, load_instrument
-from .models import AllianceRating, Answer, Episode, FollowUp, Patient
-from .phones import mask, parse_phone, zone_for
-from .opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
-from .repository import OPEN_STATES, close
-from .send_rule import NO_CONSENT, TO_THE_WRITER
+from ..models import AllianceRating, Answer, Episode, FollowUp, Patient
+from ..phones import mask, parse_phone, zone_for
+from ..messaging.opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
+from ..repository import OPEN_STATES, close
+from ..messaging.send_rule import NO_CONSENT, TO_THE_WRITER
 
 BASE_REQUIRED = ["patient_id", "phone", "discharge_date", "sms_consent"]
 OPTIONAL = ["episode_id", "admission_date", "timezone", "language", "age", "sex", "length_of_stay_days",
@@ -457,8 +457,8 @@ def write_rejected(path: Path, names: list[str], rows: Iterable[_Row], *, keep_i
     """The rejected rows with an ``error`` column, readable by the owner only (mode 0600).  Phone numbers
     are masked (the ``phone`` column keeps its last two digits; a number in any other cell is masked
     too) unless ``keep_identifiers``; cells a spreadsheet would run as a formula get a leading ``'``."""
-    from .logs import mask_text
-    from .phones import mask_raw
+    from ..logs import mask_text
+    from ..phones import mask_raw
 
     phone_at = names.index("phone") if "phone" in names else None
     with open_private(path, encoding="utf-8", newline="") as fh:
@@ -680,12 +680,12 @@ def apply_contact_changes(session: Session, plan: UpsertPlan, result: ImportResu
     """What the import changed about reaching patients, each audited with the file and line that said it:
 
     - consent withdrawn (``consent_withdrawn``): the patient's queued texts are cancelled and open follow-ups
-      closed at once (the sender refuses them anyway: :mod:`outreach.send_rule`); consent given again
+      closed at once (the sender refuses them anyway: :mod:`outreach.messaging.send_rule`); consent given again
       (``consent_given``) lets the next wave invite them;
     - a new phone number (``phone_corrected``, with the old and new number): texts queued for the old number
       are cancelled, invitations among them queued again to the new one; an opt-out that came from a "wrong
       number" reply on the old number is lifted (``opted_in``); a STOP never is."""
-    from .db import current_actor
+    from ..db import current_actor
 
     who = actor or current_actor()
     pid_of = {p.pk: pid for pid, p in plan.people.items()}

@@ -47,9 +47,9 @@ def _mean(values: Sequence[int | None], min_answered: int) -> float | None:
 
 @cache
 def load_instrument(name: str) -> Instrument:
-    path = resources.files("outreach") / "instruments" / f"{name}.toml"
+    path = resources.files("outreach.study") / "instruments" / f"{name}.toml"
     if not path.is_file():
-        known = sorted(p.name.removesuffix(".toml") for p in (resources.files("outreach") / "instruments").iterdir()
+        known = sorted(p.name.removesuffix(".toml") for p in (resources.files("outreach.study") / "instruments").iterdir()
                        if p.name.endswith(".toml"))
         raise ValueError(f"unknown instrument {name!r}; known: {', '.join(known)}")
     data = tomllib.loads(path.read_text(encoding="utf-8"))

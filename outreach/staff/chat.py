@@ -6,7 +6,7 @@ a copy of the patient and of where their open follow-up stands, so nothing
 typed here becomes the patient's data, changes their follow-up, or keeps a
 wave from inviting them.  ``--url`` talks to a running server instead, whose
 database records every line from the patient's number, marked as a preview
-(a signed form field, see :data:`outreach.webhook_client.PREVIEW_FIELD`): the
+(a signed form field, see :data:`outreach.messaging.webhook_client.PREVIEW_FIELD`): the
 export leaves out answers given in a preview and the console's transcript
 labels those texts, so a preview is never taken for the patient's answer.
 
@@ -35,14 +35,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from conversations.engine import Context, current_prompt, invitation
 from conversations.machine import WAITING
 
-from .config import Settings, int_list
-from .db import audit, make_engine, session_factory, unit_of_work, upgrade
-from .errors import ServerNotAnswering
-from .models import Alert, Episode, FollowUp, Patient, utcnow
-from .phones import mask
-from .repository import OPEN_STATES
-from .waves import check_timepoint
-from .webhook_client import SignedWebhookClient, flask_post, http_post
+from ..config import Settings, int_list
+from ..db import audit, make_engine, session_factory, unit_of_work, upgrade
+from ..errors import ServerNotAnswering
+from ..models import Alert, Episode, FollowUp, Patient, utcnow
+from ..phones import mask
+from ..repository import OPEN_STATES
+from ..study.waves import check_timepoint
+from ..messaging.webhook_client import SignedWebhookClient, flask_post, http_post
 
 _PATIENT_COPY = ("patient_id", "phone", "phone_valid", "timezone", "language", "sms_consent")
 _FOLLOWUP_COPY = ("timepoint_days", "state", "paused_state", "retries", "invited_at", "started_at")

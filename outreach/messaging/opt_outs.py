@@ -11,15 +11,15 @@ from typing import Sequence
 from sqlalchemy import Connection, and_, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session, aliased
 
-from .db import audit
-from .models import Message, Patient, utcnow
+from ..db import audit
+from ..models import Message, Patient, utcnow
 from .send_rule import NUMBER_CHANGED, OPTED_OUT, TO_THE_WRITER, WRONG_NUMBER, can_be_texted
 
 
 def set_opt_out(bind: Session | Connection, patient_ids: Sequence[int], opted_out: bool,
                 reason: str | None = None) -> None:
     """Opt every patient on the phone in or out (the first opt-out time is kept); an opt-out
-    cancels their queued texts.  ``reason`` (outreach.send_rule.OPT_OUT_REASONS) is kept with the opt-out,
+    cancels their queued texts.  ``reason`` (outreach.messaging.send_rule.OPT_OUT_REASONS) is kept with the opt-out,
     and a "wrong number" reply outranks an earlier STOP (a START must not lift what a stranger's reply
     said).  Plain UPDATEs: works in an ORM session or on a Core connection."""
     if not patient_ids:

@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session, aliased
 
 from conversations.engine import Context, invitation
 
-from .config import Settings, int_list
-from .db import audit
-from .models import Answer, Episode, FollowUp, Message, Patient, Wave, utcnow
-from .repository import OPEN_STATES, insert_ignore
-from .send_rule import why_not_texted
+from ..config import Settings, int_list
+from ..db import audit
+from ..models import Answer, Episode, FollowUp, Message, Patient, Wave, utcnow
+from ..repository import OPEN_STATES, insert_ignore
+from ..messaging.send_rule import why_not_texted
 
 REASONS = {
     "already_followed_up": "already has a follow-up for this time point",

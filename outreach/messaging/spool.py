@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 SUFFIX = ".json"
 _counter = itertools.count()
-_PROJECT = Path(__file__).resolve().parent.parent
+_PROJECT = Path(__file__).resolve().parents[2]
 
 
 def default_dir() -> Path:
