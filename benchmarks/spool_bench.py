@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from outreach.models import utcnow  # noqa: E402
+from outreach.clock import utcnow  # noqa: E402
 from outreach.messaging.spool import Spool  # noqa: E402
 
 

@@ -13,7 +13,7 @@ from outreach.staff.accounts import (ROLES, AccountError, add_user, disable_user
 from outreach.staff.audit_log import (AuditFilterError, actions, parse_filters, patient_pk, patient_study_id,
                                 read_audit_log)
 from outreach.staff.audit_log import audit_csv as make_csv
-from outreach.models import utcnow
+from outreach.clock import utcnow
 
 from .blueprint import actor, address, bp, settings, uow, zone
 from .security import requires

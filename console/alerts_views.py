@@ -7,7 +7,7 @@ from flask import flash, redirect, render_template, request, session, url_for
 
 from outreach.staff.alerts import AlertError, alert_queue, flag_as_crisis, resolve_alert, take_alert
 from outreach.db import audit_each_patient
-from outreach.models import utcnow
+from outreach.clock import utcnow
 
 from .blueprint import actor, address, bp, settings, uow
 from .security import requires

@@ -28,7 +28,8 @@ from analysis.summary import analyse_demo
 from outreach.config import load_settings
 from outreach.db import make_engine, session_factory, upgrade
 from outreach.demo import run_demo
-from outreach.models import Alert, advance_clock, utcnow
+from outreach.models import Alert
+from outreach.clock import Clock
 from outreach.serve import DEMO_ACCOUNTS, DEMO_PASSWORD, demo_env, ensure_demo_accounts
 from webhooks.app import create_app
 
@@ -45,10 +46,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def prepare(directory: Path, port: int) -> dict[str, str]:
+def prepare(directory: Path, port: int) -> tuple[dict[str, str], Clock]:
     """The demo's database with the demo accounts; returns the app's environment.
 
-    The demo's texts are dated on its simulated clock (days ahead of or behind today), so this process's clock is
+    The demo's texts are dated on its simulated clock (days ahead of or behind today), so the app's clock is
     moved to LOOK_AFTER the first open alert: the queue then shows a sensible age, not a negative or stale one."""
     if not (directory / "outreach.db").exists():
         print(f"no demo data under {directory}/ yet: running the demo first")
@@ -59,11 +60,12 @@ def prepare(directory: Path, port: int) -> dict[str, str]:
     sessions = session_factory(engine)
     with sessions() as s:
         opened = s.scalar(select(func.min(Alert.opened_at)).where(Alert.resolved_at.is_(None)))
+    clock = Clock()
     if opened is not None:
-        advance_clock(opened + LOOK_AFTER - utcnow())
+        clock.follow(opened + LOOK_AFTER)
     ensure_demo_accounts(sessions)
     engine.dispose()
-    return env
+    return env, clock
 
 
 def shoot(base: str, out: Path) -> None:
@@ -104,7 +106,8 @@ def main() -> None:
     parser.add_argument("--out", default="docs", type=Path, help="where the PNGs go (default: docs)")
     args = parser.parse_args()
     port = free_port()
-    app = create_app(prepare(args.dir, port))
+    env, clock = prepare(args.dir, port)
+    app = create_app(env, clock=clock)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -348,7 +348,7 @@ def users_add(ctx: Context, email: str, role: str) -> None:
 @pass_ctx
 def users_list(ctx: Context) -> None:
     from .staff.accounts import list_users
-    from .models import utcnow
+    from .clock import utcnow
 
     people = _account_command(ctx, list_users)
     if not people:
@@ -465,7 +465,7 @@ def inbox_replay(ctx: Context) -> None:
 @pass_ctx
 def inbox_spool(ctx: Context, drain: bool) -> None:
     from .messaging.inbound import Inbox
-    from .models import utcnow
+    from .clock import utcnow
     from .messaging.spool import Spool, spool_dir
 
     spool, stopped = Spool(spool_dir(ctx.settings)), False

@@ -12,7 +12,9 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import AuditEvent, utcnow
+from .models import AuditEvent
+
+from .clock import utcnow
 
 
 def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:

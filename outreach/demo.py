@@ -28,7 +28,8 @@ from .config import load_settings
 from .db import make_engine, session_factory, unit_of_work, upgrade
 from .messaging.gateway import SimulatorGateway
 from .study.importer import import_discharges
-from .models import AllianceRating, FollowUp, Message, Patient, Wave, advance_clock, reset_clock, utcnow
+from .models import AllianceRating, FollowUp, Message, Patient, Wave
+from .clock import using, utcnow
 from .phones import mask
 from .messaging.sender import Sender
 from .synthetic import discharge_rows, write_discharges
@@ -168,100 +169,99 @@ def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Ca
     engine = make_engine(settings.database_url)
     upgrade(engine)
     sessions = session_factory(engine)
-    reset_clock()
-
-    echo("== 1. Import discharges")
-    csv_path = write_discharges(directory / "discharges.csv",
-                                discharge_rows(patients, seed=seed, invalid=6, day_ranges=[(31, 38), (91, 98)]))
-    echo(f"generated {csv_path} ({patients} synthetic discharges and 6 broken rows)")
-    with unit_of_work(sessions) as session:
-        result = import_discharges(session, csv_path, settings, skip_invalid=True)
-    for error in result.errors:
-        echo(f"  {error}")
-    echo(result.summary)
-    with unit_of_work(sessions) as session:
-        for line in alliance_distribution(session):
-            echo(line)
-
-    # The simulated clock starts on the next weekday morning in Toronto.
-    advance_clock(next_weekday_morning(utcnow()) - utcnow())
-    today = utcnow().replace(tzinfo=dt.UTC).astimezone(ZoneInfo("America/Toronto")).date()
-    echo(f"\n== 2. Launch waves (simulated clock: {today:%a %Y-%m-%d} 09:30 Toronto)")
-    with unit_of_work(sessions) as session:
-        for timepoint in (30, 90):
-            wave, plan = launch_wave(session, settings, timepoint, today, actor="demo")
-            excluded = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(plan.excluded.items()) if v)
-            echo(f"{timepoint}-day wave {wave.id}: {wave.targeted} invited ({excluded})")
-
-    with unit_of_work(sessions) as session:
-        rows = session.execute(
-            select(Patient.phone, Patient.language, FollowUp.timepoint_days, AllianceRating.mean_score)
-            .join(FollowUp, FollowUp.patient_id == Patient.id)
-            .join(AllianceRating, AllianceRating.episode_id == FollowUp.episode_id)).all()
-    agents = {phone: _behaviour(rng, phone, lang, tp, ((score or 4.8) - 4.8) / 0.9)
-              for phone, lang, tp, score in rows}
-    crisis_phone = next(a.phone for a in agents.values() if a.bursts and a.bursts[-1][1][0] != "STOP")
-    first_burst = agents[crisis_phone].bursts[-1][1]
-    first_burst.insert(2, "honestly some days I want to die")
-
-    app = app_factory(env)
-    client = SignedWebhookClient(flask_post(app.test_client()), env["PUBLIC_BASE_URL"], env["TWILIO_AUTH_TOKEN"])
-    shown = {"n": 0}
-
-    def show(line: str) -> None:
-        shown["n"] += 1
-        if shown["n"] <= 4:
-            echo(line)
-        elif shown["n"] == 5:
-            echo("[simulator] … (further outbound texts are recorded in the database, not printed)")
-
-    sender = Sender(sessions, settings, SimulatorGateway(echo=show))
-    echo("\n== 3. Nine simulated days: sending in quiet-hours windows, patients replying, reminders, expiry")
-    transcript: list[str] = []
-    sample = next(a.phone for a in agents.values()
-                  if a.phone != crisis_phone and len(a.bursts) == 1 and len(a.bursts[0][1]) >= 5)
-    for _hour in range(9 * 24):
-        sender.send_due()
-        every_minute(sessions, settings)  # the worker's periodic pass (hourly here)
+    # The simulated days run on a clock of the demo's own, for this thread only (outreach.clock).
+    with using() as clock:
+        echo("== 1. Import discharges")
+        csv_path = write_discharges(directory / "discharges.csv",
+                                    discharge_rows(patients, seed=seed, invalid=6, day_ranges=[(31, 38), (91, 98)]))
+        echo(f"generated {csv_path} ({patients} synthetic discharges and 6 broken rows)")
         with unit_of_work(sessions) as session:
-            invited = dict(session.execute(
-                select(Patient.phone, FollowUp.invited_at).join(FollowUp, FollowUp.patient_id == Patient.id)
-                .where(FollowUp.invited_at.is_not(None))).all())
-        now = utcnow()
-        for agent in agents.values():
-            if agent.started_at is None and agent.phone in invited:
-                agent.started_at = invited[agent.phone]
-            while agent.started_at and agent.done < len(agent.bursts) and \
-                    agent.started_at + dt.timedelta(hours=agent.bursts[agent.done][0]) <= now:
-                for text in agent.bursts[agent.done][1]:
-                    _, replies = client.text(agent.phone, text)
-                    if agent.phone == sample:
-                        transcript += [f"  patient: {text}"] + [f"  service: {r}" for r in replies]
-                agent.done += 1
-        advance_clock(dt.timedelta(hours=1))
-    app.extensions["outreach"]["engine"].dispose()
+            result = import_discharges(session, csv_path, settings, skip_invalid=True)
+        for error in result.errors:
+            echo(f"  {error}")
+        echo(result.summary)
+        with unit_of_work(sessions) as session:
+            for line in alliance_distribution(session):
+                echo(line)
 
-    echo("\nOne conversation (phone " + mask(sample) + "):")
-    for line in transcript:
-        echo(line)
+        # The simulated clock starts on the next weekday morning in Toronto.
+        clock.follow(next_weekday_morning(utcnow()))
+        today = utcnow().replace(tzinfo=dt.UTC).astimezone(ZoneInfo("America/Toronto")).date()
+        echo(f"\n== 2. Launch waves (simulated clock: {today:%a %Y-%m-%d} 09:30 Toronto)")
+        with unit_of_work(sessions) as session:
+            for timepoint in (30, 90):
+                wave, plan = launch_wave(session, settings, timepoint, today, actor="demo")
+                excluded = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(plan.excluded.items()) if v)
+                echo(f"{timepoint}-day wave {wave.id}: {wave.targeted} invited ({excluded})")
 
-    echo("\n== 4. Wave funnels")
-    with unit_of_work(sessions) as session:
-        data = funnels(session)
-        for wave in session.scalars(select(Wave).order_by(Wave.id)):
-            f = data.get(wave.id, {})
-            echo(f"wave {wave.id} ({wave.timepoint_days}-day): " + ", ".join(
-                f"{k.replace('_', ' ')} {f.get(k, 0)}" for k in FUNNEL) +
-                f"; response rate {100 * f.get('response_rate', 0):.0f}%")
-        counts = dict(session.execute(select(Message.direction, func.count()).group_by(Message.direction)).all())
-        alerts = open_alerts(session)
-        on_call = session.execute(select(Message.to_number, Message.body)
-                                  .where(Message.kind == "alert", Message.sent_at.is_not(None))).all()
-    echo(f"{counts.get('out', 0)} outbound and {counts.get('in', 0)} inbound texts stored; open crisis alerts: " +
-         ", ".join(f"#{a.id} patient {a.patient_id}: \"{a.message}\"" for a in alerts))
-    for to, body in on_call:
-        echo(f"texted to the coordinator on call ({mask(to)}): {body}")
-    reset_clock()
+        with unit_of_work(sessions) as session:
+            rows = session.execute(
+                select(Patient.phone, Patient.language, FollowUp.timepoint_days, AllianceRating.mean_score)
+                .join(FollowUp, FollowUp.patient_id == Patient.id)
+                .join(AllianceRating, AllianceRating.episode_id == FollowUp.episode_id)).all()
+        agents = {phone: _behaviour(rng, phone, lang, tp, ((score or 4.8) - 4.8) / 0.9)
+                  for phone, lang, tp, score in rows}
+        crisis_phone = next(a.phone for a in agents.values() if a.bursts and a.bursts[-1][1][0] != "STOP")
+        first_burst = agents[crisis_phone].bursts[-1][1]
+        first_burst.insert(2, "honestly some days I want to die")
+
+        app = app_factory(env)
+        client = SignedWebhookClient(flask_post(app.test_client()), env["PUBLIC_BASE_URL"], env["TWILIO_AUTH_TOKEN"])
+        shown = {"n": 0}
+
+        def show(line: str) -> None:
+            shown["n"] += 1
+            if shown["n"] <= 4:
+                echo(line)
+            elif shown["n"] == 5:
+                echo("[simulator] … (further outbound texts are recorded in the database, not printed)")
+
+        sender = Sender(sessions, settings, SimulatorGateway(echo=show))
+        echo("\n== 3. Nine simulated days: sending in quiet-hours windows, patients replying, reminders, expiry")
+        transcript: list[str] = []
+        sample = next(a.phone for a in agents.values()
+                      if a.phone != crisis_phone and len(a.bursts) == 1 and len(a.bursts[0][1]) >= 5)
+        for _hour in range(9 * 24):
+            sender.send_due()
+            every_minute(sessions, settings)  # the worker's periodic pass (hourly here)
+            with unit_of_work(sessions) as session:
+                invited = dict(session.execute(
+                    select(Patient.phone, FollowUp.invited_at).join(FollowUp, FollowUp.patient_id == Patient.id)
+                    .where(FollowUp.invited_at.is_not(None))).all())
+            now = utcnow()
+            for agent in agents.values():
+                if agent.started_at is None and agent.phone in invited:
+                    agent.started_at = invited[agent.phone]
+                while agent.started_at and agent.done < len(agent.bursts) and \
+                        agent.started_at + dt.timedelta(hours=agent.bursts[agent.done][0]) <= now:
+                    for text in agent.bursts[agent.done][1]:
+                        _, replies = client.text(agent.phone, text)
+                        if agent.phone == sample:
+                            transcript += [f"  patient: {text}"] + [f"  service: {r}" for r in replies]
+                    agent.done += 1
+            clock.advance(dt.timedelta(hours=1))
+        app.extensions["outreach"]["engine"].dispose()
+
+        echo("\nOne conversation (phone " + mask(sample) + "):")
+        for line in transcript:
+            echo(line)
+
+        echo("\n== 4. Wave funnels")
+        with unit_of_work(sessions) as session:
+            data = funnels(session)
+            for wave in session.scalars(select(Wave).order_by(Wave.id)):
+                f = data.get(wave.id, {})
+                echo(f"wave {wave.id} ({wave.timepoint_days}-day): " + ", ".join(
+                    f"{k.replace('_', ' ')} {f.get(k, 0)}" for k in FUNNEL) +
+                    f"; response rate {100 * f.get('response_rate', 0):.0f}%")
+            counts = dict(session.execute(select(Message.direction, func.count()).group_by(Message.direction)).all())
+            alerts = open_alerts(session)
+            on_call = session.execute(select(Message.to_number, Message.body)
+                                      .where(Message.kind == "alert", Message.sent_at.is_not(None))).all()
+        echo(f"{counts.get('out', 0)} outbound and {counts.get('in', 0)} inbound texts stored; open crisis alerts: " +
+             ", ".join(f"#{a.id} patient {a.patient_id}: \"{a.message}\"" for a in alerts))
+        for to, body in on_call:
+            echo(f"texted to the coordinator on call ({mask(to)}): {body}")
 
     echo("\n== 5. Analysis: does a stronger alliance go with better outcomes?")
     for line in analyse(engine, directory):

@@ -31,23 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-
-_clock_offset = dt.timedelta(0)
-
-
-def utcnow() -> dt.datetime:
-    """Naive UTC now; the demo moves it forward with :func:`advance_clock` to simulate days passing."""
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None) + _clock_offset
-
-
-def advance_clock(delta: dt.timedelta) -> None:
-    global _clock_offset
-    _clock_offset += delta
-
-
-def reset_clock() -> None:
-    global _clock_offset
-    _clock_offset = dt.timedelta(0)
+from .clock import utcnow  # noqa: F401 - the column defaults' clock; services import it from here or .clock
 
 
 NAMING = {

@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 
 from conversations.machine import ACTIVE, transition
 
-from .models import FollowUp, Patient, utcnow
+from .models import FollowUp, Patient
+
+from .clock import utcnow
 
 OPEN_STATES = ACTIVE + ["crisis"]
 

@@ -20,7 +20,10 @@ from .staff.accounts import add_user, find_user, set_password
 from .config import load_settings
 from .db import make_engine, session_factory, unit_of_work, upgrade
 from .messaging.gateway import SimulatorGateway
-from .models import Message, advance_clock, utcnow
+from .models import Message
+import contextvars
+
+from .clock import Clock, utcnow, using
 from .logs import error_summary
 from .messaging.sender import Sender
 from .worker import every_minute
@@ -48,14 +51,17 @@ def ensure_demo_accounts(sessions: sessionmaker[Session]) -> None:
             set_password(s, token, DEMO_PASSWORD)
 
 
-def _follow_the_demos_clock(sessions: sessionmaker[Session], echo: Callable[[str], None]) -> None:
+def demos_clock(sessions: sessionmaker[Session], echo: Callable[[str], None]) -> Clock:
     """The demo simulates nine days from the next weekday morning, so its texts are dated ahead of
-    today; this process's clock moves to just after the last of them, so ages and times make sense."""
+    today; this server's clock (its requests and its worker thread) runs from just after the last of them,
+    so ages and times make sense."""
+    clock = Clock()
     with unit_of_work(sessions) as s:
         latest = s.scalar(select(func.max(Message.created_at)))
     if latest is not None and latest > utcnow():
-        advance_clock(latest + dt.timedelta(minutes=30) - utcnow())
+        clock.follow(latest + dt.timedelta(minutes=30))
         echo(f"(the demo's texts are dated up to {latest:%Y-%m-%d}; this server's clock follows them)")
+    return clock
 
 
 def _work(sessions: sessionmaker[Session], settings: Any, stop: threading.Event, echo: Callable[[str], None]) -> None:
@@ -84,11 +90,13 @@ def serve(directory: Path, *, port: int, app_factory: Callable[[dict], Any],
     upgrade(engine)
     sessions = session_factory(engine)
     ensure_demo_accounts(sessions)
-    _follow_the_demos_clock(sessions, echo)
+    clock = demos_clock(sessions, echo)
     stop = threading.Event()
-    worker = threading.Thread(target=_work, args=(sessions, settings, stop, echo), daemon=True, name="worker")
+    with using(clock):  # the worker thread starts with this context, so with the demo's clock
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(_work, sessions, settings, stop, echo),
+                                  daemon=True, name="worker")
     worker.start()
-    app = app_factory(env)
+    app = app_factory(env, clock=clock)
     echo(f"\nThe console is at http://127.0.0.1:{port}/console/ (demo data from {directory}/outreach.db)")
     echo(f"Sign in as {', '.join(email for email, _ in DEMO_ACCOUNTS)}")
     echo(f"with the password: {DEMO_PASSWORD}")

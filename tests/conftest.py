@@ -212,7 +212,9 @@ def make_patient(sessions):
 def make_followup(sessions):
     import datetime as dt
 
-    from outreach.models import FollowUp, utcnow
+    from outreach.models import FollowUp
+
+    from outreach.clock import utcnow
 
     def make(patient, timepoint=30, state="invited", invited_at=None):
         with unit_of_work(sessions) as s:
@@ -229,15 +231,10 @@ def clock():
     """Move the service's clock forward (``clock(hours=48)``); reset after the test."""
     import datetime as dt
 
-    from outreach import models
+    from outreach.clock import using
 
-    models.reset_clock()
-
-    def advance(**delta):
-        models.advance_clock(dt.timedelta(**delta))
-
-    yield advance
-    models.reset_clock()
+    with using() as simulated:  # this test's own clock: nothing else in the process moves
+        yield lambda **delta: simulated.advance(dt.timedelta(**delta))
 
 
 TWILIO_SID = "AC" + "1" * 32

@@ -8,7 +8,8 @@ from sqlalchemy import event, select
 from outreach.staff.alerts import alert_queue, flag_as_crisis, missed_by_detector, open_alert_count, resolve_alert, \
     take_alert
 from outreach.db import unit_of_work
-from outreach.models import Alert, AuditEvent, FollowUp, Message, utcnow
+from outreach.models import Alert, AuditEvent, FollowUp, Message
+from outreach.clock import utcnow
 
 HOUR = dt.timedelta(hours=1)
 

@@ -11,7 +11,8 @@ import responses
 from sqlalchemy import insert, select
 
 from outreach.db import unit_of_work
-from outreach.models import Episode, FollowUp, Message, Patient, utcnow
+from outreach.models import Episode, FollowUp, Message, Patient
+from outreach.clock import utcnow
 from outreach.messaging.quiet_hours import parse_window
 
 TORONTO = ZoneInfo("America/Toronto")

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from outreach.config import load_settings
 from outreach.db import unit_of_work
 from outreach.messaging.gateway import SendResult
-from outreach.models import EarlyStatus, FollowUp, Message, Patient, utcnow
+from outreach.models import EarlyStatus, FollowUp, Message, Patient
+from outreach.clock import utcnow
 from outreach.study.scheduler import tick
 from outreach.messaging.sender import Sender
 from outreach.messaging.status import update_status

@@ -19,7 +19,8 @@ from outreach.config import load_settings
 from outreach.db import unit_of_work
 from outreach.messaging.gateway import make_gateway
 from outreach.logs import configure_logging
-from outreach.models import Message, utcnow
+from outreach.models import Message
+from outreach.clock import utcnow
 from outreach.messaging.sender import Sender
 
 from .conftest import TWILIO_SID

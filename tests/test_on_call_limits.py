@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 
 from outreach.staff.alerts import alert_queue, open_alerts
 from outreach.db import unit_of_work
-from outreach.models import Alert, AuditEvent, Message, utcnow
+from outreach.models import Alert, AuditEvent, Message
+from outreach.clock import utcnow
 from outreach.messaging.webhook_client import SignedWebhookClient, flask_post
 
 from .conftest import AUTH_TOKEN, PUBLIC_BASE

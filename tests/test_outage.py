@@ -309,7 +309,7 @@ def test_outreach_inbox_spool_shows_the_depth_without_the_database_and_drains_on
         run_cli, make_patient, make_followup, spool_path, session, tmp_path):
     import datetime as dt
 
-    from outreach.models import utcnow
+    from outreach.clock import utcnow
 
     p = make_patient()
     fu = make_followup(p, state="q_self_efficacy")

@@ -16,7 +16,8 @@ from sqlalchemy import event, select
 from outreach.config import load_settings
 from outreach.db import unit_of_work
 from outreach.messaging.gateway import SimulatorGateway, make_gateway
-from outreach.models import AuditEvent, FollowUp, Message, Patient, utcnow
+from outreach.models import AuditEvent, FollowUp, Message, Patient
+from outreach.clock import utcnow
 from outreach.staff.patients import (PatientError, correct_phone, hold_followup, inbox_items, mark_handled, patient_view,
                                release_followup, reveal_phone, search_patients)
 from outreach.study.scheduler import tick

@@ -72,7 +72,9 @@ def test_the_console_transcript_lists_previews_and_the_inbox_leaves_them_out(coo
                                                                              make_followup, sessions):
     from outreach.staff.patients import inbox_items, patient_view
 
-    from outreach.models import FollowUp, utcnow
+    from outreach.models import FollowUp
+
+    from outreach.clock import utcnow
 
     p = make_patient()
     fu = make_followup(p, state="completed")

@@ -12,7 +12,8 @@ import pytest
 from analysis.dataset import outcome_codes
 from analysis.report import build_report, save_report
 from outreach.db import unit_of_work
-from outreach.models import Answer, FollowUp, Message, Wave, utcnow
+from outreach.models import Answer, FollowUp, Message, Wave
+from outreach.clock import utcnow
 from outreach.study.waves import FUNNEL, OPEN_LABEL, OUTCOME_RULES, OUTCOMES, funnels, launch_wave, outcome_of
 
 AS_OF = dt.date(2026, 11, 20)

@@ -14,7 +14,8 @@ from sqlalchemy import event, inspect, select
 from outreach.config import load_settings
 from outreach.db import alembic_config, make_engine, unit_of_work, upgrade
 from outreach.messaging.gateway import SimulatorGateway
-from outreach.models import Message, Patient, SendRate, utcnow
+from outreach.models import Message, Patient, SendRate
+from outreach.clock import utcnow
 from outreach.messaging.sender import Sender, SendStats
 from outreach.study.waves import launch_wave
 

@@ -310,7 +310,7 @@ def test_every_text_sent_went_to_the_patients_number_with_consent_and_no_opt_out
     from outreach.config import load_settings
     from outreach.messaging.gateway import make_gateway
     from outreach.study.importer import import_discharges
-    from outreach.models import utcnow
+    from outreach.clock import utcnow
     from outreach.study.scheduler import tick
     from outreach.messaging.sender import Sender
     from outreach.staff.texting import TextingError, queue_manual_text

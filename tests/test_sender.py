@@ -13,7 +13,8 @@ from sqlalchemy import select
 from outreach.config import load_settings
 from outreach.db import unit_of_work
 from outreach.messaging.gateway import make_gateway
-from outreach.models import Alert, FollowUp, Message, Patient, utcnow
+from outreach.models import Alert, FollowUp, Message, Patient
+from outreach.clock import utcnow
 from outreach.messaging.sender import Sender
 from outreach.study.waves import launch_wave
 

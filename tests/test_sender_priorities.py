@@ -10,7 +10,8 @@ from sqlalchemy.exc import OperationalError
 from outreach.config import load_settings
 from outreach.db import unit_of_work
 from outreach.messaging.gateway import SimulatorGateway
-from outreach.models import Message, utcnow
+from outreach.models import Message
+from outreach.clock import utcnow
 from outreach.messaging.sender import CLAIM_SECONDS, Sender
 
 

@@ -153,7 +153,8 @@ def test_a_crisis_text_whose_request_died_still_gets_its_alert_and_safety_reply(
     from outreach.config import load_settings
     from outreach.db import unit_of_work
     from outreach.messaging.gateway import SimulatorGateway
-    from outreach.models import Alert, utcnow
+    from outreach.models import Alert
+    from outreach.clock import utcnow
     from outreach.messaging.sender import Sender
     from outreach.messaging.webhook_client import new_sid
 
@@ -189,7 +190,7 @@ def test_a_plain_stop_request_applied_late_is_still_confirmed_and_nothing_else_g
     from outreach.config import load_settings
     from outreach.db import unit_of_work
     from outreach.messaging.gateway import SimulatorGateway
-    from outreach.models import utcnow
+    from outreach.clock import utcnow
     from outreach.messaging.sender import Sender
     from outreach.messaging.webhook_client import new_sid
 

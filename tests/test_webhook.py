@@ -248,7 +248,7 @@ def test_oversized_request_is_refused_without_a_server_error(app, twilio, sessio
 def _stored_but_never_processed(sessions, phone: str, body: str) -> int:
     """A message whose request died between the store and the processing (a killed web worker)."""
     from outreach.db import unit_of_work
-    from outreach.models import utcnow
+    from outreach.clock import utcnow
 
     with unit_of_work(sessions) as s:
         m = Message(direction="in", provider_sid=new_sid(), from_number=phone, to_number="+15005550006", body=body,

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from flask import Flask, Response, jsonify, redirect, url_for
+from flask import Flask, Response, g, jsonify, redirect, url_for
 from sqlalchemy import event, text
 from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from outreach.clock import Clock, restore, set_for_this_context
 from outreach.config import WEB_APP_NEEDS, ConfigError, Settings, load_settings, number
 from outreach.db import make_engine, session_factory
 from outreach.messaging.inbound import Inbox
@@ -78,8 +79,9 @@ def _limit_statements(engine, settings: Settings) -> None:
 
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the web app.  ``config`` overrides environment settings (tests, the demo)."""
+def create_app(config: Mapping[str, Any] | None = None, clock: Clock | None = None) -> Flask:
+    """Build the web app.  ``config`` overrides environment settings (tests, the demo); ``clock``: the clock its
+    requests run on (``make serve`` follows the demo's simulated days), else the one in place for each request."""
     configure_logging()
     settings = load_settings({k: v for k, v in (config or {}).items() if isinstance(v, str)})
     check_startup(settings)
@@ -98,6 +100,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         "settings": settings, "engine": engine, "sessions": sessions, "validator": validator,
         "public_base_url": settings.optional("PUBLIC_BASE_URL"), "inbox": Inbox(sessions, settings, spool),
     }
+    if clock is not None:
+        @app.before_request
+        def _on_this_clock() -> None:
+            g.outreach_clock = set_for_this_context(clock)
+
+        @app.teardown_request
+        def _off_this_clock(_exc) -> None:
+            token = g.pop("outreach_clock", None)
+            if token is not None:
+                restore(token)
+
     from .twilio_views import bp
 
     app.register_blueprint(bp)

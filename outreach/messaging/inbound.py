@@ -47,7 +47,8 @@ from .on_call import on_call_numbers, on_call_text
 from ..config import Settings
 from ..db import audit, is_unavailable
 from ..logs import error_summary
-from ..models import Alert, Answer, FollowUp, Message, Patient, utcnow
+from ..models import Alert, Answer, FollowUp, Message, Patient
+from ..clock import utcnow
 from ..phones import mask
 from .opt_outs import set_opt_out
 from ..repository import LOCK_PHONE, OPEN_STATES, insert_ignore

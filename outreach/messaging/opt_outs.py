@@ -12,7 +12,8 @@ from sqlalchemy import Connection, and_, exists, func, insert, literal, select, 
 from sqlalchemy.orm import Session, aliased
 
 from ..db import audit
-from ..models import Message, Patient, utcnow
+from ..models import Message, Patient
+from ..clock import utcnow
 from .send_rule import NUMBER_CHANGED, OPTED_OUT, TO_THE_WRITER, WRONG_NUMBER, can_be_texted
 
 

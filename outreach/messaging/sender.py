@@ -36,7 +36,8 @@ from ..config import Settings, local_time, number
 from ..db import audit, is_unavailable, unit_of_work
 from .gateway import GatewayError, SmsGateway
 from ..logs import error_summary
-from ..models import FollowUp, Message, Patient, SendRate, utcnow
+from ..models import FollowUp, Message, Patient, SendRate
+from ..clock import utcnow
 from ..phones import mask
 from .quiet_hours import parse_window
 from .opt_outs import set_opt_out

@@ -25,7 +25,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from ..db import audit
-from ..models import PasswordToken, SignInAttempt, User, utcnow
+from ..models import PasswordToken, SignInAttempt, User
+from ..clock import utcnow
 
 if TYPE_CHECKING:
     from ..config import Settings

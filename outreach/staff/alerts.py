@@ -12,7 +12,8 @@ from conversations.machine import ACTIVE, transition
 
 from ..config import local_time
 from ..db import audit
-from ..models import Alert, AuditEvent, FollowUp, Message, Patient, utcnow
+from ..models import Alert, AuditEvent, FollowUp, Message, Patient
+from ..clock import utcnow
 from ..repository import lock_phone
 
 

@@ -38,7 +38,8 @@ from conversations.machine import WAITING
 from ..config import Settings, int_list
 from ..db import audit, make_engine, session_factory, unit_of_work, upgrade
 from ..errors import ServerNotAnswering
-from ..models import Alert, Episode, FollowUp, Patient, utcnow
+from ..models import Alert, Episode, FollowUp, Patient
+from ..clock import utcnow
 from ..phones import mask
 from ..repository import OPEN_STATES
 from ..study.waves import check_timepoint

@@ -20,7 +20,8 @@ from conversations.surveys import QUESTIONS
 
 from ..config import Settings
 from ..db import audit, audit_each_patient
-from ..models import Alert, AllianceRating, Answer, AuditEvent, Episode, FollowUp, Message, Patient, utcnow
+from ..models import Alert, AllianceRating, Answer, AuditEvent, Episode, FollowUp, Message, Patient
+from ..clock import utcnow
 from ..phones import PhoneError, mask, parse_phone
 from ..messaging.opt_outs import lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
 from ..repository import OPEN_STATES, lock_phone

@@ -12,7 +12,8 @@ from conversations.sms import encoding, segments
 
 from ..config import Settings
 from ..db import audit
-from ..models import Message, Patient, utcnow
+from ..models import Message, Patient
+from ..clock import utcnow
 from .patients import open_followup
 from ..repository import lock_phone
 

@@ -15,7 +15,8 @@ from conversations.engine import Context, current_prompt, invitation
 from conversations.machine import ACTIVE, QUESTION_STATES, transition
 
 from ..config import Settings, number
-from ..models import FollowUp, Message, Patient, utcnow
+from ..models import FollowUp, Message, Patient
+from ..clock import utcnow
 from ..messaging.send_rule import can_be_texted
 from ..messaging.status import purge_early_statuses, reminder_hours
 

@@ -22,7 +22,8 @@ from conversations.engine import Context, invitation
 
 from ..config import Settings, int_list
 from ..db import audit
-from ..models import Answer, Episode, FollowUp, Message, Patient, Wave, utcnow
+from ..models import Answer, Episode, FollowUp, Message, Patient, Wave
+from ..clock import utcnow
 from ..repository import OPEN_STATES, insert_ignore
 from ..messaging.send_rule import why_not_texted
 
