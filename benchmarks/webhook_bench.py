@@ -341,11 +341,11 @@ def main() -> None:
     phones = seed(url, args.patients)
     env = {**os.environ, "DATABASE_URL": url, "TWILIO_AUTH_TOKEN": TOKEN, "HELP_CONTACT": "1-800-555-0199",
            "PUBLIC_BASE_URL": BASE, "PYTHONPATH": str(ROOT)}
-    from outreach.config import load_settings, positive_int
+    from outreach.config import load_settings
 
     settings = load_settings(env)
-    print(f"gunicorn: {positive_int(settings, 'WEB_CONCURRENCY')} gthread workers x "
-          f"{positive_int(settings, 'WEB_THREADS')} threads (WEB_CONCURRENCY, WEB_THREADS)", flush=True)
+    print(f"gunicorn: {settings.web_concurrency} gthread workers x "
+          f"{settings.web_threads} threads (WEB_CONCURRENCY, WEB_THREADS)", flush=True)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores shared with the load "
           f"generator and PostgreSQL)", flush=True)
     if args.only != "open":

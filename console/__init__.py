@@ -13,7 +13,7 @@ import logging
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from outreach.config import Settings, positive_int
+from outreach.config import Settings
 
 log = logging.getLogger("outreach.console")
 csrf = CSRFProtect()
@@ -25,12 +25,12 @@ def init_console(app: Flask, settings: Settings) -> bool:
     if not secret:
         log.warning("console disabled: SECRET_KEY is not set")
         return False
-    insecure = settings.get("CONSOLE_INSECURE_COOKIES") == "1"
+    insecure = settings.console_insecure_cookies
     app.secret_key = secret
     app.config.update(
         SESSION_COOKIE_NAME="outreach_session", SESSION_COOKIE_SECURE=not insecure, SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=dt.timedelta(minutes=positive_int(settings, "SESSION_IDLE_MINUTES")),
+        PERMANENT_SESSION_LIFETIME=dt.timedelta(minutes=settings.session_idle_minutes),
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session, which has its own idle limit
         WTF_CSRF_SSL_STRICT=not insecure,
         WTF_CSRF_CHECK_DEFAULT=False)  # checked for every console form (console.security); webhooks are signed

@@ -14,7 +14,7 @@ from .security import requires
 
 
 def _queue(full_page: bool):
-    overdue = dt.timedelta(hours=float(settings().get("ALERT_RESPONSE_HOURS")))
+    overdue = dt.timedelta(hours=settings().alert_response_hours)
     with uow() as s:
         alerts = alert_queue(s, now=utcnow(), overdue_after=overdue)
         shown = sorted(a.id for a in alerts)
@@ -35,7 +35,7 @@ def _queue(full_page: bool):
 @requires("alerts")
 def alerts():
     return render_template("console/alerts.html", title="Crisis alerts", alerts=_queue(True),
-                           refresh=int(settings().get("CONSOLE_REFRESH_SECONDS")),
+                           refresh=settings().console_refresh_seconds,
                            hours=settings().get("ALERT_RESPONSE_HOURS"))
 
 

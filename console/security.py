@@ -73,7 +73,7 @@ def _check_access():
     if area is None:
         abort(404)
     uid, seen = session.get("uid"), session.get("seen", 0)
-    idle = 60 * int(settings().get("SESSION_IDLE_MINUTES"))
+    idle = 60 * settings().session_idle_minutes
     if uid and now() - seen > idle:
         with uow() as s:
             user = get_user(s, uid)

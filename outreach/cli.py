@@ -823,7 +823,7 @@ def export_cmd(ctx: Context, out: Path, fmt: str | None, timepoint: int | None, 
     if identified:
         _write_identified(ctx, df, out, fmt, reason.strip(), timepoint)
     else:
-        write(df, out, fmt, suppress_below=int(ctx.settings.get("SUPPRESS_BELOW")))
+        write(df, out, fmt, suppress_below=ctx.settings.suppress_below)
     click.echo(f"wrote {len(df)} rows to {out} ({fmt}{', identified' if identified else ', de-identified'}) "
                f"and the codebook to {codebook_path(out)}")
 
@@ -863,7 +863,7 @@ def _write_identified(ctx: Context, df, out: Path, fmt: str, reason: str, timepo
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=".outreach-export-", dir=target.parent))
         staged = write(df, staging / target.name, fmt, private=True,
-                       suppress_below=int(ctx.settings.get("SUPPRESS_BELOW")))
+                       suppress_below=ctx.settings.suppress_below)
         digests = {"sha256": sha256_of(staged), "codebook_sha256": sha256_of(codebook_path(staged))}
         with unit_of_work(ctx.sessions) as session:
             audit(session, "identified_export_written", actor=actor, export_id=export_id, rows=len(df), **files,
@@ -895,7 +895,7 @@ def report_cmd(ctx: Context, out: Path, timepoint: int | None) -> None:
 
     _check_timepoint_option(ctx, timepoint)
     df = report_dataset(ctx.engine, timepoint=timepoint)  # no EXPORT_KEY: the report shows no pseudonyms
-    payload = write_report(df, out, suppress_below=int(ctx.settings.get("SUPPRESS_BELOW")), timepoint=timepoint)
+    payload = write_report(df, out, suppress_below=ctx.settings.suppress_below, timepoint=timepoint)
     click.echo(f"report on {len(df)} follow-ups written to {out}/: report.md, report.html (figures embedded), "
                f"stats.json and {len(payload['figures'])} figures")
 

@@ -99,6 +99,118 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
 }
 
 
+# -- typed values, parsed and checked once when a process reads its settings -----------------------------------
+# name -> (parser, what a good value looks like).  A parser takes the text (the default when unset) and returns
+# the typed value or raises ValueError; load_settings names every setting that does not parse, all at once.
+# A setting absent here is plain text (secrets are checked where they are needed: Settings.require).
+
+def _whole(minimum: int):
+    def parse(text: str) -> int:
+        value = int(text.strip())
+        if value < minimum:
+            raise ValueError
+        return value
+    return parse
+
+
+def _number(minimum: float, *, above: bool = False):
+    def parse(text: str) -> float:
+        value = float(text.strip())
+        if value != value or value in (float("inf"), float("-inf")) or value < minimum or (above and value == minimum):
+            raise ValueError
+        return value
+    return parse
+
+
+def _list(item):
+    def parse(text: str) -> tuple:
+        values = tuple(item(x) for x in text.split(",") if x.strip())
+        if not values:
+            raise ValueError
+        return values
+    return parse
+
+
+def _zone(text: str) -> str:
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError from None
+    return text
+
+
+def _optional_zone(text: str | None) -> str | None:
+    return _zone(text) if text else None
+
+
+def _region(text: str) -> str:
+    import phonenumbers
+
+    if text.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError
+    return text.upper()
+
+
+def _flag(text: str) -> bool:
+    if text.strip() not in ("0", "1"):
+        raise ValueError
+    return text.strip() == "1"
+
+
+def _choice(*choices: str):
+    def parse(text: str) -> str:
+        if text.strip().lower() not in choices:
+            raise ValueError
+        return text.strip().lower()
+    return parse
+
+
+def _window(text: str):
+    from .quiet_hours import parse_window
+
+    try:
+        return parse_window(text)
+    except ConfigError as exc:
+        raise ValueError(str(exc).removeprefix("SEND_WINDOW: ")) from None
+
+
+def _base_url(text: str | None) -> str | None:
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError
+    return text
+
+
+TYPED: dict[str, tuple] = {
+    "DEFAULT_REGION": (_region, "a two-letter region code such as CA or US"),
+    "DEFAULT_TIMEZONE": (_zone, "an IANA time zone such as America/Toronto"),
+    "FOLLOWUP_DAYS": (_list(_whole(1)), "whole numbers of days separated by commas, such as 30,90,180,365"),
+    "WINDOW_DAYS": (_whole(1), "a whole number of days, at least 1"),
+    "EXPIRE_DAYS": (_whole(1), "a whole number of days, at least 1"),
+    "REMINDER_HOURS": (lambda text: tuple(_number(0, above=True)(x) for x in text.split(",") if x.strip()),
+                       "hours above 0 separated by commas, such as 48,96"),
+    "STALL_HOURS": (_number(0, above=True), "a number of hours above 0, such as 24"),
+    "SEND_WINDOW": (_window, "days and hours such as 'Mon-Fri 09:00-20:00; Sat-Sun 10:00-18:00'"),
+    "SEND_RATE_PER_SECOND": (_number(0), "a number of texts a second, 0 or more (0 = no limit), such as 1"),
+    "SEND_CLAIM_TIMEOUT": (_number(0, above=True), "a number of seconds above 0, such as 60"),
+    "SMS_BACKEND": (_choice("twilio", "simulator"), "twilio or simulator"),
+    "SUPPRESS_BELOW": (_whole(1), "a whole number, at least 1, such as 5"),
+    "PUBLIC_BASE_URL": (_base_url, "an https URL such as https://outreach.example.org"),
+    "WEB_CONCURRENCY": (_whole(1), "a whole number of processes, at least 1"),
+    "WEB_THREADS": (_whole(1), "a whole number of threads, at least 1"),
+    "CONSOLE_INSECURE_COOKIES": (_flag, "0 or 1"),
+    "SESSION_IDLE_MINUTES": (_whole(1), "a whole number of minutes, at least 1"),
+    "REQUIRE_2FA_FOR_ADMINS": (_flag, "0 or 1"),
+    "CONSOLE_TIMEZONE": (_optional_zone, "an IANA time zone such as America/Toronto"),
+    "ALERT_RESPONSE_HOURS": (_number(0, above=True), "a number of hours above 0, such as 12"),
+    "TRUSTED_PROXIES": (_whole(0), "a whole number of proxies, 0 or more"),
+    "CONSOLE_REFRESH_SECONDS": (_whole(1), "a whole number of seconds, at least 1"),
+    "DB_TIMEOUT_SECONDS": (_number(0, above=True), "a number of seconds above 0, such as 2"),
+}
+
+
 # Never shown by ``repr(settings)``; the database URL is shown without its password.
 SECRETS = ("TWILIO_AUTH_TOKEN", "EXPORT_KEY", "SECRET_KEY")
 EXPORT_KEY_MIN_LENGTH = 32
@@ -117,7 +229,41 @@ def hide_password(url: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
+    """The service's settings, read once: every setting of :data:`TYPED` is parsed when the object is made (a
+    malformed value stops the process at start, naming it and what it should look like) and read as a typed
+    attribute in lower case (``settings.send_rate_per_second``); text settings through :meth:`get`,
+    :meth:`optional` and :meth:`require`."""
+
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
+    typed: Mapping[str, object] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        values, problems = {}, []
+        for name, (parse, looks_like) in TYPED.items():
+            raw = self.optional(name)
+            try:
+                values[name] = parse(raw)
+            except (ValueError, TypeError) as exc:
+                detail = f" ({exc})" if str(exc) else ""
+                problems.append(f"{name}: {raw!r} cannot be read{detail}; it should be {looks_like}")
+        try:
+            values["ALERT_SMS_TO"] = _on_call_numbers(self.optional("ALERT_SMS_TO"), values.get("DEFAULT_REGION", "CA"))
+        except ConfigError as exc:
+            problems.append(str(exc))
+        try:
+            values["TWILIO_API_BASE_URL"] = _api_base_url(self.optional("TWILIO_API_BASE_URL"))
+        except ConfigError as exc:
+            problems.append(str(exc))
+        if problems:
+            raise ConfigError(problems[0] if len(problems) == 1 else
+                              f"{len(problems)} settings cannot be read:\n" + "\n".join(f"  {p}" for p in problems))
+        object.__setattr__(self, "typed", values)
+
+    def __getattr__(self, name: str):
+        typed = self.__dict__.get("typed") or {}
+        if name.upper() in typed and name == name.lower():
+            return typed[name.upper()]
+        raise AttributeError(name)
 
     def __repr__(self) -> str:
         """The settings this service reads that are set, secrets masked (never the whole environment)."""
@@ -170,24 +316,11 @@ class Settings:
     @property
     def coordinator_zone(self) -> ZoneInfo:
         """The zone every time shown to coordinators is in: ``CONSOLE_TIMEZONE``, else ``DEFAULT_TIMEZONE``."""
-        name = self.optional("CONSOLE_TIMEZONE") or self.default_timezone
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            which = "CONSOLE_TIMEZONE" if self.optional("CONSOLE_TIMEZONE") else "DEFAULT_TIMEZONE"
-            raise ConfigError(f"{which}: {name!r} is not a known IANA time zone (e.g. America/Toronto)") from None
+        return ZoneInfo(self.console_timezone or self.default_timezone)
 
     @property
     def database_url(self) -> str:
         return self.get("DATABASE_URL")
-
-    @property
-    def default_region(self) -> str:
-        return self.get("DEFAULT_REGION").upper()
-
-    @property
-    def default_timezone(self) -> str:
-        return self.get("DEFAULT_TIMEZONE")
 
     @property
     def org_name(self) -> str:
@@ -203,25 +336,45 @@ class Settings:
                               f"are needed); make one with: {MAKE_A_KEY}")
         return key.encode("utf-8")
 
-    @property
-    def twilio_api_base_url(self) -> str | None:
-        """``TWILIO_API_BASE_URL`` (None when unset): https, or plain http to a loopback address only
-        (127.x, ::1, localhost), so the auth token never crosses a network unencrypted."""
-        value = self.optional("TWILIO_API_BASE_URL")
-        if not value:
-            return None
+
+
+def _api_base_url(value: str | None) -> str | None:
+    """``TWILIO_API_BASE_URL`` (None when unset): https, or plain http to a loopback address only
+    (127.x, ::1, localhost), so the auth token never crosses a network unencrypted."""
+    if not value:
+        return None
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if parts is None or not host or parts.scheme not in ("https", "http"):
+        raise ConfigError(f"TWILIO_API_BASE_URL must be an https URL such as https://api.twilio.com, "
+                          f"not {value!r}")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ConfigError(f"TWILIO_API_BASE_URL must use https (plain http is allowed for a loopback "
+                          f"address only: 127.x, ::1 or localhost), not {value!r}")
+    return value.rstrip("/")
+
+
+def _on_call_numbers(value: str | None, region: str) -> tuple[str, ...]:
+    """``ALERT_SMS_TO`` in E.164 (empty when unset); an entry that cannot be read is named by its position
+    and, masked, as written."""
+    from .logs import mask_text
+    from .phones import PhoneError, parse_phone
+
+    entries = [raw.strip() for raw in (value or "").split(",")]
+    numbers = []
+    for position, raw in enumerate(entries, start=1):
+        if not raw:
+            continue
         try:
-            parts = urlsplit(value)
-            host = parts.hostname
-        except ValueError:
-            parts, host = None, None
-        if parts is None or not host or parts.scheme not in ("https", "http"):
-            raise ConfigError(f"TWILIO_API_BASE_URL must be an https URL such as https://api.twilio.com, "
-                              f"not {value!r}")
-        if parts.scheme == "http" and not _is_loopback(host):
-            raise ConfigError(f"TWILIO_API_BASE_URL must use https (plain http is allowed for a loopback "
-                              f"address only: 127.x, ::1 or localhost), not {value!r}")
-        return value.rstrip("/")
+            numbers.append(parse_phone(raw, region))
+        except PhoneError as exc:
+            reason = str(exc).split(" (", 1)[0]  # the entry is named below, as written
+            raise ConfigError(f"ALERT_SMS_TO: a number {reason}: entry {position} of {len(entries)}, "
+                              f"{mask_text(raw)!r} (numbers are separated by commas)") from None
+    return tuple(numbers)
 
 
 def _is_loopback(host: str) -> bool:
@@ -233,30 +386,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def int_list(settings: "Settings", name: str) -> list[int]:
-    try:
-        return [int(x) for x in settings.get(name).split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"{name} must be a comma-separated list of whole numbers") from None
-
-
-def positive_int(settings: "Settings", name: str) -> int:
-    try:
-        value = int(settings.get(name))
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{name} must be a whole number of at least 1")
-    return value
-
-
-def number(settings: "Settings", name: str) -> float:
-    try:
-        return float(settings.get(name))
-    except ValueError:
-        raise ConfigError(f"{name} must be a number") from None
-
-
 # What each part of the service cannot run without (a tuple: one of them is enough).
 WEB_APP_NEEDS: list[str | tuple[str, ...]] = ["TWILIO_AUTH_TOKEN", "HELP_CONTACT"]
 TWILIO_NEEDS: list[str | tuple[str, ...]] = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN",
@@ -265,7 +394,7 @@ TWILIO_NEEDS: list[str | tuple[str, ...]] = ["TWILIO_ACCOUNT_SID", "TWILIO_AUTH_
 
 def check_sending(settings: "Settings") -> None:
     """Every setting the SMS backend needs, named all at once when some are missing."""
-    if settings.get("SMS_BACKEND").lower() == "twilio":
+    if settings.sms_backend == "twilio":
         settings.check_required(TWILIO_NEEDS, "needed to send through Twilio")
 
 

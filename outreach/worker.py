@@ -10,7 +10,6 @@ from typing import Callable
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from .messaging.on_call import on_call_numbers
 from .config import Settings, check_sending
 from .db import is_unavailable, unit_of_work
 from .messaging.gateway import make_gateway
@@ -55,7 +54,6 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
     # Texts the web app spooled on this host while the database was away: applied as soon as it is back,
     # without waiting for the next inbound request.
     inbox = Inbox(sessions, settings, Spool(spool_dir(settings)), report_outages=False)
-    on_call_numbers(settings)  # a misspelt ALERT_SMS_TO stops the worker now, not once a minute in a log
     zone = settings.coordinator_zone
     stopping = {"now": False}
 

@@ -13,7 +13,7 @@ from sqlalchemy import insert, select
 from outreach.db import unit_of_work
 from outreach.models import Episode, FollowUp, Message, Patient
 from outreach.clock import utcnow
-from outreach.messaging.quiet_hours import parse_window
+from outreach.quiet_hours import parse_window
 
 TORONTO = ZoneInfo("America/Toronto")
 

@@ -4,7 +4,7 @@ import datetime as dt
 import pytest
 
 from outreach.config import ConfigError
-from outreach.messaging.quiet_hours import parse_window
+from outreach.quiet_hours import parse_window
 
 WINDOW = parse_window("Mon-Fri 09:00-20:00; Sat-Sun 10:00-18:00")
 U = dt.datetime  # naive UTC

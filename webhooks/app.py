@@ -9,7 +9,7 @@ from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from outreach.clock import Clock, restore, set_for_this_context
-from outreach.config import WEB_APP_NEEDS, ConfigError, Settings, load_settings, number
+from outreach.config import WEB_APP_NEEDS, ConfigError, Settings, load_settings
 from outreach.db import make_engine, session_factory
 from outreach.messaging.inbound import Inbox
 from outreach.logs import configure_logging
@@ -18,30 +18,15 @@ from outreach.messaging.spool import Spool, spool_dir
 
 def check_startup(settings: Settings) -> None:
     """Raise :class:`ConfigError` when the web app cannot start: every missing setting at once, with what
-    each is for, then a malformed one (an on-call number, the proxy count).  The Procfile's gunicorn runs
-    this once in its master process (``webhooks/gunicorn_conf.py``), so a deployment without its secrets
-    stops with a few lines instead of a traceback per worker."""
-    from outreach.messaging.on_call import on_call_numbers
-
+    each is for (a malformed one stopped ``load_settings`` already).  The Procfile's gunicorn runs this once
+    in its master process (``webhooks/gunicorn_conf.py``), so a deployment without its secrets stops with a
+    few lines instead of a traceback per worker."""
     settings.check_required(WEB_APP_NEEDS, "needed by the web app")
-    on_call_numbers(settings)
-    _trusted_proxies(settings)
 
 
 def startup_message(exc: ConfigError) -> str:
     """What the web app prints when it cannot start."""
     return f"error: the web app cannot start: {exc}"
-
-
-def _trusted_proxies(settings: Settings) -> int:
-    try:
-        hops = int(settings.get("TRUSTED_PROXIES") or 0)
-    except ValueError:
-        hops = -1
-    if hops < 0:
-        raise ConfigError(f"TRUSTED_PROXIES must be a whole number of proxies (0 or more), not "
-                          f"{settings.get('TRUSTED_PROXIES')!r}")
-    return hops
 
 
 STATEMENT_TIMEOUT_FACTOR = 2.5  # a statement may take this many times DB_TIMEOUT_SECONDS
@@ -51,7 +36,7 @@ def web_engine_options(settings: Settings) -> dict[str, Any]:
     """The web app's database waits are short (DB_TIMEOUT_SECONDS): connecting, a free pooled connection,
     and (PostgreSQL) unacknowledged data on a connection whose server went away.  A request that cannot get
     through in that time spools its text instead of holding a thread."""
-    timeout = number(settings, "DB_TIMEOUT_SECONDS")
+    timeout = settings.db_timeout_seconds
     if settings.database_url.startswith("sqlite"):
         return {"pool_timeout": timeout}  # a local file: SQLite's busy timeout governs waits for its lock
     return {"pool_timeout": timeout,
@@ -66,7 +51,7 @@ def _limit_statements(engine, settings: Settings) -> None:
     The console shares the engine; its pages take well under a second (benchmarks/console_bench.py)."""
     if engine.dialect.name != "postgresql":
         return
-    limit_ms = int(number(settings, "DB_TIMEOUT_SECONDS") * STATEMENT_TIMEOUT_FACTOR * 1000)
+    limit_ms = int(settings.db_timeout_seconds * STATEMENT_TIMEOUT_FACTOR * 1000)
 
     @event.listens_for(engine, "connect")
     def _statement_timeout(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -92,13 +77,13 @@ def create_app(config: Mapping[str, Any] | None = None, clock: Clock | None = No
     spool = Spool(spool_dir(settings))
 
     app = Flask(__name__)
-    hops = _trusted_proxies(settings)
+    hops = settings.trusted_proxies
     if hops:  # behind a router: the client's address is what the proxies say, not the router's own
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024  # Twilio's forms are a few KB; refuse anything huge (413)
     app.extensions["outreach"] = {
         "settings": settings, "engine": engine, "sessions": sessions, "validator": validator,
-        "public_base_url": settings.optional("PUBLIC_BASE_URL"), "inbox": Inbox(sessions, settings, spool),
+        "public_base_url": settings.public_base_url, "inbox": Inbox(sessions, settings, spool),
     }
     if clock is not None:
         @app.before_request

@@ -9,22 +9,21 @@ from __future__ import annotations
 import os
 import sys
 
-from outreach.config import ConfigError, load_settings, positive_int
+from outreach.config import ConfigError, load_settings
 
-_settings = load_settings()
 try:  # once, in the master, before any worker starts: a few lines, not a traceback per worker
     from webhooks.app import check_startup, startup_message
 
+    _settings = load_settings()  # every setting parsed and checked here, before any worker starts
     check_startup(_settings)
-    positive_int(_settings, "WEB_CONCURRENCY"), positive_int(_settings, "WEB_THREADS")
 except ConfigError as _exc:
     print(startup_message(_exc), file=sys.stderr, flush=True)
     sys.exit(1)
 
 bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"  # the platform's PORT, as Heroku-style hosts set it
 worker_class = "gthread"
-workers = positive_int(_settings, "WEB_CONCURRENCY")
-threads = positive_int(_settings, "WEB_THREADS")
+workers = _settings.web_concurrency
+threads = _settings.web_threads
 
 # Compiled once here, in the master: every worker forked from it starts with the crisis detector's rules built.
 from conversations.crisis import rules as _crisis_rules  # noqa: E402

@@ -91,7 +91,7 @@ class SimulatorGateway:
 
 
 def make_gateway(settings: Settings, echo: Callable[[str], None] | None = print) -> SmsGateway:
-    backend = settings.get("SMS_BACKEND").lower()
+    backend = settings.sms_backend
     if backend == "twilio":
         return TwilioGateway(settings)
     if backend == "simulator":

@@ -4,27 +4,13 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from ..config import ConfigError, Settings
-from ..phones import PhoneError, parse_phone
+from ..config import Settings
 
 
 def on_call_numbers(settings: Settings) -> list[str]:
-    """``ALERT_SMS_TO`` in E.164 (empty when unset); a number that cannot be read stops the service, and the
-    error names which entry it is (its position and, when it does not look like a full number, as written)."""
-    from ..logs import mask_text
-
-    entries = [raw.strip() for raw in (settings.optional("ALERT_SMS_TO") or "").split(",")]
-    numbers = []
-    for position, raw in enumerate(entries, start=1):
-        if not raw:
-            continue
-        try:
-            numbers.append(parse_phone(raw, settings.default_region))
-        except PhoneError as exc:
-            reason = str(exc).split(" (", 1)[0]  # the entry is named below, as written
-            raise ConfigError(f"ALERT_SMS_TO: a number {reason}: entry {position} of {len(entries)}, "
-                              f"{mask_text(raw)!r} (numbers are separated by commas)") from None
-    return numbers
+    """``ALERT_SMS_TO`` in E.164 (empty when unset), as read when the settings were loaded: a number that
+    cannot be read stops the process at start, naming the entry."""
+    return list(settings.alert_sms_to)
 
 
 def on_call_text(org: str, alert_id: int, opened_at: dt.datetime, zone: ZoneInfo) -> str:

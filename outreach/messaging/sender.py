@@ -32,14 +32,13 @@ from conversations.machine import ACTIVE
 
 from zoneinfo import ZoneInfo
 
-from ..config import Settings, local_time, number
+from ..config import Settings, local_time
 from ..db import audit, is_unavailable, unit_of_work
 from .gateway import GatewayError, SmsGateway
 from ..logs import error_summary
 from ..models import FollowUp, Message, Patient, SendRate
 from ..clock import utcnow
 from ..phones import mask
-from .quiet_hours import parse_window
 from .opt_outs import set_opt_out
 from ..repository import close, insert_ignore, lock_phone
 from .send_rule import STOP, TO_THE_WRITER, stop_conditions, stop_reason
@@ -119,7 +118,7 @@ class SendStats:
 def sender_key(settings: Settings) -> str:
     """Whose send rate a text uses: the messaging service, else the number it is sent from (the
     simulator has one of its own)."""
-    if settings.get("SMS_BACKEND").lower() != "twilio":
+    if settings.sms_backend != "twilio":
         return "simulator"
     return settings.optional("TWILIO_MESSAGING_SERVICE_SID") or settings.optional("TWILIO_FROM_NUMBER") or "twilio"
 
@@ -173,17 +172,17 @@ class Claim:
 class Sender:
     def __init__(self, sessions: sessionmaker[Session], settings: Settings, gateway: SmsGateway):
         self.sessions, self.settings, self.gateway = sessions, settings, gateway
-        self.window = parse_window(settings.get("SEND_WINDOW"))
-        self.rate = SharedRate(sessions, number(settings, "SEND_RATE_PER_SECOND"), sender_key(settings))
-        self.claim_timeout = dt.timedelta(seconds=number(settings, "SEND_CLAIM_TIMEOUT"))
+        self.window = settings.send_window
+        self.rate = SharedRate(sessions, settings.send_rate_per_second, sender_key(settings))
+        self.claim_timeout = dt.timedelta(seconds=settings.send_claim_timeout)
         # Claim no more than this worker alone can send in half the timeout, so a live worker never looks
         # dead; when other workers share the rate it is slower, and gives back what it did not reach
         # within half the timeout (send_due).
-        per_second = number(settings, "SEND_RATE_PER_SECOND")
+        per_second = settings.send_rate_per_second
         self.batch = BATCH if per_second <= 0 else max(1, min(BATCH, int(per_second * self.claim_timeout.seconds / 2),
                                                               int(per_second * CLAIM_SECONDS)))
         self._unfinished: list[Claim] = []  # claims an outage interrupted before they were tried
-        base = settings.optional("PUBLIC_BASE_URL")
+        base = settings.public_base_url
         self.callback = base.rstrip("/") + "/twilio/status" if base else None
 
     # -- claiming ---------------------------------------------------------
@@ -356,7 +355,7 @@ class Sender:
         msg.provider_sid, msg.status, msg.sent_at, msg.claimed_at = sid, status, now, None
         if followup is not None and msg.kind == "invitation" and followup.invited_at is None:
             followup.invited_at = now
-            followup.expires_at = now + dt.timedelta(days=int(self.settings.get("EXPIRE_DAYS")))
+            followup.expires_at = now + dt.timedelta(days=self.settings.expire_days)
         if followup is not None and msg.kind in ("invitation", "reminder", "stalled"):
             followup.last_prompt_at = now
         apply_early_statuses(s, self.settings, msg)  # a callback may have come before we knew the sid

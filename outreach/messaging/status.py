@@ -28,7 +28,7 @@ SID_LOCKS = 0x73696473  # "sids": the advisory-lock class of _lock_sid (two-key 
 
 
 def reminder_hours(settings: Settings) -> list[float]:
-    return [float(x) for x in settings.get("REMINDER_HOURS").split(",") if x.strip()]
+    return list(settings.reminder_hours)
 
 
 def is_last_attempt(msg: Message, followup: FollowUp | None, settings: Settings) -> bool:

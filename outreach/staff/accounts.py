@@ -371,7 +371,7 @@ def disable_totp(session: Session, user: User, *, actor: str | None = None, addr
 
 def admin_needs_totp(settings: Settings, user: User) -> bool:
     """True when administrators must use an authenticator app and this administrator has not set one up."""
-    return settings.optional("REQUIRE_2FA_FOR_ADMINS") == "1" and user.role == "admin" and not user.totp_secret
+    return settings.require_2fa_for_admins and user.role == "admin" and not user.totp_secret
 
 
 # --- administration --------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from conversations.engine import Context, current_prompt, invitation
 from conversations.machine import WAITING
 
-from ..config import Settings, int_list
+from ..config import Settings
 from ..db import audit, make_engine, session_factory, unit_of_work, upgrade
 from ..errors import ServerNotAnswering
 from ..models import Alert, Episode, FollowUp, Patient
@@ -115,7 +115,7 @@ def run_chat(settings: Settings, sessions: sessionmaker[Session], patient_id: st
             s.add(followup)
             audit(s, "chat_followup_created", patient_id=patient.id, timepoint_days=timepoint, url=url)
         if not url and (followup is None or timepoint is not None):  # preview this time point from its start
-            followup = FollowUp(timepoint_days=timepoint or int_list(settings, "FOLLOWUP_DAYS")[0], state="invited",
+            followup = FollowUp(timepoint_days=timepoint or settings.followup_days[0], state="invited",
                                 invited_at=utcnow())
         conversation = _Conversation(_columns(patient, _PATIENT_COPY),
                                      _columns(followup, _FOLLOWUP_COPY) if followup else None,

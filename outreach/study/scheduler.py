@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from conversations.engine import Context, current_prompt, invitation
 from conversations.machine import ACTIVE, QUESTION_STATES, transition
 
-from ..config import Settings, number
+from ..config import Settings
 from ..models import FollowUp, Message, Patient
 from ..clock import utcnow
 from ..messaging.send_rule import can_be_texted
@@ -50,7 +50,7 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
             session.execute(update(FollowUp), [{"id": r.id, "reminders_sent": k + 1} for r in rows])
         stats.reminders += len(rows)
     # 2. Stalled mid-survey: the current question once more, once.
-    stall = dt.timedelta(hours=number(settings, "STALL_HOURS"))
+    stall = dt.timedelta(hours=settings.stall_hours)
     stalled = session.execute(
         select(FollowUp, Patient.language, Patient.phone).join(Patient, Patient.id == FollowUp.patient_id)
         .where(FollowUp.state.in_(QUESTION_STATES), FollowUp.stall_reminded_at.is_(None),

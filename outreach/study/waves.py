@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, aliased
 
 from conversations.engine import Context, invitation
 
-from ..config import Settings, int_list
+from ..config import Settings
 from ..db import audit
 from ..models import Answer, Episode, FollowUp, Message, Patient, Wave
 from ..clock import utcnow
@@ -63,14 +63,14 @@ class Plan:
 
 
 def check_timepoint(settings: Settings, timepoint: int) -> None:
-    allowed = int_list(settings, "FOLLOWUP_DAYS")
+    allowed = settings.followup_days
     if timepoint not in allowed:
         raise ValueError(f"time point {timepoint} is not one of FOLLOWUP_DAYS ({', '.join(map(str, allowed))})")
 
 
 def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.date) -> Plan:
     check_timepoint(settings, timepoint)
-    window = dt.timedelta(days=int(settings.get("WINDOW_DAYS")))
+    window = dt.timedelta(days=settings.window_days)
     has_followup = exists().where(FollowUp.episode_id == Episode.id, FollowUp.timepoint_days == timepoint)
     patient_busy = exists().where(FollowUp.patient_id == Patient.id, FollowUp.state.in_(OPEN_STATES))
     busy = (select(Patient.phone).join(FollowUp, FollowUp.patient_id == Patient.id)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from ..config import ConfigError
+from .config import ConfigError
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _PART = re.compile(r"^\s*([a-z]{3})(?:\s*-\s*([a-z]{3}))?\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$", re.I)
