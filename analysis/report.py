@@ -14,7 +14,6 @@ import base64
 import datetime as dt
 import html
 import json
-import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -649,12 +648,3 @@ def report_dataset(engine, timepoint: int | None = None) -> pd.DataFrame:
     from .dataset import linked_dataset
 
     return linked_dataset(engine, secrets.token_bytes(32), timepoint=timepoint)
-
-
-_COUNT_WORDS = r"(participants?|people|responders|non-responders|answers|follow-ups|episodes)"
-
-
-def small_counts_in_text(text: str, below: int) -> list[str]:
-    """Numbers from 1 to below-1 written as counts of people or answers in running text (for tests and review)."""
-    return [m.group(0) for m in re.finditer(rf"(?<![\d.<\-])\b([1-9]\d*)\b(?![.\d])\s+(?:of them\s+)?{_COUNT_WORDS}",
-                                            text) if 0 < int(m.group(1)) < below]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.report import build_report, save_report, small_counts_in_text
+from analysis.report import build_report, save_report
 from analysis.simulate import cohort
 from outreach.study.waves import OUTCOMES
 
@@ -21,6 +21,15 @@ HIDDEN = ("<5", "x")
 NOT_COUNTS = {"timepoint", "timepoints", "suppress_below", "min_responders", "min_repeated", "reference",
               "nonresponse_min_d", "decision_rules"}
 NON_RESPONSE = [c for c in OUTCOMES if c not in ("completed", "partial")]
+
+
+_COUNT_WORDS = r"(participants?|people|responders|non-responders|answers|follow-ups|episodes)"
+
+
+def small_counts_in_text(text: str, below: int) -> list[str]:
+    """Numbers from 1 to below-1 written as counts of people or answers in running text."""
+    return [m.group(0) for m in re.finditer(rf"(?<![\d.<\-])\b([1-9]\d*)\b(?![.\d])\s+(?:of them\s+)?{_COUNT_WORDS}",
+                                            text) if 0 < int(m.group(1)) < below]
 
 
 # -- cohorts --------------------------------------------------------------------------------------------------------

@@ -30,9 +30,11 @@ class OpenAlert:
     resolution_note: str | None = None
 
 
-def open_alerts(session: Session, *, include_resolved: bool = False) -> list[OpenAlert]:
-    """Open alerts, oldest first; with ``include_resolved`` every alert, with who resolved it and the note."""
-    query = (select(Alert.id, Patient.patient_id, Alert.opened_at, Message.body, FollowUp.state, Message.from_number,
+def _alerts(session: Session, *, include_resolved: bool = False) -> list:
+    """The one read of alerts behind the CLI's list and the console's queue: open ones (or every one), oldest
+    first, each with its patient, the text that raised it, the follow-up's state, who took and resolved it."""
+    query = (select(Alert.id, Alert.kind, Alert.patient_id.label("patient_pk"), Patient.patient_id, Alert.opened_at,
+                    Message.body, FollowUp.state, Message.from_number, Alert.taken_by, Alert.taken_at,
                     Alert.resolved_at, Alert.resolved_by, Alert.resolution_note)
              .outerjoin(Patient, Patient.id == Alert.patient_id)
              .outerjoin(Message, Message.id == Alert.message_id)
@@ -40,7 +42,13 @@ def open_alerts(session: Session, *, include_resolved: bool = False) -> list[Ope
              .order_by(Alert.opened_at, Alert.id))
     if not include_resolved:
         query = query.where(Alert.resolved_at.is_(None))
-    return [OpenAlert(*row) for row in session.execute(query)]
+    return session.execute(query).all()
+
+
+def open_alerts(session: Session, *, include_resolved: bool = False) -> list[OpenAlert]:
+    """Open alerts, oldest first; with ``include_resolved`` every alert, with who resolved it and the note."""
+    return [OpenAlert(r.id, r.patient_id, r.opened_at, r.body, r.state, r.from_number, r.resolved_at, r.resolved_by,
+                      r.resolution_note) for r in _alerts(session, include_resolved=include_resolved)]
 
 
 class AlertError(ValueError):
@@ -117,15 +125,10 @@ def alert_queue(session: Session, *, now: dt.datetime, overdue_after: dt.timedel
                 context: int = 5) -> list[QueuedAlert]:
     """Open alerts, oldest first, each with the message that raised it and the ones before it.
     Two queries whatever the number of alerts."""
-    trigger = aliased(Message)
-    rows = session.execute(
-        select(Alert.id, Alert.kind, Alert.patient_id, Patient.patient_id, Alert.opened_at, trigger.body,
-               Alert.taken_by, Alert.taken_at)
-        .outerjoin(Patient, Patient.id == Alert.patient_id)
-        .outerjoin(trigger, trigger.id == Alert.message_id)
-        .where(Alert.resolved_at.is_(None)).order_by(Alert.opened_at, Alert.id)).all()
+    rows = _alerts(session)
     if not rows:
         return []
+    trigger = aliased(Message)
     def earlier_than_trigger(same_conversation):
         return (select(Alert.id.label("alert_id"), Message.id.label("message_id"), Message.created_at,
                        Message.direction, Message.kind, Message.body)
@@ -146,10 +149,10 @@ def alert_queue(session: Session, *, now: dt.datetime, overdue_after: dt.timedel
             select(earlier.c.alert_id, earlier.c.created_at, earlier.c.direction, earlier.c.kind, earlier.c.body)
             .where(earlier.c.n <= context).order_by(earlier.c.alert_id, earlier.c.n.desc())):
         before.setdefault(alert_id, []).append(ContextMessage(at, direction, kind, body or ""))
-    return [QueuedAlert(id=a, kind=kind, patient_pk=ppk, patient_id=pid, opened_at=opened, age=now - opened,
-                        overdue=now - opened > overdue_after, message=body or "", taken_by=taken_by,
-                        taken_at=taken_at, before=before.get(a, []))
-            for a, kind, ppk, pid, opened, body, taken_by, taken_at in rows]
+    return [QueuedAlert(id=r.id, kind=r.kind, patient_pk=r.patient_pk, patient_id=r.patient_id, opened_at=r.opened_at,
+                        age=now - r.opened_at, overdue=now - r.opened_at > overdue_after, message=r.body or "",
+                        taken_by=r.taken_by, taken_at=r.taken_at, before=before.get(r.id, []))
+            for r in rows]
 
 
 def take_alert(session: Session, alert_id: int, actor: str, address: str | None = None) -> Alert:
