@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from outreach.study.waves import Outcome
+
 from .dataset import assign_tertiles, tertile_cuts
 
 
@@ -52,7 +54,7 @@ def cohort(n: int = 400, seed: int = 0, *, or_efficacy: float = 2.0, or_health: 
         frame["alliance_mean"] = mean
         rows.append(frame)
     df = pd.concat(rows, ignore_index=True)
-    df["status"] = np.where(df["responded"] == 1, "completed", "no_reply")
+    df["status"] = np.where(df["responded"] == 1, Outcome.COMPLETED, Outcome.NO_REPLY)
     df["self_efficacy_high"] = (df["self_efficacy"] >= 8).astype(float).where(df["self_efficacy"].notna())
     df["mental_health_high"] = (df["mental_health"] >= 4).astype(float).where(df["mental_health"].notna())
     df["physical_health_high"] = (df["physical_health"] >= 4).astype(float).where(df["physical_health"].notna())

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .lexicon import is_acknowledgement, is_crisis, keyword, opts_back_in
-from .machine import ACTIVE, QUESTION_STATES, WAITING, transition
+from .machine import ACTIVE, QUESTION_STATES, WAITING, FollowUpState, transition
 from .surveys import QUESTIONS, Question, survey_for
 from .texts import render
 
@@ -97,12 +97,12 @@ def respond(model: Any, text: str, ctx: Context, media_count: int = 0,
             transition(model, "pause")
         if carrier_keyword == "opt_out":  # Twilio has opted the number out: the safety reply above still goes
             out.events.append("opted_out")
-            if model is not None and model.state in ACTIVE + ["crisis"]:
+            if model is not None and model.state in ACTIVE + [FollowUpState.CRISIS]:
                 transition(model, "opt_out")
         return out
     if kw in ("opt_out", "opt_out_request", "wrong_number"):
         out.events.append("opted_out")
-        if model is not None and model.state in ACTIVE + ["crisis"]:
+        if model is not None and model.state in ACTIVE + [FollowUpState.CRISIS]:
             transition(model, "opt_out")
         if kw == "wrong_number":
             out.events.append("wrong_number")
@@ -133,10 +133,10 @@ def respond(model: Any, text: str, ctx: Context, media_count: int = 0,
         _waiting(model, text, kw, ctx, out, media_count)
     elif model.state in QUESTION_STATES:
         _answering(model, text, kw, ctx, out, media_count)
-    elif model.state != "crisis" and not is_acknowledgement(text):  # a closed follow-up: at most once a day
+    elif model.state != FollowUpState.CRISIS and not is_acknowledgement(text):  # a closed follow-up: at most once a day
         if model.last_ack_at is None or ctx.now - model.last_ack_at >= ACK_EVERY:
             model.last_ack_at = ctx.now
-            out.replies.append(ctx.text("already_done" if model.state == "completed" else "closed"))
+            out.replies.append(ctx.text("already_done" if model.state == FollowUpState.COMPLETED else "closed"))
             out.events.append("acknowledged")
     return out
 
@@ -159,7 +159,7 @@ def _media_only(text: str, media_count: int) -> bool:
 
 
 def _waiting(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome, media_count: int) -> None:
-    if model.state == "declined" and is_acknowledgement(text):  # "ok" to "OK, no problem": leave them be
+    if model.state == FollowUpState.DECLINED and is_acknowledgement(text):  # "ok" to "OK, no problem": leave them be
         return
     if kw in ("yes", "opt_in"):
         transition(model, "consent")
@@ -168,7 +168,7 @@ def _waiting(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome, 
         out.events.append("consented")
         out.replies.append(current_prompt(model, ctx))
     elif kw == "no":
-        if model.state == "invited":
+        if model.state == FollowUpState.INVITED:
             transition(model, "decline")
             out.events.append("declined")
             out.replies.append(ctx.text("declined"))
@@ -198,7 +198,7 @@ def _answering(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome
             out.answers.append(RecordedAnswer(q.key, text, None, "unparsed"))
     model.retries = 0
     transition(model, "advance")
-    if model.state == "completed":
+    if model.state == FollowUpState.COMPLETED:
         model.completed_at = ctx.now
         out.events.append("completed")
         out.replies.append(ctx.text("completed"))

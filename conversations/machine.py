@@ -15,20 +15,38 @@ from transitions import Machine, MachineError
 
 from .surveys import ALL_QUESTIONS, SURVEY_30, SURVEY_LATER, survey_for
 
-QUESTION_STATES = [f"q_{q.key}" for q in ALL_QUESTIONS]
-WAITING = ["invited", "declined"]
+class FollowUpState:
+    """A follow-up's states, named once (the strings are what ``followups.state`` stores).  Between
+    DECLINED and CRISIS come the question states, one per survey question: :func:`question_state`."""
+
+    INVITED = "invited"  # the invitation is queued or sent; no yes yet
+    DECLINED = "declined"  # said not now; a yes later still starts the survey
+    CRISIS = "crisis"  # paused by a crisis alert until it is resolved
+    COMPLETED = "completed"  # every question answered or skipped
+    EXPIRED = "expired"  # EXPIRE_DAYS passed before the end; answers kept
+    OPTED_OUT = "opted_out"  # the patient (or their consent) stopped it
+    UNDELIVERABLE = "undeliverable"  # texts could not reach the phone
+
+
+def question_state(key: str) -> str:
+    """The state of a follow-up waiting for the answer to question ``key``."""
+    return f"q_{key}"
+
+
+QUESTION_STATES = [question_state(q.key) for q in ALL_QUESTIONS]
+WAITING = [FollowUpState.INVITED, FollowUpState.DECLINED]
 ACTIVE = WAITING + QUESTION_STATES  # open conversations
-TERMINAL = ["completed", "expired", "opted_out", "undeliverable"]
-STATES = ["invited", "declined", *QUESTION_STATES, "crisis", *TERMINAL]
+TERMINAL = [FollowUpState.COMPLETED, FollowUpState.EXPIRED, FollowUpState.OPTED_OUT, FollowUpState.UNDELIVERABLE]
+STATES = [*WAITING, *QUESTION_STATES, FollowUpState.CRISIS, *TERMINAL]
 
 
 def next_state(model: Any) -> str:
     """Where ``advance``/``consent`` leads for this model: the next question of its survey, or completed."""
     keys = survey_for(model.timepoint_days).keys
     if model.state in WAITING:
-        return f"q_{keys[0]}"
+        return question_state(keys[0])
     index = keys.index(model.state[2:]) + 1
-    return f"q_{keys[index]}" if index < len(keys) else "completed"
+    return question_state(keys[index]) if index < len(keys) else FollowUpState.COMPLETED
 
 
 def _leads_to(dest: str):
@@ -42,7 +60,7 @@ def _resumes_to(dest: str):
 def _flow_edges() -> set[tuple[str, str]]:
     edges = set()
     for survey in (SURVEY_30, SURVEY_LATER):
-        chain = [f"q_{k}" for k in survey.keys] + ["completed"]
+        chain = [question_state(k) for k in survey.keys] + [FollowUpState.COMPLETED]
         edges.update(zip(chain, chain[1:]))
         edges.update((w, chain[0]) for w in WAITING)
     return edges
@@ -54,17 +72,17 @@ def _transitions() -> list[dict[str, Any]]:
     for src, dst in sorted(edges):
         trigger = "consent" if src in WAITING else "advance"
         out.append({"trigger": trigger, "source": src, "dest": dst, "conditions": [_leads_to(dst)]})
-    out.append({"trigger": "decline", "source": "invited", "dest": "declined"})
-    out.append({"trigger": "opt_out", "source": ACTIVE + ["crisis"], "dest": "opted_out"})
-    out.append({"trigger": "pause", "source": ACTIVE, "dest": "crisis"})
+    out.append({"trigger": "decline", "source": FollowUpState.INVITED, "dest": FollowUpState.DECLINED})
+    out.append({"trigger": "opt_out", "source": ACTIVE + [FollowUpState.CRISIS], "dest": FollowUpState.OPTED_OUT})
+    out.append({"trigger": "pause", "source": ACTIVE, "dest": FollowUpState.CRISIS})
     for dst in ACTIVE:
-        out.append({"trigger": "resume", "source": "crisis", "dest": dst, "conditions": [_resumes_to(dst)]})
-    out.append({"trigger": "expire", "source": ACTIVE, "dest": "expired"})
-    out.append({"trigger": "fail_delivery", "source": ACTIVE, "dest": "undeliverable"})
+        out.append({"trigger": "resume", "source": FollowUpState.CRISIS, "dest": dst, "conditions": [_resumes_to(dst)]})
+    out.append({"trigger": "expire", "source": ACTIVE, "dest": FollowUpState.EXPIRED})
+    out.append({"trigger": "fail_delivery", "source": ACTIVE, "dest": FollowUpState.UNDELIVERABLE})
     return out
 
 
-MACHINE = Machine(model=None, states=STATES, transitions=_transitions(), initial="invited",
+MACHINE = Machine(model=None, states=STATES, transitions=_transitions(), initial=FollowUpState.INVITED,
                   auto_transitions=False, send_event=True, model_attribute="state")
 
 

@@ -22,6 +22,7 @@ import click
 from .staff.accounts import ROLES
 from .config import Settings, load_settings, local_time
 from .db import open_database, session_factory, unit_of_work, upgrade
+from .states import Processing
 
 log = logging.getLogger("outreach.cli")
 
@@ -453,7 +454,7 @@ def inbox_replay(ctx: Context) -> None:
     results = Inbox(ctx.sessions, ctx.settings).replay_failed()
     for message_id, status in results:
         click.echo(f"message {message_id}: {status}")
-    click.echo(f"replayed {len(results)} message(s), {sum(s == 'processed' for _, s in results)} processed")
+    click.echo(f"replayed {len(results)} message(s), {sum(s == Processing.PROCESSED for _, s in results)} processed")
 
 
 @inbox.command("spool", short_help="Texts waiting in this host's spool after a database outage.",

@@ -31,6 +31,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from conversations.machine import FollowUpState
+
 from .clock import utcnow  # noqa: F401 - the column defaults' clock; services import it from here or .clock
 
 
@@ -132,7 +134,7 @@ class FollowUp(Base):
     episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"), index=True)
     wave_id: Mapped[int | None] = mapped_column(ForeignKey("waves.id"), index=True)
     timepoint_days: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(32), default="invited", index=True)
+    state: Mapped[str] = mapped_column(String(32), default=FollowUpState.INVITED, index=True)
     paused_state: Mapped[str | None] = mapped_column(String(32))  # state to return to after a crisis
     retries: Mapped[int] = mapped_column(Integer, default=0)  # unusable replies to the current question
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)

@@ -7,13 +7,13 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from conversations.machine import ACTIVE, transition
+from conversations.machine import ACTIVE, FollowUpState, transition
 
 from .models import FollowUp, Patient
 
 from .clock import utcnow
 
-OPEN_STATES = ACTIVE + ["crisis"]
+OPEN_STATES = ACTIVE + [FollowUpState.CRISIS]
 
 
 def insert_ignore(bind: Session | Connection | str, model: Any):

@@ -12,6 +12,7 @@ from typing import Callable, Protocol
 
 from ..config import ConfigError, Settings
 from ..phones import mask
+from ..states import Delivery
 
 RETRYABLE_HTTP = {429, 500, 502, 503, 504}
 
@@ -65,7 +66,7 @@ class TwilioGateway:
                                code=exc.code, http_status=exc.status) from None
         except Exception as exc:  # network: connection refused, reset, timeout
             raise GatewayError(f"network error: {type(exc).__name__}", retryable=True) from None
-        return SendResult(sid=msg.sid, status=str(msg.status or "queued"))
+        return SendResult(sid=msg.sid, status=str(msg.status or Delivery.QUEUED))
 
     def sent_since(self, to: str, since: dt.datetime, body: str) -> list[str]:
         found = self.client.messages.list(to=to, date_sent_after=since.replace(tzinfo=dt.UTC), limit=100)
@@ -84,7 +85,7 @@ class SimulatorGateway:
         self.sent.append((sid, to, body))
         if self.echo:
             self.echo(f"[simulator] to {mask(to)}: {body}")
-        return SendResult(sid=sid, status="delivered")  # a simulated phone always receives
+        return SendResult(sid=sid, status=Delivery.DELIVERED)  # a simulated phone always receives
 
     def sent_since(self, to: str, since: dt.datetime, body: str) -> list[str]:
         return [sid for sid, t, b in self.sent if t == to and b == body]

@@ -53,6 +53,7 @@ from ..phones import mask
 from .opt_outs import set_opt_out
 from ..repository import LOCK_PHONE, OPEN_STATES, insert_ignore
 from .send_rule import STOP, WRONG_NUMBER, lifted_by_keyword
+from ..states import Delivery, Processing
 from .spool import DrainResult, Spool, SpoolError, Spooled
 from .status import update_status
 from .webhook_client import PREVIEW_FIELD
@@ -66,7 +67,7 @@ STUCK_AFTER = dt.timedelta(minutes=2)
 _ENGINE_COLUMNS = ("state", "paused_state", "retries", "started_at", "completed_at", "last_ack_at",
                    "last_inbound_at", "last_prompt_at")
 _IS_PENDING = and_(Message.direction == "in", Message.from_number == bindparam("phone"), Message.processed_at.is_(None),
-                   Message.status == "received")
+                   Message.status == Processing.RECEIVED)
 # Read after the lock (a fresh snapshot): the phone's patients, each follow-up newest first, and
 # whether the message in hand is the only unprocessed one from this phone (the usual case).
 _CONVERSATIONS = (
@@ -84,17 +85,19 @@ _PENDING = (select(Message.id, Message.from_number, Message.to_number, Message.b
                    Message.preview, Message.created_at, Message.carrier_keyword)
             .where(_IS_PENDING, Message.id <= bindparam("upto")).order_by(Message.id))
 _MARK_PROCESSED = (update(Message).where(Message.id == bindparam("message_id"), Message.processed_at.is_(None))
-                   .values(status="processed", processed_at=bindparam("now"), patient_id=bindparam("patient_pk"),
+                   .values(status=Processing.PROCESSED, processed_at=bindparam("now"), patient_id=bindparam("patient_pk"),
                            followup_id=bindparam("followup_pk")))
 _MESSAGE_BY_SID = select(Message.id).where(Message.provider_sid == bindparam("sid"))
 _MARK_FAILED = (update(Message).where(Message.id == bindparam("message_id"), Message.processed_at.is_(None))
-                .values(status="failed", error_message=bindparam("error")))
+                .values(status=Processing.FAILED, error_message=bindparam("error")))
 # A repeat is answered with what the first delivery answered in its response; replies queued for the worker
 # (the text was applied late) are not: the worker sends those.
-_REPLIES = (select(Message.body).where(Message.in_reply_to_id == bindparam("message_id"), Message.status == "twiml")
+_REPLIES = (select(Message.body).where(Message.in_reply_to_id == bindparam("message_id"),
+                                       Message.status == Delivery.TWIML)
             .order_by(Message.id))
 # What was answered at once for a spooled text is stored with it before its patient is known: linked when applied.
-_LINK_ANSWERED = (update(Message).where(Message.in_reply_to_id == bindparam("message_id"), Message.status == "twiml",
+_LINK_ANSWERED = (update(Message).where(Message.in_reply_to_id == bindparam("message_id"),
+                                        Message.status == Delivery.TWIML,
                                         Message.patient_id.is_(None))
                   .values(patient_id=bindparam("patient_pk"), followup_id=bindparam("followup_pk")))
 _INSERT_ANSWER = insert(Answer)
@@ -447,9 +450,9 @@ class Inbox:
                 with conn.begin():  # what that response would have said goes out through the worker
                     now = utcnow()
                     conn.execute(update(Message).where(
-                        Message.in_reply_to_id == message_id, Message.status == "twiml",
+                        Message.in_reply_to_id == message_id, Message.status == Delivery.TWIML,
                         *([Message.body.not_in(item.answered)] if item.answered else []))
-                        .values(status="pending", sent_at=None, send_after=now, updated_at=now))
+                        .values(status=Delivery.PENDING, sent_at=None, send_after=now, updated_at=now))
 
     @staticmethod
     def _store_spooled(conn: Connection, sms: InboundSMS, item: Spooled) -> tuple[int, bool]:
@@ -474,7 +477,7 @@ class Inbox:
             for body in (b for b in item.answered if b not in known):
                 conn.execute(_INSERT_OUTBOUND, dict(
                     direction="out", kind=kind, body=body, media_count=0, attempts=0, in_reply_to_id=new_id,
-                    from_number=sms.to_number, to_number=sms.from_number, status="twiml", sent_at=at, send_after=None,
+                    from_number=sms.to_number, to_number=sms.from_number, status=Delivery.TWIML, sent_at=at, send_after=None,
                     created_at=at, updated_at=at, preview=sms.preview, **links))
             return new_id, repeat
 
@@ -500,8 +503,9 @@ class Inbox:
         with self.engine.connect() as conn:
             with conn.begin():
                 ids = list(conn.scalars(select(Message.id).where(Message.direction == "in",
-                                                                 Message.status == "failed").order_by(Message.id)))
-                conn.execute(update(Message).where(Message.id.in_(ids)).values(status="received", error_message=None))
+                                                                 Message.status == Processing.FAILED)
+                                      .order_by(Message.id)))
+                conn.execute(update(Message).where(Message.id.in_(ids)).values(status=Processing.RECEIVED, error_message=None))
         return self.recover_stuck(stuck_after, also=ids)
 
     def recover_stuck(self, stuck_after: dt.timedelta = STUCK_AFTER, also: Sequence[int] = ()) -> list[tuple[int, str]]:
@@ -511,7 +515,7 @@ class Inbox:
         with self.engine.connect() as conn:
             with conn.begin():
                 ids = sorted(set(also) | set(conn.scalars(select(Message.id).where(
-                    Message.direction == "in", Message.status == "received", Message.processed_at.is_(None),
+                    Message.direction == "in", Message.status == Processing.RECEIVED, Message.processed_at.is_(None),
                     Message.created_at <= utcnow() - stuck_after))))
             for message_id in ids:
                 self._process(conn, message_id, live=False)
@@ -711,7 +715,7 @@ class Inbox:
         body = on_call_text(self._base_context.org, alert_id, now, self._zone)
         for number in self._on_call:
             conn.execute(_INSERT_OUTBOUND, dict(direction="out", kind="alert", body=body, media_count=0, attempts=0,
-                                             status="pending", send_after=now, from_number=msg.to_number,
+                                             status=Delivery.PENDING, send_after=now, from_number=msg.to_number,
                                              to_number=number, created_at=now, updated_at=now))
 
     @staticmethod
@@ -740,8 +744,8 @@ class Inbox:
         if answered:
             _run(conn, _LINK_ANSWERED, {"message_id": msg.id, "patient_pk": patient_pk, "followup_pk": followup_pk})
             replies = [r for r in replies if r not in answered]
-        delivery = (dict(status="twiml", sent_at=now, send_after=None) if live
-                    else dict(status="pending", sent_at=None, send_after=now))
+        delivery = (dict(status=Delivery.TWIML, sent_at=now, send_after=None) if live
+                    else dict(status=Delivery.PENDING, sent_at=None, send_after=now))
         for body in replies:  # one or two: single INSERTs are cheaper than an executemany
             _run(conn, _INSERT_OUTBOUND, dict(direction="out", kind=kind, body=body, media_count=0, attempts=0,
                                              patient_id=patient_pk, followup_id=followup_pk, in_reply_to_id=msg.id,
@@ -753,7 +757,7 @@ def _inbound_row(sms: InboundSMS, at: dt.datetime) -> dict[str, Any]:
     """The ``messages`` row of an incoming text received ``at``."""
     return dict(direction="in", provider_sid=sms.sid, from_number=sms.from_number, to_number=sms.to_number,
                 body=sms.body, media_count=sms.media_count, attempts=0, preview=sms.preview,
-                carrier_keyword=sms.carrier_keyword, status="rejected" if sms.problems else "received",
+                carrier_keyword=sms.carrier_keyword, status=Processing.REJECTED if sms.problems else Processing.RECEIVED,
                 error_message="; ".join(sms.problems) or None, created_at=at, updated_at=at)
 
 

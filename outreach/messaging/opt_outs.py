@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, aliased
 
 from ..db import audit
 from ..models import Message, Patient
+from ..states import Delivery
 from ..clock import utcnow
 from .send_rule import NUMBER_CHANGED, OPTED_OUT, TO_THE_WRITER, WRONG_NUMBER, can_be_texted
 
@@ -43,9 +44,9 @@ def cancel_pending(bind: Session | Connection, patient_ids: Sequence[int], reaso
     are left queued).  How many were cancelled."""
     if not patient_ids:
         return 0
-    stmt = (update(Message).where(Message.direction == "out", Message.status == "pending",
+    stmt = (update(Message).where(Message.direction == "out", Message.status == Delivery.PENDING,
                                   Message.patient_id.in_(patient_ids))
-            .values(status="cancelled", error_message=reason, updated_at=utcnow()))
+            .values(status=Delivery.CANCELLED, error_message=reason, updated_at=utcnow()))
     if exempt:
         stmt = stmt.where(func.coalesce(Message.kind, "").not_in(exempt))
     return bind.execute(stmt.execution_options(synchronize_session=False)).rowcount or 0
@@ -60,12 +61,12 @@ def readdress_after_phone_change(bind: Session | Connection, patient_ids: Sequen
         return 0, 0
     now = utcnow()
     owner = aliased(Patient)
-    stale = and_(Message.direction == "out", Message.status == "pending", Message.patient_id.in_(patient_ids),
+    stale = and_(Message.direction == "out", Message.status == Delivery.PENDING, Message.patient_id.in_(patient_ids),
                  func.coalesce(Message.kind, "").not_in(TO_THE_WRITER),
                  exists().where(owner.id == Message.patient_id, owner.phone != Message.to_number))
     copied = ("direction", "kind", "followup_id", "patient_id", "from_number", "body", "media_count", "attempts",
               "preview")
-    again = (select(*(getattr(Message, c) for c in copied), Patient.phone, literal("pending"), literal(now),
+    again = (select(*(getattr(Message, c) for c in copied), Patient.phone, literal(Delivery.PENDING), literal(now),
                     literal(now), literal(now))
              .join(Patient, Patient.id == Message.patient_id)
              .where(stale, Message.kind == "invitation", can_be_texted()))
@@ -73,7 +74,7 @@ def readdress_after_phone_change(bind: Session | Connection, patient_ids: Sequen
         [*copied, "to_number", "status", "send_after", "created_at", "updated_at"], again)
         .returning(Message.id)).all())
     cancelled = bind.execute(update(Message).where(stale)
-                             .values(status="cancelled", error_message=NUMBER_CHANGED, updated_at=now)
+                             .values(status=Delivery.CANCELLED, error_message=NUMBER_CHANGED, updated_at=now)
                              .execution_options(synchronize_session=False)).rowcount or 0
     return cancelled, requeued
 

@@ -42,6 +42,7 @@ from ..phones import mask
 from .opt_outs import set_opt_out
 from ..repository import close, insert_ignore, lock_phone
 from .send_rule import STOP, TO_THE_WRITER, stop_conditions, stop_reason
+from ..states import Delivery
 from .status import apply_early_statuses
 
 log = logging.getLogger(__name__)
@@ -193,14 +194,14 @@ class Sender:
             rows = s.execute(
                 select(Message.id, Message.status, Message.claimed_at)
                 .where(Message.direction == "out",
-                       or_((Message.status == "pending") & (Message.send_after <= now) & _NOT_HELD_NOW,
-                           (Message.status == "claimed") & (Message.claimed_at < now - self.claim_timeout)))
+                       or_((Message.status == Delivery.PENDING) & (Message.send_after <= now) & _NOT_HELD_NOW,
+                           (Message.status == Delivery.CLAIMED) & (Message.claimed_at < now - self.claim_timeout)))
                 .order_by(_URGENT_FIRST, Message.send_after, Message.id).limit(limit)
                 .with_for_update(skip_locked=True)).all()
-            claims = [Claim(r.id, now, r.claimed_at if r.status == "claimed" else None) for r in rows]
+            claims = [Claim(r.id, now, r.claimed_at if r.status == Delivery.CLAIMED else None) for r in rows]
             if claims:
                 for m in s.scalars(select(Message).where(Message.id.in_([c.id for c in claims]))):
-                    m.status, m.claimed_at, m.attempts = "claimed", now, (m.attempts or 0) + 1
+                    m.status, m.claimed_at, m.attempts = Delivery.CLAIMED, now, (m.attempts or 0) + 1
         return claims
 
     def release(self, claims: list[Claim]) -> None:
@@ -212,9 +213,9 @@ class Sender:
             return
         with unit_of_work(self.sessions) as s:
             s.execute(update(Message)
-                      .where(Message.id.in_([c.id for c in claims]), Message.status == "claimed",
+                      .where(Message.id.in_([c.id for c in claims]), Message.status == Delivery.CLAIMED,
                              Message.claimed_at == claims[0].at)
-                      .values(status="pending", claimed_at=None, attempts=Message.attempts - 1)
+                      .values(status=Delivery.PENDING, claimed_at=None, attempts=Message.attempts - 1)
                       .execution_options(synchronize_session=False))
 
     # -- before claiming: what will not go out now, set-based -------------------------------
@@ -224,7 +225,7 @@ class Sender:
         that neither costs a claim, a rate-limit wait or an API call.  The same checks run again for
         every claimed row (:meth:`deliver`): this pass only makes the common case cheap."""
         now = utcnow()
-        due = and_(Message.direction == "out", Message.status == "pending", Message.send_after <= now,
+        due = and_(Message.direction == "out", Message.status == Delivery.PENDING, Message.send_after <= now,
                    _NOT_HELD_NOW)
         kind = func.coalesce(Message.kind, "")
         patient = select(Patient.id).where(Patient.id == Message.patient_id)
@@ -246,7 +247,7 @@ class Sender:
             for condition, reason in stops:
                 stats.cancelled += s.execute(
                     update(Message).where(due, condition)
-                    .values(status="cancelled", error_message=reason, claimed_at=None, updated_at=now)
+                    .values(status=Delivery.CANCELLED, error_message=reason, claimed_at=None, updated_at=now)
                     .execution_options(synchronize_session=False)).rowcount or 0
             quiet = and_(due, Message.patient_id.is_not(None), kind.not_in(NOT_HELD))
             zones = s.scalars(select(Patient.timezone).distinct()
@@ -269,7 +270,7 @@ class Sender:
         with unit_of_work(self.sessions) as s:
             count, first = s.execute(
                 select(func.count(), func.min(Message.send_after))
-                .where(Message.direction == "out", Message.status == "pending", Message.send_after > utcnow(),
+                .where(Message.direction == "out", Message.status == Delivery.PENDING, Message.send_after > utcnow(),
                        Message.kind.in_(AUTOMATIC_KINDS))).one()
         stats.waiting, stats.next_waiting = count, first
         return stats
@@ -301,25 +302,25 @@ class Sender:
         found already sent, or left to a paused follow-up) and counted in ``stats``."""
         with unit_of_work(self.sessions) as s:
             msg = s.get(Message, claim.id, with_for_update=True)
-            if msg.status != "claimed" or msg.claimed_at != claim.at:
+            if msg.status != Delivery.CLAIMED or msg.claimed_at != claim.at:
                 return None  # taken over by another worker after our claim timed out
             patient = s.get(Patient, msg.patient_id) if msg.patient_id else None
             followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
             if held_by_coordinator(msg, followup):  # paused after the claim: wait for the release
-                msg.status, msg.claimed_at = "pending", None
+                msg.status, msg.claimed_at = Delivery.PENDING, None
                 msg.attempts = max((msg.attempts or 1) - 1, 0)
                 stats.paused += 1
                 return None
             reason = self._stop_reason(msg, patient, followup)
             if reason:
-                msg.status, msg.error_message, msg.claimed_at = "cancelled", reason, None
+                msg.status, msg.error_message, msg.claimed_at = Delivery.CANCELLED, reason, None
                 stats.cancelled += 1
                 return None
             if reconcile and claim.abandoned_since is not None:
                 sids = self.gateway.sent_since(msg.to_number, claim.abandoned_since - dt.timedelta(seconds=5),
                                                msg.body)
                 if sids:
-                    self._record_sent(s, msg, followup, sids[0], "sent")
+                    self._record_sent(s, msg, followup, sids[0], Delivery.SENT)
                     stats.reconciled += 1
                     log.info("message %s to %s had been sent before a crash; not resent", msg.id,
                              mask(msg.to_number))
@@ -329,7 +330,7 @@ class Sender:
             # nor is a text a coordinator writes by hand.
             opening = self.window.opening(now, patient.timezone) if patient and msg.kind not in NOT_HELD else now
             if opening > now:
-                msg.status, msg.send_after, msg.claimed_at = "pending", opening, None
+                msg.status, msg.send_after, msg.claimed_at = Delivery.PENDING, opening, None
                 msg.attempts = max((msg.attempts or 1) - 1, 0)
                 stats.hold(1, opening)
                 return None
@@ -369,10 +370,10 @@ class Sender:
             followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
             if exc.retryable and msg.attempts < MAX_ATTEMPTS:
                 delay = min(2 ** msg.attempts, 300) * (0.5 + random.random())  # exponential, with jitter
-                msg.status, msg.send_after = "pending", utcnow() + dt.timedelta(seconds=delay)
+                msg.status, msg.send_after = Delivery.PENDING, utcnow() + dt.timedelta(seconds=delay)
                 stats.retried += 1
                 return
-            msg.status = "failed"
+            msg.status = Delivery.FAILED
             stats.failed += 1
             log.warning("message %s to %s failed: %s", msg.id, mask(msg.to_number), error_summary(exc))
             if exc.code in INVALID_NUMBER and patient is not None:

@@ -16,11 +16,13 @@ from ..phones import mask
 from .opt_outs import set_opt_out
 from ..repository import close, lock_phone
 from .send_rule import STOP
+from ..states import Delivery
 
 log = logging.getLogger(__name__)
 
-RANK = {"accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "sent": 3, "failed": 4, "undelivered": 4,
-        "delivered": 4, "receiving": 4, "received": 4, "read": 5}
+RANK = {Delivery.ACCEPTED: 0, Delivery.SCHEDULED: 0, Delivery.QUEUED: 1, Delivery.SENDING: 2, Delivery.SENT: 3,
+        Delivery.FAILED: 4, Delivery.UNDELIVERED: 4, Delivery.DELIVERED: 4, Delivery.RECEIVING: 4, Delivery.RECEIVED: 4,
+        Delivery.READ: 5}
 OPTED_OUT = 21610
 CARRIER_FAILURES = {30003, 30005, 30006}
 KEEP_EARLY_STATUS = dt.timedelta(days=7)  # a kept callback whose sid is never recorded is purged after this
@@ -102,7 +104,7 @@ def _apply(s: Session, settings: Settings, msg: Message, status: str, error_code
         set_opt_out(s, lock_phone(s, patient.phone), True, STOP)
         audit(s, "opted_out", actor="carrier", patient_id=patient.id, error_code=error_code)
         log.info("carrier reports %s opted out", mask(patient.phone))
-    elif error_code in CARRIER_FAILURES and status in ("undelivered", "failed"):
+    elif error_code in CARRIER_FAILURES and status in Delivery.NOT_DELIVERED:
         followup = s.get(FollowUp, msg.followup_id) if msg.followup_id else None
         if followup is not None and followup.state in ACTIVE and is_last_attempt(msg, followup, settings):
             close(followup, "fail_delivery")

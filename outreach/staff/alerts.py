@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
-from conversations.machine import ACTIVE, transition
+from conversations.machine import ACTIVE, FollowUpState, transition
 
 from ..config import local_time
 from ..db import audit
@@ -84,7 +84,7 @@ def resolve_alert(session: Session, alert_id: int, note: str, actor: str, addres
     followup = session.get(FollowUp, alert.followup_id, populate_existing=True) if alert.followup_id else None
     still_open = session.scalar(select(Alert.id).where(Alert.followup_id == alert.followup_id,
                                                        Alert.resolved_at.is_(None), Alert.id != alert.id))
-    if followup is not None and followup.state == "crisis" and still_open is None:
+    if followup is not None and followup.state == FollowUpState.CRISIS and still_open is None:
         transition(followup, "resume")
         followup.paused_state = None
         # The patient may go on whenever they wish; no automatic "still there?" right after a crisis.

@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from conversations.engine import Context, current_prompt, invitation
-from conversations.machine import WAITING
+from conversations.machine import WAITING, FollowUpState
 
 from ..config import Settings
 from ..db import audit, make_engine, session_factory, unit_of_work, upgrade
@@ -111,11 +111,11 @@ def run_chat(settings: Settings, sessions: sessionmaker[Session], patient_id: st
         stay = s.get(Episode, followup.episode_id) if followup is not None else latest
         if url and followup is None and timepoint:
             followup = FollowUp(patient_id=patient.id, episode_id=latest.id, timepoint_days=timepoint,
-                                state="invited", invited_at=utcnow())
+                                state=FollowUpState.INVITED, invited_at=utcnow())
             s.add(followup)
             audit(s, "chat_followup_created", patient_id=patient.id, timepoint_days=timepoint, url=url)
         if not url and (followup is None or timepoint is not None):  # preview this time point from its start
-            followup = FollowUp(timepoint_days=timepoint or settings.followup_days[0], state="invited",
+            followup = FollowUp(timepoint_days=timepoint or settings.followup_days[0], state=FollowUpState.INVITED,
                                 invited_at=utcnow())
         conversation = _Conversation(_columns(patient, _PATIENT_COPY),
                                      _columns(followup, _FOLLOWUP_COPY) if followup else None,
@@ -172,7 +172,7 @@ def _show_opening(settings: Settings, conversation: _Conversation) -> None:
     ctx = Context(language=conversation.patient["language"], org=settings.org_name)
     if fu["state"] in WAITING:
         click.echo(f"< {invitation(fu['timepoint_days'], ctx)}")
-    elif fu["state"] == "crisis":
+    elif fu["state"] == FollowUpState.CRISIS:
         click.echo("(the survey is paused after a crisis message until a coordinator resolves the alert)")
     else:
         click.echo(f"< {current_prompt(SimpleNamespace(state=fu['state']), ctx)}")

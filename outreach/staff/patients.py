@@ -15,6 +15,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from conversations.lexicon import is_acknowledgement, keyword
+from conversations.machine import FollowUpState, question_state
 from conversations.sms import encoding, segments
 from conversations.surveys import QUESTIONS
 
@@ -25,6 +26,7 @@ from ..clock import utcnow
 from ..phones import PhoneError, mask, parse_phone
 from ..messaging.opt_outs import lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
 from ..repository import OPEN_STATES, lock_phone
+from ..states import Delivery, Processing
 from ..study.waves import OPEN_LABEL, OUTCOMES, outcome_of, usable_answers
 
 
@@ -58,38 +60,42 @@ ERROR_WORDS = {
     21614: "not a mobile number",
 }
 
-STATUS_WORDS = {
-    "pending": "waiting to be sent",
-    "claimed": "being sent",
-    "accepted": "accepted by Twilio",
-    "scheduled": "accepted by Twilio",
-    "queued": "accepted by Twilio",
-    "sending": "sending",
-    "sent": "sent to the carrier",
-    "delivered": "delivered",
-    "read": "read",
-    "undelivered": "not delivered",
-    "failed": "failed",
-    "cancelled": "not sent",
-    "twiml": "sent as the reply",
-    "received": "received, not yet applied",
-    "receiving": "received",
-    "processed": "received",
-    "rejected": "rejected (malformed request)",
+# What a text's state means to a coordinator: a text sent (delivery) and a text received (processing).
+DELIVERY_WORDS = {
+    Delivery.PENDING: "waiting to be sent",
+    Delivery.CLAIMED: "being sent",
+    Delivery.ACCEPTED: "accepted by Twilio",
+    Delivery.SCHEDULED: "accepted by Twilio",
+    Delivery.QUEUED: "accepted by Twilio",
+    Delivery.SENDING: "sending",
+    Delivery.SENT: "sent to the carrier",
+    Delivery.DELIVERED: "delivered",
+    Delivery.READ: "read",
+    Delivery.UNDELIVERED: "not delivered",
+    Delivery.FAILED: "failed",
+    Delivery.CANCELLED: "not sent",
+    Delivery.TWIML: "sent as the reply",
+}
+PROCESSING_WORDS = {
+    Processing.RECEIVED: "received, not yet applied",
+    Processing.PROCESSED: "received",
+    Processing.FAILED: "received; applying it failed",
+    Processing.REJECTED: "rejected (malformed request)",
+    Delivery.RECEIVING: "received",
 }
 
 STATE_WORDS = {
-    "invited": "invited, no answer yet",
-    "declined": "declined for now",
-    "q_self_efficacy": "answering: self-efficacy",
-    "q_mental_health": "answering: mental health",
-    "q_physical_health": "answering: physical health",
-    "q_days_used": "answering: days of use",
-    "crisis": "paused by a crisis alert",
-    "completed": "completed",
-    "expired": "ended: timed out",
-    "opted_out": "ended: opted out",
-    "undeliverable": "ended: undeliverable",
+    FollowUpState.INVITED: "invited, no answer yet",
+    FollowUpState.DECLINED: "declined for now",
+    question_state("self_efficacy"): "answering: self-efficacy",
+    question_state("mental_health"): "answering: mental health",
+    question_state("physical_health"): "answering: physical health",
+    question_state("days_used"): "answering: days of use",
+    FollowUpState.CRISIS: "paused by a crisis alert",
+    FollowUpState.COMPLETED: "completed",
+    FollowUpState.EXPIRED: "ended: timed out",
+    FollowUpState.OPTED_OUT: "ended: opted out",
+    FollowUpState.UNDELIVERABLE: "ended: undeliverable",
 }
 
 QUESTION_LABELS = {
@@ -266,6 +272,11 @@ class TranscriptLine:
     handled_by: str | None
     preview: bool = False  # a coordinator's `outreach chat --url` text, or the service's reply to one
 
+    @property
+    def sent_as_reply(self) -> bool:
+        """Answered in the webhook's own response (no separate sending time to show)."""
+        return self.direction == "out" and self.status == Delivery.TWIML
+
 
 @dataclass(frozen=True)
 class ContactEvent:
@@ -327,16 +338,14 @@ def _transcript(session: Session, pk: int) -> list[TranscriptLine]:
                              .where(Message.patient_id == pk).order_by(Message.created_at, Message.id)):
         body = m.body or ""
         outbound = m.direction == "out"
-        status_words = STATUS_WORDS.get(m.status, m.status)
-        if not outbound and m.status == "failed":
-            status_words = "received; applying it failed"
+        status_words = (DELIVERY_WORDS if outbound else PROCESSING_WORDS).get(m.status, m.status)
         lines.append(TranscriptLine(
             id=m.id, direction=m.direction, at=m.created_at, body=body, kind=m.kind,
             author=author_words(m.kind, m.author) if outbound else None, hand_written=m.kind == "manual",
             status=m.status, status_words=status_words, error_code=m.error_code,
             error_words=error_words(m.error_code),
-            reason=m.error_message if m.status in ("cancelled", "failed") and not m.error_code else None,
-            sent_at=m.sent_at, send_after=m.send_after if m.status == "pending" else None,
+            reason=m.error_message if m.status in (Delivery.CANCELLED, Delivery.FAILED) and not m.error_code else None,
+            sent_at=m.sent_at, send_after=m.send_after if m.status == Delivery.PENDING else None,
             media_count=m.media_count or 0, segments=segments(body) if outbound and body else 0,
             encoding=encoding(body) if outbound else "", alert_id=m.alert_id, handled_by=m.handled_by,
             preview=bool(m.preview)))
@@ -577,7 +586,7 @@ def inbox_items(session: Session, limit: int = 200, *, actor: str | None = None,
     alerted = exists().where(Alert.message_id == Message.id)
     wrong = exists().where(AuditEvent.action == "wrong_number",
                            AuditEvent.details["message_id"].as_integer() == Message.id)
-    after_completion = and_(FollowUp.state == "completed", FollowUp.completed_at.is_not(None),
+    after_completion = and_(FollowUp.state == FollowUpState.COMPLETED, FollowUp.completed_at.is_not(None),
                             Message.created_at >= FollowUp.completed_at, ~answered, ~alerted)
     unknown = and_(Message.patient_id.is_(None), Message.processed_at.is_not(None))
     query = (select(Message.id, Message.created_at, Message.body, Message.from_number, Message.media_count,

@@ -12,6 +12,7 @@ from conversations.sms import encoding, segments
 
 from ..config import Settings
 from ..db import audit
+from ..states import Delivery
 from ..models import Message, Patient
 from ..clock import utcnow
 from .patients import open_followup
@@ -54,7 +55,7 @@ def queue_manual_text(session: Session, settings: Settings, pk: int, body: str, 
         raise TextingError(f"The text is {len(text)} characters long; a text may have {MAX_LENGTH} at most.")
     followup = open_followup(session, pk)
     now = utcnow()
-    msg = Message(direction="out", kind="manual", status="pending", send_after=now, author=author,
+    msg = Message(direction="out", kind="manual", status=Delivery.PENDING, send_after=now, author=author,
                   patient_id=pk, followup_id=followup.id if followup else None, to_number=patient.phone,
                   body=text, attempts=0, media_count=0, created_at=now, updated_at=now)
     session.add(msg)

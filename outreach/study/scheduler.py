@@ -12,9 +12,10 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from conversations.engine import Context, current_prompt, invitation
-from conversations.machine import ACTIVE, QUESTION_STATES, transition
+from conversations.machine import ACTIVE, QUESTION_STATES, FollowUpState, transition
 
 from ..config import Settings
+from ..states import Delivery
 from ..models import FollowUp, Message, Patient
 from ..clock import utcnow
 from ..messaging.send_rule import can_be_texted
@@ -40,7 +41,7 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
         rows = session.execute(
             select(FollowUp.id, FollowUp.patient_id, FollowUp.timepoint_days, Patient.phone, Patient.language)
             .join(Patient, Patient.id == FollowUp.patient_id)
-            .where(FollowUp.state == "invited", FollowUp.reminders_sent == k, FollowUp.last_inbound_at.is_(None),
+            .where(FollowUp.state == FollowUpState.INVITED, FollowUp.reminders_sent == k, FollowUp.last_inbound_at.is_(None),
                    FollowUp.invited_at <= now - dt.timedelta(hours=hours), FollowUp.expires_at > now,
                    FollowUp.held_at.is_(None), can_be_texted())).all()
         _queue(session, now, "reminder", [
@@ -78,8 +79,8 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
         f.closed_at = now
     if due:
         session.execute(update(Message).where(Message.followup_id.in_([f.id for f in due]),
-                                              Message.status == "pending")
-                        .values(status="cancelled", error_message="follow-up expired", updated_at=now))
+                                              Message.status == Delivery.PENDING)
+                        .values(status=Delivery.CANCELLED, error_message="follow-up expired", updated_at=now))
     stats.expired = len(due)
     purge_early_statuses(session, now)
     session.flush()
@@ -89,7 +90,7 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
 def _queue(session: Session, now: dt.datetime, kind: str, items: list[tuple[int, int, str, str]]) -> None:
     if items:
         session.execute(insert(Message), [
-            {"direction": "out", "kind": kind, "status": "pending", "followup_id": fid, "patient_id": pid,
+            {"direction": "out", "kind": kind, "status": Delivery.PENDING, "followup_id": fid, "patient_id": pid,
              "to_number": phone, "body": body, "send_after": now, "attempts": 0, "media_count": 0,
              "created_at": now, "updated_at": now} for fid, pid, phone, body in items])
 

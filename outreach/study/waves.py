@@ -19,6 +19,7 @@ from sqlalchemy import and_, case, distinct, exists, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from conversations.engine import Context, invitation
+from conversations.machine import FollowUpState
 
 from ..config import Settings
 from ..db import audit
@@ -26,6 +27,7 @@ from ..models import Answer, Episode, FollowUp, Message, Patient, Wave
 from ..clock import utcnow
 from ..repository import OPEN_STATES, insert_ignore
 from ..messaging.send_rule import why_not_texted
+from ..states import Delivery
 
 REASONS = {
     "already_followed_up": "already has a follow-up for this time point",
@@ -138,11 +140,11 @@ def launch_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.
                 .on_conflict_do_nothing(index_elements=["episode_id", "timepoint_days"])
                 .returning(FollowUp.id, FollowUp.patient_id))
         made = session.execute(stmt, [
-            {"patient_id": c.id, "episode_id": c.episode_id, "wave_id": wave.id, "timepoint_days": timepoint, "state": "invited",
+            {"patient_id": c.id, "episode_id": c.episode_id, "wave_id": wave.id, "timepoint_days": timepoint, "state": FollowUpState.INVITED,
              "retries": 0, "reminders_sent": 0, "created_at": now, "updated_at": now} for c in chunk]).all()
         if made:
             session.execute(insert(Message), [
-                {"direction": "out", "kind": "invitation", "status": "pending", "patient_id": pk,
+                {"direction": "out", "kind": "invitation", "status": Delivery.PENDING, "patient_id": pk,
                  "followup_id": fid, "to_number": by_pk[pk].phone, "body": texts.get(by_pk[pk].language, texts["en"]),
                  "send_after": now, "attempts": 0, "media_count": 0, "created_at": now, "updated_at": now}
                 for fid, pk in made])
@@ -162,29 +164,43 @@ def launch_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.
 # research *outcome* is what the dataset records: every follow-up has exactly one, the first rule below that
 # applies, so the outcome counts of a wave or a time point add up to the follow-ups targeted.  ``waves status``,
 # the console, the export's ``status`` column, the codebook and the report all use these outcome codes.
+class Outcome:
+    """The research outcome codes (the export's ``status`` column).  Some share a word with a follow-up state;
+    they are another vocabulary (an outcome is decided by the rules below, not read off the state)."""
+
+    COMPLETED = "completed"
+    PARTIAL = "partial"
+    CRISIS = "crisis"
+    OPTED_OUT = "opted_out"
+    DECLINED = "declined"
+    UNDELIVERABLE = "undeliverable"
+    REPLIED_NO_ANSWER = "replied_no_answer"
+    NO_REPLY = "no_reply"
+
+
 OUTCOMES = {
-    "completed": "answered every question",
-    "partial": "answered at least one question, not all (whatever happened next: timed out, STOP, crisis pause)",
-    "crisis": "survey paused after a crisis message, no answer",
-    "opted_out": "opted out (STOP), no answer",
-    "declined": "said not now, no answer yet",
-    "undeliverable": "texts could not be delivered, no answer",
-    "replied_no_answer": "replied but gave no usable answer",
-    "no_reply": "never replied",
+    Outcome.COMPLETED: "answered every question",
+    Outcome.PARTIAL: "answered at least one question, not all (whatever happened next: timed out, STOP, crisis pause)",
+    Outcome.CRISIS: "survey paused after a crisis message, no answer",
+    Outcome.OPTED_OUT: "opted out (STOP), no answer",
+    Outcome.DECLINED: "said not now, no answer yet",
+    Outcome.UNDELIVERABLE: "texts could not be delivered, no answer",
+    Outcome.REPLIED_NO_ANSWER: "replied but gave no usable answer",
+    Outcome.NO_REPLY: "never replied",
 }
 # (outcome, conditions that must all hold): ``answered`` = at least one usable answer (not from a coordinator's
 # preview), ``replied`` = the patient texted back at least once, ``state`` = the follow-up's state.
 OUTCOME_RULES: list[tuple[str, dict]] = [
-    ("completed", {"state": "completed", "answered": True}),
-    ("partial", {"answered": True}),
-    ("crisis", {"state": "crisis"}),
-    ("opted_out", {"state": "opted_out"}),
-    ("declined", {"state": "declined"}),
-    ("undeliverable", {"state": "undeliverable"}),
-    ("replied_no_answer", {"replied": True}),
-    ("no_reply", {}),
+    (Outcome.COMPLETED, {"state": FollowUpState.COMPLETED, "answered": True}),
+    (Outcome.PARTIAL, {"answered": True}),
+    (Outcome.CRISIS, {"state": FollowUpState.CRISIS}),
+    (Outcome.OPTED_OUT, {"state": FollowUpState.OPTED_OUT}),
+    (Outcome.DECLINED, {"state": FollowUpState.DECLINED}),
+    (Outcome.UNDELIVERABLE, {"state": FollowUpState.UNDELIVERABLE}),
+    (Outcome.REPLIED_NO_ANSWER, {"replied": True}),
+    (Outcome.NO_REPLY, {}),
 ]
-ANSWERED = ("completed", "partial")  # outcomes with at least one usable answer: the response rate's numerator
+ANSWERED = (Outcome.COMPLETED, Outcome.PARTIAL)  # outcomes with at least one usable answer: the response rate's numerator
 OPEN_LABEL = "open"  # follow-ups whose conversation is still running (their outcome may still change)
 
 FUNNEL = ["targeted", "sent", "delivered", "failed", "replied", *OUTCOMES, OPEN_LABEL]
@@ -227,9 +243,9 @@ def funnels(session: Session, wave_ids: list[int] | None = None) -> dict[int, di
     invites = select(
         FollowUp.wave_id,
         func.count(distinct(case((Message.provider_sid.is_not(None), Message.followup_id)))).label("sent"),
-        func.count(distinct(case((Message.status.in_(["delivered", "read"]), Message.followup_id)))).label(
+        func.count(distinct(case((Message.status.in_(Delivery.REACHED_THE_PHONE), Message.followup_id)))).label(
             "delivered"),
-        func.count(distinct(case((Message.status.in_(["failed", "undelivered"]), Message.followup_id)))).label(
+        func.count(distinct(case((Message.status.in_(Delivery.NOT_DELIVERED), Message.followup_id)))).label(
             "failed"),
     ).join(Message, and_(Message.followup_id == FollowUp.id, Message.kind == "invitation")) \
         .group_by(FollowUp.wave_id)
@@ -256,6 +272,6 @@ def failure_reasons(session: Session, wave_id: int, limit: int = 5) -> list[tupl
         select(Message.status, Message.error_code, reason, func.count())
         .join(FollowUp, FollowUp.id == Message.followup_id)
         .where(FollowUp.wave_id == wave_id, Message.direction == "out",
-               Message.status.in_(["failed", "undelivered", "cancelled"]))
+               Message.status.in_([*Delivery.NOT_DELIVERED, Delivery.CANCELLED]))
         .group_by(Message.status, Message.error_code, reason).order_by(func.count().desc()).limit(limit)).all()
     return [(f"{status}: " + (f"error {code}, " if code else "") + str(text), n) for status, code, text, n in rows]
