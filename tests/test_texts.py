@@ -43,21 +43,21 @@ def test_encoding_and_segments(text, enc, segs):
     assert (encoding(text), segments(text)) == (enc, segs)
 
 
-def test_readme_texts_table_is_current():
+def test_docs_texts_table_is_current():
     from pathlib import Path
 
     from conversations.catalog import markdown_table
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
-    assert markdown_table() in readme, "README texts table is stale: run `python docs/generate.py`"
+    page = (Path(__file__).parent.parent / "docs" / "coordinators.md").read_text(encoding="utf-8")
+    assert markdown_table() in page, "docs/coordinators.md texts table is stale: run `python docs/generate.py`"
 
 
-def test_readme_generated_sections_are_current():
-    """README's state diagram, texts table and configuration table come from the code."""
+def test_docs_generated_sections_are_current():
+    """The docs' state diagram, texts table and configuration table come from the code."""
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).parent.parent
     result = subprocess.run([sys.executable, "docs/generate.py", "--check"], cwd=root)
-    assert result.returncode == 0, "README is stale: run `python docs/generate.py`"
+    assert result.returncode == 0, "docs are stale: run `python docs/generate.py`"
