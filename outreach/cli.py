@@ -22,7 +22,7 @@ import click
 from .staff.accounts import ROLES
 from .config import Settings, load_settings, local_time
 from .db import open_database, session_factory, unit_of_work, upgrade
-from .states import Processing
+from .states import AlertState, Processing
 
 log = logging.getLogger("outreach.cli")
 
@@ -282,7 +282,7 @@ def alerts_list(ctx: Context, show_all: bool) -> None:
     for a in rows:
         who = f"patient {a.patient_id}" if a.patient_id else f"unknown sender {mask(a.from_number)}"
         status = (f"resolved {local_time(a.resolved_at, zone)} by {a.resolved_by}: {a.resolution_note}"
-                  if a.resolved_at else f"open (survey {a.followup_state or '-'})")
+                  if a.state == AlertState.RESOLVED else f"open (survey {a.followup_state or '-'})")
         click.echo(f"#{a.id}  {local_time(a.opened_at, zone)}  {who}  {status}\n      \"{a.message}\"")
     if show_all:
         still_open = sum(a.resolved_at is None for a in rows)

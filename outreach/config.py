@@ -2,7 +2,8 @@
 
 Every setting has a documented default except secrets, which have none:
 code that needs a secret calls :func:`require` and the command fails naming
-the variable.  The README's configuration table mirrors ``SETTINGS``.
+the variable.  The settings table of docs/operations.md is generated from ``SETTINGS``;
+every non-secret setting is parsed once, when the settings are read (``TYPED``).
 """
 from __future__ import annotations
 

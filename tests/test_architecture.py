@@ -134,3 +134,26 @@ def test_no_state_or_status_is_compared_with_or_set_to_a_bare_string():
 def test_no_module_level_clock():
     for path in (ROOT / "outreach").rglob("*.py"):
         assert not re.search(r"^\s*global\s", path.read_text(), re.M), f"{path}: a global"
+
+
+def test_an_alert_is_open_taken_or_resolved(make_patient, twilio, sessions, session):
+    from outreach.db import unit_of_work
+    from outreach.staff.alerts import alert_queue, open_alerts, resolve_alert, take_alert
+    from outreach.states import AlertState
+    from outreach.clock import utcnow
+    import datetime as dt
+
+    p = make_patient()
+    twilio.text(p.phone, "I want to end my life")
+    queue = lambda: alert_queue(session, now=utcnow(), overdue_after=dt.timedelta(hours=1))  # noqa: E731
+    session.rollback()
+    [alert] = queue()
+    assert alert.state == AlertState.OPEN
+    with unit_of_work(sessions) as s:
+        take_alert(s, alert.id, "coordinator@study.example.org")
+    session.rollback()
+    assert queue()[0].state == AlertState.TAKEN
+    with unit_of_work(sessions) as s:
+        resolve_alert(s, alert.id, "called, safe", "coordinator@study.example.org")
+    session.rollback()
+    assert [a.state for a in open_alerts(session, include_resolved=True)] == [AlertState.RESOLVED]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, or_, select, union_all
@@ -15,6 +16,7 @@ from ..db import audit
 from ..models import Alert, AuditEvent, FollowUp, Message, Patient
 from ..clock import utcnow
 from ..repository import lock_phone
+from ..states import AlertState
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,11 @@ class OpenAlert:
     resolved_at: dt.datetime | None = None
     resolved_by: str | None = None
     resolution_note: str | None = None
+    taken_by: str | None = None
+
+    @property
+    def state(self) -> str:
+        return AlertState.of(self)
 
 
 def _alerts(session: Session, *, include_resolved: bool = False) -> list:
@@ -48,7 +55,7 @@ def _alerts(session: Session, *, include_resolved: bool = False) -> list:
 def open_alerts(session: Session, *, include_resolved: bool = False) -> list[OpenAlert]:
     """Open alerts, oldest first; with ``include_resolved`` every alert, with who resolved it and the note."""
     return [OpenAlert(r.id, r.patient_id, r.opened_at, r.body, r.state, r.from_number, r.resolved_at, r.resolved_by,
-                      r.resolution_note) for r in _alerts(session, include_resolved=include_resolved)]
+                      r.resolution_note, r.taken_by) for r in _alerts(session, include_resolved=include_resolved)]
 
 
 class AlertError(ValueError):
@@ -119,6 +126,11 @@ class QueuedAlert:
     taken_by: str | None
     taken_at: dt.datetime | None
     before: list[ContextMessage]  # up to five earlier messages of the conversation, oldest first
+
+    @property
+    def state(self) -> str:
+        """Open, or taken by a coordinator (a queued alert is never resolved)."""
+        return AlertState.of(SimpleNamespace(resolved_at=None, taken_by=self.taken_by))
 
 
 def alert_queue(session: Session, *, now: dt.datetime, overdue_after: dt.timedelta,
