@@ -35,7 +35,8 @@ VARIABLES = [
     Variable("alliance_mean", "Alliance mean score (0-6; missing when fewer than 5 items answered)", "numeric"),
     Variable("alliance_bond", "Alliance bond subscale, items 2, 3, 5 (0-6)", "numeric"),
     Variable("alliance_goal_task", "Alliance goal/task subscale, items 1, 4, 6 (0-6)", "numeric"),
-    Variable("alliance_tertile", "Alliance tertile within this export's participants", "category",
+    Variable("alliance_tertile", "Alliance tertile, cut over the ratings of every treatment episode in this "
+             "export, each episode counted once whatever its number of time points", "category",
              {"low": "lowest third", "mid": "middle third", "high": "highest third"}),
     Variable("self_efficacy", "Confidence in ability to work on recovery (0 not at all - 10 completely)", "integer"),
     Variable("self_efficacy_high", "Self-efficacy 8 or more", "binary", YES_NO),

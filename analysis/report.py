@@ -476,7 +476,7 @@ METHODS = (
     "participant; the responder comparison is made within each time point; only the mixed model uses repeated "
     "answers, with a random intercept per participant. "
     "Alliance: mean of the six 0-6 items when at least five are answered; tertiles are cut over the ratings of "
-    "every treatment episode in this dataset. Outcomes: self-efficacy 0-10 (high = 8 or more); self-rated mental "
+    "every treatment episode in this dataset, each episode counted once whatever its number of time points. Outcomes: self-efficacy 0-10 (high = 8 or more); self-rated mental "
     "and physical health coded 1 = poor to 5 = excellent (high = very good or excellent). Odds ratios are per "
     "standard deviation of the alliance score in the analysed sample. "
     "Intervals: Wald 95% CIs (estimate +- 1.96 SE; for odds ratios on the log-odds scale) for the logistic and "

@@ -20,11 +20,13 @@ from pathlib import Path
 import click
 
 from .staff.accounts import ROLES
-from .config import Settings, load_settings, local_time
+from .config import Settings, hide_password, load_settings, local_time
 from .db import open_database, session_factory, unit_of_work, upgrade
 from .states import AlertState, Processing
 
 log = logging.getLogger("outreach.cli")
+# Every count and id a command takes is a whole number from 1 (a limit of -1 or 0 is refused, not read as "all").
+COUNT = click.IntRange(min=1)
 
 
 class Context:
@@ -70,6 +72,9 @@ class OutreachGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # the reader stopped reading (`| head`): end quietly, as Unix tools do
+            _quiet_stdout()
+            ctx.exit(0)
         except Exception as exc:
             context = ctx.find_object(Context)
             try:
@@ -111,6 +116,33 @@ def db() -> None:
 def db_upgrade(ctx: Context) -> None:
     upgrade(ctx._open(create=True))
     click.echo("database is at the latest schema")
+
+
+@db.command("downgrade", help="Take the database's schema back to REVISION (e.g. 0008), for going back to an older "
+                              "version of outreach; asks first. Columns and tables added since are dropped.")
+@click.argument("revision")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def db_downgrade(ctx: Context, revision: str, yes: bool) -> None:
+    from alembic import command
+    from alembic.util import CommandError
+
+    from .db import alembic_config
+
+    engine = ctx._open(create=False)
+    if not yes and not click.confirm(f"take the schema of {hide_password(ctx.settings.database_url)} back to "
+                                     f"{revision}? what later revisions added is dropped"):
+        click.echo("not changed")
+        return
+    try:
+        command.downgrade(alembic_config(engine), revision)
+    except CommandError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except RuntimeError as exc:  # a migration that refuses (e.g. patients with several stays for 0002)
+        click.echo(f"error: the schema was not changed: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"database schema is at {revision}")
 
 
 def _input_file(path: Path) -> Path:
@@ -192,7 +224,7 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_ra
 @click.option("--dir", "directory", default="demo", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the demo's files; one an earlier demo made is replaced, any other existing path "
                    "is refused.")
-@click.option("--patients", default=300, show_default=True)
+@click.option("--patients", default=300, show_default=True, type=COUNT, help="How many synthetic discharges.")
 @click.option("--seed", default=7, show_default=True)
 def demo_cmd(directory: Path, patients: int, seed: int) -> None:
     from analysis.summary import analyse_demo
@@ -209,8 +241,10 @@ def demo_cmd(directory: Path, patients: int, seed: int) -> None:
 
 
 @cli.command("serve", help="The console and the worker on the demo's data at http://127.0.0.1:PORT (simulator).")
-@click.option("--dir", "directory", default="demo", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--port", default=5000, show_default=True)
+@click.option("--dir", "directory", default="demo", type=click.Path(file_okay=False, path_type=Path), show_default=True,
+              help="The demo's folder: its database is served; an empty or missing folder gets the demo first.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535),
+              help="Port on 127.0.0.1 to serve the console on.")
 def serve_cmd(directory: Path, port: int) -> None:
     from analysis.summary import analyse_demo
     from webhooks.app import create_app
@@ -290,7 +324,7 @@ def alerts_list(ctx: Context, show_all: bool) -> None:
 
 
 @alerts.command("resolve", help="Close an alert with a note (audited); a paused survey may resume.")
-@click.argument("alert_id", type=int)
+@click.argument("alert_id", type=COUNT)
 @click.option("--note", required=True, help="What was done.")
 @pass_ctx
 def alerts_resolve(ctx: Context, alert_id: int, note: str) -> None:
@@ -312,9 +346,19 @@ def users() -> None:
     pass
 
 
+LOCAL_CONSOLE = "http://localhost:5000"
+
+
 def _set_password_url(ctx: Context, token: str) -> str:
-    base = (ctx.settings.optional("PUBLIC_BASE_URL") or "http://localhost:5000").rstrip("/")
+    base = (ctx.settings.public_base_url or LOCAL_CONSOLE).rstrip("/")
     return f"{base}/console/set-password/{token}"
+
+
+def _link_note(ctx: Context) -> None:
+    """Where the link points when PUBLIC_BASE_URL is not set, said where the link is printed."""
+    if not ctx.settings.public_base_url:
+        click.echo(f"note: PUBLIC_BASE_URL is not set, so the link points to {LOCAL_CONSOLE} (the console on this "
+                   "machine); set PUBLIC_BASE_URL to the console's public address for a link others can open")
 
 
 def _account_command(ctx: Context, action):
@@ -343,6 +387,7 @@ def users_add(ctx: Context, email: str, role: str) -> None:
     user, token = _account_command(ctx, lambda s: add_user(s, email, role, actor=current_actor()))
     click.echo(f"account created for {user.email} ({user.role}); set a password within 24 hours at: "
                f"{_set_password_url(ctx, token)}")
+    _link_note(ctx)
 
 
 @users.command("list", help="Every console account: role, active or disabled, 2FA, last sign-in.")
@@ -429,14 +474,17 @@ def users_reset(ctx: Context, email: str, turn_off_2fa: bool) -> None:
         user = find_user(session, email)
         if user is None:
             raise AccountError(f"there is no account for {normalise_email(email)}")
-        if turn_off_2fa and user.totp_secret:
+        had_2fa = bool(user.totp_secret)
+        if turn_off_2fa and had_2fa:
             disable_totp(session, user, actor=current_actor())
-        return user, new_password_link_token(session, user, actor=current_actor())
+        return user, new_password_link_token(session, user, actor=current_actor()), had_2fa
 
-    user, token = _account_command(ctx, reset)
+    user, token, had_2fa = _account_command(ctx, reset)
     if turn_off_2fa:
-        click.echo(f"authenticator-app code turned off for {user.email}")
+        click.echo(f"authenticator-app code turned off for {user.email}" if had_2fa else
+                   f"{user.email} had no authenticator-app code; nothing to turn off")
     click.echo(f"new link for {user.email}; set a password within 24 hours at: {_set_password_url(ctx, token)}")
+    _link_note(ctx)
 
 
 @cli.group(help="Inbound messages.")
@@ -539,7 +587,7 @@ def patients_opt_in(ctx: Context, patient_id: str, reason: str) -> None:
                                            "phone_corrected", "undeliverable", "consent_withdrawn",
                                            "consent_given"]),
               help="Only this kind of event (default: all of them).")
-@click.option("--limit", default=50, show_default=True, help="At most this many events.")
+@click.option("--limit", default=50, show_default=True, type=COUNT, help="At most this many events.")
 @pass_ctx
 def events_cmd(ctx: Context, kind: str | None, limit: int) -> None:
     from .staff.contact import contact_events
@@ -680,7 +728,7 @@ def waves_plan(ctx: Context, timepoint: int, as_of: str | None) -> None:
 @waves.command("launch", help="Create the follow-ups of a wave and queue its invitations (the worker sends them).")
 @click.option("--timepoint", type=int, required=True, help="Days after discharge (one of FOLLOWUP_DAYS).")
 @click.option("--as-of", "as_of", help="Date to launch for (YYYY-MM-DD, default today).")
-@click.option("--limit", type=int, help="Invite at most this many patients (earliest discharges first).")
+@click.option("--limit", type=COUNT, help="Invite at most this many patients (earliest discharges first).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_ctx
 def waves_launch(ctx: Context, timepoint: int, as_of: str | None, limit: int | None, yes: bool) -> None:
@@ -746,7 +794,7 @@ def waves_list(ctx: Context) -> None:
 
 
 @waves.command("status", help="The contact funnel of one wave (default: the latest).")
-@click.argument("wave_id", type=int, required=False)
+@click.argument("wave_id", type=COUNT, required=False)
 @pass_ctx
 def waves_status(ctx: Context, wave_id: int | None) -> None:
     from sqlalchemy import select
@@ -901,11 +949,28 @@ def report_cmd(ctx: Context, out: Path, timepoint: int | None) -> None:
                f"stats.json and {len(payload['figures'])} figures")
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's own flush at exit does not hit the closed pipe again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (a test runner's stream)
+        pass
+
+
 def main() -> None:
     from .logs import configure_logging
 
     configure_logging()
-    cli(prog_name="outreach")
+    try:
+        try:
+            cli(prog_name="outreach")
+        finally:  # what is still buffered goes now, while a closed pipe can still be met quietly
+            sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped reading (`| head`): end quietly, as Unix tools do
+        _quiet_stdout()
+        sys.exit(0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -95,6 +95,9 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "DB_TIMEOUT_SECONDS": ("2", "Seconds the web app waits for the database (connecting, or a free pooled connection; "
                                 "a statement 2.5 times as long) before it spools an incoming text to local disk "
                                 "instead."),
+    "PORT": ("8000", "Port the web app (the Procfile's gunicorn) listens on, on every interface of the host "
+                     "(0.0.0.0); put it behind the https proxy. `outreach serve` has its own --port (127.0.0.1)."),
+    "LOG_LEVEL": ("INFO", "How much the processes log to stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL."),
     "SPOOL_DIR": (None, "Folder on a persistent local disk where texts and status callbacks received while the "
                         "database is unreachable wait (default: the project's instance/spool folder)."),
 }
@@ -104,6 +107,10 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
 # name -> (parser, what a good value looks like).  A parser takes the text (the default when unset) and returns
 # the typed value or raises ValueError; load_settings names every setting that does not parse, all at once.
 # A setting absent here is plain text (secrets are checked where they are needed: Settings.require).
+
+class _Unreadable(ValueError):
+    """A parser's own words on what is wrong (shown); any other ValueError is said only as 'cannot be read'."""
+
 
 def _whole(minimum: int):
     def parse(text: str) -> int:
@@ -172,7 +179,14 @@ def _window(text: str):
     try:
         return parse_window(text)
     except ConfigError as exc:
-        raise ValueError(str(exc).removeprefix("SEND_WINDOW: ")) from None
+        raise _Unreadable(str(exc).removeprefix("SEND_WINDOW: ")) from None
+
+
+def _port(text: str) -> int:
+    value = _whole(1)(text)
+    if value > 65535:
+        raise ValueError
+    return value
 
 
 def _base_url(text: str | None) -> str | None:
@@ -209,6 +223,8 @@ TYPED: dict[str, tuple] = {
     "TRUSTED_PROXIES": (_whole(0), "a whole number of proxies, 0 or more"),
     "CONSOLE_REFRESH_SECONDS": (_whole(1), "a whole number of seconds, at least 1"),
     "DB_TIMEOUT_SECONDS": (_number(0, above=True), "a number of seconds above 0, such as 2"),
+    "PORT": (_port, "a port number from 1 to 65535, such as 8000"),
+    "LOG_LEVEL": (_choice("debug", "info", "warning", "error", "critical"), "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
 }
 
 
@@ -245,8 +261,12 @@ class Settings:
             try:
                 values[name] = parse(raw)
             except (ValueError, TypeError) as exc:
-                detail = f" ({exc})" if str(exc) else ""
+                detail = f" ({exc})" if isinstance(exc, _Unreadable) and not str(exc).startswith("cannot read") else ""
                 problems.append(f"{name}: {raw!r} cannot be read{detail}; it should be {looks_like}")
+        try:
+            values["DATABASE_URL"] = _database_url(self.get("DATABASE_URL"))
+        except ConfigError as exc:
+            problems.append(str(exc))
         try:
             values["ALERT_SMS_TO"] = _on_call_numbers(self.optional("ALERT_SMS_TO"), values.get("DEFAULT_REGION", "CA"))
         except ConfigError as exc:
@@ -321,7 +341,7 @@ class Settings:
 
     @property
     def database_url(self) -> str:
-        return self.get("DATABASE_URL")
+        return self.typed["DATABASE_URL"]
 
     @property
     def org_name(self) -> str:
@@ -356,6 +376,30 @@ def _api_base_url(value: str | None) -> str | None:
         raise ConfigError(f"TWILIO_API_BASE_URL must use https (plain http is allowed for a loopback "
                           f"address only: 127.x, ::1 or localhost), not {value!r}")
     return value.rstrip("/")
+
+
+def _database_url(value: str) -> str:
+    """``DATABASE_URL`` when SQLAlchemy can read it and its driver is installed; else a sentence naming what is
+    wrong, the password masked."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = hide_password(value)
+    example = "postgresql+psycopg://user:password@host:5432/outreach or sqlite:///outreach.db"
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL: {shown!r} cannot be read as a database URL; it should look like "
+                          f"{example}") from None
+    try:
+        url.get_dialect().import_dbapi()
+    except NoSuchModuleError:
+        raise ConfigError(f"DATABASE_URL: {shown!r} names a database SQLAlchemy does not know "
+                          f"({url.drivername!r}); it should look like {example}") from None
+    except ImportError as exc:
+        raise ConfigError(f"DATABASE_URL: {shown!r} needs the database driver {exc.name or url.drivername!r}, which "
+                          f"is not installed; install it, or use postgresql+psycopg (installed with outreach)") from None
+    return value
 
 
 def _on_call_numbers(value: str | None, region: str) -> tuple[str, ...]:

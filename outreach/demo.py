@@ -141,8 +141,11 @@ def _earlier_demo(directory: Path) -> bool:
 
 def prepare_directory(directory: Path) -> None:
     """Make ``directory`` for a demo run: a folder an earlier run made (it has the marker) is deleted and
-    made again; any other existing path is refused, so nobody's files are deleted by a mistyped --dir."""
-    if directory.is_dir() and ((directory / MARKER).is_file() or _earlier_demo(directory)):
+    made again, and an empty folder is used as it is; any other existing path is refused, so nobody's files are
+    deleted by a mistyped --dir."""
+    if directory.is_dir() and not directory.is_symlink() and not any(directory.iterdir()):
+        directory.rmdir()  # empty: nothing of anyone's to lose
+    elif directory.is_dir() and ((directory / MARKER).is_file() or _earlier_demo(directory)):
         shutil.rmtree(directory)
     elif directory.exists() or directory.is_symlink():
         raise DemoDirError(f"{directory} already exists and was not made by `outreach demo` (it has no {MARKER} "

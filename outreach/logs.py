@@ -168,6 +168,9 @@ class _Handler(logging.StreamHandler):
         self._stream = value
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def configure_logging(stream=None) -> logging.Handler:
     """Log to stderr (LOG_LEVEL, default INFO) through the cleaning formatter; safe to call twice."""
     _install_record_factory()
@@ -180,7 +183,8 @@ def configure_logging(stream=None) -> logging.Handler:
     handler.setFormatter(CleanFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler._outreach = True  # type: ignore[attr-defined]
     root.addHandler(handler)
-    root.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+    level = (os.environ.get("LOG_LEVEL") or "INFO").strip().upper()
+    root.setLevel(level if level in LOG_LEVELS else "INFO")  # a wrong one is refused by name when settings load
     for noisy in ("twilio", "urllib3", "transitions"):  # twilio logs numbers; transitions every step
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler

@@ -32,9 +32,7 @@ def test_the_demo_refuses_a_folder_it_did_not_make_and_leaves_it_alone(tmp_path)
     theirs = tmp_path / "thesis"
     theirs.mkdir()
     (theirs / "chapter1.tex").write_text("years of work")
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    for folder in (theirs, empty, tmp_path / "a-file"):
+    for folder in (theirs, tmp_path / "a-file"):
         if folder.name == "a-file":
             folder.write_text("not a folder")
         result = CliRunner().invoke(cli, ["demo", "--dir", str(folder)])
@@ -45,7 +43,16 @@ def test_the_demo_refuses_a_folder_it_did_not_make_and_leaves_it_alone(tmp_path)
                                              "(it has no .outreach-demo file), so the demo will not use or delete "
                                              "it: choose another --dir or remove it yourself")
     assert (theirs / "chapter1.tex").read_text() == "years of work" and not (theirs / ".outreach-demo").exists()
-    assert list(empty.iterdir()) == []
+
+
+def test_an_empty_folder_is_used_for_the_demo(tmp_path):
+    """`make serve` runs the demo into ./demo/ when it has no database, and an empty folder is fine to use."""
+    from outreach.demo import MARKER, prepare_directory
+
+    empty = tmp_path / "demo"
+    empty.mkdir()
+    prepare_directory(empty)
+    assert sorted(p.name for p in empty.iterdir()) == [MARKER]
 
 
 def test_a_folder_the_demo_made_is_replaced(tmp_path):

@@ -11,7 +11,7 @@ from outreach.config import ConfigError, load_settings
 
 @pytest.mark.parametrize("name, value, says", [
     ("SEND_RATE_PER_SECOND", "abc", "it should be a number of texts a second"),
-    ("SEND_WINDOW", "whenever", "cannot read 'whenever'"),
+    ("SEND_WINDOW", "whenever", "days and hours such as 'Mon-Fri 09:00-20:00"),
     ("FOLLOWUP_DAYS", "30,ninety", "whole numbers of days separated by commas"),
     ("DEFAULT_TIMEZONE", "Mars/Base", "an IANA time zone"),
     ("SMS_BACKEND", "carrier-pigeon", "twilio or simulator"),

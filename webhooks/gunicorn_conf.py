@@ -6,7 +6,6 @@ connection, so PostgreSQL sees at most ``WEB_CONCURRENCY × WEB_THREADS`` connec
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from outreach.config import ConfigError, load_settings
@@ -20,7 +19,7 @@ except ConfigError as _exc:
     print(startup_message(_exc), file=sys.stderr, flush=True)
     sys.exit(1)
 
-bind = f"0.0.0.0:{os.environ.get('PORT') or '8000'}"  # the platform's PORT, as Heroku-style hosts set it
+bind = f"0.0.0.0:{_settings.port}"  # the platform's PORT, as Heroku-style hosts set it
 worker_class = "gthread"
 workers = _settings.web_concurrency
 threads = _settings.web_threads

@@ -685,14 +685,19 @@ class Inbox:
         return replies
 
     def _unknown_sender(self, conn: Connection, msg: Any, now, live: bool, answered: Sequence[str] = ()) -> list[str]:
-        """No patient has this number: stored, no reply, unless it is a crisis message (safety first)."""
+        """No patient has this number: stored, no reply, unless it is a crisis message (safety first, with an
+        alert) or HELP (the carriers' rules: whoever asks who is texting is told), in English and French (the
+        language is not known), as during an outage."""
         outcome = respond(None, msg.body, self._context("en", now))
-        if "crisis" not in outcome.events:
+        crisis = "crisis" in outcome.events
+        if not crisis and "help" not in outcome.events:
             log.info("message from unknown number %s stored, not answered", mask(msg.from_number))
             return []
         replies = outcome.replies + respond(None, msg.body, self._context("fr", now)).replies  # language unknown
-        self._open_alert(conn, msg, None, None, now)
-        self._store_replies(conn, msg, replies, None, None, now, live, kind="safety", answered=answered)
+        if crisis:
+            self._open_alert(conn, msg, None, None, now)
+        self._store_replies(conn, msg, replies, None, None, now, live, kind="safety" if crisis else "reply",
+                            answered=answered)
         return replies
 
     def _open_alert(self, conn: Connection, msg: Any, patient_pk: int | None, followup_pk: int | None, now) -> None:

@@ -85,19 +85,44 @@ def resolve_alert(session: Session, alert_id: int, note: str, actor: str, addres
     if alert.resolved_at is not None:
         when = local_time(alert.resolved_at, zone or ZoneInfo("UTC"))
         raise AlertError(f"alert {alert_id} was already resolved on {when} by {alert.resolved_by}")
-    alert.resolved_at, alert.resolved_by, alert.resolution_note = utcnow(), actor, note.strip()
-    audit(session, "crisis_alert_resolved", actor=actor, patient_id=alert.patient_id, address=address,
-          alert_id=alert.id, note=note.strip())
+    now = utcnow()
+    alert.resolved_at, alert.resolved_by, alert.resolution_note = now, actor, note.strip()
     followup = session.get(FollowUp, alert.followup_id, populate_existing=True) if alert.followup_id else None
     still_open = session.scalar(select(Alert.id).where(Alert.followup_id == alert.followup_id,
                                                        Alert.resolved_at.is_(None), Alert.id != alert.id))
+    resumed = {}
     if followup is not None and followup.state == FollowUpState.CRISIS and still_open is None:
         transition(followup, "resume")
         followup.paused_state = None
         # The patient may go on whenever they wish; no automatic "still there?" right after a crisis.
-        followup.stall_reminded_at = followup.stall_reminded_at or utcnow()
+        followup.stall_reminded_at = followup.stall_reminded_at or now
+        # The time the survey spent paused is given back, as resuming a coordinator's pause does: a window that
+        # ran out meanwhile must not expire the follow-up at the next tick.
+        paused_for = now - _paused_since(session, followup.id, now)
+        old_expiry = followup.expires_at
+        if followup.expires_at is not None:
+            followup.expires_at = followup.expires_at + paused_for
+        resumed = dict(paused_seconds=int(paused_for.total_seconds()),
+                       expires_at_before=old_expiry.isoformat(timespec="seconds") if old_expiry else None,
+                       expires_at=followup.expires_at.isoformat(timespec="seconds") if followup.expires_at else None)
+    audit(session, "crisis_alert_resolved", actor=actor, patient_id=alert.patient_id, address=address,
+          alert_id=alert.id, note=note.strip(), **resumed)
     session.flush()
     return alert
+
+
+def _paused_since(session: Session, followup_id: int, now: dt.datetime) -> dt.datetime:
+    """When the crisis pause that ends now began: the start of the run of overlapping alerts of the follow-up
+    that lasts until now (a second alert opened during the first one's pause extends the same pause)."""
+    spans = sorted((opened, resolved or now) for opened, resolved in session.execute(
+        select(Alert.opened_at, Alert.resolved_at).where(Alert.followup_id == followup_id)))
+    start, end = now, None
+    for opened, closed in spans:
+        if end is None or opened > end:
+            start, end = opened, closed
+        else:
+            end = max(end, closed)
+    return min(start, now)
 
 
 def open_alert_count(session: Session) -> int:
