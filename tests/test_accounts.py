@@ -41,7 +41,7 @@ from outreach.models import AuditEvent, Base, SignInAttempt, User
 GOOD = "violet kettle drums at noon"
 ADMIN = "cli:test-admin"
 HERE = "198.51.100.4"
-LINK = re.compile(r"at: (\S+)/console/set-password/([A-Za-z0-9_-]+)$")
+LINK = re.compile(r"at: (\S+)/console/set-password/([A-Za-z0-9_-]+)$", re.M)
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def refused(uow, email, password, *, address=HERE, code=None) -> str:
 
 
 def link_token(output: str) -> str:
-    match = LINK.search(output.strip())
+    match = LINK.search(output)
     assert match, output
     return match.group(2)
 
