@@ -152,7 +152,10 @@ def test_crisis_message_opens_alert_pauses_and_replies_safety(twilio, make_patie
     session.rollback()
     assert session.get(Alert, alert.id).resolution_note == "called, safe, wants to continue"
     audited = session.scalar(select(AuditEvent).where(AuditEvent.action == "crisis_alert_resolved"))
-    assert audited.details == {"alert_id": alert.id, "note": "called, safe, wants to continue"}
+    assert audited.details == {"alert_id": alert.id, "note": "called, safe, wants to continue",  # and the pause given
+                               "paused_seconds": audited.details["paused_seconds"],  # back to the survey's window
+                               "expires_at_before": None, "expires_at": None}
+    assert 0 <= audited.details["paused_seconds"] < 60
     assert "no open alerts" in run_cli("alerts", "list").output
     again = run_cli("alerts", "resolve", str(alert.id), "--note", "x")
     assert again.exit_code == 1 and "already resolved" in again.output
