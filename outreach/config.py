@@ -54,6 +54,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "ORG_NAME": ("Outreach Study", "Sender name used in every text message."),
     "ALLIANCE_INSTRUMENT": ("alliance6", "Instrument definition used to score discharge ratings."),
     "FOLLOWUP_DAYS": ("30,90,180,365", "Follow-up time points, in days after discharge."),
+    "EARLIEST_DATE": ("2000-01-01", "The earliest discharge or admission date an import accepts: an earlier one is a "
+                                    "placeholder (1899-12-30, 1900-01-01) or a typing error, and is refused."),
     "WINDOW_DAYS": ("14", "Days after a time point during which a patient can still be invited."),
     "EXPIRE_DAYS": ("7", "Days after the invitation after which an unfinished follow-up expires."),
     "REMINDER_HOURS": ("48,96", "Hours after an unanswered invitation at which reminders go out."),
@@ -139,6 +141,12 @@ def _list(item):
     return parse
 
 
+def _date(text: str):
+    import datetime as dt
+
+    return dt.date.fromisoformat(text.strip())
+
+
 def _zone(text: str) -> str:
     try:
         ZoneInfo(text)
@@ -203,6 +211,7 @@ TYPED: dict[str, tuple] = {
     "DEFAULT_TIMEZONE": (_zone, "an IANA time zone such as America/Toronto"),
     "FOLLOWUP_DAYS": (_list(_whole(1)), "whole numbers of days separated by commas, such as 30,90,180,365"),
     "WINDOW_DAYS": (_whole(1), "a whole number of days, at least 1"),
+    "EARLIEST_DATE": (_date, "a date written YYYY-MM-DD, such as 2000-01-01"),
     "EXPIRE_DAYS": (_whole(1), "a whole number of days, at least 1"),
     "REMINDER_HOURS": (lambda text: tuple(_number(0, above=True)(x) for x in text.split(",") if x.strip()),
                        "hours above 0 separated by commas, such as 48,96"),
