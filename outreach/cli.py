@@ -145,6 +145,10 @@ def db_downgrade(ctx: Context, revision: str, yes: bool) -> None:
     click.echo(f"database schema is at {revision}")
 
 
+GROUP_ERRORS_OVER = 20  # more errors than this are shown grouped by column and kind
+FIRST_ERRORS = 10
+
+
 def _input_file(path: Path) -> Path:
     """A file named on the command line, or an error naming where it was looked for."""
     from .errors import InputFileMissing
@@ -166,10 +170,13 @@ def _input_file(path: Path) -> Path:
 @click.option("--keep-identifiers", is_flag=True,
               help="Keep full phone numbers in FILE.rejected.csv (by default they are masked).")
 @click.option("--strict", is_flag=True,
-              help="Treat warnings (no alliance score, a shared phone, a dropped extension) as errors.")
+              help="Treat warnings (no alliance score, a shared phone, a dropped extension, a number that cannot "
+                   "receive texts) as errors.")
+@click.option("--all-errors", "all_errors", is_flag=True,
+              help="List every error line by line (by default, many errors are grouped by column and problem).")
 @pass_ctx
 def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_rating_changes: bool,
-                          keep_identifiers: bool, strict: bool) -> None:
+                          keep_identifiers: bool, strict: bool, all_errors: bool) -> None:
     from .study.importer import ImportFileError, import_discharges
 
     _input_file(file)
@@ -182,8 +189,17 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_ra
         click.echo(str(exc), err=True)
         click.echo("nothing was imported", err=True)
         sys.exit(1)
-    for error in result.errors:
-        click.echo(str(error), err=True)
+    if all_errors or len(result.errors) <= GROUP_ERRORS_OVER:
+        for error in result.errors:
+            click.echo(str(error), err=True)
+    else:  # a coordinator fixes a kind of problem at a time: the kinds first, then the first lines
+        click.echo(f"{len(result.errors):,} problems, by column and kind:", err=True)
+        for group in result.grouped_errors():
+            click.echo(f"  {group}", err=True)
+        click.echo(f"the first {FIRST_ERRORS} one by one:", err=True)
+        for error in result.errors[:FIRST_ERRORS]:
+            click.echo(str(error), err=True)
+        click.echo("(--all-errors lists every one)", err=True)
     if not result.written:
         click.echo(f"{len(result.errors)} problem(s) in {result.rejected} row(s); nothing was imported "
                    "(fix the file, or use --skip-invalid)", err=True)
@@ -218,6 +234,11 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_ra
     if result.rejected_path:
         masked = "" if keep_identifiers else " (phone numbers masked; --keep-identifiers keeps them)"
         click.echo(f"rejected rows written to {result.rejected_path}{masked}")
+    if result.unread_lines:  # rows of the file were not read as rows: never a plain success
+        spans = ", ".join(f"lines {a}-{b}" for a, b in result.unread_lines)
+        click.echo(f"error: {spans} of the file were not read as rows (an unclosed quote read them into one field); "
+                   "fix the quote and import those rows again", err=True)
+        sys.exit(1)
 
 
 @cli.command("demo", help="Run the whole cycle on a fresh SQLite database under ./demo/ (no credentials).")

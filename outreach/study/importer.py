@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
-import phonenumbers
 from sqlalchemy import exists, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -44,7 +43,7 @@ from ..csvsafe import SafeWriter, open_private
 from ..db import audit
 from .instrument import Instrument, load_instrument
 from ..models import AllianceRating, Answer, Episode, FollowUp, Patient
-from ..phones import mask, parse_phone, zone_for
+from ..phones import mask, parse_phone, split_extension, why_not_textable, zone_for
 from ..messaging.opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
 from ..repository import OPEN_STATES, close
 from ..messaging.send_rule import NO_CONSENT, TO_THE_WRITER
@@ -98,11 +97,31 @@ class ImportResult:
     texts_cancelled: int = 0  # queued texts not sent: consent withdrawn, or queued for an old number
     invitations_requeued: int = 0  # invitations queued again to a patient's new number
 
+    unread_lines: list[tuple[int, int]] = field(default_factory=list)  # lines an unclosed quote read into one field
+
+    def grouped_errors(self, first_lines: int = 5) -> list[str]:
+        """The errors by column and kind of problem, most frequent first: ``column: N rows: problem (lines a, b,
+        c, …)``, values in the problem replaced by '…' so that rows with one problem fall together."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        for e in self.errors:
+            groups.setdefault((e.column, _shape(e.problem)), []).append(e.line)
+        out = []
+        for (column, shape), lines in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[1][0])):
+            shown = ", ".join(map(str, lines[:first_lines])) + (", …" if len(lines) > first_lines else "")
+            out.append(f"{column}: {len(lines):,} row{'s' if len(lines) != 1 else ''}: {shape} "
+                       f"(line{'s' if len(lines) != 1 else ''} {shown})")
+        return out
+
     @property
     def summary(self) -> str:
         return (f"imported {self.new_patients} new patients, {self.new_episodes} new episodes, "
                 f"updated {self.updated}, unchanged {self.unchanged}, rejected {self.rejected} "
                 f"({SEPARATORS.get(self.separator, repr(self.separator))}-separated)")
+
+
+def _shape(problem: str) -> str:
+    """A problem with the values it quotes replaced by '…': the same problem on many rows reads the same."""
+    return re.sub(r"'[^']*'", "'…'", problem)
 
 
 @dataclass
@@ -112,6 +131,7 @@ class _Row:
     record: dict[str, Any] | None
     problems: list[tuple[str, str]]
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    swallowed: tuple[int, int] | None = None  # lines read into this row's field by an unclosed quote
 
 
 @cache
@@ -124,13 +144,42 @@ def expected_columns(instrument: Instrument) -> tuple[list[str], list[str]]:
 
 
 def decode(data: bytes) -> str:
+    """The file's text: UTF-8, any byte-order marks before it dropped (a file saved twice may have two), and old
+    Mac line endings (a carriage return alone) read as line ends.  A byte that is not UTF-8 is named by its line
+    and column."""
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        where = f"line {line}" + _column_of_byte(data, exc.start)
         raise ImportFileError(
-            f"line {line}: the file is not UTF-8 (byte 0x{data[exc.start]:02x} cannot be read); "
-            "save it as 'CSV UTF-8' and import again") from None
+            f"{where}: the file is not UTF-8 (byte 0x{data[exc.start]:02x} cannot be read; it was probably saved "
+            "as Windows or Latin-1 text); save it as 'CSV UTF-8' and import again") from None
+    text = text.lstrip("\ufeff")
+    if "\r" in text and "\n" not in text:
+        text = text.replace("\r", "\n")
+    return text
+
+
+def _column_of_byte(data: bytes, at: int) -> str:
+    """', column NAME' for the byte at ``at`` (read loosely as Latin-1, separators counted outside quotes), or ''."""
+    text = data.decode("latin-1")
+    lines = text.split("\n")
+    line_start = text.rfind("\n", 0, at) + 1
+    header = lines[0].lstrip("\ufeff\u00ef\u00bb\u00bf").rstrip("\r")
+    sep = max(SEPARATORS, key=header.count)
+    names = next(csv.reader([header], delimiter=sep), [])
+    index, quoted = 0, False
+    for ch in text[line_start:at]:
+        if ch == '"':
+            quoted = not quoted
+        elif ch == sep and not quoted:
+            index += 1
+    return f", column {names[index].strip().lower()}" if index < len(names) else ""
+
+
+# What UTF-8 text looks like once it has been read as Latin-1 or Windows-1252 and saved as UTF-8 again ('é' -> 'Ã©').
+_MOJIBAKE = re.compile("[\u00c3\u00c2][\u0080-\u00bf]|\u00e2\u20ac")
 
 
 def detect_separator(text: str, instrument: Instrument) -> str:
@@ -163,7 +212,7 @@ def check_header(header: list[str], instrument: Instrument) -> list[str]:
             problems.append(f"column {name!r} appears twice")
         seen.add(name)
         if name not in required and name not in optional:
-            problems.append(f"unknown column {name!r}")
+            problems.append(f"unknown column {name!r}" + _header_hint(name, set(required) | set(optional)))
     for name in required:
         if name not in seen:
             problems.append(f"missing required column {name!r}")
@@ -173,12 +222,23 @@ def check_header(header: list[str], instrument: Instrument) -> list[str]:
     return names
 
 
+def _header_hint(name: str, known: set[str]) -> str:
+    """A hint for an unknown column name of a common shape."""
+    if name == "":
+        return " (does every line end with a separator? remove the empty last column)"
+    guess = re.sub(r"[\s\-.]+", "_", name.strip().lower())
+    if guess in known:
+        return f" (did you mean {guess}? column names are written in lower case with underscores)"
+    return ""
+
+
 class RowValidator:
     """Turns one CSV row (column -> text) into a record, or a list of problems."""
 
     def __init__(self, settings: Settings, instrument: Instrument, today: dt.date):
         self.region = settings.default_region
         self.default_zone = settings.default_timezone
+        self.earliest = settings.earliest_date
         self.instrument = instrument
         self.today = today
 
@@ -199,10 +259,10 @@ class RowValidator:
         check("discharge_date", self._date)
         check("admission_date", lambda v: self._date(v) if v else None)
         check("sms_consent", self._consent)
-        check("timezone", self._zone)
+        check("timezone", lambda v: self._zone(v, rec.get("phone")))
         check("language", self._language)
         check("age", lambda v: _int_or_none(v, 0, 120))
-        check("length_of_stay_days", lambda v: _int_or_none(v, 0, 3650))
+        check("length_of_stay_days", lambda v: _int_or_none(v, 0, MAX_STAY_DAYS))
         for column in ("sex", "primary_substance", "program"):
             check(column, lambda v, c=column: _text_or_none(v, 128 if c == "program" else 64))
         items = []
@@ -212,8 +272,14 @@ class RowValidator:
             except ValueError as exc:
                 problems.append((column, str(exc)))
         if not problems and rec["admission_date"] and rec["admission_date"] > rec["discharge_date"]:
-            problems.append(("admission_date", f"{rec['admission_date']} is after the discharge date "
+            problems.append(("admission_date", f"{rec['admission_date']} is after the discharge_date "
                                                f"{rec['discharge_date']}"))
+        elif not problems and rec["admission_date"]:
+            days = (rec["discharge_date"] - rec["admission_date"]).days
+            if days > MAX_STAY_DAYS:
+                problems.append(("admission_date", f"a stay from {rec['admission_date']} to the discharge_date "
+                                                   f"{rec['discharge_date']} is {days:,} days, outside 0-{MAX_STAY_DAYS} "
+                                                   "days (the range allowed for length_of_stay_days)"))
         if problems:
             return None, problems
         if rec["length_of_stay_days"] is None and rec["admission_date"]:
@@ -232,14 +298,13 @@ class RowValidator:
 
     def _phone(self, v: str, warnings: list[tuple[str, str]]) -> str:
         e164 = parse_phone(v, self.region)
-        if _MAY_HAVE_EXTENSION.search(v):
-            try:
-                extension = phonenumbers.parse(v, self.region).extension
-            except phonenumbers.NumberParseException:
-                extension = None
-            if extension:
-                warnings.append(("phone", f"the extension {extension} was dropped (a text cannot reach an "
-                                          f"extension); check that {mask(e164)} reaches the patient's own phone"))
+        _, extension = split_extension(v.strip())
+        if extension:
+            warnings.append(("phone", f"the extension {extension} was dropped (a text cannot reach an "
+                                      f"extension); check that {mask(e164)} reaches the patient's own phone"))
+        unreachable = why_not_textable(e164, self.region)
+        if unreachable:
+            warnings.append(("phone", f"{mask(e164)} {unreachable}"))
         return e164
 
     @staticmethod
@@ -248,11 +313,20 @@ class RowValidator:
             raise ValueError("is empty")
         if len(v) > 64:
             raise ValueError("is longer than 64 characters")
+        if _SCIENTIFIC.match(v):
+            raise ValueError(f"{v!r} is in scientific notation: Excel shortened a long numeric id, so two people "
+                             "may now share it; format the column as text in the hospital's export and export again")
         return v
 
     def _date(self, v: str) -> dt.date:
         if not v:
             raise ValueError("is empty; expected YYYY-MM-DD")
+        if _DAY_MONTH.match(v):
+            raise ValueError(f"{v!r} looks like a day/month/year or month/day/year date, which cannot be told "
+                             "apart; write dates as YYYY-MM-DD")
+        if _SERIAL.match(v):
+            raise ValueError(f"{v!r} looks like an Excel date serial number; format the column as a date and write "
+                             "dates as YYYY-MM-DD")
         try:
             if len(v) != 10:
                 raise ValueError
@@ -261,6 +335,10 @@ class RowValidator:
             raise ValueError(f"{v!r} is not a real date in the form YYYY-MM-DD") from None
         if day > self.today:
             raise ValueError(f"{v} is in the future")
+        if day < self.earliest:
+            raise ValueError(f"{v} is before EARLIEST_DATE ({self.earliest}): a placeholder (spreadsheets and "
+                             "hospital systems fill in 1899-12-30 or 1900-01-01) or a typing error; write the real "
+                             "date")
         return day
 
     @staticmethod
@@ -270,11 +348,16 @@ class RowValidator:
         except KeyError:
             raise ValueError(f"{v!r} is not one of {CONSENT_WORDS}") from None
 
-    def _zone(self, v: str) -> str | None:
+    def _zone(self, v: str, phone: str | None = None) -> str | None:
         if not v:
             return None
         if v not in _zones():
             raise ValueError(f"{v!r} is not a known IANA time zone (e.g. America/Toronto)")
+        if v in REGION_OF_ZONE or "/" not in v or v.startswith("Etc/"):
+            suggestion = REGION_OF_ZONE.get(v) or (zone_for(phone) if phone else None) or self.default_zone
+            raise ValueError(f"{v!r} is not a region's time zone ({v} and the like keep one offset all year, with no "
+                             f"daylight time, so quiet hours would be an hour off for half the year); write the "
+                             f"region's zone, e.g. {suggestion}")
         return v
 
     @staticmethod
@@ -286,7 +369,15 @@ class RowValidator:
         return v.lower()
 
 
-_MAY_HAVE_EXTENSION = re.compile(r"[A-Za-z#;,]")
+MAX_STAY_DAYS = 3650
+_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
+_DAY_MONTH = re.compile(r"^\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}$")
+_SERIAL = re.compile(r"^\d{5}(?:\.\d+)?$")
+# Zone names that are an offset, not a region (IANA keeps them for old systems): refused, with the region's zone
+# named (for the others, the zone of the patient's phone number).
+REGION_OF_ZONE = {"EST": "America/Toronto", "MST": "America/Edmonton", "HST": "Pacific/Honolulu",
+                  "EST5EDT": "America/Toronto", "CST6CDT": "America/Winnipeg", "MST7MDT": "America/Edmonton",
+                  "PST8PDT": "America/Vancouver"}
 
 
 def _int_or_none(v: str, lo: int, hi: int) -> int | None:
@@ -319,6 +410,7 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
     names = check_header(header, instrument)
     rows: list[_Row] = []
     seen: dict[tuple, int] = {}
+    garbled: list[tuple[int, str, str]] = []  # (line, column, sample) of text converted twice
     last = reader.line_num
     while True:
         start = last + 1
@@ -333,6 +425,18 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
         last = reader.line_num
         if not raw or all(not cell.strip() for cell in raw):
             continue  # blank line
+        if last > start and _swallows_rows(raw, separator):
+            at = next(i for i, cell in enumerate(raw) if "\n" in cell and separator in cell)
+            column = names[at] if at < len(names) else "row"
+            rows.append(_Row(start, raw, None, [(column, f"a quoted field opened on line {start} runs over lines "
+                                                        f"{start}-{last} (an unclosed quote?), so lines {start + 1}-{last}"
+                                                        " were read into it instead of as rows; close or remove the "
+                                                        "quote")], swallowed=(start + 1, last)))
+            continue
+        for column, cell in zip(names, raw):
+            bad = _MOJIBAKE.search(cell)
+            if bad and len(garbled) < 5:
+                garbled.append((start, column, cell[max(0, bad.start() - 3): bad.end() + 3]))
         if len(raw) != len(names):
             rows.append(_Row(start, raw, None, [("row", f"has {len(raw)} fields, the header has {len(names)}")]))
             continue
@@ -352,7 +456,39 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
             if record is not None:
                 seen.update({key: start for _, key, _ in keys})
         rows.append(_Row(start, raw, record, problems, warnings))
+    if garbled:
+        where = "; ".join(f"line {line}, column {column}: {sample!r}" for line, column, sample in garbled)
+        raise ImportFileError(f"{where}: the file looks converted twice ('Ã©' where 'é' was meant: UTF-8 text read as "
+                              "Latin-1 and saved again); open the hospital's original export and save it as "
+                              "'CSV UTF-8', or fix the accents, and import again")
+    _one_person_per_id(rows)
     return names, rows
+
+
+def _swallows_rows(raw: list[str], separator: str) -> bool:
+    """A field that runs over a line end and holds a separator (or a whole row's worth of text): the rows after an
+    unclosed quote, read into one cell."""
+    return any("\n" in cell and separator in cell for cell in raw)
+
+
+def _one_person_per_id(rows: list[_Row]) -> None:
+    """Rows of one patient_id with different phones and no episode_id saying they are different stays: maybe two
+    people under one id (an id Excel shortened), and the later row would overwrite the earlier one's phone and
+    consent.  Every such row is refused, naming the lines."""
+    by_pid: dict[str, list[_Row]] = {}
+    for r in rows:
+        if r.record is not None:
+            by_pid.setdefault(r.record["patient_id"], []).append(r)
+    for pid, group in by_pid.items():
+        if len({r.record["phone"] for r in group}) < 2 or all(r.record["episode_id"] for r in group):
+            continue
+        lines = [str(r.line) for r in group]
+        listed = ", ".join(lines[:-1]) + f" and {lines[-1]}"
+        problem = (f"{pid!r} is on lines {listed} with different phones and no episode_id: two stays of one person "
+                   "need an episode_id each; otherwise they may be two people under one id (an id Excel shortened?)")
+        for r in group:
+            r.problems.append(("patient_id", problem))
+            r.record = None
 
 
 def _shared_phones(session: Session, rows: list[_Row]) -> None:
@@ -415,12 +551,13 @@ def _import_rows(session: Session, path: Path, instrument: Instrument, names: li
             if r.record is not None and r.warnings:
                 r.problems.extend((column, f"{problem} (--strict)") for column, problem in r.warnings)
                 r.record = None
+    result_unread = [r.swallowed for r in rows if r.swallowed]
     valid = [r for r in rows if r.record is not None]
     plan = plan_upsert(session, valid, instrument, allow_rating_changes=allow_rating_changes)
     for row, problems in plan.refused:
         row.problems.extend(problems)
         row.record = None
-    result = ImportResult(separator=separator)
+    result = ImportResult(separator=separator, unread_lines=result_unread)
     result.errors = sorted((RowError(r.line, col, msg) for r in rows for col, msg in r.problems),
                            key=lambda e: e.line)
     result.warnings = [RowError(r.line, col, msg) for r in rows if r.record is not None for col, msg in r.warnings]
@@ -461,7 +598,8 @@ def write_rejected(path: Path, names: list[str], rows: Iterable[_Row], *, keep_i
     from ..phones import mask_raw
 
     phone_at = names.index("phone") if "phone" in names else None
-    with open_private(path, encoding="utf-8", newline="") as fh:
+    # With a byte-order mark: Excel, where coordinators fix the rows, then opens it as UTF-8, accents intact.
+    with open_private(path, encoding="utf-8-sig", newline="") as fh:
         writer = SafeWriter(fh, delimiter=separator)  # as the site's spreadsheet wrote it, to fix and load again
         writer.writerow(names + ["error"])
         for r in rows:
