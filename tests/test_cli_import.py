@@ -45,7 +45,7 @@ def test_oui_non_and_o_are_consent_values(tmp_path, run_cli, session):
     consent = dict(session.execute(select(Patient.patient_id, Patient.sms_consent)).all())
     assert consent == {"F1": True, "F2": False, "F3": True}
     assert "line 5: sms_consent: 'peut-être' is not one of yes/no, oui/non" in result.output
-    rejected = (tmp_path / "discharges.rejected.csv").read_text(encoding="utf-8")
+    rejected = (tmp_path / "discharges.rejected.csv").read_text(encoding="utf-8-sig")
     assert rejected.splitlines()[0].startswith("patient_id;phone;")  # the site's separator, to fix and reload
 
 
@@ -100,7 +100,7 @@ def test_strict_turns_warnings_into_errors(tmp_path, run_cli, make_patient, sess
     skipped = run_cli("import-discharges", str(path), "--strict", "--skip-invalid")
     assert "imported 1 new patients, 1 new episodes, updated 0, unchanged 0, rejected 5 (semicolon-separated)" \
         in skipped.output
-    with (tmp_path / "discharges.rejected.csv").open(encoding="utf-8") as fh:
+    with (tmp_path / "discharges.rejected.csv").open(encoding="utf-8-sig") as fh:
         rejected = list(csv.DictReader(fh, delimiter=";"))
     assert [r["patient_id"] for r in rejected] == ["W1", "W2", "W3", "W4", "W5"]
     assert "extension 2 was dropped" in rejected[3]["error"]

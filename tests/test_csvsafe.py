@@ -51,7 +51,7 @@ def test_a_frame_is_neutralised_column_by_column_and_numbers_stay_numbers():
 
 
 def _cells(path) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
 
 
 def test_the_export_and_its_codebook_neutralise_formulas(make_patient, make_followup, sessions, run_cli, tmp_path):

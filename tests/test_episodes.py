@@ -73,10 +73,12 @@ def test_readmitted_patient_has_two_stays_each_linked_to_its_own_alliance(tmp_pa
 
 
 def test_a_cumulative_extract_holds_every_stay_and_the_latest_gives_the_contact_details(tmp_path, run_cli, session):
+    # A phone that changed between two stays needs the stays' episode_id (without it the two rows might be two
+    # people under one id: tests/test_import_misreads.py).
     path = csv_file(tmp_path, "extract.csv",
-                    f"C-1,416-555-0101,{ago(200)},yes,3,3,3,3,3,3",
-                    f"C-1,416-555-0199,{ago(40)},yes,5,5,5,5,5,5",
-                    f"C-2,416-555-0102,{ago(100)},no,4,4,4,4,4,4")
+                    f"C-1,416-555-0101,{ago(200)},yes,3,3,3,3,3,3,S1",
+                    f"C-1,416-555-0199,{ago(40)},yes,5,5,5,5,5,5,S2",
+                    f"C-2,416-555-0102,{ago(100)},no,4,4,4,4,4,4,S3", header=HEADER + ",episode_id")
     code, out = imported(run_cli, path)
     assert code == 0 and "imported 2 new patients, 3 new episodes, updated 0, unchanged 0, rejected 0" in out
     c1 = session.scalar(select(Patient).where(Patient.patient_id == "C-1"))

@@ -79,7 +79,7 @@ def test_skip_invalid_writes_valid_rows_and_a_rejected_file(tmp_path, run_cli, s
     assert result.exit_code == 0
     assert "imported 1 new patients, 1 new episodes, updated 0, unchanged 0, rejected 2" in result.output
     rejected = tmp_path / "discharges.rejected.csv"
-    with rejected.open(encoding="utf-8") as fh:
+    with rejected.open(encoding="utf-8-sig") as fh:  # written with a BOM, for Excel
         rows = list(csv.DictReader(fh))
     assert [r["patient_id"] for r in rows] == ["C2", "C3"]
     assert rows[0]["phone"] == "********02"  # masked: the file is a copy of patient data outside the database
@@ -125,7 +125,7 @@ def test_non_utf8_file_is_rejected_clearly(tmp_path, run_cli, session):
                  encoding="latin-1")
     result = run_cli("import-discharges", str(path))
     assert result.exit_code == 1
-    assert "line 2: the file is not UTF-8" in result.output and "CSV UTF-8" in result.output
+    assert "line 2, column program: the file is not UTF-8" in result.output and "CSV UTF-8" in result.output
     assert count(session, Patient) == 0
 
 
@@ -187,7 +187,7 @@ def test_rejected_rows_file_masks_phone_numbers_and_is_private(tmp_path, run_cli
     result = run_cli("import-discharges", str(path), "--skip-invalid")
     assert result.exit_code == 0, result.output
     assert stat.S_IMODE(os.stat(rejected).st_mode) == 0o600
-    text = rejected.read_text(encoding="utf-8")
+    text = rejected.read_text(encoding="utf-8-sig")
     rows = list(csv.DictReader(text.splitlines()))
     assert [(r["patient_id"], r["phone"]) for r in rows] == [("M2", "********02"), ("M3", "*********78")]
     for raw in ("555-0102", "4165550102", "555-0177", "12 34 56 78"):
@@ -205,7 +205,7 @@ def test_keep_identifiers_keeps_the_numbers_as_written_and_the_file_private(tmp_
     assert result.exit_code == 0 and "masked" not in result.output
     rejected = tmp_path / "discharges.rejected.csv"
     assert stat.S_IMODE(os.stat(rejected).st_mode) == 0o600
-    rows = list(csv.DictReader(rejected.read_text(encoding="utf-8").splitlines()))
+    rows = list(csv.DictReader(rejected.read_text(encoding="utf-8-sig").splitlines()))
     assert rows[0]["phone"] == "(416) 555-0102"  # kept exactly as written, for correction
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "import_discharges"))
     assert event.details["rejected_file"] == "discharges.rejected.csv"
