@@ -788,8 +788,11 @@ def _check_timepoint_option(ctx: Context, timepoint: int | None) -> None:
 def _print_funnel(wave, f: dict) -> None:
     from .study.waves import OPEN_LABEL, OUTCOMES
 
-    when = click.get_current_context().find_object(Context).time(wave.created_at)
-    click.echo(f"wave {wave.id}: {wave.timepoint_days}-day, as of {wave.as_of}, by {wave.created_by} at {when}")
+    ctx = click.get_current_context().find_object(Context)
+    state = (f"; cancelled by {wave.cancelled_by} at {ctx.time(wave.cancelled_at)}" if wave.cancelled_at else
+             f"; PAUSED by {wave.paused_by} since {ctx.time(wave.paused_at)}" if wave.paused_at else "")
+    click.echo(f"wave {wave.id}: {wave.timepoint_days}-day, as of {wave.as_of}, by {wave.created_by} at "
+               f"{ctx.time(wave.created_at)}{state}")
     click.echo("  contact: " + "  ".join(f"{k} {f.get(k, 0)}" for k in ("targeted", "sent", "delivered", "failed",
                                                                          "replied")))
     click.echo("  outcome: " + "  ".join(f"{k.replace('_', ' ')} {f.get(k, 0)}" for k in OUTCOMES)
@@ -832,6 +835,60 @@ def waves_status(ctx: Context, wave_id: int | None) -> None:
         reasons = failure_reasons(session, wave.id)
     for reason, n in reasons:
         click.echo(f"  {n} x {reason}")
+
+
+def _wave_command(ctx: Context, action, done) -> None:
+    """Run a wave control in one unit of work; a WaveError becomes one line and exit 1."""
+    from .db import current_actor
+    from .study.waves import WaveError
+
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            result = action(session, current_actor())
+    except WaveError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(done(result))
+
+
+@waves.command("pause", help="Pause a wave: nothing automatic of it is sent (invitations, reminders, repeated "
+                             "questions) and nothing expires until it is resumed; patients' own texts are still "
+                             "answered. Audited.")
+@click.argument("wave_id", type=COUNT)
+@pass_ctx
+def waves_pause(ctx: Context, wave_id: int) -> None:
+    from .study.waves import pause_wave
+
+    _wave_command(ctx, lambda s, who: pause_wave(s, wave_id, actor=who),
+                  lambda held: f"wave {wave_id} paused: {held} open follow-up(s) held; `outreach waves resume "
+                               f"{wave_id}` lets them go on")
+
+
+@waves.command("resume", help="Resume a paused wave; each follow-up keeps the days it had left. Audited.")
+@click.argument("wave_id", type=COUNT)
+@pass_ctx
+def waves_resume(ctx: Context, wave_id: int) -> None:
+    from .study.waves import resume_wave
+
+    _wave_command(ctx, lambda s, who: resume_wave(s, wave_id, actor=who),
+                  lambda released: f"wave {wave_id} resumed: {released} follow-up(s) go on, their expiry moved by "
+                                   "the time paused")
+
+
+@waves.command("cancel", help="Cancel a wave: its unsent invitations and reminders are cancelled and follow-ups "
+                              "never invited are closed; conversations under way go on. Asks first. Audited.")
+@click.argument("wave_id", type=COUNT)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_ctx
+def waves_cancel(ctx: Context, wave_id: int, yes: bool) -> None:
+    from .study.waves import cancel_wave
+
+    if not yes and not click.confirm(f"cancel wave {wave_id}? its unsent invitations and reminders will not be sent"):
+        click.echo("not cancelled")
+        return
+    _wave_command(ctx, lambda s, who: cancel_wave(s, wave_id, actor=who),
+                  lambda c: f"wave {wave_id} cancelled: {c.texts} unsent text(s) cancelled, {c.never_invited} "
+                            "follow-up(s) never invited closed; conversations under way go on")
 
 
 @cli.command("send-due", short_help="Send every queued message that is due now (one pass, for cron).",

@@ -120,6 +120,12 @@ class Wave(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     targeted: Mapped[int] = mapped_column(Integer, default=0)
+    # Paused: its open follow-ups are held (FollowUp.held_at = paused_at) until it is resumed.  Cancelled: its
+    # unsent invitations and reminders were cancelled; conversations under way went on.
+    paused_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    paused_by: Mapped[str | None] = mapped_column(String(254))
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    cancelled_by: Mapped[str | None] = mapped_column(String(254))
 
 
 class FollowUp(Base):

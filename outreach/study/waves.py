@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from sqlalchemy import and_, case, distinct, exists, func, insert, select
+from sqlalchemy import and_, case, distinct, exists, func, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from conversations.engine import Context, invitation
@@ -275,3 +275,104 @@ def failure_reasons(session: Session, wave_id: int, limit: int = 5) -> list[tupl
                Message.status.in_([*Delivery.NOT_DELIVERED, Delivery.CANCELLED]))
         .group_by(Message.status, Message.error_code, reason).order_by(func.count().desc()).limit(limit)).all()
     return [(f"{status}: " + (f"error {code}, " if code else "") + str(text), n) for status, code, text, n in rows]
+
+
+# -- pausing, resuming and cancelling a wave -----------------------------------------------------------------------
+# A paused wave holds each of its open follow-ups as a coordinator's pause of one follow-up does (FollowUp.held_at,
+# set to the wave's paused_at): nothing automatic is sent (invitations, reminders, repeated questions), nothing
+# expires, and the patients' own texts are still answered.  Resuming releases exactly those holds (not one a
+# coordinator made on a single follow-up) and gives each follow-up back the time it spent paused.
+
+class WaveError(ValueError):
+    """A wave cannot be paused, resumed or cancelled as asked; the message says why."""
+
+
+def _wave(session: Session, wave_id: int) -> Wave:
+    wave = session.get(Wave, wave_id, with_for_update=True)
+    if wave is None:
+        raise WaveError(f"there is no wave {wave_id}")
+    if wave.cancelled_at is not None:
+        raise WaveError(f"wave {wave_id} was cancelled on {wave.cancelled_at:%Y-%m-%d %H:%M} UTC by {wave.cancelled_by}")
+    return wave
+
+
+def _paused_by_wave(wave: Wave) -> str:
+    return f"wave {wave.id} paused by {wave.paused_by}"
+
+
+def pause_wave(session: Session, wave_id: int, *, actor: str, address: str | None = None) -> int:
+    """Pause a wave; how many open follow-ups it holds.  Audited (``wave_paused``)."""
+    wave = _wave(session, wave_id)
+    if wave.paused_at is not None:
+        raise WaveError(f"wave {wave_id} is already paused (since {wave.paused_at:%Y-%m-%d %H:%M} UTC, by "
+                        f"{wave.paused_by})")
+    wave.paused_at, wave.paused_by = utcnow(), actor
+    held = session.execute(update(FollowUp).where(FollowUp.wave_id == wave.id, FollowUp.state.in_(OPEN_STATES),
+                                                  FollowUp.held_at.is_(None))
+                           .values(held_at=wave.paused_at, held_by=_paused_by_wave(wave), updated_at=wave.paused_at)
+                           .execution_options(synchronize_session=False)).rowcount or 0
+    audit(session, "wave_paused", actor=actor, address=address, wave_id=wave.id, followups_held=held)
+    session.flush()
+    return held
+
+
+def _release_wave_holds(session: Session, wave: Wave, now: dt.datetime) -> int:
+    paused_for = max(now - wave.paused_at, dt.timedelta(0))
+    released = 0
+    for f in session.scalars(select(FollowUp).where(FollowUp.wave_id == wave.id, FollowUp.held_at == wave.paused_at,
+                                                    FollowUp.held_by == _paused_by_wave(wave))):
+        if f.expires_at is not None and f.state in OPEN_STATES:
+            f.expires_at = f.expires_at + paused_for
+        f.held_at, f.held_by = None, None
+        released += 1
+    wave.paused_at, wave.paused_by = None, None
+    return released
+
+
+def resume_wave(session: Session, wave_id: int, *, actor: str, address: str | None = None) -> int:
+    """Resume a paused wave; how many follow-ups it releases (each keeps the days it had left).  Audited."""
+    wave = _wave(session, wave_id)
+    if wave.paused_at is None:
+        raise WaveError(f"wave {wave_id} is not paused")
+    now = utcnow()
+    paused_since = wave.paused_at
+    released = _release_wave_holds(session, wave, now)
+    audit(session, "wave_resumed", actor=actor, address=address, wave_id=wave.id, followups_released=released,
+          paused_seconds=int((now - paused_since).total_seconds()))
+    session.flush()
+    return released
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    texts: int  # unsent invitations and reminders cancelled (a conversation's repeated question is kept)
+    never_invited: int  # follow-ups whose invitation had not gone out: closed (expired, no contact)
+
+
+def cancel_wave(session: Session, wave_id: int, *, actor: str, address: str | None = None) -> Cancelled:
+    """Cancel a wave: every unsent invitation and reminder of it is cancelled with the reason, and a follow-up whose
+    invitation never went out is closed; conversations already under way go on (a pause is lifted), repeated
+    questions included.  Audited."""
+    from conversations.machine import transition
+
+    wave = _wave(session, wave_id)
+    now = utcnow()
+    if wave.paused_at is not None:
+        _release_wave_holds(session, wave, now)
+    of_wave = select(FollowUp.id).where(FollowUp.wave_id == wave.id)
+    texts = session.execute(update(Message).where(Message.followup_id.in_(of_wave), Message.direction == "out",
+                                                  Message.status == Delivery.PENDING,
+                                                  Message.kind.in_(("invitation", "reminder")))
+                            .values(status=Delivery.CANCELLED, error_message=f"wave {wave.id} cancelled by {actor}",
+                                    updated_at=now)
+                            .execution_options(synchronize_session=False)).rowcount or 0
+    never = session.scalars(select(FollowUp).where(FollowUp.wave_id == wave.id, FollowUp.invited_at.is_(None),
+                                                   FollowUp.state == FollowUpState.INVITED)).all()
+    for f in never:
+        transition(f, "expire")
+        f.closed_at = now
+    wave.cancelled_at, wave.cancelled_by = now, actor
+    audit(session, "wave_cancelled", actor=actor, address=address, wave_id=wave.id, texts_cancelled=texts,
+          never_invited=len(never))
+    session.flush()
+    return Cancelled(texts, len(never))
