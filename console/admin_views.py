@@ -220,3 +220,15 @@ def audit_csv():
     name = f"audit-log-{utcnow():%Y%m%d-%H%M}.csv"
     return Response(make_csv(rows, zone()), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+# --- settings (read only) -------------------------------------------------------------------------------
+
+@bp.get("/settings")
+@requires("admin")
+def settings_view():
+    from outreach.staff.settings_page import settings_page
+
+    with uow() as s:
+        page = settings_page(s, settings())
+    return render_template("console/settings.html", title="Settings", page=page)

@@ -18,6 +18,7 @@ from flask_wtf.csrf import CSRFError
 from outreach.staff.accounts import admin_needs_totp, get_user
 from outreach.staff.alerts import open_alert_count
 from outreach.db import audit
+from outreach.heartbeat import worker_stopped
 
 from . import csrf
 from .blueprint import address, bp, settings, uow
@@ -38,6 +39,7 @@ NAVIGATION = [  # (area, endpoint, label)
     ("signed_in", "console.progress", "Study progress"),
     ("admin", "console.users", "Users"),
     ("admin", "console.audit_log", "Audit log"),
+    ("admin", "console.settings_view", "Settings"),
 ]
 PASSIVE = {"console.alert_list"}  # refreshed by the page itself: does not count as activity
 VIEW_AREAS: dict[str, str] = {}  # endpoint -> area, filled by @requires (the route table test reads it)
@@ -90,6 +92,7 @@ def _check_access():
             else:
                 g.user = user
                 g.open_alerts = open_alert_count(s) if may_open(user.role, "alerts") else None
+                g.worker_stopped = worker_stopped(s)
     if area != "public":
         if g.user is None:
             return _to_sign_in()
@@ -141,7 +144,7 @@ def _navigation():
     role = user.role if user is not None else None
     return {"navigation": [(endpoint, label) for area, endpoint, label in NAVIGATION if may_open(role, area)]
             if user is not None else [],
-            "open_alerts": g.get("open_alerts")}
+            "open_alerts": g.get("open_alerts"), "worker_stopped": g.get("worker_stopped")}
 
 
 @bp.errorhandler(403)

@@ -311,3 +311,13 @@ class EarlyStatus(Base):
     status: Mapped[str] = mapped_column(String(32))
     error_code: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Heartbeat(Base):
+    """The last time each worker process did its minute duties (``outreach.heartbeat``): when the newest is old,
+    nothing is being sent, and the console says so."""
+
+    __tablename__ = "heartbeats"
+
+    worker: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid
+    at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings, check_sending
 from .db import is_unavailable, unit_of_work
+from .heartbeat import beat
 from .messaging.gateway import make_gateway
 from .messaging.inbound import Inbox
 from .study.scheduler import TickStats, tick
@@ -42,6 +43,7 @@ def every_minute(sessions: sessionmaker[Session], settings: Settings) -> MinuteD
     before applying them (a crisis text must not wait for the patient's next message)."""
     with unit_of_work(sessions) as session:
         ticked = tick(session, settings)
+        beat(session)  # the console warns when no worker has done this for five minutes
     return MinuteDuties(ticked, Inbox(sessions, settings).recover_stuck())
 
 
