@@ -215,7 +215,7 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_ra
                    f"{', '.join(result.opt_outs_lifted)}")
     if result.consent_withdrawn:
         click.echo(f"consent to texts withdrawn for {len(result.consent_withdrawn)} patient(s) (audited with the "
-                   f"line): their queued texts are cancelled and open follow-ups closed: "
+                   f"line): their queued texts are cancelled and nothing more is sent: "
                    f"{', '.join(result.consent_withdrawn)}")
     if result.consent_given:
         click.echo(f"consent to texts given for {len(result.consent_given)} patient(s) (audited with the line); "

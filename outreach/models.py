@@ -321,3 +321,16 @@ class Heartbeat(Base):
 
     worker: Mapped[str] = mapped_column(String(128), primary_key=True)  # host:pid
     at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class BlockedNumber(Base):
+    """A number whose holder replied "wrong number": nothing is sent to it again, whoever it belongs to in the
+    records (a later import or correction may give it back to a patient), and no keyword texted from it lifts an
+    opt-out.  Only a coordinator who confirmed the number with the patient lifts it (``patients opt-in``)."""
+
+    __tablename__ = "blocked_numbers"
+
+    phone: Mapped[str] = mapped_column(String(20), primary_key=True)  # E.164
+    reason: Mapped[str] = mapped_column(String(32))
+    blocked_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))

@@ -79,7 +79,8 @@ def test_opt_in_after_consent_is_confirmed_again_is_audited_with_the_reason(run_
     assert patient(session, "OI1").opted_out_at is None
     row = session.scalar(select(AuditEvent).where(AuditEvent.action == "opted_in"))
     assert row.actor.startswith("cli:") and row.details == {
-        "reason": "called the clinic; number confirmed with the patient", "via": "cli"}
+        "reason": "called the clinic; number confirmed with the patient", "via": "cli",
+        "number_unblocked": True}  # the coordinator confirmed the number: its "wrong number" block is lifted
     stop = run_cli("patients", "opt-in", "OI2", "--reason", "patient asked at the clinic to be texted again")
     assert stop.exit_code == 0 and "note: they had texted STOP" in stop.output and "START" in stop.output
     again = run_cli("patients", "opt-in", "OI1", "--reason", "x")

@@ -155,8 +155,18 @@ def test_consent_withdrawn_by_import_stops_the_invitation_and_is_audited_with_fi
                                                                                  "withdrawn.csv", 3)
     events = run_cli("events", "--kind", "consent_withdrawn")
     assert "patient W1  consent to texts withdrawn (discharge file)" in events.output
+    # the follow-up stays as it was (it expires as usual; its research outcome is not rewritten), and a reply
+    # from the patient gets no survey question
     assert session.scalar(select(FollowUp.state).where(FollowUp.patient_id == patient(session, "W1").id)) \
-        == "opted_out"  # the conversation is closed: a reply gets no further question
+        == "invited"
+
+
+def test_a_patient_without_consent_who_writes_gets_no_survey_question(make_patient, make_followup, twilio, session):
+    p = make_patient(phone="+14165550125", consent=False)
+    make_followup(p)
+    status, replies = twilio.text(p.phone, "yes")
+    assert status == 200 and replies == ["This number will not receive our texts. Nothing more is needed."]
+    assert session.scalar(select(FollowUp.state)) == "invited"
 
 
 def test_without_consent_no_reminder_or_nudge_is_queued_and_a_queued_one_is_not_sent(
@@ -417,4 +427,127 @@ def test_migration_0009_gives_existing_opt_outs_their_reason(empty_db_url):
     assert reasons == {"STOPPED": "stop", "WRONG": "wrong_number", "WRONG_THEN_IN": "stop", "IN": None}
     command.downgrade(alembic_config(engine), "0008")
     upgrade(engine)
+    engine.dispose()
+
+
+# -- the number itself remembers a "wrong number" (review of issue 18) ------------------------------------------
+
+def test_a_reimport_that_gives_the_old_number_back_sends_nothing_to_it(run_cli, tmp_path, send_env, api, session,
+                                                                      twilio, console_client):
+    import_rows(run_cli, tmp_path, [("B1", "416-555-0160", "yes")], "first.csv")
+    twilio.text("+14165550160", "wrong number")
+    pk = patient(session, "B1").id
+    client = console_client("coordinator")
+    client.post(f"/console/patients/{pk}/phone", data={"csrf_token": client.csrf, "phone": "613 555 0161"})
+    assert patient(session, "B1").opted_out_at is None  # the new number may be texted
+    # the site's next extract still has the old number
+    import_rows(run_cli, tmp_path, [("B1", "416-555-0160", "yes")], "second.csv")
+    plan = run_cli("waves", "plan", "--timepoint", "30", "--as-of", DUE)
+    assert "excluded, the number replied 'wrong number': 1" in plan.output
+    launch(run_cli)
+    manual = client.post(f"/console/patients/{pk}/text", data={"csrf_token": client.csrf, "body": "Hello"},
+                         follow_redirects=True)
+    assert "replied &#39;wrong number&#39;" in manual.get_data(as_text=True)
+    send_due(run_cli, send_env)
+    assert "+14165550160" not in api.numbers
+    status, replies = twilio.text("+14165550160", "START")
+    assert replies == ["This number will not receive our texts. Nothing more is needed."]
+
+
+def test_start_on_a_shared_phone_never_lifts_another_patients_wrong_number_opt_out(make_patient, twilio, session):
+    first = make_patient(phone="+14165550170")
+    twilio.text(first.phone, "wrong number")
+    second = make_patient(phone="+14165550170")  # later given the same number
+    twilio.text(second.phone, "STOP")
+    twilio.text(second.phone, "START")
+    assert patient(session, first.patient_id).opted_out_at is not None
+    assert patient(session, first.patient_id).opt_out_reason == "wrong_number"
+
+
+def test_a_stop_then_a_wrong_number_is_not_lifted_by_a_phone_correction(make_patient, twilio, session, sessions,
+                                                                        settings):
+    from outreach.staff.patients import correct_phone
+
+    p = make_patient(phone="+14165550171")
+    twilio.text(p.phone, "STOP")
+    twilio.text(p.phone, "wrong number")
+    with unit_of_work(sessions) as s:
+        done = correct_phone(s, settings, p.id, "613 555 0172", actor="c@study.example.org")
+    assert not done.reopened
+    now = patient(session, p.patient_id)
+    assert now.opted_out_at is not None and now.opt_out_reason == "stop"  # the patient's own wish stands
+
+
+def test_a_coordinators_preview_never_changes_who_may_be_texted(make_patient, app, session):
+    from outreach.messaging.webhook_client import SignedWebhookClient, flask_post
+
+    from .conftest import AUTH_TOKEN, PUBLIC_BASE
+
+    p = make_patient(phone="+14165550173")
+    real = SignedWebhookClient(flask_post(app.test_client()), PUBLIC_BASE, AUTH_TOKEN)
+    preview = SignedWebhookClient(flask_post(app.test_client()), PUBLIC_BASE, AUTH_TOKEN, preview=True)
+    real.text(p.phone, "STOP")
+    preview.text(p.phone, "START")
+    assert patient(session, p.patient_id).opted_out_at is not None
+
+
+def test_a_preview_reply_queued_for_the_worker_is_never_sent(make_patient, make_followup, sessions, session,
+                                                             send_env, run_cli, api):
+    p = make_patient(phone="+14165550174")
+    fu = make_followup(p, state="q_mental_health")
+    with unit_of_work(sessions) as s:
+        s.add(Message(direction="out", kind="reply", status="pending", body="How is your physical health?",
+                      patient_id=p.id, followup_id=fu.id, to_number=p.phone, preview=True,
+                      send_after=dt.datetime(2026, 1, 1)))
+    send_due(run_cli, send_env)
+    assert api.sent == []
+
+
+def test_an_invitation_claimed_while_the_phone_changes_is_queued_again_to_the_new_number(
+        make_patient, make_followup, sessions, session, send_env, api):
+    from outreach.config import load_settings
+    from outreach.messaging.gateway import make_gateway
+    from outreach.messaging.sender import Sender, SendStats
+
+    p = make_patient(phone="+14165550175")
+    fu = make_followup(p)
+    with unit_of_work(sessions) as s:
+        s.add(Message(direction="out", kind="invitation", status="pending", body="Time for your check-in",
+                      patient_id=p.id, followup_id=fu.id, to_number=p.phone, send_after=dt.datetime(2026, 1, 1)))
+    settings = load_settings(send_env)
+    sender = Sender(sessions, settings, make_gateway(settings, echo=None))
+    [claim] = sender.claim()
+    with unit_of_work(sessions) as s:  # the correction lands while the invitation is claimed
+        s.execute(update(Patient).where(Patient.id == p.id).values(phone="+16135550176"))
+    sender.deliver(claim, SendStats())
+    sender.send_due()
+    assert api.numbers == ["+16135550176"]
+
+
+def test_migration_0012_blocks_the_numbers_that_replied_wrong_number(empty_db_url):
+    from sqlalchemy import text
+
+    from outreach.db import make_engine, upgrade
+
+    engine = make_engine(empty_db_url)
+    upgrade(engine, "0011")
+    with engine.begin() as conn:
+        for n in (1, 2):
+            conn.execute(text("INSERT INTO patients (id, patient_id, phone, phone_valid, timezone, language, "
+                              "sms_consent, opted_out_at, opt_out_reason, created_at, updated_at) VALUES (:id, :pid, "
+                              ":phone, true, 'America/Toronto', 'en', true, '2026-02-01', 'wrong_number', "
+                              "'2026-01-01', '2026-01-01')"), {"id": n, "pid": f"P{n}", "phone": f"+1416555000{n}"})
+            conn.execute(text("INSERT INTO messages (id, direction, from_number, body, media_count, status, attempts, "
+                              "preview, created_at, updated_at) VALUES (:id, 'in', :phone, 'wrong number', 0, "
+                              "'processed', 0, false, '2026-02-01', '2026-02-01')"),
+                         {"id": n, "phone": f"+1416555000{n}"})
+            conn.execute(text("INSERT INTO audit_events (id, at, actor, action, patient_id, details) VALUES "
+                              "(:id, '2026-02-01', 'patient', 'wrong_number', :pk, :details)"),
+                         {"id": n, "pk": n, "details": json.dumps({"message_id": n})})
+        # P2 was opted back in by a coordinator since: its number is not blocked
+        conn.execute(text("INSERT INTO audit_events (id, at, actor, action, patient_id, details) VALUES "
+                          "(3, '2026-03-01', 'cli:x', 'opted_in', 2, '{}')"))
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT phone FROM blocked_numbers")).scalars().all() == ["+14165550001"]
     engine.dispose()

@@ -47,10 +47,10 @@ from .on_call import on_call_numbers, on_call_text
 from ..config import Settings
 from ..db import audit, is_unavailable
 from ..logs import error_summary
-from ..models import Alert, Answer, FollowUp, Message, Patient
+from ..models import Alert, Answer, BlockedNumber, FollowUp, Message, Patient
 from ..clock import utcnow
 from ..phones import mask
-from .opt_outs import set_opt_out
+from .opt_outs import block_number, set_opt_out
 from ..repository import LOCK_PHONE, OPEN_STATES, insert_ignore
 from .send_rule import STOP, WRONG_NUMBER, lifted_by_keyword
 from ..states import Delivery, Processing
@@ -72,11 +72,13 @@ _IS_PENDING = and_(Message.direction == "in", Message.from_number == bindparam("
 # whether the message in hand is the only unprocessed one from this phone (the usual case).
 _CONVERSATIONS = (
     select(Patient.id.label("patient_pk"), Patient.language, Patient.opted_out_at, Patient.opt_out_reason,
+           Patient.sms_consent,
            FollowUp.id, FollowUp.patient_id, FollowUp.timepoint_days, *(getattr(FollowUp, c) for c in _ENGINE_COLUMNS),
            select(func.count()).select_from(Message).where(_IS_PENDING, Message.id < bindparam("upto"))
            .scalar_subquery().label("earlier_pending"),
            select(func.count()).select_from(Message).where(_IS_PENDING, Message.id == bindparam("upto"))
-           .scalar_subquery().label("this_pending"))
+           .scalar_subquery().label("this_pending"),
+           select(BlockedNumber.phone).where(BlockedNumber.phone == bindparam("phone")).exists().label("blocked"))
     .select_from(Patient).outerjoin(FollowUp, FollowUp.patient_id == Patient.id)
     .where(Patient.phone == bindparam("phone"))
     .order_by(FollowUp.invited_at.desc().nulls_last(), FollowUp.id.desc()))
@@ -609,7 +611,9 @@ class Inbox:
         for r in rows:
             patients.setdefault(r.patient_pk, SimpleNamespace(id=r.patient_pk, language=r.language,
                                                               opted_out_at=r.opted_out_at,
-                                                              opt_out_reason=r.opt_out_reason))
+                                                              opt_out_reason=r.opt_out_reason,
+                                                              sms_consent=bool(r.sms_consent),
+                                                              number_blocked=bool(r.blocked)))
             if r.id is not None:
                 followups.append(SimpleNamespace(**{k: getattr(r, k) for k in _FOLLOWUP_KEYS}))
         only_this = bool(rows) and rows[0].earlier_pending == 0 and rows[0].this_pending == 1
@@ -622,9 +626,14 @@ class Inbox:
 
     def _context(self, language: str, now, patient: Any = None) -> Context:
         """The engine's context for a patient (None: an unknown number) writing at ``now``."""
-        opted_out = patient is not None and patient.opted_out_at is not None
+        # A number that replied "wrong number", or a patient whose record says no consent, is not texted: the engine
+        # reads them as opted out, and no keyword texted from the phone changes that (only a coordinator does).
+        blocked = patient is not None and (getattr(patient, "number_blocked", False)
+                                           or not getattr(patient, "sms_consent", True))
+        opted_out = patient is not None and (patient.opted_out_at is not None or blocked)
         return dataclasses.replace(self._base_context, language=language or "en", opted_out=opted_out, now=now,
-                                   opt_out_lifted_by_keyword=not opted_out or lifted_by_keyword(patient.opt_out_reason))
+                                   opt_out_lifted_by_keyword=not opted_out or (
+                                       not blocked and lifted_by_keyword(patient.opt_out_reason)))
 
     def _handle(self, conn: Connection, msg: Any, patients: list[SimpleNamespace],
                 followups: list[SimpleNamespace], live: bool) -> list[str] | None:
@@ -663,21 +672,29 @@ class Inbox:
             for event in outcome.events:
                 if event == "crisis":
                     self._open_alert(conn, msg, patient.id, followup_pk, now)
+                elif msg.preview:  # a coordinator's preview never changes who may be texted
+                    continue
                 elif event in ("opted_out", "opted_in"):
                     opted_out = event == "opted_out"
                     reason = (WRONG_NUMBER if "wrong_number" in outcome.events else STOP) if opted_out else None
-                    set_opt_out(conn, [p.id for p in patients], opted_out, reason)
-                    for p in patients:
-                        p.opted_out_at = (p.opted_out_at or now) if opted_out else None
-                        p.opt_out_reason = (None if not opted_out else reason if reason == WRONG_NUMBER
-                                            else p.opt_out_reason or reason)
+                    set_opt_out(conn, [p.id for p in patients], opted_out, reason, by_keyword=not opted_out)
+                    for p in patients:  # as set_opt_out left them (the first opt-out's time and reason are kept)
+                        if opted_out:
+                            p.opt_out_reason = p.opt_out_reason if p.opted_out_at else reason
+                            p.opted_out_at = p.opted_out_at or now
+                        elif p.opt_out_reason in (None, STOP):
+                            p.opted_out_at, p.opt_out_reason = None, None
                     audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id,
                           **({"via": "twilio"} if getattr(msg, "carrier_keyword", None) else {}))
                 elif event == "wrong_number":  # the contact details need fixing: leave a trace for coordinators
+                    block_number(conn, msg.from_number, msg.id)  # the number itself, whoever it is given to later
+                    for p in patients:
+                        p.number_blocked = True
                     audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id)
                     log.info("%s says it is a wrong number: opted out", mask(msg.from_number))
-                elif event == "opt_in_refused":  # a START after "wrong number": only a coordinator lifts it
-                    audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id)
+                elif event == "opt_in_refused":  # a START after "wrong number" or without consent: a coordinator decides
+                    audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id,
+                          because="no consent" if not patient.sms_consent else "wrong number")
             self._store_replies(conn, msg, replies, patient.id, followup_pk, now, live, kind=(
                 "safety" if "crisis" in outcome.events else
                 "opt_out_confirmation" if {"opted_out", "opt_in_refused"} & set(outcome.events) else "reply"),

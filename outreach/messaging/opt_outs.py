@@ -8,22 +8,25 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from sqlalchemy import Connection, and_, exists, func, insert, literal, select, update
+from sqlalchemy import Connection, and_, delete, exists, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ..db import audit
-from ..models import Message, Patient
+from ..models import BlockedNumber, Message, Patient
+from ..repository import insert_ignore
 from ..states import Delivery
 from ..clock import utcnow
-from .send_rule import NUMBER_CHANGED, OPTED_OUT, TO_THE_WRITER, WRONG_NUMBER, can_be_texted
+from .send_rule import NUMBER_CHANGED, OPTED_OUT, STOP, TO_THE_WRITER, WRONG_NUMBER, can_be_texted
 
 
 def set_opt_out(bind: Session | Connection, patient_ids: Sequence[int], opted_out: bool,
-                reason: str | None = None) -> None:
-    """Opt every patient on the phone in or out (the first opt-out time is kept); an opt-out
-    cancels their queued texts.  ``reason`` (outreach.messaging.send_rule.OPT_OUT_REASONS) is kept with the opt-out,
-    and a "wrong number" reply outranks an earlier STOP (a START must not lift what a stranger's reply
-    said).  Plain UPDATEs: works in an ORM session or on a Core connection."""
+                reason: str | None = None, *, by_keyword: bool = False) -> None:
+    """Opt every patient on the phone in or out (the first opt-out time and reason are kept); an opt-out
+    cancels their queued texts.  ``reason`` (outreach.messaging.send_rule.OPT_OUT_REASONS) says whose wish it was:
+    the patient's STOP, or a "wrong number" reply (which also blocks the number itself: :func:`block_number`).
+    ``by_keyword``: a START or YES texted from the phone, which lifts only the patients' own STOP, never a
+    "wrong number" opt-out of another patient on a shared phone.  Plain UPDATEs: works in an ORM session or on a
+    Core connection."""
     if not patient_ids:
         return
     now = utcnow()
@@ -31,11 +34,25 @@ def set_opt_out(bind: Session | Connection, patient_ids: Sequence[int], opted_ou
     if opted_out:
         bind.execute(patients.where(Patient.opted_out_at.is_(None))
                      .values(opted_out_at=now, opt_out_reason=reason, updated_at=now))
-        if reason == WRONG_NUMBER:
-            bind.execute(patients.values(opt_out_reason=reason, updated_at=now))
         cancel_pending(bind, patient_ids, OPTED_OUT, exempt=TO_THE_WRITER)
+    elif by_keyword:
+        bind.execute(patients.where(or_(Patient.opt_out_reason.is_(None), Patient.opt_out_reason == STOP))
+                     .values(opted_out_at=None, opt_out_reason=None, updated_at=now))
     else:
         bind.execute(patients.values(opted_out_at=None, opt_out_reason=None, updated_at=now))
+
+
+def block_number(bind: Session | Connection, phone: str, message_id: int | None = None) -> None:
+    """Its holder replied "wrong number": nothing is sent to ``phone`` again, whoever it belongs to in the
+    records, and nothing texted from it lifts an opt-out (outreach.models.BlockedNumber)."""
+    bind.execute(insert_ignore(bind, BlockedNumber).values(phone=phone, reason=WRONG_NUMBER, blocked_at=utcnow(),
+                                                          message_id=message_id)
+                 .on_conflict_do_nothing(index_elements=["phone"]))
+
+
+def is_blocked(bind: Session | Connection, phone: str | None) -> bool:
+    return phone is not None and bind.execute(select(BlockedNumber.phone).where(BlockedNumber.phone == phone)
+                                              ).first() is not None
 
 
 def cancel_pending(bind: Session | Connection, patient_ids: Sequence[int], reason: str,
@@ -92,4 +109,8 @@ def lift_opt_out(session: Session, pk: int, *, actor: str, reason: str, address:
     console's phone correction, an import that changes a wrong number, and ``outreach patients opt-in``
     all come here."""
     set_opt_out(session, [pk], False)
+    if details.get("via") == "cli":  # a coordinator confirmed this number with the patient: it is theirs again
+        phone = session.scalar(select(Patient.phone).where(Patient.id == pk))
+        if session.execute(delete(BlockedNumber).where(BlockedNumber.phone == phone)).rowcount:
+            details["number_unblocked"] = True
     audit(session, "opted_in", actor=actor, patient_id=pk, address=address, reason=reason, **details)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, literal, or_, select
 
-from ..models import Message, Patient
+from ..models import BlockedNumber, Message, Patient
 
 # Why a patient is opted out (Patient.opt_out_reason).  Only the patient's own STOP is lifted by a START or
 # YES; a "wrong number" reply is lifted only by a phone correction or ``outreach patients opt-in --reason``.
@@ -30,6 +30,8 @@ OPT_OUT_REASONS = (STOP, WRONG_NUMBER)
 TO_THE_WRITER = ("safety", "opt_out_confirmation")
 
 OPTED_OUT = "patient opted out"
+NUMBER_BLOCKED = "this number replied 'wrong number': nothing is sent to it again"
+PREVIEW = "a coordinator's preview is answered in its own request only, never by the worker"
 NO_CONSENT = "patient has no consent to texts (sms_consent is no)"
 NUMBER_CHANGED = "the patient's phone number changed after this text was queued; not sent to the old number"
 
@@ -40,11 +42,16 @@ def lifted_by_keyword(reason: str | None) -> bool:
     return reason in (None, STOP)
 
 
-def stop_reason(msg: Any, patient: Any) -> str | None:
-    """Why ``msg`` may not go to ``patient`` now (None: it may).  ``msg`` has ``kind`` and ``to_number``;
-    ``patient`` has ``opted_out_at``, ``sms_consent`` and ``phone`` (None: not a patient's text)."""
+def stop_reason(msg: Any, patient: Any, *, blocked: bool = False) -> str | None:
+    """Why ``msg`` may not go to ``patient`` now (None: it may).  ``msg`` has ``kind``, ``to_number`` and
+    ``preview``; ``patient`` has ``opted_out_at``, ``sms_consent`` and ``phone`` (None: not a patient's text);
+    ``blocked``: the text's number replied "wrong number" (:class:`outreach.models.BlockedNumber`)."""
+    if getattr(msg, "preview", False):
+        return PREVIEW
     if patient is None or msg.kind in TO_THE_WRITER:
         return None
+    if blocked:
+        return NUMBER_BLOCKED
     if patient.opted_out_at is not None:
         return OPTED_OUT
     if not patient.sms_consent:
@@ -58,8 +65,11 @@ def stop_conditions() -> list[tuple[ColumnElement[bool], str]]:
     """:func:`stop_reason` as SQL conditions on ``messages`` (in the same order), for set-based passes."""
     kind = func.coalesce(Message.kind, "")
     patient = select(Patient.id).where(Patient.id == Message.patient_id)
-    subject = kind.not_in(TO_THE_WRITER)
+    subject = kind.not_in(TO_THE_WRITER) & Message.patient_id.is_not(None)
     return [
+        (Message.preview.is_(True), PREVIEW),
+        (subject & select(BlockedNumber.phone).where(BlockedNumber.phone == Message.to_number).exists(),
+         NUMBER_BLOCKED),
         (subject & patient.where(Patient.opted_out_at.is_not(None)).exists(), OPTED_OUT),
         (subject & patient.where(Patient.sms_consent.is_not(True)).exists(), NO_CONSENT),
         (subject & patient.where(or_(Message.to_number.is_(None), Patient.phone != Message.to_number)).exists(),
@@ -67,10 +77,15 @@ def stop_conditions() -> list[tuple[ColumnElement[bool], str]]:
     ]
 
 
+def _blocked_phone() -> ColumnElement[bool]:
+    return select(BlockedNumber.phone).where(BlockedNumber.phone == Patient.phone).exists()
+
+
 def can_be_texted() -> ColumnElement[bool]:
-    """A patient the rule lets the service text (joined as ``Patient``): consent, not opted out, and a phone
-    number not marked invalid."""
-    return and_(Patient.opted_out_at.is_(None), Patient.sms_consent.is_(True), Patient.phone_valid.is_(True))
+    """A patient the rule lets the service text (joined as ``Patient``): consent, not opted out, a phone number
+    not marked invalid and not one whose holder replied "wrong number"."""
+    return and_(Patient.opted_out_at.is_(None), Patient.sms_consent.is_(True), Patient.phone_valid.is_(True),
+                ~_blocked_phone())
 
 
 def why_not_texted() -> Any:
@@ -78,4 +93,5 @@ def why_not_texted() -> Any:
     NULL when it may."""
     return case((Patient.opted_out_at.is_not(None), literal("opted_out")),
                 (Patient.sms_consent.is_not(True), literal("no_consent")),
-                (Patient.phone_valid.is_not(True), literal("phone_invalid")), else_=None)
+                (Patient.phone_valid.is_not(True), literal("phone_invalid")),
+                (_blocked_phone(), literal("wrong_number")), else_=None)

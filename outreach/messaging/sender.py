@@ -36,12 +36,12 @@ from ..config import Settings, local_time
 from ..db import audit, is_unavailable, unit_of_work
 from .gateway import GatewayError, SmsGateway
 from ..logs import error_summary
-from ..models import FollowUp, Message, Patient, SendRate
+from ..models import FollowUp, BlockedNumber, Message, Patient, SendRate
 from ..clock import utcnow
 from ..phones import mask
 from .opt_outs import set_opt_out
 from ..repository import close, insert_ignore, lock_phone
-from .send_rule import STOP, TO_THE_WRITER, stop_conditions, stop_reason
+from .send_rule import NUMBER_CHANGED, STOP, TO_THE_WRITER, stop_conditions, stop_reason
 from ..states import Delivery
 from .status import apply_early_statuses
 
@@ -311,10 +311,13 @@ class Sender:
                 msg.attempts = max((msg.attempts or 1) - 1, 0)
                 stats.paused += 1
                 return None
-            reason = self._stop_reason(msg, patient, followup)
+            reason = self._stop_reason(msg, patient, followup,
+                                       blocked=s.get(BlockedNumber, msg.to_number) is not None if msg.to_number else False)
             if reason:
                 msg.status, msg.error_message, msg.claimed_at = Delivery.CANCELLED, reason, None
                 stats.cancelled += 1
+                if reason == NUMBER_CHANGED and msg.kind == "invitation":  # the phone changed while it was claimed
+                    self._invite_again(s, msg, patient)
                 return None
             if reconcile and claim.abandoned_since is not None:
                 sids = self.gateway.sent_since(msg.to_number, claim.abandoned_since - dt.timedelta(seconds=5),
@@ -336,8 +339,22 @@ class Sender:
                 return None
             return msg.to_number, msg.body
 
-    def _stop_reason(self, msg: Message, patient: Patient | None, followup: FollowUp | None) -> str | None:
-        reason = stop_reason(msg, patient)
+    @staticmethod
+    def _invite_again(s: Session, msg: Message, patient: Patient) -> None:
+        """An invitation claimed while the patient's phone was corrected: queued again to the new number, as
+        the correction does for the ones still queued (an invitation was never seen; the follow-up would
+        otherwise wait for ever with no invitation sent)."""
+        if stop_reason(msg, patient, blocked=s.get(BlockedNumber, patient.phone) is not None) not in (
+                None, NUMBER_CHANGED) or not patient.phone_valid:
+            return
+        now = utcnow()
+        s.add(Message(direction="out", kind=msg.kind, status=Delivery.PENDING, followup_id=msg.followup_id,
+                      patient_id=patient.id, from_number=msg.from_number, to_number=patient.phone, body=msg.body,
+                      send_after=now, attempts=0, media_count=0, created_at=now, updated_at=now))
+
+    def _stop_reason(self, msg: Message, patient: Patient | None, followup: FollowUp | None, *,
+                     blocked: bool = False) -> str | None:
+        reason = stop_reason(msg, patient, blocked=blocked)
         if reason:
             return reason
         if patient is not None and not patient.phone_valid:

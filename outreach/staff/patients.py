@@ -114,7 +114,8 @@ CONTACT_WORDS = {
     "opted_out": "opted out",
     "opted_in": "opted back in",
     "wrong_number": "replied that this is a wrong number (opted out)",
-    "opt_in_refused": "asked for texts again after a wrong-number reply; still opted out (a coordinator decides)",
+    "opt_in_refused": "asked for texts again (after a wrong-number reply, or without consent): still not texted; "
+                      "a coordinator decides",
     "phone_invalid": "phone number marked invalid",
     "phone_corrected": "phone number corrected",
     "undeliverable": "texts could not be delivered",

@@ -12,6 +12,7 @@ from conversations.sms import encoding, segments
 
 from ..config import Settings
 from ..db import audit
+from ..messaging.opt_outs import is_blocked
 from ..states import Delivery
 from ..models import Message, Patient
 from ..clock import utcnow
@@ -48,6 +49,9 @@ def queue_manual_text(session: Session, settings: Settings, pk: int, body: str, 
         raise TextingError("This patient did not consent to texts; the text was not sent.")
     if not patient.phone_valid:
         raise TextingError("This patient's phone number is marked invalid; correct the number before texting.")
+    if is_blocked(session, patient.phone):
+        raise TextingError("The holder of this patient's phone number replied 'wrong number'; correct the number "
+                           "(or confirm it with the patient and use `outreach patients opt-in`) before texting.")
     text = normalize_body(body)
     if not text:
         raise TextingError("The text is empty; write something to send.")

@@ -45,7 +45,7 @@ from .instrument import Instrument, load_instrument
 from ..models import AllianceRating, Answer, Episode, FollowUp, Patient
 from ..phones import mask, parse_phone, split_extension, why_not_textable, zone_for
 from ..messaging.opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
-from ..repository import OPEN_STATES, close
+
 from ..messaging.send_rule import NO_CONSENT, TO_THE_WRITER
 
 BASE_REQUIRED = ["patient_id", "phone", "discharge_date", "sms_consent"]
@@ -844,11 +844,8 @@ def apply_contact_changes(session: Session, plan: UpsertPlan, result: ImportResu
                              "wrong-number reply (the opt-out belonged to the old number)", **where)
                 result.opt_outs_lifted.append(pid_of[person.pk])
             moved.append(person.pk)
-    for chunk in _chunks(withdrawn):
+    for chunk in _chunks(withdrawn):  # open follow-ups stay open (they expire as usual; nothing is sent to them)
         result.texts_cancelled += cancel_pending(session, chunk, NO_CONSENT, exempt=TO_THE_WRITER)
-        for f in session.scalars(select(FollowUp).where(FollowUp.patient_id.in_(chunk),
-                                                        FollowUp.state.in_(OPEN_STATES))):
-            close(f, "opt_out")
     for chunk in _chunks(moved):
         cancelled, requeued = readdress_after_phone_change(session, chunk)
         result.texts_cancelled += cancelled - requeued

@@ -23,7 +23,7 @@ from conversations.machine import FollowUpState
 
 from ..config import Settings
 from ..db import audit
-from ..models import Answer, Episode, FollowUp, Message, Patient, Wave
+from ..models import Answer, BlockedNumber, Episode, FollowUp, Message, Patient, Wave
 from ..clock import utcnow
 from ..repository import OPEN_STATES, insert_ignore
 from ..messaging.send_rule import why_not_texted
@@ -34,6 +34,7 @@ REASONS = {
     "opted_out": "opted out",
     "no_consent": "no SMS consent",
     "phone_invalid": "phone invalid",
+    "wrong_number": "the number replied 'wrong number'",
     "not_yet_due": "not yet due",
     "window_passed": "window passed",
     "superseded": "superseded by a later discharge",
@@ -86,7 +87,8 @@ def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.da
     rows = session.execute(
         select(Episode.id, Episode.discharge_date, next_stay, Patient.id, Patient.patient_id, Patient.phone,
                Patient.language, Patient.sms_consent, Patient.opted_out_at.is_not(None), Patient.phone_valid,
-               has_followup, patient_busy, Patient.phone.in_(busy))
+               has_followup, patient_busy, Patient.phone.in_(busy),
+               select(BlockedNumber.phone).where(BlockedNumber.phone == Patient.phone).exists())
         .join(Patient, Patient.id == Episode.patient_id)
         .order_by(Episode.discharge_date, Episode.id))
     plan = Plan(timepoint, as_of)
@@ -97,10 +99,11 @@ def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.da
         .group_by(why)).all()))
     phones_taken: set[str] = set()
     for (ep, discharged, next_began, pk, pid, phone, lang, consent, opted_out, phone_ok, followed_up, mine_busy,
-         phone_busy) in rows:
+         phone_busy, blocked) in rows:
         due = discharged + dt.timedelta(days=timepoint)
         reason = ("already_followed_up" if followed_up else "opted_out" if opted_out else
                   "no_consent" if not consent else "phone_invalid" if not phone_ok else
+                  "wrong_number" if blocked else
                   "superseded" if next_began is not None and next_began <= due else
                   "not_yet_due" if as_of < due else "window_passed" if as_of > due + window else
                   "patient_busy" if mine_busy else
