@@ -35,7 +35,7 @@ def init_console(app: Flask, settings: Settings) -> bool:
         WTF_CSRF_SSL_STRICT=not insecure,
         WTF_CSRF_CHECK_DEFAULT=False)  # checked for every console form (console.security); webhooks are signed
     app.extensions["console"] = {"settings": settings}
-    from . import admin_views, alerts_views, auth_views, home_views, inbox_views, patient_views  # noqa: F401
+    from . import admin_views, alerts_views, auth_views, home_views, inbox_views, patient_views, wave_views  # noqa: F401
     from .blueprint import bp
 
     csrf.init_app(app)

@@ -22,11 +22,12 @@ def _progress():
 def home():
     waves, by_wave = _progress()
     return render_template("console/home.html", title="Home", waves=waves[:5], funnels=by_wave,
-                           sees_alerts=may_open(g.user.role, "alerts"))
+                           sees_alerts=may_open(g.user.role, "alerts"), sees_waves=may_open(g.user.role, "waves"))
 
 
 @bp.get("/progress")
 @requires("signed_in")
 def progress():
     waves, by_wave = _progress()
-    return render_template("console/progress.html", title="Study progress", waves=waves, funnels=by_wave)
+    return render_template("console/progress.html", title="Study progress", waves=waves, funnels=by_wave,
+                           sees_waves=may_open(g.user.role, "waves"))

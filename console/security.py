@@ -29,6 +29,7 @@ AREAS: dict[str, frozenset[str]] = {
     "signed_in": frozenset(ROLES),  # home, study progress, own account
     "alerts": frozenset({"admin", "coordinator"}),  # the crisis-alert queue, take and resolve
     "patients": frozenset({"admin", "coordinator"}),  # search, transcripts, answers, texting, phone
+    "waves": frozenset({"admin", "coordinator"}),  # a wave's page: pause, resume, cancel
     "admin": frozenset({"admin"}),  # users and the audit log
 }
 NAVIGATION = [  # (area, endpoint, label)

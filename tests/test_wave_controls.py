@@ -125,3 +125,40 @@ def test_cancelling_a_wave_stops_its_reminders_and_lets_conversations_go_on(wave
     status, replies = twilio.text(wave[0].phone, "7")
     assert status == 200 and replies  # the next question: the conversation goes on
     assert "cancelled by" in run_cli("waves", "status", str(wid)).output
+
+
+# -- the console's wave page ------------------------------------------------------------------------------------
+
+def test_wave_page_says_where_its_texts_stand(wave, session):
+    from outreach.study.waves import wave_page
+
+    page = wave_page(session, wave_id(session))
+    assert (page.state, page.queued, page.held, page.sent, page.funnel["targeted"]) == ("running", 3, 0, 0, 3)
+    assert wave_page(session, 999) is None
+
+
+def test_a_coordinator_pauses_resumes_and_cancels_a_wave_in_the_console(wave, console_client, session, send_env,
+                                                                        run_cli, api):
+    wid = wave_id(session)
+    client = console_client("coordinator")
+    progress = client.get("/console/progress").get_data(as_text=True)
+    assert f'href="/console/waves/{wid}"' in progress
+    page = client.get(f"/console/waves/{wid}").get_data(as_text=True)
+    assert "running" in page and "Waiting to go now: 3" in page
+    paused = client.post(f"/console/waves/{wid}/pause", data={"csrf_token": client.csrf}, follow_redirects=True)
+    assert "3 open follow-up(s) get no automatic text" in paused.get_data(as_text=True)
+    run_cli("send-due", extra_env=send_env)
+    assert api == []
+    resumed = client.post(f"/console/waves/{wid}/resume", data={"csrf_token": client.csrf}, follow_redirects=True)
+    assert "is resumed" in resumed.get_data(as_text=True)
+    wrong = client.post(f"/console/waves/{wid}/cancel", data={"csrf_token": client.csrf, "confirm": "7"},
+                        follow_redirects=True).get_data(as_text=True)
+    assert "was not cancelled: type its number" in wrong
+    done = client.post(f"/console/waves/{wid}/cancel", data={"csrf_token": client.csrf, "confirm": str(wid)},
+                       follow_redirects=True).get_data(as_text=True)
+    assert "3 unsent text(s) cancelled" in done and "cancelled on" in done
+    session.rollback()
+    actions = list(session.scalars(select(AuditEvent.actor).where(AuditEvent.action.like("wave_%"),
+                                                                  AuditEvent.action != "wave_launched")))
+    assert actions and all(a.endswith("@study.example.org") for a in actions)
+    assert console_client("researcher").get(f"/console/waves/{wid}").status_code == 403

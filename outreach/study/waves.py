@@ -379,3 +379,38 @@ def cancel_wave(session: Session, wave_id: int, *, actor: str, address: str | No
           never_invited=len(never))
     session.flush()
     return Cancelled(texts, len(never))
+
+
+# -- one wave's page ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WavePage:
+    wave: Wave
+    state: str  # in words: running, paused (since, by), cancelled (when, by)
+    funnel: dict[str, float]
+    queued: int  # invitations and reminders waiting to go now
+    held: int  # waiting for quiet hours or a retry (send_after later than now)
+    next_opening: dt.datetime | None
+    sent: int
+    failed: list[tuple[str, int]]  # reasons in words, most common first
+
+
+def wave_page(session: Session, wave_id: int) -> WavePage | None:
+    """What a coordinator sees of one wave: its state, its funnel and where its texts stand.  Four queries."""
+    wave = session.get(Wave, wave_id)
+    if wave is None:
+        return None
+    now = utcnow()
+    of_wave = and_(Message.followup_id == FollowUp.id, FollowUp.wave_id == wave.id, Message.direction == "out",
+                   Message.kind.in_(("invitation", "reminder", "stalled")))
+    pending = and_(of_wave, Message.status == Delivery.PENDING)
+    queued, held, opening, sent = session.execute(
+        select(func.count(case((and_(pending, Message.send_after <= now), 1))),
+               func.count(case((and_(pending, Message.send_after > now), 1))),
+               func.min(case((and_(pending, Message.send_after > now), Message.send_after))),
+               func.count(case((and_(of_wave, Message.provider_sid.is_not(None)), 1))))
+        .select_from(Message).join(FollowUp, FollowUp.id == Message.followup_id)).one()
+    state = (f"cancelled on {wave.cancelled_at:%Y-%m-%d %H:%M} UTC by {wave.cancelled_by}" if wave.cancelled_at else
+             f"paused since {wave.paused_at:%Y-%m-%d %H:%M} UTC by {wave.paused_by}" if wave.paused_at else "running")
+    return WavePage(wave, state, funnels(session, [wave.id]).get(wave.id, {"targeted": 0}), queued, held, opening,
+                    sent, failure_reasons(session, wave.id))
