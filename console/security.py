@@ -38,6 +38,7 @@ NAVIGATION = [  # (area, endpoint, label)
     ("patients", "console.patients", "Patients"),
     ("patients", "console.inbox", "Inbox"),
     ("signed_in", "console.progress", "Study progress"),
+    ("waves", "console.waves", "Waves"),
     ("admin", "console.users", "Users"),
     ("admin", "console.audit_log", "Audit log"),
     ("admin", "console.settings_view", "Settings"),

@@ -1,15 +1,39 @@
-"""A wave's page for coordinators: its state, funnel and texts, and pausing, resuming or cancelling it.
+"""Waves for coordinators: the list with a plan for a time point, and a wave's page (its state, funnel and
+texts) with pausing, resuming or cancelling it.
 
 Thin views over :mod:`outreach.study.waves` (``wave_page``, ``pause_wave``, ``resume_wave``, ``cancel_wave``),
 which the CLI's ``outreach waves pause|resume|cancel`` call too."""
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
 
-from outreach.study.waves import WaveError, cancel_wave, pause_wave, resume_wave, wave_page
+from outreach.models import Wave
+from outreach.study.waves import (REASONS, WaveError, cancel_wave, funnels, pause_wave, plan_from_form, resume_wave,
+                                  wave_page)
 
-from .blueprint import actor, address, bp, uow
+from .blueprint import actor, address, bp, settings, uow, zone
 from .security import requires
+
+
+@bp.get("/waves")
+@requires("waves")
+def waves():
+    """The waves so far, and a plan for a time point (as `outreach waves plan`: counts only, nothing written)."""
+    timepoint, as_of = request.args.get("timepoint", ""), request.args.get("as_of", "")
+    plan, error = None, None
+    with uow() as s:
+        if timepoint:
+            try:
+                plan = plan_from_form(s, settings(), timepoint, as_of, dt.datetime.now(zone()).date())
+            except WaveError as exc:
+                error = f"{str(exc)[:1].upper()}{str(exc)[1:]}."
+        listed, by_wave = s.scalars(select(Wave).order_by(Wave.id.desc())).all(), funnels(s)
+    return render_template("console/waves.html", title="Waves", plan=plan, error=error, reasons=REASONS,
+                           timepoints=settings().followup_days, form={"timepoint": timepoint, "as_of": as_of},
+                           waves=listed, funnels=by_wave, sees_waves=True), 400 if error else 200
 
 
 @bp.get("/waves/<int:wave_id>")

@@ -29,7 +29,7 @@ ROUTES = {
     "console.users": ADMIN, "console.user_add": ADMIN, "console.user_role": ADMIN, "console.user_disable": ADMIN,
     "console.user_link": ADMIN, "console.user_enable": ADMIN, "console.user_unlock": ADMIN, "console.audit_log": ADMIN,
     "console.audit_csv": ADMIN, "console.audit_filter": ADMIN, "console.settings_view": ADMIN,
-    "console.wave": STAFF, "console.wave_pause": STAFF, "console.wave_resume": STAFF, "console.wave_cancel": STAFF,
+    "console.waves": STAFF, "console.wave": STAFF, "console.wave_pause": STAFF, "console.wave_resume": STAFF, "console.wave_cancel": STAFF,
 }
 
 

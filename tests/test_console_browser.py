@@ -232,7 +232,8 @@ def test_every_page_passes_axe_without_serious_violations(live, chromium, make_u
         page.wait_for_url(re.compile(r"/console/$"))
         paths = ["/console/", "/console/alerts", "/console/patients", f"/console/patients/{patient.id}",
                  "/console/inbox", "/console/progress", "/console/users", "/console/audit",
-                 "/console/account/two-factor", "/console/settings", "/console/waves/1"]
+                 "/console/account/two-factor", "/console/settings", "/console/waves/1",
+                 "/console/waves?timepoint=30&as_of=2026-11-01"]
         axe = Axe()
         problems = {}
         for path in paths:

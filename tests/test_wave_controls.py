@@ -162,3 +162,18 @@ def test_a_coordinator_pauses_resumes_and_cancels_a_wave_in_the_console(wave, co
                                                                   AuditEvent.action != "wave_launched")))
     assert actions and all(a.endswith("@study.example.org") for a in actions)
     assert console_client("researcher").get(f"/console/waves/{wid}").status_code == 403
+
+
+def test_the_waves_page_plans_a_time_point_as_waves_plan_does(make_patient, console_client, run_cli):
+    for i in range(3):
+        make_patient(discharge_date=AS_OF - dt.timedelta(days=31 + i))
+    make_patient(discharge_date=AS_OF - dt.timedelta(days=31), consent=False)
+    client = console_client("coordinator")
+    page = client.get(f"/console/waves?timepoint=30&as_of={AS_OF}").get_data(as_text=True)
+    assert "<strong>3</strong> eligible at 30 days as of 2026-11-20" in page
+    assert "<td>no SMS consent</td><td>1</td>" in page
+    cli = run_cli("waves", "plan", "--timepoint", "30", "--as-of", AS_OF.isoformat())
+    assert "3 eligible" in cli.output and "excluded, no SMS consent: 1" in cli.output
+    bad = client.get("/console/waves?timepoint=31&as_of=2026-11-20")
+    assert bad.status_code == 400 and "Time point 31 is not one of FOLLOWUP_DAYS" in bad.get_data(as_text=True)
+    assert "is not a date" in client.get("/console/waves?timepoint=30&as_of=20/11/2026").get_data(as_text=True)

@@ -414,3 +414,20 @@ def wave_page(session: Session, wave_id: int) -> WavePage | None:
              f"paused since {wave.paused_at:%Y-%m-%d %H:%M} UTC by {wave.paused_by}" if wave.paused_at else "running")
     return WavePage(wave, state, funnels(session, [wave.id]).get(wave.id, {"targeted": 0}), queued, held, opening,
                     sent, failure_reasons(session, wave.id))
+
+
+def plan_from_form(session: Session, settings: Settings, timepoint: str, as_of: str, today: dt.date) -> Plan:
+    """``plan_wave`` for the console's form: the time point and date as typed, each refused in words
+    (WaveError) when it cannot be read; a blank date is today."""
+    try:
+        days = int(timepoint.strip())
+    except ValueError:
+        raise WaveError(f"the time point must be one of {', '.join(map(str, settings.followup_days))} days") from None
+    try:
+        day = dt.date.fromisoformat(as_of.strip()) if as_of.strip() else today
+    except ValueError:
+        raise WaveError(f"{as_of.strip()!r} is not a date in the form YYYY-MM-DD") from None
+    try:
+        return plan_wave(session, settings, days, day)
+    except ValueError as exc:
+        raise WaveError(str(exc)) from None
