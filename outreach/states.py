@@ -3,6 +3,8 @@
 A text the service sends has a *delivery* state; a text it receives has a *processing* state: two
 vocabularies, even where a word is shared (``failed``).  A follow-up's states belong to the conversation's
 state machine (:class:`conversations.machine.FollowUpState`).  The strings are what the database stores.
+At the top of ``outreach/`` beside the models, not in ``messaging``: the study's and the staff's services and
+the console compare these states too.
 """
 from __future__ import annotations
 

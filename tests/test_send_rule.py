@@ -271,16 +271,22 @@ def test_french_stop_words_opt_out_as_stop_does(words, twilio, make_patient, mak
     assert patient(session, p.patient_id).opted_out_at is not None
 
 
-def test_a_spooled_text_keeps_twilios_mark(twilio, make_patient, session):
-    """The mark is stored with the text and with the spool's copy of the request, so a text applied late is
-    read as Twilio read it."""
-    from outreach.messaging.inbound import InboundSMS, _form_of
+def test_a_spooled_text_keeps_twilios_mark(make_patient, session, sessions, settings, spool_path):
+    """A text spooled during an outage and applied when the database answers is read as Twilio read it: a
+    STOP mark opts the patient out whatever the words."""
+    from outreach.clock import utcnow
+    from outreach.messaging.inbound import Inbox, InboundSMS, _form_of
+    from outreach.messaging.spool import Spool
 
-    sms = InboundSMS.from_form({"MessageSid": "SM" + "a" * 32, "From": "+14165550150", "To": "+15005550006",
-                                "Body": "whatever", "OptOutType": "stop"})
-    assert sms.carrier_keyword == "opt_out"
-    assert InboundSMS.from_form(_form_of(sms)).carrier_keyword == "opt_out"
+    p = make_patient(phone="+14165550150")
+    sms = InboundSMS.from_form({"MessageSid": "SM" + "a" * 32, "From": p.phone, "To": "+15005550006",
+                                "Body": "FIN DES MESSAGES", "OptOutType": "stop"})
     assert InboundSMS.from_form({**_form_of(sms), "OptOutType": "SOMETHING"}).carrier_keyword is None
+    spool = Spool(spool_path)
+    spool.put("sms", _form_of(sms), utcnow())
+    assert Inbox(sessions, settings, spool).drain_spool().applied == 1
+    assert patient(session, p.patient_id).opted_out_at is not None
+    assert session.scalar(select(Message.carrier_keyword).where(Message.direction == "in")) == "opt_out"
 
 
 def test_the_console_shows_why_a_text_was_not_sent(console_client, make_patient, make_followup, sessions):
