@@ -35,9 +35,13 @@ def init_console(app: Flask, settings: Settings) -> bool:
         WTF_CSRF_SSL_STRICT=not insecure,
         WTF_CSRF_CHECK_DEFAULT=False)  # checked for every console form (console.security); webhooks are signed
     app.extensions["console"] = {"settings": settings}
-    from . import admin_views, alerts_views, auth_views, home_views, inbox_views, patient_views, wave_views  # noqa: F401
+    from . import (admin_views, alerts_views, auth_views, dashboard_views, export_views, home_views,  # noqa: F401
+                   import_views, inbox_views, job_views, oidc_views, patient_views, report_views, token_views,
+                   wave_views)
+    from .api import api
     from .blueprint import bp
 
     csrf.init_app(app)
     app.register_blueprint(bp)
+    app.register_blueprint(api)
     return True

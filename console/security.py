@@ -29,7 +29,9 @@ AREAS: dict[str, frozenset[str]] = {
     "signed_in": frozenset(ROLES),  # home, study progress, own account
     "alerts": frozenset({"admin", "coordinator"}),  # the crisis-alert queue, take and resolve
     "patients": frozenset({"admin", "coordinator"}),  # search, transcripts, answers, texting, phone
-    "waves": frozenset({"admin", "coordinator"}),  # a wave's page: pause, resume, cancel
+    "waves": frozenset({"admin", "coordinator"}),  # plan, launch, a wave's page: pause, resume, cancel
+    "imports": frozenset({"admin", "coordinator"}),  # upload a discharge file, its validation, the history
+    "research": frozenset({"admin", "researcher"}),  # exports, the report, personal access tokens for the API
     "admin": frozenset({"admin"}),  # users and the audit log
 }
 NAVIGATION = [  # (area, endpoint, label)
@@ -37,8 +39,12 @@ NAVIGATION = [  # (area, endpoint, label)
     ("alerts", "console.alerts", "Crisis alerts"),
     ("patients", "console.patients", "Patients"),
     ("patients", "console.inbox", "Inbox"),
+    ("signed_in", "console.dashboard", "Dashboard"),
     ("signed_in", "console.progress", "Study progress"),
+    ("imports", "console.imports", "Imports"),
     ("waves", "console.waves", "Waves"),
+    ("research", "console.exports", "Exports"),
+    ("research", "console.report", "Report"),
     ("admin", "console.users", "Users"),
     ("admin", "console.audit_log", "Audit log"),
     ("admin", "console.settings_view", "Settings"),
@@ -144,7 +150,8 @@ def _headers(response):
 def _navigation():
     user = g.get("user")
     role = user.role if user is not None else None
-    return {"navigation": [(endpoint, label) for area, endpoint, label in NAVIGATION if may_open(role, area)]
+    return {"navigation": [(endpoint, label) for area, endpoint, label in NAVIGATION
+                           if may_open(role, area) and endpoint in VIEW_AREAS]
             if user is not None else [],
             "open_alerts": g.get("open_alerts"), "worker_stopped": g.get("worker_stopped")}
 

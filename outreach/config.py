@@ -102,6 +102,16 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "LOG_LEVEL": ("INFO", "How much the processes log to stderr: DEBUG, INFO, WARNING, ERROR or CRITICAL."),
     "SPOOL_DIR": (None, "Folder on a persistent local disk where texts and status callbacks received while the "
                         "database is unreachable wait (default: the project's instance/spool folder)."),
+    "JOBS_DIR": (None, "Folder for the console's uploaded files and job results (imports, exports, reports), "
+                       "mode 0600 (default: the project's instance/jobs folder)."),
+    "JOB_RESULT_DAYS": ("7", "Days after which a job's result files (exports, reports, rejected rows) are deleted."),
+    "MAX_UPLOAD_MB": ("50", "Largest discharge file the console accepts, in megabytes."),
+    "OIDC_ISSUER": (None, "The institution's OpenID Connect issuer URL: with OIDC_CLIENT_ID and OIDC_CLIENT_SECRET "
+                          "the sign-in page offers single sign-on."),
+    "OIDC_CLIENT_ID": (None, "This console's client id at the identity provider."),
+    "OIDC_CLIENT_SECRET": (None, "This console's client secret at the identity provider (secret)."),
+    "PASSWORD_LOGIN": ("1", "0 turns password sign-in off (single sign-on only; needs the OIDC settings)."),
+    "API_TOKEN_DAYS": ("90", "Days a researcher's personal access token for the data API stays valid."),
 }
 
 
@@ -234,11 +244,15 @@ TYPED: dict[str, tuple] = {
     "DB_TIMEOUT_SECONDS": (_number(0, above=True), "a number of seconds above 0, such as 2"),
     "PORT": (_port, "a port number from 1 to 65535, such as 8000"),
     "LOG_LEVEL": (_choice("debug", "info", "warning", "error", "critical"), "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    "JOB_RESULT_DAYS": (_whole(1), "a whole number of days, at least 1"),
+    "MAX_UPLOAD_MB": (_number(0, above=True), "a number of megabytes above 0, such as 50"),
+    "PASSWORD_LOGIN": (_flag, "0 or 1"),
+    "API_TOKEN_DAYS": (_whole(1), "a whole number of days, at least 1"),
 }
 
 
 # Never shown by ``repr(settings)``; the database URL is shown without its password.
-SECRETS = ("TWILIO_AUTH_TOKEN", "EXPORT_KEY", "SECRET_KEY")
+SECRETS = ("TWILIO_AUTH_TOKEN", "EXPORT_KEY", "SECRET_KEY", "OIDC_CLIENT_SECRET")
 EXPORT_KEY_MIN_LENGTH = 32
 MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_hex(32))"'
 

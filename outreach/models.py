@@ -334,3 +334,46 @@ class BlockedNumber(Base):
     reason: Mapped[str] = mapped_column(String(32))
     blocked_at: Mapped[dt.datetime] = mapped_column(DateTime)
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id", ondelete="SET NULL"))
+
+
+class Job(Base):
+    """A piece of long work the console asked for (an import, a wave launch, an export, a report), run by the
+    worker (``outreach.jobs``): who asked, its state, its progress and, when done, its result.  The history of
+    imports and exports is the list of their jobs."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_state_created", "state", "created_at"), Index("ix_jobs_kind_created", "kind", "created_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # import | launch | export | report
+    state: Mapped[str] = mapped_column(String(16))  # queued | running | done | failed (outreach.states.JobState)
+    owner: Mapped[str] = mapped_column(String(254))  # the signed-in user's e-mail, as in the audit log
+    owner_role: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    file_name: Mapped[str | None] = mapped_column(String(255))  # an upload's name, as the user's browser gave it
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0 to 1
+    message: Mapped[str | None] = mapped_column(Text)  # where it stands, in words (never patient data)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)  # why it failed, in words, masked
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))  # host:pid of the worker running it
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # the running worker's last sign of life
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    files_deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # result files removed (JOB_RESULT_DAYS)
+
+
+class AccessToken(Base):
+    """A researcher's personal access token for the data API: only its SHA-256 is stored; shown once."""
+
+    __tablename__ = "access_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -56,3 +56,14 @@ class AlertState:
         if alert.resolved_at is not None:
             return cls.RESOLVED
         return cls.TAKEN if alert.taken_by else cls.OPEN
+
+
+class JobState:
+    """Where a piece of long console work stands (``jobs.state``, run by the worker: ``outreach.jobs``)."""
+
+    QUEUED = "queued"  # waiting for a worker
+    RUNNING = "running"  # a worker has it (claimed_by, heartbeat_at)
+    DONE = "done"  # finished; result holds what it made
+    FAILED = "failed"  # error says why, in words
+
+    FINISHED = (DONE, FAILED)

@@ -1,0 +1,2 @@
+"""Exports for researchers (issue 22)."""
+from __future__ import annotations

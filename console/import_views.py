@@ -1,0 +1,2 @@
+"""Imports of discharge files from the browser (issue 22)."""
+from __future__ import annotations

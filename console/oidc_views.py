@@ -1,0 +1,2 @@
+"""Single sign-on through the institution's OpenID Connect provider (issue 22)."""
+from __future__ import annotations
