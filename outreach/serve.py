@@ -26,6 +26,8 @@ import contextvars
 from .clock import Clock, utcnow, using
 from .logs import error_summary
 from .messaging.sender import Sender
+from .heartbeat import worker_name
+from .jobs.queue import run_pending
 from .worker import every_minute
 
 DEMO_PASSWORD = "try the console today"
@@ -73,6 +75,7 @@ def _work(sessions: sessionmaker[Session], settings: Any, stop: threading.Event,
                 every_minute(sessions, settings)
                 last_tick = time.monotonic()
             sender.send_due(max_batches=1)
+            run_pending(sessions, settings, worker_name(), limit=1)  # the console's imports, launches, exports
         except Exception as exc:  # keep serving; say what went wrong in one line
             echo(f"worker: {error_summary(exc)}")
         stop.wait(2)

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Settings, check_sending
 from .db import is_unavailable, unit_of_work
-from .heartbeat import beat
+from .heartbeat import beat, worker_name
+from .jobs.queue import JobRunner, run_pending
 from .messaging.gateway import make_gateway
 from .messaging.inbound import Inbox
 from .study.scheduler import TickStats, tick
@@ -66,6 +67,9 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     last_tick = 0.0
+    # The console's jobs (imports, launches, exports, the report) run in a thread of their own, so that a long
+    # import does not hold texts back; --once runs those queued, in this thread.
+    jobs = None if once else JobRunner(sessions, settings, worker_name()).start()
     echo("worker: started")
     failures, outage_since = 0, None
     while not stopping["now"]:
@@ -90,6 +94,9 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
             result = sender.send_due(max_batches=1, stop=lambda: stopping["now"])
             if once:
                 sender.waiting(result)
+                ran = run_pending(sessions, settings, worker_name())
+                if ran:
+                    echo(f"worker: ran {ran} job(s) from the console")
             failures = 0
         except Exception as exc:  # the database went away, a deploy is under way...: wait and go on
             if once:
@@ -113,4 +120,7 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
             echo(f"worker: {result.describe(zone)}")
         if not (result.sent or result.held or result.retried or result.cancelled or result.reconciled):
             time.sleep(IDLE_SLEEP)
+    if jobs is not None:
+        echo("worker: waiting for the job under way (if any) to finish")
+        jobs.stop(timeout=60)
     echo("worker: stopped")

@@ -99,10 +99,10 @@ def session(db_url):
 
 
 @pytest.fixture
-def env(db_url, spool_path):
+def env(db_url, spool_path, jobs_path):
     """Environment for the service: the test database and safe defaults."""
     return {"DATABASE_URL": db_url, "DEFAULT_REGION": "CA", "DEFAULT_TIMEZONE": "America/Toronto",
-            "ORG_NAME": "Recovery Study", "SPOOL_DIR": str(spool_path)}
+            "ORG_NAME": "Recovery Study", "SPOOL_DIR": str(spool_path), "JOBS_DIR": str(jobs_path)}
 
 
 @pytest.fixture(autouse=True)
@@ -110,6 +110,14 @@ def spool_path(tmp_path, monkeypatch):
     """Each test's own spool folder (never the project's instance/spool)."""
     path = tmp_path / "spool"
     monkeypatch.setenv("SPOOL_DIR", str(path))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def jobs_path(tmp_path, monkeypatch):
+    """Each test's own folder for the console's uploads and job results (never the project's instance/jobs)."""
+    path = tmp_path / "jobs"
+    monkeypatch.setenv("JOBS_DIR", str(path))
     return path
 
 

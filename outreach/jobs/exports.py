@@ -1,0 +1,2 @@
+"""The exports job (issue 22): filled by its author."""
+from __future__ import annotations

@@ -1,0 +1,181 @@
+"""A discharge file imported from the console, in two jobs: a *check* (the whole import run with the same rules
+as ``outreach import-discharges``, then rolled back: the validation report) and the *import* itself, all or
+nothing or only the valid rows, with the rejected rows written masked as the CLI writes them.
+
+The uploaded file waits in the check job's folder for the coordinator's decision, moves to the import job's
+folder and is deleted when that job ends (an upload nobody imports is deleted with the check's files, after
+JOB_RESULT_DAYS).  The jobs of kind ``import`` are the import history: who, when, file name, SHA-256 and the
+summary.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy.orm import Session
+
+from ..config import Settings
+from ..db import audit, unit_of_work
+from ..models import Job
+from ..states import JobState
+from ..study.importer import ImportFileError, import_discharges
+from .queue import JobContext, JobError, handler, job_folder, jobs_dir, submit
+
+SHOWN = 200  # errors and warnings listed one by one on the report; the rest are counted
+CHUNK = 1 << 20
+
+
+class UploadError(ValueError):
+    """The upload cannot be taken (empty, too large, not a CSV): said in words."""
+
+
+def safe_name(name: str | None) -> str:
+    """The file name as the browser gave it, without any folder and with only plain characters."""
+    base = re.split(r"[\\/]", name or "")[-1].strip()
+    base = re.sub(r"[^A-Za-z0-9._ -]+", "_", base).strip(" .")[:120]
+    return base or "discharges.csv"
+
+
+def upload_dir(folder: Path) -> Path:
+    path = folder / "upload"
+    path.mkdir(exist_ok=True, mode=0o700)
+    return path
+
+
+def uploaded_file(folder: Path) -> Path | None:
+    files = sorted(p for p in (folder / "upload").glob("*") if ".rejected." not in p.name) \
+        if (folder / "upload").is_dir() else []
+    return files[0] if files else None
+
+
+def start_check(session: Session, settings: Settings, stream: IO[bytes], file_name: str | None, *, owner: str,
+                owner_role: str, address: str | None, strict: bool = False,
+                allow_rating_changes: bool = False) -> Job:
+    """Store an upload (mode 0600, refused past MAX_UPLOAD_MB) and queue its check."""
+    name = safe_name(file_name)
+    limit = int(settings.max_upload_mb * 1024 * 1024)
+    job = submit(session, "import", owner=owner, owner_role=owner_role, file_name=name,
+                 params={"mode": "check", "strict": strict, "allow_rating_changes": allow_rating_changes,
+                         "address": address})
+    folder = job_folder(settings, job.id)
+    target = upload_dir(folder) / name
+    digest, size = hashlib.sha256(), 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := stream.read(CHUNK):
+                size += len(chunk)
+                if size > limit:
+                    raise UploadError(f"the file is larger than {settings.max_upload_mb:g} MB (MAX_UPLOAD_MB); "
+                                      "split it, or ask the administrator to raise the limit")
+                digest.update(chunk)
+                out.write(chunk)
+        if size == 0:
+            raise UploadError("the file is empty; choose the discharge file again")
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    job.params = {**job.params, "sha256": digest.hexdigest(), "bytes": size}
+    audit(session, "import_uploaded", actor=owner, address=address, job_id=job.id, file=name,
+          sha256=digest.hexdigest(), bytes=size)
+    return job
+
+
+def start_import(session: Session, settings: Settings, check: Job, *, only_valid: bool, owner: str,
+                 owner_role: str, address: str | None) -> Job:
+    """Queue the import of a checked upload; its file moves to the new job's folder."""
+    if check.kind != "import" or (check.params or {}).get("mode") != "check":
+        raise JobError("this job is not the check of an upload")
+    if check.state != JobState.DONE:
+        raise JobError("the file has not been checked yet; wait for the check to finish")
+    if (check.result or {}).get("imported_by_job"):
+        raise JobError(f"this file was already sent to import (job {check.result['imported_by_job']})")
+    source = uploaded_file(jobs_dir(settings) / str(check.id))
+    if source is None:
+        raise JobError("the uploaded file is no longer kept; upload it again")
+    checked = check.result or {}
+    if not only_valid and checked.get("rejected"):
+        raise JobError(f"{checked['rejected']} row(s) have problems, so importing all or nothing would import "
+                       "nothing; fix the file, or import only the valid rows")
+    params = {k: check.params.get(k) for k in ("strict", "allow_rating_changes", "sha256", "bytes")}
+    job = submit(session, "import", owner=owner, owner_role=owner_role, file_name=check.file_name,
+                 params={**params, "mode": "import", "skip_invalid": only_valid, "check_job": check.id,
+                         "address": address})
+    target = upload_dir(job_folder(settings, job.id)) / source.name
+    os.replace(source, target)
+    check.result = {**checked, "imported_by_job": job.id}
+    return job
+
+
+def _errors(result) -> dict[str, Any]:
+    return {"errors": [str(e) for e in result.errors[:SHOWN]], "error_count": len(result.errors),
+            "grouped": result.grouped_errors() if len(result.errors) > 20 else [],
+            "warnings": [str(w) for w in result.warnings[:SHOWN]], "warning_count": len(result.warnings),
+            "rejected": result.rejected,
+            "unread_lines": [list(span) for span in result.unread_lines]}
+
+
+@handler("import")
+def run_import(ctx: JobContext) -> dict[str, Any]:
+    check = ctx.params.get("mode") == "check"
+    path = uploaded_file(ctx.folder)
+    if path is None:
+        raise JobError("the uploaded file is no longer kept; upload it again")
+    base = {"file_name": ctx.file_name, "sha256": ctx.params.get("sha256"), "mode": ctx.params.get("mode")}
+    options = dict(strict=bool(ctx.params.get("strict")),
+                   allow_rating_changes=bool(ctx.params.get("allow_rating_changes")))
+
+    def progress(done: int, total: int) -> None:
+        ctx.progress(0.05 + 0.9 * done / max(total, 1), f"{'checking' if check else 'importing'}: "
+                                                        f"{done:,} of {total:,} rows")
+
+    ctx.progress(0.02, "reading the file")
+    try:
+        if check:  # the import with every rule, then rolled back: what it would do, nothing written
+            with ctx.sessions() as session:
+                try:
+                    result = _import(session, path, ctx, options, skip_invalid=False, progress=progress)
+                finally:
+                    session.rollback()
+            rows = result.new_episodes + result.updated + result.unchanged + result.rejected
+            out = {**base, **_errors(result), "rows": rows,
+                   "would_import": None if result.rejected else result.summary}
+            out["summary"] = (f"checked {rows:,} row(s): {len(result.errors):,} problem(s) in {result.rejected:,} "
+                              f"row(s), {len(result.warnings):,} warning(s)")
+            return out
+        try:
+            with unit_of_work(ctx.sessions) as session:
+                result = _import(session, path, ctx, options, skip_invalid=bool(ctx.params.get("skip_invalid")),
+                                 progress=progress)
+                if not result.written:
+                    raise JobError(f"{len(result.errors)} problem(s) in {result.rejected} row(s); nothing was "
+                                   "imported (the file changed since it was checked?)")
+        except ImportFileError as exc:
+            raise JobError(f"{exc}; nothing was imported") from None
+        files = {"rejected": f"upload/{result.rejected_path.name}"} if result.rejected_path else {}
+        return {**base, **_errors(result), "summary": result.summary, "files": files,
+                "new_patients": result.new_patients, "new_episodes": result.new_episodes,
+                "updated": result.updated, "unchanged": result.unchanged,
+                "consent_withdrawn": len(result.consent_withdrawn), "consent_given": len(result.consent_given),
+                "phones_changed": result.phones_changed, "texts_cancelled": result.texts_cancelled,
+                "rating_changes": result.rating_changes}
+    except ImportFileError as exc:
+        raise JobError(f"{exc}; nothing was imported") from None
+    finally:
+        if not check:  # the upload is deleted when the import ends, whatever its end
+            path.unlink(missing_ok=True)
+
+
+def _import(session: Session, path: Path, ctx: JobContext, options: dict[str, bool], *, skip_invalid: bool,
+            progress):
+    try:
+        return import_discharges(session, path, ctx.settings, skip_invalid=skip_invalid, actor=ctx.owner,
+                                 progress=progress, **options)
+    except TypeError as exc:  # an importer without progress reports
+        if "progress" not in str(exc):
+            raise
+        return import_discharges(session, path, ctx.settings, skip_invalid=skip_invalid, actor=ctx.owner,
+                                 **options)

@@ -1,0 +1,310 @@
+"""The jobs table as a queue: the console submits, the worker claims, runs and finishes.
+
+A job is claimed as a text is (``outreach.messaging.sender``): ``SELECT … FOR UPDATE SKIP LOCKED`` on
+PostgreSQL (SQLite's one writer at a time gives the same), so two workers never run the same job.  While it
+runs its worker writes a heartbeat every few seconds (and with every progress report); a running job whose
+heartbeat is older than ``STALE_AFTER`` lost its worker: each kind of job runs in one database transaction,
+so nothing of it was written, and it is taken up again once (``MAX_ATTEMPTS``), then marked failed with that
+reason in words.
+
+Progress is written in its own short transaction (the work's own transaction is not committed until the
+end), at most every ``PROGRESS_EVERY`` seconds, so the job's page can show it while the work goes on.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..clock import utcnow
+from ..config import Settings
+from ..db import unit_of_work
+from ..logs import error_summary
+from ..models import Job
+from ..states import JobState
+
+log = logging.getLogger(__name__)
+
+STALE_AFTER = dt.timedelta(seconds=60)  # a running job without a heartbeat this long lost its worker
+BEAT_EVERY = 5.0  # seconds between heartbeats of a running job
+PROGRESS_EVERY = 0.5  # seconds: progress reports closer together than this are not written
+MAX_ATTEMPTS = 2  # a job whose worker died is taken up again once, then failed
+_PROJECT = Path(__file__).resolve().parents[2]
+
+
+class JobError(Exception):
+    """A job cannot do what was asked, for a reason its owner can act on: the message is shown as it is, so it
+    must be words without patient data."""
+
+
+@dataclass
+class JobContext:
+    """What a job's handler gets: its parameters, its own folder for files, and a progress reporter."""
+
+    job_id: int
+    kind: str
+    owner: str
+    owner_role: str
+    params: dict[str, Any]
+    file_name: str | None
+    folder: Path
+    settings: Settings
+    sessions: sessionmaker[Session]
+    report: Callable[[float, str | None], None] = field(repr=False)
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Say how far the job is (0 to 1) and, optionally, what it is doing, in words."""
+        self.report(fraction, message)
+
+    @property
+    def engine(self):
+        return self.sessions.kw["bind"]
+
+
+Handler = Callable[[JobContext], dict[str, Any]]
+HANDLERS: dict[str, Handler] = {}  # kind -> handler, filled by outreach.jobs.kinds
+
+
+def handler(kind: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        HANDLERS[kind] = fn
+        return fn
+
+    return register
+
+
+# -- files ------------------------------------------------------------------------------------------------------
+
+def jobs_dir(settings: Settings) -> Path:
+    configured = settings.optional("JOBS_DIR")
+    return Path(configured).expanduser().absolute() if configured else _PROJECT / "instance" / "jobs"
+
+
+def job_folder(settings: Settings, job_id: int) -> Path:
+    """The job's own folder (mode 0700; its files are made 0600 as they are written)."""
+    root = jobs_dir(settings)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = root / str(job_id)
+    folder.mkdir(exist_ok=True, mode=0o700)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def make_private(folder: Path) -> None:
+    """Every file under ``folder`` readable by its owner only (a library may have written one with the
+    process's umask; the worker's umask is not changed, as it runs other threads)."""
+    for path in folder.rglob("*"):
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
+
+
+def result_file(settings: Settings, job: Job, name: str) -> Path | None:
+    """A file the job made, by its name in ``job.result["files"]``, if it is still there."""
+    files = (job.result or {}).get("files", {})
+    if name not in files or job.files_deleted_at is not None:
+        return None
+    path = jobs_dir(settings) / str(job.id) / files[name]
+    return path if path.is_file() else None
+
+
+# -- the console's side ---------------------------------------------------------------------------------------
+
+def submit(session: Session, kind: str, *, owner: str, owner_role: str, params: dict[str, Any] | None = None,
+           file_name: str | None = None) -> Job:
+    """Queue a job; the worker picks it up within a second or two.  The caller's transaction commits it."""
+    if kind not in HANDLERS:
+        raise ValueError(f"unknown kind of job {kind!r}")
+    job = Job(kind=kind, state=JobState.QUEUED, owner=owner, owner_role=owner_role, params=params or {},
+              file_name=file_name, progress=0.0, message="waiting for the worker", attempts=0, created_at=utcnow())
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: int) -> Job | None:
+    return session.get(Job, job_id)
+
+
+def visible_to(job: Job, user_email: str, role: str) -> bool:
+    """A job's page and files are its owner's; an administrator sees every job."""
+    return role == "admin" or job.owner == user_email
+
+
+def recent(session: Session, kind: str, limit: int = 50) -> list[Job]:
+    return list(session.scalars(select(Job).where(Job.kind == kind).order_by(Job.id.desc()).limit(limit)))
+
+
+# -- the worker's side ----------------------------------------------------------------------------------------
+
+def claim(sessions: sessionmaker[Session], worker: str) -> int | None:
+    """Take the oldest queued job for this worker, or None."""
+    now = utcnow()
+    with unit_of_work(sessions) as s:
+        job = s.scalars(select(Job).where(Job.state == JobState.QUEUED).order_by(Job.id).limit(1)
+                        .with_for_update(skip_locked=True)).first()
+        if job is None:
+            return None
+        job.state, job.claimed_by, job.heartbeat_at = JobState.RUNNING, worker, now
+        job.started_at, job.attempts = now, (job.attempts or 0) + 1
+        job.message = "started"
+        return job.id
+
+
+def recover(sessions: sessionmaker[Session], now: dt.datetime | None = None) -> list[int]:
+    """Running jobs whose worker stopped (no heartbeat for STALE_AFTER): queued again, or failed after
+    MAX_ATTEMPTS.  Returns their ids."""
+    now = now or utcnow()
+    with unit_of_work(sessions) as s:
+        stale = s.scalars(select(Job).where(Job.state == JobState.RUNNING, Job.heartbeat_at < now - STALE_AFTER)
+                          .with_for_update(skip_locked=True)).all()
+        for job in stale:
+            if (job.attempts or 0) < MAX_ATTEMPTS:
+                job.state, job.claimed_by, job.progress = JobState.QUEUED, None, 0.0
+                job.message = "its worker stopped; it starts again (nothing of the first try was kept)"
+            else:
+                job.state, job.finished_at = JobState.FAILED, now
+                job.error = (f"the worker running it stopped {job.attempts} times (nothing of it was kept); "
+                             "start it again, and tell the administrator if it happens again")
+                job.message = None
+        return [j.id for j in stale]
+
+
+class _Beat:
+    """Writes the running job's heartbeat every BEAT_EVERY seconds, and its progress when it is reported."""
+
+    def __init__(self, sessions: sessionmaker[Session], job_id: int, worker: str):
+        self.sessions, self.job_id, self.worker = sessions, job_id, worker
+        self.stop = threading.Event()
+        self.last_written = 0.0
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name=f"job-{job_id}-beat", daemon=True)
+
+    def _write(self, **values: Any) -> None:
+        try:
+            with self.lock, unit_of_work(self.sessions) as s:
+                s.execute(update(Job).where(Job.id == self.job_id, Job.claimed_by == self.worker,
+                                            Job.state == JobState.RUNNING)
+                          .values(heartbeat_at=utcnow(), **values))
+        except Exception:  # a missed heartbeat or progress report must not end the job
+            log.warning("job %s: could not record its progress", self.job_id, exc_info=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(BEAT_EVERY):
+            self._write()
+
+    def report(self, fraction: float, message: str | None = None) -> None:
+        now = time.monotonic()
+        if now - self.last_written < PROGRESS_EVERY and fraction < 1.0:
+            return
+        self.last_written = now
+        values: dict[str, Any] = {"progress": max(0.0, min(1.0, float(fraction)))}
+        if message is not None:
+            values["message"] = message[:500]
+        self._write(**values)
+
+
+def run_claimed(sessions: sessionmaker[Session], settings: Settings, job_id: int, worker: str) -> str:
+    """Run one claimed job to its end; returns its final state.  A handler's JobError is the owner's to read
+    (shown as it is); any other failure is shown as its type and a cleaned first line, and logged."""
+    with unit_of_work(sessions) as s:
+        job = s.get(Job, job_id)
+        ctx_values = dict(job_id=job.id, kind=job.kind, owner=job.owner, owner_role=job.owner_role,
+                          params=dict(job.params or {}), file_name=job.file_name)
+    beat = _Beat(sessions, job_id, worker)
+    ctx = JobContext(**ctx_values, folder=job_folder(settings, job_id), settings=settings, sessions=sessions,
+                     report=beat.report)
+    beat.thread.start()
+    started = time.monotonic()
+    try:
+        result = HANDLERS[ctx.kind](ctx)
+        make_private(ctx.folder)
+        state, values = JobState.DONE, {"result": result, "progress": 1.0, "message": result.get("summary")}
+    except JobError as exc:
+        state, values = JobState.FAILED, {"error": str(exc)[:2000], "message": None}
+    except Exception as exc:  # noqa: BLE001 - the job fails, the worker goes on
+        log.exception("job %s (%s) failed", job_id, ctx.kind)
+        state, values = JobState.FAILED, {"error": f"it stopped on an unexpected error ({error_summary(exc)}); "
+                                                   "the administrator can find it in the worker's log",
+                                          "message": None}
+    finally:
+        beat.stop.set()
+        beat.thread.join(timeout=BEAT_EVERY + 1)
+    with beat.lock, unit_of_work(sessions) as s:
+        s.execute(update(Job).where(Job.id == job_id, Job.claimed_by == worker)
+                  .values(state=state, finished_at=utcnow(), heartbeat_at=utcnow(), **values))
+    log.info("job %s (%s) %s in %.1f s", job_id, ctx.kind, state, time.monotonic() - started)
+    return state
+
+
+def run_pending(sessions: sessionmaker[Session], settings: Settings, worker: str, *, limit: int | None = None) -> int:
+    """Run queued jobs one after another until none is left (or ``limit``); returns how many ran.  The worker's
+    job thread calls it; tests and ``outreach worker --once`` call it directly."""
+    from . import kinds  # noqa: F401 - registers the handlers
+
+    recover(sessions)
+    ran = 0
+    while limit is None or ran < limit:
+        job_id = claim(sessions, worker)
+        if job_id is None:
+            break
+        run_claimed(sessions, settings, job_id, worker)
+        ran += 1
+    return ran
+
+
+def delete_old_files(sessions: sessionmaker[Session], settings: Settings, now: dt.datetime | None = None) -> int:
+    """Delete the folders of jobs finished more than JOB_RESULT_DAYS ago (exports, reports, rejected rows, an
+    upload nobody imported); the job's row stays, for the history.  Returns how many folders were deleted."""
+    now = now or utcnow()
+    cutoff = now - dt.timedelta(days=settings.job_result_days)
+    root = jobs_dir(settings)
+    with unit_of_work(sessions) as s:
+        old = s.scalars(select(Job).where(Job.state.in_(JobState.FINISHED), Job.finished_at < cutoff,
+                                          Job.files_deleted_at.is_(None))).all()
+        for job in old:
+            shutil.rmtree(root / str(job.id), ignore_errors=True)
+            job.files_deleted_at = now
+        return len(old)
+
+
+class JobRunner:
+    """The worker's job thread: runs queued jobs beside the sending loop (a long import does not hold texts
+    back), and once an hour deletes result files past JOB_RESULT_DAYS."""
+
+    IDLE = 1.0
+
+    def __init__(self, sessions: sessionmaker[Session], settings: Settings, worker: str):
+        self.sessions, self.settings, self.worker = sessions, settings, worker
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="jobs", daemon=True)
+        self.last_cleanup = 0.0
+
+    def start(self) -> "JobRunner":
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                if time.monotonic() - self.last_cleanup > 3600:
+                    delete_old_files(self.sessions, self.settings)
+                    self.last_cleanup = time.monotonic()
+                ran = run_pending(self.sessions, self.settings, self.worker, limit=1)
+            except Exception:  # the database went away...: the sending loop says so; try again shortly
+                log.warning("jobs: could not look for work; trying again", exc_info=True)
+                ran = 0
+            if not ran:
+                self.stopping.wait(self.IDLE)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the job under way (its transaction ends it), waiting up to ``timeout`` seconds."""
+        self.stopping.set()
+        self.thread.join(timeout)
