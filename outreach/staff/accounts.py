@@ -1,9 +1,9 @@
 """Console accounts: adding people, one-time password links, passwords, sign-in limits, authenticator codes.
 
 Pure service functions on a SQLAlchemy session; the caller owns the transaction (one unit of work),
-with one exception made on purpose: :func:`authenticate` commits the record of a *failed* attempt
-(and a lock it causes) before it raises, so the sign-in limits hold whatever the caller does with
-the exception.  Every refusal is an :class:`AccountError` whose message can be shown as it is.
+with one exception made on purpose: :func:`authenticate` and :func:`sso_sign_in` (single sign-on)
+commit the record of a *failed* attempt (and a lock it causes) before they raise, so the sign-in
+limits hold whatever the caller does with the exception.  Every refusal is an :class:`AccountError` whose message can be shown as it is.
 
 Secrets are never stored as given: a password as an argon2id hash, a one-time link as the SHA-256
 of its token.  An account starts with no password; the person sets one from the link.
@@ -47,6 +47,12 @@ EXPIRED_LINK = "this link has expired or was already used; ask an administrator 
 SIGN_IN_REFUSED = ("the email or password is not right, or the account is locked; "
                    "wait 15 minutes or ask an administrator")
 CODE_NEEDED = "enter the 6-digit code from your authenticator app"
+SSO_NO_ACCOUNT = ("there is no console account for {email}; ask a study administrator to add you with this "
+                  "e-mail address")
+SSO_DISABLED = "the console account for {email} is disabled; ask a study administrator"
+SSO_LOCKED = ("the console account for {email} is locked after too many wrong attempts; wait 15 minutes "
+              "or ask a study administrator")
+SSO_ADDRESS_BLOCKED = "too many failed sign-ins from this address; wait 15 minutes and try again"
 CODE_WRONG = ("that code is not right; enter the 6-digit code your authenticator app shows now "
               "(check that the phone's clock is right)")
 
@@ -72,6 +78,10 @@ class SignInError(AccountError):
 
     def __init__(self) -> None:
         super().__init__(SIGN_IN_REFUSED)
+
+
+class SsoRefused(AccountError):
+    """Single sign-on refused for an account reason (none with this e-mail, disabled, locked)."""
 
 
 class TotpRequired(AccountError):
@@ -278,22 +288,9 @@ def authenticate(session: Session, email: str, password: str, *, address: str,
     password = password or ""
 
     def fail(user: User | None, exc: AccountError | None = None) -> NoReturn:
-        session.add(SignInAttempt(at=now, email=email, address=address, succeeded=False))
-        if user is None:  # the same work as for an account, so timing says nothing about existence
-            session.flush()
-            _failures_since(session, SignInAttempt.email, email, now - LIMIT_WINDOW)
-        elif not _locked(user, now):
-            # failures since the window opened, the last lock ended or the last success, whichever is latest
-            since = max(now - LIMIT_WINDOW, user.locked_until or dt.datetime.min,
-                        user.last_sign_in_at or dt.datetime.min)
-            session.flush()
-            if _failures_since(session, SignInAttempt.email, email, since) >= MAX_FAILURES_PER_ACCOUNT:
-                user.locked_until = now + LOCK_DURATION
-                audit(session, "account_locked", actor=email, address=address, until=user.locked_until.isoformat())
-        session.commit()  # the record of a failure must survive the caller rolling back
-        raise exc or SignInError()
+        _refuse(session, user, email, address, now, exc or SignInError())
 
-    if _failures_since(session, SignInAttempt.address, address, now - LIMIT_WINDOW) >= MAX_FAILURES_PER_ADDRESS:
+    if _address_blocked(session, address, now):
         fail(None)
     # Lock the account's row first: parallel guesses then queue, and each sees the failures before it
     # (without it, a burst of guesses on PostgreSQL all had their password checked).
@@ -309,11 +306,69 @@ def authenticate(session: Session, email: str, password: str, *, address: str,
             fail(user, TotpRejected())
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
+    _record_sign_in(session, user, address, now, method="password")
+    return user
+
+
+def _address_blocked(session: Session, address: str, now: dt.datetime) -> bool:
+    return _failures_since(session, SignInAttempt.address, address, now - LIMIT_WINDOW) >= MAX_FAILURES_PER_ADDRESS
+
+
+def _refuse(session: Session, user: User | None, email: str, address: str, now: dt.datetime,
+            exc: AccountError) -> NoReturn:
+    """Record a failed attempt (and the lock it may cause), commit it, and raise ``exc``."""
+    session.add(SignInAttempt(at=now, email=email, address=address, succeeded=False))
+    if user is None:  # the same work as for an account, so timing says nothing about existence
+        session.flush()
+        _failures_since(session, SignInAttempt.email, email, now - LIMIT_WINDOW)
+    elif not _locked(user, now):
+        # failures since the window opened, the last lock ended or the last success, whichever is latest
+        since = max(now - LIMIT_WINDOW, user.locked_until or dt.datetime.min,
+                    user.last_sign_in_at or dt.datetime.min)
+        session.flush()
+        if _failures_since(session, SignInAttempt.email, email, since) >= MAX_FAILURES_PER_ACCOUNT:
+            user.locked_until = now + LOCK_DURATION
+            audit(session, "account_locked", actor=email, address=address, until=user.locked_until.isoformat())
+    session.commit()  # the record of a failure must survive the caller rolling back
+    raise exc
+
+
+def _record_sign_in(session: Session, user: User, address: str, now: dt.datetime, *, method: str) -> None:
     user.last_sign_in_at = now
     user.locked_until = None
-    session.add(SignInAttempt(at=now, email=email, address=address, succeeded=True))
-    audit(session, "signed_in", actor=email, address=address)
+    session.add(SignInAttempt(at=now, email=user.email, address=address, succeeded=True))
+    audit(session, "signed_in", actor=user.email, address=address, method=method)
     session.flush()
+
+
+def sso_sign_in(session: Session, email: str, *, address: str, totp_code: str | None = None) -> User:
+    """The active account with ``email``, which the institution's identity provider has vouched for
+    (single sign-on: the console checked the provider's signed answer; no password is involved).
+
+    Only an account an administrator added with this e-mail signs in, with its console role.  The same
+    limits as a password sign-in hold: a disabled or locked account and a blocked address are refused,
+    and an account with an authenticator app still needs its code (:class:`TotpRequired`, then
+    :class:`TotpRejected` for a wrong one, which counts towards the lock).  The person has proved who
+    they are, so a refusal says why in words (:class:`SsoRefused`).  The sign-in is recorded and audited
+    as ``signed_in`` with ``method="sso"``; a refusal is recorded as a failed attempt."""
+    now = utcnow()
+    email = normalise_email(email)[:254]
+    address = (address or "unknown")[:64]
+    if _address_blocked(session, address, now):
+        _refuse(session, None, email, address, now, SsoRefused(SSO_ADDRESS_BLOCKED))
+    user = session.scalar(select(User).where(User.email == email).with_for_update()) if email else None
+    if user is None:
+        _refuse(session, None, email, address, now, SsoRefused(SSO_NO_ACCOUNT.format(email=email or "(none)")))
+    if user.disabled_at is not None:
+        _refuse(session, user, email, address, now, SsoRefused(SSO_DISABLED.format(email=email)))
+    if _locked(user, now):
+        _refuse(session, user, email, address, now, SsoRefused(SSO_LOCKED.format(email=email)))
+    if user.totp_secret:
+        if not (totp_code or "").strip():
+            raise TotpRequired()
+        if not _totp_ok(user.totp_secret, totp_code):
+            _refuse(session, user, email, address, now, TotpRejected())
+    _record_sign_in(session, user, address, now, method="sso")
     return user
 
 
