@@ -702,6 +702,18 @@ def _progress(label: str, total: int):
     return advance_plain
 
 
+def _progress_of(label: str, total: int):
+    """``_progress`` for a service that reports ``progress(done, total)`` (how far it is, not by how much)."""
+    advance, shown = _progress(label, total), {"done": 0}
+
+    def report(done: int, _total: int) -> None:
+        if done > shown["done"]:
+            advance(done - shown["done"])
+            shown["done"] = done
+
+    return report
+
+
 def _as_of(value: str | None) -> dt.date:
     if not value:
         return dt.date.today()
@@ -771,7 +783,7 @@ def waves_launch(ctx: Context, timepoint: int, as_of: str | None, limit: int | N
             click.echo("not launched")
             return
         wave, _ = launch_wave(session, ctx.settings, timepoint, day, actor=current_actor(), limit=limit,
-                              progress=_progress("creating follow-ups", count), plan=plan)
+                              progress=_progress_of("creating follow-ups", count), plan=plan)
     click.echo(f"wave {wave.id} launched: {wave.targeted} invitation(s) queued; `outreach worker` sends them")
 
 
@@ -956,61 +968,20 @@ def export_cmd(ctx: Context, out: Path, fmt: str | None, timepoint: int | None, 
 
 
 def _write_identified(ctx: Context, df, out: Path, fmt: str, reason: str, timepoint: int | None) -> None:
-    """An identified export, audited before anything is written.
+    """An identified export, audited before anything is written (:func:`outreach.jobs.exports.write_identified`,
+    the console's rule too): ``identified_export`` committed first, then the files written 0600 in a staging
+    folder and moved into place in the transaction that records ``identified_export_written`` with their
+    SHA-256; on failure ``identified_export_failed``, nothing left at ``out``, and the command exits 1."""
+    from .db import current_actor
+    from .jobs.exports import IdentifiedExportFailed, write_identified
 
-    1. ``identified_export`` (who, why, the file's path, the row count) is committed first.
-    2. The data file and its codebook are written, mode 0600, into a private staging folder beside ``out``.
-    3. In one transaction, ``identified_export_written`` (the same path and row count and the SHA-256 of
-       each file, ``export_id`` pointing at the first row) is inserted and the files are moved into place
-       before it commits.  The audit table only ever grows (the application never updates a row), so the
-       outcome is a second row rather than a change to the first.
-    4. If anything fails, ``identified_export_failed`` (with the error's type and a cleaned summary) is
-       committed instead, nothing is left at ``out``, and the command exits 1."""
-    import os
-    import shutil
-    import tempfile
-
-    from analysis.export import codebook_path, sha256_of, write
-
-    from .csvsafe import private_files
-    from .db import audit, current_actor
-    from .logs import error_summary
-
-    actor, target = current_actor(), out.absolute()
-    files = {"file": str(target), "codebook": str(codebook_path(target))}
-    with unit_of_work(ctx.sessions) as session:
-        event = audit(session, "identified_export", actor=actor, reason=reason, rows=len(df), timepoint=timepoint,
-                      format=fmt, **files)
-        session.flush()
-        export_id = event.id
-    staging: Path | None = None
-    placed: list[Path] = []
     try:
-        with private_files():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=".outreach-export-", dir=target.parent))
-        staged = write(df, staging / target.name, fmt, private=True,
-                       suppress_below=ctx.settings.suppress_below)
-        digests = {"sha256": sha256_of(staged), "codebook_sha256": sha256_of(codebook_path(staged))}
-        with unit_of_work(ctx.sessions) as session:
-            audit(session, "identified_export_written", actor=actor, export_id=export_id, rows=len(df), **files,
-                  **digests)
-            session.flush()  # the row is in the transaction before the files are in place
-            for source, dest in ((codebook_path(staged), codebook_path(target)), (staged, target)):
-                os.replace(source, dest)
-                placed.append(dest)
-    except Exception as exc:
-        for path in placed:  # the transaction that recorded them did not commit
-            path.unlink(missing_ok=True)
-        with unit_of_work(ctx.sessions) as session:
-            audit(session, "identified_export_failed", actor=actor, export_id=export_id, error=error_summary(exc),
-                  **files)
-        click.echo(f"error: the identified export could not be written ({error_summary(exc)}); "
-                   f"audit row {export_id} records the attempt and its failure", err=True)
+        write_identified(ctx.sessions, df, out, fmt, reason=reason, timepoint=timepoint, actor=current_actor(),
+                         suppress_below=ctx.settings.suppress_below)
+    except IdentifiedExportFailed as exc:
+        click.echo(f"error: the identified export could not be written ({exc.summary}); "
+                   f"audit row {exc.export_id} records the attempt and its failure", err=True)
         sys.exit(1)
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 @cli.command("report", help="Write the statistical report (Markdown, HTML, stats.json, figures) to a folder.")
