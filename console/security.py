@@ -39,8 +39,7 @@ NAVIGATION = [  # (area, endpoint, label)
     ("alerts", "console.alerts", "Crisis alerts"),
     ("patients", "console.patients", "Patients"),
     ("patients", "console.inbox", "Inbox"),
-    ("signed_in", "console.dashboard", "Dashboard"),
-    ("signed_in", "console.progress", "Study progress"),
+    ("signed_in", "console.dashboard", "Dashboard"),  # supersedes "Study progress" (/console/progress shows it)
     ("imports", "console.imports", "Imports"),
     ("waves", "console.waves", "Waves"),
     ("research", "console.exports", "Exports"),
@@ -49,7 +48,8 @@ NAVIGATION = [  # (area, endpoint, label)
     ("admin", "console.audit_log", "Audit log"),
     ("admin", "console.settings_view", "Settings"),
 ]
-PASSIVE = {"console.alert_list"}  # refreshed by the page itself: does not count as activity
+PASSIVE = {"console.alert_list", "console.job_status"}  # refreshed by the page itself: does not count as activity
+UPLOADS = {"console.import_upload"}  # forms that carry a file: MAX_UPLOAD_MB, not the app's limit for forms
 VIEW_AREAS: dict[str, str] = {}  # endpoint -> area, filled by @requires (the route table test reads it)
 
 
@@ -110,6 +110,8 @@ def _check_access():
             session["seen"] = now()
         session.permanent = True
     if request.method == "POST":
+        if request.endpoint in UPLOADS:  # a file upload may be larger than the app's limit for forms
+            request.max_content_length = int(settings().max_upload_mb * 1024 * 1024) + 64 * 1024
         csrf.protect()
     if g.user is not None and request.endpoint not in ("console.two_factor", "console.sign_out") and \
             admin_needs_totp(settings(), g.user):
@@ -165,6 +167,13 @@ def _forbidden(_exc):
 @bp.errorhandler(404)
 def _not_found(_exc):
     return render_template("console/error.html", title="Not found", message="There is no such page."), 404
+
+
+@bp.errorhandler(413)
+def _too_large(_exc):
+    return render_template("console/error.html", title="File too large",
+                           message=f"The file is larger than {settings().max_upload_mb:g} MB (MAX_UPLOAD_MB). Split "
+                                   "it into smaller files, or ask the administrator to raise the limit."), 413
 
 
 @bp.errorhandler(CSRFError)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import abort, flash, redirect, render_template, request, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
+from outreach.jobs.launches import start_launch
 from outreach.models import Wave
 from outreach.study.waves import (REASONS, WaveError, cancel_wave, funnels, pause_wave, plan_from_form, resume_wave,
                                   wave_page)
@@ -23,17 +24,54 @@ from .security import requires
 def waves():
     """The waves so far, and a plan for a time point (as `outreach waves plan`: counts only, nothing written)."""
     timepoint, as_of = request.args.get("timepoint", ""), request.args.get("as_of", "")
-    plan, error = None, None
+    limit_text = request.args.get("limit", "").strip()
+    plan, error, limit = None, None, None
     with uow() as s:
         if timepoint:
             try:
+                limit = _limit(limit_text)
                 plan = plan_from_form(s, settings(), timepoint, as_of, dt.datetime.now(zone()).date())
             except WaveError as exc:
-                error = f"{str(exc)[:1].upper()}{str(exc)[1:]}."
+                error = _sentence(exc)
         listed, by_wave = s.scalars(select(Wave).order_by(Wave.id.desc())).all(), funnels(s)
+    to_invite = None if plan is None else min(len(plan.eligible), limit) if limit else len(plan.eligible)
     return render_template("console/waves.html", title="Waves", plan=plan, error=error, reasons=REASONS,
-                           timepoints=settings().followup_days, form={"timepoint": timepoint, "as_of": as_of},
+                           timepoints=settings().followup_days, to_invite=to_invite, limit=limit,
+                           form={"timepoint": timepoint, "as_of": as_of, "limit": limit_text},
                            waves=listed, funnels=by_wave, sees_waves=True), 400 if error else 200
+
+
+def _sentence(exc: Exception) -> str:
+    return f"{str(exc)[:1].upper()}{str(exc)[1:]}."
+
+
+def _limit(text: str) -> int | None:
+    if not text:
+        return None
+    if not text.replace(",", "").isdigit() or int(text.replace(",", "")) < 1:
+        raise WaveError(f"the limit must be a whole number of patients, at least 1 (not {text[:20]!r})")
+    return int(text.replace(",", ""))
+
+
+@bp.post("/waves/launch")
+@requires("waves")
+def wave_launch():
+    """Launch the planned wave as a job, once the coordinator typed the number it invites."""
+    form = request.form
+    back = url_for("console.waves", timepoint=form.get("timepoint", ""), as_of=form.get("as_of", ""),
+                   limit=form.get("limit", ""))
+    try:
+        as_of = dt.date.fromisoformat(form.get("as_of", ""))
+        with uow() as s:
+            job = start_launch(s, settings(), timepoint=int(form.get("timepoint", "0")), as_of=as_of,
+                               limit=_limit(form.get("limit", "").strip()), typed=form.get("confirm", ""),
+                               shown=int(form.get("shown", "0")), owner=g.user.email, owner_role=g.user.role,
+                               address=address())
+            job_id = job.id
+    except (WaveError, ValueError) as exc:
+        flash(f"The wave was not launched: {_sentence(exc) if isinstance(exc, WaveError) else 'plan it again.'}")
+        return redirect(back)
+    return redirect(url_for("console.job", job_id=job_id))
 
 
 @bp.get("/waves/<int:wave_id>")

@@ -111,9 +111,10 @@ def start_import(session: Session, settings: Settings, check: Job, *, only_valid
 
 
 def _errors(result) -> dict[str, Any]:
-    return {"errors": [str(e) for e in result.errors[:SHOWN]], "error_count": len(result.errors),
-            "grouped": result.grouped_errors() if len(result.errors) > 20 else [],
-            "warnings": [str(w) for w in result.warnings[:SHOWN]], "warning_count": len(result.warnings),
+    return {"errors": [[e.line, e.column, e.problem] for e in result.errors[:SHOWN]],
+            "error_count": len(result.errors), "grouped": result.grouped_errors() if len(result.errors) > 20 else [],
+            "warnings": [[w.line, w.column, w.problem] for w in result.warnings[:SHOWN]],
+            "warning_count": len(result.warnings),
             "rejected": result.rejected,
             "unread_lines": [list(span) for span in result.unread_lines]}
 
@@ -134,15 +135,15 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
 
     ctx.progress(0.02, "reading the file")
     try:
-        if check:  # the import with every rule, then rolled back: what it would do, nothing written
+        if check:  # the import of the valid rows with every rule, then rolled back: what it would do
             with ctx.sessions() as session:
                 try:
-                    result = _import(session, path, ctx, options, skip_invalid=False, progress=progress)
+                    result = _import(session, path, ctx, options, skip_invalid=True, progress=progress)
                 finally:
                     session.rollback()
             rows = result.new_episodes + result.updated + result.unchanged + result.rejected
-            out = {**base, **_errors(result), "rows": rows,
-                   "would_import": None if result.rejected else result.summary}
+            files = {"rejected": f"upload/{result.rejected_path.name}"} if result.rejected_path else {}
+            out = {**base, **_errors(result), "rows": rows, "would_import": result.summary, "files": files}
             out["summary"] = (f"checked {rows:,} row(s): {len(result.errors):,} problem(s) in {result.rejected:,} "
                               f"row(s), {len(result.warnings):,} warning(s)")
             return out

@@ -16,9 +16,9 @@ from .queue import JobContext, JobError, handler, submit
 
 
 def start_launch(session: Session, settings: Settings, *, timepoint: int, as_of: dt.date, limit: int | None,
-                 typed: str, owner: str, owner_role: str, address: str | None) -> Job:
-    """Queue a wave's launch.  ``typed`` is the number of patients to invite as the coordinator typed it; it
-    must be a whole number (checked against the plan when the job runs)."""
+                 typed: str, shown: int, owner: str, owner_role: str, address: str | None) -> Job:
+    """Queue a wave's launch.  ``typed`` is the number of patients to invite as the coordinator typed it, which
+    must be the ``shown`` plan's number (and is checked against a fresh plan when the job runs)."""
     try:
         check_timepoint(settings, timepoint)
     except ValueError as exc:
@@ -28,6 +28,9 @@ def start_launch(session: Session, settings: Settings, *, timepoint: int, as_of:
     typed = (typed or "").strip().replace(",", "")
     if not typed.isdigit() or int(typed) < 1:
         raise WaveError("type the number of patients to invite, as the plan shows it, to confirm the launch")
+    if int(typed) != shown:
+        raise WaveError(f"the plan invites {shown:,} patient(s) and {int(typed):,} was typed; type the plan's "
+                        "number to confirm")
     return submit(session, "launch", owner=owner, owner_role=owner_role,
                   params={"timepoint": timepoint, "as_of": as_of.isoformat(), "limit": limit, "expected": int(typed),
                           "address": address})
@@ -47,11 +50,9 @@ def run_launch(ctx: JobContext) -> dict[str, Any]:
         if count == 0:
             raise JobError("nothing was launched: no patient is eligible at this time point on this date")
         ctx.progress(0.2, f"creating {count:,} follow-up(s) and their invitations")
-        done = {"n": 0}
 
-        def progress(n: int) -> None:
-            done["n"] += n
-            ctx.progress(0.2 + 0.75 * done["n"] / max(count, 1), f"created {min(done['n'], count):,} of {count:,}")
+        def progress(done: int, total: int) -> None:
+            ctx.progress(0.2 + 0.75 * done / max(total, 1), f"created {done:,} of {total:,}")
 
         wave, _ = launch_wave(session, ctx.settings, timepoint, as_of, actor=ctx.owner, limit=limit, plan=plan,
                               progress=progress)
