@@ -27,13 +27,14 @@ from .staff.alerts import open_alerts
 from .config import load_settings
 from .db import make_engine, session_factory, unit_of_work, upgrade
 from .messaging.gateway import SimulatorGateway
+from .jobs.imports import record_import
 from .study.importer import import_discharges
 from .models import AllianceRating, FollowUp, Message, Patient, Wave
 from .clock import using, utcnow
 from .phones import mask
 from .messaging.sender import Sender
-from .synthetic import discharge_rows, write_discharges
-from .study.waves import FUNNEL, funnels, launch_wave
+from .synthetic import discharge_rows, earlier_stay, write_discharges
+from .study.waves import FUNNEL, funnels, launch_wave, pause_wave
 from .messaging.webhook_client import SignedWebhookClient, flask_post
 from .worker import every_minute
 
@@ -175,11 +176,13 @@ def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Ca
     # The simulated days run on a clock of the demo's own, for this thread only (outreach.clock).
     with using() as clock:
         echo("== 1. Import discharges")
-        csv_path = write_discharges(directory / "discharges.csv",
-                                    discharge_rows(patients, seed=seed, invalid=6, day_ranges=[(31, 38), (91, 98)]))
-        echo(f"generated {csv_path} ({patients} synthetic discharges and 6 broken rows)")
+        rows = discharge_rows(patients, seed=seed, invalid=6, day_ranges=[(31, 38), (91, 98)])
+        rows.insert(0, earlier_stay(next(r for r in rows if not r[0].startswith("X")), rng))
+        csv_path = write_discharges(directory / "discharges.csv", rows)
+        echo(f"generated {csv_path} ({patients} synthetic discharges, one patient's earlier stay and 6 broken rows)")
         with unit_of_work(sessions) as session:
             result = import_discharges(session, csv_path, settings, skip_invalid=True)
+            record_import(session, csv_path, result, actor="demo")  # the console's import history shows it
         for error in result.errors:
             echo(f"  {error}")
         echo(result.summary)
@@ -196,6 +199,7 @@ def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Ca
                 wave, plan = launch_wave(session, settings, timepoint, today, actor="demo")
                 excluded = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(plan.excluded.items()) if v)
                 echo(f"{timepoint}-day wave {wave.id}: {wave.targeted} invited ({excluded})")
+                last_wave = wave.id
 
         with unit_of_work(sessions) as session:
             rows = session.execute(
@@ -224,7 +228,12 @@ def run_demo(directory: Path, *, app_factory: Callable[[dict], Any], analyse: Ca
         transcript: list[str] = []
         sample = next(a.phone for a in agents.values()
                       if a.phone != crisis_phone and len(a.bursts) == 1 and len(a.bursts[0][1]) >= 5)
-        for _hour in range(9 * 24):
+        for hour in range(9 * 24):
+            if hour == 6 * 24:  # a coordinator pauses the last wave: its silent follow-ups wait, unexpired
+                with unit_of_work(sessions) as session:
+                    held = pause_wave(session, last_wave, actor="coordinator@demo.example.org")
+                echo(f"day 6: wave {last_wave} paused by a coordinator ({held} open follow-up(s) get no reminder "
+                     "and do not expire until it is resumed)")
             sender.send_due()
             every_minute(sessions, settings)  # the worker's periodic pass (hourly here)
             with unit_of_work(sessions) as session:

@@ -114,3 +114,17 @@ def write_discharges(path: Path, rows: list[list[str]]) -> Path:
         writer.writerow(HEADER)
         writer.writerows(rows)
     return Path(path)
+
+
+def earlier_stay(row: list[str], rng: random.Random, days_before: int = 240) -> list[str]:
+    """The same patient's earlier stay (a readmission seen from the later one): discharged ``days_before`` days
+    before ``row``'s discharge, with its own alliance ratings and length of stay; its follow-up windows have
+    passed by the later discharge, so it is never invited."""
+    col = HEADER.index
+    earlier = list(row)
+    discharged = dt.date.fromisoformat(row[col("discharge_date")]) - dt.timedelta(days=days_before)
+    earlier[col("discharge_date")] = discharged.isoformat()
+    earlier[col("alliance_1"): col("alliance_6") + 1] = ["" if v is None else str(v)
+                                                          for v in item_values(rng, latent_alliance(rng))]
+    earlier[col("length_of_stay_days")] = str(rng.randint(14, 45))
+    return earlier

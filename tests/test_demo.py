@@ -12,7 +12,8 @@ def test_demo_runs_the_whole_cycle(tmp_path):
     run_demo(tmp_path / "demo", app_factory=create_app, analyse=analyse_demo, patients=80, seed=3,
              echo=lines.append)
     out = "\n".join(lines)
-    assert "imported 80 new" in out and "rejected 6" in out
+    assert "imported 80 new patients, 81 new episodes" in out and "rejected 6" in out  # one readmitted patient
+    assert re.search(r"day 6: wave 2 paused by a coordinator \([1-9]\d* open follow-up", out)
     assert "30-day wave 1:" in out and "90-day wave 2:" in out
     assert "wave 1 (30-day): targeted" in out and "completed" in out
     assert "open crisis alerts: #1" in out  # the one simulated crisis message reached the coordinators
@@ -22,6 +23,16 @@ def test_demo_runs_the_whole_cycle(tmp_path):
     assert "Spearman rho, alliance vs self efficacy" in out
     assert not re.search(r"\+1\d{10}", out)  # every phone number masked
     assert (tmp_path / "demo" / ".outreach-demo").is_file()  # made by the demo: the next run may replace it
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'demo' / 'outreach.db'}")
+    with engine.connect() as c:  # the console's pages have real content: history, a paused wave, two stays
+        assert c.execute(text("SELECT file_name, state FROM jobs WHERE kind = 'import'")).all() == [
+            ("discharges.csv", "done")]
+        assert c.execute(text("SELECT COUNT(*) FROM waves WHERE paused_at IS NOT NULL")).scalar() == 1
+        assert c.execute(text("SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM episodes GROUP BY patient_id) AS t")
+                         ).scalar() == 2
+    engine.dispose()
 
 
 def test_the_demo_refuses_a_folder_it_did_not_make_and_leaves_it_alone(tmp_path):

@@ -180,3 +180,25 @@ def _import(session: Session, path: Path, ctx: JobContext, options: dict[str, bo
             raise
         return import_discharges(session, path, ctx.settings, skip_invalid=skip_invalid, actor=ctx.owner,
                                  **options)
+
+
+def record_import(session: Session, path: Path, result, *, actor: str, role: str = "cli") -> Job:
+    """Put an import made outside the console (``outreach import-discharges``, the demo) in the import history,
+    as a finished job with the file's name, SHA-256 and summary (its files stay where the command wrote them)."""
+    from ..clock import utcnow
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(CHUNK), b""):
+            digest.update(chunk)
+    now = utcnow()
+    job = Job(kind="import", state=JobState.DONE, owner=actor, owner_role=role, file_name=Path(path).name,
+              params={"mode": "import", "skip_invalid": bool(result.rejected), "sha256": digest.hexdigest(),
+                      "via": "command line"},
+              progress=1.0, message=result.summary, attempts=1, created_at=now, started_at=now, finished_at=now,
+              result={"file_name": Path(path).name, "sha256": digest.hexdigest(), "mode": "import",
+                      **_errors(result), "summary": result.summary, "files": {},
+                      "new_patients": result.new_patients, "new_episodes": result.new_episodes,
+                      "updated": result.updated, "unchanged": result.unchanged})
+    session.add(job)
+    return job
