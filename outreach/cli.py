@@ -177,6 +177,8 @@ def _input_file(path: Path) -> Path:
 @pass_ctx
 def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_rating_changes: bool,
                           keep_identifiers: bool, strict: bool, all_errors: bool) -> None:
+    from .db import current_actor
+    from .jobs.imports import record_import
     from .study.importer import ImportFileError, import_discharges
 
     _input_file(file)
@@ -185,6 +187,8 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_ra
             result = import_discharges(session, file, ctx.settings, skip_invalid=skip_invalid,
                                        allow_rating_changes=allow_rating_changes, keep_identifiers=keep_identifiers,
                                        strict=strict)
+            if result.written:  # the console's import history lists it beside the console's own
+                record_import(session, file, result, actor=current_actor())
     except ImportFileError as exc:
         click.echo(str(exc), err=True)
         click.echo("nothing was imported", err=True)

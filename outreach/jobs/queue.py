@@ -13,6 +13,7 @@ end), at most every ``PROGRESS_EVERY`` seconds, so the job's page can show it wh
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import shutil
@@ -27,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..clock import utcnow
 from ..config import Settings
-from ..db import unit_of_work
+from ..db import audit, unit_of_work
 from ..logs import error_summary
 from ..models import Job
 from ..states import JobState
@@ -308,3 +309,28 @@ class JobRunner:
         """Stop after the job under way (its transaction ends it), waiting up to ``timeout`` seconds."""
         self.stopping.set()
         self.thread.join(timeout)
+
+
+# -- what the console shows ---------------------------------------------------------------------------------------
+
+def job_for(session: Session, job_id: int, email: str, role: str) -> Job | None:
+    """The job, if this user may see it (its owner, or an administrator); None otherwise."""
+    job = session.get(Job, job_id)
+    return job if job is not None and visible_to(job, email, role) else None
+
+
+def download(session: Session, settings: Settings, job_id: int, name: str, *, email: str, role: str,
+             address: str | None) -> tuple[Job, Path] | None:
+    """A result file of a job this user may see, audited as a download (who, which job, which file, its
+    SHA-256); None when there is no such file (never made, or deleted after JOB_RESULT_DAYS)."""
+    job = job_for(session, job_id, email, role)
+    path = result_file(settings, job, name) if job is not None else None
+    if path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    audit(session, "job_file_downloaded", actor=email, address=address, job_id=job.id, kind=job.kind, file=name,
+          file_name=path.name, sha256=digest.hexdigest(), bytes=path.stat().st_size)
+    return job, path
