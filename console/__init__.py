@@ -41,6 +41,7 @@ def init_console(app: Flask, settings: Settings) -> bool:
     from .api import api
     from .blueprint import bp
 
+    oidc_views.init_sso(app, settings)  # refuses to start when nobody could sign in (PASSWORD_LOGIN=0 without SSO)
     csrf.init_app(app)
     app.register_blueprint(bp)
     app.register_blueprint(api)

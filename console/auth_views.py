@@ -1,7 +1,7 @@
 """Sign in, sign out, set a password from a one-time link, and the authenticator-app code."""
 from __future__ import annotations
 
-from flask import flash, g, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 
 from outreach.staff.accounts import (AccountError, TotpRequired, authenticate, current_code_ok, disable_totp, enable_totp,
                                end_sessions, get_user, pending_totp_secret, provisioning_uri, set_password,
@@ -17,10 +17,28 @@ def get_user_now(user_id: int):
         return get_user(s, user_id)
 
 
-def _begin_session(user) -> None:
+PASSWORD_LOGIN_OFF = ("password sign-in is turned off for this console; sign in with your institution's "
+                      "account instead")
+
+
+def begin_session(user) -> None:
+    """Sign ``user`` in on this browser (a password or a single sign-on checked before)."""
     session.clear()  # a new session id: nothing from before sign-in carries over
     session.update(uid=user.id, stamp=stamp(user), seen=now())
     session.permanent = True
+
+
+def sso_offered() -> bool:
+    """Whether the sign-in page offers the institution's identity provider (see ``oidc_views``)."""
+    return current_app.extensions["console"].get("sso") is not None
+
+
+def render_sign_in(status: int = 200, **context):
+    """The sign-in page: single sign-on when it is set up, the password form unless PASSWORD_LOGIN=0."""
+    context.setdefault("email", "")
+    context.setdefault("ask_code", False)
+    return render_template("console/sign_in.html", title="Sign in", sso=sso_offered(),
+                           password_login=settings().password_login, **context), status
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
@@ -28,19 +46,19 @@ def _begin_session(user) -> None:
 def sign_in():
     notice = session.pop("notice", None)
     if request.method == "GET":
-        return render_template("console/sign_in.html", title="Sign in", notice=notice, email="", ask_code=False)
+        return render_sign_in(notice=notice)
+    if not settings().password_login:
+        return render_sign_in(error=PASSWORD_LOGIN_OFF, status=403)
     email = request.form.get("email", "")
     try:
         with uow() as s:
             user = authenticate(s, email, request.form.get("password", ""), address=address(),
                                 totp_code=request.form.get("code") or None)
     except TotpRequired as exc:
-        return render_template("console/sign_in.html", title="Sign in", error=str(exc), email=email,
-                               ask_code=True), 200
+        return render_sign_in(error=str(exc), email=email, ask_code=True)
     except AccountError as exc:
-        return render_template("console/sign_in.html", title="Sign in", error=str(exc), email=email,
-                               ask_code=bool(request.form.get("code"))), 200
-    _begin_session(user)
+        return render_sign_in(error=str(exc), email=email, ask_code=bool(request.form.get("code")))
+    begin_session(user)
     return redirect(url_for("console.home"))
 
 
@@ -64,6 +82,10 @@ def set_password_page(token: str):
         return render_template("console/error.html", title="Link not valid",
                                message="This link has expired or was already used; ask an administrator for a "
                                        "new one."), 410
+    if not settings().password_login:  # single sign-on only: a password would never be asked for
+        session["notice"] = ("This console does not use passwords: sign in with your institution's account "
+                             "below.")
+        return redirect(url_for("console.sign_in"))
     if request.method == "GET":
         return render_template("console/set_password.html", title="Choose a password", email=email)
     password, again = request.form.get("password", ""), request.form.get("again", "")

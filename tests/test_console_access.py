@@ -19,6 +19,7 @@ PUBLIC = None  # no account needed
 # endpoint -> roles that may open it.  A console route missing here fails test_every_route_is_in_the_table.
 ROUTES = {
     "console.sign_in": PUBLIC, "console.set_password_page": PUBLIC,
+    "console.sso_start": PUBLIC, "console.sso_callback": PUBLIC, "console.sso_code": PUBLIC,
     "console.sign_out": EVERYONE, "console.home": EVERYONE, "console.progress": EVERYONE,
     "console.two_factor": EVERYONE,
     "console.alerts": STAFF, "console.alert_list": STAFF, "console.take": STAFF, "console.resolve": STAFF,
