@@ -362,3 +362,9 @@ def test_another_researchers_export_file_is_not_served(small_study, console_clie
     mine = first.get(f"{location}/files/zip")
     mine.close()
     assert mine.status_code == 200
+
+
+def test_the_scan_finds_a_small_count_where_it_would_be():
+    assert small_counts("<td>3</td>") and small_counts("<dd> 1 </dd>") and small_counts("from 2 participants")
+    assert small_counts("<td class='n'>4</td>") and small_counts("3 rows")
+    assert not small_counts("<td>5</td><td>0</td><td>&lt;5</td> &lt;5 rows, 30 days, job 3, <th>2</th>")
