@@ -1,4 +1,6 @@
-"""Home and study progress: counts only, no identifiers (every role may open them)."""
+"""Home: the open crisis alerts and, for the roles that run waves, the latest waves with their exact funnels.  A
+researcher's home holds no count: the study's progress is on the dashboard, suppressed
+(:mod:`console.dashboard_views`, which also answers the old study progress address)."""
 from __future__ import annotations
 
 from flask import g, render_template
@@ -11,23 +13,14 @@ from .blueprint import bp, uow
 from .security import may_open, requires
 
 
-def _progress():
-    with uow() as s:
-        waves = s.scalars(select(Wave).order_by(Wave.id.desc())).all()
-        return waves, funnels(s)
-
-
 @bp.get("/")
 @requires("signed_in")
 def home():
-    waves, by_wave = _progress()
-    return render_template("console/home.html", title="Home", waves=waves[:5], funnels=by_wave,
-                           sees_alerts=may_open(g.user.role, "alerts"), sees_waves=may_open(g.user.role, "waves"))
-
-
-@bp.get("/progress")
-@requires("signed_in")
-def progress():
-    waves, by_wave = _progress()
-    return render_template("console/progress.html", title="Study progress", waves=waves, funnels=by_wave,
-                           sees_waves=may_open(g.user.role, "waves"))
+    sees_waves = may_open(g.user.role, "waves")
+    waves, by_wave = [], {}
+    if sees_waves:  # exact counts only for the roles that run the study
+        with uow() as s:
+            waves = s.scalars(select(Wave).order_by(Wave.id.desc()).limit(5)).all()
+            by_wave = funnels(s, [w.id for w in waves]) if waves else {}
+    return render_template("console/home.html", title="Home", waves=waves, funnels=by_wave,
+                           sees_alerts=may_open(g.user.role, "alerts"), sees_waves=sees_waves)

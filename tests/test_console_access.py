@@ -21,6 +21,7 @@ ROUTES = {
     "console.sign_in": PUBLIC, "console.set_password_page": PUBLIC,
     "console.sso_start": PUBLIC, "console.sso_callback": PUBLIC, "console.sso_code": PUBLIC,
     "console.sign_out": EVERYONE, "console.home": EVERYONE, "console.progress": EVERYONE,
+    "console.dashboard": EVERYONE,
     "console.two_factor": EVERYONE,
     "console.alerts": STAFF, "console.alert_list": STAFF, "console.take": STAFF, "console.resolve": STAFF,
     "console.flag": STAFF,
@@ -76,7 +77,7 @@ def test_signed_out_visitors_are_sent_to_sign_in(console_app):
 
 def test_navigation_shows_only_what_the_role_may_open(console_client):
     researcher = console_client("researcher").get("/console/").get_data(as_text=True)
-    assert "Study progress" in researcher
+    assert ">Dashboard</a>" in researcher and "Study progress" not in researcher  # the dashboard superseded it
     for label in ("Crisis alerts", "Patients", "Inbox", "Users", "Audit log"):
         assert f">{label}" not in researcher
     admin = console_client("admin").get("/console/").get_data(as_text=True)
