@@ -1,9 +1,10 @@
 """Small query helpers shared by the services (set-based where it matters)."""
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Iterable
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, ColumnElement, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,8 +20,24 @@ OPEN_STATES = ACTIVE + [FollowUpState.CRISIS]
 def insert_ignore(bind: Session | Connection | str, model: Any):
     """A dialect-specific ``INSERT`` that supports ``on_conflict_do_nothing``, for a session, a connection
     or a dialect name."""
-    dialect = bind if isinstance(bind, str) else (bind.get_bind() if isinstance(bind, Session) else bind).dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(model)
+    return (postgresql.insert if _dialect(bind) == "postgresql" else sqlite.insert)(model)
+
+
+def _dialect(bind: Session | Connection | str) -> str:
+    return bind if isinstance(bind, str) else (bind.get_bind() if isinstance(bind, Session) else bind).dialect.name
+
+
+def in_values(bind: Session | Connection | str, column: Any, values: Iterable[int | str]) -> ColumnElement[bool]:
+    """``column IN (values)`` with the values bound as one parameter (an array on PostgreSQL, a JSON list
+    read by ``json_each`` on SQLite): one short statement whatever their number, where an ``IN`` list
+    would be compiled and bound value by value.  For whole numbers and text."""
+    values = list(values)
+    if _dialect(bind) == "postgresql":
+        from sqlalchemy.dialects.postgresql import ARRAY
+
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    listed = func.json_each(bindparam(None, json.dumps(values))).table_valued("value")
+    return column.in_(select(listed.c.value))
 
 
 LOCK_PHONE = select(Patient.id).where(Patient.phone == bindparam("phone")).order_by(Patient.id).with_for_update()

@@ -1,7 +1,8 @@
 """Outreach waves: who is eligible at a time point, launching (follow-ups + queued invitations), funnels.
 
 Eligibility is per treatment episode (stay): one query over all episodes,
-classified in memory; launching writes with set-based statements in chunks.
+classified in memory; launching writes inside the database (INSERT ... SELECT), a few statements per
+ten thousand patients.
 A unique constraint on (episode, time point) makes relaunching, or two
 launches at once, harmless.  A patient has at most one conversation at a
 time, and a time point of a stay that falls due once the patient's next stay
@@ -15,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from sqlalchemy import and_, case, distinct, exists, func, insert, select, update
+from sqlalchemy import DateTime, Integer, String, Text, and_, case, distinct, exists, func, insert, literal, select, update
 from sqlalchemy.orm import Session, aliased
 
 from conversations.engine import Context, invitation
@@ -25,7 +26,7 @@ from ..config import Settings
 from ..db import audit
 from ..models import Answer, BlockedNumber, Episode, FollowUp, Message, Patient, Wave
 from ..clock import utcnow
-from ..repository import OPEN_STATES, insert_ignore
+from ..repository import OPEN_STATES, in_values, insert_ignore
 from ..messaging.send_rule import why_not_texted
 from ..states import Delivery
 
@@ -41,7 +42,6 @@ REASONS = {
     "patient_busy": "another follow-up of this patient is active",
     "shared_phone": "another active follow-up on the same phone",
 }
-CHUNK = 5000
 
 
 @dataclass(frozen=True)
@@ -116,17 +116,24 @@ def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.da
     return plan
 
 
-def _chunks(seq: list, size: int = CHUNK) -> Iterable[list]:
-    for i in range(0, len(seq), size):
-        yield seq[i: i + size]
+LAUNCH_CHUNK = 10000  # patients per pair of INSERT ... SELECT statements: a progress report every second or so
 
 
 def launch_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.date, *, actor: str,
-                limit: int | None = None, progress: Callable[[int], None] | None = None,
+                limit: int | None = None, progress: Callable[[int, int], None] | None = None,
                 plan: Plan | None = None) -> tuple[Wave, Plan]:
     """Record a wave, create its follow-ups and queue the invitations.  Sends nothing.
 
-    ``plan`` may be one just made in the same transaction (the CLI shows it before asking)."""
+    ``plan`` may be one just made in the same transaction (the CLI shows it before asking); its eligible
+    stays, earliest discharge first, up to ``limit``, are invited.  The follow-ups and their invitations are
+    made inside the database, ``INSERT ... SELECT`` from the chosen stays (bound as one list per statement),
+    then from the new follow-ups joined to their patients (the phone, the text in the patient's language):
+    three statements per ``LAUNCH_CHUNK`` patients, whatever their number.  A stay that has a follow-up at this
+    time point already (a relaunch, a launch at the same moment) is skipped by the unique constraint.
+
+    ``progress(done, total)``, when given, is called with ``(0, total)`` first, then after every chunk with the
+    patients handled so far out of ``total`` (the patients chosen: ``done == total`` at the end; fewer
+    follow-ups than that are made when some already had one)."""
     plan = plan or plan_wave(session, settings, timepoint, as_of)
     chosen = plan.eligible[:limit] if limit is not None else plan.eligible
     now = utcnow()
@@ -136,29 +143,48 @@ def launch_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.
     session.add(wave)
     session.flush()
     texts = {lang: invitation(timepoint, Context(language=lang, org=settings.org_name)) for lang in ("en", "fr")}
+    # As Candidate.language and texts.get(language, texts["en"]): a language without its own text gets English.
+    body = case(*[(Patient.language == lang, literal(text, Text)) for lang, text in texts.items() if lang != "en"],
+                else_=literal(texts["en"], Text))
+    at = literal(now, DateTime)
+    new_followups = insert_ignore(session, FollowUp).on_conflict_do_nothing(
+        index_elements=["episode_id", "timepoint_days"])
     created = 0
-    for chunk in _chunks(chosen):
-        by_pk = {c.id: c for c in chunk}
-        stmt = (insert_ignore(session, FollowUp)
-                .on_conflict_do_nothing(index_elements=["episode_id", "timepoint_days"])
-                .returning(FollowUp.id, FollowUp.patient_id))
-        made = session.execute(stmt, [
-            {"patient_id": c.id, "episode_id": c.episode_id, "wave_id": wave.id, "timepoint_days": timepoint, "state": FollowUpState.INVITED,
-             "retries": 0, "reminders_sent": 0, "created_at": now, "updated_at": now} for c in chunk]).all()
-        if made:
-            session.execute(insert(Message), [
-                {"direction": "out", "kind": "invitation", "status": Delivery.PENDING, "patient_id": pk,
-                 "followup_id": fid, "to_number": by_pk[pk].phone, "body": texts.get(by_pk[pk].language, texts["en"]),
-                 "send_after": now, "attempts": 0, "media_count": 0, "created_at": now, "updated_at": now}
-                for fid, pk in made])
-        created += len(made)
+    if progress:
+        progress(0, len(chosen))
+    for done, chunk in _done_chunks(chosen, LAUNCH_CHUNK):
+        # Every follow-up this chunk makes gets a higher id than any made before it (ids only grow), and only
+        # this transaction makes follow-ups of this wave: those above the mark are this chunk's.
+        mark = session.scalar(select(func.coalesce(func.max(FollowUp.id), 0)))
+        created += session.execute(new_followups.from_select(
+            ["patient_id", "episode_id", "wave_id", "timepoint_days", "state", "retries", "reminders_sent",
+             "created_at", "updated_at"],
+            select(Episode.patient_id, Episode.id, literal(wave.id, Integer), literal(timepoint, Integer),
+                   literal(str(FollowUpState.INVITED), String), literal(0, Integer), literal(0, Integer), at, at)
+            .where(in_values(session, Episode.id, [c.episode_id for c in chunk]))
+            .order_by(Episode.discharge_date, Episode.id)).execution_options(preserve_rowcount=True)).rowcount
+        session.execute(insert(Message).from_select(
+            ["direction", "kind", "status", "patient_id", "followup_id", "to_number", "body", "send_after",
+             "attempts", "media_count", "created_at", "updated_at"],
+            select(literal("out", String), literal("invitation", String), literal(str(Delivery.PENDING), String),
+                   FollowUp.patient_id, FollowUp.id, Patient.phone, body, at, literal(0, Integer),
+                   literal(0, Integer), at, at)
+            .join(Patient, Patient.id == FollowUp.patient_id)
+            .where(FollowUp.wave_id == wave.id, FollowUp.id > mark)
+            .order_by(FollowUp.id)))
         if progress:
-            progress(len(chunk))
+            progress(done, len(chosen))
     wave.targeted = created
     audit(session, "wave_launched", actor=actor, wave_id=wave.id, timepoint=timepoint, as_of=as_of.isoformat(),
           targeted=created, limit=limit)
     session.flush()
     return wave, plan
+
+
+def _done_chunks(seq: list, size: int) -> Iterable[tuple[int, list]]:
+    """The chunks of ``seq``, each with how many items the chunks so far hold."""
+    for i in range(0, len(seq), size):
+        yield min(i + size, len(seq)), seq[i: i + size]
 
 
 # -- the status vocabulary ---------------------------------------------------------------------------------------
