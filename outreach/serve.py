@@ -7,6 +7,7 @@ backend: nothing leaves the machine) and serves the web app on http://127.0.0.1:
 from __future__ import annotations
 
 import datetime as dt
+import os
 import secrets
 import threading
 import time
@@ -36,11 +37,25 @@ DEMO_ACCOUNTS = [("admin@demo.example.org", "admin"), ("coordinator@demo.example
 
 
 def demo_env(directory: Path, port: int) -> dict[str, str]:
-    return {"DATABASE_URL": f"sqlite:///{(Path(directory) / 'outreach.db').resolve()}", "SMS_BACKEND": "simulator",
+    """The demo server's settings: its database, jobs and export key are kept in ``directory``."""
+    directory = Path(directory).resolve()
+    return {"DATABASE_URL": f"sqlite:///{directory / 'outreach.db'}", "SMS_BACKEND": "simulator",
             "SEND_RATE_PER_SECOND": "0", "TWILIO_AUTH_TOKEN": secrets.token_hex(16),
             "HELP_CONTACT": "1-800-555-0199", "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "ORG_NAME": "Recovery Study", "DEFAULT_TIMEZONE": "America/Toronto",
-            "SECRET_KEY": secrets.token_hex(32), "CONSOLE_INSECURE_COOKIES": "1"}
+            "SECRET_KEY": secrets.token_hex(32), "CONSOLE_INSECURE_COOKIES": "1",
+            "JOBS_DIR": str(directory / "jobs"), "EXPORT_KEY": _demo_export_key(directory)}
+
+
+def _demo_export_key(directory: Path) -> str:
+    """The demo's pseudonym key, made once and kept with its data (mode 0600), so that the console's exports
+    give a participant the same pseudonym from one `make serve` to the next."""
+    path = directory / "export.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
 
 
 def ensure_demo_accounts(sessions: sessionmaker[Session]) -> None:
