@@ -258,6 +258,22 @@ def test_an_account_with_an_authenticator_app_gives_its_code_after_the_provider(
     assert session.scalars(select(SignInAttempt.succeeded).order_by(SignInAttempt.id)).all() == [False, True]
 
 
+def test_the_code_step_after_the_provider_does_not_wait_forever(sso_app, provider, make_user, uow, monkeypatch):
+    from console import oidc_views
+
+    make_user("slow@study.example.org", "coordinator")
+    with uow() as s:
+        s.scalar(select(User).where(User.email == "slow@study.example.org")).totp_secret = pyotp.random_base32()
+    client = sso_app.test_client()
+    sso_sign_in(client, "slow@study.example.org")
+    later = time.time() + 6 * 60
+    monkeypatch.setattr(oidc_views, "now", lambda: later)
+    response = client.get("/console/sign-in/sso/code")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/console/sign-in")
+    assert "The sign-in took too long" in page_text(client.get("/console/sign-in"))
+    assert signed_in_as(client) is None
+
+
 def test_an_admin_without_an_authenticator_is_sent_to_set_one_up_when_admins_need_one(make_app, sso_env, provider,
                                                                                      make_user):
     app = make_app({**sso_env, "REQUIRE_2FA_FOR_ADMINS": "1"})
