@@ -48,7 +48,7 @@ NAVIGATION = [  # (area, endpoint, label)
     ("admin", "console.audit_log", "Audit log"),
     ("admin", "console.settings_view", "Settings"),
 ]
-PASSIVE = {"console.alert_list", "console.job_status"}  # refreshed by the page itself: does not count as activity
+PASSIVE = {"console.alert_list", "console.job_status", "console.wave_live"}  # refreshed by the page itself: does not count as activity
 UPLOADS = {"console.import_upload"}  # forms that carry a file: MAX_UPLOAD_MB, not the app's limit for forms
 VIEW_AREAS: dict[str, str] = {}  # endpoint -> area, filled by @requires (the route table test reads it)
 

@@ -81,7 +81,19 @@ def wave(wave_id: int):
         page = wave_page(s, wave_id)
     if page is None:
         abort(404)
-    return render_template("console/wave.html", title=f"Wave {wave_id}", page=page)
+    return render_template("console/wave.html", title=f"Wave {wave_id}", page=page,
+                           refresh=settings().console_refresh_seconds)
+
+
+@bp.get("/waves/<int:wave_id>/live")
+@requires("waves")
+def wave_live(wave_id: int):
+    """The wave's texts and funnel, refreshed by its page while the worker sends."""
+    with uow() as s:
+        page = wave_page(s, wave_id)
+    if page is None:
+        abort(404)
+    return render_template("console/_wave_live.html", page=page)
 
 
 def _control(wave_id: int, action, done) -> object:

@@ -87,8 +87,8 @@ def test_a_coordinator_imports_a_file_then_launches_watches_pauses_and_cancels_a
                           "SEND_RATE_PER_SECOND": "0"})
     sender = Sender(sessions, send, SimulatorGateway(echo=lambda line: None))
     sender.send_due(max_batches=1)  # the worker's simulator sends them
-    page.reload()
-    assert "Sent: 12" in page.locator("#wave-texts").inner_text()
+    page.locator("#wave-texts", has_text="Sent: 12").wait_for()  # the page refreshed its funnel by itself
+    assert page.locator("#wave-live table tbody").inner_text().split()[:2] == ["12", "12"]  # targeted, sent
 
     page.get_by_role("button", name=re.compile(r"Pause wave")).click()
     assert page.locator("#wave-state").inner_text().startswith("paused since")
