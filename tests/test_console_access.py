@@ -32,9 +32,6 @@ ROUTES = {
     "console.user_link": ADMIN, "console.user_enable": ADMIN, "console.user_unlock": ADMIN, "console.audit_log": ADMIN,
     "console.audit_csv": ADMIN, "console.audit_filter": ADMIN, "console.settings_view": ADMIN,
     "console.waves": STAFF, "console.wave": STAFF, "console.wave_pause": STAFF, "console.wave_resume": STAFF, "console.wave_cancel": STAFF,
-    **{endpoint: {"admin", "researcher"} for endpoint in (  # exports, the report, data API tokens
-        "console.exports", "console.export_start", "console.report", "console.report_job", "console.report_generate",
-        "console.report_download", "console.tokens", "console.token_create", "console.token_revoke")},
     "console.wave_launch": STAFF, "console.wave_live": STAFF, "console.imports": STAFF, "console.import_upload": STAFF,
     "console.import_start": STAFF,
     # a job's page and files are its owner's (404 for anyone else but an administrator)
