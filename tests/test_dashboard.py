@@ -272,10 +272,10 @@ def _report_job(sessions, jobs_path, df, **result) -> Job:
     with unit_of_work(sessions) as s:
         job = Job(kind="report", state=JobState.DONE, owner="r@study.example.org", owner_role="researcher",
                   params={}, progress=1.0, finished_at=dt.datetime(2026, 12, 1, 10, 0),
-                  result={"files": {"stats.json": "report/stats.json"}, **result})
+                  result={"files": {"report.zip": "report.zip"}, "timepoint": None, **result})  # as run_report
         s.add(job)
         s.flush()
-        write_report(df, jobs_path / str(job.id) / "report", suppress_below=K)
+        write_report(df, jobs_path / str(job.id) / "report", suppress_below=K)  # outreach.jobs.reports' folder
         return job
 
 
