@@ -53,7 +53,8 @@ WHY = {
     "iat": "it is dated in the future (check that this server's clock is right)",
     "nbf": "it is not valid yet (check that this server's clock is right)",
 }
-PROVIDER_SAID_NO = "Your institution's sign-in did not sign you in ({error}). Nobody was signed in; you can start again."
+PROVIDER_SAID_NO = ("Your institution's sign-in did not sign you in ({error}). Nobody was signed in; you can start "
+                    "again.")
 CODE_REFUSED = ("Your institution's sign-in would not complete this sign-in ({error}): the code may have been used "
                 "already or have expired, or the console's client secret may be wrong. Nobody was signed in; start "
                 "again, and if it goes on, tell the study's administrator.")

@@ -3,7 +3,8 @@
 Pure service functions on a SQLAlchemy session; the caller owns the transaction (one unit of work),
 with one exception made on purpose: :func:`authenticate` and :func:`sso_sign_in` (single sign-on)
 commit the record of a *failed* attempt (and a lock it causes) before they raise, so the sign-in
-limits hold whatever the caller does with the exception.  Every refusal is an :class:`AccountError` whose message can be shown as it is.
+limits hold whatever the caller does with the exception.  Every refusal is an :class:`AccountError`
+whose message can be shown as it is.
 
 Secrets are never stored as given: a password as an argon2id hash, a one-time link as the SHA-256
 of its token.  An account starts with no password; the person sets one from the link.
