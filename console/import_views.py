@@ -7,6 +7,7 @@ from flask import flash, g, redirect, render_template, request, url_for
 
 from outreach.jobs.imports import UploadError, start_check, start_import
 from outreach.jobs.queue import JobError, job_for, recent
+from outreach.states import JobState
 
 from .blueprint import address, bp, settings, uow
 from .security import requires
@@ -18,7 +19,7 @@ def imports():
     with uow() as s:
         history = recent(s, "import", limit=100)
         s.expunge_all()
-    return render_template("console/imports.html", title="Imports", history=history,
+    return render_template("console/imports.html", title="Imports", history=history, JobState=JobState,
                            max_mb=settings().max_upload_mb)
 
 
