@@ -35,6 +35,13 @@ def _address() -> str:
     return (request.remote_addr or "unknown")[:64]
 
 
+@api.after_request
+def _headers(response: Response) -> Response:
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @api.errorhandler(TokenError)
 def _token_error(exc: TokenError):
     return _error(exc.status, str(exc))
