@@ -16,7 +16,7 @@ from flask import Response, abort, current_app, g, redirect, render_template, re
 from flask_wtf.csrf import CSRFError
 
 from outreach.staff.accounts import admin_needs_totp, get_user
-from outreach.staff.alerts import open_alert_count
+from outreach.staff.alerts import new_texts_on_open_alerts, open_alert_count
 from outreach.db import audit
 from outreach.heartbeat import worker_stopped
 
@@ -100,6 +100,7 @@ def _check_access():
             else:
                 g.user = user
                 g.open_alerts = open_alert_count(s) if may_open(user.role, "alerts") else None
+                g.alert_texts = new_texts_on_open_alerts(s) if g.open_alerts else 0
                 g.worker_stopped = worker_stopped(s)
     if area != "public":
         if g.user is None:
@@ -155,7 +156,8 @@ def _navigation():
     return {"navigation": [(endpoint, label) for area, endpoint, label in NAVIGATION
                            if may_open(role, area) and endpoint in VIEW_AREAS]
             if user is not None else [],
-            "open_alerts": g.get("open_alerts"), "worker_stopped": g.get("worker_stopped")}
+            "open_alerts": g.get("open_alerts"), "alert_texts": g.get("alert_texts"),
+            "worker_stopped": g.get("worker_stopped")}
 
 
 @bp.errorhandler(403)

@@ -79,6 +79,10 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "EMERGENCY_NUMBER": ("911", "Emergency number named in the safety reply."),
     "ALERT_SMS_TO": (None, "Phone numbers of the coordinators on call, comma-separated: each crisis alert is "
                            "texted to them at once (its number and time only, nothing about the patient)."),
+    "ALERT_ESCALATE_MINUTES": ("60", "Minutes after which a crisis alert nobody has taken is texted to ALERT_ESCALATE_TO "
+                                     "(once; a failed text to the coordinators on call is escalated at once)."),
+    "ALERT_ESCALATE_TO": (None, "Phone numbers texted when a crisis alert is not taken in ALERT_ESCALATE_MINUTES, "
+                                "comma-separated (its number and time only, nothing about the patient)."),
     "PUBLIC_BASE_URL": (None, "Public https base URL Twilio calls (signature check behind a proxy, callbacks)."),
     "WEB_CONCURRENCY": ("5", "gunicorn worker processes of the web app (about 2 per core + 1)."),
     "WEB_THREADS": ("4", "Threads per web worker; each holds at most one database connection."),
@@ -91,6 +95,10 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "CONSOLE_TIMEZONE": (None, "Time zone the console and the command line show times in, with its abbreviation "
                                "(default: DEFAULT_TIMEZONE)."),
     "ALERT_RESPONSE_HOURS": ("12", "Hours after which an open crisis alert is marked overdue in the console."),
+    "INBOX_RESPONSE_HOURS": ("24", "Hours within which a patient's personal text in the inbox should be read; older "
+                                   "ones are marked overdue."),
+    "INBOX_DIGEST_AT": ("09:00", "Time of day (CONSOLE_TIMEZONE) at which the coordinators on call get the inbox's "
+                                 "counts by text (waiting, overdue, open alerts; never content), when anything waits."),
     "TRUSTED_PROXIES": ("0", "Reverse proxies in front of the web app whose X-Forwarded-For/-Proto to trust (the "
                               "console's per-address sign-in limit and the audit's address need the client's)."),
     "CONSOLE_REFRESH_SECONDS": ("30", "How often the alerts queue refreshes its list in the browser."),
@@ -200,6 +208,16 @@ def _window(text: str):
         raise _Unreadable(str(exc).removeprefix("SEND_WINDOW: ")) from None
 
 
+def _clock_time(text: str):
+    import datetime as dt
+
+    try:
+        hours, minutes = text.strip().split(":")
+        return dt.time(int(hours), int(minutes))
+    except (ValueError, TypeError):
+        raise ValueError from None
+
+
 def _port(text: str) -> int:
     value = _whole(1)(text)
     if value > 65535:
@@ -245,6 +263,9 @@ TYPED: dict[str, tuple] = {
     "PORT": (_port, "a port number from 1 to 65535, such as 8000"),
     "LOG_LEVEL": (_choice("debug", "info", "warning", "error", "critical"), "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
     "JOB_RESULT_DAYS": (_whole(1), "a whole number of days, at least 1"),
+    "ALERT_ESCALATE_MINUTES": (_whole(1), "a whole number of minutes, at least 1, such as 60"),
+    "INBOX_RESPONSE_HOURS": (_number(0, above=True), "a number of hours above 0, such as 24"),
+    "INBOX_DIGEST_AT": (_clock_time, "a time of day written HH:MM, such as 09:00"),
     "MAX_UPLOAD_MB": (_number(0, above=True), "a number of megabytes above 0, such as 50"),
     "PASSWORD_LOGIN": (_flag, "0 or 1"),
     "API_TOKEN_DAYS": (_whole(1), "a whole number of days, at least 1"),
@@ -295,6 +316,11 @@ class Settings:
         except ConfigError as exc:
             problems.append(str(exc))
         try:
+            values["ALERT_ESCALATE_TO"] = _on_call_numbers(self.optional("ALERT_ESCALATE_TO"),
+                                                           values.get("DEFAULT_REGION", "CA"), "ALERT_ESCALATE_TO")
+        except ConfigError as exc:
+            problems.append(str(exc))
+        try:
             values["TWILIO_API_BASE_URL"] = _api_base_url(self.optional("TWILIO_API_BASE_URL"))
         except ConfigError as exc:
             problems.append(str(exc))
@@ -323,7 +349,7 @@ class Settings:
             elif name == "DATABASE_URL":
                 value = hide_password(value)
             else:
-                value = mask_text(value)  # ALERT_SMS_TO: the on-call coordinators' own phones
+                value = mask_text(value)  # ALERT_SMS_TO, ALERT_ESCALATE_TO: the coordinators' own phones
             shown.append(f"{name}={value!r}")
         return f"Settings({', '.join(shown)})"
 
@@ -425,9 +451,9 @@ def _database_url(value: str) -> str:
     return value
 
 
-def _on_call_numbers(value: str | None, region: str) -> tuple[str, ...]:
-    """``ALERT_SMS_TO`` in E.164 (empty when unset); an entry that cannot be read is named by its position
-    and, masked, as written."""
+def _on_call_numbers(value: str | None, region: str, name: str = "ALERT_SMS_TO") -> tuple[str, ...]:
+    """``ALERT_SMS_TO`` (or ``ALERT_ESCALATE_TO``) in E.164 (empty when unset); an entry that cannot be read is
+    named by its position and, masked, as written."""
     from .logs import mask_text
     from .phones import PhoneError, parse_phone
 
@@ -440,7 +466,7 @@ def _on_call_numbers(value: str | None, region: str) -> tuple[str, ...]:
             numbers.append(parse_phone(raw, region))
         except PhoneError as exc:
             reason = str(exc).split(" (", 1)[0]  # the entry is named below, as written
-            raise ConfigError(f"ALERT_SMS_TO: a number {reason}: entry {position} of {len(entries)}, "
+            raise ConfigError(f"{name}: a number {reason}: entry {position} of {len(entries)}, "
                               f"{mask_text(raw)!r} (numbers are separated by commas)") from None
     return tuple(numbers)
 

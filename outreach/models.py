@@ -193,6 +193,10 @@ class Message(Base):
     # Sent by a coordinator through ``outreach chat --url`` (a field only a request signed with the auth
     # token can set), and the service's replies to it: never a patient's answer, left out of the export.
     preview: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # An on-call or escalation text about this alert; or a patient's text that arrived while it was open (shown
+    # on the alert's card until it is resolved).
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id", ondelete="SET NULL", use_alter=True),
+                                                 index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -220,9 +224,16 @@ class Alert(Base):
     followup_id: Mapped[int | None] = mapped_column(ForeignKey("followups.id", ondelete="SET NULL"))
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     opened_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    # When the coordinators on call were texted about it; NULL: not texted (no ALERT_SMS_TO, or an unknown
-    # number over the limit of outreach.messaging.inbound.UNKNOWN_SENDER_LIMITS).
+    # When texts to the coordinators on call were queued; NULL: none (no ALERT_SMS_TO, a coordinator's preview,
+    # or an unknown number over the limit of outreach.messaging.inbound.UNKNOWN_SENDER_LIMITS).
+    on_call_queued_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # When the first of them was sent (Twilio took it); its delivery is on the message (messages.alert_id).
     on_call_texted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # When it was texted to ALERT_ESCALATE_TO: nobody took it in ALERT_ESCALATE_MINUTES, or an on-call text failed.
+    escalated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    escalation_reason: Mapped[str | None] = mapped_column(String(32))  # not_taken | on_call_failed
+    # Opened by a coordinator's preview (outreach chat --url): shown as such, texts nobody on call.
+    preview: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     taken_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     taken_by: Mapped[str | None] = mapped_column(String(254))  # the coordinator handling it
     resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

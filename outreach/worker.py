@@ -16,6 +16,7 @@ from .heartbeat import beat, worker_name
 from .jobs.queue import JobRunner, run_pending
 from .messaging.gateway import make_gateway
 from .messaging.inbound import Inbox
+from .messaging.on_call import escalate_alerts
 from .study.scheduler import TickStats, tick
 from .messaging.sender import Sender
 from .messaging.spool import Spool, spool_dir
@@ -44,6 +45,7 @@ def every_minute(sessions: sessionmaker[Session], settings: Settings) -> MinuteD
     before applying them (a crisis text must not wait for the patient's next message)."""
     with unit_of_work(sessions) as session:
         ticked = tick(session, settings)
+        escalate_alerts(session, settings)  # an alert nobody took, or whose on-call text failed
         beat(session)  # the console warns when no worker has done this for five minutes
     return MinuteDuties(ticked, Inbox(sessions, settings).recover_stuck())
 

@@ -43,19 +43,23 @@ def test_an_alert_older_than_the_response_time_is_overdue(twilio, make_patient, 
     assert later[0].overdue and later[0].age > 12 * HOUR
 
 
-def test_the_queue_takes_two_queries_whatever_the_number_of_alerts(twilio, make_patient, make_followup, sessions,
-                                                                  engine):
-    for _ in range(12):
+def test_the_queue_takes_four_queries_whatever_the_number_of_alerts(twilio, make_patient, make_followup, sessions,
+                                                                   engine):
+    for i in range(12):
         p = make_patient()
         make_followup(p)
         twilio.text(p.phone, "yes")
         twilio.text(p.phone, "I want to die")
+        if i % 2:
+            twilio.text(p.phone, "are you there")
     statements = []
     event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
     with unit_of_work(sessions) as s:
         queue = alert_queue(s, now=utcnow(), overdue_after=12 * HOUR)
     assert len(queue) == 12 and all(len(a.before) == 2 for a in queue)
-    assert len([q for q in statements if q.lstrip().upper().startswith("SELECT")]) == 2
+    assert [len(a.since) for a in queue] == [0, 1] * 6
+    # the alerts, the texts before them, the texts since, the on-call texts' states
+    assert len([q for q in statements if q.lstrip().upper().startswith("SELECT")]) == 4
 
 
 def test_take_records_who_handles_it_and_resolve_unpauses_with_the_address(twilio, make_patient, make_followup,

@@ -54,7 +54,7 @@ def test_one_unknown_number_gets_the_on_call_coordinators_texted_at_most_once_an
     texts = on_call_texts(session)
     first = alerts(session)[0]
     assert len(texts) == len(ON_CALL) and all(f"alert #{first.id}" in t for t in texts)
-    assert [a.on_call_texted_at is not None for a in alerts(session)] == [True, False, False]
+    assert [a.on_call_queued_at is not None for a in alerts(session)] == [True, False, False]
     held = session.scalars(select(AuditEvent.details).where(AuditEvent.action == "crisis_alert_opened")
                            .order_by(AuditEvent.id)).all()
     assert "on_call_not_texted" not in held[0]
@@ -73,7 +73,7 @@ def test_unknown_numbers_get_20_on_call_texts_an_hour_in_all_and_patients_are_ne
         crisis(twilio, f"+1416555{7000 + n:04d}")
     opened = alerts(session)
     assert len(opened) == 25  # all in the queue
-    assert sum(a.on_call_texted_at is not None for a in opened) == 20
+    assert sum(a.on_call_queued_at is not None for a in opened) == 20
     assert len(on_call_texts(session)) == 20 * len(ON_CALL)
     last = session.scalar(select(AuditEvent.details).where(AuditEvent.action == "crisis_alert_opened")
                           .order_by(AuditEvent.id.desc()).limit(1))

@@ -267,8 +267,12 @@ def test_a_crisis_alert_is_texted_to_the_coordinators_on_call_ahead_of_the_queue
     assert [f["To"] for f in sent[:2]] == ["+14165550100", "+16135550111"]
     alert_id = session.scalar(select(Alert.id))
     body = sent[0]["Body"]
-    assert f"crisis alert #{alert_id}" in body and "outreach alerts list" in body
+    # where a coordinator woken at night opens it from the phone: the console's queue, not a command
+    assert f"crisis alert #{alert_id}" in body and body.endswith("https://outreach.example.org/console/alerts")
     assert wave[0].phone not in body and wave[0].patient_id not in body and "life" not in body
+    session.rollback()
+    alert = session.get(Alert, alert_id)
+    assert alert.on_call_queued_at is not None and alert.on_call_texted_at is not None  # sent, not only queued
 
 
 @responses.activate

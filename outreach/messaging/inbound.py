@@ -112,7 +112,7 @@ ON_CALL_WINDOW = dt.timedelta(hours=1)
 _UNKNOWN_SENDERS_TEXTED = (
     select(func.count(), func.count(case((Message.from_number == bindparam("phone"), 1))))
     .select_from(Alert).outerjoin(Message, Message.id == Alert.message_id)
-    .where(Alert.patient_id.is_(None), Alert.on_call_texted_at >= bindparam("since")))
+    .where(Alert.patient_id.is_(None), Alert.on_call_queued_at >= bindparam("since")))
 _UNKNOWN_SENDER_LOCK = select(func.pg_advisory_xact_lock(0x6F7574726561636B))  # "outreack": one lock, this path
 
 
@@ -721,24 +721,26 @@ class Inbox:
         """Open the alert and queue a text to each coordinator on call (sent ahead of everything else).  The
         alert is always opened; for a number no patient has, the on-call texts are limited
         (:data:`UNKNOWN_SENDER_LIMITS`) so that a stranger cannot flood the coordinators' phones."""
+        preview = bool(getattr(msg, "preview", False))  # a coordinator trying the survey: nobody is woken
         held = self._unknown_sender_limit(conn, msg.from_number, now) if self._on_call and patient_pk is None else None
-        texted = bool(self._on_call) and held is None
+        texted = bool(self._on_call) and held is None and not preview
         alert_id = conn.scalar(_INSERT_ALERT, dict(kind="crisis", patient_id=patient_pk, followup_id=followup_pk,
-                                                   message_id=msg.id, opened_at=now,
-                                                   on_call_texted_at=now if texted else None))
+                                                   message_id=msg.id, opened_at=now, preview=preview,
+                                                   on_call_queued_at=now if texted else None))
         audit(conn, "crisis_alert_opened", actor="system", patient_id=patient_pk, message_id=msg.id,
-              **({"on_call_not_texted": held} if held else {}))
-        log.warning("crisis message from %s: alert %s opened", mask(msg.from_number), alert_id)
+              **({"on_call_not_texted": held} if held else {}), **({"preview": True} if preview else {}))
+        log.warning("crisis message from %s: alert %s opened%s", mask(msg.from_number), alert_id,
+                    " (a coordinator's preview)" if preview else "")
         if not texted:
             if held:
                 log.warning("alert %s: the coordinators on call were not texted (%s); it is in the alert queue",
                             alert_id, held)
             return
-        body = on_call_text(self._base_context.org, alert_id, now, self._zone)
+        body = on_call_text(self._base_context.org, alert_id, now, self._zone, self.settings.public_base_url)
         for number in self._on_call:
             conn.execute(_INSERT_OUTBOUND, dict(direction="out", kind="alert", body=body, media_count=0, attempts=0,
                                              status=Delivery.PENDING, send_after=now, from_number=msg.to_number,
-                                             to_number=number, created_at=now, updated_at=now))
+                                             to_number=number, alert_id=alert_id, created_at=now, updated_at=now))
 
     @staticmethod
     def _unknown_sender_limit(conn: Connection, phone: str | None, now) -> str | None:

@@ -36,7 +36,7 @@ from ..config import Settings, local_time
 from ..db import audit, is_unavailable, unit_of_work
 from .gateway import GatewayError, SmsGateway
 from ..logs import error_summary
-from ..models import FollowUp, BlockedNumber, Message, Patient, SendRate
+from ..models import Alert, FollowUp, BlockedNumber, Message, Patient, SendRate
 from ..clock import utcnow
 from ..phones import mask
 from .opt_outs import set_opt_out
@@ -376,6 +376,9 @@ class Sender:
             followup.expires_at = now + dt.timedelta(days=self.settings.expire_days)
         if followup is not None and msg.kind in ("invitation", "reminder", "stalled"):
             followup.last_prompt_at = now
+        if msg.kind == "alert" and msg.alert_id is not None:  # the alert says when the on-call text really went
+            s.execute(update(Alert).where(Alert.id == msg.alert_id, Alert.on_call_texted_at.is_(None))
+                      .values(on_call_texted_at=now))
         apply_early_statuses(s, self.settings, msg)  # a callback may have come before we knew the sid
 
     def _failed(self, message_id: int, exc: GatewayError, stats: SendStats) -> None:

@@ -16,7 +16,7 @@ from ..db import audit
 from ..models import Alert, AuditEvent, FollowUp, Message, Patient
 from ..clock import utcnow
 from ..repository import lock_phone
-from ..states import AlertState
+from ..states import AlertState, Delivery
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ def _alerts(session: Session, *, include_resolved: bool = False) -> list:
     first, each with its patient, the text that raised it, the follow-up's state, who took and resolved it."""
     query = (select(Alert.id, Alert.kind, Alert.patient_id.label("patient_pk"), Patient.patient_id, Alert.opened_at,
                     Message.body, FollowUp.state, Message.from_number, Alert.taken_by, Alert.taken_at,
-                    Alert.resolved_at, Alert.resolved_by, Alert.resolution_note)
+                    Alert.resolved_at, Alert.resolved_by, Alert.resolution_note, Alert.escalated_at,
+                    Alert.escalation_reason, Alert.preview, Alert.on_call_queued_at, Alert.on_call_texted_at)
              .outerjoin(Patient, Patient.id == Alert.patient_id)
              .outerjoin(Message, Message.id == Alert.message_id)
              .outerjoin(FollowUp, FollowUp.id == Alert.followup_id)
@@ -151,6 +152,11 @@ class QueuedAlert:
     taken_by: str | None
     taken_at: dt.datetime | None
     before: list[ContextMessage]  # up to five earlier messages of the conversation, oldest first
+    since: list[ContextMessage] = ()  # the patient's texts after the one that raised it, oldest first (new)
+    on_call: list[tuple[str, int]] = ()  # the on-call and escalation texts by state: ("delivered", 2), ...
+    escalated_at: dt.datetime | None = None
+    escalation_reason: str | None = None
+    preview: bool = False
 
     @property
     def state(self) -> str:
@@ -186,10 +192,50 @@ def alert_queue(session: Session, *, now: dt.datetime, overdue_after: dt.timedel
             select(earlier.c.alert_id, earlier.c.created_at, earlier.c.direction, earlier.c.kind, earlier.c.body)
             .where(earlier.c.n <= context).order_by(earlier.c.alert_id, earlier.c.n.desc())):
         before.setdefault(alert_id, []).append(ContextMessage(at, direction, kind, body or ""))
+    since: dict[int, list[ContextMessage]] = {}
+    for alert_id, at, body, _ in session.execute(_texts_since_opened().order_by("alert_id", "message_id")):
+        since.setdefault(alert_id, []).append(ContextMessage(at, "in", None, body or ""))
+    on_call: dict[int, list[tuple[str, int]]] = {}
+    for alert_id, status, n in session.execute(
+            select(Message.alert_id, Message.status, func.count())
+            .join(Alert, Alert.id == Message.alert_id)
+            .where(Alert.resolved_at.is_(None), Message.kind == "alert", Message.direction == "out")
+            .group_by(Message.alert_id, Message.status)):
+        on_call.setdefault(alert_id, []).append((ON_CALL_STATES.get(status, status), n))
     return [QueuedAlert(id=r.id, kind=r.kind, patient_pk=r.patient_pk, patient_id=r.patient_id, opened_at=r.opened_at,
                         age=now - r.opened_at, overdue=now - r.opened_at > overdue_after, message=r.body or "",
-                        taken_by=r.taken_by, taken_at=r.taken_at, before=before.get(r.id, []))
+                        taken_by=r.taken_by, taken_at=r.taken_at, before=before.get(r.id, []),
+                        since=since.get(r.id, []), on_call=sorted(on_call.get(r.id, [])),
+                        escalated_at=r.escalated_at, escalation_reason=r.escalation_reason, preview=bool(r.preview))
             for r in rows]
+
+
+# The on-call texts' states as the alert's card says them.
+ON_CALL_STATES = {Delivery.PENDING: "queued", Delivery.CLAIMED: "being sent", Delivery.ACCEPTED: "sent",
+                  Delivery.QUEUED: "sent", Delivery.SENDING: "sent", Delivery.SENT: "sent",
+                  Delivery.DELIVERED: "delivered", Delivery.READ: "delivered", Delivery.FAILED: "failed",
+                  Delivery.UNDELIVERED: "failed", Delivery.CANCELLED: "cancelled"}
+
+
+def _texts_since_opened():
+    """(alert_id, created_at, body, message_id) of every text the patient (or, for an unknown number, the number)
+    sent after the one that raised each open alert: a person in crisis who keeps writing is seen on the card."""
+    trigger = aliased(Message)
+
+    def later(same_conversation):
+        return (select(Alert.id.label("alert_id"), Message.created_at, Message.body, Message.id.label("message_id"))
+                .join(trigger, trigger.id == Alert.message_id)
+                .join(Message, and_(Message.id > trigger.id, Message.direction == "in", Message.preview.is_(False),
+                                    same_conversation))
+                .where(Alert.resolved_at.is_(None)))
+
+    return union_all(later(Message.patient_id == Alert.patient_id),
+                     later(and_(Alert.patient_id.is_(None), Message.from_number == trigger.from_number)))
+
+
+def new_texts_on_open_alerts(session: Session) -> int:
+    """How many texts patients sent after their alert opened, on the alerts still open (the header shows it)."""
+    return session.scalar(select(func.count()).select_from(_texts_since_opened().subquery())) or 0
 
 
 def take_alert(session: Session, alert_id: int, actor: str, address: str | None = None) -> Alert:
