@@ -297,3 +297,29 @@ def test_researchers_and_admins_see_the_latest_reports_headline_results(console_
         assert "Spearman rho, alliance vs self efficacy" in results and "odds ratio per SD of alliance" in results
         assert "From the report generated 2026-12-01" in results
         assert [n for n in visible_counts(page) if 0 < n < K] == []
+
+
+def test_counts_are_kept_for_a_while_and_made_again_in_the_background(engine, sessions):
+    """A large study takes seconds to count: a request within ``max_age`` gets the counts already made (and when
+    they were made); an older one is served them while a thread counts again, and the next request gets the new
+    ones."""
+    import time
+
+    def board(max_age: float):
+        with unit_of_work(sessions) as s:
+            return dash.study_dashboard(s, below=K, exact=True, max_age=max_age)
+
+    seed(engine, {(30, "completed"): 6})
+    first = board(60)
+    assert first.data["rows"][0]["targeted"] == 6 and first.counted_at is not None
+    seed(engine, {(30, "completed"): 4}, start=1000)
+    again = board(60)
+    assert again.data == first.data and again.counted_at == first.counted_at
+    stale = board(0.001)  # older than asked: served as they were, counted again meanwhile
+    assert stale.data == first.data
+    for _ in range(100):
+        if engine not in dash._COUNTING:
+            break
+        time.sleep(0.1)
+    fresh = board(60)
+    assert fresh.data["rows"][0]["targeted"] == 10 and fresh.counted_at > first.counted_at
