@@ -144,3 +144,20 @@ def test_a_bad_time_point_is_refused_on_the_page(console_client):
     client = console_client("admin")
     answer = client.post("/console/report", data={"csrf_token": client.csrf, "timepoint": "45"})
     assert answer.status_code == 400 and "Choose one of the study" in answer.get_data(as_text=True)
+
+
+def test_long_analysis_steps_still_report_progress_every_few_seconds(monkeypatch):
+    """The analysis has no progress hook: while it runs the job's words say how long it has been at it."""
+    import time
+    from types import SimpleNamespace
+
+    from outreach.jobs import reports
+
+    assert reports.TICK < 2  # the real cadence, within the issue's 2 s
+    monkeypatch.setattr(reports, "TICK", 0.05)
+    said = []
+    ctx = SimpleNamespace(job_id=1, progress=lambda fraction, message=None: said.append((fraction, message)))
+    with reports.Ticker(ctx, 0.3, "computing the statistics"):
+        time.sleep(0.3)
+    assert said[0] == (0.3, "computing the statistics") and len(said) >= 3
+    assert all(f == 0.3 and m.startswith("computing the statistics (") for f, m in said[1:])

@@ -240,8 +240,10 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
         key = ctx.settings.export_key
     except ConfigError as exc:
         raise JobError(f"{exc}; the administrator sets it; nothing was written") from None
-    ctx.progress(0.05, "reading the linked dataset")
-    df = linked_dataset(ctx.engine, key, timepoint=timepoint, identified=identified)
+    from .reports import Ticker
+
+    with Ticker(ctx, 0.05, "reading the linked dataset"):  # progress words at least every 2 s
+        df = linked_dataset(ctx.engine, key, timepoint=timepoint, identified=identified)
     rows = len(df)
     ctx.progress(0.6, f"writing the {FORMATS[fmt]} file and its codebook ({shown_count(rows, below)} rows)")
     target = ctx.folder / f"{export_name(fmt, timepoint, identified, utcnow())}.zip"

@@ -69,7 +69,7 @@ def participants_text(value: Any) -> str:
     return f"from {value} participants"  # "<5": already suppressed
 
 
-class _Ticker:
+class Ticker:
     """Says every TICK seconds how long the statistics have been running (the analysis has no progress hook)."""
 
     def __init__(self, ctx: JobContext, fraction: float, words: str):
@@ -82,7 +82,7 @@ class _Ticker:
         while not self.stop.wait(TICK):
             self.ctx.progress(self.fraction, f"{self.words} ({time.monotonic() - self.started:.0f} s so far)")
 
-    def __enter__(self) -> "_Ticker":
+    def __enter__(self) -> "Ticker":
         self.ctx.progress(self.fraction, self.words)
         self.thread.start()
         return self
@@ -111,7 +111,7 @@ def run_report(ctx: JobContext) -> dict[str, Any]:
     df = report_dataset(ctx.engine, timepoint=timepoint)  # no EXPORT_KEY: the report shows no pseudonyms
     out = ctx.folder / FOLDER
     out.mkdir(exist_ok=True, mode=0o700)
-    with _Ticker(ctx, 0.3, "computing the statistics and drawing the figures"):
+    with Ticker(ctx, 0.3, "computing the statistics and drawing the figures"):
         payload = write_report(df, out, suppress_below=ctx.settings.suppress_below, timepoint=timepoint)
     ctx.progress(0.9, "packing the report folder")
     target = _zip_folder(out, ctx.folder / ZIP)
