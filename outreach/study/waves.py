@@ -74,23 +74,31 @@ def check_timepoint(settings: Settings, timepoint: int) -> None:
 def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.date) -> Plan:
     check_timepoint(settings, timepoint)
     window = dt.timedelta(days=settings.window_days)
-    has_followup = exists().where(FollowUp.episode_id == Episode.id, FollowUp.timepoint_days == timepoint)
-    patient_busy = exists().where(FollowUp.patient_id == Patient.id, FollowUp.state.in_(OPEN_STATES))
-    busy = (select(Patient.phone).join(FollowUp, FollowUp.patient_id == Patient.id)
-            .where(FollowUp.state.in_(OPEN_STATES)).distinct().scalar_subquery())
-    # When the patient's next stay began (its admission, else its discharge): a time point of this
-    # stay that falls due after it would measure the next stay's outcome, so it is superseded.
-    later = aliased(Episode)
-    next_stay = (select(func.min(func.coalesce(later.admission_date, later.discharge_date)))
-                 .where(later.patient_id == Episode.patient_id, later.discharge_date > Episode.discharge_date)
-                 .scalar_subquery())
+    # When the patient's next stay began (its admission, else its discharge): a time point of this stay that
+    # falls due after it would measure the next stay's outcome, so it is superseded.  A patient's stays have
+    # distinct discharge dates, so the stays discharged later are the rows after this one.
+    stays = select(Episode.id, Episode.patient_id, Episode.discharge_date,
+                   func.min(func.coalesce(Episode.admission_date, Episode.discharge_date))
+                   .over(partition_by=Episode.patient_id, order_by=Episode.discharge_date, rows=(1, None))
+                   .label("next_began")).subquery()
+    this_timepoint = aliased(FollowUp)  # at most one per stay (the unique constraint)
+    busy_patients = select(FollowUp.patient_id).where(FollowUp.state.in_(OPEN_STATES)).distinct().subquery()
+    busy_phones = (select(Patient.phone).join(FollowUp, FollowUp.patient_id == Patient.id)
+                   .where(FollowUp.state.in_(OPEN_STATES)).distinct().subquery())
+    # Joins, not a subquery per stay: PostgreSQL costs those so high that it compiles the query (JIT), which
+    # took longer than running it.
     rows = session.execute(
-        select(Episode.id, Episode.discharge_date, next_stay, Patient.id, Patient.patient_id, Patient.phone,
-               Patient.language, Patient.sms_consent, Patient.opted_out_at.is_not(None), Patient.phone_valid,
-               has_followup, patient_busy, Patient.phone.in_(busy),
-               select(BlockedNumber.phone).where(BlockedNumber.phone == Patient.phone).exists())
-        .join(Patient, Patient.id == Episode.patient_id)
-        .order_by(Episode.discharge_date, Episode.id))
+        select(stays.c.id, stays.c.discharge_date, stays.c.next_began, Patient.id, Patient.patient_id,
+               Patient.phone, Patient.language, Patient.sms_consent, Patient.opted_out_at.is_not(None),
+               Patient.phone_valid, this_timepoint.id.is_not(None), busy_patients.c.patient_id.is_not(None),
+               busy_phones.c.phone.is_not(None), BlockedNumber.phone.is_not(None))
+        .join(Patient, Patient.id == stays.c.patient_id)
+        .outerjoin(this_timepoint, and_(this_timepoint.episode_id == stays.c.id,
+                                        this_timepoint.timepoint_days == timepoint))
+        .outerjoin(busy_patients, busy_patients.c.patient_id == Patient.id)
+        .outerjoin(busy_phones, busy_phones.c.phone == Patient.phone)
+        .outerjoin(BlockedNumber, BlockedNumber.phone == Patient.phone)
+        .order_by(stays.c.discharge_date, stays.c.id))
     plan = Plan(timepoint, as_of)
     why = why_not_texted()
     plan.silenced.update(dict(session.execute(
