@@ -109,9 +109,12 @@ def two_factor():
     user = g.user
     issuer = settings().org_name
     if request.method == "POST" and request.form.get("action") == "disable":
-        if not current_code_ok(user, request.form.get("code")):  # whoever is at an unlocked screen cannot
+        with uow() as s:  # whoever is at an unlocked screen cannot: the current code, not used before
+            right = current_code_ok(s, user, request.form.get("code"))
+        if not right:
             return render_template("console/two_factor.html", title="Authenticator app", enabled=True,
-                                   error="That is not the current code from your authenticator app."), 200
+                                   error="That is not the current code from your authenticator app (a code "
+                                         "counts once: wait for the next one)."), 200
         with uow() as s:
             disable_totp(s, user, actor=user.email, address=address())
         session["stamp"] = stamp(get_user_now(user.id))

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     DateTime,
@@ -266,6 +267,7 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_pending: Mapped[str | None] = mapped_column(String(64))  # being set up; kept here, not in a cookie
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)  # the 30-s step of the last code used: once each
     sessions_revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # sign-out ends every session
     disabled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)

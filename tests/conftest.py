@@ -316,3 +316,23 @@ def console_client(console_app, make_user):
         return client
 
     return signed_in
+
+
+@pytest.fixture
+def next_code(monkeypatch):
+    """``next_code(secret)``: the authenticator code of the next 30-second step, the service reading codes that
+    much later (a code counts once, so a test that types several must wait for each, as a person would)."""
+    import datetime as dt
+
+    import pyotp
+
+    from outreach.staff import accounts
+
+    real, shift = accounts.totp_now, {"seconds": 0}
+    monkeypatch.setattr(accounts, "totp_now", lambda: real() + dt.timedelta(seconds=shift["seconds"]))
+
+    def code(secret: str) -> str:
+        shift["seconds"] += 30
+        return pyotp.TOTP(secret).at(real().replace(tzinfo=dt.timezone.utc) + dt.timedelta(seconds=shift["seconds"]))
+
+    return code

@@ -143,7 +143,8 @@ def test_cli_refusals_are_one_line_and_exit_1(run_cli):
     assert run_cli("users", "add", "bob@example.org", "--role", "boss").exit_code == 2  # click names the choices
 
 
-def test_cli_list_shows_role_status_2fa_and_last_sign_in_but_no_password_data(run_cli, uow, person, session):
+def test_cli_list_shows_role_status_2fa_and_last_sign_in_but_no_password_data(run_cli, uow, person, session,
+                                                                              next_code):
     person("amy@example.org", role="admin")
     run_cli("users", "add", "new@example.org", "--role", "researcher")
     person("gone@example.org")
@@ -151,8 +152,8 @@ def test_cli_list_shows_role_status_2fa_and_last_sign_in_but_no_password_data(ru
     with uow() as s:
         amy = s.scalar(select(User).where(User.email == "amy@example.org"))
         secret = start_totp(amy)
-        enable_totp(s, amy, secret, pyotp.TOTP(secret).now())
-    sign_in(uow, "amy@example.org", GOOD, code=pyotp.TOTP(secret).now())
+        enable_totp(s, amy, secret, next_code(secret))
+    sign_in(uow, "amy@example.org", GOOD, code=next_code(secret))
     out = run_cli("users", "list").output
     rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
     assert rows["amy@example.org"][1:4] == ["admin", "active", "on"]
@@ -293,7 +294,7 @@ def _wrong_code(secret: str) -> str:
     return next(c for c in (f"{n:06d}" for n in range(123456, 999999, 7919)) if c not in valid)
 
 
-def test_a_code_is_required_once_the_authenticator_app_is_on(uow, person):
+def test_a_code_is_required_once_the_authenticator_app_is_on(uow, person, next_code):
     email = person()
     with uow() as s:
         user = s.scalar(select(User).where(User.email == email))
@@ -302,33 +303,34 @@ def test_a_code_is_required_once_the_authenticator_app_is_on(uow, person):
         with pytest.raises(AccountError, match="code is not right"):
             enable_totp(s, user, secret, _wrong_code(secret))
     with uow() as s:
-        enable_totp(s, user, secret, pyotp.TOTP(secret).now(), address=HERE)
+        enable_totp(s, user, secret, next_code(secret), address=HERE)
     with pytest.raises(TotpRequired) as needed:
         sign_in(uow, email, GOOD)
     assert str(needed.value) == "enter the 6-digit code from your authenticator app"
     with pytest.raises(TotpRejected):
         sign_in(uow, email, GOOD, code=_wrong_code(secret))
-    assert refused(uow, email, "wrong password here", code=pyotp.TOTP(secret).now()) == accounts.SIGN_IN_REFUSED
-    assert sign_in(uow, email, GOOD, code=pyotp.TOTP(secret).now()).email == email
+    assert refused(uow, email, "wrong password here", code=next_code(secret)) == accounts.SIGN_IN_REFUSED
+    assert sign_in(uow, email, GOOD, code=next_code(secret)).email == email
     for _ in range(6):  # being asked for the code is not a failure: it never locks the account
         with pytest.raises(TotpRequired):
             sign_in(uow, email, GOOD)
-    assert sign_in(uow, email, GOOD, code=" ".join([pyotp.TOTP(secret).now()[:3], pyotp.TOTP(secret).now()[3:]]))
+    spaced = next_code(secret)
+    assert sign_in(uow, email, GOOD, code=f"{spaced[:3]} {spaced[3:]}")
     with uow() as s:
         disable_totp(s, user, actor=email, address=HERE)
     assert sign_in(uow, email, GOOD).email == email
 
 
-def test_wrong_codes_lock_the_account_like_wrong_passwords(uow, person):
+def test_wrong_codes_lock_the_account_like_wrong_passwords(uow, person, next_code):
     email = person()
     with uow() as s:
         user = s.scalar(select(User).where(User.email == email))
         secret = start_totp(user)
-        enable_totp(s, user, secret, pyotp.TOTP(secret).now())
+        enable_totp(s, user, secret, next_code(secret))
     for _ in range(5):
         with pytest.raises(TotpRejected):
             sign_in(uow, email, GOOD, code=_wrong_code(secret))
-    assert refused(uow, email, GOOD, code=pyotp.TOTP(secret).now()) == accounts.SIGN_IN_REFUSED
+    assert refused(uow, email, GOOD, code=next_code(secret)) == accounts.SIGN_IN_REFUSED
 
 
 def test_admins_need_the_app_only_when_the_setting_says_so(uow):

@@ -207,7 +207,7 @@ def _secret_of(html: str) -> str:
     return re.search(r'<code id="totp-secret">([A-Z2-7]+)</code>', html).group(1)
 
 
-def test_an_authenticator_code_once_turned_on_is_asked_at_sign_in(console_app, console_client):
+def test_an_authenticator_code_once_turned_on_is_asked_at_sign_in(console_app, console_client, next_code):
     import pyotp
 
     client = console_client("admin", email="totp@study.example.org")
@@ -215,7 +215,7 @@ def test_an_authenticator_code_once_turned_on_is_asked_at_sign_in(console_app, c
     wrong = client.post("/console/account/two-factor", data={"code": "000000", "csrf_token": client.csrf})
     assert wrong.status_code == 200 and "There is a problem" in wrong.get_data(as_text=True)
     right = client.post("/console/account/two-factor",
-                        data={"code": pyotp.TOTP(secret).now(), "csrf_token": client.csrf})
+                        data={"code": next_code(secret), "csrf_token": client.csrf})
     assert right.status_code == 302
     client.post("/console/sign-out", data={"csrf_token": client.csrf})
 
@@ -225,7 +225,7 @@ def test_an_authenticator_code_once_turned_on_is_asked_at_sign_in(console_app, c
     asked = fresh.post("/console/sign-in", data=form)
     assert asked.status_code == 200 and "6-digit code from your authenticator app" in asked.get_data(as_text=True)
     assert fresh.get("/console/").status_code == 302  # not signed in yet
-    done = fresh.post("/console/sign-in", data={**form, "code": pyotp.TOTP(secret).now()})
+    done = fresh.post("/console/sign-in", data={**form, "code": next_code(secret)})
     assert done.status_code == 302 and fresh.get("/console/users").status_code == 200
 
 
@@ -265,16 +265,16 @@ def test_a_page_refreshing_itself_does_not_keep_a_session_alive(console_client, 
     assert response.status_code == 204 and response.headers["HX-Redirect"] == "/console/sign-in"
 
 
-def test_turning_the_authenticator_code_off_needs_the_current_code(console_client):
+def test_turning_the_authenticator_code_off_needs_the_current_code(console_client, next_code):
     import pyotp
 
     client = console_client("coordinator")
     secret = _secret_of(client.get("/console/account/two-factor").get_data(as_text=True))
-    client.post("/console/account/two-factor", data={"code": pyotp.TOTP(secret).now(), "csrf_token": client.csrf})
+    client.post("/console/account/two-factor", data={"code": next_code(secret), "csrf_token": client.csrf})
     refused = client.post("/console/account/two-factor", data={"action": "disable", "code": "123456",
                                                                "csrf_token": client.csrf})
     assert "not the current code" in refused.get_data(as_text=True)
-    client.post("/console/account/two-factor", data={"action": "disable", "code": pyotp.TOTP(secret).now(),
+    client.post("/console/account/two-factor", data={"action": "disable", "code": next_code(secret),
                                                      "csrf_token": client.csrf})
     assert "Turn on" in client.get("/console/account/two-factor").get_data(as_text=True)
 
@@ -360,3 +360,51 @@ def test_behind_trusted_proxies_the_audit_records_the_clients_address(console_en
         assert event.address == "203.0.113.9"
     finally:
         app.extensions["outreach"]["engine"].dispose()
+
+
+def test_an_authenticator_code_counts_once(console_app, console_client, next_code):
+    import pyotp
+
+    client = console_client("coordinator", email="once@study.example.org")
+    secret = _secret_of(client.get("/console/account/two-factor").get_data(as_text=True))
+    client.post("/console/account/two-factor", data={"code": next_code(secret), "csrf_token": client.csrf})
+    client.post("/console/sign-out", data={"csrf_token": client.csrf})
+    code = next_code(secret)
+    first, second = console_app.test_client(), console_app.test_client()
+    for c in (first, second):
+        token = csrf_token_of(c.get("/console/sign-in").get_data(as_text=True))
+        c.form = {"email": "once@study.example.org", "password": CONSOLE_PASSWORD, "csrf_token": token, "code": code}
+    assert first.post("/console/sign-in", data=first.form).status_code == 302
+    replayed = second.post("/console/sign-in", data=second.form)  # the same code, read over a shoulder
+    assert replayed.status_code != 302 and "code is not right" in replayed.get_data(as_text=True)
+    assert pyotp.TOTP(secret).verify(code, valid_window=2)  # a right code, refused only because it was used
+
+
+def test_the_authenticator_secret_cannot_be_replaced_without_turning_it_off_first(console_client, next_code,
+                                                                                   session):
+    client = console_client("admin", email="keep@study.example.org")
+    secret = _secret_of(client.get("/console/account/two-factor").get_data(as_text=True))
+    client.post("/console/account/two-factor", data={"code": next_code(secret), "csrf_token": client.csrf})
+    # someone at the unlocked screen posts the setup form again, with a code of a secret of their own
+    import pyotp
+
+    theirs = pyotp.random_base32()
+    client.post("/console/account/two-factor", data={"code": pyotp.TOTP(theirs).now(), "csrf_token": client.csrf})
+    from outreach.models import User
+
+    session.rollback()
+    user = session.scalar(select(User).where(User.email == "keep@study.example.org"))
+    assert user.totp_secret == secret and user.totp_pending != theirs
+
+
+def test_changing_the_password_or_the_authenticator_ends_the_other_sessions(console_app, console_client, next_code):
+    client = console_client("coordinator", email="two-places@study.example.org")
+    other = console_app.test_client()
+    token = csrf_token_of(other.get("/console/sign-in").get_data(as_text=True))
+    other.post("/console/sign-in", data={"email": "two-places@study.example.org", "password": CONSOLE_PASSWORD,
+                                         "csrf_token": token})
+    assert other.get("/console/").status_code == 200
+    secret = _secret_of(client.get("/console/account/two-factor").get_data(as_text=True))
+    client.post("/console/account/two-factor", data={"code": next_code(secret), "csrf_token": client.csrf})
+    assert other.get("/console/").status_code == 302  # the other browser is signed out
+    assert client.get("/console/").status_code == 200  # the one that changed it stays signed in

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import re
 import secrets
 from functools import cache
@@ -54,6 +55,8 @@ SSO_DISABLED = "the console account for {email} is disabled; ask a study adminis
 SSO_LOCKED = ("the console account for {email} is locked after too many wrong attempts; wait 15 minutes "
               "or ask a study administrator")
 SSO_ADDRESS_BLOCKED = "too many failed sign-ins from this address; wait 15 minutes and try again"
+TOTP_ALREADY_ON = ("your account already uses an authenticator app; to move it to another app, turn it off "
+                   "with its current code first, then set it up again")
 CODE_WRONG = ("that code is not right; enter the 6-digit code your authenticator app shows now "
               "(check that the phone's clock is right)")
 
@@ -303,7 +306,7 @@ def authenticate(session: Session, email: str, password: str, *, address: str,
     if user.totp_secret:
         if not (totp_code or "").strip():
             raise TotpRequired()
-        if not _totp_ok(user.totp_secret, totp_code):
+        if not _use_code(user, user.totp_secret, totp_code):
             fail(user, TotpRejected())
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
@@ -367,7 +370,7 @@ def sso_sign_in(session: Session, email: str, *, address: str, totp_code: str | 
     if user.totp_secret:
         if not (totp_code or "").strip():
             raise TotpRequired()
-        if not _totp_ok(user.totp_secret, totp_code):
+        if not _use_code(user, user.totp_secret, totp_code):
             _refuse(session, user, email, address, now, TotpRejected())
     _record_sign_in(session, user, address, now, method="sso")
     return user
@@ -389,25 +392,53 @@ def provisioning_uri(secret: str, email: str, issuer: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=email, issuer_name=issuer)
 
 
-def current_code_ok(user: User, code: str | None) -> bool:
-    """Whether ``code`` is the user's current authenticator code (asked again before turning it off)."""
-    return bool(user.totp_secret) and _totp_ok(user.totp_secret, code)
+def current_code_ok(session: Session, user: User, code: str | None) -> bool:
+    """Whether ``code`` is the user's current authenticator code (asked again before turning it off); a code
+    counts once."""
+    user = session.scalar(select(User).where(User.id == user.id).with_for_update())
+    return bool(user.totp_secret) and _use_code(user, user.totp_secret, code)
 
 
-def _totp_ok(secret: str, code: str | None) -> bool:
+def totp_now() -> dt.datetime:
+    """The time authenticator codes are read at (a seam: tests type successive codes without waiting)."""
+    return utcnow()
+
+
+def _code_step(secret: str, code: str | None) -> int | None:
+    """The 30-second step whose code ``code`` is (the current one or either neighbour), or None."""
     code = re.sub(r"\s", "", code or "")
     if not re.fullmatch(r"\d{6}", code):
-        return False
+        return None
     try:
-        return pyotp.TOTP(secret).verify(code, valid_window=1)
+        totp = pyotp.TOTP(secret)
+        now = totp_now().replace(tzinfo=dt.UTC)
+        step = totp.timecode(now)
+        for offset in (0, -1, 1):
+            if hmac.compare_digest(totp.generate_otp(step + offset), code):
+                return step + offset
     except Exception:  # a malformed secret  # noqa: BLE001
+        return None
+    return None
+
+
+def _use_code(user: User, secret: str, code: str | None) -> bool:
+    """Whether ``code`` is a code of ``secret`` not used before by this account: a code seen once (a sign-in,
+    turning it on or off) is refused after, so one read over a shoulder or from a phishing page cannot be
+    played again.  Records its step on the (locked) user row."""
+    step = _code_step(secret, code)
+    if step is None or (user.totp_last_step is not None and step <= user.totp_last_step):
         return False
+    user.totp_last_step = step
+    return True
 
 
 def enable_totp(session: Session, user: User, secret: str, code: str, *, address: str | None = None) -> User:
-    """Turn on authenticator codes for ``user`` once ``code`` shows their app has ``secret``."""
-    user = _attached(session, user)
-    if not secret or not _totp_ok(secret, code):
+    """Turn on authenticator codes for ``user`` once ``code`` shows their app has ``secret``.  An account that
+    already has them keeps its secret: it is replaced only by turning codes off with the current one first."""
+    user = session.scalar(select(User).where(User.id == user.id).with_for_update())
+    if user.totp_secret:
+        raise AccountError(TOTP_ALREADY_ON)
+    if not secret or not _use_code(user, secret, code):
         raise AccountError(CODE_WRONG)
     user.totp_secret = secret
     user.totp_pending = None
