@@ -66,8 +66,12 @@ class _Rules:
     spaced: re.Pattern
     idioms: re.Pattern
     idiom_ids: tuple[tuple[str, str], ...]
+    contexts: re.Pattern
+    context_ids: tuple[tuple[str, str], ...]
+    context_marks: tuple[str, ...]   # the word each context is shown as to the danger rules
     danger: re.Pattern
     danger_ids: tuple[tuple[str, str], ...]
+    danger_each: tuple[re.Pattern, ...]
 
 
 def _expand(pattern: str, macros: dict[str, str]) -> str:
@@ -104,7 +108,12 @@ def rules() -> _Rules:
     keys = frozenset(norm["fuzzy_keys"])
     join = frozenset(norm["join_words"]) | keys
     idioms, idiom_ids = _combined(data["idiom"], macros, "idiom")
+    contexts, context_ids = _combined(data["context"], macros, "context")
     danger, danger_ids = _combined(data["rule"], macros, "rule")
+    marks = data["context_marks"]
+    unknown = {c["kind"] for c in data["context"]} - set(marks)
+    if unknown:
+        raise ValueError(f"context kinds without a mark: {sorted(unknown)}")
     return _Rules(
         words=dict(norm["words"]), elision=dict(norm["elision"]), emoji=dict(norm["emoji"]),
         raw=tuple((re.compile(p), r) for p, r in norm["raw"]),
@@ -112,7 +121,10 @@ def rules() -> _Rules:
         keys=keys, join=join, not_fuzzy=frozenset(norm["not_fuzzy"]),
         deletes={k: _deletes(k) for k in keys},
         spaced=re.compile(r"(?<![\w$@*])[a-z0-9$@](?:[ .\-_]{1,2}[a-z0-9$@]){2,}(?![\w$@*])"),
-        idioms=idioms, idiom_ids=idiom_ids, danger=danger, danger_ids=danger_ids)
+        idioms=idioms, idiom_ids=idiom_ids, contexts=contexts, context_ids=context_ids,
+        context_marks=tuple(f" {marks[c['kind']]} " for c in data["context"]),
+        danger=danger, danger_ids=danger_ids,
+        danger_each=tuple(re.compile(_expand(e["pattern"], macros)) for e in data["rule"]))
 
 
 def _osa1(a: str, b: str) -> bool:
@@ -281,12 +293,46 @@ def _first(pattern: re.Pattern, ids: tuple, text: str) -> Match | None:
     return Match(rule=rule, why=why)
 
 
+def _outside(r: _Rules, text: str, spans: list[tuple[int, int]]) -> Match | None:
+    """The first danger match in ``text`` that is not wholly inside one of ``spans``: a danger statement
+    that only starts or ends in a third-person, prevention or denial phrase still counts."""
+    for i, pattern in enumerate(r.danger_each):
+        pos = 0
+        while (m := pattern.search(text, pos)) is not None:
+            if not any(a <= m.start() and m.end() <= b for a, b in spans):
+                return Match(*r.danger_ids[i])
+            pos = m.start() + 1
+    return None
+
+
+def _contexts(r: _Rules, masked: str) -> tuple[list[tuple[int, int]], str, list[str]]:
+    """Spans of the context phrases in ``masked``, the text with each shown as its mark, and their ids."""
+    spans, ids, parts, last = [], [], [], 0
+    for m in r.contexts.finditer(masked):
+        i = int(m.lastgroup[1:])
+        spans.append((m.start(), m.end()))
+        ids.append(r.context_ids[i][0])
+        parts += [masked[last:m.start()], r.context_marks[i]]
+        last = m.end()
+    marked = _SPACES.sub(" ", "".join(parts) + masked[last:]).strip()
+    return spans, marked, ids
+
+
 def detect(text: str) -> Match | None:
-    """The rule that marks ``text`` as a crisis message, or None."""
+    """The rule that marks ``text`` as a crisis message, or None.
+
+    Idioms are masked first.  Then context phrases (another person's words or acts, prevention and
+    screening talk, the writer's own denial) are found: a danger match wholly inside one does not count,
+    any other does, and the danger rules also see each context as a mark (``~?`` asked, ``~!`` denied...)
+    so that "asked if I had thoughts of suicide, and honestly yes" or "not suicidal, but I lied" match."""
     r = rules()
     for reading in normalise(text):
         masked = _SPACES.sub(" ", r.idioms.sub(" ~ ", reading)).strip()
-        found = _first(r.danger, r.danger_ids, masked)
+        if r.contexts.search(masked) is None:
+            found = _first(r.danger, r.danger_ids, masked)
+        else:
+            spans, marked, _ = _contexts(r, masked)
+            found = _first(r.danger, r.danger_ids, marked) or _outside(r, masked, spans)
         if found:
             return found
     return None
@@ -297,9 +343,11 @@ def is_crisis(text: str) -> bool:
 
 
 def explain(text: str) -> dict:
-    """For people writing rules: the readings, the idioms masked and the rule matched."""
+    """For people writing rules: the readings, the idioms and contexts found and the rule matched."""
     r = rules()
     readings = normalise(text)
+    masked = [_SPACES.sub(" ", r.idioms.sub(" ~ ", x)).strip() for x in readings]
     return {"readings": readings,
             "idioms": [r.idiom_ids[int(m.lastgroup[1:])][0] for x in readings for m in r.idioms.finditer(x)],
+            "contexts": [c for x in masked for c in _contexts(r, x)[2]],
             "match": detect(text)}
