@@ -44,6 +44,7 @@ NAVIGATION = [  # (area, endpoint, label)
     ("waves", "console.waves", "Waves"),
     ("research", "console.exports", "Exports"),
     ("research", "console.report", "Report"),
+    ("research", "console.tokens", "API tokens"),
     ("admin", "console.users", "Users"),
     ("admin", "console.audit_log", "Audit log"),
     ("admin", "console.settings_view", "Settings"),

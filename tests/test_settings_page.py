@@ -37,6 +37,7 @@ def test_the_twilio_urls_and_whether_a_signed_request_passes():
 def test_the_settings_page_is_for_admins_and_shows_the_urls(console_client):
     page = console_client("admin").get("/console/settings").get_data(as_text=True)
     assert f"{PUBLIC_BASE}/twilio/sms" in page and "passes the signature check" in page
+    assert "Off: set <code>OIDC_ISSUER</code>" in page  # no single sign-on configured here
     assert "console-secret-for-tests" not in page and AUTH_TOKEN not in page
     assert console_client("coordinator").get("/console/settings").status_code == 403
 

@@ -22,6 +22,10 @@ def check_startup(settings: Settings) -> None:
     in its master process (``webhooks/gunicorn_conf.py``), so a deployment without its secrets stops with a
     few lines instead of a traceback per worker."""
     settings.check_required(WEB_APP_NEEDS, "needed by the web app")
+    if settings.optional("SECRET_KEY"):  # the console is on: someone must be able to sign in
+        from console.oidc_views import check_sign_in_settings
+
+        check_sign_in_settings(settings)
 
 
 def startup_message(exc: ConfigError) -> str:
