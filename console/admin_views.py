@@ -6,7 +6,7 @@ No study id goes into a URL: a patient filter typed as a study id is turned into
 """
 from __future__ import annotations
 
-from flask import Response, current_app, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 
 from outreach.staff.accounts import (ROLES, AccountError, add_user, disable_user, enable_user, get_user, list_users,
                                new_password_link_token, set_role, unlock_user)
@@ -15,6 +15,7 @@ from outreach.staff.audit_log import (AuditFilterError, actions, parse_filters, 
 from outreach.staff.audit_log import audit_csv as make_csv
 from outreach.clock import utcnow
 
+from .oidc_views import sso_settings
 from .blueprint import actor, address, bp, settings, uow, zone
 from .security import requires
 
@@ -232,4 +233,4 @@ def settings_view():
     with uow() as s:
         page = settings_page(s, settings())
     return render_template("console/settings.html", title="Settings", page=page,
-                           sso_on="console.sso_callback" in current_app.view_functions)
+                           sso_on=sso_settings(settings()) is not None)
