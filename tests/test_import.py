@@ -210,3 +210,43 @@ def test_keep_identifiers_keeps_the_numbers_as_written_and_the_file_private(tmp_
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "import_discharges"))
     assert event.details["rejected_file"] == "discharges.rejected.csv"
     assert event.details["rejected_file_identified"] is True
+
+
+def test_progress_is_reported_in_each_pass_and_new_rows_are_written_a_chunk_at_a_time(tmp_path, sessions, settings,
+                                                                                      engine, session, monkeypatch):
+    """A job shows how far an import is: (done, total) from 0 to total, never backwards, several reports while
+    the rows are read and while they are written; the new patients, stays and ratings are written by a few
+    statements per chunk, not one per row."""
+    from sqlalchemy import event
+
+    from outreach.db import unit_of_work
+    from outreach.study import importer
+
+    monkeypatch.setattr(importer, "READ_REPORT", 10)
+    monkeypatch.setattr(importer, "WRITE_CHUNK", 10)
+    rows = [f"P{i:03d},416-555-{i:04d},2026-01-{1 + i % 28:02d},yes,6,6,5,6,6,6" for i in range(45)]
+    path = write(tmp_path, HEADER + "\n" + "\n".join(rows) + "\n")
+    reports: list[tuple[int, int]] = []
+    inserts: list[str] = []
+    listener = lambda conn, cur, statement, *a: statement.startswith("INSERT") and inserts.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        with unit_of_work(sessions) as s:
+            result = importer.import_discharges(s, path, settings, progress=lambda d, t: reports.append((d, t)))
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert result.written and result.new_patients == 45 and result.new_episodes == 45
+    total = {t for _, t in reports}
+    assert total == {3 * 45} and reports[0][0] == 0 and reports[-1] == (135, 135)
+    assert [d for d, _ in reports] == sorted({d for d, _ in reports})  # each report further than the last
+    assert sum(0 < d < 45 for d, _ in reports) >= 3 and sum(90 < d < 135 for d, _ in reports) >= 3
+    # 5 chunks of 10: one INSERT each for patients, stays and ratings, plus the audit
+    assert len([s for s in inserts if "INTO patients" in s]) == 5
+    assert len([s for s in inserts if "INTO episodes" in s]) == 5
+    assert len([s for s in inserts if "INTO alliance_ratings" in s]) == 5
+    stored = session.execute(select(Patient.patient_id, Patient.phone, Episode.discharge_date, AllianceRating.items,
+                                    AllianceRating.mean_score)
+                             .join(Episode, Episode.patient_id == Patient.id)
+                             .join(AllianceRating, AllianceRating.episode_id == Episode.id)
+                             .where(Patient.patient_id == "P007")).one()
+    assert stored == ("P007", "+14165550007", dt.date(2026, 1, 8), [6, 6, 5, 6, 6, 6], pytest.approx(5.8333, abs=1e-4))

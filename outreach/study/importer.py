@@ -27,6 +27,7 @@ import csv
 import datetime as dt
 import gc
 import io
+import json
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import (Date, DateTime, Integer, String, Text, and_, bindparam, cast, column, exists, func, insert,
+                        literal, select, update)
 from sqlalchemy.orm import Session
 
 from ..config import Settings
@@ -47,6 +49,8 @@ from ..phones import mask, parse_phone, split_extension, why_not_textable, zone_
 from ..messaging.opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
 
 from ..messaging.send_rule import NO_CONSENT, TO_THE_WRITER
+from ..clock import utcnow
+from ..repository import in_values
 
 BASE_REQUIRED = ["patient_id", "phone", "discharge_date", "sms_consent"]
 OPTIONAL = ["episode_id", "admission_date", "timezone", "language", "age", "sex", "length_of_stay_days",
@@ -59,6 +63,41 @@ CONSENT_WORDS = "yes/no, oui/non, y/n, o, true/false, 1/0"
 SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
 LANGUAGES = {"en", "fr"}
 CHUNK = 2000
+WRITE_CHUNK = 10000  # rows per insert, per id lookup and per progress report while writing
+READ_REPORT = 10000  # rows read and checked between two progress reports
+
+
+class _Progress:
+    """``progress(done, total)`` over the import's three passes, each worth the file's lines: reading and checking
+    the rows, matching them to the stored patients, writing.  Reported at the start of each pass and every few
+    thousand rows within it; ``done`` never goes back, and ends equal to ``total``."""
+
+    def __init__(self, report: Callable[[int, int], None] | None, lines: int):
+        self.report, self.lines = report, max(lines, 1)
+        self.total, self.base, self.items, self.count, self.shown = 3 * self.lines, 0, 1, 0, -1
+
+    def start(self, pass_number: int, items: int) -> None:
+        self.base, self.items, self.count = pass_number * self.lines, max(items, 1), 0
+        self._emit()
+
+    def advance(self, n: int) -> None:
+        self.count += n
+        self._emit()
+
+    def finish(self) -> None:
+        self.base, self.count = self.total - self.lines, self.items
+        self._emit()
+
+    def _emit(self) -> None:
+        done = max(self.shown, self.base + min(self.lines, self.lines * self.count // self.items))
+        if self.report is not None and done != self.shown:
+            self.report(done, self.total)
+        self.shown = done
+
+
+def _advance(progress: _Progress | None, n: int) -> None:
+    if progress is not None:
+        progress.advance(n)
 
 
 class ImportFileError(ValueError):
@@ -399,8 +438,11 @@ def _text_or_none(v: str, max_len: int) -> str | None:
 
 
 def read_rows(text: str, instrument: Instrument, validate: RowValidator,
-              separator: str = ",") -> tuple[list[str], list[_Row]]:
+              separator: str = ",", progress: _Progress | None = None) -> tuple[list[str], list[_Row]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
+    # Text converted twice shows as 'Ã', 'Â' or 'â' followed by another character; a file without any of the three
+    # (nearly all) cannot have it in a cell, and its cells are not searched one by one.
+    maybe_garbled = any(ch in text for ch in "\u00c3\u00c2\u00e2")
     try:
         header = next(reader)
     except StopIteration:
@@ -412,7 +454,13 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
     seen: dict[tuple, int] = {}
     garbled: list[tuple[int, str, str]] = []  # (line, column, sample) of text converted twice
     last = reader.line_num
+    reported = last
+    if progress is not None:
+        progress.start(0, progress.lines)
     while True:
+        if progress is not None and len(rows) % READ_REPORT == 0 and last > reported:
+            progress.advance(last - reported)
+            reported = last
         start = last + 1
         try:
             raw = next(reader)
@@ -433,7 +481,7 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
                                                         " were read into it instead of as rows; close or remove the "
                                                         "quote")], swallowed=(start + 1, last)))
             continue
-        for column, cell in zip(names, raw):
+        for column, cell in zip(names, raw) if maybe_garbled else ():
             bad = _MOJIBAKE.search(cell)
             if bad and len(garbled) < 5:
                 garbled.append((start, column, cell[max(0, bad.start() - 3): bad.end() + 3]))
@@ -504,8 +552,9 @@ def _shared_phones(session: Session, rows: list[_Row]) -> None:
         holders.setdefault(phone, set()).add(pid)
         if pid not in latest or r.record["discharge_date"] >= latest[pid][0]:
             latest[pid] = (r.record["discharge_date"], phone)
-    for chunk in _chunks(list(holders)):
-        for pid, phone in session.execute(select(Patient.patient_id, Patient.phone).where(Patient.phone.in_(chunk))):
+    for chunk in _chunks(list(holders), WRITE_CHUNK):
+        for pid, phone in session.execute(select(Patient.patient_id, Patient.phone)
+                                          .where(in_values(session, Patient.phone, chunk))):
             if pid in latest and latest[pid][1] != phone:
                 continue  # this file moves them to another phone
             holders[phone].add(pid)
@@ -519,16 +568,28 @@ def _shared_phones(session: Session, rows: list[_Row]) -> None:
 
 def import_discharges(session: Session, path: Path, settings: Settings, *, skip_invalid: bool = False,
                       allow_rating_changes: bool = False, today: dt.date | None = None,
-                      actor: str | None = None, keep_identifiers: bool = False, strict: bool = False) -> ImportResult:
+                      actor: str | None = None, keep_identifiers: bool = False, strict: bool = False,
+                      progress: Callable[[int, int], None] | None = None) -> ImportResult:
+    """Import a discharge file (see the module's docstring); nothing is written when a row has a problem, unless
+    ``skip_invalid``.
+
+    ``progress(done, total)``, when given, is called as the import goes: ``total`` is three times the file's
+    lines (reading and checking the rows, matching them to the stored patients, writing: one unit a line each),
+    ``done`` grows from 0 to ``total`` and is reported at the start of each pass and at least every 10,000 rows
+    (a second or two on a 100,000-row file), so ``done / total`` is the fraction done.  It is not called when the
+    file as a whole cannot be read (:class:`ImportFileError`)."""
     instrument = load_instrument(settings.get("ALLIANCE_INSTRUMENT"))
     today = today or dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
     text = decode(Path(path).read_bytes())
     separator = detect_separator(text, instrument)
-    names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today), separator)
+    steps = _Progress(progress, text.count("\n") + (not text.endswith("\n")) - 1)
+    names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today), separator, steps)
     with _rows_kept_out_of_gc():
-        return _import_rows(session, path, instrument, names, rows, separator, skip_invalid=skip_invalid,
-                            allow_rating_changes=allow_rating_changes, actor=actor,
-                            keep_identifiers=keep_identifiers, strict=strict)
+        result = _import_rows(session, path, instrument, names, rows, separator, skip_invalid=skip_invalid,
+                              allow_rating_changes=allow_rating_changes, actor=actor,
+                              keep_identifiers=keep_identifiers, strict=strict, progress=steps)
+    steps.finish()
+    return result
 
 
 @contextmanager
@@ -544,7 +605,8 @@ def _rows_kept_out_of_gc() -> Iterator[None]:
 
 def _import_rows(session: Session, path: Path, instrument: Instrument, names: list[str],
                  rows: list[_Row], separator: str, *, skip_invalid: bool, allow_rating_changes: bool,
-                 actor: str | None, keep_identifiers: bool, strict: bool) -> ImportResult:
+                 actor: str | None, keep_identifiers: bool, strict: bool,
+                 progress: _Progress | None = None) -> ImportResult:
     _shared_phones(session, rows)
     if strict:  # every warning is an error
         for r in rows:
@@ -553,7 +615,7 @@ def _import_rows(session: Session, path: Path, instrument: Instrument, names: li
                 r.record = None
     result_unread = [r.swallowed for r in rows if r.swallowed]
     valid = [r for r in rows if r.record is not None]
-    plan = plan_upsert(session, valid, instrument, allow_rating_changes=allow_rating_changes)
+    plan = plan_upsert(session, valid, instrument, allow_rating_changes=allow_rating_changes, progress=progress)
     for row, problems in plan.refused:
         row.problems.extend(problems)
         row.record = None
@@ -568,7 +630,7 @@ def _import_rows(session: Session, path: Path, instrument: Instrument, names: li
     if bad:
         result.rejected_path = rejected_path(Path(path))
         write_rejected(result.rejected_path, names, bad, keep_identifiers=keep_identifiers, separator=separator)
-    apply_upsert(session, plan, instrument, actor=actor)
+    apply_upsert(session, plan, instrument, actor=actor, progress=progress)
     apply_contact_changes(session, plan, result, file=Path(path).name, actor=actor)
     result.new_patients, result.new_episodes = len(plan.new_patients), len(plan.new_episodes)
     result.updated, result.unchanged = plan.updated, plan.unchanged
@@ -652,17 +714,19 @@ class UpsertPlan:
     people: dict[str, _Person] = field(default_factory=dict)
 
 
-def _load_people(session: Session, patient_ids: list[str]) -> dict[str, _Person]:
+def _load_people(session: Session, patient_ids: list[str], progress: _Progress | None = None) -> dict[str, _Person]:
     people: dict[str, _Person] = {}
     followed = exists().where(FollowUp.episode_id == Episode.id)
     answered = exists().where(FollowUp.episode_id == Episode.id, Answer.followup_id == FollowUp.id)
-    for chunk in _chunks(patient_ids):
+    if progress is not None:
+        progress.start(1, len(patient_ids))
+    for chunk in _chunks(patient_ids, WRITE_CHUNK):
         stmt = (select(Patient.patient_id, Patient.id, Patient.phone_valid, *[getattr(Patient, f) for f in PATIENT_FIELDS],
                        Episode.id, Episode.site_episode_id, *[getattr(Episode, f) for f in EPISODE_FIELDS],
                        AllianceRating.id, AllianceRating.instrument, AllianceRating.items, followed, answered)
                 .outerjoin(Episode, Episode.patient_id == Patient.id)
                 .outerjoin(AllianceRating, AllianceRating.episode_id == Episode.id)
-                .where(Patient.patient_id.in_(chunk)))
+                .where(in_values(session, Patient.patient_id, chunk)))
         np, ne = len(PATIENT_FIELDS), len(EPISODE_FIELDS)
         for row in session.execute(stmt):
             pid, pk, phone_valid = row[0], row[1], bool(row[2])
@@ -674,16 +738,17 @@ def _load_people(session: Session, patient_ids: list[str]) -> dict[str, _Person]
             rating_pk, inst, items, has_fu, has_ans = row[5 + np + ne:]
             person.stays.append(_Stay(ep_pk, site_id, ep_fields, rating_pk, (inst, list(items or [])),
                                       bool(has_fu), bool(has_ans)))
+        _advance(progress, len(chunk))
     return people
 
 
 def plan_upsert(session: Session, rows: list[_Row], instrument: Instrument, *,
-                allow_rating_changes: bool = False) -> UpsertPlan:
+                allow_rating_changes: bool = False, progress: _Progress | None = None) -> UpsertPlan:
     """Match every valid row to a stay (or a new one) and decide what changes; refusals are returned
     with their row, so that they are reported like any other problem."""
     plan = UpsertPlan()
     # In file order (sites sort their extracts): a random order made the index lookups twice as slow.
-    plan.people = people = _load_people(session, list(dict.fromkeys(r.record["patient_id"] for r in rows)))
+    plan.people = people = _load_people(session, list(dict.fromkeys(r.record["patient_id"] for r in rows)), progress)
     accepted: dict[str, list[dict[str, Any]]] = {}
     matched: dict[int, int] = {}  # stored stay -> the line that describes it
     for row in rows:
@@ -775,36 +840,59 @@ def _check_change(stay: _Stay, rec: dict[str, Any], instrument: Instrument,
             for column, old, new in zip(instrument.columns, old_items, rec["items"]) if old != new]
 
 
-def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, actor: str | None = None) -> None:
+def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, actor: str | None = None,
+                 progress: _Progress | None = None) -> None:
     """Write the plan with set-based statements."""
-    pks = {pid: p.pk for pid, p in plan.people.items()}
-    if plan.new_patients:
-        items = list(plan.new_patients.items())
-        for chunk in _chunks(items):
-            ids = session.scalars(
-                insert(Patient).returning(Patient.id, sort_by_parameter_order=True),
-                [{"patient_id": pid, **{f: rec[f] for f in PATIENT_FIELDS}} for pid, rec in chunk]).all()
-            pks.update({pid: pk for (pid, _), pk in zip(chunk, ids)})
-    if plan.patient_updates:
+    if progress is not None:
+        progress.start(2, len(plan.new_patients) + len(plan.new_episodes) + len(plan.patient_updates)
+                       + len(plan.episode_updates))
+    # New rows are written inside the database: each chunk travels as one JSON parameter that the database
+    # unpacks (INSERT ... SELECT), patients then stays then ratings, each joined to the rows before it by their
+    # unique keys (patient_id; patient and discharge date).  No per-row work in Python but json.dumps.
+    now = literal(utcnow(), DateTime)
+    patient_columns = ["patient_id", *PATIENT_FIELDS]
+    for chunk in _chunks(list(plan.new_patients.items()), WRITE_CHUNK):
+        x = _json_rows(session, Patient.__table__, patient_columns,
+                       [{"patient_id": pid, **{f: rec[f] for f in PATIENT_FIELDS}} for pid, rec in chunk])
+        session.execute(insert(Patient.__table__).from_select(
+            [*patient_columns, "phone_valid", "created_at", "updated_at"],
+            select(*[x.c[n] for n in patient_columns], literal(True), now, now).order_by(x.c.n)))
+        _advance(progress, len(chunk))
+    for chunk in _chunks(plan.patient_updates, WRITE_CHUNK):
         session.execute(update(Patient), [
             # A new number gets a fresh chance; an unchanged one keeps what Twilio said about it.
             {"id": p.pk, "phone_valid": p.phone_valid or p.fields[0] != rec["phone"],
-             **{f: rec[f] for f in PATIENT_FIELDS}} for p, rec in plan.patient_updates])
-    for chunk in _chunks(plan.new_episodes):
-        ids = session.scalars(
-            insert(Episode).returning(Episode.id, sort_by_parameter_order=True),
-            [_episode(pks[rec["patient_id"]], rec) for rec in chunk]).all()
-        session.execute(insert(AllianceRating), [_rating(pk, rec, instrument) for pk, rec in zip(ids, chunk)])
-    if plan.episode_updates:
+             **{f: rec[f] for f in PATIENT_FIELDS}} for p, rec in chunk])
+        _advance(progress, len(chunk))
+    for chunk in _chunks(plan.new_episodes, WRITE_CHUNK):
+        stay_columns = ["site_episode_id", *EPISODE_FIELDS]
+        x = _json_rows(session, Episode.__table__, stay_columns, [_episode(None, rec) for rec in chunk],
+                       patient_ids=[rec["patient_id"] for rec in chunk])
+        session.execute(insert(Episode.__table__).from_select(
+            ["patient_id", *stay_columns, "created_at", "updated_at"],
+            select(Patient.id, *[x.c[n] for n in stay_columns], now, now)
+            .join(Patient, Patient.patient_id == x.c.patient_id).order_by(x.c.n)))
+        rating_columns = ["instrument", "items", "mean_score", "subscale_scores"]
+        x = _json_rows(session, AllianceRating.__table__, [*rating_columns, "discharge_date"],
+                       [{**_rating(None, rec, instrument), "discharge_date": rec["discharge_date"]} for rec in chunk],
+                       patient_ids=[rec["patient_id"] for rec in chunk], types={"discharge_date": Date()})
+        session.execute(insert(AllianceRating.__table__).from_select(
+            ["episode_id", *rating_columns, "created_at", "updated_at"],
+            select(Episode.id, *[x.c[n] for n in rating_columns], now, now)
+            .join(Patient, Patient.patient_id == x.c.patient_id)
+            .join(Episode, and_(Episode.patient_id == Patient.id, Episode.discharge_date == x.c.discharge_date))
+            .order_by(x.c.n)))
+        _advance(progress, len(chunk))
+    for chunk in _chunks(plan.episode_updates, WRITE_CHUNK):
         session.execute(update(Episode), [
-            {"id": stay.pk, **_episode(None, rec, stay.site_id)} for stay, rec in plan.episode_updates])
-        rated = [{"id": stay.rating_pk, **_rating(stay.pk, rec, instrument)}
-                 for stay, rec in plan.episode_updates if stay.rating_pk]
+            {"id": stay.pk, **_episode(None, rec, stay.site_id)} for stay, rec in chunk])
+        rated = [{"id": stay.rating_pk, **_rating(stay.pk, rec, instrument)} for stay, rec in chunk if stay.rating_pk]
         if rated:
             session.execute(update(AllianceRating), rated)
-        unrated = [_rating(stay.pk, rec, instrument) for stay, rec in plan.episode_updates if stay.rating_pk is None]
+        unrated = [_rating(stay.pk, rec, instrument) for stay, rec in chunk if stay.rating_pk is None]
         if unrated:
-            session.execute(insert(AllianceRating), unrated)
+            session.execute(insert(AllianceRating.__table__), unrated)
+        _advance(progress, len(chunk))
     for person, stay, rec in plan.rating_changes:
         audit(session, "alliance_rating_changed", actor=actor, patient_id=person.pk, episode_id=stay.pk,
               site_episode_id=rec["episode_id"] or stay.site_id, discharge_date=rec["discharge_date"].isoformat(),
@@ -864,6 +952,36 @@ def _episode(patient_pk: int | None, rec: dict[str, Any], site_id: str | None = 
     return row
 
 
-def _rating(episode_pk: int, rec: dict[str, Any], instrument: Instrument) -> dict[str, Any]:
+def _json_rows(session: Session, table: Any, columns: list[str], rows: list[dict[str, Any]], *,
+               patient_ids: list[str] | None = None, types: dict[str, Any] | None = None) -> Any:
+    """``rows`` (their ``columns``, typed as in ``table`` or ``types``) as a table inside the database, sent as
+    one JSON parameter and unpacked there: ``json_each`` on SQLite, ``json_to_recordset`` on PostgreSQL.  Its
+    columns are ``x.c.<name>``, with ``x.c.n`` the row's position and ``x.c.patient_id`` the site's patient_id
+    when ``patient_ids`` are given."""
+    names = [*columns, *(["patient_id"] if patient_ids is not None else [])]
+    for i, row in enumerate(rows):  # the callers' own fresh dicts
+        row["n"] = i
+        if patient_ids is not None:
+            row["patient_id"] = patient_ids[i]
+    doc = json.dumps(rows, default=_json_value, separators=(",", ":"))
+    kinds = {**{c: (types or {}).get(c, table.c[c].type if c in table.c else String()) for c in names},
+             "patient_id": String(), "n": Integer()}
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSON as PG_JSON
+
+        return (func.json_to_recordset(cast(bindparam(None, doc, type_=Text), PG_JSON))
+                .table_valued(*[column(c, kinds[c]) for c in [*names, "n"]])
+                .render_derived(name="x", with_types=True))
+    listed = func.json_each(bindparam(None, doc, type_=Text)).table_valued("value").alias("listed")
+    return select(*[func.json_extract(listed.c.value, f"$.{c}").label(c) for c in [*names, "n"]]).subquery("x")
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} cannot be written as JSON")
+
+
+def _rating(episode_pk: int | None, rec: dict[str, Any], instrument: Instrument) -> dict[str, Any]:
     return {"episode_id": episode_pk, "instrument": instrument.name, "items": rec["items"],
             "mean_score": rec["mean_score"], "subscale_scores": rec["subscale_scores"]}
