@@ -285,12 +285,13 @@ def normalise(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _first(pattern: re.Pattern, ids: tuple, text: str) -> Match | None:
-    m = pattern.search(text)
-    if m is None:
-        return None
-    rule, why = ids[int(m.lastgroup[1:])]
-    return Match(rule=rule, why=why)
+def _first(r: _Rules, text: str) -> Match | None:
+    """The first danger rule, in the file's order, that matches ``text``.  Each rule is searched on its
+    own: Python's regex engine finds a rule's literal words far faster alone than in one alternation."""
+    for i, pattern in enumerate(r.danger_each):
+        if pattern.search(text) is not None:
+            return Match(*r.danger_ids[i])
+    return None
 
 
 def _outside(r: _Rules, text: str, spans: list[tuple[int, int]]) -> Match | None:
@@ -329,10 +330,10 @@ def detect(text: str) -> Match | None:
     for reading in normalise(text):
         masked = _SPACES.sub(" ", r.idioms.sub(" ~ ", reading)).strip()
         if r.contexts.search(masked) is None:
-            found = _first(r.danger, r.danger_ids, masked)
+            found = _first(r, masked)
         else:
             spans, marked, _ = _contexts(r, masked)
-            found = _first(r.danger, r.danger_ids, marked) or _outside(r, masked, spans)
+            found = _first(r, marked) or _outside(r, masked, spans)
         if found:
             return found
     return None
