@@ -2,9 +2,18 @@
 
 Rules are data (``data/crisis_rules.toml``), each with an id and a comment saying what it catches.
 A text is normalised once into one or a few word strings (several only when letters are drawn out,
-``diiiie``), known false-alarm idioms are masked, and the danger rules are matched.  Recall comes
-first: a false alarm costs a coordinator a minute, a miss can cost a life.  Measured on the corpus
-in ``tests/corpus/`` (``python -m benchmarks.crisis_figures``).
+``diiiie``), known false-alarm idioms are masked, context phrases are found, and the danger rules are
+matched.  Recall comes first: a false alarm costs a coordinator a minute, a miss can cost a life.
+Measured on the corpus in ``tests/corpus/`` (``python -m benchmarks.crisis_figures``) and on blind
+batches (``python benchmarks/crisis_blind.py``).
+
+Contexts are phrases in which danger words do not speak of the writer's own danger: another person's
+words or acts ("my friend said she wanted to die"), prevention, screening and treatment talk ("suicide
+prevention walk", "my counselor asked if I had thoughts of suicide") and the writer's denial ("not
+suicidal, just tired").  A first-person danger statement always wins over them: a danger match counts
+unless it lies wholly inside a context, and the danger rules also read each context as a mark
+(``~@`` another person, ``~?`` asked, ``~%`` asked if safe, ``~#`` prevention, ``~!`` denial), so the
+answer after one ("... and honestly yes, every day", "... but I lied", "... me too") is a rule.
 
 Normalisation, in order:
 

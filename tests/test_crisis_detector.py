@@ -4,9 +4,12 @@ The rules were written from the dev half; the held-out half measures them on mes
 written for.  Recall comes first: a false alarm costs a coordinator a minute, a miss can cost a life.
 """
 import time
+from pathlib import Path
 
 import pytest
 
+from benchmarks.crisis_blind import load as load_batch
+from benchmarks.crisis_blind import score
 from benchmarks.crisis_figures import figures, load
 from conversations import crisis
 from conversations.crisis import Match, detect, is_crisis, normalise
@@ -184,3 +187,112 @@ def test_every_rule_has_a_unique_id_and_says_what_it_catches():
     ids = [i for i, _ in r.danger_ids + r.idiom_ids]
     assert len(ids) == len(set(ids))
     assert all(why.strip() for _, why in r.danger_ids + r.idiom_ids)
+
+
+# Batch 3 (benchmarks/crisis_eval/): written blind by someone who had read no rule, split at random into a
+# dev half (the rules were changed from it) and a held-out half (measured once, after the changes).  The
+# figures asserted are the ones measured: a later change cannot lower them silently.
+BATCH3 = Path(__file__).resolve().parent.parent / "benchmarks" / "crisis_eval"
+BATCH3_FLOORS = {
+    # half: (direct recall, indirect recall, most false alarms on ordinary texts)
+    "dev": (1.0, 1.0, 0.0),
+}
+
+
+@pytest.mark.parametrize("half", sorted(BATCH3_FLOORS))
+def test_batch3_figures_do_not_drop(half):
+    result = score(load_batch(BATCH3 / f"batch3_{half}.tsv"))
+    counts = result["counts"]
+    min_direct, min_indirect, max_alarms = BATCH3_FLOORS[half]
+    missed = "\n".join(f"  [{r['category']}/{r['lang']}] {r['text']}" for r in result["misses"])
+    for category, floor in (("direct", min_direct), ("indirect", min_indirect)):
+        caught, total = counts[("crisis", category)]
+        assert total and caught / total >= floor - 1e-9, \
+            f"batch 3 {half}: {category} {caught}/{total} under {floor:.1%}; missed:\n{missed}"
+    ordinary = [v for (kind, category), v in counts.items() if kind == "ordinary" and "/" not in category]
+    flagged, total = sum(v[0] for v in ordinary), sum(v[1] for v in ordinary)
+    assert flagged / total <= max_alarms + 1e-9, f"batch 3 {half}: {flagged}/{total} ordinary texts flagged:\n" + \
+        "\n".join(f"  [{r['category']}/{r['lang']}] {r['text']}  <- {rule}" for r, rule in result["alarms"])
+
+
+def test_batch3_halves_are_a_stratified_split_of_the_batch():
+    whole, dev, heldout = (load_batch(BATCH3 / f"batch3{s}.tsv") for s in ("", "_dev", "_heldout"))
+    key = lambda r: (r["kind"], r["category"], r["lang"], r["text"])  # noqa: E731
+    assert sorted(map(key, dev + heldout)) == sorted(map(key, whole))
+    for stratum in {key(r)[:3] for r in whole}:
+        n_dev = sum(key(r)[:3] == stratum for r in dev)
+        n_held = sum(key(r)[:3] == stratum for r in heldout)
+        assert abs(n_dev - n_held) <= 1, stratum
+
+
+# A first-person danger statement wins over a third-person, prevention or denial reading in the same text.
+PRECEDENCE = [
+    # (ordinary on its own, the same with the writer's own danger statement)
+    ("my counselor asked if I had thoughts of suicide", "my counselor asked if I had thoughts of suicide and honestly yes, every day"),
+    ("my counselor asked if I was suicidal", "my counselor asked if I was suicidal. I am"),
+    ("the doctor asked if i ever wanted to hurt myself", "the doctor asked if i ever wanted to hurt myself, i do"),
+    ("they asked if I felt safe", "they asked if I felt safe and I said no"),
+    ("my friend said she wanted to die", "my friend said she wanted to die and honestly I want to die too"),
+    ("my friend said she wanted to die", "my friend said she wanted to die. me too"),
+    ("my friend wants to die", "my friend wants to die and so do i"),
+    ("my sister overdosed last year", "my sister overdosed last year and now I want to overdose too"),
+    ("my uncle took his own life", "my uncle took his own life and i think about doing the same"),
+    ("my brother overdosed", "my brother overdosed and honestly i wish it was me"),
+    ("lost my brother to suicide", "lost my brother to suicide and I want to join him in heaven"),
+    ("ma soeur s'est suicidée", "ma soeur s'est suicidée pis j'ai envie de la rejoindre"),
+    ("ma soeur a fait une overdose", "ma soeur a fait une overdose pis moi aussi je veux mourir"),
+    ("mon intervenante m'a demandé si j'avais des idées suicidaires",
+     "mon intervenante m'a demandé si j'avais des idées suicidaires, j'ai dit oui"),
+    ("the group talked about suicide prevention", "we talked about suicide prevention in group and I think about it every day"),
+    ("the nurse did the suicide screening", "the nurse did the suicide screening and I told her I've been planning to kill myself"),
+    ("no I'm not suicidal", "no I'm not suicidal, I just want to die"),
+    ("not suicidal", "not suicidal but honestly I am"),
+    ("I said I wasn't suicidal", "I said I wasn't suicidal but I lied"),
+    ("j'pense pas au suicide", "j'pense pas au suicide mais je veux mourir"),
+    ("je veux pas mourir", "je veux pas mourir mais je vois pas d'autre solution"),
+    ("i dont want to die", "i dont want to die but i cant keep living like this"),
+    ("I'm not going to do anything tonight",
+     "I'm not going to do anything tonight, but I keep thinking how much easier it would be for everyone if I just wasn't here"),
+    ("no thoughts of suicide", "no thoughts of suicide until last night, now I want to die"),
+    ("I'm not suicidal", "I'm not suicidal. I took 40 pills"),
+]
+
+
+@pytest.mark.parametrize("ordinary, danger", PRECEDENCE)
+def test_a_first_person_danger_statement_wins_over_another_reading(ordinary, danger):
+    assert detect(ordinary) is None, detect(ordinary)
+    assert detect(danger) is not None, crisis.explain(danger)
+
+
+@pytest.mark.parametrize("text", [
+    "my family would be better off without me",          # "my family" is not another person's words
+    "my kids said they'd be better off when I'm gone",    # a danger phrase that only starts in a context
+    "someone told me to kill myself and I think I will",
+    "ma mère pense que ça va mieux mais j'ai envie de mourir",
+    "im not going to kill myself tonight",                # "not ... tonight" is no denial
+    "not suicidal yet",
+    "i dont think about suicide as much but still every day",
+])
+def test_what_only_looks_like_a_context_is_still_caught(text):
+    assert detect(text) is not None, crisis.explain(text)
+
+
+@pytest.mark.parametrize("text", [
+    "my friend said she wanted to die, what should I do", "my buddy od'd on purpose last month, he survived",
+    "lost my best friend to suicide in 2019", "mon père s'est suicidé quand j'étais jeune",
+    "ma coloc m'a texté qu'elle voulait en finir", "how do i help someone who says they are suicidal",
+    "the group talked about suicide prevention today", "they gave us a card with the suicide hotline",
+    "my psychiatrist asks me the same questions about wanting to die every visit",
+    "l'infirmière m'a posé les questions sur le suicide", "on a appris les signes avant-coureurs du suicide",
+    "i got a naloxone kit in case someone overdoses", "my doctor screened me for suicide risk, all good",
+    "no I'm not suicidal, just tired", "sad yes, suicidal no", "no thoughts of suicide or self harm",
+    "i would never kill myself, my kids need me", "j'ai pas d'idées suicidaires", "je pense pas à me tuer",
+    "non je vais pas me faire de mal", "my counselor asked if I had thoughts of suicide and i said no",
+])
+def test_other_people_prevention_and_denials_do_not_trigger(text):
+    assert detect(text) is None, (detect(text), crisis.explain(text))
+
+
+def test_explain_names_the_contexts_found():
+    found = crisis.explain("my friend said she wanted to die. me too")
+    assert "other.person_said" in found["contexts"] and found["match"].rule == "any.me_too"
