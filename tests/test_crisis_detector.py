@@ -196,6 +196,8 @@ BATCH3 = Path(__file__).resolve().parent.parent / "benchmarks" / "crisis_eval"
 BATCH3_FLOORS = {
     # half: (direct recall, indirect recall, most false alarms on ordinary texts)
     "dev": (1.0, 1.0, 0.0),
+    # measured once, blind, after the rules were changed from the dev half (crisis_eval/batch3_heldout.measure.txt)
+    "heldout": (27 / 28, 31 / 38, 1 / 89),
 }
 
 
