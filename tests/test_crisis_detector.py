@@ -198,12 +198,14 @@ BATCH3_FLOORS = {
     "dev": (1.0, 1.0, 0.0),
     # measured once, blind, after the rules were changed from the dev half (crisis_eval/batch3_heldout.measure.txt)
     "heldout": (27 / 28, 31 / 38, 1 / 89),
+    # the whole batch after its held-out misses were fixed too (no longer blind): what it reaches now
+    "whole": (1.0, 1.0, 0.0),
 }
 
 
 @pytest.mark.parametrize("half", sorted(BATCH3_FLOORS))
 def test_batch3_figures_do_not_drop(half):
-    result = score(load_batch(BATCH3 / f"batch3_{half}.tsv"))
+    result = score(load_batch(BATCH3 / ("batch3.tsv" if half == "whole" else f"batch3_{half}.tsv")))
     counts = result["counts"]
     min_direct, min_indirect, max_alarms = BATCH3_FLOORS[half]
     missed = "\n".join(f"  [{r['category']}/{r['lang']}] {r['text']}" for r in result["misses"])
