@@ -1,12 +1,12 @@
-"""The inbox: inbound texts that need a person (unusable answers, free text after the survey, media,
-unknown numbers, "wrong number" replies), each of which can be marked handled."""
+"""The inbox: every patient's text a person must read (not an answer, a keyword or a crisis text), oldest
+first, with its age against INBOX_RESPONSE_HOURS; each can be marked handled."""
 from __future__ import annotations
 
 from flask import flash, redirect, render_template, url_for
 
-from outreach.staff.patients import PatientError, inbox_items, mark_handled
+from outreach.staff.inbox import InboxError, inbox_items, mark_handled
 
-from .blueprint import actor, address, bp, uow
+from .blueprint import actor, address, bp, settings, uow
 from .security import requires
 
 
@@ -14,8 +14,9 @@ from .security import requires
 @requires("patients")
 def inbox():
     with uow() as s:
-        items = inbox_items(s, actor=actor(), address=address())
-    return render_template("console/inbox.html", title="Inbox", items=items)
+        items = inbox_items(s, settings(), actor=actor(), address=address())
+    return render_template("console/inbox.html", title="Inbox", items=items,
+                           hours=settings().inbox_response_hours)
 
 
 @bp.post("/inbox/<int:message_id>/handled")
@@ -25,6 +26,6 @@ def inbox_handled(message_id: int):
         with uow() as s:
             mark_handled(s, message_id, actor=actor(), address=address())
         flash(f"Text #{message_id} is marked handled.")
-    except PatientError as exc:
+    except InboxError as exc:
         flash(str(exc))
     return redirect(url_for("console.inbox"))

@@ -17,6 +17,7 @@ from flask_wtf.csrf import CSRFError
 
 from outreach.staff.accounts import admin_needs_totp, get_user
 from outreach.staff.alerts import new_texts_on_open_alerts, open_alert_count
+from outreach.staff.inbox import inbox_counts
 from outreach.db import audit
 from outreach.heartbeat import worker_stopped
 
@@ -102,6 +103,7 @@ def _check_access():
                 g.user = user
                 g.open_alerts = open_alert_count(s) if may_open(user.role, "alerts") else None
                 g.alert_texts = new_texts_on_open_alerts(s) if g.open_alerts else 0
+                g.inbox = inbox_counts(s, settings()) if may_open(user.role, "patients") else None
                 g.worker_stopped = worker_stopped(s)
     if area != "public":
         if g.user is None:
@@ -157,7 +159,7 @@ def _navigation():
     return {"navigation": [(endpoint, label) for area, endpoint, label in NAVIGATION
                            if may_open(role, area) and endpoint in VIEW_AREAS]
             if user is not None else [],
-            "open_alerts": g.get("open_alerts"), "alert_texts": g.get("alert_texts"),
+            "open_alerts": g.get("open_alerts"), "alert_texts": g.get("alert_texts"), "inbox": g.get("inbox"),
             "worker_stopped": g.get("worker_stopped")}
 
 

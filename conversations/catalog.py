@@ -14,9 +14,10 @@ def rendered_texts(org: str = "Recovery Study", contact: str = "1-800-555-0199")
     for lang in LANGUAGES:
         ctx = Context(language=lang, org=org, help_contact=contact)
         for name in TEXTS:
-            if name in ("invitation", "reminder"):
+            if name in ("invitation", "reminder", "invitation_first"):
                 for days in (30, 365):
-                    yield f"{name} ({days} d)", lang, invitation(days, ctx, reminder=name == "reminder")
+                    yield f"{name} ({days} d)", lang, invitation(days, ctx, reminder=name == "reminder",
+                                                                 first=name == "invitation_first")
             elif name == "stalled":
                 for q in ALL_QUESTIONS:
                     yield f"stalled + {q.key}", lang, ctx.text(name, question=q.prompt[lang])

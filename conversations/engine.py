@@ -14,6 +14,7 @@ number stays opted out and is answered with a line that says nothing about the s
 from __future__ import annotations
 
 import dataclasses
+import re
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,31 @@ class Outcome:
     replies: list[str] = field(default_factory=list)
     answers: list[RecordedAnswer] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    # Why a person must read this text (it is not an answer, a keyword, an acknowledgement or a crisis text): a
+    # key of PERSONAL, or None.  The inbox lists every such text until someone marks it handled.
+    personal: str | None = None
+
+
+PERSONAL = {
+    "not_an_answer": "not an answer to the survey's question",
+    "after_survey": "written after the survey ended",
+    "no_survey": "written when no survey was under way",
+    "media": "a picture or other media",
+}
+_WORDS = re.compile(r"[^\W\d_]{2,}")
+
+
+def reads_as_personal(text: str) -> bool:
+    """Several words, not a number and not a keyword: what a person writes to a person."""
+    return len(_WORDS.findall(text or "")) >= 3 and keyword(text) is None
+
+
+def _crisis_line_once(model: Any, text: str, ctx: Context, out: Outcome) -> None:
+    """Once in a conversation, a personal message that is not an answer gets a short line on where to get help at
+    any hour (texts are not read around the clock), after the question asked again."""
+    if model is not None and getattr(model, "crisis_line_at", None) is None and reads_as_personal(text):
+        model.crisis_line_at = ctx.now
+        out.replies.append(ctx.text("crisis_line_note"))
 
 
 def current_question(model: Any) -> Question | None:
@@ -75,9 +101,12 @@ def current_prompt(model: Any, ctx: Context) -> str | None:
     return q.prompt.get(ctx.language, q.prompt["en"]) if q else None
 
 
-def invitation(timepoint_days: int, ctx: Context, reminder: bool = False) -> str:
+def invitation(timepoint_days: int, ctx: Context, reminder: bool = False, first: bool = False) -> str:
+    """The invitation (or its reminder); ``first``: the first a patient ever receives, which also says that texts
+    are not read around the clock and where to get help at any hour."""
     n = len(survey_for(timepoint_days).questions)
-    return ctx.text("reminder" if reminder else "invitation", days=timepoint_days, n=n)
+    name = "reminder" if reminder else "invitation_first" if first else "invitation"
+    return ctx.text(name, days=timepoint_days, n=n)
 
 
 CARRIER_KEYWORDS = ("opt_out", "opt_in", "help")  # what Twilio's OptOutType STOP, START, HELP stand for
@@ -128,16 +157,22 @@ def respond(model: Any, text: str, ctx: Context, media_count: int = 0,
             out.replies.append(prompt)
         return out
     if model is None:
+        if (text.strip() and not is_acknowledgement(text) and kw is None) or media_count:
+            out.personal = "media" if media_count else "no_survey"
         return out
     if model.state in WAITING:
         _waiting(model, text, kw, ctx, out, media_count)
     elif model.state in QUESTION_STATES:
         _answering(model, text, kw, ctx, out, media_count)
     elif model.state != FollowUpState.CRISIS and not is_acknowledgement(text):  # a closed follow-up: at most once a day
+        out.personal = "after_survey" if kw is None or media_count else None
         if model.last_ack_at is None or ctx.now - model.last_ack_at >= ACK_EVERY:
             model.last_ack_at = ctx.now
             out.replies.append(ctx.text("already_done" if model.state == FollowUpState.COMPLETED else "closed"))
             out.events.append("acknowledged")
+    # (a text while the survey is paused for a crisis is shown on the alert's card, not in the inbox)
+    if media_count and out.personal is None and model.state != FollowUpState.CRISIS:
+        out.personal = "media"  # an answer with a picture: the picture is for a person to look at
     return out
 
 
@@ -173,14 +208,18 @@ def _waiting(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome, 
             out.events.append("declined")
             out.replies.append(ctx.text("declined"))
     elif _media_only(text, media_count):
+        out.personal = "media"
         out.replies += [ctx.text("media_only"), ctx.text("consent_again")]
     else:
+        out.personal = "not_an_answer"
         out.replies.append(ctx.text("consent_again"))
+        _crisis_line_once(model, text, ctx, out)
 
 
 def _answering(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome, media_count: int) -> None:
     q = current_question(model)
     if _media_only(text, media_count):
+        out.personal = "media"
         out.replies += [ctx.text("media_only"), current_prompt(model, ctx)]
         return
     if kw == "skip":
@@ -190,10 +229,12 @@ def _answering(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome
         if parsed.ok:
             out.answers.append(RecordedAnswer(q.key, text, parsed.value))
         else:
+            out.personal = "not_an_answer"  # a person reads it, whether or not it is asked again
             model.retries = (model.retries or 0) + 1
             if model.retries < MAX_UNUSABLE:
                 lo, hi = q.allowed
                 out.replies.append(ctx.text("retry", lo=lo, hi=hi))
+                _crisis_line_once(model, text, ctx, out)
                 return
             out.answers.append(RecordedAnswer(q.key, text, None, "unparsed"))
     model.retries = 0
@@ -204,3 +245,5 @@ def _answering(model: Any, text: str, kw: str | None, ctx: Context, out: Outcome
         out.replies.append(ctx.text("completed"))
     else:
         out.replies.append(current_prompt(model, ctx))
+    if out.personal == "not_an_answer":  # the second unusable answer: after the next question
+        _crisis_line_once(model, text, ctx, out)

@@ -14,6 +14,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "fr": "{org} : bonjour! C'est le moment de votre suivi de {days} jours, {n} courtes questions par texto. "
               "Répondez OUI pour commencer ou STOP pour vous désabonner.",
     },
+    # The first invitation a patient ever receives also says where to get help at any hour (2 segments at most).
+    "invitation_first": {
+        "en": "{org}: hello! It's time for your {days}-day check-in, {n} short questions by text. "
+              "Reply YES to start or STOP to opt out. Texts are not read 24/7: in a crisis call or text "
+              "{crisis_line}, in an emergency {emergency}.",
+        "fr": "{org} : bonjour! C'est le moment de votre suivi de {days} jours, {n} courtes questions par texto. "
+              "Répondez OUI pour commencer ou STOP pour vous désabonner. Textos non lus 24 h sur 24 : en crise, "
+              "appelez ou textez le {crisis_line}; urgence : {emergency}.",
+    },
     "reminder": {
         "en": "{org}: a reminder about your {days}-day check-in ({n} short questions). "
               "Reply YES to start or STOP to opt out.",
@@ -37,8 +46,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "fr": "Désolé, je n'ai pas compris. Répondez avec un seul nombre de {lo} à {hi}, ou PASSER.",
     },
     "completed": {
-        "en": "Thank you, that's all! Your answers are saved. Reply STOP at any time to opt out.",
-        "fr": "Merci, c'est tout! Vos réponses sont enregistrées. Répondez STOP en tout temps pour vous désabonner.",
+        "en": "Thank you, that's all! Your answers are saved. Reply STOP at any time to opt out. "
+              "Texts are not read 24/7: in a crisis call or text {crisis_line}, in an emergency {emergency}.",
+        "fr": "Merci, c'est tout! Vos réponses sont enregistrées. Répondez STOP en tout temps pour vous désabonner. "
+              "Textos non lus 24 h sur 24 : en crise, appelez ou textez le {crisis_line}; urgence : {emergency}.",
     },
     "already_done": {
         "en": "Thanks, your answers are already saved. No need to reply.",
@@ -50,9 +61,17 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "help": {
         "en": "{org}: follow-up texts for a research study. Questions? Call {contact}. "
-              "Reply SKIP to skip a question, STOP to opt out.",
+              "Reply SKIP to skip a question, STOP to opt out. Texts are not read 24/7: in a crisis call or text "
+              "{crisis_line}, in an emergency {emergency}.",
         "fr": "{org} : textos de suivi pour une étude de recherche. Questions? Appelez le {contact}. "
-              "Répondez PASSER pour sauter une question, STOP pour vous désabonner.",
+              "Répondez PASSER pour sauter une question, STOP pour vous désabonner. Textos non lus 24 h sur 24 : "
+              "en crise, appelez ou textez le {crisis_line}; urgence : {emergency}.",
+    },
+    # Once in a conversation, after a personal message that was not an answer (with the question asked again).
+    "crisis_line_note": {
+        "en": "Texts here are not read around the clock. If you need help now, call or text {crisis_line}.",
+        "fr": "Les textos ne sont pas lus en tout temps. Si vous avez besoin d'aide maintenant, appelez ou textez "
+              "le {crisis_line}.",
     },
     "media_only": {
         "en": "Sorry, we can only read text replies.",

@@ -517,6 +517,26 @@ def inbox() -> None:
     pass
 
 
+@inbox.command("list", help="Patients' texts waiting for a person (not an answer, a keyword or a crisis text), "
+                             "oldest first, with their age; --overdue: only those older than INBOX_RESPONSE_HOURS. "
+                             "Shows the texts: audited, as in the console.")
+@click.option("--overdue", is_flag=True, help="Only the texts waiting longer than INBOX_RESPONSE_HOURS.")
+@pass_ctx
+def inbox_list(ctx: Context, overdue: bool) -> None:
+    from .db import current_actor
+    from .staff.inbox import inbox_counts, inbox_items
+
+    with unit_of_work(ctx.sessions) as session:
+        counts = inbox_counts(session, ctx.settings)
+        items = inbox_items(session, ctx.settings, overdue_only=overdue, actor=current_actor())
+    click.echo(f"{counts.waiting} text(s) waiting, {counts.overdue} overdue "
+               f"(INBOX_RESPONSE_HOURS {ctx.settings.inbox_response_hours:g})")
+    for i in items:
+        hours = int(i.age.total_seconds() // 3600)
+        click.echo(f"#{i.message_id}  {ctx.time(i.at)}  waiting {hours} h{'  OVERDUE' if i.overdue else ''}  "
+                   f"{i.who}  ({i.reason}): {i.body}")
+
+
 @inbox.command("replay", short_help="Process failed inbound messages again, in arrival order.",
                help="Process failed inbound messages again (and any a dead request left unprocessed), in "
                     "arrival order; their replies are queued for the worker.")

@@ -156,6 +156,9 @@ class FollowUp(Base):
     stall_reminded_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     held_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # paused by a coordinator: no automatic texts
     held_by: Mapped[str | None] = mapped_column(String(254))
+    # When the patient was told, once in the conversation, that texts are not read around the clock and where
+    # to get help at any hour (after a personal message that was not an answer).
+    crisis_line_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -189,6 +192,9 @@ class Message(Base):
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     author: Mapped[str | None] = mapped_column(String(254))  # the coordinator who wrote a text by hand
+    # Why a patient's text needs a person to read it (the inbox; outreach.staff.inbox.INBOX_REASONS): set when it
+    # is applied, NULL for an answer, a keyword, an acknowledgement or a crisis text (an alert).
+    inbox_reason: Mapped[str | None] = mapped_column(String(24))
     handled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # an inbound text a person dealt with
     handled_by: Mapped[str | None] = mapped_column(String(254))
     # Sent by a coordinator through ``outreach chat --url`` (a field only a request signed with the auth

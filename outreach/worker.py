@@ -17,6 +17,7 @@ from .jobs.queue import JobRunner, run_pending
 from .messaging.gateway import make_gateway
 from .messaging.inbound import Inbox
 from .messaging.on_call import escalate_alerts
+from .staff.inbox import send_digest
 from .study.scheduler import TickStats, tick
 from .messaging.sender import Sender
 from .messaging.spool import Spool, spool_dir
@@ -46,6 +47,7 @@ def every_minute(sessions: sessionmaker[Session], settings: Settings) -> MinuteD
     with unit_of_work(sessions) as session:
         ticked = tick(session, settings)
         escalate_alerts(session, settings)  # an alert nobody took, or whose on-call text failed
+        send_digest(session, settings)  # once a day: the inbox's counts to the coordinators on call
         beat(session)  # the console warns when no worker has done this for five minutes
     return MinuteDuties(ticked, Inbox(sessions, settings).recover_stuck())
 

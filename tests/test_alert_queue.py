@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from conversations.lexicon import is_crisis
 from sqlalchemy import event, select
 
 from outreach.staff.alerts import alert_queue, flag_as_crisis, missed_by_detector, open_alert_count, resolve_alert, \
@@ -91,7 +92,9 @@ def test_flag_as_crisis_opens_an_alert_pauses_the_survey_and_is_listed_as_missed
                                                                                  sessions, session):
     p = make_patient()
     fu = make_followup(p, state="q_self_efficacy")
-    twilio.text(p.phone, "I put my affairs in order today")
+    unread = "I feel very strange today, everything is quiet"  # a coordinator reads more in it than the rules do
+    assert not is_crisis(unread)
+    twilio.text(p.phone, unread)
     with unit_of_work(sessions) as s:
         message_id = s.scalar(select(Message.id).where(Message.direction == "in"))
         alert = flag_as_crisis(s, message_id, "c@study.example.org", "10.0.0.7")
@@ -101,7 +104,7 @@ def test_flag_as_crisis_opens_an_alert_pauses_the_survey_and_is_listed_as_missed
     with unit_of_work(sessions) as s:
         missed = missed_by_detector(s)
     assert [(a, text, who) for a, _, text, who in missed] == [
-        (alert.id, "I put my affairs in order today", "c@study.example.org")]
+        (alert.id, unread, "c@study.example.org")]
     # The same text cannot be flagged twice.
     with unit_of_work(sessions) as s:
         try:
@@ -115,8 +118,10 @@ def test_lexicon_missed_lists_the_texts_coordinators_flagged(twilio, make_patien
     assert "no flagged texts" in run_cli("lexicon", "missed").output
     p = make_patient()
     make_followup(p)
-    twilio.text(p.phone, "I made my peace with everything")
+    unread = "I keep looking at the lake"  # what a coordinator flagged and the rules did not catch
+    assert not is_crisis(unread)
+    twilio.text(p.phone, unread)
     with unit_of_work(sessions) as s:
         flag_as_crisis(s, s.scalar(select(Message.id).where(Message.direction == "in")), "c@study.example.org")
     out = run_cli("lexicon", "missed").output
-    assert "flagged by c@study.example.org: I made my peace with everything" in out and "1 text(s)" in out
+    assert f"flagged by c@study.example.org: {unread}" in out and "1 text(s)" in out

@@ -18,7 +18,8 @@ from outreach.db import unit_of_work
 from outreach.messaging.gateway import SimulatorGateway, make_gateway
 from outreach.models import AuditEvent, FollowUp, Message, Patient
 from outreach.clock import utcnow
-from outreach.staff.patients import (PatientError, correct_phone, hold_followup, inbox_items, mark_handled, patient_view,
+from outreach.staff.inbox import InboxError, inbox_items, mark_handled
+from outreach.staff.patients import (PatientError, correct_phone, hold_followup, patient_view,
                                release_followup, reveal_phone, search_patients)
 from outreach.study.scheduler import tick
 from outreach.messaging.sender import Sender
@@ -419,7 +420,7 @@ def test_correct_phone_reopens_a_wrong_number_opt_out_but_not_a_stop(make_patien
 
 def test_inbox_lists_texts_that_need_a_person_and_mark_handled_removes_them(make_patient, make_followup, sessions,
                                                                             session, twilio):
-    photo, unusable, done, wrong, quiet = (make_patient() for _ in range(5))
+    photo, unusable, done, wrong, quiet, idle = (make_patient() for _ in range(6))
     for p in (photo, unusable, wrong, quiet):
         make_followup(p)
     make_followup(done, state="q_physical_health")
@@ -431,15 +432,19 @@ def test_inbox_lists_texts_that_need_a_person_and_mark_handled_removes_them(make
         twilio.text(done.phone, text)
     twilio.text(wrong.phone, "wrong number")
     twilio.text(quiet.phone, "yes")
+    twilio.text(quiet.phone, "6")  # an answer: nobody needs to read it
+    twilio.text(idle.phone, "can I talk to someone")  # no survey under way
     with unit_of_work(sessions) as s:
         items = inbox_items(s, actor=ME, address=ADDR)
     found = {(i.study_id, i.body): i.reasons for i in items}
     assert found == {
         (photo.patient_id, ""): ("media",),
         (None, "who is this?"): ("unknown",),
-        (unusable.patient_id, "still banana"): ("unparsed",),
-        (done.patient_id, "I have a question about my treatment"): ("after_completion",),
+        (unusable.patient_id, "banana"): ("not_an_answer",),  # the first unusable reply too, not only the second
+        (unusable.patient_id, "still banana"): ("not_an_answer",),
+        (done.patient_id, "I have a question about my treatment"): ("after_survey",),
         (wrong.patient_id, "wrong number"): ("wrong_number",),
+        (idle.patient_id, "can I talk to someone"): ("no_survey",),
     }
     unknown = next(i for i in items if i.study_id is None)
     assert unknown.who == "unknown number +1******0199" and unknown.patient_pk is None
@@ -456,7 +461,8 @@ def test_inbox_lists_texts_that_need_a_person_and_mark_handled_removes_them(make
     assert unknown.message_id not in {i.message_id for i in rest} and len(rest) == len(items) - 1
     (row,) = audit_rows(session, "inbox_handled")
     assert (row.actor, row.address, row.details["message_id"]) == (ME, ADDR, unknown.message_id)
-    with unit_of_work(sessions) as s, pytest.raises(PatientError, match="already marked handled"):
+    assert row.details["waited_seconds"] >= 0  # how long it waited to be read
+    with unit_of_work(sessions) as s, pytest.raises(InboxError, match="already marked handled"):
         mark_handled(s, unknown.message_id, actor=ME)
 
 

@@ -70,7 +70,8 @@ def test_the_preview_field_cannot_be_forged_without_the_auth_token(app, twilio, 
 
 def test_the_console_transcript_lists_previews_and_the_inbox_leaves_them_out(coordinator, twilio, make_patient,
                                                                              make_followup, sessions):
-    from outreach.staff.patients import inbox_items, patient_view
+    from outreach.staff.inbox import inbox_items
+    from outreach.staff.patients import patient_view
 
     from outreach.models import FollowUp
 

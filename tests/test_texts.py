@@ -61,3 +61,27 @@ def test_docs_generated_sections_are_current():
     root = Path(__file__).parent.parent
     result = subprocess.run([sys.executable, "docs/generate.py", "--check"], cwd=root)
     assert result.returncode == 0, "docs are stale: run `python docs/generate.py`"
+
+
+# Issue 23: the texts that say where to get help at any hour, with their segment counts (GSM-7 160 in one
+# segment, 153 each when split).  An invitation stays within 2 segments in both languages.
+HELP_AT_ANY_HOUR = {  # (name, language): segments
+    ("invitation_first (30 d)", "en"): 2, ("invitation_first (30 d)", "fr"): 2,
+    ("invitation_first (365 d)", "en"): 2, ("invitation_first (365 d)", "fr"): 2,
+    ("help", "en"): 2, ("help", "fr"): 2,
+    ("completed", "en"): 1, ("completed", "fr"): 2,
+    ("crisis_line_note", "en"): 1, ("crisis_line_note", "fr"): 1,
+}
+
+
+def test_texts_that_say_where_to_get_help_name_the_crisis_line_within_their_segments():
+    rendered = {(name, lang): text for name, lang, text in rendered_texts()}
+    for (name, lang), expected in HELP_AT_ANY_HOUR.items():
+        text = rendered[name, lang]
+        assert "988" in text and encoding(text) == "GSM-7", (name, lang, text)
+        assert segments(text) == expected, (name, lang, len(text))
+        if name != "crisis_line_note":
+            assert "911" in text and ("24/7" in text or "24 h sur 24" in text)
+    for name, lang, text in rendered_texts():
+        if name.startswith("invitation"):
+            assert segments(text) <= 2, (name, lang)

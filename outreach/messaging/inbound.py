@@ -65,7 +65,7 @@ STUCK_AFTER = dt.timedelta(minutes=2)
 
 # The follow-up columns the conversation engine reads or changes.
 _ENGINE_COLUMNS = ("state", "paused_state", "retries", "started_at", "completed_at", "last_ack_at",
-                   "last_inbound_at", "last_prompt_at")
+                   "last_inbound_at", "last_prompt_at", "crisis_line_at")
 _IS_PENDING = and_(Message.direction == "in", Message.from_number == bindparam("phone"), Message.processed_at.is_(None),
                    Message.status == Processing.RECEIVED)
 # Read after the lock (a fresh snapshot): the phone's patients, each follow-up newest first, and
@@ -89,6 +89,8 @@ _PENDING = (select(Message.id, Message.from_number, Message.to_number, Message.b
 _MARK_PROCESSED = (update(Message).where(Message.id == bindparam("message_id"), Message.processed_at.is_(None))
                    .values(status=Processing.PROCESSED, processed_at=bindparam("now"), patient_id=bindparam("patient_pk"),
                            followup_id=bindparam("followup_pk")))
+# A patient's text a person must read (outreach.staff.inbox): why, set when it is applied.
+_MARK_INBOX = update(Message).where(Message.id == bindparam("message_id")).values(inbox_reason=bindparam("reason"))
 _MESSAGE_BY_SID = select(Message.id).where(Message.provider_sid == bindparam("sid"))
 _MARK_FAILED = (update(Message).where(Message.id == bindparam("message_id"), Message.processed_at.is_(None))
                 .values(status=Processing.FAILED, error_message=bindparam("error")))
@@ -695,6 +697,9 @@ class Inbox:
                 elif event == "opt_in_refused":  # a START after "wrong number" or without consent: a coordinator decides
                     audit(conn, event, actor="patient", patient_id=patient.id, message_id=msg.id,
                           because="no consent" if not patient.sms_consent else "wrong number")
+            reason = "wrong_number" if "wrong_number" in outcome.events else outcome.personal
+            if reason and not msg.preview:  # a coordinator's preview never waits for a person
+                _run(conn, _MARK_INBOX, {"message_id": msg.id, "reason": reason})
             self._store_replies(conn, msg, replies, patient.id, followup_pk, now, live, kind=(
                 "safety" if "crisis" in outcome.events else
                 "opt_out_confirmation" if {"opted_out", "opt_in_refused"} & set(outcome.events) else "reply"),
@@ -707,6 +712,8 @@ class Inbox:
         language is not known), as during an outage."""
         outcome = respond(None, msg.body, self._context("en", now))
         crisis = "crisis" in outcome.events
+        if not crisis and not getattr(msg, "preview", False):  # who is it? a person reads it
+            _run(conn, _MARK_INBOX, {"message_id": msg.id, "reason": "unknown"})
         if not crisis and "help" not in outcome.events:
             log.info("message from unknown number %s stored, not answered", mask(msg.from_number))
             return []
