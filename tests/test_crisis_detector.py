@@ -232,7 +232,8 @@ def test_batch3_halves_are_a_stratified_split_of_the_batch():
 # A first-person danger statement wins over a third-person, prevention or denial reading in the same text.
 PRECEDENCE = [
     # (ordinary on its own, the same with the writer's own danger statement)
-    ("my counselor asked if I had thoughts of suicide", "my counselor asked if I had thoughts of suicide and honestly yes, every day"),
+    ("my counselor asked if I had thoughts of suicide",
+     "my counselor asked if I had thoughts of suicide and honestly yes, every day"),
     ("my counselor asked if I was suicidal", "my counselor asked if I was suicidal. I am"),
     ("the doctor asked if i ever wanted to hurt myself", "the doctor asked if i ever wanted to hurt myself, i do"),
     ("they asked if I felt safe", "they asked if I felt safe and I said no"),
@@ -247,8 +248,10 @@ PRECEDENCE = [
     ("ma soeur a fait une overdose", "ma soeur a fait une overdose pis moi aussi je veux mourir"),
     ("mon intervenante m'a demandé si j'avais des idées suicidaires",
      "mon intervenante m'a demandé si j'avais des idées suicidaires, j'ai dit oui"),
-    ("the group talked about suicide prevention", "we talked about suicide prevention in group and I think about it every day"),
-    ("the nurse did the suicide screening", "the nurse did the suicide screening and I told her I've been planning to kill myself"),
+    ("the group talked about suicide prevention",
+     "we talked about suicide prevention in group and I think about it every day"),
+    ("the nurse did the suicide screening",
+     "the nurse did the suicide screening and I told her I've been planning to kill myself"),
     ("no I'm not suicidal", "no I'm not suicidal, I just want to die"),
     ("not suicidal", "not suicidal but honestly I am"),
     ("I said I wasn't suicidal", "I said I wasn't suicidal but I lied"),
@@ -256,7 +259,8 @@ PRECEDENCE = [
     ("je veux pas mourir", "je veux pas mourir mais je vois pas d'autre solution"),
     ("i dont want to die", "i dont want to die but i cant keep living like this"),
     ("I'm not going to do anything tonight",
-     "I'm not going to do anything tonight, but I keep thinking how much easier it would be for everyone if I just wasn't here"),
+     "I'm not going to do anything tonight, but I keep thinking how much easier it would be for everyone "
+     "if I just wasn't here"),
     ("no thoughts of suicide", "no thoughts of suicide until last night, now I want to die"),
     ("I'm not suicidal", "I'm not suicidal. I took 40 pills"),
 ]
