@@ -8,11 +8,15 @@ headline results go to researchers and admins, as the report does; they are the 
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import g, render_template
 from markupsafe import Markup
 
 from analysis.dashboard import LABELS, duration, pct, study_dashboard
+from outreach.clock import utcnow
 from outreach.jobs.queue import jobs_dir
+from outreach.staff.inbox import time_to_read
 
 from .blueprint import bp, settings, uow
 from .security import may_open, requires
@@ -28,9 +32,12 @@ def _page(title: str):
         board = study_dashboard(s, below=settings().suppress_below, exact=exact, results=may_open(role, "research"),
                                 timepoints=list(settings().followup_days), jobs_dir=jobs_dir(settings()),
                                 max_age=COUNTED_SECONDS)
+        # how fast patients' personal texts are read (the inbox's safety net): for the roles that read them
+        reading = time_to_read(s, since=utcnow() - dt.timedelta(weeks=8)) if may_open(role, "patients") else None
     return render_template("console/dashboard.html", title=title, board=board, labels=LABELS, duration=duration,
                            pct=pct, charts=[(c, Markup(c.svg)) for c in board.charts], sees_waves=exact,
-                           waves=board.waves, funnels=board.wave_funnels)
+                           waves=board.waves, funnels=board.wave_funnels, reading=reading,
+                           inbox_hours=settings().inbox_response_hours)
 
 
 @bp.get("/dashboard")

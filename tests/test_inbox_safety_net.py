@@ -98,3 +98,17 @@ def test_the_cli_lists_the_inbox_with_overdue_ones(twilio, make_patient, make_fo
     out = run_cli("inbox", "list").output
     assert "1 text(s) waiting, 0 overdue" in out and "CLI-INBOX" in out and MISSED in out
     assert "CLI-INBOX" not in run_cli("inbox", "list", "--overdue").output
+
+
+def test_the_dashboard_shows_the_weekly_time_to_read_to_those_who_read(twilio, make_patient, make_followup, sessions,
+                                                                      console_client, clock):
+    patient = make_patient()
+    make_followup(patient, state="q_self_efficacy")
+    twilio.text(patient.phone, MISSED)
+    clock(hours=5)
+    with unit_of_work(sessions) as s:
+        (item,) = inbox_items(s)
+        mark_handled(s, item.message_id, actor="coord@study.example.org")
+    page = console_client("coordinator").get("/console/dashboard").get_data(as_text=True)
+    assert 'id="time-to-read"' in page and "<td>1</td><td>5.0 h</td><td>5.0 h</td>" in page
+    assert "Time to read" not in console_client("researcher").get("/console/dashboard").get_data(as_text=True)
