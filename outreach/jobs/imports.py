@@ -129,9 +129,10 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
     options = dict(strict=bool(ctx.params.get("strict")),
                    allow_rating_changes=bool(ctx.params.get("allow_rating_changes")))
 
-    def progress(done: int, total: int) -> None:
-        ctx.progress(0.05 + 0.9 * done / max(total, 1), f"{'checking' if check else 'importing'}: "
-                                                        f"{done:,} of {total:,} rows")
+    def progress(done: int, total: int) -> None:  # three passes over the rows: read and check, match, write
+        step = ("reading and checking the rows", "matching them to the stored patients",
+                "writing" if not check else "trying the import")[min(2, 3 * done // max(total, 1))]
+        ctx.progress(0.05 + 0.9 * done / max(total, 1), f"{'checking' if check else 'importing'}: {step}")
 
     ctx.progress(0.02, "reading the file")
     try:
@@ -172,14 +173,8 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
 
 def _import(session: Session, path: Path, ctx: JobContext, options: dict[str, bool], *, skip_invalid: bool,
             progress):
-    try:
-        return import_discharges(session, path, ctx.settings, skip_invalid=skip_invalid, actor=ctx.owner,
-                                 progress=progress, **options)
-    except TypeError as exc:  # an importer without progress reports
-        if "progress" not in str(exc):
-            raise
-        return import_discharges(session, path, ctx.settings, skip_invalid=skip_invalid, actor=ctx.owner,
-                                 **options)
+    return import_discharges(session, path, ctx.settings, skip_invalid=skip_invalid, actor=ctx.owner,
+                             progress=progress, **options)
 
 
 def record_import(session: Session, path: Path, result, *, actor: str, role: str = "cli") -> Job:
