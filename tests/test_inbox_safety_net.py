@@ -112,3 +112,33 @@ def test_the_dashboard_shows_the_weekly_time_to_read_to_those_who_read(twilio, m
     page = console_client("coordinator").get("/console/dashboard").get_data(as_text=True)
     assert 'id="time-to-read"' in page and "<td>1</td><td>5.0 h</td><td>5.0 h</td>" in page
     assert "Time to read" not in console_client("researcher").get("/console/dashboard").get_data(as_text=True)
+
+
+def test_the_first_invitation_a_patient_receives_says_where_to_get_help_at_any_hour(make_patient, sessions, env):
+    from outreach.models import Episode
+    from outreach.study.waves import launch_wave
+
+    as_of = dt.date(2026, 11, 20)
+    settings = load_settings({**env, "CRISIS_LINE": "988", "EMERGENCY_NUMBER": "911"})
+    english, french = make_patient(discharge_date=as_of - dt.timedelta(days=31)), \
+        make_patient(discharge_date=as_of - dt.timedelta(days=32), language="fr")
+    with unit_of_work(sessions) as s:
+        launch_wave(s, settings, 30, as_of, actor="t")
+    with unit_of_work(sessions) as s:  # the same patients, 90 days on: their second invitation
+        for p in (english, french):
+            s.get(Episode, p.episode_id).discharge_date = as_of - dt.timedelta(days=91)
+        s.execute(Message.__table__.update().values(status="delivered"))
+    from outreach.models import FollowUp
+
+    with unit_of_work(sessions) as s:
+        for f in s.scalars(select(FollowUp)):
+            f.state = "completed"
+        launch_wave(s, settings, 90, as_of, actor="t")
+    with unit_of_work(sessions) as s:
+        bodies = [(m.patient_id, m.body) for m in s.scalars(select(Message).where(Message.kind == "invitation")
+                                                            .order_by(Message.id))]
+    first = {pk: body for pk, body in bodies[:2]}
+    second = {pk: body for pk, body in bodies[2:]}
+    assert "not read 24/7" in first[english.id] and "988" in first[english.id] and "911" in first[english.id]
+    assert "non lus 24 h sur 24" in first[french.id] and "988" in first[french.id]
+    assert all("988" not in body for body in second.values()) and len(second) == 2

@@ -150,10 +150,20 @@ def launch_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.
                             "eligible": len(plan.eligible), "excluded": dict(plan.excluded)})
     session.add(wave)
     session.flush()
-    texts = {lang: invitation(timepoint, Context(language=lang, org=settings.org_name)) for lang in ("en", "fr")}
+    def texts(first: bool) -> dict[str, str]:
+        return {lang: invitation(timepoint, Context(language=lang, org=settings.org_name, crisis_line=settings.get(
+            "CRISIS_LINE"), emergency=settings.get("EMERGENCY_NUMBER")), first=first) for lang in ("en", "fr")}
+
     # As Candidate.language and texts.get(language, texts["en"]): a language without its own text gets English.
-    body = case(*[(Patient.language == lang, literal(text, Text)) for lang, text in texts.items() if lang != "en"],
-                else_=literal(texts["en"], Text))
+    # The first invitation a patient ever receives also says where to get help at any hour (issue 23).
+    earlier = aliased(Message)
+    first = ~select(earlier.id).where(earlier.patient_id == FollowUp.patient_id, earlier.kind == "invitation",
+                                      earlier.direction == "out").exists()
+    body = case(*[(and_(first, Patient.language == lang), literal(text, Text))
+                  for lang, text in texts(True).items() if lang != "en"],
+                (first, literal(texts(True)["en"], Text)),
+                *[(Patient.language == lang, literal(text, Text)) for lang, text in texts(False).items() if lang != "en"],
+                else_=literal(texts(False)["en"], Text))
     at = literal(now, DateTime)
     new_followups = insert_ignore(session, FollowUp).on_conflict_do_nothing(
         index_elements=["episode_id", "timepoint_days"])
