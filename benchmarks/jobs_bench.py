@@ -27,7 +27,7 @@ from sqlalchemy import text
 
 from outreach.config import load_settings
 from outreach.db import make_engine, session_factory, upgrade
-from outreach.jobs.queue import JobRunner
+from outreach.jobs.queue import JobRunner, live_progress
 from outreach.models import Base, Job
 from outreach.synthetic import discharge_rows, write_discharges
 
@@ -59,16 +59,16 @@ def _signed_in(app, sessions):
     return client
 
 
-def _watch(client, sessions, job_id: int, label: str) -> dict:
+def _watch(client, sessions, settings, job_id: int, label: str) -> dict:
     """Poll the job's row every 50 ms (and its page every second, as the browser does) until it ends."""
     started = time.perf_counter()
     last_value, last_change, longest_still = None, started, 0.0
     page_times: list[float] = []
     next_page = started
     while True:
-        with sessions() as s:
+        with sessions() as s:  # as the job's page reads it (the row, or the job's folder while SQLite is busy)
             job = s.get(Job, job_id)
-            state, value = job.state, (job.progress, job.message)
+            state, value = job.state, live_progress(settings, job)
         now = time.perf_counter()
         if value != last_value:
             longest_still = max(longest_still, now - last_change)
@@ -115,16 +115,16 @@ def bench(url: str, rows: int, folder: Path, report: bool) -> None:
           "(target < 2 s)")
     runner = JobRunner(sessions, settings, "bench-worker").start()
     try:
-        _watch(client, sessions, check_id, "  check job")
+        _watch(client, sessions, settings, check_id, "  check job")
         t0 = time.perf_counter()
         response = client.post(f"/console/imports/{check_id}/import", data={"csrf_token": client.csrf, "rows": "valid"})
         print(f"  'import the valid rows' answered in {time.perf_counter() - t0:.3f} s")
-        _watch(client, sessions, int(response.headers["Location"].rsplit("/", 1)[-1]), "  import job")
-        if report and "console.report_start" in app.view_functions:
+        _watch(client, sessions, settings, int(response.headers["Location"].rsplit("/", 1)[-1]), "  import job")
+        if report and "console.report_generate" in app.view_functions:
             t0 = time.perf_counter()
             response = client.post("/console/report", data={"csrf_token": client.csrf})
             print(f"  'generate the report' answered in {time.perf_counter() - t0:.3f} s")
-            _watch(client, sessions, int(response.headers["Location"].rsplit("/", 1)[-1]), "  report job")
+            _watch(client, sessions, settings, int(response.headers["Location"].rsplit("/", 1)[-1]), "  report job")
     finally:
         runner.stop(timeout=600)
         app.extensions["outreach"]["engine"].dispose()

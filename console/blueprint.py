@@ -26,6 +26,14 @@ def uow() -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def reading() -> Iterator[Session]:
+    """A transaction that only reads: on SQLite it does not wait for a long job's write lock (WAL readers do not
+    block, nor are they blocked).  Never write in it."""
+    with unit_of_work(current_app.extensions["outreach"]["read_sessions"]) as session:
+        yield session
+
+
 def actor() -> str:
     """Who is acting, for the audit: the signed-in user's email."""
     return g.user.email

@@ -18,7 +18,7 @@ from outreach.clock import utcnow
 from outreach.jobs.queue import jobs_dir
 from outreach.staff.inbox import time_to_read
 
-from .blueprint import bp, settings, uow
+from .blueprint import bp, reading, settings
 from .security import may_open, requires
 
 
@@ -28,15 +28,15 @@ COUNTED_SECONDS = 60  # counts at most this old (counting 100,000 patients × 4 
 def _page(title: str):
     role = g.user.role
     exact = may_open(role, "waves")  # coordinators and admins: the study's operators
-    with uow() as s:
+    with reading() as s:
         board = study_dashboard(s, below=settings().suppress_below, exact=exact, results=may_open(role, "research"),
                                 timepoints=list(settings().followup_days), jobs_dir=jobs_dir(settings()),
                                 max_age=COUNTED_SECONDS)
         # how fast patients' personal texts are read (the inbox's safety net): for the roles that read them
-        reading = time_to_read(s, since=utcnow() - dt.timedelta(weeks=8)) if may_open(role, "patients") else None
+        read_times = time_to_read(s, since=utcnow() - dt.timedelta(weeks=8)) if may_open(role, "patients") else None
     return render_template("console/dashboard.html", title=title, board=board, labels=LABELS, duration=duration,
                            pct=pct, charts=[(c, Markup(c.svg)) for c in board.charts], sees_waves=exact,
-                           waves=board.waves, funnels=board.wave_funnels, reading=reading,
+                           waves=board.waves, funnels=board.wave_funnels, reading=read_times,
                            inbox_hours=settings().inbox_response_hours)
 
 

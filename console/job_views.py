@@ -6,16 +6,16 @@ from __future__ import annotations
 from flask import abort, g, render_template, send_file
 from jinja2 import TemplateNotFound
 
-from outreach.jobs.queue import download, job_for
+from outreach.jobs.queue import download, job_for, live_progress
 from outreach.states import JobState
 
-from .blueprint import address, bp, settings, uow
+from .blueprint import address, bp, reading, settings, uow
 from .security import requires
 
 
 
 def _job(job_id: int):
-    with uow() as s:
+    with reading() as s:
         job = job_for(s, job_id, g.user.email, g.user.role)
         if job is None:
             abort(404)
@@ -29,7 +29,9 @@ def _context(job) -> dict:
         bp.jinja_loader.get_source(None, kind_template)  # type: ignore[union-attr]
     except TemplateNotFound:
         kind_template = None
+    progress, message = live_progress(settings(), job)
     return {"job": job, "result": job.result or {}, "finished": job.state in JobState.FINISHED,
+            "progress": progress, "message": message,
             "done": job.state == JobState.DONE, "kind_template": kind_template, "JobState": JobState}
 
 

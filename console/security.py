@@ -22,7 +22,7 @@ from outreach.db import audit
 from outreach.heartbeat import worker_stopped
 
 from . import csrf
-from .blueprint import address, bp, settings, uow
+from .blueprint import address, bp, reading, settings, uow
 
 ROLES = ("admin", "coordinator", "researcher")
 AREAS: dict[str, frozenset[str]] = {
@@ -95,7 +95,7 @@ def _check_access():
         session["notice"] = "You were signed out after a period without activity. Please sign in again."
         uid = None
     if uid:
-        with uow() as s:
+        with reading() as s:  # reads only: on SQLite it does not wait behind a long job's transaction
             user = get_user(s, uid)
             if user is None or user.disabled_at is not None or session.get("stamp") != stamp(user):
                 session.clear()

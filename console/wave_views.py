@@ -6,6 +6,7 @@ which the CLI's ``outreach waves pause|resume|cancel`` call too."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
@@ -48,7 +49,7 @@ def _sentence(exc: Exception) -> str:
 def _limit(text: str) -> int | None:
     if not text:
         return None
-    if not text.replace(",", "").isdigit() or int(text.replace(",", "")) < 1:
+    if not re.fullmatch(r"[0-9]+", text.replace(",", "")) or int(text.replace(",", "")) < 1:
         raise WaveError(f"the limit must be a whole number of patients, at least 1 (not {text[:20]!r})")
     return int(text.replace(",", ""))
 

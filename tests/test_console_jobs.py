@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from outreach.config import load_settings
-from outreach.db import unit_of_work
+from outreach.db import audit, unit_of_work
 from outreach.jobs import queue
 from outreach.jobs.queue import MAX_ATTEMPTS, STALE_AFTER, claim, delete_old_files, recover, run_pending, submit
 from outreach.models import AuditEvent, Episode, FollowUp, Job, Message, Patient, Wave
@@ -135,13 +135,32 @@ def test_uploads_are_refused_in_words(console_client, console_env, make_user):
         app.extensions["outreach"]["engine"].dispose()
 
 
-def test_a_job_is_its_owners_and_the_administrators(console_client, console_env):
-    owner, other, admin = console_client("coordinator"), console_client("coordinator"), console_client("admin")
-    job = _job_id(_upload(owner, _csv(*GOOD)))
+def test_an_import_is_the_coordinators_work_and_leaves_whoever_loses_the_role(console_client, console_env,
+                                                                                 console_app, session):
+    from outreach.models import User
+
+    owner = console_client("coordinator", email="owner@study.example.org")
+    colleague, admin = console_client("coordinator"), console_client("admin")
+    job = _job_id(_upload(owner, _csv(*GOOD, *BAD)))
+    _work(console_env)
     assert owner.get(f"/console/jobs/{job}").status_code == 200
-    assert other.get(f"/console/jobs/{job}").status_code == 404
+    assert colleague.get(f"/console/jobs/{job}").status_code == 200  # the study team's shared work
     assert admin.get(f"/console/jobs/{job}").status_code == 200
+    assert console_client("researcher").get(f"/console/jobs/{job}").status_code == 404
     assert console_client("researcher").get("/console/imports").status_code == 403
+    rejected = owner.get(f"/console/jobs/{job}/files/rejected")
+    assert rejected.status_code == 200
+    rejected.close()
+    session.execute(update(User).where(User.email == "owner@study.example.org").values(role="researcher"))
+    session.commit()  # the owner is now a researcher: the rejected rows (patient ids) are out of reach
+    from .conftest import CONSOLE_PASSWORD, csrf_token_of
+
+    again = console_app.test_client()
+    token = csrf_token_of(again.get("/console/sign-in").get_data(as_text=True))
+    again.post("/console/sign-in", data={"email": "owner@study.example.org", "password": CONSOLE_PASSWORD,
+                                         "csrf_token": token})
+    assert again.get("/console/").status_code == 200
+    assert again.get(f"/console/jobs/{job}/files/rejected").status_code == 404
 
 
 def _stays(session, n: int, discharged: dt.date) -> None:
@@ -276,3 +295,78 @@ def test_result_files_are_private_and_deleted_after_job_result_days(sessions, co
     with unit_of_work(sessions) as s:
         job = s.get(Job, job_id)
         assert job.files_deleted_at is not None and queue.result_file(settings, job, "data") is None
+
+
+def test_a_long_job_on_sqlite_still_shows_progress_and_is_not_taken_for_dead(sessions, console_env, jobs_path):
+    """While a job's own transaction holds the database (SQLite: one writer), its worker keeps its heartbeat and
+    progress in the job's folder: the page shows them, and no other worker takes the job for abandoned."""
+    settings = load_settings(console_env)
+    seen = {}
+
+    @queue.handler("test_hold")
+    def _hold(ctx):
+        from types import SimpleNamespace
+
+        with unit_of_work(ctx.sessions) as s:  # a long write transaction, as an import's
+            audit(s, "test_hold", actor="t")  # a write: on SQLite the one write lock is held from here
+            ctx.progress(0.5, "half way")
+            # what the page reads meanwhile (the row, as it was before this transaction, and the folder)
+            row = SimpleNamespace(id=ctx.job_id, state=JobState.RUNNING, progress=0.0, message="started")
+            seen["live"] = queue.live_progress(settings, row)
+        return {"summary": "held"}
+
+    with unit_of_work(sessions) as s:
+        job_id = submit(s, "test_hold", owner="a@x.org", owner_role="coordinator").id
+    run_pending(sessions, settings, "w")
+    assert seen["live"] == (0.5, "half way")
+    with unit_of_work(sessions) as s:
+        assert s.get(Job, job_id).state == JobState.DONE
+    assert not (jobs_path / str(job_id) / queue.PROGRESS_FILE).exists()
+
+
+def test_recover_spares_a_job_whose_worker_writes_its_folder(sessions, settings, jobs_path):
+    import json
+
+    with unit_of_work(sessions) as s:
+        job_id = submit(s, "test_sleep", owner="a@x.org", owner_role="coordinator").id
+    assert claim(sessions, "busy-worker") == job_id
+    later = queue.utcnow() + STALE_AFTER + dt.timedelta(seconds=5)
+    folder = queue.job_folder(settings, job_id)
+    (folder / queue.PROGRESS_FILE).write_text(json.dumps({"progress": 0.4, "message": "x",
+                                                          "at": (later - dt.timedelta(seconds=3)).isoformat()}))
+    assert recover(sessions, now=later, settings=settings) == []  # alive: it wrote its folder 3 s ago
+    (folder / queue.PROGRESS_FILE).unlink()
+    assert recover(sessions, now=later, settings=settings) == [job_id]
+
+
+def test_what_is_not_a_csv_is_refused_in_words_and_nothing_of_it_is_kept(console_client, console_env, jobs_path):
+    client = console_client("coordinator")
+    workbook = b"PK\x03\x04" + b"\x14\x00\x06\x00xl/workbook.xml" + bytes(200)
+    page = client.get(_upload(client, workbook, name="discharges.xlsx").headers["Location"]).get_data(as_text=True)
+    assert "this is an Excel workbook (.xlsx)" in page and "CSV UTF-8" in page and "workbook.xml" not in page
+    assert not any(jobs_path.rglob("discharges.xlsx"))  # nothing of a refused upload is kept
+    headless = _job_id(_upload(client, b"J1,416-555-0101,2026-01-15,yes,6,6,5,6,6,6\n"))  # no header row
+    _work(console_env)
+    page = client.get(f"/console/jobs/{headless}").get_data(as_text=True)
+    assert "It did not work" in page and "nothing was imported" in page
+    assert "416-555-0101" not in page and "5550101" not in page  # the importer quotes the cell: masked
+    assert not list((jobs_path / str(headless) / "upload").iterdir())  # a failed check deletes its upload
+    later = client.post(f"/console/imports/{headless}/import", data={"csrf_token": client.csrf, "rows": "all"})
+    assert "the check of this file failed" in client.get(later.headers["Location"]).get_data(as_text=True)
+
+
+def test_the_fixed_rejected_rows_file_can_be_uploaded_again(console_client, console_env, session):
+    client = console_client("coordinator")
+    check = _job_id(_upload(client, _csv(*GOOD), name="march.rejected.csv"))  # its name from the download
+    _work(console_env)
+    page = client.get(f"/console/jobs/{check}").get_data(as_text=True)
+    assert "Import all 2 rows" in page
+    job = _job_id(client.post(f"/console/imports/{check}/import", data={"csrf_token": client.csrf, "rows": "all"}))
+    _work(console_env)
+    assert "imported 2 new patients" in client.get(f"/console/jobs/{job}").get_data(as_text=True)
+
+
+def test_a_number_that_is_not_plain_digits_is_refused_in_words(console_client):
+    client = console_client("coordinator")
+    response = client.get("/console/waves?timepoint=30&limit=%C2%B2")  # "²" counts as a digit to Python
+    assert response.status_code == 400 and "The limit must be a whole number" in response.get_data(as_text=True)

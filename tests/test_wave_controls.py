@@ -125,6 +125,10 @@ def test_cancelling_a_wave_stops_its_reminders_and_lets_conversations_go_on(wave
     status, replies = twilio.text(wave[0].phone, "7")
     assert status == 200 and replies  # the next question: the conversation goes on
     assert "cancelled by" in run_cli("waves", "status", str(wid)).output
+    clock(hours=48)  # and later: the second reminder is never queued for the wave's silent patients
+    assert "queued 0 reminder(s)" in run_cli("tick").output
+    run_cli("send-due", extra_env=send_env)
+    assert wave[1].phone not in api[4:] and wave[2].phone not in api[4:]
 
 
 # -- the console's wave page ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 from flask import Flask, Response, g, jsonify, redirect, url_for
 from sqlalchemy import event, text
+from sqlalchemy.pool import NullPool
 from twilio.request_validator import RequestValidator
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -78,6 +79,11 @@ def create_app(config: Mapping[str, Any] | None = None, clock: Clock | None = No
     engine = make_engine(settings.database_url, **web_engine_options(settings))
     _limit_statements(engine, settings)
     sessions = session_factory(engine)
+    # Pages that only read (the console's access check, a job's progress, the dashboard): on SQLite a plain BEGIN,
+    # which in WAL mode reads while a long job's transaction holds the write lock; on PostgreSQL the same engine.
+    # (no pool: a connection is closed after each use, so nothing is left open when the app is done)
+    read_engine = make_engine(settings.database_url, immediate=False, poolclass=NullPool) \
+        if settings.database_url.startswith("sqlite") else engine
     spool = Spool(spool_dir(settings))
 
     app = Flask(__name__)
@@ -87,6 +93,7 @@ def create_app(config: Mapping[str, Any] | None = None, clock: Clock | None = No
     app.config["MAX_CONTENT_LENGTH"] = 256 * 1024  # Twilio's forms are a few KB; refuse anything huge (413)
     app.extensions["outreach"] = {
         "settings": settings, "engine": engine, "sessions": sessions, "validator": validator,
+        "read_sessions": session_factory(read_engine), "read_engine": read_engine,
         "public_base_url": settings.public_base_url, "inbox": Inbox(sessions, settings, spool),
     }
     if clock is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,9 +47,46 @@ def upload_dir(folder: Path) -> Path:
 
 
 def uploaded_file(folder: Path) -> Path | None:
-    files = sorted(p for p in (folder / "upload").glob("*") if ".rejected." not in p.name) \
-        if (folder / "upload").is_dir() else []
+    files = sorted((folder / "upload").glob("*")) if (folder / "upload").is_dir() else []
     return files[0] if files else None
+
+
+def _keep_rejected(folder: Path, result) -> dict[str, str]:
+    """Move the rejected rows the importer wrote beside the upload into the job's ``rejected`` folder (so the
+    upload folder holds the upload alone, whatever its name): the job's downloadable file."""
+    if not result.rejected_path:
+        return {}
+    target = folder / "rejected"
+    target.mkdir(exist_ok=True, mode=0o700)
+    os.replace(result.rejected_path, target / result.rejected_path.name)
+    return {"rejected": f"rejected/{result.rejected_path.name}"}
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]+")
+
+
+def _in_words(exc: Exception) -> str:
+    """An importer's refusal of the whole file, fit to show: phone numbers masked, unreadable bytes dropped,
+    short."""
+    from ..logs import mask_text
+
+    text = _CONTROL.sub(" ", mask_text(str(exc)))
+    return text if len(text) <= 300 else text[:297] + "…"
+
+
+def _sniff(head: bytes) -> str | None:
+    """Why the start of an upload shows it is not a CSV file (None: it may be one)."""
+    if head.startswith(b"PK\x03\x04"):
+        return ("this is an Excel workbook (.xlsx) or another zipped file, not a CSV: in the spreadsheet, save it "
+                "as 'CSV UTF-8 (comma delimited)' and upload that file")
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        return ("this is an old Excel workbook (.xls), not a CSV: in the spreadsheet, save it as 'CSV UTF-8 "
+                "(comma delimited)' and upload that file")
+    if head.startswith(b"%PDF"):
+        return "this is a PDF, not a CSV: export the discharge list from its source as a CSV file"
+    if b"\x00" in head:
+        return "this is not a text file (it holds binary data): upload the discharge list saved as a CSV file"
+    return None
 
 
 def start_check(session: Session, settings: Settings, stream: IO[bytes], file_name: str | None, *, owner: str,
@@ -71,12 +109,14 @@ def start_check(session: Session, settings: Settings, stream: IO[bytes], file_na
                 if size > limit:
                     raise UploadError(f"the file is larger than {settings.max_upload_mb:g} MB (MAX_UPLOAD_MB); "
                                       "split it, or ask the administrator to raise the limit")
+                if size == len(chunk) and (why := _sniff(chunk[:4096])):
+                    raise UploadError(why)
                 digest.update(chunk)
                 out.write(chunk)
         if size == 0:
             raise UploadError("the file is empty; choose the discharge file again")
     except BaseException:
-        target.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)  # nothing of a refused upload is kept
         raise
     job.params = {**job.params, "sha256": digest.hexdigest(), "bytes": size}
     audit(session, "import_uploaded", actor=owner, address=address, job_id=job.id, file=name,
@@ -89,6 +129,8 @@ def start_import(session: Session, settings: Settings, check: Job, *, only_valid
     """Queue the import of a checked upload; its file moves to the new job's folder."""
     if check.kind != "import" or (check.params or {}).get("mode") != "check":
         raise JobError("this job is not the check of an upload")
+    if check.state == JobState.FAILED:
+        raise JobError("the check of this file failed (its page says why); fix the file and upload it again")
     if check.state != JobState.DONE:
         raise JobError("the file has not been checked yet; wait for the check to finish")
     if (check.result or {}).get("imported_by_job"):
@@ -135,6 +177,7 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
         ctx.progress(0.05 + 0.9 * done / max(total, 1), f"{'checking' if check else 'importing'}: {step}")
 
     ctx.progress(0.02, "reading the file")
+    failed = False
     try:
         if check:  # the import of the valid rows with every rule, then rolled back: what it would do
             with ctx.sessions() as session:
@@ -143,7 +186,7 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
                 finally:
                     session.rollback()
             rows = result.new_episodes + result.updated + result.unchanged + result.rejected
-            files = {"rejected": f"upload/{result.rejected_path.name}"} if result.rejected_path else {}
+            files = _keep_rejected(ctx.folder, result)
             out = {**base, **_errors(result), "rows": rows, "would_import": result.summary, "files": files}
             out["summary"] = (f"checked {rows:,} row(s): {len(result.errors):,} problem(s) in {result.rejected:,} "
                               f"row(s), {len(result.warnings):,} warning(s)")
@@ -156,8 +199,8 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
                     raise JobError(f"{len(result.errors)} problem(s) in {result.rejected} row(s); nothing was "
                                    "imported (the file changed since it was checked?)")
         except ImportFileError as exc:
-            raise JobError(f"{exc}; nothing was imported") from None
-        files = {"rejected": f"upload/{result.rejected_path.name}"} if result.rejected_path else {}
+            raise JobError(f"{_in_words(exc)}; nothing was imported") from None
+        files = _keep_rejected(ctx.folder, result)
         return {**base, **_errors(result), "summary": result.summary, "files": files,
                 "new_patients": result.new_patients, "new_episodes": result.new_episodes,
                 "updated": result.updated, "unchanged": result.unchanged,
@@ -165,9 +208,10 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
                 "phones_changed": result.phones_changed, "texts_cancelled": result.texts_cancelled,
                 "rating_changes": result.rating_changes}
     except ImportFileError as exc:
-        raise JobError(f"{exc}; nothing was imported") from None
+        failed = True
+        raise JobError(f"{_in_words(exc)}; nothing was imported") from None
     finally:
-        if not check:  # the upload is deleted when the import ends, whatever its end
+        if not check or failed:  # the upload is deleted when the import ends, or when its check fails
             path.unlink(missing_ok=True)
 
 

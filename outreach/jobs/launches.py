@@ -4,6 +4,7 @@ same question before it writes anything)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -26,7 +27,7 @@ def start_launch(session: Session, settings: Settings, *, timepoint: int, as_of:
     if limit is not None and limit < 1:
         raise WaveError("the limit must be a whole number of at least 1")
     typed = (typed or "").strip().replace(",", "")
-    if not typed.isdigit() or int(typed) < 1:
+    if not re.fullmatch(r"[0-9]+", typed) or int(typed) < 1:
         raise WaveError("type the number of patients to invite, as the plan shows it, to confirm the launch")
     if int(typed) != shown:
         raise WaveError(f"the plan invites {shown:,} patient(s) and {int(typed):,} was typed; type the plan's "

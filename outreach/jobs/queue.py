@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -134,9 +135,26 @@ def get_job(session: Session, job_id: int) -> Job | None:
     return session.get(Job, job_id)
 
 
+# Which roles may see a kind of job at all (checked at every look, so a role taken away takes the files too), and
+# the kinds that are the study team's shared work (any member whose role may do them sees them; an export is its
+# owner's).
+KIND_ROLES = {"import": frozenset({"admin", "coordinator"}), "launch": frozenset({"admin", "coordinator"}),
+              "export": frozenset({"admin", "researcher"}), "report": frozenset({"admin", "researcher"})}
+SHARED_KINDS = frozenset({"import", "launch", "report"})
+
+
 def visible_to(job: Job, user_email: str, role: str) -> bool:
-    """A job's page and files are its owner's; an administrator sees every job."""
-    return role == "admin" or job.owner == user_email
+    """Whether this user may open the job's page and files now: an administrator sees every job; anyone else only
+    while their role may do that kind of work (a coordinator who became a researcher no longer sees the imports'
+    rejected rows), never an identified export, and an export only their own."""
+    if role == "admin":
+        return True
+    roles = KIND_ROLES.get(job.kind)
+    if roles is not None and role not in roles:
+        return False
+    if (job.params or {}).get("identified"):
+        return False
+    return job.kind in SHARED_KINDS or job.owner == user_email
 
 
 def recent(session: Session, kind: str, limit: int = 50) -> list[Job]:
@@ -159,13 +177,39 @@ def claim(sessions: sessionmaker[Session], worker: str) -> int | None:
         return job.id
 
 
-def recover(sessions: sessionmaker[Session], now: dt.datetime | None = None) -> list[int]:
-    """Running jobs whose worker stopped (no heartbeat for STALE_AFTER): queued again, or failed after
-    MAX_ATTEMPTS.  Returns their ids."""
+PROGRESS_FILE = ".progress.json"  # the running job's heartbeat and progress, also kept beside its files
+
+
+def _file_beat(settings: Settings | None, job_id: int) -> dict[str, Any] | None:
+    """What the running job's worker last wrote in its folder (None: nothing, or unreadable)."""
+    if settings is None:
+        return None
+    try:
+        return json.loads((jobs_dir(settings) / str(job_id) / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def live_progress(settings: Settings, job: Job) -> tuple[float, str | None]:
+    """A running job's progress and message: the row's, or the newer ones its worker wrote in its folder while
+    the job's own transaction held the database (SQLite has one writer at a time)."""
+    beat = _file_beat(settings, job.id) if job.state == JobState.RUNNING else None
+    if beat and beat.get("progress", 0) >= (job.progress or 0):
+        return beat["progress"], beat.get("message") or job.message
+    return job.progress or 0.0, job.message
+
+
+def recover(sessions: sessionmaker[Session], now: dt.datetime | None = None,
+            settings: Settings | None = None) -> list[int]:
+    """Running jobs whose worker stopped (no heartbeat for STALE_AFTER, in the row or in the job's folder):
+    queued again, or failed after MAX_ATTEMPTS.  Returns their ids."""
     now = now or utcnow()
     with unit_of_work(sessions) as s:
         stale = s.scalars(select(Job).where(Job.state == JobState.RUNNING, Job.heartbeat_at < now - STALE_AFTER)
                           .with_for_update(skip_locked=True)).all()
+        alive = {j.id for j in stale if (beat := _file_beat(settings, j.id)) is not None
+                 and now - dt.datetime.fromisoformat(beat["at"]) <= STALE_AFTER}
+        stale = [j for j in stale if j.id not in alive]
         for job in stale:
             if (job.attempts or 0) < MAX_ATTEMPTS:
                 job.state, job.claimed_by, job.progress = JobState.QUEUED, None, 0.0
@@ -179,23 +223,48 @@ def recover(sessions: sessionmaker[Session], now: dt.datetime | None = None) -> 
 
 
 class _Beat:
-    """Writes the running job's heartbeat every BEAT_EVERY seconds, and its progress when it is reported."""
+    """Writes the running job's heartbeat every BEAT_EVERY seconds, and its progress when it is reported: in the
+    job's row, and in its folder (PROGRESS_FILE), which the page and another worker read while the job's own
+    transaction holds the database (SQLite lets one writer in at a time)."""
 
-    def __init__(self, sessions: sessionmaker[Session], job_id: int, worker: str):
-        self.sessions, self.job_id, self.worker = sessions, job_id, worker
+    def __init__(self, sessions: sessionmaker[Session], job_id: int, worker: str, folder: Path):
+        self.sessions, self.job_id, self.worker, self.folder = sessions, job_id, worker, folder
+        # On SQLite the job's own transaction holds the one write lock until it ends: a write here would wait for
+        # it (and hold the job back), so the folder alone carries the heartbeat and the progress meanwhile.
+        self.in_database = sessions.kw["bind"].dialect.name != "sqlite"
         self.stop = threading.Event()
         self.last_written = 0.0
         self.lock = threading.Lock()
+        self.state: dict[str, Any] = {"progress": 0.0, "message": None}
+        self.said_locked = False
         self.thread = threading.Thread(target=self._run, name=f"job-{job_id}-beat", daemon=True)
 
-    def _write(self, **values: Any) -> None:
+    def _write_file(self) -> None:
         try:
-            with self.lock, unit_of_work(self.sessions) as s:
-                s.execute(update(Job).where(Job.id == self.job_id, Job.claimed_by == self.worker,
-                                            Job.state == JobState.RUNNING)
-                          .values(heartbeat_at=utcnow(), **values))
-        except Exception:  # a missed heartbeat or progress report must not end the job
-            log.warning("job %s: could not record its progress", self.job_id, exc_info=True)
+            tmp = self.folder / f"{PROGRESS_FILE}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                json.dump({**self.state, "at": utcnow().isoformat()}, fh)
+            os.replace(tmp, self.folder / PROGRESS_FILE)
+        except OSError:
+            log.warning("job %s: could not write its progress file", self.job_id)
+
+    def _write(self, **values: Any) -> None:
+        with self.lock:
+            self.state.update(values)
+            self._write_file()
+            if not self.in_database:
+                return
+            try:
+                with unit_of_work(self.sessions) as s:
+                    s.execute(update(Job).where(Job.id == self.job_id, Job.claimed_by == self.worker,
+                                                Job.state == JobState.RUNNING)
+                              .values(heartbeat_at=utcnow(), **values))
+            except Exception as exc:  # a missed heartbeat or progress report must not end the job
+                if not self.said_locked:  # SQLite: the job's own transaction holds the database; the file has it
+                    self.said_locked = True
+                    log.info("job %s: its progress is kept in its folder while the database is busy (%s)",
+                             self.job_id, type(exc).__name__)
 
     def _run(self) -> None:
         while not self.stop.wait(BEAT_EVERY):
@@ -219,9 +288,9 @@ def run_claimed(sessions: sessionmaker[Session], settings: Settings, job_id: int
         job = s.get(Job, job_id)
         ctx_values = dict(job_id=job.id, kind=job.kind, owner=job.owner, owner_role=job.owner_role,
                           params=dict(job.params or {}), file_name=job.file_name)
-    beat = _Beat(sessions, job_id, worker)
-    ctx = JobContext(**ctx_values, folder=job_folder(settings, job_id), settings=settings, sessions=sessions,
-                     report=beat.report)
+    folder = job_folder(settings, job_id)
+    beat = _Beat(sessions, job_id, worker, folder)
+    ctx = JobContext(**ctx_values, folder=folder, settings=settings, sessions=sessions, report=beat.report)
     beat.thread.start()
     started = time.monotonic()
     try:
@@ -241,6 +310,7 @@ def run_claimed(sessions: sessionmaker[Session], settings: Settings, job_id: int
     with beat.lock, unit_of_work(sessions) as s:
         s.execute(update(Job).where(Job.id == job_id, Job.claimed_by == worker)
                   .values(state=state, finished_at=utcnow(), heartbeat_at=utcnow(), **values))
+    (folder / PROGRESS_FILE).unlink(missing_ok=True)
     log.info("job %s (%s) %s in %.1f s", job_id, ctx.kind, state, time.monotonic() - started)
     return state
 
@@ -250,7 +320,7 @@ def run_pending(sessions: sessionmaker[Session], settings: Settings, worker: str
     job thread calls it; tests and ``outreach worker --once`` call it directly."""
     from . import kinds  # noqa: F401 - registers the handlers
 
-    recover(sessions)
+    recover(sessions, settings=settings)
     ran = 0
     while limit is None or ran < limit:
         job_id = claim(sessions, worker)

@@ -104,7 +104,7 @@ def authenticate(session: Session, authorization: str | None, *, now: dt.datetim
     value = value.strip()
     if scheme.lower() != "bearer" or not value:
         raise TokenError("send your personal access token as 'Authorization: Bearer TOKEN' (make one in the "
-                         "console: Exports, Data API tokens)", 401)
+                         "console: API tokens)", 401)
     token = session.scalar(select(AccessToken).where(AccessToken.token_hash == hash_token(value)))
     if token is None:
         raise TokenError("this token is not known: check it was copied whole, or make a new one in the console", 401)

@@ -1,6 +1,7 @@
 """``outreach tick``: reminders and expiry, one set-based pass (the worker runs it every minute).
 
-A follow-up a coordinator has paused (``FollowUp.held_at``) is skipped by all three duties; no reminder or
+A follow-up a coordinator has paused (``FollowUp.held_at``) is skipped by all three duties, one of a cancelled
+wave gets no reminder (a conversation under way goes on); no reminder or
 nudge is queued for a patient the service may not text now (no consent, opted out, phone invalid: the rule of
 :mod:`outreach.messaging.send_rule`)."""
 from __future__ import annotations
@@ -16,7 +17,7 @@ from conversations.machine import ACTIVE, QUESTION_STATES, FollowUpState, transi
 
 from ..config import Settings
 from ..states import Delivery
-from ..models import FollowUp, Message, Patient
+from ..models import FollowUp, Message, Patient, Wave
 from ..clock import utcnow
 from ..messaging.send_rule import can_be_texted
 from ..messaging.status import purge_early_statuses, reminder_hours
@@ -41,6 +42,7 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
         rows = session.execute(
             select(FollowUp.id, FollowUp.patient_id, FollowUp.timepoint_days, Patient.phone, Patient.language)
             .join(Patient, Patient.id == FollowUp.patient_id)
+            .where(~select(Wave.id).where(Wave.id == FollowUp.wave_id, Wave.cancelled_at.is_not(None)).exists())
             .where(FollowUp.state == FollowUpState.INVITED, FollowUp.reminders_sent == k, FollowUp.last_inbound_at.is_(None),
                    FollowUp.invited_at <= now - dt.timedelta(hours=hours), FollowUp.expires_at > now,
                    FollowUp.held_at.is_(None), can_be_texted())).all()
