@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..clock import utcnow
 from ..config import Settings
-from ..db import audit, unit_of_work
+from ..db import audit, is_unavailable, unit_of_work
 from ..logs import error_summary
 from ..models import Job
 from ..states import JobState
@@ -369,8 +369,9 @@ class JobRunner:
                     delete_old_files(self.sessions, self.settings)
                     self.last_cleanup = time.monotonic()
                 ran = run_pending(self.sessions, self.settings, self.worker, limit=1)
-            except Exception:  # the database went away...: the sending loop says so; try again shortly
-                log.warning("jobs: could not look for work; trying again", exc_info=True)
+            except Exception as exc:  # the database went away...: the sending loop says so; try again shortly
+                if not is_unavailable(exc):
+                    log.warning("jobs: could not look for work (%s); trying again", error_summary(exc))
                 ran = 0
             if not ran:
                 self.stopping.wait(self.IDLE)
