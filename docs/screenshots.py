@@ -33,7 +33,7 @@ from outreach.db import make_engine, session_factory, upgrade
 from outreach.demo import run_demo
 from outreach.jobs.queue import JobRunner
 from outreach.models import Alert
-from outreach.clock import Clock
+from outreach.clock import Clock, using
 from outreach.serve import DEMO_ACCOUNTS, DEMO_PASSWORD, demo_env, ensure_demo_accounts
 from webhooks.app import create_app
 
@@ -135,7 +135,8 @@ def main() -> None:
     app = create_app(env, clock=clock)
     settings = load_settings(env)
     jobs_engine = make_engine(settings.database_url)
-    jobs = JobRunner(session_factory(jobs_engine), settings, "screenshots").start()
+    with using(clock):  # the jobs run on the app's clock, as `make serve`'s worker does
+        jobs = JobRunner(session_factory(jobs_engine), settings, "screenshots").start()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

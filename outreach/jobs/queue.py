@@ -12,6 +12,7 @@ end), at most every ``PROGRESS_EVERY`` seconds, so the job's page can show it wh
 """
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import hashlib
 import json
@@ -355,7 +356,9 @@ class JobRunner:
     def __init__(self, sessions: sessionmaker[Session], settings: Settings, worker: str):
         self.sessions, self.settings, self.worker = sessions, settings, worker
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="jobs", daemon=True)
+        # started in the context it is made in: a demo's or a test's clock (outreach.clock) holds in the thread too
+        self.thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,), name="jobs",
+                                       daemon=True)
         self.last_cleanup = 0.0
 
     def start(self) -> "JobRunner":
