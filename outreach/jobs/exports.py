@@ -71,18 +71,14 @@ def check_request(settings: Settings, *, fmt: str, timepoint: str | int | None, 
                   reason: str | None = None, role: str) -> tuple[str, int | None, str | None]:
     """The export asked for, checked: (format, time point or None, reason or None).  Raises
     ExportRequestError in words, PermissionError when the role may not have it."""
-    from ..study.waves import check_timepoint
+    from ..study.waves import optional_timepoint
 
     if fmt not in FORMATS:
         raise ExportRequestError(f"choose a format: {', '.join(FORMATS.values())}")
-    point: int | None = None
-    if timepoint not in (None, ""):
-        try:
-            point = int(str(timepoint).strip())
-            check_timepoint(settings, point)
-        except ValueError:
-            raise ExportRequestError("choose one of the study's time points "
-                                     f"({', '.join(map(str, settings.followup_days))} days), or all of them") from None
+    try:
+        point = optional_timepoint(settings, timepoint)
+    except ValueError as exc:
+        raise ExportRequestError(str(exc)) from None
     if identified:
         if role != "admin":
             raise PermissionError("identified exports are for administrators only")

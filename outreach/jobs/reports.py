@@ -43,16 +43,12 @@ class ReportRequestError(ValueError):
 def start_report(session: Session, settings: Settings, *, timepoint: str | int | None, owner: str, owner_role: str,
                  address: str | None) -> Job:
     """Queue the report, for every time point or one."""
-    from ..study.waves import check_timepoint
+    from ..study.waves import optional_timepoint
 
-    point: int | None = None
-    if timepoint not in (None, ""):
-        try:
-            point = int(str(timepoint).strip())
-            check_timepoint(settings, point)
-        except ValueError:
-            raise ReportRequestError("choose one of the study's time points "
-                                     f"({', '.join(map(str, settings.followup_days))} days), or all of them") from None
+    try:
+        point = optional_timepoint(settings, timepoint)
+    except ValueError as exc:
+        raise ReportRequestError(str(exc)) from None
     return submit(session, "report", owner=owner, owner_role=owner_role,
                   params={"timepoint": point, "address": address})
 

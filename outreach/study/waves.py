@@ -71,6 +71,19 @@ def check_timepoint(settings: Settings, timepoint: int) -> None:
         raise ValueError(f"time point {timepoint} is not one of FOLLOWUP_DAYS ({', '.join(map(str, allowed))})")
 
 
+def optional_timepoint(settings: Settings, value: str | int | None) -> int | None:
+    """A form's time point: None for every time point (blank), else one of FOLLOWUP_DAYS; ValueError in words."""
+    if value in (None, ""):
+        return None
+    try:
+        point = int(str(value).strip())
+        check_timepoint(settings, point)
+    except ValueError:
+        raise ValueError("choose one of the study's time points "
+                         f"({', '.join(map(str, settings.followup_days))} days), or all of them") from None
+    return point
+
+
 def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.date) -> Plan:
     check_timepoint(settings, timepoint)
     window = dt.timedelta(days=settings.window_days)
