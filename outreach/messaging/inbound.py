@@ -46,7 +46,7 @@ from conversations.lexicon import is_crisis
 from .on_call import on_call_numbers, on_call_text
 from ..config import Settings
 from ..db import audit, is_unavailable
-from ..logs import error_summary
+from ..logs import error_summary, request_context
 from ..models import Alert, Answer, BlockedNumber, FollowUp, Message, Patient
 from ..clock import utcnow
 from ..phones import mask
@@ -439,6 +439,10 @@ class Inbox:
         return result
 
     def _apply_spooled(self, item: Spooled) -> None:
+        with request_context(item.form.get("MessageSid")):  # the id the webhook logged it under
+            self._apply_spooled_now(item)
+
+    def _apply_spooled_now(self, item: Spooled) -> None:
         if item.kind == "status":
             update_status(self.sessions, self.settings, item.form.get("MessageSid", ""),
                           item.form.get("MessageStatus", ""), error_code_of(item.form))
