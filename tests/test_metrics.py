@@ -98,6 +98,7 @@ def test_texts_queues_alerts_and_the_worker_as_prometheus_sees_them(metrics_app,
     assert value(after, "outreach_database_up") == 1
     assert value(after, "outreach_worker_heartbeat_age_seconds") == float("inf")  # no worker has ever run
     assert value(after, "outreach_jobs", state="queued") == 0
+    assert value(after, "outreach_alert_response_seconds") == 12 * 3600
     assert value(after, "outreach_spool_texts") == 0
     assert value(after, "outreach_send_rate_limit_per_second", sender="twilio") == 1
     assert value(after, "outreach_send_rate_per_second", sender="twilio") == pytest.approx(1 / 60)

@@ -46,6 +46,8 @@ DB_ERRORS = Counter("outreach_database_errors", "Database errors met by the web 
 OUTCOMES = ("applied", "repeat", "spooled", "refused", "unavailable")
 for _outcome in OUTCOMES:  # every outcome shown from the start, at 0, so that rate() sees its first increase
     INBOUND.labels(_outcome)
+for _endpoint in ("sms", "status"):
+    WEBHOOK_SECONDS.labels(_endpoint)
 
 # Outbound texts by state: Delivery's statuses grouped as an operator reads them.
 SENT = (Delivery.ACCEPTED, Delivery.SCHEDULED, Delivery.QUEUED, Delivery.SENDING, Delivery.SENT, Delivery.DELIVERED,
@@ -140,6 +142,8 @@ class StateCollector:
         limit.add_metric([self.sender], self.settings.send_rate_per_second)
         yield limit
         yield from self._alerts(conn, now)
+        yield _gauge("outreach_alert_response_seconds", "ALERT_RESPONSE_HOURS in seconds: an alert not resolved "
+                     "for longer is overdue (for alerting rules).", self.settings.alert_response_hours * 3600)
         with _session(conn) as session:
             inbox = inbox_counts(session, self.settings, now)
             beat = last_beat(session)
