@@ -156,6 +156,8 @@ def test_a_backup_taken_while_texts_arrive_restores_the_study_as_it_was(empty_db
     # -- restored into a fresh database: the source as it was at one moment between two texts
     restored_env = {**env, "DATABASE_URL": restored_url}
     assert "restored" in run(restored_env, "restore", str(backup_file))
+    if restored_url.startswith("sqlite"):
+        assert Path(make_url(restored_url).database).stat().st_mode & 0o777 == 0o600
     copy = make_engine(restored_url, immediate=False)
     with copy.connect() as conn:
         applied = set(conn.execute(select(Message.provider_sid).where(

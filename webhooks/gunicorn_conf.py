@@ -12,7 +12,8 @@ import tempfile
 
 # Metrics of every worker add up (prometheus-client's multiprocess mode): each writes its counts to this folder,
 # made fresh for each start unless the operator names one; it must be set before prometheus_client is imported.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="outreach-metrics-")
 
 from outreach.config import ConfigError, load_settings  # noqa: E402
@@ -50,3 +51,11 @@ def child_exit(_server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(_server) -> None:
+    """The metrics folder this start made goes with it."""
+    if _OWN_METRICS_DIR:
+        import shutil
+
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -86,6 +86,8 @@ def restore(file: Path, url: str) -> Done:
             raise BackupError(f"{file} is a SQLite backup: restore it into a sqlite:/// DATABASE_URL")
         target = _sqlite_path(url)
         _refuse_non_empty(url)
+        if not target.exists():  # every patient's data: the owner only, as the backup was
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         _sqlite_backup(file, target)
     elif head.startswith(PG_CUSTOM_MAGIC):
         if _is_sqlite(url):
