@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import datetime as dt
+import http.client
 import itertools
 import os
 import random
@@ -161,7 +162,7 @@ class Balancer:
                 continue
             try:
                 status, _ = host.client.signed("/twilio/sms", form)
-            except (urllib.error.URLError, OSError, ConnectionError):
+            except (urllib.error.URLError, OSError, http.client.HTTPException):  # no whole answer: the host died
                 with self.lock:
                     self.retried += 1
                 continue
