@@ -125,3 +125,25 @@ def test_tracebacks_are_one_masked_json_line(capsys):
     (line,) = json_lines(capsys.readouterr().err)
     assert line["level"] == "ERROR" and "ValueError" in line["exception"] and line["request_id"] is None
     assert_no_patient_data(json.dumps(line))
+
+
+def test_a_text_whose_request_died_is_applied_by_the_worker_under_its_own_id(make_patient, sessions, settings,
+                                                                              capsys):
+    import datetime as dt
+
+    from outreach.clock import utcnow
+    from outreach.db import unit_of_work
+    from outreach.messaging.inbound import Inbox
+    from outreach.models import Message
+    from outreach.states import Processing
+
+    make_patient(phone=PHONE)
+    with unit_of_work(sessions) as s:  # stored by a web worker killed before it applied it
+        s.add(Message(direction="in", provider_sid=SID, from_number=PHONE, body=WORDS, status=Processing.RECEIVED,
+                      created_at=utcnow() - dt.timedelta(minutes=10)))
+    Inbox(sessions, settings).recover_stuck()  # the worker's minute duties
+    text = capsys.readouterr().err
+    lines = json_lines(text)
+    assert any(line["request_id"] == SID and "applied late" in line["message"] for line in lines), text
+    assert any(line["request_id"] == SID and "opened" in line["message"] for line in lines), text
+    assert_no_patient_data(text)
