@@ -56,6 +56,16 @@ def test_metrics_are_off_without_a_token_and_refuse_a_wrong_one(app, metrics_app
     assert client.get("/metrics", headers={"Authorization": TOKEN}).status_code == 401
 
 
+def test_the_console_s_sign_in_does_not_stand_in_front_of_the_metrics(console_env):
+    from webhooks.app import create_app
+
+    application = create_app({**console_env, "METRICS_TOKEN": TOKEN})
+    client = application.test_client()
+    assert value(scrape(client), "outreach_database_up") == 1  # a bearer token, no console session
+    assert client.get("/metrics").status_code == 401  # and no redirect to the sign-in page
+    application.extensions["outreach"]["engine"].dispose()
+
+
 def test_texts_queues_alerts_and_the_worker_as_prometheus_sees_them(metrics_app, make_patient, make_followup,
                                                                    sessions):
     from outreach.messaging.webhook_client import SignedWebhookClient, flask_post
