@@ -51,7 +51,7 @@ for _endpoint in ("sms", "status"):
 
 # Outbound texts by state: Delivery's statuses grouped as an operator reads them.
 SENT = (Delivery.ACCEPTED, Delivery.SCHEDULED, Delivery.QUEUED, Delivery.SENDING, Delivery.SENT, Delivery.DELIVERED,
-        Delivery.READ, Delivery.TWIML)
+        Delivery.READ)
 FAILED = (Delivery.FAILED, Delivery.UNDELIVERED)
 RATE_WINDOW = dt.timedelta(seconds=60)  # the achieved send rate: texts sent in the last minute / 60
 
@@ -122,17 +122,19 @@ class StateCollector:
             "sent": out & Message.status.in_(SENT),
             "failed": out & Message.status.in_(FAILED),
             "cancelled": out & (Message.status == Delivery.CANCELLED),
+            "answered": out & (Message.status == Delivery.TWIML),
         }
         counts = conn.execute(select(*(func.count().filter(c) for c in states.values())).select_from(Message)
                               .where(out)).one()
         family = GaugeMetricFamily("outreach_outbound_texts", "Outbound texts by state: queued (due), held (waiting "
-                                   "for quiet hours to end or a retry), claimed (a worker is sending it), sent, "
-                                   "failed, cancelled.", labels=["state"])
+                                   "for quiet hours to end or a retry), claimed (a worker is sending it), sent (by a "
+                                   "worker), failed, cancelled, answered (in the webhook's own answer).",
+                                   labels=["state"])
         for name, n in zip(states, counts):
             family.add_metric([name], n or 0)
         yield family
         sent_lately = conn.scalar(select(func.count()).select_from(Message)
-                                  .where(out, Message.sent_at >= now - RATE_WINDOW, Message.status != Delivery.TWIML))
+                                  .where(out, Message.sent_at >= now - RATE_WINDOW, Message.status.in_(SENT + FAILED)))
         rate = GaugeMetricFamily("outreach_send_rate_per_second", "Texts a second the workers of every host sent "
                                  "over the last minute, per sender.", labels=["sender"])
         rate.add_metric([self.sender], (sent_lately or 0) / RATE_WINDOW.total_seconds())
