@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 from prometheus_client.parser import text_string_to_metric_families
 
 from outreach.clock import utcnow
@@ -202,3 +205,36 @@ def _get_or_none(url: str):
         return _get(url)
     except OSError:
         return None
+
+
+def test_the_worker_s_database_errors_join_the_host_s_metrics(db_url, env, tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR set for the worker too, its database errors add to what the host's /metrics says."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from .db_proxy import TcpProxy
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the database cut through a loopback proxy: PostgreSQL")
+    url = make_url(db_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    worker_env = {**os.environ, **env, "DATABASE_URL": url.set(host="127.0.0.1", port=proxy.port)
+                  .render_as_string(hide_password=False), "SMS_BACKEND": "simulator", "PYTHONPATH": str(ROOT),
+                  "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    worker = subprocess.Popen([sys.executable, "-m", "outreach.cli", "worker"], cwd=ROOT, env=worker_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "worker: started" in worker.stdout.readline()
+        proxy.cut()
+        time.sleep(3)  # a few rounds while the database is away
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(folder))
+        scraped = samples(generate_latest(registry).decode())
+        assert value(scraped, "outreach_database_errors_total", kind="unavailable") >= 1
+    finally:
+        proxy.restore()
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=30)
+        proxy.close()
