@@ -208,7 +208,7 @@ def _get_or_none(url: str):
 
 
 def test_the_worker_s_database_errors_join_the_host_s_metrics(db_url, env, tmp_path):
-    """With PROMETHEUS_MULTIPROC_DIR set for the worker too, its database errors add to what the host's /metrics says."""
+    """With PROMETHEUS_MULTIPROC_DIR set for the worker too, its database errors add to the host's /metrics."""
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 

@@ -62,7 +62,8 @@ def _alert(name: str, at: str, labels: dict | None = None) -> dict:
     rule = rules()[name]
     summary = rule["annotations"]["summary"].replace("{{ $labels.instance }}", (labels or {}).get("instance", ""))
     return {"eval_time": at, "alertname": name,
-            "exp_alerts": [{"exp_labels": {**rule["labels"], **(labels or {})}, "exp_annotations": {"summary": summary}}]}
+            "exp_alerts": [{"exp_labels": {**rule["labels"], **(labels or {})},
+                            "exp_annotations": {"summary": summary}}]}
 
 
 def _quiet(name: str, at: str) -> dict:

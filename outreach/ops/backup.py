@@ -146,7 +146,8 @@ def _refuse_non_empty(url: str) -> None:
     finally:
         engine.dispose()
     if tables:
-        raise BackupError(f"{hide_password(url)} is not empty ({len(tables)} tables, {', '.join(sorted(tables)[:3])}…): "
+        some = ", ".join(sorted(tables)[:3])
+        raise BackupError(f"{hide_password(url)} is not empty ({len(tables)} tables, {some}…): "
                           "a backup is restored only into an empty database (create a new one, point "
                           "DATABASE_URL at it, then restore)")
 
