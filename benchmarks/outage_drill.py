@@ -118,14 +118,21 @@ def prepare_database(url: str, patients: int, env: dict[str, str]) -> list[str]:
     """An empty schema, ``outreach db upgrade`` as the Procfile's release step runs it, then the patients:
     each with an open 365-day follow-up whose first question was sent (as ``webhook_bench.seed`` builds
     them).  Their phone numbers."""
-    from outreach.models import Episode, FollowUp, Patient
-
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     out = run([str(BIN / "outreach"), "db", "upgrade"], cwd=ROOT, env=env)
     if out.returncode:
         sys.exit(f"outreach db upgrade failed:\n{out.stdout}{out.stderr}")
+    phones = answering_patients(engine, patients)
+    engine.dispose()
+    return phones
+
+
+def answering_patients(engine, patients: int) -> list[str]:
+    """``patients`` patients, each with an open 365-day follow-up whose first question was sent; their phones."""
+    from outreach.models import Episode, FollowUp, Patient
+
     phones = [f"+1647{3000000 + i:07d}" for i in range(patients)]
     now = utcnow()
     with engine.begin() as conn:
@@ -139,7 +146,6 @@ def prepare_database(url: str, patients: int, env: dict[str, str]) -> list[str]:
                                              started_at=now - dt.timedelta(minutes=5),
                                              last_prompt_at=now - dt.timedelta(minutes=5))
                                         for pid, ep in zip(ids, episodes)])
-    engine.dispose()
     return phones
 
 

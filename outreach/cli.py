@@ -1022,6 +1022,41 @@ def report_cmd(ctx: Context, out: Path, timepoint: int | None) -> None:
                f"stats.json and {len(payload['figures'])} figures")
 
 
+@cli.command("backup", short_help="Copy the database to FILE while the service runs.",
+             help="Copy the database to FILE, consistently, while the web app and the worker run: SQLite through its "
+                  "online backup API, PostgreSQL with the server's own pg_dump (custom format; the server's major "
+                  "version or newer). The file holds every patient's data: it is written 0600.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def backup_cmd(ctx: Context, out: Path) -> None:
+    from .ops.backup import BackupError, backup
+
+    ctx.engine  # there, answering, with our schema
+    try:
+        done = backup(ctx.settings.database_url, out)
+    except BackupError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(done.describe("backed up", ctx.settings.database_url))
+
+
+@cli.command("restore", short_help="Restore a backup FILE into an empty database.",
+             help="Restore FILE (made by `outreach backup`) into DATABASE_URL, which must be empty (a new SQLite file, "
+                  "or a new PostgreSQL database: pg_restore in one transaction). Then `outreach db upgrade` brings a "
+                  "backup of an older version to this one's schema.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def restore_cmd(ctx: Context, file: Path) -> None:
+    from .ops.backup import BackupError, restore
+
+    try:
+        done = restore(file, ctx.settings.database_url)
+    except BackupError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(done.describe("restored", ctx.settings.database_url))
+
+
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null, so that Python's own flush at exit does not hit the closed pipe again."""
     import os

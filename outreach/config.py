@@ -120,6 +120,12 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "OIDC_CLIENT_SECRET": (None, "This console's client secret at the identity provider (secret)."),
     "PASSWORD_LOGIN": ("1", "0 turns password sign-in off (single sign-on only; needs the OIDC settings)."),
     "API_TOKEN_DAYS": ("90", "Days a researcher's personal access token for the data API stays valid."),
+    "METRICS_TOKEN": (None, "Bearer token Prometheus sends for GET /metrics on the web app's port (secret; unset and "
+                            "no METRICS_PORT: /metrics is off)."),
+    "METRICS_PORT": (None, "Port on 127.0.0.1 where the Procfile's gunicorn serves /metrics without a token, for a "
+                           "Prometheus (or agent) on the same host."),
+    "LOG_FORMAT": ("text", "text (one readable line per record) or json (one JSON object per line, with the "
+                           "request id the webhook, the worker and the console share), masked either way."),
 }
 
 
@@ -269,11 +275,13 @@ TYPED: dict[str, tuple] = {
     "MAX_UPLOAD_MB": (_number(0, above=True), "a number of megabytes above 0, such as 50"),
     "PASSWORD_LOGIN": (_flag, "0 or 1"),
     "API_TOKEN_DAYS": (_whole(1), "a whole number of days, at least 1"),
+    "METRICS_PORT": (lambda text: _port(text) if text else None, "a port number from 1 to 65535, such as 9464"),
+    "LOG_FORMAT": (_choice("text", "json"), "text or json"),
 }
 
 
 # Never shown by ``repr(settings)``; the database URL is shown without its password.
-SECRETS = ("TWILIO_AUTH_TOKEN", "EXPORT_KEY", "SECRET_KEY", "OIDC_CLIENT_SECRET")
+SECRETS = ("TWILIO_AUTH_TOKEN", "EXPORT_KEY", "SECRET_KEY", "OIDC_CLIENT_SECRET", "METRICS_TOKEN")
 EXPORT_KEY_MIN_LENGTH = 32
 MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_hex(32))"'
 

@@ -18,14 +18,25 @@ the exception's type and the first line of its cleaned message.
 
 Twilio's HTTP client logs request parameters (numbers and bodies) at INFO, so its logger is kept at
 WARNING.
+
+``LOG_FORMAT=json`` writes one JSON object a line (time, level, logger, message, request id, exception), cleaned
+the same way.  The request id (:func:`request_context`) is the Twilio MessageSid for a webhook's text, and the
+worker applying that text from the spool logs under the same id; a console page has its own (or the proxy's
+``X-Request-Id``), sent back in the response's ``X-Request-Id``.
 """
 from __future__ import annotations
 
+import contextvars
+import datetime as dt
+import json
 import logging
 import os
 import re
 import sys
 import traceback
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
 
 from .phones import mask, mask_raw
 
@@ -142,13 +153,68 @@ class CleanFormatter(logging.Formatter):
         return scrub(super().format(clean_record(record)))
 
 
+_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("outreach_request_id", default=None)
+# What may be a request id: a Twilio sid (SM + 32 hex digits), a UUID, a proxy's own token; never free text.
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def valid_request_id(value: str | None) -> str | None:
+    return value if value and _ID.fullmatch(value) else None
+
+
+def current_request_id() -> str | None:
+    return _REQUEST_ID.get()
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def bind_request_id(request_id: str) -> contextvars.Token:
+    """Log under ``request_id`` until :func:`unbind_request_id` (a web request's hooks)."""
+    return _REQUEST_ID.set(request_id)
+
+
+def unbind_request_id(token: contextvars.Token) -> None:
+    _REQUEST_ID.reset(token)
+
+
+@contextmanager
+def request_context(request_id: str | None) -> Iterator[str | None]:
+    """Every record logged inside carries ``request_id`` (kept as it is when it is not a valid id)."""
+    token = _REQUEST_ID.set(valid_request_id(request_id) or _REQUEST_ID.get())
+    try:
+        yield _REQUEST_ID.get()
+    finally:
+        _REQUEST_ID.reset(token)
+
+
+class JsonFormatter(CleanFormatter):
+    """One JSON object a line: time (UTC), level, logger, message, request_id, process, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        clean_record(record)
+        entry = {"time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+                 "level": record.levelname, "logger": record.name, "message": record.getMessage(),
+                 "request_id": getattr(record, "request_id", None), "process": record.process}
+        if record.exc_info and not record.exc_text:
+            record.exc_text = safe_traceback(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return mask_text(json.dumps(entry, ensure_ascii=False))
+
+
 def _install_record_factory() -> None:
     current = logging.getLogRecordFactory()
     if getattr(current, "_outreach", False):
         return
 
     def factory(*args, **kwargs) -> logging.LogRecord:
-        return clean_record(current(*args, **kwargs))
+        record = clean_record(current(*args, **kwargs))
+        record.request_id = _REQUEST_ID.get()
+        return record
 
     factory._outreach = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(factory)
@@ -177,10 +243,11 @@ def configure_logging(stream=None) -> logging.Handler:
     root = logging.getLogger()
     for h in root.handlers:
         if getattr(h, "_outreach", False):
+            h.setFormatter(_formatter())
             return h
     handler = _Handler(stream)
     handler.addFilter(MaskPhones())
-    handler.setFormatter(CleanFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_formatter())
     handler._outreach = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     level = (os.environ.get("LOG_LEVEL") or "INFO").strip().upper()
@@ -188,3 +255,10 @@ def configure_logging(stream=None) -> logging.Handler:
     for noisy in ("twilio", "urllib3", "transitions"):  # twilio logs numbers; transitions every step
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return handler
+
+
+def _formatter() -> logging.Formatter:
+    """LOG_FORMAT: json, else text (a wrong value is refused by name when settings load)."""
+    if (os.environ.get("LOG_FORMAT") or "").strip().lower() == "json":
+        return JsonFormatter()
+    return CleanFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

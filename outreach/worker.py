@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -57,6 +58,10 @@ def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Cal
     """Send, and every minute do the minute duties, until SIGTERM/SIGINT.  ``once``: one round, then say what
     it did (the minute duties, the sending pass and what waits for later) and stop."""
     check_sending(settings)  # every missing Twilio setting at once, before anything starts
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # the host's /metrics adds this process's database errors
+        from .ops.metrics import count_database_errors
+
+        count_database_errors(sessions.kw["bind"])
     sender = Sender(sessions, settings, make_gateway(settings, echo=echo))
     # Texts the web app spooled on this host while the database was away: applied as soon as it is back,
     # without waiting for the next inbound request.

@@ -107,6 +107,12 @@ def create_app(config: Mapping[str, Any] | None = None, clock: Clock | None = No
             if token is not None:
                 restore(token)
 
+    from outreach.ops.metrics import init_metrics
+    from outreach.ops.request_ids import init_request_ids
+
+    init_request_ids(app)  # X-Request-Id, in every log line of the request (LOG_FORMAT=json)
+
+    init_metrics(app, settings, engine, spool)  # GET /metrics (METRICS_TOKEN), the webhook's latency, database errors
     from .twilio_views import bp
 
     app.register_blueprint(bp)

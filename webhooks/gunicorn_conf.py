@@ -6,9 +6,17 @@ connection, so PostgreSQL sees at most ``WEB_CONCURRENCY × WEB_THREADS`` connec
 """
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 
-from outreach.config import ConfigError, load_settings
+# Metrics of every worker add up (prometheus-client's multiprocess mode): each writes its counts to this folder,
+# made fresh for each start unless the operator names one; it must be set before prometheus_client is imported.
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="outreach-metrics-")
+
+from outreach.config import ConfigError, load_settings  # noqa: E402
 
 try:  # once, in the master, before any worker starts: a few lines, not a traceback per worker
     from webhooks.app import check_startup, startup_message
@@ -28,3 +36,26 @@ threads = _settings.web_threads
 from conversations.crisis import rules as _crisis_rules  # noqa: E402
 
 _crisis_rules()
+
+
+def when_ready(_server) -> None:
+    """METRICS_PORT: /metrics on 127.0.0.1 from the master (no token: only this host can reach it)."""
+    if _settings.metrics_port:
+        from outreach.ops.metrics import serve_on_loopback
+
+        serve_on_loopback(_settings, _settings.metrics_port)
+
+
+def child_exit(_server, worker) -> None:
+    """A worker gone: its live gauges leave the scrape, its counts stay in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(_server) -> None:
+    """The metrics folder this start made goes with it."""
+    if _OWN_METRICS_DIR:
+        import shutil
+
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -7,6 +7,7 @@ from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 
 from outreach.messaging.inbound import InboundSMS, error_code_of
+from outreach.ops.metrics import INBOUND, count_inbound
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 
@@ -37,6 +38,8 @@ def check_signature():
     validator: RequestValidator = _services()["validator"]
     signature = request.headers.get("X-Twilio-Signature", "")
     if not signature or not validator.validate(_signed_url(), request.form, signature):
+        if request.endpoint == "twilio.sms":
+            INBOUND.labels("refused").inc()
         abort(403)
 
 
@@ -58,6 +61,7 @@ UNAVAILABLE = "the database and the spool are both unavailable"
 @bp.post("/sms")
 def sms():
     received = _services()["inbox"].receive(InboundSMS.from_form(request.form), request.form)
+    count_inbound(received)
     if received.rejected:
         return Response(received.rejected, status=400, mimetype="text/plain")
     if received.unavailable:  # Twilio then calls the number's fallback URL, if one is set

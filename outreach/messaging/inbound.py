@@ -46,7 +46,7 @@ from conversations.lexicon import is_crisis
 from .on_call import on_call_numbers, on_call_text
 from ..config import Settings
 from ..db import audit, is_unavailable
-from ..logs import error_summary
+from ..logs import error_summary, request_context
 from ..models import Alert, Answer, BlockedNumber, FollowUp, Message, Patient
 from ..clock import utcnow
 from ..phones import mask
@@ -439,6 +439,10 @@ class Inbox:
         return result
 
     def _apply_spooled(self, item: Spooled) -> None:
+        with request_context(item.form.get("MessageSid")):  # the id the webhook logged it under
+            self._apply_spooled_now(item)
+
+    def _apply_spooled_now(self, item: Spooled) -> None:
         if item.kind == "status":
             update_status(self.sessions, self.settings, item.form.get("MessageSid", ""),
                           item.form.get("MessageStatus", ""), error_code_of(item.form))
@@ -521,13 +525,17 @@ class Inbox:
                 ids = sorted(set(also) | set(conn.scalars(select(Message.id).where(
                     Message.direction == "in", Message.status == Processing.RECEIVED, Message.processed_at.is_(None),
                     Message.created_at <= utcnow() - stuck_after))))
+                sids = dict(conn.execute(select(Message.id, Message.provider_sid).where(Message.id.in_(ids))).all()) \
+                    if ids else {}
             for message_id in ids:
-                self._process(conn, message_id, live=False)
+                with request_context(sids.get(message_id)):  # logged under the id its own request had
+                    self._process(conn, message_id, live=False)
             with conn.begin():
                 results = [(r.id, r.status) for r in conn.execute(
                     select(Message.id, Message.status).where(Message.id.in_(ids)).order_by(Message.id))]
         for message_id, status in results:
-            log.warning("inbound message %s applied late (its request had failed or died): %s", message_id, status)
+            with request_context(sids.get(message_id)):
+                log.warning("inbound message %s applied late (its request had failed or died): %s", message_id, status)
         return results
 
     # -- 1. store ---------------------------------------------------------

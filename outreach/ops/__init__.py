@@ -1,0 +1,1 @@
+"""Running the service like an IT department would: Prometheus metrics (:mod:`.metrics`) and backups (:mod:`.backup`)."""
