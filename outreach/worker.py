@@ -28,7 +28,7 @@ TICK_EVERY = 60.0
 IDLE_SLEEP = 1.0
 OUTAGE_BACKOFF_MAX = 5.0  # while the database is away, look again at least this often
 # The daily retention pass takes at most this long of a minute's duties; what is left goes on the next minute.
-RETENTION_BUDGET = 20.0
+RETENTION_BUDGET = 10.0
 
 
 @dataclass(frozen=True)

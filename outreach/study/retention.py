@@ -43,7 +43,7 @@ UNDER_WORDS = {RETENTION: "under the retention rule", WITHDRAWAL: "at the partic
                STUDY_CLOSE: "when the study was closed"}
 KINDS = {"message_bodies": "words of texts", "answer_words": "words of free-text answers",
          "phone_numbers": "phone numbers", "audit_rows": "audit rows older than RETAIN_AUDIT_DAYS"}
-BATCH = 500
+BATCH = 1000
 RUN_DONE = "retention_run"  # the audit row of a completed daily pass (its day in details)
 # Texts whose words are never erased while they may still be sent or applied.
 _IN_FLIGHT = (Delivery.PENDING, Delivery.CLAIMED, Processing.RECEIVED)
@@ -94,7 +94,10 @@ def erase_message_words(session: Session, message_ids: Sequence[int], under: str
     texts = session.execute(update(Message).where(Message.id.in_(message_ids), Message.erased_at.is_(None))
                             .values(body="", erased_at=now, erased_under=under)
                             .execution_options(synchronize_session=False)).rowcount or 0
-    answers = session.execute(update(Answer).where(Answer.message_id.in_(message_ids),
+    # by follow-up first: answers are indexed by it (uq_answers_followup_question), not by message
+    followups = select(Message.followup_id).where(Message.id.in_(message_ids), Message.followup_id.is_not(None))
+    answers = session.execute(update(Answer).where(Answer.followup_id.in_(followups.scalar_subquery()),
+                                                   Answer.message_id.in_(message_ids),
                                                    Answer.raw_text_erased_at.is_(None))
                               .values(raw_text=None, raw_text_erased_at=now, raw_text_erased_under=under)
                               .execution_options(synchronize_session=False)).rowcount or 0
@@ -136,18 +139,20 @@ class RetentionRun:
         return f"retention {verb} " + "; ".join(parts) + ("" if self.finished else " (to be continued)")
 
 
-def _batches(sessions: sessionmaker[Session], ids_of: Callable[[Session], list[int]],
+def _batches(sessions: sessionmaker[Session], ids_of: Callable[[Session, int], list[int]],
              apply: Callable[[Session, list[int]], int], deadline: float | None) -> tuple[int, bool]:
-    """Take up to BATCH ids and apply, one transaction each, until none is left (or the deadline)."""
-    total = 0
+    """Take up to BATCH ids after the last one done and apply, one transaction each, until none is left (or the
+    deadline).  Keyset order: each batch starts where the last ended, never from the start again."""
+    total, after = 0, 0
     while True:
         if deadline is not None and time.monotonic() > deadline:
             return total, False
         with unit_of_work(sessions) as session:
-            ids = ids_of(session)
+            ids = ids_of(session, after)
             if not ids:
                 return total, True
             total += apply(session, ids)
+            after = ids[-1]
 
 
 def run(sessions: sessionmaker[Session], settings: Settings, *, dry_run: bool = False,
@@ -176,13 +181,14 @@ def run(sessions: sessionmaker[Session], settings: Settings, *, dry_run: bool = 
         answers[0] += words
         return texts
 
+    def ids(column, condition):
+        return lambda s, after: list(s.scalars(select(column).where(condition, column > after).order_by(column)
+                                               .limit(BATCH)))
+
     steps = [
-        ("message_bodies", lambda s: list(s.scalars(select(Message.id).where(bodies).order_by(Message.id).limit(BATCH))),
-         erase_words),
-        ("phone_numbers", lambda s: list(s.scalars(select(Patient.id).where(phones).order_by(Patient.id).limit(BATCH))),
-         lambda s, ids: erase_phones(s, ids, RETENTION, now)),
-        ("audit_rows", lambda s: list(s.scalars(select(AuditEvent.id).where(old_audit).order_by(AuditEvent.id)
-                                                .limit(BATCH))),
+        ("message_bodies", ids(Message.id, bodies), erase_words),
+        ("phone_numbers", ids(Patient.id, phones), lambda s, ids: erase_phones(s, ids, RETENTION, now)),
+        ("audit_rows", ids(AuditEvent.id, old_audit),
          lambda s, ids: s.execute(delete(AuditEvent).where(AuditEvent.id.in_(ids))).rowcount or 0),
     ]
     for kind, ids_of, apply in steps:
