@@ -695,7 +695,9 @@ def retention() -> None:
 def retention_run(ctx: Context, dry_run: bool) -> None:
     from .study.retention import run
 
-    click.echo(run(ctx.sessions, ctx.settings, dry_run=dry_run).describe())
+    click.echo(run(ctx.sessions, ctx.settings, dry_run=True).describe())  # what it is about to do, first
+    if not dry_run:
+        click.echo(run(ctx.sessions, ctx.settings).describe())
 
 
 @cli.group(help="The study as a whole.")

@@ -60,8 +60,11 @@ def test_bodies_are_erased_on_the_day_the_rule_says_and_not_before_and_an_open_f
     assert "I moved to Zebracorn avenue" in bodies(session, done)  # --dry-run changed nothing
     would = retention.run(sessions, rules, dry_run=True).counts
 
-    done_run = retention.run(sessions, rules)
-    assert done_run.counts["message_bodies"] == would["message_bodies"] > 0
+    done_run = run_cli("retention", "run", extra_env=RULES)
+    assert done_run.exit_code == 0
+    said, did = done_run.output.splitlines()  # what it is about to erase, then what it erased
+    assert said.startswith("retention would erase") and did.startswith("retention erased")
+    assert f"words of texts: {would['message_bodies']};" in did and would["message_bodies"] > 0
     assert set(bodies(session, done)) == {""}  # every word gone, in the database
     assert "Zebracorn here, 8" in bodies(session, open_)  # a follow-up still under way keeps its texts
     assert session.execute(select(Answer.id, Answer.value).order_by(Answer.id)).all() == coded  # coded answers stay

@@ -81,6 +81,11 @@ def test_withdrawal_with_keep_stops_every_contact_and_flags_the_answers_in_the_e
     codebook = pd.read_csv(tmp_path / "out.codebook.csv")
     assert {"withdrawn", "withdrawn_days"} <= set(codebook["variable"])
 
+    report = tmp_path / "report"
+    cli_ok(run_cli, "report", "--out", str(report))
+    assert "<5 of the participants withdrew from the study" in (report / "report.md").read_text()  # suppressed
+    assert json.loads((report / "stats.json").read_text())["participants"]["withdrawn"] == "<5"
+
     listed = cli_ok(run_cli, "patients", "withdrawn", extra_env={"EXPORT_KEY": KEY})
     assert "W1" in listed and w1 in listed and "data: keep" in listed and "asked on the phone to stop" in listed
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "withdrawn"))
