@@ -157,7 +157,8 @@ def withdraw(session: Session, *, pk: int | None = None, study_id: str | None = 
     pseudonym key (EXPORT_KEY), so that the audit record names the participant as the exports do."""
     data, reason = check_choice(data, reason)
     p = _patient(session, pk=pk, study_id=study_id)
-    lock_phone(session, p.phone)  # the same lock as an incoming text: read and change after it
+    if p.phone:  # the same lock as an incoming text: read and change after it (an erased number: none can come)
+        lock_phone(session, p.phone)
     session.refresh(p)
     _not_withdrawn(p)
     now = utcnow()
