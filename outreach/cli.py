@@ -595,7 +595,8 @@ def _age(seconds: int) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-@cli.group(help="Patients: opt a patient back in once their consent is confirmed again; withdraw a participant "
+@cli.group(short_help="Patients: opt back in, withdraw from the study, list withdrawals.",
+           help="Patients: opt a patient back in once their consent is confirmed again; withdraw a participant "
                 "from the study; list the withdrawals.")
 def patients() -> None:
     pass
@@ -700,7 +701,7 @@ def retention_run(ctx: Context, dry_run: bool) -> None:
         click.echo(run(ctx.sessions, ctx.settings).describe())
 
 
-@cli.group(help="The study as a whole.")
+@cli.group(help="The study as a whole: close it at its end.")
 def study() -> None:
     pass
 
