@@ -9,13 +9,11 @@ per distinct patient).  Missing answers stay missing, never zero.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
+from outreach.pseudonyms import pseudonym
 from outreach.study.waves import OUTCOME_RULES
 
 from . import queries
@@ -26,14 +24,13 @@ CONTRACT = (["participant", "episode", "timepoint_days", "status", "responded", 
              "contact_attempts"]
             + ITEMS + ["alliance_mean", "alliance_bond", "alliance_goal_task", "alliance_tertile",
                        "self_efficacy", "self_efficacy_high", "mental_health", "physical_health",
-                       "mental_health_high", "physical_health_high", "days_used"])
+                       "mental_health_high", "physical_health_high", "days_used", "withdrawn", "withdrawn_days"])
 TERTILES = ["low", "mid", "high"]
 
 
 def pseudonyms(ids: pd.Series, key: bytes) -> pd.Series:
     """First 16 hex characters of HMAC-SHA256(key, patient_id), computed once per distinct id."""
-    mapping = {pid: hmac.new(key, str(pid).encode("utf-8"), hashlib.sha256).hexdigest()[:16]
-               for pid in ids.unique()}
+    mapping = {pid: pseudonym(key, pid) for pid in ids.unique()}
     return ids.map(mapping)
 
 
@@ -121,6 +118,11 @@ def build(raw: pd.DataFrame, key: bytes, identified: bool = False,
     df["mental_health_high"] = _flag(values["mental_health"] >= 4, values["mental_health"])
     df["physical_health_high"] = _flag(values["physical_health"] >= 4, values["physical_health"])
     df["days_used"] = values["days_used"]
+    # Withdrew from the study, keeping their answers (those who asked for removal are no longer in the database).
+    withdrawn_at = pd.to_datetime(raw["withdrawn_at"]) if "withdrawn_at" in raw else pd.Series(pd.NaT, index=raw.index)
+    df["withdrawn"] = withdrawn_at.notna().astype("Int8")
+    df["withdrawn_days"] = ((withdrawn_at.dt.normalize() - pd.to_datetime(raw["discharge_date"])).dt.days
+                            .astype("Int64"))
     if covariates is None:
         covariates = [c for c in COVARIATES if c in raw and raw[c].notna().any()]
     for c in COVARIATES:

@@ -28,7 +28,7 @@ def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
     numbered = select(Episode.id, func.row_number().over(
         partition_by=Episode.patient_id, order_by=(Episode.discharge_date, Episode.id)).label("episode")).subquery()
     stmt = (select(FollowUp.id.label("followup_id"), FollowUp.timepoint_days, FollowUp.state,
-                   FollowUp.last_inbound_at, Patient.id.label("patient_pk"), Patient.patient_id,
+                   FollowUp.last_inbound_at, Patient.id.label("patient_pk"), Patient.patient_id, Patient.withdrawn_at,
                    FollowUp.episode_id, numbered.c.episode, Episode.discharge_date,
                    *[getattr(Patient, c) for c in PATIENT_COVARIATES],
                    *[getattr(Episode, c) for c in EPISODE_COVARIATES])

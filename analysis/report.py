@@ -393,6 +393,15 @@ def people_text(people: dict[str, Any], first: str, points: list[int]) -> str:
     return f"{targeted}; {answered}{answers}."
 
 
+def withdrawn_text(people: dict[str, Any]) -> str:
+    """How many withdrew from the study keeping their answers (a count like any other: suppressed); '' for none."""
+    n = people.get("withdrawn", 0)
+    if n in (0, None):
+        return ""
+    return (f"{n} of the participants withdrew from the study and kept the answers they had given (flagged "
+            "'withdrawn' in the export); those who asked for their answers to be removed are in no count. ")
+
+
 def readmissions_text(data: dict[str, Any]) -> str:
     episodes = data["episodes"]
     multi = episodes["n_participants_multi"]
@@ -524,7 +533,7 @@ def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
     first = " (their first treatment episode)" if data["episodes"]["n_participants_multi"] != 0 else ""
     points = data["timepoints"]
     doc.p(f"Generated {dt.date.today():%Y-%m-%d}{where}. " + people_text(people, first, points) + " "
-          + suppression_text(suppress_below))
+          + withdrawn_text(people) + suppression_text(suppress_below))
     doc.h(2, "Decision rules")
     doc.ul(decision_rules(suppress_below))
 

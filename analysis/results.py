@@ -403,6 +403,10 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     tree["n_rows"] = followups  # follow-ups of the primary data (the `outreach report` command prints it)
     tree["participants"] = {"targeted": targeted, "answered": answered_people,
                             "answers": derived(summary.get("n_answers"), *[f"contact.{t}.answered" for t, _ in per_tp])}
+    # withdrew from the study keeping their answers (those who asked for removal are not in the data at all)
+    if "withdrawn" in every_episode:
+        gone = every_episode.loc[_num(every_episode["withdrawn"]) == 1, "participant"].nunique()
+        tree["participants"]["withdrawn"] = ledger.count("participants.withdrawn", gone, cost=1)
 
     # readmissions
     ep = summary.get("episodes", {})

@@ -37,7 +37,7 @@ def init_console(app: Flask, settings: Settings) -> bool:
     app.extensions["console"] = {"settings": settings}
     from . import (admin_views, alerts_views, auth_views, dashboard_views, export_views, home_views,  # noqa: F401
                    import_views, inbox_views, job_views, oidc_views, patient_views, report_views, token_views,
-                   wave_views)
+                   wave_views, withdrawal_views)
     from .api import api
     from .blueprint import bp
 

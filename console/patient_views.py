@@ -31,13 +31,14 @@ def _clock():
 
 
 def _render_patient(pk: int, *, phone: str | None = None, error: str | None = None, draft: str = "",
-                    new_phone: str = "", status: int = 200):
+                    new_phone: str = "", status: int = 200, withdraw_form: dict | None = None):
     with uow() as s:
         view = patient_view(s, pk, actor=actor(), address=address())
     if view is None:
         abort(404)
     return render_template("console/patient.html", title=f"Patient {pk}", p=view, full_phone=phone, error=error,
-                           draft=draft, new_phone=new_phone, max_length=MAX_LENGTH, at=_clock()), status
+                           draft=draft, new_phone=new_phone, max_length=MAX_LENGTH, at=_clock(),
+                           withdraw_form=withdraw_form), status
 
 
 @bp.route("/patients", methods=["GET", "POST"])

@@ -176,6 +176,28 @@ def respond(model: Any, text: str, ctx: Context, media_count: int = 0,
     return out
 
 
+def respond_withdrawn(text: str, ctx: Context, media_count: int = 0, carrier_keyword: str | None = None) -> Outcome:
+    """A text from a participant who withdrew from the study: no conversation any more.  A crisis text gets the
+    safety reply (safety does not depend on study status); a STOP is recorded as their opt-out; anything else gets
+    the neutral acknowledgement, unless they are opted out (then nothing).  No keyword undoes the withdrawal."""
+    out = Outcome()
+    kw = carrier_keyword if carrier_keyword in CARRIER_KEYWORDS else keyword(text)
+    if is_crisis(text):
+        out.replies.append(ctx.text("safety"))
+        out.events.append("crisis")
+        return out
+    if kw in ("opt_out", "opt_out_request", "wrong_number"):
+        out.events.append("opted_out")
+        if kw == "wrong_number":
+            out.events.append("wrong_number")
+    if (text.strip() and not is_acknowledgement(text) and kw is None) or media_count:
+        out.personal = "media" if media_count else "no_survey"
+    if not ctx.opted_out and "opted_out" not in out.events:
+        out.replies.append(ctx.text("withdrawn_ack"))
+        out.events.append("acknowledged")
+    return out
+
+
 def answer_unread(text: str, ctx: Context) -> list[str]:
     """What to answer at once when the sender's records cannot be read (the database is unreachable): the
     safety reply to a crisis message and the HELP text, each in English and French (the patient's language

@@ -93,6 +93,14 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "{org}: you will receive follow-up texts again. Reply STOP to opt out.",
         "fr": "{org} : vous recevrez de nouveau les textos de suivi. Répondez STOP pour vous désabonner.",
     },
+    # The only answer a participant who withdrew from the study gets to their texts (a crisis text excepted): it
+    # says nothing of the study's subject, asks nothing and offers nothing to reply.
+    "withdrawn_ack": {
+        "en": "{org}: thank you for your message. You have left the study and will not get study texts. "
+              "If you need help now, call or text {crisis_line}.",
+        "fr": "{org} : merci de votre message. Vous avez quitté l'étude et ne recevrez plus de textos de l'étude. "
+              "Si vous avez besoin d'aide maintenant, appelez ou textez le {crisis_line}.",
+    },
     "safety": {
         "en": "If you are thinking about suicide or are in crisis, call or text {crisis_line} now, any time. "
               "In an emergency call {emergency}. Our team will see your message.",

@@ -595,7 +595,9 @@ def _age(seconds: int) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
-@cli.group(help="Patients: opt a patient back in once their consent is confirmed again.")
+@cli.group(short_help="Patients: opt back in, withdraw from the study, list withdrawals.",
+           help="Patients: opt a patient back in once their consent is confirmed again; withdraw a participant "
+                "from the study; list the withdrawals.")
 def patients() -> None:
     pass
 
@@ -624,6 +626,108 @@ def patients_opt_in(ctx: Context, patient_id: str, reason: str) -> None:
     if not done.sms_consent:
         click.echo("note: their discharge file says they did not consent to texts (sms_consent); they will not be "
                    "invited until a file says they do")
+
+
+@patients.command("withdraw", help="Withdraw a participant from the study: nothing more is sent to them (their own "
+                                   "texts get a neutral acknowledgement; a crisis text still gets the safety reply and "
+                                   "an alert). --data keep: their answers stay, flagged in the export; --data remove: "
+                                   "their answers and texts are deleted and their phone number erased. Audited; "
+                                   "no keyword undoes it.")
+@click.argument("patient_id")
+@click.option("--reason", required=True, help="Why they withdrew (kept in the audit record; no phone numbers).")
+@click.option("--data", "data", type=click.Choice(["keep", "remove"]), required=True,
+              help="What becomes of the answers already given: keep (flagged) or remove (deleted).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (the consequences are still printed).")
+@pass_ctx
+def patients_withdraw(ctx: Context, patient_id: str, reason: str, data: str, yes: bool) -> None:
+    from .db import current_actor
+    from .study.withdrawal import WithdrawalError, check_choice, consequences, pk_of, withdraw
+
+    key = ctx.settings.export_key if ctx.settings.optional("EXPORT_KEY") else None
+    try:
+        check_choice(data, reason)
+        with unit_of_work(ctx.sessions) as session:
+            said = consequences(session, pk_of(session, patient_id), data)
+        for line in said.words():
+            click.echo(f"- {line}")
+        if not yes:
+            click.confirm(f"Withdraw {patient_id} ({data})?", abort=True)
+        with unit_of_work(ctx.sessions) as session:
+            done = withdraw(session, study_id=patient_id, data=data, reason=reason, actor=current_actor(), key=key,
+                            via="cli")
+    except WithdrawalError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{done.study_id} withdrawn ({data}): {done.texts_cancelled} queued text(s) cancelled, "
+               f"{done.followups_closed} open follow-up(s) ended"
+               + (f"; {done.answers_deleted} answer(s) and {done.texts_deleted} text(s) deleted, phone number erased"
+                  if data == "remove" else "") + "; audited")
+
+
+@patients.command("withdrawn", help="Every participant who withdrew: when, by whom, their choice about the data, the "
+                                    "reason and the export pseudonym (with EXPORT_KEY), for the reports to the board.")
+@pass_ctx
+def patients_withdrawn(ctx: Context) -> None:
+    from .study.withdrawal import withdrawn
+
+    key = ctx.settings.export_key if ctx.settings.optional("EXPORT_KEY") else None
+    with unit_of_work(ctx.sessions) as session:
+        rows = withdrawn(session, key)
+    if not rows:
+        click.echo("no participant has withdrawn")
+        return
+    for w in rows:
+        days = f", {w.days_after_discharge} days after discharge" if w.days_after_discharge is not None else ""
+        click.echo(f"{ctx.time(w.at)}  {w.study_id}  pseudonym {w.pseudonym or '(set EXPORT_KEY)'}  data: {w.data}"
+                   f"{days}  by {w.by}: {w.reason}")
+    click.echo(f"{len(rows)} withdrawal(s)")
+
+
+@cli.group(help="Retention: erase identifiers when the retention settings say so.")
+def retention() -> None:
+    pass
+
+
+@retention.command("run", help="Apply the retention rules now (the worker does it once a day): erase the words of "
+                               "old texts and answers, the phone numbers of participants with nothing left to send, "
+                               "and old audit rows. Prints what it erases, by kind and count.")
+@click.option("--dry-run", is_flag=True, help="Print what would be erased; change nothing.")
+@pass_ctx
+def retention_run(ctx: Context, dry_run: bool) -> None:
+    from .study.retention import run
+
+    click.echo(run(ctx.sessions, ctx.settings, dry_run=True).describe())  # what it is about to do, first
+    if not dry_run:
+        click.echo(run(ctx.sessions, ctx.settings).describe())
+
+
+@cli.group(help="The study as a whole: close it at its end.")
+def study() -> None:
+    pass
+
+
+@study.command("close", help="Close the study: end all contact and erase every phone number and every text's words "
+                             "at once, keeping the coded, de-identified data and the audit. Asks for the number of "
+                             "participants to be typed back.")
+@click.option("--reason", required=True, help="Why the study is closed (kept in the audit log).")
+@pass_ctx
+def study_close(ctx: Context, reason: str) -> None:
+    from .db import current_actor
+    from .study.retention import close_study, participant_count
+
+    with unit_of_work(ctx.sessions) as session:
+        n = participant_count(session)
+    click.echo(f"This ends all contact with the study's {n} participant(s) and erases every phone number and the "
+               "words of every text and free-text answer. Coded answers and the audit stay. It cannot be undone.")
+    typed = click.prompt("Type the number of participants to confirm", default="", show_default=False)
+    if typed.strip() != str(n):
+        click.echo("error: that is not the number of participants; nothing was changed", err=True)
+        sys.exit(1)
+    with unit_of_work(ctx.sessions) as session:
+        done = close_study(session, actor=current_actor(), reason=reason)
+    click.echo(f"study closed: {done.texts_cancelled} queued text(s) cancelled, {done.followups_closed} open "
+               f"follow-up(s) ended, {done.phones_erased} phone number(s) and the words of {done.texts_erased} text(s) "
+               f"and {done.answers_erased} answer(s) erased; audited")
 
 
 @cli.command("events", help="Contact events, newest first: opt-outs, 'wrong number' replies, phone and consent "

@@ -126,6 +126,18 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
                            "Prometheus (or agent) on the same host."),
     "LOG_FORMAT": ("text", "text (one readable line per record) or json (one JSON object per line, with the "
                            "request id the webhook, the worker and the console share), masked either way."),
+    "RETAIN_MESSAGE_BODIES_DAYS": ("365", "Days the words of texts and of free-text answers are kept after the "
+                                          "follow-up they belong to has ended (a text outside any follow-up: after "
+                                          "it was sent or received); then erased, coded answers kept."),
+    "RETAIN_PHONES_DAYS_AFTER_LAST_CONTACT": ("365", "Days a participant's phone number is kept once nothing is "
+                                                     "left to send them (no follow-up open, every time point of "
+                                                     "FOLLOWUP_DAYS past for their latest discharge), counted from "
+                                                     "the later of their last text and that last time point; then "
+                                                     "erased, with the numbers on their texts."),
+    "RETAIN_AUDIT_DAYS": ("2555", "Days audit rows are kept (7 years by default); at least as long as the two "
+                                  "rules above, so the audit outlives what it records."),
+    "RETENTION_RUN_AT": ("03:00", "Time of day (CONSOLE_TIMEZONE) from which the worker applies the retention rules, "
+                                  "once a day, in small batches."),
 }
 
 
@@ -277,6 +289,10 @@ TYPED: dict[str, tuple] = {
     "API_TOKEN_DAYS": (_whole(1), "a whole number of days, at least 1"),
     "METRICS_PORT": (lambda text: _port(text) if text else None, "a port number from 1 to 65535, such as 9464"),
     "LOG_FORMAT": (_choice("text", "json"), "text or json"),
+    "RETAIN_MESSAGE_BODIES_DAYS": (_whole(1), "a whole number of days, at least 1, such as 365"),
+    "RETAIN_PHONES_DAYS_AFTER_LAST_CONTACT": (_whole(1), "a whole number of days, at least 1, such as 365"),
+    "RETAIN_AUDIT_DAYS": (_whole(1), "a whole number of days, at least 1, such as 2555"),
+    "RETENTION_RUN_AT": (_clock_time, "a time of day written HH:MM, such as 03:00"),
 }
 
 
@@ -332,6 +348,11 @@ class Settings:
             values["TWILIO_API_BASE_URL"] = _api_base_url(self.optional("TWILIO_API_BASE_URL"))
         except ConfigError as exc:
             problems.append(str(exc))
+        audit_days = values.get("RETAIN_AUDIT_DAYS")
+        for rule in ("RETAIN_MESSAGE_BODIES_DAYS", "RETAIN_PHONES_DAYS_AFTER_LAST_CONTACT"):
+            if audit_days is not None and values.get(rule) is not None and audit_days < values[rule]:
+                problems.append(f"RETAIN_AUDIT_DAYS ({audit_days}) is shorter than {rule} ({values[rule]}): the "
+                                "audit must outlive what it records")
         if problems:
             raise ConfigError(problems[0] if len(problems) == 1 else
                               f"{len(problems)} settings cannot be read:\n" + "\n".join(f"  {p}" for p in problems))

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -68,6 +69,18 @@ class Patient(Base):
     opt_out_reason: Mapped[str | None] = mapped_column(String(16))
     age: Mapped[int | None] = mapped_column(Integer)
     sex: Mapped[str | None] = mapped_column(String(32))
+    # Withdrawn from the study (outreach.study.withdrawal): nothing is sent to them again but the answer to their
+    # own texts (a neutral acknowledgement, or the safety reply to a crisis text).  ``withdrawal_data`` is their
+    # choice about what they gave: "keep" (flagged in the export) or "remove" (deleted; this row stays, without
+    # phone, so that no later import enrols them again).  No keyword lifts it.
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    withdrawn_by: Mapped[str | None] = mapped_column(String(254))
+    withdrawal_reason: Mapped[str | None] = mapped_column(Text)
+    withdrawal_data: Mapped[str | None] = mapped_column(String(8))
+    # The phone number was erased (outreach.study.retention: "withdrawal", "retention" or "study_close"); ``phone``
+    # then holds "" and ``phone_valid`` is false, and the console says when and why instead of a blank.
+    phone_erased_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    phone_erased_under: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
@@ -167,7 +180,10 @@ class Message(Base):
     """Every SMS in either direction.  Inbound rows are committed before processing."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_due", "direction", "status", "send_after"),)
+    __table_args__ = (Index("ix_messages_due", "direction", "status", "send_after"),
+                      # The retention rule's daily pass reads only the texts not erased yet (a small part of them).
+                      Index("ix_messages_unerased", "created_at", postgresql_where=text("erased_at IS NULL"),
+                            sqlite_where=text("erased_at IS NULL")))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     direction: Mapped[str] = mapped_column(String(3))  # "in" | "out"
@@ -197,6 +213,10 @@ class Message(Base):
     inbox_reason: Mapped[str | None] = mapped_column(String(24))
     handled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # an inbound text a person dealt with
     handled_by: Mapped[str | None] = mapped_column(String(254))
+    # Its words (``body``, then "") and numbers (then NULL) were erased, and under what: "retention",
+    # "withdrawal" or "study_close" (outreach.study.retention).
+    erased_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    erased_under: Mapped[str | None] = mapped_column(String(16))
     # Sent by a coordinator through ``outreach chat --url`` (a field only a request signed with the auth
     # token can set), and the service's replies to it: never a patient's answer, left out of the export.
     preview: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -220,6 +240,9 @@ class Answer(Base):
     missing_reason: Mapped[str | None] = mapped_column(String(32))  # skipped | unparsed
     message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
     answered_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # The patient's words (``raw_text``, then NULL) were erased; the coded value stays.
+    raw_text_erased_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    raw_text_erased_under: Mapped[str | None] = mapped_column(String(16))
 
 
 class Alert(Base):

@@ -19,6 +19,7 @@ from .messaging.gateway import make_gateway
 from .messaging.inbound import Inbox
 from .messaging.on_call import escalate_alerts
 from .staff.inbox import send_digest
+from .study import retention
 from .study.scheduler import TickStats, tick
 from .messaging.sender import Sender
 from .messaging.spool import Spool, spool_dir
@@ -27,30 +28,39 @@ log = logging.getLogger(__name__)
 TICK_EVERY = 60.0
 IDLE_SLEEP = 1.0
 OUTAGE_BACKOFF_MAX = 5.0  # while the database is away, look again at least this often
+# The daily retention pass takes at most this long of a minute's duties; what is left goes on the next minute.
+RETENTION_BUDGET = 10.0
 
 
 @dataclass(frozen=True)
 class MinuteDuties:
     ticked: TickStats
     recovered: list[tuple[int, str]]  # inbound texts applied late: (message id, status)
+    erased: retention.RetentionRun | None = None  # the daily retention pass, when it ran this minute
 
     @property
     def busy(self) -> bool:
-        return bool(self.ticked.reminders or self.ticked.stalled or self.ticked.expired or self.recovered)
+        return bool(self.ticked.reminders or self.ticked.stalled or self.ticked.expired or self.recovered
+                     or (self.erased and any(self.erased.counts.values())))
 
     def __str__(self) -> str:
-        return f"{self.ticked}; applied {len(self.recovered)} inbound message(s) left unprocessed"
+        erased = f"; {self.erased.describe()}" if self.erased is not None else ""
+        return f"{self.ticked}; applied {len(self.recovered)} inbound message(s) left unprocessed{erased}"
 
 
 def every_minute(sessions: sessionmaker[Session], settings: Settings) -> MinuteDuties:
     """The worker's periodic duties: reminders and expiry, then inbound texts whose request died
-    before applying them (a crisis text must not wait for the patient's next message)."""
+    before applying them (a crisis text must not wait for the patient's next message), then, once a day, the
+    retention rules (in short batches, at most RETENTION_BUDGET seconds a minute)."""
     with unit_of_work(sessions) as session:
         ticked = tick(session, settings)
         escalate_alerts(session, settings)  # an alert nobody took, or whose on-call text failed
         send_digest(session, settings)  # once a day: the inbox's counts to the coordinators on call
         beat(session)  # the console warns when no worker has done this for five minutes
-    return MinuteDuties(ticked, Inbox(sessions, settings).recover_stuck())
+        erase = retention.due_today(session, settings)
+    recovered = Inbox(sessions, settings).recover_stuck()
+    erased = retention.run(sessions, settings, budget_seconds=RETENTION_BUDGET) if erase else None
+    return MinuteDuties(ticked, recovered, erased)
 
 
 def run_worker(sessions: sessionmaker[Session], settings: Settings, *, echo: Callable[[str], None] = print,

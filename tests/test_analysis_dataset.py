@@ -221,6 +221,6 @@ def test_the_export_header_is_the_same_with_no_rows(filled, sessions, run_cli, t
         assert result.exit_code == 0 and "wrote 0 rows" in result.output
         header = full.read_text().splitlines()[0]
         assert none.read_text().splitlines() == [header]
-        assert header.endswith("days_used,age,sex,program")
+        assert header.endswith("days_used,withdrawn,withdrawn_days,age,sex,program")
         book = pd.read_csv(tmp_path / "none.codebook.csv")
         assert book[book["type"] != "note"]["variable"].tolist() == header.split(",")

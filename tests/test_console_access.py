@@ -27,6 +27,7 @@ ROUTES = {
     "console.flag": STAFF,
     "console.patients": STAFF, "console.patient": STAFF, "console.show_phone": STAFF, "console.send_text": STAFF,
     "console.hold": STAFF, "console.release": STAFF, "console.correct_phone": STAFF,
+    "console.withdraw": STAFF, "console.withdrawals": STAFF,
     "console.inbox": STAFF, "console.inbox_handled": STAFF,
     "console.users": ADMIN, "console.user_add": ADMIN, "console.user_role": ADMIN, "console.user_disable": ADMIN,
     "console.user_link": ADMIN, "console.user_enable": ADMIN, "console.user_unlock": ADMIN, "console.audit_log": ADMIN,

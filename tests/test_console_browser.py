@@ -271,3 +271,44 @@ def test_the_alert_queue_works_from_the_keyboard_alone(live, page, phone_of, mak
     tab_to("document.activeElement.textContent.trim() === 'Resolve'")
     page.keyboard.press("Enter")
     page.wait_for_selector("#no-alerts")
+
+
+def test_a_coordinator_withdraws_a_participant_after_reading_what_it_does(live, chromium, make_user, make_patient,
+                                                                         make_followup, phone_of, sessions):
+    """The patient page's withdrawal: the choice and the reason, the consequences in words, then the confirmation;
+    the two new pages pass axe, and the page shows the erased number's marker."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    from outreach.models import Patient
+
+    base, _ = live
+    make_user("coord-w@study.example.org", "coordinator")
+    patient = make_patient(patient_id="BR-W")
+    make_followup(patient)
+    context = chromium.new_context(bypass_csp=True)  # lets axe's script in
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        sign_in(page, base, "coord-w@study.example.org")
+        page.wait_for_url(re.compile(r"/console/$"))
+        page.goto(f"{base}/console/patients/{patient.id}")
+        page.get_by_text("Withdraw from the study").click()
+        page.get_by_label("Remove them: answers and texts deleted, phone number erased").check()
+        page.get_by_label("Reason (kept in the audit record; no phone numbers or names)").fill("no longer wishes to")
+        page.get_by_role("button", name="Continue: see what this does").click()
+        page.wait_for_selector("#consequences")
+        assert "cannot be reversed" in page.locator("#consequences").inner_text()
+        serious = [v["id"] for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
+        assert serious == []
+        with unit_of_work(sessions) as s:
+            assert s.get(Patient, patient.id).withdrawn_at is None  # nothing changed before the confirmation
+        page.get_by_role("button", name="Withdraw BR-W and remove their data").click()
+        page.wait_for_selector("#withdrawal-state")
+        assert "Withdrew on" in page.locator("#withdrawal-state").inner_text()
+        assert "at the participant's withdrawal" in page.locator("#phone-erased").inner_text()
+        page.goto(f"{base}/console/withdrawals")
+        assert "BR-W" in page.locator("#withdrawals").inner_text()
+        serious = [v["id"] for v in Axe().run(page).response["violations"] if v["impact"] in ("serious", "critical")]
+        assert serious == []
+    finally:
+        context.close()

@@ -40,7 +40,7 @@ from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Engine, and_, bindparam, case, func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from conversations.engine import Context, answer_unread, respond
+from conversations.engine import Context, answer_unread, respond, respond_withdrawn
 from conversations.lexicon import is_crisis
 
 from .on_call import on_call_numbers, on_call_text
@@ -52,7 +52,7 @@ from ..clock import utcnow
 from ..phones import mask
 from .opt_outs import block_number, set_opt_out
 from ..repository import LOCK_PHONE, OPEN_STATES, insert_ignore
-from .send_rule import STOP, WRONG_NUMBER, lifted_by_keyword
+from .send_rule import STOP, WITHDRAWN_REPLY, WRONG_NUMBER, lifted_by_keyword
 from ..states import Delivery, Processing
 from .spool import DrainResult, Spool, SpoolError, Spooled
 from .status import update_status
@@ -72,7 +72,7 @@ _IS_PENDING = and_(Message.direction == "in", Message.from_number == bindparam("
 # whether the message in hand is the only unprocessed one from this phone (the usual case).
 _CONVERSATIONS = (
     select(Patient.id.label("patient_pk"), Patient.language, Patient.opted_out_at, Patient.opt_out_reason,
-           Patient.sms_consent,
+           Patient.sms_consent, Patient.withdrawn_at,
            FollowUp.id, FollowUp.patient_id, FollowUp.timepoint_days, *(getattr(FollowUp, c) for c in _ENGINE_COLUMNS),
            select(func.count()).select_from(Message).where(_IS_PENDING, Message.id < bindparam("upto"))
            .scalar_subquery().label("earlier_pending"),
@@ -623,6 +623,7 @@ class Inbox:
                                                               opted_out_at=r.opted_out_at,
                                                               opt_out_reason=r.opt_out_reason,
                                                               sms_consent=bool(r.sms_consent),
+                                                              withdrawn_at=r.withdrawn_at,
                                                               number_blocked=bool(r.blocked)))
             if r.id is not None:
                 followups.append(SimpleNamespace(**{k: getattr(r, k) for k in _FOLLOWUP_KEYS}))
@@ -662,6 +663,8 @@ class Inbox:
             return None
         if patient is None:
             replies = self._unknown_sender(conn, msg, now, live, answered)
+        elif patient.withdrawn_at is not None and not msg.preview:
+            replies = self._withdrawn(conn, msg, patient, patients, followup_pk, now, live, answered)
         else:
             before = {c: getattr(followup, c) for c in _ENGINE_COLUMNS} if followup else {}
             outcome = respond(followup, msg.body, self._context(patient.language, now, patient),
@@ -713,6 +716,26 @@ class Inbox:
                 "opt_out_confirmation" if {"opted_out", "opt_in_refused"} & set(outcome.events) else "reply"),
                 answered=answered)
         return replies
+
+    def _withdrawn(self, conn: Connection, msg: Any, patient: SimpleNamespace, patients: list[SimpleNamespace],
+                   followup_pk: int | None, now, live: bool, answered: Sequence[str]) -> list[str]:
+        """A participant who withdrew from the study: their text is kept and answered only with the neutral
+        acknowledgement; a crisis text still gets the safety reply and an alert; a STOP is still their opt-out.
+        No conversation moves and no keyword brings them back into the study."""
+        outcome = respond_withdrawn(msg.body, self._context(patient.language, now, patient),
+                                    media_count=msg.media_count, carrier_keyword=getattr(msg, "carrier_keyword", None))
+        if "crisis" in outcome.events:
+            self._open_alert(conn, msg, patient.id, followup_pk, now)
+        if "opted_out" in outcome.events:
+            set_opt_out(conn, [p.id for p in patients], True, WRONG_NUMBER if "wrong_number" in outcome.events else STOP)
+            audit(conn, "opted_out", actor="patient", patient_id=patient.id, message_id=msg.id, withdrawn=True)
+            if "wrong_number" in outcome.events:
+                block_number(conn, msg.from_number, msg.id)
+        if outcome.personal:
+            _run(conn, _MARK_INBOX, {"message_id": msg.id, "reason": outcome.personal})
+        self._store_replies(conn, msg, outcome.replies, patient.id, followup_pk, now, live,
+                            kind="safety" if "crisis" in outcome.events else WITHDRAWN_REPLY, answered=answered)
+        return outcome.replies
 
     def _unknown_sender(self, conn: Connection, msg: Any, now, live: bool, answered: Sequence[str] = ()) -> list[str]:
         """No patient has this number: stored, no reply, unless it is a crisis message (safety first, with an

@@ -7,6 +7,9 @@ A text that fails it is cancelled with the reason in words (the console's transc
 events`` show it), never sent, and never re-addressed: where the number changed, the coordinator decides
 what to send to the new one.
 
+A participant who withdrew from the study (``Patient.withdrawn_at``) is sent nothing but the answers to their own
+texts: the neutral acknowledgement (``withdrawn_reply``) and the safety reply.  No keyword lifts a withdrawal.
+
 Two kinds of text answer the number that has just written, whoever it is now, and are not held by it: the
 safety reply to a crisis text and the confirmation of an opt-out.  The texts to the coordinators on call
 have no patient.  The scheduler queues nothing for a patient the rule refuses (:func:`can_be_texted`).
@@ -33,6 +36,9 @@ OPTED_OUT = "patient opted out"
 NUMBER_BLOCKED = "this number replied 'wrong number': nothing is sent to it again"
 PREVIEW = "a coordinator's preview is answered in its own request only, never by the worker"
 NO_CONSENT = "patient has no consent to texts (sms_consent is no)"
+WITHDRAWN = "the participant withdrew from the study"
+# The neutral acknowledgement a withdrawn participant's own text gets (held by opt-out and consent like any text).
+WITHDRAWN_REPLY = "withdrawn_reply"
 NUMBER_CHANGED = "the patient's phone number changed after this text was queued; not sent to the old number"
 
 
@@ -58,6 +64,8 @@ def stop_reason(msg: Any, patient: Any, *, blocked: bool = False) -> str | None:
         return NO_CONSENT
     if msg.to_number != patient.phone:
         return NUMBER_CHANGED
+    if getattr(patient, "withdrawn_at", None) is not None and msg.kind != WITHDRAWN_REPLY:
+        return WITHDRAWN
     return None
 
 
@@ -74,6 +82,7 @@ def stop_conditions() -> list[tuple[ColumnElement[bool], str]]:
         (subject & patient.where(Patient.sms_consent.is_not(True)).exists(), NO_CONSENT),
         (subject & patient.where(or_(Message.to_number.is_(None), Patient.phone != Message.to_number)).exists(),
          NUMBER_CHANGED),
+        (subject & (kind != WITHDRAWN_REPLY) & patient.where(Patient.withdrawn_at.is_not(None)).exists(), WITHDRAWN),
     ]
 
 
@@ -82,16 +91,17 @@ def _blocked_phone() -> ColumnElement[bool]:
 
 
 def can_be_texted() -> ColumnElement[bool]:
-    """A patient the rule lets the service text (joined as ``Patient``): consent, not opted out, a phone number
-    not marked invalid and not one whose holder replied "wrong number"."""
-    return and_(Patient.opted_out_at.is_(None), Patient.sms_consent.is_(True), Patient.phone_valid.is_(True),
-                ~_blocked_phone())
+    """A patient the rule lets the service text (joined as ``Patient``): in the study, consent, not opted out, a
+    phone number not marked invalid (an erased one is) and not one whose holder replied "wrong number"."""
+    return and_(Patient.withdrawn_at.is_(None), Patient.opted_out_at.is_(None), Patient.sms_consent.is_(True),
+                Patient.phone_valid.is_(True), ~_blocked_phone())
 
 
 def why_not_texted() -> Any:
     """For a joined ``Patient``: the reason key (as waves plan uses them) the service may not text them, or
     NULL when it may."""
-    return case((Patient.opted_out_at.is_not(None), literal("opted_out")),
+    return case((Patient.withdrawn_at.is_not(None), literal("withdrawn")),
+                (Patient.opted_out_at.is_not(None), literal("opted_out")),
                 (Patient.sms_consent.is_not(True), literal("no_consent")),
                 (Patient.phone_valid.is_not(True), literal("phone_invalid")),
                 (_blocked_phone(), literal("wrong_number")), else_=None)

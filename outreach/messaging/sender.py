@@ -41,7 +41,7 @@ from ..clock import utcnow
 from ..phones import mask
 from .opt_outs import set_opt_out
 from ..repository import close, insert_ignore, lock_phone
-from .send_rule import NUMBER_CHANGED, STOP, TO_THE_WRITER, stop_conditions, stop_reason
+from .send_rule import NUMBER_CHANGED, STOP, TO_THE_WRITER, WITHDRAWN_REPLY, stop_conditions, stop_reason
 from ..states import Delivery
 from .status import apply_early_statuses
 
@@ -54,7 +54,7 @@ BATCH = 100
 # conversation already decided to say them, so neither quiet hours nor the follow-up's state hold them.
 # A safety reply to a crisis text, and the confirmation of an opt-out the carrier does not confirm, go
 # out even to a patient who has opted out, as they do in TwiML (send_rule.TO_THE_WRITER).
-ANSWERS = ("reply", *TO_THE_WRITER)
+ANSWERS = ("reply", WITHDRAWN_REPLY, *TO_THE_WRITER)
 # A text a coordinator writes by hand (outreach.staff.texting): a person is writing, so quiet hours and the
 # follow-up's state do not hold it (opt-out and an invalid phone still do).
 MANUAL = "manual"

@@ -27,6 +27,7 @@ from ..phones import PhoneError, mask, parse_phone
 from ..messaging.opt_outs import lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
 from ..repository import OPEN_STATES, lock_phone
 from ..states import Delivery, Processing
+from ..study.retention import marker
 from ..study.waves import OPEN_LABEL, OUTCOMES, outcome_of, usable_answers
 
 
@@ -42,6 +43,7 @@ KIND_WORDS = {
     "reminder": "reminder",
     "stalled": "question sent again",
     "reply": "survey",
+    "withdrawn_reply": "acknowledgement (withdrawn)",
     "safety": "safety reply",
     "opt_out_confirmation": "opt-out confirmation",
     "alert": "alert",
@@ -109,7 +111,7 @@ MISSING_WORDS = {"skipped": "skipped by the patient", "unparsed": "two replies t
 
 # Audit actions that make up a patient's opt-out and contact history.
 CONTACT_ACTIONS = ("opted_out", "opted_in", "wrong_number", "opt_in_refused", "phone_invalid", "phone_corrected",
-                   "undeliverable", "consent_withdrawn", "consent_given")
+                   "undeliverable", "consent_withdrawn", "consent_given", "withdrawn")
 CONTACT_WORDS = {
     "opted_out": "opted out",
     "opted_in": "opted back in",
@@ -121,6 +123,7 @@ CONTACT_WORDS = {
     "undeliverable": "texts could not be delivered",
     "consent_withdrawn": "consent to texts withdrawn (discharge file)",
     "consent_given": "consent to texts given (discharge file)",
+    "withdrawn": "withdrew from the study",
 }
 
 
@@ -228,6 +231,7 @@ class AnswerLine:
     missing_reason: str | None
     missing_words: str | None
     answered_at: dt.datetime
+    raw_text_erased: str | None = None  # "erased on DATE under ...": the words are gone, the coded value stays
 
 
 @dataclass(frozen=True)
@@ -272,6 +276,7 @@ class TranscriptLine:
     alert_id: int | None  # an alert opened for this inbound text
     handled_by: str | None
     preview: bool = False  # a coordinator's `outreach chat --url` text, or the service's reply to one
+    erased: str | None = None  # "erased on DATE under ...": its words are gone (retention, withdrawal, study close)
 
     @property
     def sent_as_reply(self) -> bool:
@@ -305,6 +310,11 @@ class PatientView:
     followups: list[FollowUpLine]
     transcript: list[TranscriptLine]
     open_followup_id: int | None
+    withdrawn_at: dt.datetime | None = None
+    withdrawn_by: str | None = None
+    withdrawal_data: str | None = None  # keep | remove
+    withdrawal_reason: str | None = None
+    phone_erased: str | None = None  # "erased on DATE under ...", or None while the number is kept
 
     @property
     def opted_out(self) -> bool:
@@ -313,6 +323,11 @@ class PatientView:
     @property
     def cannot_text(self) -> str | None:
         """Why a text by hand would be refused now (None: it may be sent)."""
+        if self.withdrawn_at is not None:
+            return (f"This participant withdrew from the study on {self.withdrawn_at:%Y-%m-%d}: nothing is sent to "
+                    "them; their own texts get a neutral acknowledgement.")
+        if self.phone_erased is not None:
+            return f"This patient's phone number was {self.phone_erased}."
         if self.opted_out_at is not None:
             return "This patient has opted out of texts."
         if not self.phone_valid:
@@ -335,7 +350,8 @@ def _transcript(session: Session, pk: int) -> list[TranscriptLine]:
     for m in session.execute(select(Message.id, Message.direction, Message.created_at, Message.body, Message.kind,
                                     Message.author, Message.status, Message.error_code, Message.error_message,
                                     Message.sent_at, Message.send_after, Message.media_count, Message.handled_by,
-                                    Message.preview, alert_for.label("alert_id"))
+                                    Message.preview, Message.erased_at, Message.erased_under,
+                                    alert_for.label("alert_id"))
                              .where(Message.patient_id == pk).order_by(Message.created_at, Message.id)):
         body = m.body or ""
         outbound = m.direction == "out"
@@ -349,7 +365,7 @@ def _transcript(session: Session, pk: int) -> list[TranscriptLine]:
             sent_at=m.sent_at, send_after=m.send_after if m.status == Delivery.PENDING else None,
             media_count=m.media_count or 0, segments=segments(body) if outbound and body else 0,
             encoding=encoding(body) if outbound else "", alert_id=m.alert_id, handled_by=m.handled_by,
-            preview=bool(m.preview)))
+            preview=bool(m.preview), erased=marker(m.erased_at, m.erased_under) if m.erased_at else None))
     return lines
 
 
@@ -362,7 +378,8 @@ def _followups(session: Session, pk: int) -> list[FollowUpLine]:
             value=a.value, value_words=answer_value_words(a.question_key, a.value), raw_text=a.raw_text,
             missing_reason=a.missing_reason,
             missing_words=MISSING_WORDS.get(a.missing_reason, a.missing_reason) if a.missing_reason else None,
-            answered_at=a.answered_at))
+            answered_at=a.answered_at,
+            raw_text_erased=marker(a.raw_text_erased_at, a.raw_text_erased_under) if a.raw_text_erased_at else None))
     answered = set(session.scalars(usable_answers().join(FollowUp, FollowUp.id == Answer.followup_id)
                                    .where(FollowUp.patient_id == pk)))
     out = []
@@ -417,7 +434,9 @@ def patient_view(session: Session, pk: int, *, actor: str, address: str | None =
         language=p.language, timezone=p.timezone, local_now=utcnow().replace(tzinfo=dt.UTC).astimezone(_zone(p.timezone)),
         sms_consent=bool(p.sms_consent), opted_out_at=p.opted_out_at, age=p.age, sex=p.sex,
         contact_history=history, stays=stays, followups=followups, transcript=transcript,
-        open_followup_id=_open_followup_id(followups))
+        open_followup_id=_open_followup_id(followups), withdrawn_at=p.withdrawn_at, withdrawn_by=p.withdrawn_by,
+        withdrawal_data=p.withdrawal_data, withdrawal_reason=p.withdrawal_reason,
+        phone_erased=marker(p.phone_erased_at, p.phone_erased_under) if p.phone_erased_at else None)
 
 
 def open_followup(session: Session, pk: int) -> FollowUp | None:

@@ -117,7 +117,8 @@ class RowError:
 @dataclass
 class ImportResult:
     """Counts: ``new_patients`` people; every row (one stay) is exactly one of ``new_episodes``,
-    ``updated``, ``unchanged`` or ``rejected``."""
+    ``updated``, ``unchanged``, ``rejected`` or ``withdrawn`` (a participant who withdrew from the study: their row
+    is not read, so no import brings back a phone number erased or enrols them again)."""
     new_patients: int = 0
     new_episodes: int = 0
     updated: int = 0
@@ -135,6 +136,7 @@ class ImportResult:
     phones_changed: int = 0
     texts_cancelled: int = 0  # queued texts not sent: consent withdrawn, or queued for an old number
     invitations_requeued: int = 0  # invitations queued again to a patient's new number
+    withdrawn: int = 0  # rows of participants who withdrew from the study: skipped
 
     unread_lines: list[tuple[int, int]] = field(default_factory=list)  # lines an unclosed quote read into one field
 
@@ -155,7 +157,9 @@ class ImportResult:
     def summary(self) -> str:
         return (f"imported {self.new_patients} new patients, {self.new_episodes} new episodes, "
                 f"updated {self.updated}, unchanged {self.unchanged}, rejected {self.rejected} "
-                f"({SEPARATORS.get(self.separator, repr(self.separator))}-separated)")
+                f"({SEPARATORS.get(self.separator, repr(self.separator))}-separated)"
+                + (f"; skipped {self.withdrawn} row(s) of participants who withdrew from the study"
+                   if self.withdrawn else ""))
 
 
 def _shape(problem: str) -> str:
@@ -615,11 +619,14 @@ def _import_rows(session: Session, path: Path, instrument: Instrument, names: li
                 r.record = None
     result_unread = [r.swallowed for r in rows if r.swallowed]
     valid = [r for r in rows if r.record is not None]
+    gone = _withdrawn_ids(session, list(dict.fromkeys(r.record["patient_id"] for r in valid)))
+    skipped_withdrawn = sum(1 for r in valid if r.record["patient_id"] in gone)
+    valid = [r for r in valid if r.record["patient_id"] not in gone]
     plan = plan_upsert(session, valid, instrument, allow_rating_changes=allow_rating_changes, progress=progress)
     for row, problems in plan.refused:
         row.problems.extend(problems)
         row.record = None
-    result = ImportResult(separator=separator, unread_lines=result_unread)
+    result = ImportResult(separator=separator, unread_lines=result_unread, withdrawn=skipped_withdrawn)
     result.errors = sorted((RowError(r.line, col, msg) for r in rows for col, msg in r.problems),
                            key=lambda e: e.line)
     result.warnings = [RowError(r.line, col, msg) for r in rows if r.record is not None for col, msg in r.warnings]
@@ -712,6 +719,15 @@ class UpsertPlan:
     updated: int = 0
     unchanged: int = 0
     people: dict[str, _Person] = field(default_factory=dict)
+
+
+def _withdrawn_ids(session: Session, patient_ids: list[str]) -> set[str]:
+    """The study ids among ``patient_ids`` of participants who withdrew from the study."""
+    found: set[str] = set()
+    for chunk in _chunks(patient_ids, WRITE_CHUNK):
+        found.update(session.scalars(select(Patient.patient_id).where(Patient.withdrawn_at.is_not(None),
+                                                                      in_values(session, Patient.patient_id, chunk))))
+    return found
 
 
 def _load_people(session: Session, patient_ids: list[str], progress: _Progress | None = None) -> dict[str, _Person]:

@@ -32,6 +32,7 @@ from ..states import Delivery
 
 REASONS = {
     "already_followed_up": "already has a follow-up for this time point",
+    "withdrawn": "withdrew from the study",
     "opted_out": "opted out",
     "no_consent": "no SMS consent",
     "phone_invalid": "phone invalid",

@@ -1,0 +1,144 @@
+"""Identifiers kept no longer than the protocol says (issue 25): the retention rules with the clock moved forward,
+the worker's daily pass, and closing the study; real database, real webhook and state machine."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select
+
+from outreach.config import ConfigError, load_settings
+from outreach.db import unit_of_work
+from outreach.models import Answer, AuditEvent, FollowUp, Message, Patient
+from outreach.study import retention
+from outreach.worker import every_minute
+
+RULES = {"RETAIN_MESSAGE_BODIES_DAYS": "30", "RETAIN_PHONES_DAYS_AFTER_LAST_CONTACT": "60", "FOLLOWUP_DAYS": "30",
+         "WINDOW_DAYS": "14", "RETAIN_AUDIT_DAYS": "400"}
+
+
+@pytest.fixture
+def rules(env):
+    return load_settings({**env, **RULES})
+
+
+@pytest.fixture
+def two_conversations(make_patient, make_followup, twilio, session):
+    """Done: a 30-day follow-up completed today.  Open: one whose survey is under way (and stays open)."""
+    done, open_ = make_patient(phone="+14165550137"), make_patient(phone="+14165550138")
+    make_followup(done)
+    make_followup(open_)
+    for body in ("YES", "7", "4", "I moved to Zebracorn avenue"):
+        twilio.text("+14165550137", body)
+    for body in ("YES", "Zebracorn here, 8"):
+        twilio.text("+14165550138", body)
+    session.rollback()
+    assert session.scalar(select(FollowUp.state).where(FollowUp.patient_id == done.id)) in ("q_physical_health",
+                                                                                          "completed")
+    twilio.text("+14165550137", "3")  # the third answer completes it
+    session.rollback()
+    assert session.scalar(select(FollowUp.state).where(FollowUp.patient_id == done.id)) == "completed"
+    return done, open_
+
+
+def bodies(session, patient) -> list[str]:
+    session.rollback()
+    return list(session.scalars(select(Message.body).where(Message.patient_id == patient.id)))
+
+
+def test_bodies_are_erased_on_the_day_the_rule_says_and_not_before_and_an_open_follow_up_keeps_its_texts(
+        clock, two_conversations, sessions, session, rules, run_cli, console_client):
+    done, open_ = two_conversations
+    coded = session.execute(select(Answer.id, Answer.value).order_by(Answer.id)).all()
+    clock(days=29)
+    assert retention.run(sessions, rules).counts["message_bodies"] == 0
+    assert "I moved to Zebracorn avenue" in bodies(session, done)
+
+    clock(days=2)
+    dry = run_cli("retention", "run", "--dry-run", extra_env=RULES)
+    assert dry.exit_code == 0 and "would erase words of texts: " in dry.output
+    assert "I moved to Zebracorn avenue" in bodies(session, done)  # --dry-run changed nothing
+    would = retention.run(sessions, rules, dry_run=True).counts
+
+    done_run = run_cli("retention", "run", extra_env=RULES)
+    assert done_run.exit_code == 0
+    said, did = done_run.output.splitlines()  # what it is about to erase, then what it erased
+    assert said.startswith("retention would erase") and did.startswith("retention erased")
+    assert f"words of texts: {would['message_bodies']};" in did and would["message_bodies"] > 0
+    assert set(bodies(session, done)) == {""}  # every word gone, in the database
+    assert "Zebracorn here, 8" in bodies(session, open_)  # a follow-up still under way keeps its texts
+    assert session.execute(select(Answer.id, Answer.value).order_by(Answer.id)).all() == coded  # coded answers stay
+    answers = session.scalars(select(Answer).join(FollowUp).where(FollowUp.patient_id == done.id)).all()
+    assert len(answers) == 3 and all(a.raw_text is None and a.raw_text_erased_under == "retention" for a in answers)
+    assert session.get(Patient, done.id).phone == "+14165550137"  # phones have their own rule
+
+    page = console_client("coordinator").get(f"/console/patients/{done.id}").get_data(as_text=True)
+    today = (dt.datetime.now(dt.UTC) + dt.timedelta(days=31)).strftime("%Y-%m-%d")
+    assert f"erased on {today} under the retention rule" in page and "Zebracorn" not in page
+
+
+def test_a_phone_number_is_erased_once_nothing_is_left_to_send_and_the_rule_has_passed(
+        clock, two_conversations, sessions, session, rules, console_client):
+    done, open_ = two_conversations
+    clock(days=59)
+    assert retention.run(sessions, rules).counts["phone_numbers"] == 0
+    clock(days=2)
+    erased = retention.run(sessions, rules)
+    assert erased.counts["phone_numbers"] == 1
+    session.rollback()
+    gone, kept = session.get(Patient, done.id), session.get(Patient, open_.id)
+    assert (gone.phone, gone.phone_valid, gone.phone_erased_under) == ("", False, "retention")
+    assert kept.phone == "+14165550138"  # their follow-up is still open: something may be left to send
+    numbers = session.execute(select(Message.from_number, Message.to_number, Message.direction)
+                              .where(Message.patient_id == done.id)).all()
+    assert all((f if d == "in" else t) is None for f, t, d in numbers)
+    page = console_client("coordinator").get(f"/console/patients/{done.id}").get_data(as_text=True)
+    assert 'id="phone-erased"' in page and "under the retention rule" in page
+
+
+def test_the_worker_applies_the_rules_once_a_day(clock, two_conversations, sessions, session, env):
+    settings = load_settings({**env, **RULES, "RETENTION_RUN_AT": "00:00"})
+    clock(days=31)
+    first = every_minute(sessions, settings)
+    assert first.erased is not None and first.erased.counts["message_bodies"] > 0 and first.erased.finished
+    assert every_minute(sessions, settings).erased is None  # done for today
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(AuditEvent)
+                          .where(AuditEvent.action == retention.RUN_DONE)) == 1
+
+
+def test_old_audit_rows_go_after_retain_audit_days(clock, sessions, session, rules):
+    from outreach.db import audit
+
+    with unit_of_work(sessions) as s:
+        audit(s, "phone_shown", actor="someone@study.example.org")
+    clock(days=401)
+    assert retention.run(sessions, rules).counts["audit_rows"] == 1
+    session.rollback()
+    assert not session.scalars(select(AuditEvent).where(AuditEvent.action == "phone_shown")).all()
+
+
+def test_the_audit_must_outlive_the_other_rules(env):
+    with pytest.raises(ConfigError, match="RETAIN_AUDIT_DAYS"):
+        load_settings({**env, "RETAIN_AUDIT_DAYS": "10"})
+
+
+def test_closing_the_study_asks_for_the_count_then_erases_every_phone_and_word(two_conversations, run_cli, session):
+    done, open_ = two_conversations
+    coded = session.execute(select(Answer.id, Answer.value).order_by(Answer.id)).all()
+    wrong = run_cli("study", "close", "--reason", "funding ended", input="3\n")
+    assert wrong.exit_code == 1 and "nothing was changed" in wrong.output
+    assert session.get(Patient, done.id).phone == "+14165550137"
+
+    closed = run_cli("study", "close", "--reason", "funding ended", input="2\n")
+    assert closed.exit_code == 0, closed.output
+    assert "2 participant(s)" in closed.output and "study closed" in closed.output
+    session.rollback()
+    assert set(session.scalars(select(Patient.phone))) == {""}
+    assert set(session.scalars(select(Message.body))) == {""}
+    assert session.scalar(select(func.count()).select_from(Message).where(
+        (Message.from_number.like("+1416%")) | (Message.to_number.like("+1416%")))) == 0
+    assert session.execute(select(Answer.id, Answer.value).order_by(Answer.id)).all() == coded  # coded data stays
+    assert session.scalar(select(FollowUp.state).where(FollowUp.patient_id == open_.id)) == "opted_out"
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "study_closed"))
+    assert event.details["reason"] == "funding ended" and event.details["phones_erased"] == 2
