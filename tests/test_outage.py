@@ -242,7 +242,10 @@ def test_the_worker_outlives_an_outage_and_drains_the_spool_itself(outage, patie
         worker = subprocess.Popen([str(Path(sys.executable).with_name("outreach")), "worker"], env=worker_env, stdout=out,
                                   stderr=subprocess.STDOUT)
     try:
-        time.sleep(2)
+        deadline = time.monotonic() + 60  # its start-up check reads the database: cut it only once started
+        while "worker: started" not in log.read_text() and worker.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "worker: started" in log.read_text(), log.read_text()
         outage.cut()
         assert patient_texts.text(p.phone, "7") == (200, [])
         time.sleep(4)  # several worker rounds while the database is away
