@@ -29,7 +29,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -180,10 +179,7 @@ class Message(Base):
     """Every SMS in either direction.  Inbound rows are committed before processing."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_due", "direction", "status", "send_after"),
-                      # The retention rule's daily pass reads only the texts not erased yet (a small part of them).
-                      Index("ix_messages_unerased", "created_at", postgresql_where=text("erased_at IS NULL"),
-                            sqlite_where=text("erased_at IS NULL")))
+    __table_args__ = (Index("ix_messages_due", "direction", "status", "send_after"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     direction: Mapped[str] = mapped_column(String(3))  # "in" | "out"

@@ -241,3 +241,25 @@ def test_consequences_count_what_withdrawal_stops(make_patient, make_followup, s
         assert (said.followups_open, said.answers) == (1, 0)
         with pytest.raises(WithdrawalError):
             withdraw(s, pk=p.id, data="maybe", reason="x", actor="c")
+
+
+def test_a_text_queued_for_them_by_any_path_is_refused_when_the_sender_claims_it(make_patient, sessions, session,
+                                                                                 run_cli, send_env, api,
+                                                                                 console_client):
+    """Withdrawal cancels what is queued; a text queued afterwards anyway (a race, an older worker) is refused by the
+    sender's check of each text it claims, and the console refuses to write one."""
+    p = make_patient(phone="+14165550137")
+    with unit_of_work(sessions) as s:
+        withdraw(s, pk=p.id, data="keep", reason="moved away", actor="c@study.example.org")
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with unit_of_work(sessions) as s:
+        s.add(Message(direction="out", kind="reminder", status="pending", patient_id=p.id, to_number=p.phone,
+                      body="a reminder", send_after=now, attempts=0, media_count=0, created_at=now, updated_at=now))
+    send_due(run_cli, send_env)
+    assert api.numbers == []
+    session.rollback()
+    late = session.scalar(select(Message).where(Message.kind == "reminder"))
+    assert (late.status, late.error_message) == ("cancelled", WITHDRAWN)
+    client = console_client("coordinator")
+    refused = client.post(f"/console/patients/{p.id}/text", data={"csrf_token": client.csrf, "body": "hello"})
+    assert refused.status_code == 400 and "withdrew from the study" in refused.get_data(as_text=True)

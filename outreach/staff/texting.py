@@ -42,6 +42,9 @@ def queue_manual_text(session: Session, settings: Settings, pk: int, body: str, 
         raise TextingError("There is no such patient.")
     lock_phone(session, patient.phone)  # an opt-out arriving now is applied before or after, never during
     session.refresh(patient)
+    if patient.withdrawn_at is not None:
+        raise TextingError(f"This participant withdrew from the study on {patient.withdrawn_at:%Y-%m-%d}; "
+                           "the text was not sent.")
     if patient.opted_out_at is not None:
         raise TextingError(f"This patient opted out of texts on {patient.opted_out_at:%Y-%m-%d}; "
                            "the text was not sent.")

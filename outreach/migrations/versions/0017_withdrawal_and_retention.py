@@ -27,8 +27,6 @@ def upgrade() -> None:
     with op.batch_alter_table('messages') as batch:
         batch.add_column(sa.Column('erased_at', sa.DateTime(), nullable=True))
         batch.add_column(sa.Column('erased_under', sa.String(length=16), nullable=True))
-    op.create_index('ix_messages_unerased', 'messages', ['created_at'], postgresql_where=sa.text('erased_at IS NULL'),
-                    sqlite_where=sa.text('erased_at IS NULL'))
     with op.batch_alter_table('answers') as batch:
         batch.add_column(sa.Column('raw_text_erased_at', sa.DateTime(), nullable=True))
         batch.add_column(sa.Column('raw_text_erased_under', sa.String(length=16), nullable=True))
@@ -38,7 +36,6 @@ def downgrade() -> None:
     with op.batch_alter_table('answers') as batch:
         batch.drop_column('raw_text_erased_under')
         batch.drop_column('raw_text_erased_at')
-    op.drop_index('ix_messages_unerased', table_name='messages')
     with op.batch_alter_table('messages') as batch:
         batch.drop_column('erased_under')
         batch.drop_column('erased_at')
