@@ -45,7 +45,7 @@ from ..csvsafe import SafeWriter, open_private
 from ..db import audit
 from .instrument import Instrument, load_instrument
 from ..models import AllianceRating, Answer, Episode, FollowUp, Patient
-from ..phones import mask, parse_phone, split_extension, why_not_textable, zone_for
+from ..phones import Phone, mask, read_phone, split_extension, zone_for
 from ..messaging.opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
 
 from ..messaging.send_rule import NO_CONSENT, TO_THE_WRITER
@@ -272,7 +272,10 @@ def _header_hint(name: str, known: set[str]) -> str:
 
 
 class RowValidator:
-    """Turns one CSV row (column -> text) into a record, or a list of problems."""
+    """Turns one CSV row (column -> text) into a record, or a list of problems.
+
+    A file repeats most of its cells (dates, consent, items, ages, programs...): each distinct cell of a column is
+    checked once per import and its answer (value or problem) kept, as is each distinct phone cell's reading."""
 
     def __init__(self, settings: Settings, instrument: Instrument, today: dt.date):
         self.region = settings.default_region
@@ -280,10 +283,37 @@ class RowValidator:
         self.earliest = settings.earliest_date
         self.instrument = instrument
         self.today = today
+        self._known: dict[tuple[str, str], tuple[Any, str | None]] = {}  # (column, cell) -> (value, problem)
+        self._phones: dict[str, tuple[Phone | None, str | None, tuple[tuple[str, str], ...]]] = {}
+        self._scores: dict[tuple, tuple[float | None, dict[str, float | None]]] = {}
+        # (column, check) in the order the problems of a row are listed, each check memoised per distinct cell
+        self._cells: list[tuple[str, Callable[[str], Any]]] = [
+            ("discharge_date", self._date), ("admission_date", lambda v: self._date(v) if v else None),
+            ("sms_consent", self._consent)]
+        self._cells_after_zone: list[tuple[str, Callable[[str], Any]]] = [
+            ("language", self._language), ("age", lambda v: _int_or_none(v, 0, 120)),
+            ("length_of_stay_days", lambda v: _int_or_none(v, 0, MAX_STAY_DAYS)),
+            *[(column, lambda v, c=column: _text_or_none(v, 128 if c == "program" else 64))
+              for column in ("sex", "primary_substance", "program")]]
+        lo, hi = instrument.min, instrument.max
+        self._item = lambda v: _int_or_none(v, lo, hi)
+
+    def _cell(self, column: str, fn: Callable[[str], Any], v: str) -> tuple[Any, str | None]:
+        """(value, None) or (None, problem) of one cell, checked once per distinct cell of the column."""
+        key = (column, v)
+        known = self._known.get(key)
+        if known is None:
+            try:
+                known = (fn(v), None)
+            except ValueError as exc:
+                known = (None, str(exc))
+            self._known[key] = known
+        return known
 
     def __call__(self, values: dict[str, str]) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
         problems: list[tuple[str, str]] = []
         rec: dict[str, Any] = {}
+        warnings: list[tuple[str, str]] = []
 
         def check(column: str, fn: Callable[[str], Any]) -> None:
             try:
@@ -291,25 +321,32 @@ class RowValidator:
             except ValueError as exc:
                 problems.append((column, str(exc)))
 
-        warnings: list[tuple[str, str]] = []
+        def cells(checks: list[tuple[str, Callable[[str], Any]]]) -> None:
+            for column, fn in checks:
+                value, problem = self._cell(column, fn, values.get(column, "").strip())
+                if problem is None:
+                    rec[column] = value
+                else:
+                    problems.append((column, problem))
+
         check("patient_id", self._patient_id)
         check("episode_id", lambda v: _text_or_none(v, 64))
-        check("phone", lambda v: self._phone(v, warnings))
-        check("discharge_date", self._date)
-        check("admission_date", lambda v: self._date(v) if v else None)
-        check("sms_consent", self._consent)
+        phone = self._read_phone(values.get("phone", "").strip())
+        if phone[0] is None:
+            problems.append(("phone", phone[1]))
+        else:
+            rec["phone"] = phone[0].e164
+            warnings.extend(phone[2])
+        cells(self._cells)
         check("timezone", lambda v: self._zone(v, rec.get("phone")))
-        check("language", self._language)
-        check("age", lambda v: _int_or_none(v, 0, 120))
-        check("length_of_stay_days", lambda v: _int_or_none(v, 0, MAX_STAY_DAYS))
-        for column in ("sex", "primary_substance", "program"):
-            check(column, lambda v, c=column: _text_or_none(v, 128 if c == "program" else 64))
+        cells(self._cells_after_zone)
         items = []
         for column in self.instrument.columns:
-            try:
-                items.append(_int_or_none(values.get(column, "").strip(), self.instrument.min, self.instrument.max))
-            except ValueError as exc:
-                problems.append((column, str(exc)))
+            value, problem = self._cell("items", self._item, values.get(column, "").strip())
+            if problem is None:
+                items.append(value)
+            else:
+                problems.append((column, problem))
         if not problems and rec["admission_date"] and rec["admission_date"] > rec["discharge_date"]:
             problems.append(("admission_date", f"{rec['admission_date']} is after the discharge_date "
                                                f"{rec['discharge_date']}"))
@@ -324,10 +361,10 @@ class RowValidator:
         if rec["length_of_stay_days"] is None and rec["admission_date"]:
             rec["length_of_stay_days"] = (rec["discharge_date"] - rec["admission_date"]).days
         if rec["timezone"] is None:
-            rec["timezone"] = zone_for(rec["phone"]) or self.default_zone
+            rec["timezone"] = phone[0].zone or self.default_zone
         rec["language"] = rec["language"] or "en"
         rec["items"] = items
-        rec["mean_score"], rec["subscale_scores"] = self.instrument.score(items)
+        rec["mean_score"], rec["subscale_scores"] = self._score(items)
         if rec["mean_score"] is None:
             answered = sum(v is not None for v in items)
             warnings.append(("alliance", f"{answered} of {len(items)} items answered, so this stay has no alliance "
@@ -335,16 +372,33 @@ class RowValidator:
         rec["warnings"] = warnings
         return rec, []
 
-    def _phone(self, v: str, warnings: list[tuple[str, str]]) -> str:
-        e164 = parse_phone(v, self.region)
-        _, extension = split_extension(v.strip())
-        if extension:
-            warnings.append(("phone", f"the extension {extension} was dropped (a text cannot reach an "
-                                      f"extension); check that {mask(e164)} reaches the patient's own phone"))
-        unreachable = why_not_textable(e164, self.region)
-        if unreachable:
-            warnings.append(("phone", f"{mask(e164)} {unreachable}"))
-        return e164
+    def _score(self, items: list[int | None]) -> tuple[float | None, dict[str, float | None]]:
+        key = tuple(items)
+        if key not in self._scores:
+            self._scores[key] = self.instrument.score(items)
+        mean, subscales = self._scores[key]
+        return mean, dict(subscales)  # each stay its own dict
+
+    def _read_phone(self, v: str) -> tuple[Phone | None, str | None, tuple[tuple[str, str], ...]]:
+        """(the phone, None, its warnings) or (None, the problem, ()), read once per distinct cell."""
+        known = self._phones.get(v)
+        if known is None:
+            try:
+                phone = read_phone(v, self.region)
+            except ValueError as exc:
+                known = (None, str(exc), ())
+            else:
+                warnings = []
+                _, extension = split_extension(v.strip())
+                if extension:
+                    warnings.append(("phone", f"the extension {extension} was dropped (a text cannot reach an "
+                                              f"extension); check that {mask(phone.e164)} reaches the patient's own "
+                                              "phone"))
+                if phone.not_textable:
+                    warnings.append(("phone", f"{mask(phone.e164)} {phone.not_textable}"))
+                known = (phone, None, tuple(warnings))
+            self._phones[v] = known
+        return known
 
     @staticmethod
     def _patient_id(v: str) -> str:
