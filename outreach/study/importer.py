@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
-from sqlalchemy import (Date, DateTime, Integer, String, Text, and_, bindparam, cast, column, exists, func, insert,
-                        literal, select, update)
+from sqlalchemy import Table, exists, func, insert, select, update
+from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
 from ..config import Settings
@@ -900,42 +900,40 @@ def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, 
     if progress is not None:
         progress.start(2, len(plan.new_patients) + len(plan.new_episodes) + len(plan.patient_updates)
                        + len(plan.episode_updates))
-    # New rows are written inside the database: each chunk travels as one JSON parameter that the database
-    # unpacks (INSERT ... SELECT), patients then stays then ratings, each joined to the rows before it by their
-    # unique keys (patient_id; patient and discharge date).  No per-row work in Python but json.dumps.
-    now = literal(utcnow(), DateTime)
-    patient_columns = ["patient_id", *PATIENT_FIELDS]
-    for chunk in _chunks(list(plan.new_patients.items()), WRITE_CHUNK):
-        x = _json_rows(session, Patient.__table__, patient_columns,
-                       [{"patient_id": pid, **{f: rec[f] for f in PATIENT_FIELDS}} for pid, rec in chunk])
-        session.execute(insert(Patient.__table__).from_select(
-            [*patient_columns, "phone_valid", "created_at", "updated_at"],
-            select(*[x.c[n] for n in patient_columns], literal(True), now, now).order_by(x.c.n)))
+    # New rows go straight into their tables, with ids taken beforehand (from the table's sequence on PostgreSQL;
+    # on SQLite, past the largest, under the write lock), so that stays and ratings name their patient and stay
+    # without a lookup: COPY on PostgreSQL, the driver's executemany on SQLite, no per-row work in SQLAlchemy.
+    # Patients, then stays with their ratings, WRITE_CHUNK rows a statement.
+    now = utcnow()
+    pk_of = {pid: person.pk for pid, person in plan.people.items()}
+    patients = list(plan.new_patients.items())
+    for (pid, _), pk in zip(patients, _new_ids(session, Patient.__table__, len(patients))):
+        pk_of[pid] = pk
+    patient_columns = ["id", "patient_id", *PATIENT_FIELDS]
+    for chunk in _chunks(patients, WRITE_CHUNK):
+        _bulk_insert(session, Patient.__table__, patient_columns,
+                     [(pk_of[pid], pid, *[rec[f] for f in PATIENT_FIELDS]) for pid, rec in chunk],
+                     same={"phone_valid": True, "created_at": now, "updated_at": now})
+        _advance(progress, len(chunk))
+    stay_columns = ["id", "patient_id", "site_episode_id", *EPISODE_FIELDS]
+    rating_columns = ["id", "episode_id", "instrument", "items", "mean_score", "subscale_scores"]
+    stay_ids = _new_ids(session, Episode.__table__, len(plan.new_episodes))
+    rating_ids = iter(_new_ids(session, AllianceRating.__table__, len(plan.new_episodes)))
+    as_json = _JsonCache()  # items and scores as stored (JSON text), once per distinct set of answers
+    for start, chunk in zip(range(0, len(plan.new_episodes), WRITE_CHUNK), _chunks(plan.new_episodes, WRITE_CHUNK)):
+        ids = stay_ids[start: start + len(chunk)]
+        _bulk_insert(session, Episode.__table__, stay_columns,
+                     [(pk, pk_of[rec["patient_id"]], rec["episode_id"], *[rec[f] for f in EPISODE_FIELDS])
+                      for pk, rec in zip(ids, chunk)], same={"created_at": now, "updated_at": now})
+        _bulk_insert(session, AllianceRating.__table__, rating_columns,
+                     [(next(rating_ids), pk, instrument.name, *as_json(rec)) for pk, rec in zip(ids, chunk)],
+                     same={"created_at": now, "updated_at": now}, serialized={"items", "subscale_scores"})
         _advance(progress, len(chunk))
     for chunk in _chunks(plan.patient_updates, WRITE_CHUNK):
         session.execute(update(Patient), [
             # A new number gets a fresh chance; an unchanged one keeps what Twilio said about it.
             {"id": p.pk, "phone_valid": p.phone_valid or p.fields[0] != rec["phone"],
              **{f: rec[f] for f in PATIENT_FIELDS}} for p, rec in chunk])
-        _advance(progress, len(chunk))
-    for chunk in _chunks(plan.new_episodes, WRITE_CHUNK):
-        stay_columns = ["site_episode_id", *EPISODE_FIELDS]
-        x = _json_rows(session, Episode.__table__, stay_columns, [_episode(None, rec) for rec in chunk],
-                       patient_ids=[rec["patient_id"] for rec in chunk])
-        session.execute(insert(Episode.__table__).from_select(
-            ["patient_id", *stay_columns, "created_at", "updated_at"],
-            select(Patient.id, *[x.c[n] for n in stay_columns], now, now)
-            .join(Patient, Patient.patient_id == x.c.patient_id).order_by(x.c.n)))
-        rating_columns = ["instrument", "items", "mean_score", "subscale_scores"]
-        x = _json_rows(session, AllianceRating.__table__, [*rating_columns, "discharge_date"],
-                       [{**_rating(None, rec, instrument), "discharge_date": rec["discharge_date"]} for rec in chunk],
-                       patient_ids=[rec["patient_id"] for rec in chunk], types={"discharge_date": Date()})
-        session.execute(insert(AllianceRating.__table__).from_select(
-            ["episode_id", *rating_columns, "created_at", "updated_at"],
-            select(Episode.id, *[x.c[n] for n in rating_columns], now, now)
-            .join(Patient, Patient.patient_id == x.c.patient_id)
-            .join(Episode, and_(Episode.patient_id == Patient.id, Episode.discharge_date == x.c.discharge_date))
-            .order_by(x.c.n)))
         _advance(progress, len(chunk))
     for chunk in _chunks(plan.episode_updates, WRITE_CHUNK):
         session.execute(update(Episode), [
@@ -1006,34 +1004,72 @@ def _episode(patient_pk: int | None, rec: dict[str, Any], site_id: str | None = 
     return row
 
 
-def _json_rows(session: Session, table: Any, columns: list[str], rows: list[dict[str, Any]], *,
-               patient_ids: list[str] | None = None, types: dict[str, Any] | None = None) -> Any:
-    """``rows`` (their ``columns``, typed as in ``table`` or ``types``) as a table inside the database, sent as
-    one JSON parameter and unpacked there: ``json_each`` on SQLite, ``json_to_recordset`` on PostgreSQL.  Its
-    columns are ``x.c.<name>``, with ``x.c.n`` the row's position and ``x.c.patient_id`` the site's patient_id
-    when ``patient_ids`` are given."""
-    names = [*columns, *(["patient_id"] if patient_ids is not None else [])]
-    for i, row in enumerate(rows):  # the callers' own fresh dicts
-        row["n"] = i
-        if patient_ids is not None:
-            row["patient_id"] = patient_ids[i]
-    doc = json.dumps(rows, default=_json_value, separators=(",", ":"))
-    kinds = {**{c: (types or {}).get(c, table.c[c].type if c in table.c else String()) for c in names},
-             "patient_id": String(), "n": Integer()}
+class _JsonCache:
+    """``(items, mean_score, subscale_scores)`` of a record, the first and last as JSON text (as SQLAlchemy's JSON
+    type writes them), each distinct set of items serialised once."""
+
+    def __init__(self) -> None:
+        self.known: dict[tuple, tuple[str, str]] = {}
+
+    def __call__(self, rec: dict[str, Any]) -> tuple[str, float | None, str]:
+        key = tuple(rec["items"])
+        if key not in self.known:
+            self.known[key] = (json.dumps(rec["items"]), json.dumps(rec["subscale_scores"]))
+        items, subscales = self.known[key]
+        return items, rec["mean_score"], subscales
+
+
+def _new_ids(session: Session, table: Table, count: int) -> list[int]:
+    """``count`` new primary keys for ``table``, increasing: from its sequence on PostgreSQL (safe beside other
+    writers); on SQLite past the largest id, which no one else can add to while this transaction writes (SQLite
+    has one writer at a time; a writer that came between would make this transaction's first write fail, not
+    collide)."""
+    if count == 0:
+        return []
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import JSON as PG_JSON
-
-        return (func.json_to_recordset(cast(bindparam(None, doc, type_=Text), PG_JSON))
-                .table_valued(*[column(c, kinds[c]) for c in [*names, "n"]])
-                .render_derived(name="x", with_types=True))
-    listed = func.json_each(bindparam(None, doc, type_=Text)).table_valued("value").alias("listed")
-    return select(*[func.json_extract(listed.c.value, f"$.{c}").label(c) for c in [*names, "n"]]).subquery("x")
+        return session.scalar(sql("SELECT array_agg(id ORDER BY id) FROM (SELECT nextval(pg_get_serial_sequence("
+                                  ":name, 'id')) AS id FROM generate_series(1, :count)) AS taken"),
+                              {"name": table.name, "count": count})
+    first = session.scalar(select(func.coalesce(func.max(table.c.id), 0))) + 1
+    return list(range(first, first + count))
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} cannot be written as JSON")
+def _bulk_insert(session: Session, table: Table, columns: list[str], rows: list[tuple], *,
+                 same: dict[str, Any] | None = None, serialized: set[str] = frozenset()) -> None:
+    """Insert ``rows`` (tuples of ``columns``, then the values of ``same``, one for every row) in one round trip:
+    COPY on PostgreSQL; on SQLite the driver's executemany, each value written as SQLAlchemy's type for the column
+    writes it (``serialized`` columns are JSON text already)."""
+    same = same or {}
+    names = [*columns, *same]
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":  # through psycopg's own connection, the one this transaction is on
+        extra = tuple(same.values())
+        with conn.connection.driver_connection.cursor() as cursor:
+            with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row + extra)
+        return
+    dialect = conn.dialect
+
+    def processor(name: str) -> Callable[[Any], Any] | None:
+        return None if name in serialized else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+    extra = tuple(fn(v) if (fn := processor(c)) else v for c, v in same.items())
+    procs = [(i, fn) for i, c in enumerate(columns) if (fn := processor(c)) is not None]
+    if procs:
+        rows = [_processed(row, procs) + extra for row in rows]
+    else:
+        rows = [row + extra for row in rows]
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                         rows)
+
+
+def _processed(row: tuple, procs: list[tuple[int, Callable[[Any], Any]]]) -> tuple:
+    values = list(row)
+    for i, fn in procs:
+        if values[i] is not None:
+            values[i] = fn(values[i])
+    return tuple(values)
 
 
 def _rating(episode_pk: int | None, rec: dict[str, Any], instrument: Instrument) -> dict[str, Any]:
