@@ -63,21 +63,27 @@ CONSENT_WORDS = "yes/no, oui/non, y/n, o, true/false, 1/0"
 SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
 LANGUAGES = {"en", "fr"}
 CHUNK = 2000
+# The second pass's steps, as shares of it: the phones shared with stored patients, the stored patients and stays
+# of the file's patient_ids, each row matched to its stay.
+SHARED_PHONES, LOAD_PEOPLE, MATCH_ROWS = (0.0, 0.2), (0.2, 0.7), (0.7, 1.0)
 WRITE_CHUNK = 10000  # rows per insert, per id lookup and per progress report while writing
-READ_REPORT = 10000  # rows read and checked between two progress reports
+READ_REPORT = 2000  # rows read, checked or matched between two progress reports (a fraction of a second)
 
 
 class _Progress:
     """``progress(done, total)`` over the import's three passes, each worth the file's lines: reading and checking
-    the rows, matching them to the stored patients, writing.  Reported at the start of each pass and every few
-    thousand rows within it; ``done`` never goes back, and ends equal to ``total``."""
+    the rows, matching them to the stored patients, writing.  Reported at the start of each pass (or of a step
+    within it: ``span``, the share of the pass it covers) and every few thousand rows within it; ``done`` never
+    goes back, and ends equal to ``total``."""
 
     def __init__(self, report: Callable[[int, int], None] | None, lines: int):
         self.report, self.lines = report, max(lines, 1)
-        self.total, self.base, self.items, self.count, self.shown = 3 * self.lines, 0, 1, 0, -1
+        self.total, self.base, self.width, self.items, self.count, self.shown = 3 * self.lines, 0, self.lines, 1, 0, -1
 
-    def start(self, pass_number: int, items: int) -> None:
-        self.base, self.items, self.count = pass_number * self.lines, max(items, 1), 0
+    def start(self, pass_number: int, items: int, span: tuple[float, float] = (0.0, 1.0)) -> None:
+        self.base = pass_number * self.lines + int(self.lines * span[0])
+        self.width = int(self.lines * span[1]) - int(self.lines * span[0])
+        self.items, self.count = max(items, 1), 0
         self._emit()
 
     def advance(self, n: int) -> None:
@@ -85,11 +91,11 @@ class _Progress:
         self._emit()
 
     def finish(self) -> None:
-        self.base, self.count = self.total - self.lines, self.items
+        self.base, self.width, self.count = self.total - self.lines, self.lines, self.items
         self._emit()
 
     def _emit(self) -> None:
-        done = max(self.shown, self.base + min(self.lines, self.lines * self.count // self.items))
+        done = max(self.shown, self.base + min(self.width, self.width * self.count // self.items))
         if self.report is not None and done != self.shown:
             self.report(done, self.total)
         self.shown = done
@@ -593,7 +599,7 @@ def _one_person_per_id(rows: list[_Row]) -> None:
             r.record = None
 
 
-def _shared_phones(session: Session, rows: list[_Row]) -> None:
+def _shared_phones(session: Session, rows: list[_Row], progress: _Progress | None = None) -> None:
     """Warn on every row whose phone is also another patient's, in this file or in the database (a
     stored patient this file gives another phone no longer counts)."""
     valid = [r for r in rows if r.record is not None]
@@ -606,7 +612,10 @@ def _shared_phones(session: Session, rows: list[_Row]) -> None:
         holders.setdefault(phone, set()).add(pid)
         if pid not in latest or r.record["discharge_date"] >= latest[pid][0]:
             latest[pid] = (r.record["discharge_date"], phone)
+    if progress is not None:
+        progress.start(1, len(holders), SHARED_PHONES)
     for chunk in _chunks(list(holders), WRITE_CHUNK):
+        _advance(progress, len(chunk))
         for pid, phone in session.execute(select(Patient.patient_id, Patient.phone)
                                           .where(in_values(session, Patient.phone, chunk))):
             if pid in latest and latest[pid][1] != phone:
@@ -661,7 +670,7 @@ def _import_rows(session: Session, path: Path, instrument: Instrument, names: li
                  rows: list[_Row], separator: str, *, skip_invalid: bool, allow_rating_changes: bool,
                  actor: str | None, keep_identifiers: bool, strict: bool,
                  progress: _Progress | None = None) -> ImportResult:
-    _shared_phones(session, rows)
+    _shared_phones(session, rows, progress)
     if strict:  # every warning is an error
         for r in rows:
             if r.record is not None and r.warnings:
@@ -773,7 +782,7 @@ def _load_people(session: Session, patient_ids: list[str], progress: _Progress |
     followed = exists().where(FollowUp.episode_id == Episode.id)
     answered = exists().where(FollowUp.episode_id == Episode.id, Answer.followup_id == FollowUp.id)
     if progress is not None:
-        progress.start(1, len(patient_ids))
+        progress.start(1, len(patient_ids), LOAD_PEOPLE)
     for chunk in _chunks(patient_ids, WRITE_CHUNK):
         stmt = (select(Patient.patient_id, Patient.id, Patient.phone_valid, *[getattr(Patient, f) for f in PATIENT_FIELDS],
                        Episode.id, Episode.site_episode_id, *[getattr(Episode, f) for f in EPISODE_FIELDS],
@@ -805,7 +814,11 @@ def plan_upsert(session: Session, rows: list[_Row], instrument: Instrument, *,
     plan.people = people = _load_people(session, list(dict.fromkeys(r.record["patient_id"] for r in rows)), progress)
     accepted: dict[str, list[dict[str, Any]]] = {}
     matched: dict[int, int] = {}  # stored stay -> the line that describes it
-    for row in rows:
+    if progress is not None:
+        progress.start(1, len(rows), MATCH_ROWS)
+    for n, row in enumerate(rows, 1):
+        if n % READ_REPORT == 0:
+            _advance(progress, READ_REPORT)
         rec = row.record
         rec["_line"] = row.line  # for the audit of what the row changes about the patient
         person = people.get(rec["patient_id"])
@@ -925,10 +938,11 @@ def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, 
         _bulk_insert(session, Episode.__table__, stay_columns,
                      [(pk, pk_of[rec["patient_id"]], rec["episode_id"], *[rec[f] for f in EPISODE_FIELDS])
                       for pk, rec in zip(ids, chunk)], same={"created_at": now, "updated_at": now})
+        _advance(progress, len(chunk) // 2)
         _bulk_insert(session, AllianceRating.__table__, rating_columns,
                      [(next(rating_ids), pk, instrument.name, *as_json(rec)) for pk, rec in zip(ids, chunk)],
                      same={"created_at": now, "updated_at": now}, serialized={"items", "subscale_scores"})
-        _advance(progress, len(chunk))
+        _advance(progress, len(chunk) - len(chunk) // 2)
     for chunk in _chunks(plan.patient_updates, WRITE_CHUNK):
         session.execute(update(Patient), [
             # A new number gets a fresh chance; an unchanged one keeps what Twilio said about it.
