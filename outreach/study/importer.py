@@ -66,7 +66,7 @@ CHUNK = 2000
 # The second pass's steps, as shares of it: the phones shared with stored patients, the stored patients and stays
 # of the file's patient_ids, each row matched to its stay.
 SHARED_PHONES, LOAD_PEOPLE, MATCH_ROWS = (0.0, 0.2), (0.2, 0.7), (0.7, 1.0)
-WRITE_CHUNK = 10000  # rows per insert, per id lookup and per progress report while writing
+WRITE_CHUNK = 5000  # rows per insert, per id lookup and per progress report while writing
 READ_REPORT = 2000  # rows read, checked or matched between two progress reports (a fraction of a second)
 
 
@@ -518,8 +518,10 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
     if progress is not None:
         progress.start(0, progress.lines)
     while True:
-        if progress is not None and len(rows) % READ_REPORT == 0 and last > reported:
-            progress.advance(last - reported)
+        if len(rows) % READ_REPORT == 0 and last > reported:
+            gc.freeze()  # the rows read so far live for the whole import: the collector need not scan them again
+            if progress is not None:
+                progress.advance(last - reported)
             reported = last
         start = last + 1
         try:
@@ -646,8 +648,8 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
     text = decode(Path(path).read_bytes())
     separator = detect_separator(text, instrument)
     steps = _Progress(progress, text.count("\n") + (not text.endswith("\n")) - 1)
-    names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today), separator, steps)
     with _rows_kept_out_of_gc():
+        names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today), separator, steps)
         result = _import_rows(session, path, instrument, names, rows, separator, skip_invalid=skip_invalid,
                               allow_rating_changes=allow_rating_changes, actor=actor,
                               keep_identifiers=keep_identifiers, strict=strict, progress=steps)
@@ -658,7 +660,8 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
 @contextmanager
 def _rows_kept_out_of_gc() -> Iterator[None]:
     """The parsed rows live for the whole import; without this the garbage collector rescans all of
-    them at every full collection (a third of a 100,000-row re-import's time)."""
+    them at every full collection (a third of a 100,000-row re-import's time, and pauses of seconds while the
+    rows are read: :func:`read_rows` freezes what it has read every READ_REPORT rows)."""
     gc.freeze()
     try:
         yield
