@@ -571,6 +571,8 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
         raise ImportFileError(f"{where}: the file looks converted twice ('Ã©' where 'é' was meant: UTF-8 text read as "
                               "Latin-1 and saved again); open the hospital's original export and save it as "
                               "'CSV UTF-8', or fix the accents, and import again")
+    if progress is not None and last > reported:
+        progress.advance(last - reported)
     _one_person_per_id(rows)
     return names, rows
 
@@ -916,34 +918,31 @@ def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, 
     if progress is not None:
         progress.start(2, len(plan.new_patients) + len(plan.new_episodes) + len(plan.patient_updates)
                        + len(plan.episode_updates))
-    # New rows go straight into their tables, with ids taken beforehand (from the table's sequence on PostgreSQL;
-    # on SQLite, past the largest, under the write lock), so that stays and ratings name their patient and stay
-    # without a lookup: COPY on PostgreSQL, the driver's executemany on SQLite, no per-row work in SQLAlchemy.
-    # Patients, then stays with their ratings, WRITE_CHUNK rows a statement.
+    # New rows go straight into their tables, each chunk's ids taken just before it is written (_new_ids), so that
+    # stays and ratings name their patient and stay without a lookup: COPY on PostgreSQL, the driver's executemany
+    # on SQLite, no per-row work in SQLAlchemy.  Patients, then stays with their ratings, WRITE_CHUNK rows a
+    # statement, a progress report after each.
     now = utcnow()
     pk_of = {pid: person.pk for pid, person in plan.people.items()}
-    patients = list(plan.new_patients.items())
-    for (pid, _), pk in zip(patients, _new_ids(session, Patient.__table__, len(patients))):
-        pk_of[pid] = pk
     patient_columns = ["id", "patient_id", *PATIENT_FIELDS]
-    for chunk in _chunks(patients, WRITE_CHUNK):
+    for chunk in _chunks(list(plan.new_patients.items()), WRITE_CHUNK):
+        pk_of.update(zip([pid for pid, _ in chunk], _new_ids(session, Patient.__table__, len(chunk))))
         _bulk_insert(session, Patient.__table__, patient_columns,
                      [(pk_of[pid], pid, *[rec[f] for f in PATIENT_FIELDS]) for pid, rec in chunk],
                      same={"phone_valid": True, "created_at": now, "updated_at": now})
         _advance(progress, len(chunk))
     stay_columns = ["id", "patient_id", "site_episode_id", *EPISODE_FIELDS]
     rating_columns = ["id", "episode_id", "instrument", "items", "mean_score", "subscale_scores"]
-    stay_ids = _new_ids(session, Episode.__table__, len(plan.new_episodes))
-    rating_ids = iter(_new_ids(session, AllianceRating.__table__, len(plan.new_episodes)))
     as_json = _JsonCache()  # items and scores as stored (JSON text), once per distinct set of answers
-    for start, chunk in zip(range(0, len(plan.new_episodes), WRITE_CHUNK), _chunks(plan.new_episodes, WRITE_CHUNK)):
-        ids = stay_ids[start: start + len(chunk)]
+    for chunk in _chunks(plan.new_episodes, WRITE_CHUNK):
+        ids = _new_ids(session, Episode.__table__, len(chunk))
         _bulk_insert(session, Episode.__table__, stay_columns,
                      [(pk, pk_of[rec["patient_id"]], rec["episode_id"], *[rec[f] for f in EPISODE_FIELDS])
                       for pk, rec in zip(ids, chunk)], same={"created_at": now, "updated_at": now})
         _advance(progress, len(chunk) // 2)
         _bulk_insert(session, AllianceRating.__table__, rating_columns,
-                     [(next(rating_ids), pk, instrument.name, *as_json(rec)) for pk, rec in zip(ids, chunk)],
+                     [(rating_pk, pk, instrument.name, *as_json(rec))
+                      for rating_pk, pk, rec in zip(_new_ids(session, AllianceRating.__table__, len(chunk)), ids, chunk)],
                      same={"created_at": now, "updated_at": now}, serialized={"items", "subscale_scores"})
         _advance(progress, len(chunk) - len(chunk) // 2)
     for chunk in _chunks(plan.patient_updates, WRITE_CHUNK):
