@@ -5,15 +5,24 @@ Runs the real command in a child process on a fresh SQLite database (and on
 PostgreSQL when BENCH_POSTGRES_URL is set), then re-imports the same file
 (the all-unchanged path).  Prints rows/second and the child's peak memory.
 
-With ``--reference-src PATH`` (a checkout of the code to compare with, e.g. the
-commit before treatment episodes), the same runs are made with that code on a
-file of as many single-stay rows (code before episodes refuses a repeated
-patient_id), interleaved round by round with the current code, and the summary
-gives medians and the ratio current / reference of rows per second:
+With ``--reference-src PATH`` (a checkout of the code to compare with), the same
+runs are made with that code on the same file (``--reference-file single``: a
+file of as many single-stay rows, for code before treatment episodes, which
+refuses a repeated patient_id), interleaved round by round with the current
+code, and the summary gives medians and the ratio current / reference of rows
+per second.
+
+Right before each import, in a child process like the import's, it also
+measures a floor that no import of this file can go under: the phone library
+alone parsing every distinct phone cell of the file (``phonenumbers.parse``,
+which every cell needs, nothing of ours; its ``is_valid_number`` after it is
+timed too), and the summary gives the first import's time as a multiple of the
+floor measured beside it: a figure that the load of other work on the machine
+changes far less than the seconds:
 
     git archive 997b8b6 | (mkdir -p /tmp/outreach-ref && tar -x -C /tmp/outreach-ref)
     python benchmarks/import_bench.py [--rows 100000] [--readmitted 0.1] \\
-        [--reference-src /tmp/outreach-ref] [--repeat 3]
+        [--reference-src /tmp/outreach-ref] [--reference-file same|single] [--repeat 3]
 """
 from __future__ import annotations
 
@@ -71,6 +80,37 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     return elapsed, usage.ru_maxrss / 1024, summary + (f"; {warned[1]} warnings" if warned else "")
 
 
+FLOOR = """
+import csv, sys, time
+import phonenumbers
+path, region = sys.argv[1], sys.argv[2]
+with open(path, newline="", encoding="utf-8-sig") as fh:
+    rows = csv.reader(fh)
+    at = next(rows).index("phone")
+    cells = list(dict.fromkeys(row[at].strip() for row in rows if len(row) > at))
+start = time.perf_counter()
+numbers = []
+for cell in cells:
+    try:
+        numbers.append(phonenumbers.parse(cell, region))
+    except phonenumbers.NumberParseException:
+        pass
+parsed = time.perf_counter()
+for number in numbers:
+    phonenumbers.is_valid_number(number)
+print(len(cells), parsed - start, time.perf_counter() - start)
+"""
+
+
+def phone_floor(csv_path: Path, region: str = "CA") -> tuple[int, float, float]:
+    """(distinct phone cells, seconds the phone library alone takes to parse them, and to parse and validate
+    them with its own is_valid_number), in a child process."""
+    out = subprocess.run([sys.executable, "-c", FLOOR, str(csv_path), region], capture_output=True, text=True,
+                         check=True, cwd=tempfile.gettempdir())
+    cells, parse, validate = out.stdout.split()
+    return int(cells), float(parse), float(validate)
+
+
 def fresh_database(label: str, tmp: Path, round_: str) -> str:
     if label == "sqlite":
         return f"sqlite:///{tmp}/bench-{round_}.db"
@@ -82,17 +122,23 @@ def fresh_database(label: str, tmp: Path, round_: str) -> str:
     return url
 
 
-def bench(label: str, code: str, src: Path, url: str, csv_path: Path, rows: int) -> dict[str, dict]:
+def bench(label: str, code: str, src: Path, url: str, csv_path: Path, rows: int,
+          floor_file: Path) -> dict[str, dict]:
     env = {**os.environ, "DATABASE_URL": url}
     env.pop("PYTHONPATH", None)
     outreach = launcher(src)
     run(outreach + ["db", "upgrade"], env)
     out = {}
     for phase in PHASES:
+        floor = phone_floor(floor_file)
         elapsed, peak, summary = run(outreach + ["import-discharges", str(csv_path)], env)
         print(f"{label:10s} {code:9s} {phase:22s} {rows:7d} rows in {elapsed:6.2f} s = {rows / elapsed:8.0f} rows/s, "
-              f"peak RSS {peak:5.0f} MB  [{summary}]", flush=True)
-        out[phase] = {"rate": rows / elapsed, "seconds": elapsed, "rss": peak}
+              f"peak RSS {peak:5.0f} MB, {elapsed / floor[1]:5.2f} x the floor  [{summary}]", flush=True)
+        print(f"{'':10s} {'floor':9s} {phase:22s} the phone library alone parsed the file's {floor[0]} distinct phone "
+              f"cells in {floor[1]:6.2f} s (and validated them by its is_valid_number in {floor[2] - floor[1]:6.2f} s "
+              "more)", flush=True)
+        out[phase] = {"rate": rows / elapsed, "seconds": elapsed, "rss": peak, "floor": floor[1],
+                      "x_floor": elapsed / floor[1]}
     return out
 
 
@@ -103,6 +149,8 @@ def main() -> None:
                         help="share of the rows that are second stays of earlier patients")
     parser.add_argument("--reference-src", type=Path,
                         help="a source tree of the code to compare with (single-stay file); skipped when not given")
+    parser.add_argument("--reference-file", choices=("same", "single"), default="same",
+                        help="the reference imports the same file, or as many single-stay rows")
     parser.add_argument("--repeat", type=int, default=3, help="rounds, interleaved; the summary gives medians")
     parser.add_argument("--databases", default="sqlite,postgresql",
                         help="comma-separated; postgresql only when BENCH_POSTGRES_URL is set")
@@ -124,17 +172,22 @@ def main() -> None:
                                                             readmitted=args.readmitted))}
         print(f"current:   {args.rows} rows ({round(args.rows * args.readmitted)} second stays), "
               f"{files['current'].stat().st_size / 1e6:.1f} MB")
-        if args.reference_src:
+        if args.reference_src and args.reference_file == "single":
             files["reference"] = write_discharges(Path(tmp) / "single.csv",
                                                   discharge_rows(args.rows, seed=11, today=today))
             print(f"reference: {args.rows} single-stay rows, {files['reference'].stat().st_size / 1e6:.1f} MB, "
                   f"code from {args.reference_src}")
+        elif args.reference_src:
+            files["reference"] = files["current"]
+            print(f"reference: the same file, code from {args.reference_src}")
+
         for rep in range(args.repeat):
             order = codes if rep % 2 == 0 else codes[::-1]  # alternate, so drift does not favour one side
             for label in labels:
                 for code, src in order:
                     url = fresh_database(label, Path(tmp), f"{rep}-{code}")
-                    results[label, code].append(bench(label, code, src, url, files[code], args.rows))
+                    results[label, code].append(bench(label, code, src, url, files[code], args.rows,
+                                                      files["current"]))
     print(f"median of {args.repeat}:")
     for label in labels:
         for phase in PHASES:
@@ -148,6 +201,13 @@ def main() -> None:
                 line += (f"; ratio current/reference {med['current']['rate'] / med['reference']['rate']:.2f} "
                          f"(per round: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f})")
             print(f"  {label:10s} {phase:22s} {line}")
+        for c, _ in codes:
+            for phase in PHASES:
+                ratios = [r[phase]["x_floor"] for r in results[label, c]]
+                floors = [r[phase]["floor"] for r in results[label, c]]
+                print(f"  {label:10s} {c:9s} {phase:22s} = {statistics.median(ratios):5.2f} x the phone library's "
+                      f"parsing alone, measured just before (per round: {', '.join(f'{r:.2f}' for r in ratios)}; "
+                      f"floor median {statistics.median(floors):.2f} s)")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import NamedTuple
 
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
@@ -30,6 +31,29 @@ def split_extension(text: str) -> tuple[str, str | None]:
 def parse_phone(raw: str, region: str) -> str:
     """Return the E.164 form of ``raw`` or raise :class:`PhoneError`.  An extension in words is dropped; any
     other letter is refused; Excel's text prefix (a leading apostrophe) is ignored."""
+    return _e164(_parse(raw, region))
+
+
+class Phone(NamedTuple):
+    """One phone cell read once: its E.164 form, :func:`zone_for` and :func:`why_not_textable` of it."""
+    e164: str
+    zone: str | None
+    not_textable: str | None
+
+
+def read_phone(raw: str, region: str) -> Phone:
+    """:func:`parse_phone`, :func:`zone_for` and :func:`why_not_textable` of ``raw``, the number parsed once (the
+    phone library's parsing and validation are most of an import's time)."""
+    number = _parse(raw, region)
+    e164 = _e164(number)
+    return Phone(e164, _zone_of(number), why_not_textable(e164, region))
+
+
+def _e164(number: phonenumbers.PhoneNumber) -> str:
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _parse(raw: str, region: str) -> phonenumbers.PhoneNumber:
     text = raw.strip().lstrip("'").strip()
     if not text:
         raise PhoneError("is empty")
@@ -45,9 +69,41 @@ def parse_phone(raw: str, region: str) -> str:
         number = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException:
         raise PhoneError(f"cannot be read as a phone number ({mask_raw(text)})") from None
-    if not phonenumbers.is_valid_number(number):
+    if not is_valid(number, region):
         raise PhoneError(f"is not a valid phone number for region {region} ({mask_raw(text)})")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return number
+
+
+def is_valid(number: phonenumbers.PhoneNumber, region: str) -> bool:
+    """``phonenumbers.is_valid_number(number)``, answered sooner for a number of ``region`` itself.
+
+    The library checks a number in the region it belongs to, found by trying the regions of its country code in
+    its own order (25 share +1: the United States first, Canada eighth), each by its leading digits where its
+    metadata has them, else by a full check: three quarters of the time for a Canadian number.  A number valid in
+    ``region`` is valid in the region found, unless a region tried before ``region`` (or ``region`` itself) goes
+    by leading digits and they decide otherwise; only then, and for every number not valid in ``region``, is the
+    library's own answer asked for."""
+    if phonenumbers.is_valid_number_for_region(number, region):
+        claimed_first, own = _leading_digits(number.country_code, region)
+        nsn = phonenumbers.national_significant_number(number)
+        if not any(p.match(nsn) for p in claimed_first) and (own is None or own.match(nsn)):
+            return True
+    return phonenumbers.is_valid_number(number)
+
+
+@lru_cache(maxsize=256)
+def _leading_digits(country_code: int, region: str) -> tuple[tuple[re.Pattern, ...], re.Pattern | None]:
+    """The leading-digit patterns of the regions the library tries before ``region`` for ``country_code``, and
+    ``region``'s own (None: it has none)."""
+    from phonenumbers.phonemetadata import PhoneMetadata
+
+    def pattern(code: str) -> re.Pattern | None:
+        metadata = PhoneMetadata.metadata_for_region(code.upper(), None)
+        return re.compile(metadata.leading_digits) if metadata is not None and metadata.leading_digits else None
+
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code, ())
+    before = regions[: regions.index(region)] if region in regions else regions
+    return tuple(p for p in map(pattern, before) if p is not None), pattern(region)
 
 
 def _valid(text: str, region: str) -> bool:
@@ -117,5 +173,9 @@ def mask_raw(text: str) -> str:
 @lru_cache(maxsize=4096)
 def zone_for(e164: str) -> str | None:
     """The single IANA zone a geographic number belongs to, if there is exactly one."""
-    zones = pn_timezone.time_zones_for_geographical_number(phonenumbers.parse(e164, None))
+    return _zone_of(phonenumbers.parse(e164, None))
+
+
+def _zone_of(number: phonenumbers.PhoneNumber) -> str | None:
+    zones = pn_timezone.time_zones_for_geographical_number(number)
     return zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None

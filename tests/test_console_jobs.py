@@ -324,6 +324,31 @@ def test_a_long_job_on_sqlite_still_shows_progress_and_is_not_taken_for_dead(ses
     assert not (jobs_path / str(job_id) / queue.PROGRESS_FILE).exists()
 
 
+def test_a_report_that_comes_too_soon_is_written_when_its_time_comes(sessions, console_env, jobs_path):
+    """Progress is written at most every PROGRESS_EVERY seconds; a report that comes sooner is not dropped: the
+    newest is written when that time is up, so a step that then works on for long shows itself, not the step
+    before it."""
+    import time
+    from types import SimpleNamespace
+
+    settings = load_settings(console_env)
+    seen = {}
+
+    @queue.handler("test_quick_then_long")
+    def _quick_then_long(ctx):
+        ctx.progress(0.2, "reading")
+        ctx.progress(0.3, "matching")  # too soon after the first to be written at once
+        time.sleep(queue.PROGRESS_EVERY * 3)  # a long step with no report
+        row = SimpleNamespace(id=ctx.job_id, state=JobState.RUNNING, progress=0.0, message="started")
+        seen["live"] = queue.live_progress(settings, row)
+        return {"summary": "done"}
+
+    with unit_of_work(sessions) as s:
+        submit(s, "test_quick_then_long", owner="a@x.org", owner_role="coordinator")
+    run_pending(sessions, settings, "w")
+    assert seen["live"] == (0.3, "matching")
+
+
 def test_recover_spares_a_job_whose_worker_writes_its_folder(sessions, settings, jobs_path):
     import json
 

@@ -184,6 +184,7 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
                 try:
                     result = _import(session, path, ctx, options, skip_invalid=True, progress=progress)
                 finally:
+                    ctx.progress(0.96, "checking: undoing the trial import (nothing of it is kept)")
                     session.rollback()
             rows = result.new_episodes + result.updated + result.unchanged + result.rejected
             files = _keep_rejected(ctx.folder, result)
@@ -198,6 +199,7 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
                 if not result.written:
                     raise JobError(f"{len(result.errors)} problem(s) in {result.rejected} row(s); nothing was "
                                    "imported (the file changed since it was checked?)")
+                ctx.progress(0.96, "importing: saving")  # the transaction's commit, as the block ends
         except ImportFileError as exc:
             raise JobError(f"{_in_words(exc)}; nothing was imported") from None
         files = _keep_rejected(ctx.folder, result)

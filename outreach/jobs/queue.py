@@ -8,7 +8,8 @@ so nothing of it was written, and it is taken up again once (``MAX_ATTEMPTS``), 
 reason in words.
 
 Progress is written in its own short transaction (the work's own transaction is not committed until the
-end), at most every ``PROGRESS_EVERY`` seconds, so the job's page can show it while the work goes on.
+end), at most every ``PROGRESS_EVERY`` seconds (a report that comes sooner is written when that time is up, unless
+a newer one replaces it), so the job's page can show it while the work goes on.
 """
 from __future__ import annotations
 
@@ -224,7 +225,9 @@ def recover(sessions: sessionmaker[Session], now: dt.datetime | None = None,
 
 
 class _Beat:
-    """Writes the running job's heartbeat every BEAT_EVERY seconds, and its progress when it is reported: in the
+    """Writes the running job's heartbeat every BEAT_EVERY seconds, and its progress when it is reported (at most
+    every PROGRESS_EVERY seconds: the newest report of a shorter interval is written at its end, by the beat's
+    thread, so a job that reports and then works on for long does not show an older step meanwhile): in the
     job's row, and in its folder (PROGRESS_FILE), which the page and another worker read while the job's own
     transaction holds the database (SQLite lets one writer in at a time)."""
 
@@ -235,6 +238,7 @@ class _Beat:
         self.in_database = sessions.kw["bind"].dialect.name != "sqlite"
         self.stop = threading.Event()
         self.last_written = 0.0
+        self.pending: dict[str, Any] | None = None  # a report not written yet, held back by PROGRESS_EVERY
         self.lock = threading.Lock()
         self.state: dict[str, Any] = {"progress": 0.0, "message": None}
         self.said_locked = False
@@ -268,17 +272,27 @@ class _Beat:
                              self.job_id, type(exc).__name__)
 
     def _run(self) -> None:
-        while not self.stop.wait(BEAT_EVERY):
-            self._write()
+        beat = time.monotonic()
+        while not self.stop.wait(PROGRESS_EVERY / 2):
+            now = time.monotonic()
+            with self.lock:
+                values, due = self.pending, self.pending is not None and now - self.last_written >= PROGRESS_EVERY
+                if due:
+                    self.pending, self.last_written = None, now
+            if due or now - beat >= BEAT_EVERY:
+                beat = now
+                self._write(**(values if due else {}))
 
     def report(self, fraction: float, message: str | None = None) -> None:
-        now = time.monotonic()
-        if now - self.last_written < PROGRESS_EVERY and fraction < 1.0:
-            return
-        self.last_written = now
         values: dict[str, Any] = {"progress": max(0.0, min(1.0, float(fraction)))}
         if message is not None:
             values["message"] = message[:500]
+        now = time.monotonic()
+        with self.lock:
+            if now - self.last_written < PROGRESS_EVERY and fraction < 1.0:
+                self.pending = {**(self.pending or {}), **values}  # the beat's thread writes it when it is time
+                return
+            self.last_written, self.pending = now, None
         self._write(**values)
 
 

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
-from sqlalchemy import (Date, DateTime, Integer, String, Text, and_, bindparam, cast, column, exists, func, insert,
-                        literal, select, update)
+from sqlalchemy import Table, exists, func, insert, select, update
+from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
 from ..config import Settings
@@ -45,7 +45,7 @@ from ..csvsafe import SafeWriter, open_private
 from ..db import audit
 from .instrument import Instrument, load_instrument
 from ..models import AllianceRating, Answer, Episode, FollowUp, Patient
-from ..phones import mask, parse_phone, split_extension, why_not_textable, zone_for
+from ..phones import Phone, mask, read_phone, split_extension, zone_for
 from ..messaging.opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
 
 from ..messaging.send_rule import NO_CONSENT, TO_THE_WRITER
@@ -63,21 +63,27 @@ CONSENT_WORDS = "yes/no, oui/non, y/n, o, true/false, 1/0"
 SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab"}
 LANGUAGES = {"en", "fr"}
 CHUNK = 2000
-WRITE_CHUNK = 10000  # rows per insert, per id lookup and per progress report while writing
-READ_REPORT = 10000  # rows read and checked between two progress reports
+# The second pass's steps, as shares of it: the phones shared with stored patients, the stored patients and stays
+# of the file's patient_ids, each row matched to its stay.
+SHARED_PHONES, LOAD_PEOPLE, MATCH_ROWS = (0.0, 0.2), (0.2, 0.7), (0.7, 1.0)
+WRITE_CHUNK = 5000  # rows per insert, per id lookup and per progress report while writing
+READ_REPORT = 2000  # rows read, checked or matched between two progress reports (a fraction of a second)
 
 
 class _Progress:
     """``progress(done, total)`` over the import's three passes, each worth the file's lines: reading and checking
-    the rows, matching them to the stored patients, writing.  Reported at the start of each pass and every few
-    thousand rows within it; ``done`` never goes back, and ends equal to ``total``."""
+    the rows, matching them to the stored patients, writing.  Reported at the start of each pass (or of a step
+    within it: ``span``, the share of the pass it covers) and every few thousand rows within it; ``done`` never
+    goes back, and ends equal to ``total``."""
 
     def __init__(self, report: Callable[[int, int], None] | None, lines: int):
         self.report, self.lines = report, max(lines, 1)
-        self.total, self.base, self.items, self.count, self.shown = 3 * self.lines, 0, 1, 0, -1
+        self.total, self.base, self.width, self.items, self.count, self.shown = 3 * self.lines, 0, self.lines, 1, 0, -1
 
-    def start(self, pass_number: int, items: int) -> None:
-        self.base, self.items, self.count = pass_number * self.lines, max(items, 1), 0
+    def start(self, pass_number: int, items: int, span: tuple[float, float] = (0.0, 1.0)) -> None:
+        self.base = pass_number * self.lines + int(self.lines * span[0])
+        self.width = int(self.lines * span[1]) - int(self.lines * span[0])
+        self.items, self.count = max(items, 1), 0
         self._emit()
 
     def advance(self, n: int) -> None:
@@ -85,11 +91,11 @@ class _Progress:
         self._emit()
 
     def finish(self) -> None:
-        self.base, self.count = self.total - self.lines, self.items
+        self.base, self.width, self.count = self.total - self.lines, self.lines, self.items
         self._emit()
 
     def _emit(self) -> None:
-        done = max(self.shown, self.base + min(self.lines, self.lines * self.count // self.items))
+        done = max(self.shown, self.base + min(self.width, self.width * self.count // self.items))
         if self.report is not None and done != self.shown:
             self.report(done, self.total)
         self.shown = done
@@ -276,7 +282,10 @@ def _header_hint(name: str, known: set[str]) -> str:
 
 
 class RowValidator:
-    """Turns one CSV row (column -> text) into a record, or a list of problems."""
+    """Turns one CSV row (column -> text) into a record, or a list of problems.
+
+    A file repeats most of its cells (dates, consent, items, ages, programs...): each distinct cell of a column is
+    checked once per import and its answer (value or problem) kept, as is each distinct phone cell's reading."""
 
     def __init__(self, settings: Settings, instrument: Instrument, today: dt.date):
         self.region = settings.default_region
@@ -284,10 +293,37 @@ class RowValidator:
         self.earliest = settings.earliest_date
         self.instrument = instrument
         self.today = today
+        self._known: dict[tuple[str, str], tuple[Any, str | None]] = {}  # (column, cell) -> (value, problem)
+        self._phones: dict[str, tuple[Phone | None, str | None, tuple[tuple[str, str], ...]]] = {}
+        self._scores: dict[tuple, tuple[float | None, dict[str, float | None]]] = {}
+        # (column, check) in the order the problems of a row are listed, each check memoised per distinct cell
+        self._cells: list[tuple[str, Callable[[str], Any]]] = [
+            ("discharge_date", self._date), ("admission_date", lambda v: self._date(v) if v else None),
+            ("sms_consent", self._consent)]
+        self._cells_after_zone: list[tuple[str, Callable[[str], Any]]] = [
+            ("language", self._language), ("age", lambda v: _int_or_none(v, 0, 120)),
+            ("length_of_stay_days", lambda v: _int_or_none(v, 0, MAX_STAY_DAYS)),
+            *[(column, lambda v, c=column: _text_or_none(v, 128 if c == "program" else 64))
+              for column in ("sex", "primary_substance", "program")]]
+        lo, hi = instrument.min, instrument.max
+        self._item = lambda v: _int_or_none(v, lo, hi)
+
+    def _cell(self, column: str, fn: Callable[[str], Any], v: str) -> tuple[Any, str | None]:
+        """(value, None) or (None, problem) of one cell, checked once per distinct cell of the column."""
+        key = (column, v)
+        known = self._known.get(key)
+        if known is None:
+            try:
+                known = (fn(v), None)
+            except ValueError as exc:
+                known = (None, str(exc))
+            self._known[key] = known
+        return known
 
     def __call__(self, values: dict[str, str]) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
         problems: list[tuple[str, str]] = []
         rec: dict[str, Any] = {}
+        warnings: list[tuple[str, str]] = []
 
         def check(column: str, fn: Callable[[str], Any]) -> None:
             try:
@@ -295,25 +331,32 @@ class RowValidator:
             except ValueError as exc:
                 problems.append((column, str(exc)))
 
-        warnings: list[tuple[str, str]] = []
+        def cells(checks: list[tuple[str, Callable[[str], Any]]]) -> None:
+            for column, fn in checks:
+                value, problem = self._cell(column, fn, values.get(column, "").strip())
+                if problem is None:
+                    rec[column] = value
+                else:
+                    problems.append((column, problem))
+
         check("patient_id", self._patient_id)
         check("episode_id", lambda v: _text_or_none(v, 64))
-        check("phone", lambda v: self._phone(v, warnings))
-        check("discharge_date", self._date)
-        check("admission_date", lambda v: self._date(v) if v else None)
-        check("sms_consent", self._consent)
+        phone = self._read_phone(values.get("phone", "").strip())
+        if phone[0] is None:
+            problems.append(("phone", phone[1]))
+        else:
+            rec["phone"] = phone[0].e164
+            warnings.extend(phone[2])
+        cells(self._cells)
         check("timezone", lambda v: self._zone(v, rec.get("phone")))
-        check("language", self._language)
-        check("age", lambda v: _int_or_none(v, 0, 120))
-        check("length_of_stay_days", lambda v: _int_or_none(v, 0, MAX_STAY_DAYS))
-        for column in ("sex", "primary_substance", "program"):
-            check(column, lambda v, c=column: _text_or_none(v, 128 if c == "program" else 64))
+        cells(self._cells_after_zone)
         items = []
         for column in self.instrument.columns:
-            try:
-                items.append(_int_or_none(values.get(column, "").strip(), self.instrument.min, self.instrument.max))
-            except ValueError as exc:
-                problems.append((column, str(exc)))
+            value, problem = self._cell("items", self._item, values.get(column, "").strip())
+            if problem is None:
+                items.append(value)
+            else:
+                problems.append((column, problem))
         if not problems and rec["admission_date"] and rec["admission_date"] > rec["discharge_date"]:
             problems.append(("admission_date", f"{rec['admission_date']} is after the discharge_date "
                                                f"{rec['discharge_date']}"))
@@ -328,10 +371,10 @@ class RowValidator:
         if rec["length_of_stay_days"] is None and rec["admission_date"]:
             rec["length_of_stay_days"] = (rec["discharge_date"] - rec["admission_date"]).days
         if rec["timezone"] is None:
-            rec["timezone"] = zone_for(rec["phone"]) or self.default_zone
+            rec["timezone"] = phone[0].zone or self.default_zone
         rec["language"] = rec["language"] or "en"
         rec["items"] = items
-        rec["mean_score"], rec["subscale_scores"] = self.instrument.score(items)
+        rec["mean_score"], rec["subscale_scores"] = self._score(items)
         if rec["mean_score"] is None:
             answered = sum(v is not None for v in items)
             warnings.append(("alliance", f"{answered} of {len(items)} items answered, so this stay has no alliance "
@@ -339,16 +382,33 @@ class RowValidator:
         rec["warnings"] = warnings
         return rec, []
 
-    def _phone(self, v: str, warnings: list[tuple[str, str]]) -> str:
-        e164 = parse_phone(v, self.region)
-        _, extension = split_extension(v.strip())
-        if extension:
-            warnings.append(("phone", f"the extension {extension} was dropped (a text cannot reach an "
-                                      f"extension); check that {mask(e164)} reaches the patient's own phone"))
-        unreachable = why_not_textable(e164, self.region)
-        if unreachable:
-            warnings.append(("phone", f"{mask(e164)} {unreachable}"))
-        return e164
+    def _score(self, items: list[int | None]) -> tuple[float | None, dict[str, float | None]]:
+        key = tuple(items)
+        if key not in self._scores:
+            self._scores[key] = self.instrument.score(items)
+        mean, subscales = self._scores[key]
+        return mean, dict(subscales)  # each stay its own dict
+
+    def _read_phone(self, v: str) -> tuple[Phone | None, str | None, tuple[tuple[str, str], ...]]:
+        """(the phone, None, its warnings) or (None, the problem, ()), read once per distinct cell."""
+        known = self._phones.get(v)
+        if known is None:
+            try:
+                phone = read_phone(v, self.region)
+            except ValueError as exc:
+                known = (None, str(exc), ())
+            else:
+                warnings = []
+                _, extension = split_extension(v.strip())
+                if extension:
+                    warnings.append(("phone", f"the extension {extension} was dropped (a text cannot reach an "
+                                              f"extension); check that {mask(phone.e164)} reaches the patient's own "
+                                              "phone"))
+                if phone.not_textable:
+                    warnings.append(("phone", f"{mask(phone.e164)} {phone.not_textable}"))
+                known = (phone, None, tuple(warnings))
+            self._phones[v] = known
+        return known
 
     @staticmethod
     def _patient_id(v: str) -> str:
@@ -462,8 +522,10 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
     if progress is not None:
         progress.start(0, progress.lines)
     while True:
-        if progress is not None and len(rows) % READ_REPORT == 0 and last > reported:
-            progress.advance(last - reported)
+        if len(rows) % READ_REPORT == 0 and last > reported:
+            gc.freeze()  # the rows read so far live for the whole import: the collector need not scan them again
+            if progress is not None:
+                progress.advance(last - reported)
             reported = last
         start = last + 1
         try:
@@ -513,6 +575,8 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
         raise ImportFileError(f"{where}: the file looks converted twice ('Ã©' where 'é' was meant: UTF-8 text read as "
                               "Latin-1 and saved again); open the hospital's original export and save it as "
                               "'CSV UTF-8', or fix the accents, and import again")
+    if progress is not None and last > reported:
+        progress.advance(last - reported)
     _one_person_per_id(rows)
     return names, rows
 
@@ -543,7 +607,7 @@ def _one_person_per_id(rows: list[_Row]) -> None:
             r.record = None
 
 
-def _shared_phones(session: Session, rows: list[_Row]) -> None:
+def _shared_phones(session: Session, rows: list[_Row], progress: _Progress | None = None) -> None:
     """Warn on every row whose phone is also another patient's, in this file or in the database (a
     stored patient this file gives another phone no longer counts)."""
     valid = [r for r in rows if r.record is not None]
@@ -556,7 +620,10 @@ def _shared_phones(session: Session, rows: list[_Row]) -> None:
         holders.setdefault(phone, set()).add(pid)
         if pid not in latest or r.record["discharge_date"] >= latest[pid][0]:
             latest[pid] = (r.record["discharge_date"], phone)
+    if progress is not None:
+        progress.start(1, len(holders), SHARED_PHONES)
     for chunk in _chunks(list(holders), WRITE_CHUNK):
+        _advance(progress, len(chunk))
         for pid, phone in session.execute(select(Patient.patient_id, Patient.phone)
                                           .where(in_values(session, Patient.phone, chunk))):
             if pid in latest and latest[pid][1] != phone:
@@ -587,8 +654,8 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
     text = decode(Path(path).read_bytes())
     separator = detect_separator(text, instrument)
     steps = _Progress(progress, text.count("\n") + (not text.endswith("\n")) - 1)
-    names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today), separator, steps)
     with _rows_kept_out_of_gc():
+        names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today), separator, steps)
         result = _import_rows(session, path, instrument, names, rows, separator, skip_invalid=skip_invalid,
                               allow_rating_changes=allow_rating_changes, actor=actor,
                               keep_identifiers=keep_identifiers, strict=strict, progress=steps)
@@ -599,7 +666,8 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
 @contextmanager
 def _rows_kept_out_of_gc() -> Iterator[None]:
     """The parsed rows live for the whole import; without this the garbage collector rescans all of
-    them at every full collection (a third of a 100,000-row re-import's time)."""
+    them at every full collection (a third of a 100,000-row re-import's time, and pauses of seconds while the
+    rows are read: :func:`read_rows` freezes what it has read every READ_REPORT rows)."""
     gc.freeze()
     try:
         yield
@@ -611,7 +679,7 @@ def _import_rows(session: Session, path: Path, instrument: Instrument, names: li
                  rows: list[_Row], separator: str, *, skip_invalid: bool, allow_rating_changes: bool,
                  actor: str | None, keep_identifiers: bool, strict: bool,
                  progress: _Progress | None = None) -> ImportResult:
-    _shared_phones(session, rows)
+    _shared_phones(session, rows, progress)
     if strict:  # every warning is an error
         for r in rows:
             if r.record is not None and r.warnings:
@@ -735,7 +803,7 @@ def _load_people(session: Session, patient_ids: list[str], progress: _Progress |
     followed = exists().where(FollowUp.episode_id == Episode.id)
     answered = exists().where(FollowUp.episode_id == Episode.id, Answer.followup_id == FollowUp.id)
     if progress is not None:
-        progress.start(1, len(patient_ids))
+        progress.start(1, len(patient_ids), LOAD_PEOPLE)
     for chunk in _chunks(patient_ids, WRITE_CHUNK):
         stmt = (select(Patient.patient_id, Patient.id, Patient.phone_valid, *[getattr(Patient, f) for f in PATIENT_FIELDS],
                        Episode.id, Episode.site_episode_id, *[getattr(Episode, f) for f in EPISODE_FIELDS],
@@ -767,7 +835,11 @@ def plan_upsert(session: Session, rows: list[_Row], instrument: Instrument, *,
     plan.people = people = _load_people(session, list(dict.fromkeys(r.record["patient_id"] for r in rows)), progress)
     accepted: dict[str, list[dict[str, Any]]] = {}
     matched: dict[int, int] = {}  # stored stay -> the line that describes it
-    for row in rows:
+    if progress is not None:
+        progress.start(1, len(rows), MATCH_ROWS)
+    for n, row in enumerate(rows, 1):
+        if n % READ_REPORT == 0:
+            _advance(progress, READ_REPORT)
         rec = row.record
         rec["_line"] = row.line  # for the audit of what the row changes about the patient
         person = people.get(rec["patient_id"])
@@ -862,42 +934,38 @@ def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, 
     if progress is not None:
         progress.start(2, len(plan.new_patients) + len(plan.new_episodes) + len(plan.patient_updates)
                        + len(plan.episode_updates))
-    # New rows are written inside the database: each chunk travels as one JSON parameter that the database
-    # unpacks (INSERT ... SELECT), patients then stays then ratings, each joined to the rows before it by their
-    # unique keys (patient_id; patient and discharge date).  No per-row work in Python but json.dumps.
-    now = literal(utcnow(), DateTime)
-    patient_columns = ["patient_id", *PATIENT_FIELDS]
+    # New rows go straight into their tables, each chunk's ids taken just before it is written (_new_ids), so that
+    # stays and ratings name their patient and stay without a lookup: COPY on PostgreSQL, the driver's executemany
+    # on SQLite, no per-row work in SQLAlchemy.  Patients, then stays with their ratings, WRITE_CHUNK rows a
+    # statement, a progress report after each.
+    now = utcnow()
+    pk_of = {pid: person.pk for pid, person in plan.people.items()}
+    patient_columns = ["id", "patient_id", *PATIENT_FIELDS]
     for chunk in _chunks(list(plan.new_patients.items()), WRITE_CHUNK):
-        x = _json_rows(session, Patient.__table__, patient_columns,
-                       [{"patient_id": pid, **{f: rec[f] for f in PATIENT_FIELDS}} for pid, rec in chunk])
-        session.execute(insert(Patient.__table__).from_select(
-            [*patient_columns, "phone_valid", "created_at", "updated_at"],
-            select(*[x.c[n] for n in patient_columns], literal(True), now, now).order_by(x.c.n)))
+        pk_of.update(zip([pid for pid, _ in chunk], _new_ids(session, Patient.__table__, len(chunk))))
+        _bulk_insert(session, Patient.__table__, patient_columns,
+                     [(pk_of[pid], pid, *[rec[f] for f in PATIENT_FIELDS]) for pid, rec in chunk],
+                     same={"phone_valid": True, "created_at": now, "updated_at": now})
         _advance(progress, len(chunk))
+    stay_columns = ["id", "patient_id", "site_episode_id", *EPISODE_FIELDS]
+    rating_columns = ["id", "episode_id", "instrument", "items", "mean_score", "subscale_scores"]
+    as_json = _JsonCache()  # items and scores as stored (JSON text), once per distinct set of answers
+    for chunk in _chunks(plan.new_episodes, WRITE_CHUNK):
+        ids = _new_ids(session, Episode.__table__, len(chunk))
+        _bulk_insert(session, Episode.__table__, stay_columns,
+                     [(pk, pk_of[rec["patient_id"]], rec["episode_id"], *[rec[f] for f in EPISODE_FIELDS])
+                      for pk, rec in zip(ids, chunk)], same={"created_at": now, "updated_at": now})
+        _advance(progress, len(chunk) // 2)
+        _bulk_insert(session, AllianceRating.__table__, rating_columns,
+                     [(rating_pk, pk, instrument.name, *as_json(rec))
+                      for rating_pk, pk, rec in zip(_new_ids(session, AllianceRating.__table__, len(chunk)), ids, chunk)],
+                     same={"created_at": now, "updated_at": now}, serialized={"items", "subscale_scores"})
+        _advance(progress, len(chunk) - len(chunk) // 2)
     for chunk in _chunks(plan.patient_updates, WRITE_CHUNK):
         session.execute(update(Patient), [
             # A new number gets a fresh chance; an unchanged one keeps what Twilio said about it.
             {"id": p.pk, "phone_valid": p.phone_valid or p.fields[0] != rec["phone"],
              **{f: rec[f] for f in PATIENT_FIELDS}} for p, rec in chunk])
-        _advance(progress, len(chunk))
-    for chunk in _chunks(plan.new_episodes, WRITE_CHUNK):
-        stay_columns = ["site_episode_id", *EPISODE_FIELDS]
-        x = _json_rows(session, Episode.__table__, stay_columns, [_episode(None, rec) for rec in chunk],
-                       patient_ids=[rec["patient_id"] for rec in chunk])
-        session.execute(insert(Episode.__table__).from_select(
-            ["patient_id", *stay_columns, "created_at", "updated_at"],
-            select(Patient.id, *[x.c[n] for n in stay_columns], now, now)
-            .join(Patient, Patient.patient_id == x.c.patient_id).order_by(x.c.n)))
-        rating_columns = ["instrument", "items", "mean_score", "subscale_scores"]
-        x = _json_rows(session, AllianceRating.__table__, [*rating_columns, "discharge_date"],
-                       [{**_rating(None, rec, instrument), "discharge_date": rec["discharge_date"]} for rec in chunk],
-                       patient_ids=[rec["patient_id"] for rec in chunk], types={"discharge_date": Date()})
-        session.execute(insert(AllianceRating.__table__).from_select(
-            ["episode_id", *rating_columns, "created_at", "updated_at"],
-            select(Episode.id, *[x.c[n] for n in rating_columns], now, now)
-            .join(Patient, Patient.patient_id == x.c.patient_id)
-            .join(Episode, and_(Episode.patient_id == Patient.id, Episode.discharge_date == x.c.discharge_date))
-            .order_by(x.c.n)))
         _advance(progress, len(chunk))
     for chunk in _chunks(plan.episode_updates, WRITE_CHUNK):
         session.execute(update(Episode), [
@@ -968,34 +1036,72 @@ def _episode(patient_pk: int | None, rec: dict[str, Any], site_id: str | None = 
     return row
 
 
-def _json_rows(session: Session, table: Any, columns: list[str], rows: list[dict[str, Any]], *,
-               patient_ids: list[str] | None = None, types: dict[str, Any] | None = None) -> Any:
-    """``rows`` (their ``columns``, typed as in ``table`` or ``types``) as a table inside the database, sent as
-    one JSON parameter and unpacked there: ``json_each`` on SQLite, ``json_to_recordset`` on PostgreSQL.  Its
-    columns are ``x.c.<name>``, with ``x.c.n`` the row's position and ``x.c.patient_id`` the site's patient_id
-    when ``patient_ids`` are given."""
-    names = [*columns, *(["patient_id"] if patient_ids is not None else [])]
-    for i, row in enumerate(rows):  # the callers' own fresh dicts
-        row["n"] = i
-        if patient_ids is not None:
-            row["patient_id"] = patient_ids[i]
-    doc = json.dumps(rows, default=_json_value, separators=(",", ":"))
-    kinds = {**{c: (types or {}).get(c, table.c[c].type if c in table.c else String()) for c in names},
-             "patient_id": String(), "n": Integer()}
+class _JsonCache:
+    """``(items, mean_score, subscale_scores)`` of a record, the first and last as JSON text (as SQLAlchemy's JSON
+    type writes them), each distinct set of items serialised once."""
+
+    def __init__(self) -> None:
+        self.known: dict[tuple, tuple[str, str]] = {}
+
+    def __call__(self, rec: dict[str, Any]) -> tuple[str, float | None, str]:
+        key = tuple(rec["items"])
+        if key not in self.known:
+            self.known[key] = (json.dumps(rec["items"]), json.dumps(rec["subscale_scores"]))
+        items, subscales = self.known[key]
+        return items, rec["mean_score"], subscales
+
+
+def _new_ids(session: Session, table: Table, count: int) -> list[int]:
+    """``count`` new primary keys for ``table``, increasing: from its sequence on PostgreSQL (safe beside other
+    writers); on SQLite past the largest id, which no one else can add to while this transaction writes (SQLite
+    has one writer at a time; a writer that came between would make this transaction's first write fail, not
+    collide)."""
+    if count == 0:
+        return []
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import JSON as PG_JSON
-
-        return (func.json_to_recordset(cast(bindparam(None, doc, type_=Text), PG_JSON))
-                .table_valued(*[column(c, kinds[c]) for c in [*names, "n"]])
-                .render_derived(name="x", with_types=True))
-    listed = func.json_each(bindparam(None, doc, type_=Text)).table_valued("value").alias("listed")
-    return select(*[func.json_extract(listed.c.value, f"$.{c}").label(c) for c in [*names, "n"]]).subquery("x")
+        return session.scalar(sql("SELECT array_agg(id ORDER BY id) FROM (SELECT nextval(pg_get_serial_sequence("
+                                  ":name, 'id')) AS id FROM generate_series(1, :count)) AS taken"),
+                              {"name": table.name, "count": count})
+    first = session.scalar(select(func.coalesce(func.max(table.c.id), 0))) + 1
+    return list(range(first, first + count))
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} cannot be written as JSON")
+def _bulk_insert(session: Session, table: Table, columns: list[str], rows: list[tuple], *,
+                 same: dict[str, Any] | None = None, serialized: set[str] = frozenset()) -> None:
+    """Insert ``rows`` (tuples of ``columns``, then the values of ``same``, one for every row) in one round trip:
+    COPY on PostgreSQL; on SQLite the driver's executemany, each value written as SQLAlchemy's type for the column
+    writes it (``serialized`` columns are JSON text already)."""
+    same = same or {}
+    names = [*columns, *same]
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":  # through psycopg's own connection, the one this transaction is on
+        extra = tuple(same.values())
+        with conn.connection.driver_connection.cursor() as cursor:
+            with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row + extra)
+        return
+    dialect = conn.dialect
+
+    def processor(name: str) -> Callable[[Any], Any] | None:
+        return None if name in serialized else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+
+    extra = tuple(fn(v) if (fn := processor(c)) else v for c, v in same.items())
+    procs = [(i, fn) for i, c in enumerate(columns) if (fn := processor(c)) is not None]
+    if procs:
+        rows = [_processed(row, procs) + extra for row in rows]
+    else:
+        rows = [row + extra for row in rows]
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                         rows)
+
+
+def _processed(row: tuple, procs: list[tuple[int, Callable[[Any], Any]]]) -> tuple:
+    values = list(row)
+    for i, fn in procs:
+        if values[i] is not None:
+            values[i] = fn(values[i])
+    return tuple(values)
 
 
 def _rating(episode_pk: int | None, rec: dict[str, Any], instrument: Instrument) -> dict[str, Any]:
