@@ -200,12 +200,17 @@ BATCH3_FLOORS = {
     "heldout": (27 / 28, 31 / 38, 1 / 89),
     # the whole batch after its held-out misses were fixed too (no longer blind): what it reaches now
     "whole": (1.0, 1.0, 0.0),
+    # batch 4, written blind by a new helper and split the same way: the rules were changed from its dev half
+    # only; its held-out half is measured once by someone else, so no test reads it (nor the whole batch 4)
+    "batch4 dev": (1.0, 1.0, 0.0),
 }
+BATCH_FILES = {"dev": "batch3_dev.tsv", "heldout": "batch3_heldout.tsv", "whole": "batch3.tsv",
+               "batch4 dev": "batch4_dev.tsv"}
 
 
 @pytest.mark.parametrize("half", sorted(BATCH3_FLOORS))
 def test_batch3_figures_do_not_drop(half):
-    result = score(load_batch(BATCH3 / ("batch3.tsv" if half == "whole" else f"batch3_{half}.tsv")))
+    result = score(load_batch(BATCH3 / BATCH_FILES[half]))
     counts = result["counts"]
     min_direct, min_indirect, max_alarms = BATCH3_FLOORS[half]
     missed = "\n".join(f"  [{r['category']}/{r['lang']}] {r['text']}" for r in result["misses"])
@@ -263,6 +268,18 @@ PRECEDENCE = [
      "if I just wasn't here"),
     ("no thoughts of suicide", "no thoughts of suicide until last night, now I want to die"),
     ("I'm not suicidal", "I'm not suicidal. I took 40 pills"),
+    # batch 4's new denials, trips away, jokes and another person's funeral
+    ("self harm: no. mood: ok", "self harm: no. mood: ok. honestly i want to die"),
+    ("no self harm, no urges this week", "no self harm, no urges this week. but i bought a rope"),
+    ("i used to want to die but not anymore", "i used to want to die but not anymore. until tonight, i took 40 pills"),
+    ("suicide isn't an option for me", "suicide isn't an option for me, i just want to go to sleep and never wake up"),
+    ("j'ai pas le goût de mourir", "j'ai pas le goût de mourir mais j'ai écrit mes lettres, elles sont sur la table"),
+    ("my brother keeps saying he won't be here much longer",
+     "my brother keeps saying he won't be here much longer. me neither, i won't be around for the next check in"),
+    ("my friend's funeral is tomorrow, overdose", "my friend's funeral is tomorrow, overdose. i'm next"),
+    ("this meeting is so boring i want to kill myself lol",
+     "this meeting is so boring i want to kill myself lol. no but seriously i have a plan and the date"),
+    ("I won't be around next week, I'm on vacation", "I won't be around next week, I'm on vacation. then i'll take all my pills at once"),
 ]
 
 
@@ -305,21 +322,6 @@ def test_explain_names_the_contexts_found():
     found = crisis.explain("my friend said she wanted to die. me too")
     assert "other.person_said" in found["contexts"] and found["match"].rule == "any.me_too"
 
-
-# Batch 4 (benchmarks/crisis_eval/): written blind by a new helper, split like batch 3. The rules were changed
-# from its dev half only; its held-out half is measured once by someone else, so no test here reads it.
-BATCH4_DEV = BATCH3 / "batch4_dev.tsv"
-
-
-def test_batch4_dev_half_figures_do_not_drop():
-    result = score(load_batch(BATCH4_DEV))
-    counts = result["counts"]
-    for category in ("direct", "indirect"):
-        caught, total = counts[("crisis", category)]
-        assert total and caught == total, "batch 4 dev: missed:\n" + "\n".join(
-            f"  [{r['category']}/{r['lang']}] {r['text']}" for r in result["misses"])
-    assert not result["alarms"], "batch 4 dev: ordinary texts flagged:\n" + "\n".join(
-        f"  [{r['category']}/{r['lang']}] {r['text']}  <- {rule}" for r, rule in result["alarms"])
 
 
 # The kinds batch 4 showed missing, in words written for these tests (not copied from any batch): each is a
@@ -391,25 +393,6 @@ def test_batch4_kinds_are_caught(text):
 ])
 def test_batch4_look_alikes_do_not_trigger(text):
     assert detect(text) is None, (detect(text), crisis.explain(text))
-
-
-# A denial, another person's words or a joke does not cancel the writer's own danger statement beside it.
-@pytest.mark.parametrize("ordinary, danger", [
-    ("self harm: no. mood: ok", "self harm: no. mood: ok. honestly i want to die"),
-    ("no self harm, no urges this week", "no self harm, no urges this week. but i bought a rope"),
-    ("i used to want to die but not anymore", "i used to want to die but not anymore. until tonight, i took 40 pills"),
-    ("suicide isn't an option for me", "suicide isn't an option for me, i just want to go to sleep and never wake up"),
-    ("j'ai pas le goût de mourir", "j'ai pas le goût de mourir mais j'ai écrit mes lettres, elles sont sur la table"),
-    ("my brother keeps saying he won't be here much longer",
-     "my brother keeps saying he won't be here much longer. me neither, i won't be around for the next check in"),
-    ("my friend's funeral is tomorrow, overdose", "my friend's funeral is tomorrow, overdose. i'm next"),
-    ("this meeting is so boring i want to kill myself lol",
-     "this meeting is so boring i want to kill myself lol. no but seriously i have a plan and the date"),
-    ("I won't be around next week, I'm on vacation", "I won't be around next week, I'm on vacation. then i'll take all my pills at once"),
-])
-def test_batch4_a_first_person_danger_statement_still_wins(ordinary, danger):
-    assert detect(ordinary) is None, crisis.explain(ordinary)
-    assert detect(danger) is not None, crisis.explain(danger)
 
 
 @pytest.mark.parametrize("text", [
