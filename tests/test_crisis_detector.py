@@ -355,6 +355,7 @@ def test_explain_names_the_contexts_found():
     "tout le monde va être mieux bientôt, promis", "the life insurance will take care of my family",
     "ma famille va être correcte avec l'assurance vie", "the world doesn't need another addict",
     "bientôt je vais pu déranger personne", "i've been thinking everyone would be fine without me",
+    "je me scarifie pas mal ces temps-ci",  # Québécois 'pas mal': quite a lot, not a denial
 ])
 def test_batch4_kinds_are_caught(text):
     assert detect(text) is not None, crisis.explain(text)
@@ -382,6 +383,8 @@ def test_batch4_kinds_are_caught(text):
     "suicide isn't an option for me, my kids need me", "j'ai pas le goût de mourir, juste de dormir",
     "non j'ai pas pensé à me faire du mal", "no plans to end my life, just struggling",
     "i'm not going to end it", "i don't feel like hurting myself", "the suicidal thoughts stopped when i got sober",
+    "je me coupe plus depuis 6 mois", "i thought about using, not about killing myself",
+    "l'infirmière m'a demandé si je pensais à me faire du mal, j'ai dit non",
     # prevention and screening
     "did the self harm screening with my counselor today", "the intake form had questions about suicide and self harm",
     "my therapist and i made a safety plan in case i ever feel suicidal",
