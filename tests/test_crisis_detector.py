@@ -356,6 +356,7 @@ def test_explain_names_the_contexts_found():
     "ma famille va être correcte avec l'assurance vie", "the world doesn't need another addict",
     "bientôt je vais pu déranger personne", "i've been thinking everyone would be fine without me",
     "je me scarifie pas mal ces temps-ci",  # Québécois 'pas mal': quite a lot, not a denial
+    "I won't be here much longer. rehab didn't work, nothing works",  # rehab named, but no stay away
 ])
 def test_batch4_kinds_are_caught(text):
     assert detect(text) is not None, crisis.explain(text)
@@ -365,6 +366,7 @@ def test_batch4_kinds_are_caught(text):
     # away for an ordinary reason
     "I won't be around for the next survey, going on vacation", "je serai pas là lundi, j'ai un rendez-vous",
     "i won't be around next week, i have court in montreal", "je vous dis adieu, je déménage en Gaspésie!",
+    "i won't be here next week, i'm going into detox", "je serai pas là la semaine prochaine, je rentre en thérapie",
     # the same words in ordinary life
     "took all my pills this morning like the doctor said", "i cut my hand with a knife cooking supper",
     "i wrote letters to my family during treatment, it helped", "i left my letters on the table for the mailman",
