@@ -200,12 +200,17 @@ BATCH3_FLOORS = {
     "heldout": (27 / 28, 31 / 38, 1 / 89),
     # the whole batch after its held-out misses were fixed too (no longer blind): what it reaches now
     "whole": (1.0, 1.0, 0.0),
+    # batch 4, written blind by a new helper and split the same way: the rules were changed from its dev half
+    # only; its held-out half is measured once by someone else, so no test reads it (nor the whole batch 4)
+    "batch4 dev": (1.0, 1.0, 0.0),
 }
+BATCH_FILES = {"dev": "batch3_dev.tsv", "heldout": "batch3_heldout.tsv", "whole": "batch3.tsv",
+               "batch4 dev": "batch4_dev.tsv"}
 
 
 @pytest.mark.parametrize("half", sorted(BATCH3_FLOORS))
 def test_batch3_figures_do_not_drop(half):
-    result = score(load_batch(BATCH3 / ("batch3.tsv" if half == "whole" else f"batch3_{half}.tsv")))
+    result = score(load_batch(BATCH3 / BATCH_FILES[half]))
     counts = result["counts"]
     min_direct, min_indirect, max_alarms = BATCH3_FLOORS[half]
     missed = "\n".join(f"  [{r['category']}/{r['lang']}] {r['text']}" for r in result["misses"])
@@ -263,6 +268,18 @@ PRECEDENCE = [
      "if I just wasn't here"),
     ("no thoughts of suicide", "no thoughts of suicide until last night, now I want to die"),
     ("I'm not suicidal", "I'm not suicidal. I took 40 pills"),
+    # batch 4's new denials, trips away, jokes and another person's funeral
+    ("self harm: no. mood: ok", "self harm: no. mood: ok. honestly i want to die"),
+    ("no self harm, no urges this week", "no self harm, no urges this week. but i bought a rope"),
+    ("i used to want to die but not anymore", "i used to want to die but not anymore. until tonight, i took 40 pills"),
+    ("suicide isn't an option for me", "suicide isn't an option for me, i just want to go to sleep and never wake up"),
+    ("j'ai pas le goût de mourir", "j'ai pas le goût de mourir mais j'ai écrit mes lettres, elles sont sur la table"),
+    ("my brother keeps saying he won't be here much longer",
+     "my brother keeps saying he won't be here much longer. me neither, i won't be around for the next check in"),
+    ("my friend's funeral is tomorrow, overdose", "my friend's funeral is tomorrow, overdose. i'm next"),
+    ("this meeting is so boring i want to kill myself lol",
+     "this meeting is so boring i want to kill myself lol. no but seriously i have a plan and the date"),
+    ("I won't be around next week, I'm on vacation", "I won't be around next week, I'm on vacation. then i'll take all my pills at once"),
 ]
 
 
@@ -304,3 +321,89 @@ def test_other_people_prevention_and_denials_do_not_trigger(text):
 def test_explain_names_the_contexts_found():
     found = crisis.explain("my friend said she wanted to die. me too")
     assert "other.person_said" in found["contexts"] and found["match"].rule == "any.me_too"
+
+
+
+# The kinds batch 4 showed missing, in words written for these tests (not copied from any batch): each is a
+# family of phrasings the rules were widened for, so one example per family stands for its neighbours.
+@pytest.mark.parametrize("text", [
+    # plans, means and acts told without a verb of dying
+    "just swallowed all my meds like 10 minutes ago", "j'ai avalé toutes mes pilules y'a 15 minutes",
+    "been burning my legs with cigarettes again", "cut my arms with a razor last night, gonna do it again",
+    "been cutting my thighs every night this week", "Im in the bathtub with a razor",
+    "gonna drive off the bridge on the way home", "thinking about walking into traffic",
+    "i've got the pills. just need the courage", "been staring at the rope for an hour",
+    "j'en ai assez de mes pilules pour le faire", "ive got it all planned out. tonight",
+    # using again or overdosing on purpose, to stop for good
+    "one last shot and i'm done for good", "i'm going to relapse on purpose so it stops for good",
+    "im just going to use until it all goes black", "bought a bunch of fent, gonna do it all",
+    "je vais consommer jusqu'à temps que mon coeur lâche", "je vais faire une grosse dose pis que ça finisse",
+    # farewells and future absence
+    "you won't see me at the 6 month check in", "make sure my stuff goes to my sister, i won't be here to sort it",
+    "thank you for caring about me all this time. farewell", "mes lettres sont prêtes, elles sont dans le tiroir",
+    "vous me reverrez pu", "merci pour tout, vous allez pu avoir de mes nouvelles",
+    "qui va s'occuper de mon chat après", "if i'm not around next month, that's why",
+    "i'm sorry for everything. i love you all", "it was nice knowing you", "c'est ma dernière fin de semaine",
+    "cant see myself making it to christmas", "jme vois pas passer l'hiver", "going to be with my mom soon",
+    # hopelessness with no verb of dying
+    "no hope left. just tired", "there's no future for someone like me", "y'a pu rien pour moi icitte",
+    "there's nothing left to stay for", "can't face another morning like this", "je vois pas d'autre solution",
+    "chu pu capable d'une autre journée de même", "ça vaut pu la peine de continuer", "j'ai pu rien à perdre",
+    "i'll be at peace soon", "this pain will be over soon. one way or another",
+    # burden, others better off
+    "i'm a waste of space and everyone knows it", "they'll all be relieved soon",
+    "tout le monde va être mieux bientôt, promis", "the life insurance will take care of my family",
+    "ma famille va être correcte avec l'assurance vie", "the world doesn't need another addict",
+    "bientôt je vais pu déranger personne", "i've been thinking everyone would be fine without me",
+    "je me scarifie pas mal ces temps-ci",  # Québécois 'pas mal': quite a lot, not a denial
+    "I won't be here much longer. rehab didn't work, nothing works",  # rehab named, but no stay away
+])
+def test_batch4_kinds_are_caught(text):
+    assert detect(text) is not None, crisis.explain(text)
+
+
+@pytest.mark.parametrize("text", [
+    # away for an ordinary reason
+    "I won't be around for the next survey, going on vacation", "je serai pas là lundi, j'ai un rendez-vous",
+    "i won't be around next week, i have court in montreal", "je vous dis adieu, je déménage en Gaspésie!",
+    "i won't be here next week, i'm going into detox", "je serai pas là la semaine prochaine, je rentre en thérapie",
+    # the same words in ordinary life
+    "took all my pills this morning like the doctor said", "i cut my hand with a knife cooking supper",
+    "i wrote letters to my family during treatment, it helped", "i left my letters on the table for the mailman",
+    "my family will be fine, the insurance covered the fire damage", "decided to go back to school. it's time",
+    "my kids will be happier soon when we move to the new place", "thank you for your help, goodbye and happy holidays",
+    "i don't see a way out of this debt", "j'ai pas d'autre choix que de travailler samedi",
+    "cant do another day of this heat", "no future in that job for me", "tired of everything being so expensive",
+    "i gave away my old phone, won't need it anymore", "je lâche la vie de party", "i wrote a goodbye letter to alcohol in group",
+    # jokes laughed off
+    "this meeting is so boring i want to kill myself lol", "if my boss calls one more time i'll jump out the window haha",
+    "ce cours est tellement plate jveux mourir mdr",
+    # denials, answers and a past said to be over
+    "self harm: no. mood: ok", "suicidal thoughts: none. cravings: some", "no urges to use or to hurt myself",
+    "i'm not having any thoughts of suicide", "i used to cut but i haven't in two years",
+    "i used to want to die but not anymore", "avant je pensais au suicide mais plus maintenant",
+    "suicide isn't an option for me, my kids need me", "j'ai pas le goût de mourir, juste de dormir",
+    "non j'ai pas pensé à me faire du mal", "no plans to end my life, just struggling",
+    "i'm not going to end it", "i don't feel like hurting myself", "the suicidal thoughts stopped when i got sober",
+    "je me coupe plus depuis 6 mois", "i thought about using, not about killing myself",
+    "l'infirmière m'a demandé si je pensais à me faire du mal, j'ai dit non",
+    # prevention and screening
+    "did the self harm screening with my counselor today", "the intake form had questions about suicide and self harm",
+    "my therapist and i made a safety plan in case i ever feel suicidal",
+    "they asked me at intake if i had ever attempted suicide", "l'intervenant nous a parlé des surdoses au fentanyl",
+    # another person
+    "my brother keeps saying he won't be here much longer, he's moving to BC",
+    "one of the guys at the shelter cut his wrists, he's ok now", "mon voisin a sauté du pont",
+    "my friend's funeral is tomorrow, overdose",
+])
+def test_batch4_look_alikes_do_not_trigger(text):
+    assert detect(text) is None, (detect(text), crisis.explain(text))
+
+
+@pytest.mark.parametrize("text", [
+    "i'm so tired i want to die lol", "so depressed i want to kill myself lol", "tellement tanné jveux mourir mdr",
+    "so over everything i want to die lol", "so stressed i want to die lol",
+    "if i relapse one more time i'm going to kill myself lol",  # the writer's own act, not a chore
+])
+def test_a_joke_after_a_low_mood_is_no_joke(text):
+    assert detect(text) is not None, crisis.explain(text)
