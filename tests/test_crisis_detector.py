@@ -63,14 +63,14 @@ def test_false_alarms_on_ordinary_replies(measured):
 
 
 def test_it_is_fast(measured):
-    assert measured.ms_per_message < 5  # about 0.3 ms; this only catches a runaway pattern
+    assert measured.ms_per_message < 10  # about 1 ms; this only catches a runaway pattern, not a slower machine
 
 
 def test_a_long_text_does_not_make_it_crawl():
     start = time.perf_counter()
     for text in ("k i l l " * 200, "i dont want to " * 150, "je veux pu " * 200, "a1" * 800):
         detect(text)
-    assert time.perf_counter() - start < 1
+    assert time.perf_counter() - start < 3  # about 0.4 s; a pattern that backtracks runs for minutes
 
 
 # What each normalisation step does, in the reading the rules see.
