@@ -2,8 +2,9 @@
 
 Every number comes from one suppressed results model (:mod:`analysis.results`):
 counts from 1 to SUPPRESS_BELOW-1 are shown as ``<5``, a count that a total
-would give away is hidden as ``x``, and no share, mean, interval or plotted
-element is shown for a group whose count is hidden.  Everything but the
+would give away is hidden as ``x``, no share, interval or plotted element is
+shown for a group whose count is hidden, and no mean for a group below the
+threshold (:class:`analysis.results.Derived`).  Everything but the
 readmission sensitivity analysis describes each participant's first treatment
 episode in the data (``stats.first_episodes``).  Conclusions follow the
 decision rules stated in the report (:mod:`analysis.stats`).
@@ -608,8 +609,20 @@ def results_section(doc: Doc, data: dict[str, Any]) -> None:
     if checks:
         doc.h(3, "Self-rated health: proportional-odds check (Brant test)")
         doc.ul(checks)
+    lin = data.get("linearity")
+    if lin:
+        bent = ("the association bends (p < 0.05): the per-SD estimate is an average over a curve, flatter or "
+                "steeper near the ceiling" if lin["p"] < 0.05 else "no evidence that the association bends")
+        doc.p(f"Ceiling and linearity: the primary model with a restricted cubic spline of the alliance (knots at "
+              f"{', '.join(_fmt(k) for k in lin['knots'])}, its 10th, 50th and 90th percentiles) instead of a straight "
+              f"line; robust Wald test of the non-linear term {_p_eq(lin['p'])}: {bent}.")
+    elif primary is not None and primary.get("estimate") is not None:
+        doc.p("Ceiling and linearity: the alliance's percentiles do not give three distinct knots (a ceiling "
+              "holding a tenth of the participants or more), so no spline check is made.")
     los = data.get("without_length_of_stay")
-    if los and los.get("estimate") is not None:
+    if los and los.get("rule"):
+        doc.p(f"Sensitivity analysis, length of stay as a possible mediator: kept out ({los['rule']}).")
+    elif los and los.get("estimate") is not None:
         doc.p(f"Sensitivity analysis, length of stay as a possible mediator: the primary model without it gives "
               f"{_fmt(los['estimate'])} points per SD (95% CI {_ci(los['ci_low'], los['ci_high'])}, n = {_c(los['n'])}).")
     missing_section(doc, data)
@@ -662,6 +675,8 @@ def missing_section(doc: Doc, data: dict[str, Any]) -> None:
                      _ci(ipw.get("ci_low"), ipw.get("ci_high")), _p(ipw.get("p"))])
     if rows:
         doc.table(["analysis", "method", "n", "points per SD", "95% CI", "p"], rows)
+    else:
+        doc.p("No sensitivity analysis is computed: the primary estimate itself is not shown (see its rule above).")
     if mi and mi.get("estimate") is not None:
         share = f" ({_pct(mi['share_imputed'])})" if mi.get("share_imputed") is not None else ""
         tip = mi.get("tipping_point") or {}

@@ -330,7 +330,9 @@ def _group(ledger: Ledger, key: str, values: pd.Series, cost: float = 8.0) -> di
 def _count_result(ledger: Ledger, r: dict[str, Any] | None, key: str, cost: float = 30.0) -> dict[str, Any] | None:
     if r is None:
         return None
-    out = {k: v for k, v in r.items() if k not in ("parameters", "events")}  # said in words, not published counts
+    out = {k: v for k, v in r.items() if k not in ("parameters", "events", "epp")}  # in words, not published counts
+    if r.get("epp"):
+        out["epp"] = {"per_parameter": st.EPP, "of": r["epp"]["what"]}
     out["n"] = ledger.count(key, r["n"], cost=cost)
     return out
 
@@ -503,11 +505,9 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     tree["estimates"] = []
     for r in summary.get("estimates", []):
         key = nkey(r["outcome"]) + (".adjusted" if r["adjusted"] else "")
-        row = _count_result(ledger, {k: v for k, v in r.items() if k not in ("epp", "parameters", "events")}, key)
+        row = _count_result(ledger, r, key)
         if r["adjusted"]:
             ledger.related(nkey(r["outcome"]), row["n"])  # missing covariates
-        if r.get("epp"):  # the numbers of parameters and events are in words (the rule), not counts to publish
-            row["epp"] = {"per_parameter": st.EPP, "of": r["epp"]["what"]}
         tree["estimates"].append(row)
     primary_row = next((r for r in tree["estimates"] if r["role"] == "primary"), None)
     primary_key = primary_row["n"].key if primary_row else nkey(st.PRIMARY_OUTCOME)
@@ -520,6 +520,8 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
 
     _strobe(ledger, tree, at, tp, nkey, primary_key)
 
+    if summary.get("linearity"):
+        tree["linearity"] = _count_result(ledger, summary["linearity"], primary_key)
     # missing outcomes: the assumption and its sensitivity analyses
     miss = summary.get("missing") or {}
     tree["missing"] = {"assumption": miss.get("assumption"), "mice": None, "ipw": None}

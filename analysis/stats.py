@@ -141,6 +141,8 @@ def logistic(df: pd.DataFrame, outcome: str = "self_efficacy_high", adjust: bool
             return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD",
                            error=f"{type(exc).__name__}: {exc}")
     result = _odds_ratio_per_sd(name, len(data), fit, outcome)
+    if result["estimate"] is None:
+        return result
     result["events"] = int(data[outcome].sum())
     result["parameters"] = _parameters(fit)
     if cluster is not None:
@@ -191,8 +193,39 @@ def linear(df: pd.DataFrame, outcome: str = "self_efficacy", adjust: bool | list
                    parameters=_parameters(fit))
 
 
+def rcs_term(x: pd.Series, knots: list[float]) -> pd.Series:
+    """The non-linear term of a restricted cubic spline with three knots (Harrell 2015, eq. 2.25), scaled by the
+    squared knot range: 0 below the first knot, linear beyond the last."""
+    t1, t2, t3 = knots
+    pos = lambda v: np.clip(v, 0, None) ** 3  # noqa: E731
+    return (pos(x - t1) - pos(x - t2) * (t3 - t1) / (t3 - t2) + pos(x - t3) * (t2 - t1) / (t3 - t2)) / (t3 - t1) ** 2
+
+
+def linearity(df: pd.DataFrame, outcome: str, covariates: list[str], sd: float) -> dict[str, Any] | None:
+    """The ceiling check: the primary model with a restricted cubic spline of the alliance (knots at its 10th, 50th
+    and 90th percentiles among the rows) instead of a straight line; the robust (HC3) Wald test of the spline's
+    non-linear term.  None when the percentiles do not give three distinct knots (a ceiling holding a tenth)."""
+    import statsmodels.formula.api as smf
+
+    data, terms = _design(df, outcome, covariates or False, sd)
+    knots = sorted(set(float(k) for k in data["alliance_mean"].quantile([0.1, 0.5, 0.9])))
+    if len(knots) < 3 or len(data) < 20:
+        return None
+    data["alliance_curve"] = rcs_term(data["alliance_mean"], knots) / sd
+    fit = smf.ols(f"{outcome} ~ " + " + ".join(terms + ["alliance_curve"]), data).fit(cov_type="HC3")
+    return {"test": "Restricted cubic spline (3 knots), robust Wald test of the non-linear term", "n": len(data),
+            "knots": knots, "estimate": float(fit.params["alliance_curve"]), "p": float(fit.pvalues["alliance_curve"]),
+            "outcome": outcome}
+
+
 def _odds_ratio_per_sd(name: str, n: int, fit: Any, outcome: str) -> dict[str, Any]:
     beta, (lo, hi) = fit.params["alliance_sd"], fit.conf_int().loc["alliance_sd"]
+    converged = getattr(fit, "mle_retvals", None) or {}
+    if (not converged.get("converged", True) or not np.all(np.isfinite([beta, lo, hi]))
+            or max(abs(lo), abs(hi)) > 30 or not np.all(np.isfinite(fit.bse))):
+        # (quasi-)separation: a covariate level or the alliance predicts the outcome perfectly
+        return _result(name, n, None, None, None, None, outcome=outcome, scale="odds ratio per SD",
+                       error="not estimable: the model did not converge or separates the outcome")
     return _result(name, n, math.exp(beta), math.exp(lo), math.exp(hi), fit.pvalues["alliance_sd"],
                    outcome=outcome, scale="odds ratio per SD", interval="Wald")
 
@@ -224,6 +257,8 @@ def ordinal(df: pd.DataFrame, outcome: str, adjust: bool | list[str] = False, sd
             return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD",
                            error=f"{type(exc).__name__}: {exc}")
     result = _odds_ratio_per_sd(name, len(data), fit, outcome)
+    if result["estimate"] is None:
+        return result
     result["parameters"] = _parameters(fit)
     result["brant"] = brant(data, outcome, terms)
     return result
@@ -245,7 +280,11 @@ def brant(data: pd.DataFrame, outcome: str, terms: list[str]) -> dict[str, Any] 
     betas, probs, infos = [], [], []
     try:
         for k in levels[:-1]:
-            fit = sm.Logit((y > k).astype(float), x).fit(disp=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = sm.Logit((y > k).astype(float), x).fit(disp=False)
+            if not fit.mle_retvals.get("converged", True):
+                return None
             betas.append(fit.params)
             p = fit.predict(x)
             probs.append(p)
@@ -685,10 +724,14 @@ def summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
                               "model": MODELS[o]})
     out["estimates"] = estimates
     main = next((r for r in estimates if r["role"] == "primary"), None)
+    if main is not None and main.get("estimate") is None:
+        main = None  # kept out by a rule: so are the analyses built on it
     if main is not None and "length_of_stay_days" in covs:
         out["without_length_of_stay"] = {
-            **linear(at, PRIMARY_OUTCOME, adjust=[c for c in covs if c != "length_of_stay_days"], sd=sd),
-            "outcome": PRIMARY_OUTCOME, "timepoint": tp}
+            **epp_rule(linear(at, PRIMARY_OUTCOME, adjust=[c for c in covs if c != "length_of_stay_days"], sd=sd),
+                       "linear"), "outcome": PRIMARY_OUTCOME, "timepoint": tp}
+    if main is not None:
+        out["linearity"] = linearity(at, PRIMARY_OUTCOME, covs, sd)
     out["spearman"] = [{**spearman(at, o), "timepoint": tp} for o in OUTCOMES if o in at
                        and _num(at[o]).notna().sum() >= 10]
     out["high_vs_other"] = [{**high_vs_other(at, o), "timepoint": tp} for o in BINARY if o in at]
@@ -699,7 +742,7 @@ def summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
     rated = at[_num(at["alliance_mean"]).notna()].assign(responded=_num(at[PRIMARY_OUTCOME]).notna().astype(int))
     out["missing"] = {"assumption": "missing at random given the alliance and the covariates",
                       "mice": None, "ipw": None}
-    if main is not None and main.get("estimate") is not None:
+    if main is not None:
         aux = wide_answers(primary, PRIMARY_OUTCOME, tp).reindex(rated["participant"])
         aux.index = rated.index
         out["missing"]["mice"] = {**missing.mice(rated, PRIMARY_OUTCOME, covs, CATEGORICAL, sd, auxiliary=aux),

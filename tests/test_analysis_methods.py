@@ -204,3 +204,34 @@ def test_correlated_time_points_need_the_clustered_errors():
     clustered = st.logistic(df, sd=POP_SD, cluster=df["participant"])
     assert (math.log(clustered["ci_high"]) - math.log(clustered["ci_low"])) > 1.1 * (
         math.log(naive["ci_high"]) - math.log(naive["ci_low"]))
+
+
+def test_the_publication_rule_says_what_the_results_model_does_with_means_and_shares():
+    """A mean of a group whose count is hidden as x is shown (it gives no count away), a share is not; the text
+    says exactly that, and a mean of a group under the threshold is hidden."""
+    from analysis.codebook import suppression_text
+    from analysis.results import Ledger, derived, resolve
+
+    ledger = Ledger(5)
+    total = ledger.count("total", 30)
+    group, small, rest = ledger.count("group", 12), ledger.count("small", 3), ledger.count("rest", 15)
+    ledger.line(total, [group, small, rest])
+    ledger.protect()
+    hidden_x = next(k for k in ("group", "rest") if ledger.value(k) == "x")
+    assert resolve(derived(5.5, hidden_x, strict=False), ledger) == 5.5  # a mean
+    assert resolve(derived(0.4, hidden_x), ledger) is None  # a share
+    assert resolve(derived(5.5, "small", strict=False), ledger) is None
+    text = suppression_text(5)
+    assert "No percentage, interval or test is shown for a group whose count is hidden" in text
+    assert "no mean, median or SD for a group of fewer than 5" in text
+
+
+def test_the_spline_finds_an_association_that_flattens_at_the_ceiling():
+    rng = np.random.default_rng(4)
+    df = cohort(1500, 12)
+    a = df["alliance_mean"]
+    df["self_efficacy"] = np.clip(np.rint(2 + 2.5 * np.minimum(a, 4.5) + rng.normal(0, 1, len(df))), 0, 10)
+    lin = st.linearity(df, "self_efficacy", [], sd=float(a.std()))
+    assert lin["p"] < 0.001 and lin["estimate"] < 0
+    straight = df.assign(self_efficacy=2 + 1.0 * a + rng.normal(0, 1, len(df)))  # no rounding, no clipping
+    assert st.linearity(straight, "self_efficacy", [], sd=float(a.std()))["p"] > 0.01

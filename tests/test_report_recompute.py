@@ -328,3 +328,17 @@ def test_time_points_are_ordered_as_numbers_not_text(points, tmp_path):
     report = (tmp_path / "rep" / "report.md").read_text()
     assert f"{points[0]} days is the reference" in report and "C(tp)" not in report and "alliance_sd" not in report
     assert "effect" not in report.lower().replace("effective sample size", "")
+
+
+def test_the_ceiling_check_matches_a_spline_by_formula(published):
+    """Harrell's restricted cubic spline with three knots, written out here."""
+    csv, stats = published
+    lin = stats["linearity"]
+    data = with_z(at_30(csv), "self_efficacy", "age", "sex", sd=one_sd(csv))
+    t1, t2, t3 = data["alliance_mean"].quantile([0.1, 0.5, 0.9])
+    cube = lambda v: np.maximum(v, 0) ** 3  # noqa: E731
+    a = data["alliance_mean"]
+    data["bend"] = (cube(a - t1) - cube(a - t2) * (t3 - t1) / (t3 - t2) + cube(a - t3) * (t2 - t1) / (t3 - t2))
+    fit = smf.ols("self_efficacy ~ z + age + C(sex) + bend", data).fit(cov_type="HC3")
+    assert lin["knots"] == pytest.approx([t1, t2, t3]) and lin["n"] == len(data)
+    assert rel(lin["p"], fit.pvalues["bend"]) < CLOSED
