@@ -450,18 +450,21 @@ def _excludes_null(r: dict[str, Any]) -> int:
     return 1 if r["ci_low"] > null else -1 if r["ci_high"] < null else 0
 
 
-def association_text(r: dict[str, Any] | None, tp: int | None = None) -> str:
-    """The primary result in words, by the stated rule (the 95% CI excludes no association)."""
+def association_text(r: dict[str, Any] | None, tp: int | None = None, is_primary: bool = True) -> str:
+    """The primary result in words, by the stated rule (the 95% CI excludes no association).  At a time point other
+    than the pre-specified one (a report restricted to it) the same model is a secondary result, and says so."""
+    lead = ("Primary result" if is_primary else
+            f"Result of the primary model at {tp} days (not the pre-specified primary time point: a secondary result)")
     if not r or r.get("estimate") is None or r.get("ci_low") is None:
         why = f" ({r['rule']})" if r and r.get("rule") else " (too few answers, or the model could not be fitted)"
-        return "The primary estimate could not be obtained" + why + "."
+        return f"{lead}: the estimate could not be obtained{why}."
     numbers = (f"{_num_text(r)} (95% CI {_ci(r['ci_low'], r['ci_high'])}, {_p_eq(r['p'])}, n = {_c(r['n'])})")
     at = f" at {tp} days" if tp else ""
     side = _excludes_null(r)
     if side:
-        return (f"Primary result: a stronger alliance at discharge was associated with {'higher' if side > 0 else 'lower'}"
+        return (f"{lead}: a stronger alliance at discharge was associated with {'higher' if side > 0 else 'lower'}"
                 f" self-efficacy{at}, {numbers}.")
-    return (f"Primary result: the data show no clear association between the alliance at discharge and "
+    return (f"{lead}: the data show no clear association between the alliance at discharge and "
             f"self-efficacy{at}, {numbers}; the interval includes no association.")
 
 
@@ -571,10 +574,11 @@ OUTCOME_WORDS = {"self_efficacy": "self-efficacy (0-10)", "self_efficacy_high": 
                  "days_used": "days of use (0-30)"}
 
 
-def _estimate_row(r: dict[str, Any]) -> list[str]:
+def _estimate_row(r: dict[str, Any], is_primary: bool = True) -> list[str]:
     rd = r.get("rd") or {}
     est = "–" if r.get("rule") else _fmt(r.get("estimate"))
-    return [OUTCOME_WORDS.get(r["outcome"], label(r["outcome"])), r["role"], "adjusted" if r["adjusted"] else
+    role = r["role"] if is_primary or r["role"] != "primary" else "primary model (secondary time point)"
+    return [OUTCOME_WORDS.get(r["outcome"], label(r["outcome"])), role, "adjusted" if r["adjusted"] else
             "unadjusted", _c(r["n"]), (r.get("scale") or "").replace(" of alliance", ""), est,
             _ci(r.get("ci_low"), r.get("ci_high")), _p(r.get("p")), _p(r.get("p_holm")),
             f"{_fmt(rd['estimate'])} ({_ci(rd['ci_low'], rd['ci_high'])})" if rd.get("estimate") is not None else "–",
@@ -587,10 +591,11 @@ def results_section(doc: Doc, data: dict[str, Any]) -> None:
     tp = data.get("analysis_timepoint")
     estimates = data.get("estimates") or []
     primary = next((r for r in estimates if r["role"] == "primary"), None)
-    doc.p(association_text(primary, tp))
+    doc.p(association_text(primary, tp, data.get("analysis_is_primary", True) is not False))
     doc.h(3, f"Every outcome at {tp} days: unadjusted and adjusted, per SD of alliance")
     doc.table(["outcome", "role", "model", "n", "scale", "estimate", "95% CI", "p", "p (Holm)",
-               "risk difference per SD (95% CI)", "rule"], [_estimate_row(r) for r in estimates])
+               "risk difference per SD (95% CI)", "rule"],
+              [_estimate_row(r, data.get("analysis_is_primary", True) is not False) for r in estimates])
     tests = sorted({r["test"] for r in estimates if r["adjusted"]})
     doc.p("Models: " + "; ".join(tests) + ". Linear models give points of the outcome's scale per SD of alliance "
           "(robust HC3 SE); logistic and proportional-odds models an odds ratio per SD (Wald CI); the risk "

@@ -171,7 +171,7 @@ def linear(df: pd.DataFrame, outcome: str = "self_efficacy", adjust: bool | list
     data, terms = _design(df, outcome, adjust, sd)
     name = (_name("Linear regression", terms) + (", IPW" if weights is not None else "")
             + (", SE clustered by participant" if cluster is not None else ""))
-    scale = "points per SD of alliance"
+    scale = ("days" if outcome == "days_used" else "points") + " per SD of alliance"
     if len(data) < 10 or data[outcome].nunique() < 2 or data["alliance_sd"].isna().all():
         return _result(name, len(data), None, None, None, None, outcome=outcome, scale=scale)
     formula = f"{outcome} ~ " + " + ".join(terms)

@@ -286,3 +286,13 @@ def test_the_report_needs_no_export_key(make_patient, make_followup, engine, tmp
     text = (tmp_path / "report.md").read_text() + (tmp_path / "stats.json").read_text()
     assert not any(p in text for p in df["participant"])
     assert payload["participants"]["targeted"] == "<5"
+
+
+def test_a_report_of_another_time_point_calls_the_primary_model_secondary_there(tmp_path):
+    df = cohort(400, 3, timepoints=(90,))
+    payload = write_report(df, tmp_path, timepoint=90, primary_timepoint=30)
+    md = (tmp_path / "report.md").read_text()
+    assert payload["analysis_timepoint"] == 90 and payload["analysis_is_primary"] is False
+    assert "Primary result" not in md and "not the pre-specified primary time point: a secondary result" in md
+    assert "| primary model (secondary time point) |" in md
+    assert "this report does not hold the pre-specified primary time point (30 days" in md
