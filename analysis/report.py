@@ -490,7 +490,10 @@ def mixed_text(m: dict[str, Any] | None, timepoints: list[int]) -> str:
             f"{m['scale'].split(' at ')[0]} (95% CI {_ci(m['ci_low'], m['ci_high'])}, {_p_eq(m['p'])}; robust "
             "standard errors by participant). The interaction terms (the association at later time points minus "
             "the reference) belong to the secondary family (Holm). The model is valid when answers are missing at "
-            "random given the earlier answers, the alliance and the covariates.")
+            "random given the earlier answers, the alliance and the covariates. Its covariance is a random intercept "
+            "(the same correlation between any two time points); the cluster-robust errors keep the intervals valid "
+            "when the true covariance differs (a random slope, an unstructured covariance), though under missing at "
+            "random a wrong covariance can still move the estimates.")
 
 
 MODEL_WORDS = {"linear": "linear regression (robust HC3 SE)", "logistic": "logistic regression",
@@ -537,7 +540,8 @@ LIMITATIONS = [
     "standard errors do not allow for it and may be too small.",
     "Measurement: self-reported outcomes by text message, the alliance rated at discharge by the patient (with a "
     "ceiling at 6), and a single item for each health rating.",
-    "Study size: no sample size was calculated for this report; the intervals show the precision reached.",
+    "Study size: every discharge with a follow-up in the dataset is included; no sample size was calculated for "
+    "this report, so the intervals, not the p-values, show the precision reached.",
 ]
 
 
