@@ -62,8 +62,9 @@ def suppression_text(below: int) -> str:
     return (f"Counts from 1 to {below - 1} are shown as <{below}; where a total and the other counts of its row or "
             f"column would give such a count away, the next smallest count is hidden too and shown as x (in tables of "
             f"very small counts, counts below {below} may be shown as x as well). No "
-            f"percentage, mean, interval or plotted element is shown for a group whose count is hidden, and figures "
-            f"leave such groups out.")
+            f"percentage, interval or test is shown for a group whose count is hidden (it could give the count "
+            f"away), no mean, median or SD for a group of fewer than {below} (a mean does not give a count away), and "
+            f"figures leave such groups out.")
 
 
 def notes(suppress_below: int) -> list[dict]:

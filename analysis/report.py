@@ -2,8 +2,9 @@
 
 Every number comes from one suppressed results model (:mod:`analysis.results`):
 counts from 1 to SUPPRESS_BELOW-1 are shown as ``<5``, a count that a total
-would give away is hidden as ``x``, and no share, mean, interval or plotted
-element is shown for a group whose count is hidden.  Everything but the
+would give away is hidden as ``x``, no share, interval or plotted element is
+shown for a group whose count is hidden, and no mean for a group below the
+threshold (:class:`analysis.results.Derived`).  Everything but the
 readmission sensitivity analysis describes each participant's first treatment
 episode in the data (``stats.first_episodes``).  Conclusions follow the
 decision rules stated in the report (:mod:`analysis.stats`).
@@ -369,12 +370,19 @@ def decision_rules(below: int) -> list[str]:
     return [
         f"Estimates are reported only when at least {st.MIN_RESPONDERS} participants (people, not answers) answered; "
         "below that the report shows counts and descriptive information only, in text and figures alike.",
-        "Association: a stronger alliance is said to go with an outcome only when the 95% CI of the estimate "
-        "excludes no effect (odds ratio 1); otherwise the data show no clear association.",
-        "Non-response: responders and non-responders are said to differ only when the 95% CI of the standardized "
-        f"difference excludes 0 and |d| >= {st.NONRESPONSE_MIN_D}; otherwise the data show no clear difference.",
+        f"Each model needs at least {st.EPP} participants per estimated parameter (linear and proportional-odds "
+        f"models, the cut points counted) or {st.EPP} events of the rarer outcome per parameter (logistic "
+        "regression), a minimum in the spirit of Riley et al. (BMJ 2020;368:m441), whose full criteria need an "
+        "anticipated R-squared this study does not pre-specify; a model that breaks it is kept out and the table "
+        "says which rule did.",
+        "Association: the alliance is said to be associated with an outcome only when the 95% CI of the estimate "
+        "excludes no association (a difference of 0, an odds ratio of 1); otherwise the data show no clear "
+        "association. An association does not show that the alliance causes the outcome: the design cannot rule "
+        "out confounding or reverse causation.",
+        "Missing answers: assumed missing at random given the alliance and the covariates (an assumption the data "
+        "cannot test); the sensitivity analyses below are always shown, whatever the responders look like.",
         f"Across time points: the mixed model is fitted only when at least {st.MIN_REPEATED} participants answered "
-        "at two or more time points.",
+        f"at two or more time points, each with {st.MIN_RESPONDERS} or more participants answering.",
     ]
 
 
@@ -418,11 +426,13 @@ def readmissions_text(data: dict[str, Any]) -> str:
     if episodes.get("sensitivity") is None:
         return (text + "; no answer comes from a later episode, so an analysis of every episode would use the "
                 "same answers and none is shown.")
-    return (text + "; the sensitivity analysis (the 'all episodes' row of the self-efficacy table below) uses "
-            "every episode and every time point, with standard errors clustered by participant.")
+    return (text + "; the sensitivity analysis for readmissions (below) repeats the primary model on every episode "
+            "at the primary time point, with standard errors clustered by participant.")
 
 
-def nonresponse_text(nr: dict[str, Any], too_small: bool, ipw_shown: bool) -> str:
+def nonresponse_text(nr: dict[str, Any], too_small: bool, ipw_shown: bool = False) -> str:
+    """Who answered at one time point, described: no verdict (whether the responders differ says nothing about
+    whether the missing answers are missing at random; the assumption is stated instead)."""
     t, r, n = nr["timepoint"], nr["n_responders"], nr["n_nonresponders"]
     head = f"At {t} days, {_c(r)} responders and {_c(n)} non-responders had an alliance rating"
     if nr["mean_responders"] is None or nr["mean_nonresponders"] is None:
@@ -433,35 +443,45 @@ def nonresponse_text(nr: dict[str, Any], too_small: bool, ipw_shown: bool) -> st
              "among non-responders")
     if too_small or nr["estimate"] is None:
         return head + means + "."
-    stats = (f"; standardized difference {_fmt(nr['estimate'])} (95% CI {_ci(nr['ci_low'], nr['ci_high'])}), "
-             f"Mann-Whitney U {_p_eq(nr['p'])}.")
-    if nr["differs"]:
-        verdict = (" By the decision rule, responders and non-responders differ: estimates based on responders "
-                   "alone may be biased" + ("; the inverse-probability-weighted row below is the sensitivity "
-                                            "analysis for this." if ipw_shown else "."))
-    else:
-        verdict = " By the decision rule, the data show no clear difference between responders and non-responders."
-    return head + means + stats + verdict
+    return head + means + (f" (standardized difference {_fmt(nr['estimate'])}, 95% CI "
+                           f"{_ci(nr['ci_low'], nr['ci_high'])}).")
 
 
-def association_text(r: dict[str, Any]) -> str:
-    """The primary result in words, by the stated rule (the 95% CI of the odds ratio excludes 1)."""
-    if r.get("estimate") is None or r.get("ci_low") is None:
-        return "The primary odds ratio could not be estimated (too few answers in a group, or separation)."
-    numbers = (f"odds ratio {_fmt(r['estimate'])} per SD of alliance (95% CI {_ci(r['ci_low'], r['ci_high'])}, "
-               f"n = {r['n']})")
-    lead = "Primary result: a stronger alliance at discharge went with"
-    if r["ci_low"] > 1:
-        return f"{lead} higher odds of self-efficacy of 8 or more, {numbers}."
-    if r["ci_high"] < 1:
-        return f"{lead} lower odds of self-efficacy of 8 or more, {numbers}."
-    return (f"Primary result: the data show no clear association between the alliance at discharge and "
-            f"self-efficacy of 8 or more, {numbers}; the interval includes 1.")
+def _num_text(r: dict[str, Any]) -> str:
+    if r.get("model") in ("logistic", "ordinal") or "odds ratio" in (r.get("scale") or ""):
+        return f"odds ratio {_fmt(r['estimate'])} per SD of alliance"
+    return f"{_fmt(r['estimate'])} points per SD of alliance"
+
+
+def _excludes_null(r: dict[str, Any]) -> int:
+    """1 when the 95% CI lies above no association, -1 below, 0 when it includes it."""
+    null = 1.0 if "odds ratio" in (r.get("scale") or "") else 0.0
+    return 1 if r["ci_low"] > null else -1 if r["ci_high"] < null else 0
+
+
+def association_text(r: dict[str, Any] | None, tp: int | None = None, is_primary: bool = True) -> str:
+    """The primary result in words, by the stated rule (the 95% CI excludes no association).  At a time point other
+    than the pre-specified one (a report restricted to it) the same model is a secondary result, and says so."""
+    lead = ("Primary result" if is_primary else
+            f"Result of the primary model at {tp} days (not the pre-specified primary time point: a secondary result)")
+    if not r or r.get("estimate") is None or r.get("ci_low") is None:
+        why = f" ({r['rule']})" if r and r.get("rule") else " (too few answers, or the model could not be fitted)"
+        return f"{lead}: the estimate could not be obtained{why}."
+    numbers = (f"{_num_text(r)} (95% CI {_ci(r['ci_low'], r['ci_high'])}, {_p_eq(r['p'])}, n = {_c(r['n'])})")
+    at = f" at {tp} days" if tp else ""
+    side = _excludes_null(r)
+    if side:
+        return (f"{lead}: a stronger alliance at discharge was associated with {'higher' if side > 0 else 'lower'}"
+                f" self-efficacy{at}, {numbers}.")
+    return (f"{lead}: the data show no clear association between the alliance at discharge and "
+            f"self-efficacy{at}, {numbers}; the interval includes no association.")
 
 
 def mixed_text(m: dict[str, Any] | None, timepoints: list[int]) -> str:
     if len(timepoints) < 2:
         return "One time point in this dataset: no model across time points."
+    dropped = (f" {_days(m['dropped'])} had fewer than {st.MIN_RESPONDERS} participants answering and "
+               f"{'was' if len(m['dropped']) == 1 else 'were'} left out of the model." if m and m.get("dropped") else "")
     if not m or len(m.get("timepoints") or []) < 2:
         return (f"{m['n_repeated'] if m else 0} participants answered self-efficacy at two or more time points, but "
                 f"fewer than two time points have {st.MIN_RESPONDERS} or more participants answering it: no model "
@@ -470,37 +490,275 @@ def mixed_text(m: dict[str, Any] | None, timepoints: list[int]) -> str:
         return (f"{m['n_repeated']} participants answered self-efficacy at two or more of the time points "
                 f"{_days(m['timepoints'])}; the mixed model needs at least {st.MIN_REPEATED}, so "
                 "none is fitted (with nobody, or too few, measured twice, a random intercept per participant is not "
-                "identified).")
-    return (f"{m['test']}: {m['n']} answers of {m['n_participants']} participants at "
+                "identified)." + dropped)
+    covs = (", adjusted for " + ", ".join(label(c) for c in m["covariates"])) if m.get("covariates") else ""
+    return (f"{m['test']}{covs}: {m['n']} answers of {m['n_participants']} participants at "
             f"{_days(m['timepoints'])}, {m['n_repeated']} of them answering at two or more time "
-            f"points. Time points are ordered numerically; {m['reference']} days is the reference. Alliance effect at "
-            f"{m['reference']} days: {_fmt(m['estimate'])} {m['scale'].split(' at ')[0]} (95% Wald CI "
-            f"{_ci(m['ci_low'], m['ci_high'])}, {_p_eq(m['p'])}).")
+            f"points. Time points are ordered numerically; {m['reference']} days is the reference." + dropped +
+            f" Association of the alliance with self-efficacy at {m['reference']} days: {_fmt(m['estimate'])} "
+            f"{m['scale'].split(' at ')[0]} (95% CI {_ci(m['ci_low'], m['ci_high'])}, {_p_eq(m['p'])}; robust "
+            "standard errors by participant). The interaction terms (the association at later time points minus "
+            "the reference) belong to the secondary family (Holm). The model is valid when answers are missing at "
+            "random given the earlier answers, the alliance and the covariates. Its covariance is a random intercept "
+            "(the same correlation between any two time points); the cluster-robust errors keep the intervals valid "
+            "when the true covariance differs (a random slope, an unstructured covariance), though under missing at "
+            "random a wrong covariance can still move the estimates.")
+
+
+MODEL_WORDS = {"linear": "linear regression (robust HC3 SE)", "logistic": "logistic regression",
+               "ordinal": "proportional-odds regression"}
+
+
+def primary_paragraph(data: dict[str, Any]) -> str:
+    """Methods: the primary analysis, declared."""
+    tp, ptp = data.get("analysis_timepoint"), data.get("primary_timepoint")
+    covs = data.get("adjustment") or []
+    adjust = ("; ".join(f"{label(c['covariate'])}: {c['reason']}" for c in covs) if covs else
+              "no covariate is present in this dataset, so the primary model is unadjusted")
+    where = (f"at the pre-specified time point of {ptp} days (setting PRIMARY_TIMEPOINT)" if tp == ptp else
+             f"at {tp} days: this report does not hold the pre-specified primary time point ({ptp} days, setting "
+             "PRIMARY_TIMEPOINT), so its analyses are secondary")
+    sd = data.get("alliance_sd")
+    return ("Primary analysis (pre-specified: the time point is the setting PRIMARY_TIMEPOINT, the rest fixed in "
+            "the code before any report): "
+            f"the outcome is self-efficacy on its 0-10 scale {where}, one answer per participant (first treatment "
+            "episode), never a mixture of time points. The model is a linear regression of self-efficacy on the "
+            "alliance mean score per SD, adjusted for the covariates present, with heteroskedasticity-robust (HC3) "
+            f"standard errors; one SD of the alliance = {_fmt(sd)} points, the SD over the participants described "
+            "under 'Alliance at discharge', for every 'per SD' in this report. Adjustment set, each with its reason: "
+            f"{adjust}. Length of stay may be a mediator (a good alliance keeps patients in treatment), so adjusting "
+            "for it may remove part of the association; the primary model without it is shown as a sensitivity "
+            "analysis when the column exists. The unadjusted model is shown beside the adjusted one. Secondary "
+            "analyses (one per outcome, adjusted, at the same time point; Holm's adjustment within this one family, "
+            "which also holds the mixed model's interaction terms): self-efficacy of 8 or more (logistic; a "
+            "clinically motivated cut-off, with the risk difference per SD beside the odds ratio), mental and "
+            "physical health (proportional odds, checked by Brant's test) and days of use where asked. Everything "
+            "else (unadjusted models, rank correlations, tertile comparisons, trend tests) is exploratory, with "
+            "unadjusted p-values. The alliance is analysed as a linear term per SD; its ceiling of 6 is described "
+            "(the share at 6) and the tertiles are descriptive, with the cut points printed.")
+
+
+LIMITATIONS = [
+    "Observational design: the alliance was not assigned, so the associations may reflect confounding by "
+    "unmeasured factors (motivation, severity, social support) or reverse causation (patients doing well rate "
+    "the relationship better); none of the estimates shows that the alliance causes an outcome.",
+    "Missing answers: the primary analysis assumes that answering depends only on the alliance and the covariates "
+    "in the model; the multiple imputation makes the same assumption with more information, and the tipping-point "
+    "analysis shows how far it must fail to change the conclusion.",
+    "Clustering: patients of one therapist or site may resemble each other; the dataset names neither, so the "
+    "standard errors do not allow for it and may be too small.",
+    "Measurement: self-reported outcomes by text message, the alliance rated at discharge by the patient (with a "
+    "ceiling at 6), and a single item for each health rating.",
+    "Study size: every discharge with a follow-up in the dataset is included; no sample size was calculated for "
+    "this report, so the intervals, not the p-values, show the precision reached.",
+]
 
 
 METHODS = (
     "Unit of analysis: the participant. Per time point each participant has one row (their first treatment "
-    "episode). Across time points, the association analyses use one answer per participant, the earliest answer "
-    "to each question (lowest time point); the inverse-probability weights model 'answered at any time point' per "
-    "participant; the responder comparison is made within each time point; only the mixed model uses repeated "
-    "answers, with a random intercept per participant. "
-    "Alliance: mean of the six 0-6 items when at least five are answered; tertiles are cut over the ratings of "
-    "every treatment episode in this dataset, each episode counted once whatever its number of time points. Outcomes: self-efficacy 0-10 (high = 8 or more); self-rated mental "
-    "and physical health coded 1 = poor to 5 = excellent (high = very good or excellent). Odds ratios are per "
-    "standard deviation of the alliance score in the analysed sample. "
-    "Intervals: Wald 95% CIs (estimate +- 1.96 SE; for odds ratios on the log-odds scale) for the logistic and "
-    "proportional-odds regressions (robust HC0 SE for the IPW estimate, cluster-robust SE by participant for the "
-    "all-episodes estimate) and for the mixed model (fitted by REML on every participant, SE from the observed "
-    "information); Fisher's z with the Bonett-Wright standard error for Spearman's rho; Woolf's "
-    "interval (normal on the log odds ratio) for the 2x2 odds ratio; Wilson intervals for shares; a normal "
-    "approximation (Hedges-Olkin SE) for the standardized difference. No profile-likelihood intervals are used. "
-    "2x2 tables use Fisher's exact test when an expected count is below 5, else Pearson's chi-square without "
-    "continuity correction. The trend test is Mantel's linear-by-linear association test, M2 = (n-1)r2 with "
-    "scores 1, 2, 3 for the tertiles (1 df). Holm's method adjusts p-values within each family of outcomes. "
+    "episode). Every association analysis uses the answers of one time point (the primary time point), one per "
+    "participant; the responder comparison is made within each time point; only the mixed model uses the answers "
+    "of several time points, with a random intercept per participant and robust standard errors. "
+    "Alliance: mean of the six 0-6 items, prorated (the mean of the five answered) when one item is missing, "
+    "as the instrument scores it; the number of prorated scores is reported. Tertiles are cut over the ratings of "
+    "every treatment episode in this dataset, each episode counted once whatever its number of time points; "
+    "they are descriptive. Outcomes: self-efficacy 0-10 (analysed on its scale; high = 8 or more as a secondary, "
+    "clinically motivated view); self-rated mental and physical health coded 1 = poor to 5 = excellent (high = "
+    "very good or excellent); days of use in the past 30 (asked from 90 days on). "
+    "Intervals: Wald 95% CIs (estimate +- 1.96 SE; for odds ratios on the log-odds scale) for the linear "
+    "(robust HC3 SE), logistic and proportional-odds regressions (robust HC0 SE for the weighted estimate, "
+    "cluster-robust SE by participant for the all-episodes estimate) and for the mixed model (fitted by REML on "
+    "every participant, cluster-robust SE by participant); t intervals with Barnard-Rubin degrees of freedom for "
+    "multiple imputation; Fisher's z with the Bonett-Wright standard error for Spearman's rho; Woolf's "
+    "interval (normal on the log odds ratio) for the 2x2 odds ratio and Newcombe's for its risk difference; "
+    "Wilson intervals for shares; a normal approximation (Hedges-Olkin SE) for the standardized difference. No "
+    "profile-likelihood intervals are used. 2x2 tables use Fisher's exact test when an expected count is below 5, "
+    "else Pearson's chi-square without continuity correction. The trend test is Mantel's linear-by-linear "
+    "association test, M2 = (n-1)r2 with scores 1, 2, 3 for the tertiles (1 df). Holm's method adjusts p-values "
+    "within the one secondary family; other p-values are unadjusted and exploratory. "
     "Patients readmitted for treatment have several episodes, each with its own discharge alliance rating: "
     "every analysis except one uses each participant's first episode in this dataset (the earliest discharge); the "
-    "sensitivity analysis for readmissions repeats the unadjusted logistic regression on every episode (and every "
-    "time point) with cluster-robust (sandwich) standard errors by participant.")
+    "sensitivity analysis for readmissions repeats the primary model on every episode at the primary time point "
+    "with cluster-robust (sandwich) standard errors by participant.")
+
+
+OUTCOME_WORDS = {"self_efficacy": "self-efficacy (0-10)", "self_efficacy_high": "self-efficacy 8+",
+                 "mental_health": "mental health (1-5)", "physical_health": "physical health (1-5)",
+                 "days_used": "days of use (0-30)"}
+
+
+def _estimate_row(r: dict[str, Any], is_primary: bool = True) -> list[str]:
+    rd = r.get("rd") or {}
+    est = "–" if r.get("rule") else _fmt(r.get("estimate"))
+    role = r["role"] if is_primary or r["role"] != "primary" else "primary model (secondary time point)"
+    return [OUTCOME_WORDS.get(r["outcome"], label(r["outcome"])), role, "adjusted" if r["adjusted"] else
+            "unadjusted", _c(r["n"]), (r.get("scale") or "").replace(" of alliance", ""), est,
+            _ci(r.get("ci_low"), r.get("ci_high")), _p(r.get("p")), _p(r.get("p_holm")),
+            f"{_fmt(rd['estimate'])} ({_ci(rd['ci_low'], rd['ci_high'])})" if rd.get("estimate") is not None else "–",
+            r.get("rule") or ""]
+
+
+def results_section(doc: Doc, data: dict[str, Any]) -> None:
+    """Primary, secondary and exploratory estimates, the sensitivity analyses for missing answers and readmissions,
+    and the model across time points."""
+    tp = data.get("analysis_timepoint")
+    estimates = data.get("estimates") or []
+    primary = next((r for r in estimates if r["role"] == "primary"), None)
+    doc.p(association_text(primary, tp, data.get("analysis_is_primary", True) is not False))
+    doc.h(3, f"Every outcome at {tp} days: unadjusted and adjusted, per SD of alliance")
+    doc.table(["outcome", "role", "model", "n", "scale", "estimate", "95% CI", "p", "p (Holm)",
+               "risk difference per SD (95% CI)", "rule"],
+              [_estimate_row(r, data.get("analysis_is_primary", True) is not False) for r in estimates])
+    tests = sorted({r["test"] for r in estimates if r["adjusted"]})
+    doc.p("Models: " + "; ".join(tests) + ". Linear models give points of the outcome's scale per SD of alliance "
+          "(robust HC3 SE); logistic and proportional-odds models an odds ratio per SD (Wald CI); the risk "
+          "difference is the logistic model's average marginal change in probability per SD (delta-method CI). Holm's p-values "
+          "are within the secondary family only.")
+    checks = []
+    for r in estimates:
+        b = r.get("brant")
+        if r["model"] == "ordinal" and b:
+            verdict = ("the assumption is in doubt (p < 0.05): the odds ratio is a summary over cut points that "
+                       "differ, and the cut-point odds ratios are the result to read" if b["p"] < 0.05 else
+                       "no evidence against proportional odds")
+            checks.append(f"{OUTCOME_WORDS[r['outcome']]} ({'adjusted' if r['adjusted'] else 'unadjusted'}): "
+                          f"cut-point odds ratios {', '.join(_fmt(x) for x in b['odds_ratios'])}; Brant chi-square "
+                          f"{_fmt(b['chi2'])} on {b['df']:.0f} df, {_p_eq(b['p'])}: {verdict}")
+    if checks:
+        doc.h(3, "Self-rated health: proportional-odds check (Brant test)")
+        doc.ul(checks)
+    lin = data.get("linearity")
+    if lin:
+        bent = ("the association bends (p < 0.05): the per-SD estimate is an average over a curve, flatter or "
+                "steeper near the ceiling" if lin["p"] < 0.05 else "no evidence that the association bends")
+        doc.p(f"Ceiling and linearity: the primary model with a restricted cubic spline of the alliance (knots at "
+              f"{', '.join(_fmt(k) for k in lin['knots'])}, its 10th, 50th and 90th percentiles) instead of a straight "
+              f"line; robust Wald test of the non-linear term {_p_eq(lin['p'])}: {bent}.")
+    elif primary is not None and primary.get("estimate") is not None:
+        doc.p("Ceiling and linearity: the alliance's percentiles do not give three distinct knots (a ceiling "
+              "holding a tenth of the participants or more), so no spline check is made.")
+    los = data.get("without_length_of_stay")
+    if los and los.get("rule"):
+        doc.p(f"Sensitivity analysis, length of stay as a possible mediator: kept out ({los['rule']}).")
+    elif los and los.get("estimate") is not None:
+        doc.p(f"Sensitivity analysis, length of stay as a possible mediator: the primary model without it gives "
+              f"{_fmt(los['estimate'])} points per SD (95% CI {_ci(los['ci_low'], los['ci_high'])}, n = {_c(los['n'])}).")
+    missing_section(doc, data)
+    doc.h(3, "Readmissions: every episode")
+    sens = data["episodes"]["sensitivity"]
+    if sens:
+        doc.table(["analysis", "test", "n", "estimate", "95% CI", "p"],
+                  [["self-efficacy, all episodes", sens["test"], _c(sens["n"]), _fmt(sens["estimate"]),
+                    _ci(sens["ci_low"], sens["ci_high"]), _p(sens["p"])]])
+    else:
+        doc.p("No answer at this time point comes from a later episode: nothing to add.")
+    doc.h(3, f"Exploratory: rank correlation with the alliance score at {tp} days")
+    header = ["outcome", "test", "n", "estimate", "95% CI", "p"]
+    doc.table(header, [_row(r, st.OUTCOMES[r["outcome"]])[:6] for r in data["spearman"]])
+    doc.h(3, "Exploratory: highest alliance tertile vs the other two (descriptive tertiles)")
+    doc.table(header + ["risk difference (95% CI)", "high: yes/no", "other: yes/no"], [
+        _row(r, st.BINARY[r["outcome"]])[:6] + [
+            f"{_fmt(r['rd'])} ({_ci(r['rd_low'], r['rd_high'])})" if r.get("rd") is not None else "–",
+            f"{_c(r['table'][0][0])}/{_c(r['table'][0][1])}", f"{_c(r['table'][1][0])}/{_c(r['table'][1][1])}"]
+        for r in data["high_vs_other"]])
+    doc.table(["outcome", "test", "n", "share low", "share mid", "share high", "p"], [
+        [st.BINARY[r["outcome"]], r["test"], _c(r["n"])] +
+        [_fmt(r["shares"].get(t)) for t in TERTILES] + [_p(r["p"])]
+        for r in data["trend"]])
+    doc.h(3, "Across time points")
+    mixed = data.get("mixed")
+    doc.p(mixed_text(mixed, data["timepoints"]))
+    if mixed and mixed.get("fitted"):
+        doc.table(["term", "estimate", "95% CI", "p", "p (Holm)"], [
+            [v["term"], _fmt(v["estimate"]), _ci(v["ci_low"], v["ci_high"]), _p(v["p"]), _p(v.get("p_holm"))]
+            for v in mixed["terms"]])
+
+
+def missing_section(doc: Doc, data: dict[str, Any]) -> None:
+    miss = data.get("missing") or {}
+    doc.h(3, "Missing answers: the assumption and its sensitivity analyses")
+    tp = data.get("analysis_timepoint")
+    doc.p(f"Assumption: answers missing at {tp} days are missing at random given the alliance and the covariates "
+          "(whether a participant answered may depend on them, not on the unobserved answer itself). Under it the "
+          "complete-case primary estimate is unbiased even when responders and non-responders differ in alliance. "
+          "The assumption cannot be tested from the data; the analyses below show how much the conclusion leans on "
+          "it, and are shown whatever the responders look like.")
+    rows = []
+    mi, ipw = miss.get("mice"), miss.get("ipw")
+    if mi:
+        rows.append(["multiple imputation", mi["test"], _c(mi["n"]), _fmt(mi.get("estimate")),
+                     _ci(mi.get("ci_low"), mi.get("ci_high")), _p(mi.get("p"))])
+    if ipw:
+        rows.append(["inverse-probability weighting", ipw["test"], _c(ipw["n"]), _fmt(ipw.get("estimate")),
+                     _ci(ipw.get("ci_low"), ipw.get("ci_high")), _p(ipw.get("p"))])
+    if rows:
+        doc.table(["analysis", "method", "n", "points per SD", "95% CI", "p"], rows)
+    else:
+        doc.p("No sensitivity analysis is computed: the primary estimate itself is not shown (see its rule above).")
+    if mi and mi.get("estimate") is not None:
+        share = f" ({_pct(mi['share_imputed'])})" if mi.get("share_imputed") is not None else ""
+        tip = mi.get("tipping_point") or {}
+        if tip.get("reached"):
+            tip_text = (f"The conclusion would change if non-responders' self-efficacy were associated with the "
+                        f"alliance by {_fmt(abs(tip['delta']))} points per SD {'less' if tip['direction'] == 'weaker' else 'more'}"
+                        f" than among responders with the same covariates (pooled estimate then {_fmt(tip['estimate'])}, "
+                        f"95% CI {_ci(tip['ci_low'], tip['ci_high'])}); compare with the primary estimate itself.")
+        elif tip:
+            tip_text = (f"No shift up to {_fmt(tip['searched_up_to'])} points per SD (half the scale) changes the "
+                        "conclusion.")
+        else:
+            tip_text = ""
+        doc.p(f"Multiple imputation: {_c(mi['n_imputed'])} missing answers{share} of {_c(mi['n'])} participants with an "
+              f"alliance rating, imputed {mi['imputations']} times by chained equations (predictive mean matching, "
+              "from the alliance, the covariates and the answers at the other time points), the primary model "
+              "fitted on each completed set and pooled by Rubin's rules (Barnard-Rubin degrees of freedom). "
+              "Tipping point (delta adjustment): every imputed answer shifted by delta points per SD of its "
+              "alliance, the shift searched to 0.01. " + tip_text)
+    if ipw and ipw.get("weights"):
+        w = ipw["weights"]
+        fallback = (f" Fallback: the response model with covariates could not be fitted ({w['fallback']}), so it "
+                    "uses the alliance alone, and the weights correct for nothing else." if w.get("fallback") else "")
+        balance = "; ".join(f"{label(b['variable'])} {_fmt(b['before'])} before, {_fmt(b['after'])} after"
+                            for b in w.get("balance") or [])
+        doc.p(f"Inverse-probability weighting: response model '{w['response_model']}' (a participant who answered "
+              f"only at another time point counts as not answering here), stabilised weights (the share who "
+              f"answered over each responder's modelled probability), truncated at the "
+              f"{100 * w['truncated_at_quantile']:.0f}th percentile ({_fmt(w['truncated_at'])}; {_c(w['n_truncated'])} "
+              f"weights truncated). Largest weight {_fmt(w['largest'])}, mean {_fmt(w['mean'])}, effective sample "
+              f"size {_fmt(w['ess'], 1)}. Balance (standardized difference between responders and everyone modelled, "
+              f"in SDs): {balance or '–'}." + fallback)
+
+
+def strobe_section(doc: Doc, data: dict[str, Any]) -> None:
+    """The participant flow, Table 1 by alliance tertile and the follow-up timing (STROBE items 13, 14, 6)."""
+    tp = data.get("analysis_timepoint")
+    doc.h(2, "Participant flow")
+    doc.table(["step", "participants"], [[f["step"], _c(f["n"])] for f in data.get("flow") or []])
+    doc.p("Each step is a part of the one above it (treatment episodes count stays; the others count people). "
+          "Discharges without a follow-up are not in the dataset.")
+    t1 = data.get("table1")
+    if t1:
+        doc.h(2, f"Table 1: participants targeted at {tp} days with an alliance rating, by alliance tertile")
+        cuts = data["alliance"].get("tertile_cuts")
+        doc.p("Tertiles are descriptive" + (f", cut at {_fmt(cuts[0])} and {_fmt(cuts[1])}" if cuts else "") +
+              " (low: up to the first cut; high: above the second).")
+        rows = [["participants"] + [_c(t1["n"][t]) for t in TERTILES]]
+        for r in t1["rows"]:
+            if r["kind"] == "count":
+                rows.append([label(r["variable"])] + [
+                    _c(r["cells"][t]["n"]) + (f" ({_pct(r['cells'][t]['share'])})"
+                                              if r["cells"][t]["share"] is not None else "") for t in TERTILES])
+            else:
+                rows.append([f"{label(r['variable'])}: mean (SD); median [IQR]"] + [
+                    f"{_fmt(c['mean'], 1)} ({_fmt(c['sd'], 1)}); {_fmt(c['median'], 1)} [{_fmt(c['q1'], 1)}-"
+                    f"{_fmt(c['q3'], 1)}]" if c["mean"] is not None else "–"
+                    for c in (r["cells"][t] for t in TERTILES)])
+        doc.table(["characteristic"] + TERTILES, rows)
+    timing = data.get("timing")
+    if timing and timing.get("median") is not None:
+        doc.p(f"Follow-up timing at {tp} days: {timing['what']}, median {_fmt(timing['median'], 0)} (quartiles "
+              f"{_fmt(timing['q1'], 0)} and {_fmt(timing['q3'], 0)}; range {_fmt(timing['min'], 0)} to "
+              f"{_fmt(timing['max'], 0)}).")
 
 
 @dataclass
@@ -514,11 +772,14 @@ class Report:
         return self.model.data
 
 
-def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepoint: int | None = None) -> Report:
-    """The model, the figures (written to ``out``) and the document, before report.md/html/stats.json are written."""
+def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepoint: int | None = None,
+                 primary_timepoint: int = 30) -> Report:
+    """The model, the figures (written to ``out``) and the document, before report.md/html/stats.json are written.
+    ``primary_timepoint``: the setting PRIMARY_TIMEPOINT."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = st.summarise(df) if len(df) else {"too_small": True}
+    summary = (st.summarise(df, primary_timepoint=primary_timepoint) if len(df)
+               else {"too_small": True, "primary_timepoint": primary_timepoint})
     model = rs.model(df, summary, below=suppress_below, timepoint=timepoint)
     data = model.data
     where = f" for the {timepoint}-day time point" if timepoint else " for all time points"
@@ -566,73 +827,43 @@ def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
                    + " at the ceiling of 6")
         doc.p(f"Rated for {_c(a['n'])} participants: mean {_fmt(a['mean'])} (SD {_fmt(a['sd'])}), median "
               f"{_fmt(a['median'])}; {ceiling}. Tertile cut points (over every episode's rating): "
-              f"{_fmt(a['tertile_cuts'][0])} and {_fmt(a['tertile_cuts'][1])}.")
+              f"{_fmt(a['tertile_cuts'][0])} and {_fmt(a['tertile_cuts'][1])}." + (
+                  f" Scores prorated from five of the six items: {_c(a['prorated'])}." if "prorated" in a else ""))
+    if not data["too_small"]:
+        strobe_section(doc, data)
 
     doc.h(2, "Who answered")
-    ipw_shown = not data["too_small"] and (data.get("ipw") or {}).get("estimate") is not None
-    doc.p(" ".join(nonresponse_text(nr, data["too_small"], ipw_shown) for nr in data["nonresponse"])
+    doc.p(" ".join(nonresponse_text(nr, data["too_small"]) for nr in data["nonresponse"])
           or "Nobody was contacted.")
 
     doc.h(2, "Does a stronger alliance go with better outcomes?")
-    header = ["outcome", "test", "n", "estimate", "95% CI", "p", "p (Holm)"]
     if data["too_small"]:
         doc.p(f"Only {_c(people['answered'])} participants answered, fewer than {st.MIN_RESPONDERS}: the sample is too "
               "small for stable estimates, so none are shown (counts and descriptive information only).")
     else:
-        doc.p(association_text(data["logistic"][0]))
-        doc.h(3, "Rank correlation with the alliance score")
-        doc.table(header, [_row(r, st.OUTCOMES[r["outcome"]]) for r in data["spearman"]])
-        doc.h(3, "Self-efficacy of 8 or more: odds ratio per SD of alliance")
-        sensitivity = data["episodes"]["sensitivity"]
-        rows = [_row(r, "self-efficacy 8+") for i, r in enumerate(data["logistic"])
-                if i == 0 or "adjusted" in r["test"]]  # no covariates imported: no adjusted row
-        if ipw_shown:
-            rows.append(_row(data["ipw"], "self-efficacy 8+"))
-        if sensitivity:
-            rows.append(_row(sensitivity, "self-efficacy 8+, all episodes"))
-        doc.table(header, [[c.replace("length_of_stay_days", "length of stay").replace("primary_substance",
-                                                                                        "primary substance")
-                            for c in r] for r in rows])
-        doc.p(("The IPW row weights responders by the inverse of their modelled probability of answering "
-               "(response on alliance and covariates, per participant): a sensitivity analysis for non-response."
-               if ipw_shown else "")
-              + (" The all-episodes row adds the answers from participants' later treatment episodes (and later "
-                 "time points), each with that episode's alliance rating, and clusters the standard errors by "
-                 "participant: a sensitivity analysis for readmissions." if sensitivity else ""))
-        doc.h(3, "Self-rated health: proportional-odds regression, odds ratio per SD of alliance")
-        doc.table(header, [_row(r, st.OUTCOMES[r["outcome"]]) for r in data["ordinal"]])
-        doc.h(3, "Highest alliance tertile vs the other two")
-        doc.table(header + ["high: yes/no", "other: yes/no"], [
-            _row(r, st.BINARY[r["outcome"]]) + [f"{_c(r['table'][0][0])}/{_c(r['table'][0][1])}",
-                                                f"{_c(r['table'][1][0])}/{_c(r['table'][1][1])}"]
-            for r in data["high_vs_other"]])
-        doc.table(["outcome", "test", "n", "share low", "share mid", "share high", "p", "p (Holm)"], [
-            [st.BINARY[r["outcome"]], r["test"], _c(r["n"])] +
-            [_fmt(r["shares"].get(t)) for t in TERTILES] + [_p(r["p"]), _p(r.get("p_holm"))]
-            for r in data["trend"]])
-        doc.h(3, "Across time points")
-        mixed = data.get("mixed")
-        doc.p(mixed_text(mixed, data["timepoints"]))
-        if mixed and mixed.get("fitted"):
-            doc.table(["term", "estimate", "95% CI", "p"], [
-                [v["term"], _fmt(v["estimate"]), _ci(v["ci_low"], v["ci_high"]), _p(v["p"])]
-                for v in mixed["terms"]])
+        results_section(doc, data)
+    doc.h(2, "Limitations")
+    doc.ul(LIMITATIONS)
     doc.h(2, "Figures")
     for f in figs:
         doc.img(f.path, f.caption)
     doc.h(2, "Methods")
+    if not data["too_small"]:
+        doc.p(primary_paragraph(data))
     doc.p(METHODS)
     return Report(model, doc, figs)
 
 
-def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepoint: int | None = None) -> dict:
+def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepoint: int | None = None,
+                 primary_timepoint: int = 30) -> dict:
     """Write report.md, report.html, stats.json and the figures to ``out``; return the stats.json payload (the
     resolved, suppressed model).
 
     Patients with several treatment episodes count once: the figures, tables and statistics use each
     participant's first episode in ``df``; only the readmission sensitivity analysis uses every episode.
     """
-    return save_report(build_report(df, out, suppress_below=suppress_below, timepoint=timepoint), out)
+    return save_report(build_report(df, out, suppress_below=suppress_below, timepoint=timepoint,
+                                    primary_timepoint=primary_timepoint), out)
 
 
 def save_report(report: Report, out: Path) -> dict:

@@ -330,7 +330,9 @@ def _group(ledger: Ledger, key: str, values: pd.Series, cost: float = 8.0) -> di
 def _count_result(ledger: Ledger, r: dict[str, Any] | None, key: str, cost: float = 30.0) -> dict[str, Any] | None:
     if r is None:
         return None
-    out = dict(r)
+    out = {k: v for k, v in r.items() if k not in ("parameters", "events", "epp")}  # in words, not published counts
+    if r.get("epp"):
+        out["epp"] = {"per_parameter": st.EPP, "of": r["epp"]["what"]}
     out["n"] = ledger.count(key, r["n"], cost=cost)
     return out
 
@@ -342,8 +344,11 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
                             "timepoints": summary.get("timepoints", []), "unit": summary.get("unit"),
                             "too_small": bool(summary.get("too_small", True)),
                             "min_responders": st.MIN_RESPONDERS,
-                            "decision_rules": {"min_responders": st.MIN_RESPONDERS,
-                                               "nonresponse_min_d": st.NONRESPONSE_MIN_D,
+                            "primary_timepoint": summary.get("primary_timepoint"),
+                            "analysis_timepoint": summary.get("analysis_timepoint"),
+                            "analysis_is_primary": summary.get("analysis_is_primary"),
+                            "alliance_sd": summary.get("alliance_sd"),
+                            "decision_rules": {"min_responders": st.MIN_RESPONDERS, "epp": st.EPP,
                                                "min_repeated": st.MIN_REPEATED}}
     if not len(df):
         tree["n_rows"] = ledger.count("followups", 0)
@@ -439,6 +444,15 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
                         "tertile_cuts": derived(cuts, n_rated, strict=False),
                         "histogram": [{"low": b["low"], "high": b["high"], "count": ref}
                                       for b, ref in zip(hist, bins)]}
+    # the score rule: the mean of the six items, prorated (the mean of five) when one is missing
+    first_rows = primary.drop_duplicates("participant")
+    items = [c for c in (f"alliance_{i}" for i in range(1, 7)) if c in first_rows]
+    if len(items) == 6:
+        answered_items = first_rows.loc[_num(first_rows["alliance_mean"]).notna(), items].notna().sum(axis=1)
+        prorated = ledger.count("alliance.prorated", int((answered_items < 6).sum()), cost=2)
+        complete = ledger.count("alliance.six_items", int((answered_items == 6).sum()), internal=True)
+        ledger.line(n_rated, [prorated, complete])
+        tree["alliance"]["prorated"] = prorated
 
     # who answered: within each time point, one row per participant
     tree["nonresponse"] = []
@@ -460,10 +474,9 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
             "ci_low": derived(None if tree["too_small"] else nr.get("ci_low"), *dep),
             "ci_high": derived(None if tree["too_small"] else nr.get("ci_high"), *dep),
             "p": derived(None if tree["too_small"] else nr.get("p"), *dep),
-            "differs": derived(None if tree["too_small"] or nr.get("estimate") is None else nr.get("differs"), *dep),
             "scale": nr.get("scale"), "interval": nr.get("interval")})
 
-    # response by tertile: per participant, "ever answered"
+    # response by tertile (a descriptive figure): per participant, "answered at any time point"
     people = primary.assign(_r=_num(primary["responded"]).fillna(0)).groupby("participant", sort=False).agg(
         tertile=("alliance_tertile", "first"), responded=("_r", "max"))
     tree["response_by_tertile"] = {}
@@ -478,25 +491,67 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     if tree["too_small"]:
         return Model(ledger, tree)
 
-    # estimates: one answer per participant (the earliest) for each question, among the participants with an
-    # alliance rating; every analysis of one question has the same n (one count), a part of the people who answered
-    rated_rows = {o: rows.loc[_num(rows["alliance_mean"]).notna()]
-                  for o in [*st.OUTCOMES, *st.BINARY] if o in primary
-                  for rows in [st.one_answer_per_participant(primary, o)]}
+    # estimates: one row per participant at the analysis time point, among the participants with an alliance
+    # rating; every unadjusted analysis of one question has the same n (one count), a part of those who answered then
+    tp = summary.get("analysis_timepoint")
+    at = st.at_timepoint(primary, tp)
+    rated_at = at.loc[_num(at["alliance_mean"]).notna()]
+    rated_rows = {o: rated_at.loc[_num(rated_at[o]).notna()] for o in [*st.OUTCOMES, *st.BINARY] if o in at}
     base = {"self_efficacy_high": "self_efficacy", "mental_health_high": "mental_health",
             "physical_health_high": "physical_health"}
     nkey = lambda outcome: f"n.{base.get(outcome, outcome)}"  # noqa: E731
+    responders = f"nonresponse.{tp}.responders"
     for o, rows_o in rated_rows.items():
         if o in st.OUTCOMES:
             ledger.count(nkey(o), len(rows_o), cost=30)
-            ledger.related(answered_people, nkey(o))
+            ledger.related(responders, nkey(o))
     tree["spearman"] = [_count_result(ledger, r, nkey(r["outcome"])) for r in summary.get("spearman", [])]
-    tree["logistic"] = [_count_result(ledger, r, nkey("self_efficacy") + (".adjusted" if i else ""))
-                        for i, r in enumerate(summary.get("logistic", []))]
-    if len(tree["logistic"]) > 1:
-        ledger.related(nkey("self_efficacy"), tree["logistic"][1]["n"])  # missing covariates
-    tree["ipw"] = _count_result(ledger, summary.get("ipw"), nkey("self_efficacy"))
-    tree["ordinal"] = [_count_result(ledger, r, nkey(r["outcome"])) for r in summary.get("ordinal", [])]
+    tree["estimates"] = []
+    for r in summary.get("estimates", []):
+        key = nkey(r["outcome"]) + (".adjusted" if r["adjusted"] else "")
+        row = _count_result(ledger, r, key)
+        if r["adjusted"]:
+            ledger.related(nkey(r["outcome"]), row["n"])  # missing covariates
+        tree["estimates"].append(row)
+    primary_row = next((r for r in tree["estimates"] if r["role"] == "primary"), None)
+    primary_key = primary_row["n"].key if primary_row else nkey(st.PRIMARY_OUTCOME)
+    tree["adjustment"] = summary.get("adjustment", [])
+    if summary.get("without_length_of_stay"):
+        tree["without_length_of_stay"] = _count_result(ledger, summary["without_length_of_stay"],
+                                                       nkey(st.PRIMARY_OUTCOME) + ".without_los")
+        ledger.related(nkey(st.PRIMARY_OUTCOME), tree["without_length_of_stay"]["n"])
+        ledger.related(primary_key, tree["without_length_of_stay"]["n"])
+
+    _strobe(ledger, tree, at, tp, nkey, primary_key)
+
+    if summary.get("linearity"):
+        tree["linearity"] = _count_result(ledger, summary["linearity"], primary_key)
+    # missing outcomes: the assumption and its sensitivity analyses
+    miss = summary.get("missing") or {}
+    tree["missing"] = {"assumption": miss.get("assumption"), "mice": None, "ipw": None}
+    if miss.get("mice"):
+        mi = dict(miss["mice"])
+        mi["n"] = ledger.count("mice.n", mi["n"], cost=20)
+        imputed = ledger.count("mice.imputed", mi.pop("n_imputed"), cost=2)
+        if nkey(st.PRIMARY_OUTCOME) in ledger.cells:
+            ledger.line(mi["n"], [nkey(st.PRIMARY_OUTCOME), imputed])
+        ledger.line(mi["n"], [responders, f"nonresponse.{tp}.nonresponders"])
+        mi["share_imputed"] = derived(ledger.cells[imputed.key].value / max(ledger.cells[mi["n"].key].value, 1),
+                                      mi["n"], imputed)
+        mi["n_imputed"] = imputed
+        tree["missing"]["mice"] = mi
+    if miss.get("ipw"):
+        ipw = _count_result(ledger, miss["ipw"], nkey(st.PRIMARY_OUTCOME) + ".ipw")
+        ledger.related(primary_key, ipw["n"])
+        w = dict(ipw.pop("weights"))
+        modelled = ledger.count("ipw.modelled", w.pop("n_modelled"), cost=2)
+        if "mice.n" in ledger.cells:
+            ledger.related("mice.n", modelled)
+        w.pop("n_responders", None)
+        w["n_truncated"] = ledger.count("ipw.truncated", w["n_truncated"], cost=1)
+        ipw["weights"] = w
+        ipw["n_modelled"] = modelled
+        tree["missing"]["ipw"] = ipw
 
     # tertile groups of each binary outcome, the 2x2 tables and trend tests built on them
     tree["shares_by_tertile"] = {}
@@ -524,7 +579,7 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
         tree["high_vs_other"].append({**{k: v for k, v in r.items() if k not in ("table", "n")}, "n": n,
                                       "table": [[cells[0], cells[1]], [cells[2], cells[3]]],
                                       **{k: derived(r.get(k), *keys) for k in ("estimate", "ci_low", "ci_high", "p",
-                                                                                "p_holm")}})
+                                                                                "p_holm", "rd", "rd_low", "rd_high")}})
     tree["trend"] = []
     for r in summary.get("trend", []):
         o = r["outcome"]
@@ -583,16 +638,81 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
             m.pop("n", None)
         tree["mixed"] = m
 
-    # readmissions sensitivity analysis
+    # readmissions sensitivity analysis: the primary model on every episode of the analysis time point
     sens = ep.get("sensitivity")
     if sens:
         s = dict(sens)
         s["n"] = ledger.count("episodes.sensitivity.n", sens["n"])
-        added = ledger.count("episodes.sensitivity.added", sens["n"] - ledger.cells[nkey("self_efficacy")].value,
+        added = ledger.count("episodes.sensitivity.added", sens["n"] - ledger.cells[primary_key].value,
                              internal=True)
-        ledger.line(s["n"], [nkey("self_efficacy"), added], prefer_total=True)
+        ledger.line(s["n"], [primary_key, added], prefer_total=True)
         tree["episodes"]["sensitivity"] = s
     return Model(ledger, tree)
+
+
+def _strobe(ledger: Ledger, tree: dict[str, Any], at: pd.DataFrame, tp: int, nkey, primary_key: str) -> None:
+    """STROBE's participant flow (episodes to the primary analysis, at the analysis time point), Table 1 (the
+    characteristics of the participants targeted then, by alliance tertile) and the follow-up timing."""
+    rated = at.loc[_num(at["alliance_mean"]).notna()]
+    flow_rated = ledger.count(f"flow.{tp}.rated", len(rated), cost=20)
+    ledger.line(flow_rated, [f"nonresponse.{tp}.responders", f"nonresponse.{tp}.nonresponders"])
+    steps = [("treatment episodes in the dataset", "episodes.n"), ("participants (first episode)",
+                                                                     "participants.targeted"),
+             (f"targeted at {tp} days", f"contact.{tp}.targeted"), ("with an alliance rating", flow_rated.key),
+             ("answered self-efficacy", nkey(st.PRIMARY_OUTCOME)), ("in the primary analysis (complete covariates)",
+                                                                    primary_key)]
+    tree["flow"] = [{"step": name, "n": Ref(key)} for name, key in steps if key in ledger.cells]
+
+    # Table 1: by tertile, the participants with a rating targeted at the analysis time point
+    table: dict[str, Any] = {"timepoint": tp, "n": {}, "rows": []}
+    groups = {t: rated.loc[rated["alliance_tertile"].astype("object") == t] for t in TERTILES}
+    for t, g in groups.items():
+        table["n"][t] = ledger.count(f"t1.{t}.n", len(g), cost=12)
+    ledger.line(flow_rated, [f"t1.{t}.n" for t in TERTILES])
+    answered = {t: ledger.count(f"t1.{t}.answered", int(_num(g[st.PRIMARY_OUTCOME]).notna().sum()), cost=3)
+                for t, g in groups.items()}
+    for t in TERTILES:
+        ledger.line(f"t1.{t}.n", [answered[t], ledger.count(f"t1.{t}.unanswered", ledger.cells[f"t1.{t}.n"].value
+                                                            - ledger.cells[answered[t].key].value, internal=True)])
+    table["rows"].append({"variable": "answered self-efficacy", "kind": "count", "cells": {
+        t: {"n": answered[t], "share": derived(ledger.cells[answered[t].key].value / max(len(groups[t]), 1),
+                                               answered[t], f"t1.{t}.n")} for t in TERTILES}})
+    for c in st.covariates_present(at):
+        if c in st.CATEGORICAL:
+            levels = sorted(rated[c].dropna().astype(str).unique())
+            for level in levels:
+                cells = {}
+                for t, g in groups.items():
+                    k = ledger.count(f"t1.{c}.{level}.{t}",
+                                     int((g[c].astype("string") == level).fillna(False).sum()), cost=1)
+                    cells[t] = {"n": k, "share": derived(ledger.cells[k.key].value / max(len(g), 1), k, f"t1.{t}.n")}
+                table["rows"].append({"variable": f"{c}: {level}", "kind": "count", "cells": cells})
+            for t, g in groups.items():  # the levels and the missing add up to the tertile
+                miss = ledger.count(f"t1.{c}.missing.{t}", int(g[c].isna().sum()), internal=True)
+                ledger.line(f"t1.{t}.n", [f"t1.{c}.{level}.{t}" for level in levels] + [miss])
+        else:
+            cells = {}
+            for t, g in groups.items():
+                v = _num(g[c]).dropna()
+                n = f"t1.{t}.n"
+                cells[t] = {"mean": derived(float(v.mean()) if len(v) else None, n, strict=False),
+                            "sd": derived(float(v.std()) if len(v) > 1 else None, n, strict=False),
+                            "median": derived(float(v.median()) if len(v) else None, n, strict=False),
+                            "q1": derived(float(v.quantile(0.25)) if len(v) else None, n, strict=False),
+                            "q3": derived(float(v.quantile(0.75)) if len(v) else None, n, strict=False)}
+            table["rows"].append({"variable": c, "kind": "numeric", "cells": cells})
+    tree["table1"] = table
+
+    # follow-up timing: days from discharge to the first answer, among the responders at the analysis time point
+    days = _num(rated.loc[_num(rated["responded"]) == 1, "days_to_response"]).dropna() \
+        if "days_to_response" in rated else pd.Series(dtype=float)
+    who = f"nonresponse.{tp}.responders"
+    tree["timing"] = {"timepoint": tp, "what": "days from discharge to the first answer",
+                      "median": derived(float(days.median()) if len(days) else None, who, strict=False),
+                      "q1": derived(float(days.quantile(0.25)) if len(days) else None, who, strict=False),
+                      "q3": derived(float(days.quantile(0.75)) if len(days) else None, who, strict=False),
+                      "min": derived(float(days.min()) if len(days) else None, who, strict=False),
+                      "max": derived(float(days.max()) if len(days) else None, who, strict=False)}
 
 
 def _strict_uses(obj: Any, out: dict[str, int] | None = None) -> dict[str, int]:

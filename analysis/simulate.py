@@ -27,16 +27,30 @@ POP_MEAN, POP_SD = float(_POP.mean()), float(_POP.std())
 
 
 def cohort(n: int = 400, seed: int = 0, *, or_efficacy: float = 2.0, or_health: float = 1.5,
-           or_response: float = 1.3, base_response: float = 0.7, timepoints: tuple[int, ...] = (30,)) -> pd.DataFrame:
+           or_response: float = 1.3, base_response: float = 0.7, timepoints: tuple[int, ...] = (30,),
+           age_or_efficacy: float = 1.0, age_or_response: float = 1.0, outcome_or_response: float = 1.0,
+           person_sd: float = 0.0) -> pd.DataFrame:
+    """``age_or_*``: odds ratios per SD of age (an ``age`` column is added when either is not 1) on self-efficacy
+    8+ and on answering (a confounder of the response, missing at random given age); ``outcome_or_response``: the
+    odds ratio of answering for a high self-efficacy (missing not at random); ``person_sd``: the SD of a
+    participant's own level on the logit of self-efficacy 8+, shared by every time point (correlated answers)."""
     rng = np.random.default_rng(seed)
     items = _alliance(rng, n)
     mean = items.mean(axis=1)
     z = (mean - POP_MEAN) / POP_SD
+    with_age = age_or_efficacy != 1.0 or age_or_response != 1.0
+    age_z = rng.standard_normal(n) if with_age else np.zeros(n)
+    own = rng.normal(0, person_sd, n) if person_sd else np.zeros(n)
     rows = []
     for tp in timepoints:
-        logit_r = np.log(base_response / (1 - base_response)) + np.log(or_response) * z
+        logit_r = (np.log(base_response / (1 - base_response)) + np.log(or_response) * z
+                   + np.log(age_or_response) * age_z)
         responded = rng.random(n) < 1 / (1 + np.exp(-logit_r))
-        high = rng.random(n) < 1 / (1 + np.exp(-(0.0 + np.log(or_efficacy) * z)))
+        high = rng.random(n) < 1 / (1 + np.exp(-(0.0 + np.log(or_efficacy) * z + np.log(age_or_efficacy) * age_z
+                                                  + own)))
+        if outcome_or_response != 1.0:  # answering depends on the answer itself
+            again = rng.random(n) < 1 / (1 + np.exp(-(logit_r + np.log(outcome_or_response) * high)))
+            responded = again
         efficacy = np.where(high, rng.integers(8, 11, n), rng.integers(0, 8, n)).astype(float)
         health = {}
         for key in ("mental_health", "physical_health"):
@@ -49,6 +63,8 @@ def cohort(n: int = 400, seed: int = 0, *, or_efficacy: float = 2.0, or_health: 
             "mental_health": np.where(responded, health["mental_health"], np.nan),
             "physical_health": np.where(responded, health["physical_health"], np.nan),
         })
+        if with_age:
+            frame["age"] = np.rint(45 + 15 * age_z)
         for i in range(6):
             frame[f"alliance_{i + 1}"] = items[:, i]
         frame["alliance_mean"] = mean

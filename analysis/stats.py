@@ -1,30 +1,30 @@
 """The study's statistics, each returned as a plain dict: test, n, estimate, 95% CI, p.
 
-Does a stronger alliance at discharge go with higher self-efficacy and better
-self-rated health later?  Spearman correlations, logistic and
-proportional-odds regressions per SD of alliance, high vs other tertiles with
-a trend test, non-response checks with an inverse-probability-weighted
-sensitivity estimate, a mixed model across time points, Holm adjustment.
+Is a stronger alliance at discharge associated with higher self-efficacy and
+better self-rated health later?  One estimand: each outcome at one pre-specified
+time point (``PRIMARY_TIMEPOINT``), one row per participant, never a mixture of
+time points.  The primary analysis: self-efficacy (0-10) on the alliance per SD,
+adjusted (linear, robust SE); one secondary analysis per outcome (Holm within
+that family, with the mixed model's interaction terms); everything else
+exploratory.  "Per SD" is one SD throughout (:func:`alliance_sd`).
 
 Patients readmitted for treatment have several episodes (column ``episode``,
-1, 2, ... in discharge order).  The primary analysis uses each participant's
-first episode in the data, so everyone counts once per time point; a
-sensitivity analysis repeats the logistic regression on every episode with
-standard errors clustered by participant.
+1, 2, ... in discharge order).  The analyses use each participant's first
+episode in the data, so everyone counts once per time point; a sensitivity
+analysis repeats the primary model on every episode with standard errors
+clustered by participant.
 
-The unit of analysis is the participant.  Per time point there is one row per
-participant.  Across time points the association analyses use one answer per
-participant, the earliest (lowest time point) answer to each question; the
-inverse-probability weights model "ever answered" per participant; the
-non-response comparison is made within each time point; only the mixed model
-(and the cluster-robust readmission sensitivity analysis) uses repeated
-answers, and it models them.
+Missing answers are assumed missing at random given the alliance and the
+covariates; :mod:`analysis.missing` holds the sensitivity analyses (multiple
+imputation, tipping point, inverse-probability weights).  Responders and
+non-responders are described within each time point, without a verdict.  Only
+the mixed model uses the answers of several time points, and it models them.
 
 Decision rules (stated in the report): estimates only when at least
-``MIN_RESPONDERS`` participants answered; responders and non-responders
-"differ" only when the 95% CI of the standardized difference excludes 0 and
-|d| >= ``NONRESPONSE_MIN_D``; the mixed model only when at least
-``MIN_REPEATED`` participants answered at two or more time points.
+``MIN_RESPONDERS`` participants answered; each model at least ``EPP``
+participants (or events of the rarer outcome) per parameter; the mixed model
+only when at least ``MIN_REPEATED`` participants answered at two or more time
+points.
 """
 from __future__ import annotations
 
@@ -40,7 +40,6 @@ from scipy.stats.contingency import odds_ratio
 from .queries import COVARIATES
 
 MIN_RESPONDERS = 30  # participants (people, not answers) with at least one answer
-NONRESPONSE_MIN_D = 0.2  # smallest standardized difference called a difference (with a CI excluding 0)
 MIN_REPEATED = 30  # participants answering at 2+ time points needed for the mixed model
 OUTCOMES = {
     "self_efficacy": "Self-efficacy (0-10)",
@@ -77,15 +76,20 @@ def spearman(df: pd.DataFrame, outcome: str) -> dict[str, Any]:
                    outcome=outcome, interval="Fisher z, Bonett-Wright SE")
 
 
-def _design(df: pd.DataFrame, outcome: str, adjust: bool) -> tuple[pd.DataFrame, list[str]]:
-    cols = ["alliance_mean", outcome] + ([c for c in COVARIATES if c in df] if adjust else [])
+def _design(df: pd.DataFrame, outcome: str, adjust: bool | list[str],
+            sd: float | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The model's rows (complete cases) and terms.  ``alliance_sd`` is the alliance centred on the rows' mean and
+    divided by ``sd`` (the report's one stated SD; the rows' own sample SD when None).  ``adjust``: True for every
+    covariate present, or a list of them."""
+    wanted = COVARIATES if adjust is True else (adjust or [])
+    cols = ["alliance_mean", outcome] + [c for c in wanted if c in df]
     data = df[cols].copy()
     data["alliance_mean"] = _num(data["alliance_mean"])
     data[outcome] = _num(data[outcome])
     for c in cols[2:]:
         data[c] = data[c].astype("object") if c in CATEGORICAL else _num(data[c])
     data = data.dropna()
-    sd = data["alliance_mean"].std()
+    sd = data["alliance_mean"].std() if sd is None else sd
     data["alliance_sd"] = (data["alliance_mean"] - data["alliance_mean"].mean()) / sd if sd > 0 else np.nan
     terms = ["alliance_sd"]
     for c in cols[2:]:
@@ -94,9 +98,19 @@ def _design(df: pd.DataFrame, outcome: str, adjust: bool) -> tuple[pd.DataFrame,
     return data, terms
 
 
-def logistic(df: pd.DataFrame, outcome: str = "self_efficacy_high", adjust: bool = False,
-             weights: pd.Series | None = None, cluster: pd.Series | None = None) -> dict[str, Any]:
-    """Odds ratio per 1 SD of alliance (sample SD), from a logistic regression (optionally weighted).
+def _name(base: str, terms: list[str]) -> str:
+    return base + (", adjusted for " + ", ".join(t.strip("C()") for t in terms[1:]) if len(terms) > 1 else "")
+
+
+def _parameters(fit: Any) -> int:
+    return int(len(fit.params))
+
+
+def logistic(df: pd.DataFrame, outcome: str = "self_efficacy_high", adjust: bool | list[str] = False,
+             weights: pd.Series | None = None, cluster: pd.Series | None = None,
+             sd: float | None = None) -> dict[str, Any]:
+    """Odds ratio per SD of alliance (``sd``, or the rows' sample SD), from a logistic regression (optionally
+    weighted), with the average marginal effect beside it: the risk difference per SD (``rd``, delta-method CI).
 
     ``cluster`` (aligned with ``df``, e.g. its participant column) gives cluster-robust standard errors
     for rows that are not independent; it is not combined with ``weights``.
@@ -106,9 +120,8 @@ def logistic(df: pd.DataFrame, outcome: str = "self_efficacy_high", adjust: bool
 
     if weights is not None and cluster is not None:
         raise ValueError("weights and cluster are not combined")
-    data, terms = _design(df, outcome, adjust)
-    name = ("Logistic regression" + (", adjusted for " + ", ".join(t.strip("C()") for t in terms[1:])
-                                     if len(terms) > 1 else "") + (", IPW" if weights is not None else "")
+    data, terms = _design(df, outcome, adjust, sd)
+    name = (_name("Logistic regression", terms) + (", IPW" if weights is not None else "")
             + (", SE clustered by participant" if cluster is not None else ""))
     if len(data) < 10 or data[outcome].nunique() < 2 or data["alliance_sd"].isna().all():
         return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD")
@@ -128,36 +141,170 @@ def logistic(df: pd.DataFrame, outcome: str = "self_efficacy_high", adjust: bool
             return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD",
                            error=f"{type(exc).__name__}: {exc}")
     result = _odds_ratio_per_sd(name, len(data), fit, outcome)
+    if result["estimate"] is None:
+        return result
+    result["events"] = int(data[outcome].sum())
+    result["parameters"] = _parameters(fit)
     if cluster is not None:
         result["interval"] = "Wald, cluster-robust (sandwich) SE by participant"
     elif weights is not None:
         result["interval"] = "Wald, robust (HC0) SE"
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            frame = fit.get_margeff(at="overall").summary_frame()
+        row = frame.loc["alliance_sd"]
+        result["rd"] = {"estimate": float(row["dy/dx"]), "ci_low": float(row["Conf. Int. Low"]),
+                        "ci_high": float(row["Cont. Int. Hi."]), "p": float(row["Pr(>|z|)"]),
+                        "scale": "risk difference per SD (average marginal change in probability, delta-method CI)"}
     return result
+
+
+def linear(df: pd.DataFrame, outcome: str = "self_efficacy", adjust: bool | list[str] = False,
+           weights: pd.Series | None = None, sd: float | None = None,
+           cluster: pd.Series | None = None) -> dict[str, Any]:
+    """Mean difference in ``outcome`` (points of its scale) per SD of alliance: least squares with
+    heteroskedasticity-robust (HC3) standard errors, weighted least squares with HC0 for ``weights``, or
+    cluster-robust standard errors by ``cluster`` (aligned with ``df``)."""
+    import statsmodels.formula.api as smf
+
+    data, terms = _design(df, outcome, adjust, sd)
+    name = (_name("Linear regression", terms) + (", IPW" if weights is not None else "")
+            + (", SE clustered by participant" if cluster is not None else ""))
+    scale = ("days" if outcome == "days_used" else "points") + " per SD of alliance"
+    if len(data) < 10 or data[outcome].nunique() < 2 or data["alliance_sd"].isna().all():
+        return _result(name, len(data), None, None, None, None, outcome=outcome, scale=scale)
+    formula = f"{outcome} ~ " + " + ".join(terms)
+    try:
+        if cluster is not None:
+            groups = pd.factorize(cluster.reindex(data.index))[0]
+            fit = smf.ols(formula, data).fit(cov_type="cluster", cov_kwds={"groups": groups})
+        elif weights is None:
+            fit = smf.ols(formula, data).fit(cov_type="HC3")
+        else:
+            fit = smf.wls(formula, data, weights=weights.reindex(data.index)).fit(cov_type="HC0")
+    except Exception as exc:
+        return _result(name, len(data), None, None, None, None, outcome=outcome, scale=scale,
+                       error=f"{type(exc).__name__}: {exc}")
+    beta, (lo, hi) = fit.params["alliance_sd"], fit.conf_int().loc["alliance_sd"]
+    return _result(name, len(data), beta, lo, hi, fit.pvalues["alliance_sd"], outcome=outcome, scale=scale,
+                   interval=("Wald, cluster-robust (sandwich) SE by participant" if cluster is not None else
+                             "Wald, robust (HC3) SE" if weights is None else "Wald, robust (HC0) SE"),
+                   parameters=_parameters(fit))
+
+
+def rcs_term(x: pd.Series, knots: list[float]) -> pd.Series:
+    """The non-linear term of a restricted cubic spline with three knots (Harrell 2015, eq. 2.25), scaled by the
+    squared knot range: 0 below the first knot, linear beyond the last."""
+    t1, t2, t3 = knots
+    pos = lambda v: np.clip(v, 0, None) ** 3  # noqa: E731
+    return (pos(x - t1) - pos(x - t2) * (t3 - t1) / (t3 - t2) + pos(x - t3) * (t2 - t1) / (t3 - t2)) / (t3 - t1) ** 2
+
+
+def linearity(df: pd.DataFrame, outcome: str, covariates: list[str], sd: float) -> dict[str, Any] | None:
+    """The ceiling check: the primary model with a restricted cubic spline of the alliance (knots at its 10th, 50th
+    and 90th percentiles among the rows) instead of a straight line; the robust (HC3) Wald test of the spline's
+    non-linear term.  None when the percentiles do not give three distinct knots (a ceiling holding a tenth)."""
+    import statsmodels.formula.api as smf
+
+    data, terms = _design(df, outcome, covariates or False, sd)
+    knots = sorted(set(float(k) for k in data["alliance_mean"].quantile([0.1, 0.5, 0.9])))
+    if len(knots) < 3 or len(data) < 20:
+        return None
+    data["alliance_curve"] = rcs_term(data["alliance_mean"], knots) / sd
+    fit = smf.ols(f"{outcome} ~ " + " + ".join(terms + ["alliance_curve"]), data).fit(cov_type="HC3")
+    return {"test": "Restricted cubic spline (3 knots), robust Wald test of the non-linear term", "n": len(data),
+            "knots": knots, "estimate": float(fit.params["alliance_curve"]), "p": float(fit.pvalues["alliance_curve"]),
+            "outcome": outcome}
 
 
 def _odds_ratio_per_sd(name: str, n: int, fit: Any, outcome: str) -> dict[str, Any]:
     beta, (lo, hi) = fit.params["alliance_sd"], fit.conf_int().loc["alliance_sd"]
+    converged = getattr(fit, "mle_retvals", None) or {}
+    if (not converged.get("converged", True) or not np.all(np.isfinite([beta, lo, hi]))
+            or max(abs(lo), abs(hi)) > 30 or not np.all(np.isfinite(fit.bse))):
+        # (quasi-)separation: a covariate level or the alliance predicts the outcome perfectly
+        return _result(name, n, None, None, None, None, outcome=outcome, scale="odds ratio per SD",
+                       error="not estimable: the model did not converge or separates the outcome")
     return _result(name, n, math.exp(beta), math.exp(lo), math.exp(hi), fit.pvalues["alliance_sd"],
                    outcome=outcome, scale="odds ratio per SD", interval="Wald")
 
 
-def ordinal(df: pd.DataFrame, outcome: str) -> dict[str, Any]:
-    """Proportional-odds (ordinal logistic) regression: odds ratio per SD for a better rating."""
+def _exog(data: pd.DataFrame, terms: list[str]) -> pd.DataFrame:
+    """The design matrix of ``terms`` without an intercept (patsy's treatment coding for categories)."""
+    from patsy import dmatrix
+
+    x = dmatrix(" + ".join(terms), data, return_type="dataframe")
+    return x.drop(columns="Intercept")
+
+
+def ordinal(df: pd.DataFrame, outcome: str, adjust: bool | list[str] = False, sd: float | None = None) -> dict[str, Any]:
+    """Proportional-odds (ordinal logistic) regression: odds ratio per SD for a better rating, with a Brant test
+    of proportional odds for the alliance (``brant``: the odds ratio of each cut point's binary logistic regression
+    and the Wald test that they are equal)."""
     from statsmodels.miscmodels.ordinal_model import OrderedModel
 
-    data, _ = _design(df, outcome, adjust=False)
-    name = "Proportional-odds logistic regression"
+    data, terms = _design(df, outcome, adjust, sd)
+    name = _name("Proportional-odds logistic regression", terms)
     if len(data) < 10 or data[outcome].nunique() < 2:
         return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             y = pd.Series(pd.Categorical(data[outcome].astype(int), ordered=True), index=data.index)
-            fit = OrderedModel(y, data[["alliance_sd"]], distr="logit").fit(method="bfgs", disp=False)
+            fit = OrderedModel(y, _exog(data, terms), distr="logit").fit(method="bfgs", disp=False, maxiter=500)
         except Exception as exc:
             return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD",
                            error=f"{type(exc).__name__}: {exc}")
-    return _odds_ratio_per_sd(name, len(data), fit, outcome)
+    result = _odds_ratio_per_sd(name, len(data), fit, outcome)
+    if result["estimate"] is None:
+        return result
+    result["parameters"] = _parameters(fit)
+    result["brant"] = brant(data, outcome, terms)
+    return result
+
+
+def brant(data: pd.DataFrame, outcome: str, terms: list[str]) -> dict[str, Any] | None:
+    """Brant's test of proportional odds for the alliance: a binary logistic regression per cut point
+    (y > k), their alliance coefficients' joint covariance (Brant 1990), and the Wald chi-square that the
+    coefficients are equal (J - 2 df for J categories).  None with fewer than three categories or a failed fit."""
+    import statsmodels.api as sm
+
+    levels = sorted(data[outcome].unique())
+    if len(levels) < 3:
+        return None
+    exog = sm.add_constant(_exog(data, terms), has_constant="add")
+    col = list(exog.columns).index("alliance_sd")  # patsy puts categorical terms first
+    x = exog.to_numpy(float)
+    y = data[outcome].to_numpy()
+    betas, probs, infos = [], [], []
+    try:
+        for k in levels[:-1]:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = sm.Logit((y > k).astype(float), x).fit(disp=False)
+            if not fit.mle_retvals.get("converged", True):
+                return None
+            betas.append(fit.params)
+            p = fit.predict(x)
+            probs.append(p)
+            infos.append(np.linalg.inv(x.T @ (x * (p * (1 - p))[:, None])))
+    except Exception:
+        return None
+    j = len(betas)
+    cov = np.zeros((j, j))
+    for a in range(j):
+        for b in range(a, j):
+            w = probs[b] - probs[a] * probs[b]  # P(y > k_b) (1 - P(y > k_a)) for k_a <= k_b
+            v = infos[a] @ (x.T @ (x * w[:, None])) @ infos[b]
+            cov[a, b] = cov[b, a] = v[col, col]
+    est = np.array([beta[col] for beta in betas])
+    contrast = np.eye(j)[1:] - np.eye(j)[:-1]  # successive differences: all equal
+    diff = contrast @ est
+    stat = float(diff @ np.linalg.solve(contrast @ cov @ contrast.T, diff))
+    return {"test": "Brant test (alliance)", "odds_ratios": [float(math.exp(b)) for b in est],
+            "cuts": [f"{outcome} > {int(k)}" for k in levels[:-1]], "chi2": stat, "df": float(j - 1),
+            "p": float(sps.chi2.sf(stat, j - 1))}
 
 
 def high_vs_other(df: pd.DataFrame, outcome: str) -> dict[str, Any]:
@@ -180,7 +327,16 @@ def high_vs_other(df: pd.DataFrame, outcome: str) -> dict[str, Any]:
     ratio = odds_ratio(table, kind="sample")
     ci = ratio.confidence_interval(0.95)
     return _result(test, n, ratio.statistic, ci.low, ci.high, p, outcome=outcome, scale="odds ratio, high vs other",
-                   table=table.tolist(), interval="Woolf (normal on the log odds ratio)")
+                   table=table.tolist(), interval="Woolf (normal on the log odds ratio)", **risk_difference(table))
+
+
+def risk_difference(table: np.ndarray) -> dict[str, float]:
+    """The share with the outcome in the first row minus the second's, with Newcombe's hybrid score interval."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    (a, b), (c, d) = table
+    low, high = confint_proportions_2indep(a, a + b, c, c + d, method="newcomb", compare="diff")
+    return {"rd": float(a / (a + b) - c / (c + d)), "rd_low": float(low), "rd_high": float(high)}
 
 
 TREND_TEST = "Mantel's linear-by-linear trend test across tertiles"
@@ -205,8 +361,8 @@ def trend(df: pd.DataFrame, outcome: str) -> dict[str, Any]:
 
 def nonresponse(df: pd.DataFrame) -> dict[str, Any]:
     """Responders vs non-responders on alliance (one row per participant, e.g. one time point): Mann-Whitney U and
-    the standardized difference d with its normal-approximation 95% CI.  ``differs``: the CI excludes 0 and
-    |d| >= NONRESPONSE_MIN_D."""
+    the standardized difference d with its normal-approximation 95% CI.  A description, not a test of the
+    missing-data assumption (which the data cannot test)."""
     data = pd.DataFrame({"a": _num(df["alliance_mean"]), "r": _num(df["responded"])}).dropna()
     r, nr = data.loc[data.r == 1, "a"], data.loc[data.r == 0, "a"]
     if len(r) < 2 or len(nr) < 2:
@@ -220,32 +376,10 @@ def nonresponse(df: pd.DataFrame) -> dict[str, Any]:
     return _result("Mann-Whitney U", len(data), d, low, high, p, u=float(u),
                    scale="standardized difference (responders - non-responders)", n_responders=int(len(r)),
                    n_nonresponders=int(len(nr)), mean_responders=float(r.mean()), mean_nonresponders=float(nr.mean()),
-                   differs=differs(d, low, high), interval="normal approximation (Hedges-Olkin SE)")
+                   interval="normal approximation (Hedges-Olkin SE)")
 
 
-def differs(d: float | None, low: float | None, high: float | None) -> bool:
-    """The non-response decision rule: a difference only when the 95% CI excludes 0 and |d| >= 0.2."""
-    if d is None or low is None or high is None:
-        return False
-    return bool((low > 0 or high < 0) and abs(d) >= NONRESPONSE_MIN_D)
-
-
-def response_weights(df: pd.DataFrame) -> pd.Series:
-    """Inverse probability of response, from a logistic model of response on alliance (and covariates)."""
-    import statsmodels.formula.api as smf
-
-    data, terms = _design(df.assign(responded=_num(df["responded"])), "responded", adjust=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            fit = smf.logit("responded ~ " + " + ".join(terms), data).fit(disp=False)
-        except Exception:
-            fit = smf.logit("responded ~ alliance_sd", data).fit(disp=False)
-    p = fit.predict(data).clip(0.02, 1.0)
-    return (1 / p).reindex(df.index)
-
-
-MIXED_TEST = "Linear mixed model (random intercept per participant, REML)"
+MIXED_TEST = "Linear mixed model (random intercept per participant, REML, robust SE)"
 Z95 = float(sps.norm.ppf(0.975))
 
 
@@ -287,7 +421,25 @@ def random_intercept_reml(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> d
     a, beta, rss = solve(g)
     scale = rss / (n_obs - p)
     return {"params": beta, "bse": np.sqrt(np.diag(_observed_cov(X, y, codes, sizes, sx, a, beta, g, scale))),
+            "robust_bse": np.sqrt(np.diag(_sandwich(X, y, codes, sizes, sx, a, beta, g))),
             "scale": scale, "group_var": g * scale}
+
+
+def _sandwich(X, y, codes, sizes, sx, a, beta, g) -> np.ndarray:
+    """Cluster-robust (sandwich) covariance of the fixed effects by group: A^-1 (sum u_i u_i') A^-1 with
+    A = X' H^-1 X and u_i = X_i' H_i^-1 r_i, H_i^-1 = I - c_i J (the scale cancels).  Valid for the fixed effects
+    even when a random intercept alone does not describe how a participant's answers go together (a random slope,
+    an unstructured covariance over time)."""
+    r = y - X @ beta
+    c = g / (1 + sizes * g)
+    xr = np.zeros_like(sx)
+    np.add.at(xr, codes, X * r[:, None])
+    rs = np.bincount(codes, weights=r, minlength=len(sizes))
+    u = xr - sx * (c * rs)[:, None]
+    a_inv = np.linalg.inv(a)
+    n_groups, p = len(sizes), X.shape[1]
+    small = n_groups / (n_groups - 1) if n_groups > 1 else 1.0  # the usual G / (G - 1) correction
+    return small * a_inv @ (u.T @ u) @ a_inv
 
 
 def _observed_cov(X, y, codes, sizes, sx, a, beta, g, scale) -> np.ndarray:
@@ -313,25 +465,34 @@ def _observed_cov(X, y, codes, sizes, sx, a, beta, g, scale) -> np.ndarray:
     return np.linalg.inv(k * a / q + np.outer(l_bg, l_bg) / l_gg)
 
 
-def mixed_model(df: pd.DataFrame) -> dict[str, Any]:
-    """Self-efficacy on alliance x time point, random intercept per participant (REML, every participant).
+def mixed_model(df: pd.DataFrame, sd: float | None = None, covariates: list[str] | None = None) -> dict[str, Any]:
+    """Self-efficacy on alliance x time point and the covariates, random intercept per participant (REML, every
+    participant), with cluster-robust (sandwich) standard errors by participant.
 
     Time points are numbers, ordered numerically, the earliest as reference; the time points used are those
-    with MIN_RESPONDERS or more answers.  Fitted only when at least MIN_REPEATED participants answered at two
-    or more of them (otherwise nobody, or too few, are measured twice and a random intercept per participant is
-    not identified); ``n_repeated`` says how many did.  Terms are named in words.  Wald 95% CIs, normal p-values.
+    with MIN_RESPONDERS or more answers (``dropped``: the others).  Fitted only when at least MIN_REPEATED
+    participants answered at two or more of them (otherwise nobody, or too few, are measured twice and a random
+    intercept per participant is not identified); ``n_repeated`` says how many did.  Terms are named in words.
+    Wald 95% CIs from the robust SE, normal p-values.  ``sd``: the report's one SD of the alliance.
     """
+    from .missing import numeric_frame
+
     data = pd.DataFrame({"y": _num(df["self_efficacy"]), "a": _num(df["alliance_mean"]),
-                         "t": _num(df["timepoint_days"]), "g": df["participant"]}).dropna()
+                         "t": _num(df["timepoint_days"]), "g": df["participant"]})
+    covs = numeric_frame(df, covariates or [], CATEGORICAL)
+    data = data.join(covs).dropna()
     counts = data.groupby("t")["g"].nunique()
     points = sorted(int(t) for t in counts[counts >= MIN_RESPONDERS].index)
+    dropped = sorted(int(t) for t in counts[counts < MIN_RESPONDERS].index)
     if len(points) >= 2:
         data = data[data["t"].isin(points)]
     repeated = int((data.groupby("g")["t"].nunique() >= 2).sum()) if len(data) else 0
-    base = {"timepoints": points, "n_repeated": repeated, "min_repeated": MIN_REPEATED}
+    base = {"timepoints": points, "dropped": dropped if len(points) >= 2 else [], "n_repeated": repeated,
+            "min_repeated": MIN_REPEATED, "covariates": [c for c in (covariates or []) if c in df]}
     if len(points) < 2 or repeated < MIN_REPEATED:
         return _result(MIXED_TEST, len(data), None, None, None, None, fitted=False, **base)
-    z = ((data["a"] - data["a"].mean()) / data["a"].std()).to_numpy()
+    scale_sd = data["a"].std() if sd is None else sd
+    z = ((data["a"] - data["a"].mean()) / scale_sd).to_numpy()
     t = data["t"].to_numpy()
     reference, later = points[0], points[1:]
     columns, names = [np.ones(len(data)), z], ["intercept", "alliance_sd"]
@@ -340,7 +501,11 @@ def mixed_model(df: pd.DataFrame) -> dict[str, Any]:
         at = (t == tp).astype(float)
         columns += [at, z * at]
         names += [f"at_{tp}", f"alliance_sd_at_{tp}"]
-        words[f"alliance_sd_at_{tp}"] = f"change in the alliance effect, {tp} vs {reference} days"
+        words[f"alliance_sd_at_{tp}"] = f"difference in the alliance association, {tp} vs {reference} days"
+    for c in covs.columns:
+        if data[c].nunique() > 1:
+            columns.append(data[c].to_numpy(float))
+            names.append(c)
     try:
         fit = random_intercept_reml(data["y"].to_numpy(), np.column_stack(columns), data["g"].to_numpy())
     except (np.linalg.LinAlgError, ValueError) as exc:
@@ -349,14 +514,15 @@ def mixed_model(df: pd.DataFrame) -> dict[str, Any]:
     terms = []
     for name in ["alliance_sd"] + [f"alliance_sd_at_{tp}" for tp in later]:
         i = names.index(name)
-        est, se = float(fit["params"][i]), float(fit["bse"][i])
+        est, se = float(fit["params"][i]), float(fit["robust_bse"][i])
         terms.append({"term": words[name], "estimate": est, "ci_low": est - Z95 * se, "ci_high": est + Z95 * se,
-                      "p": float(2 * sps.norm.sf(abs(est / se)))})
+                      "p": float(2 * sps.norm.sf(abs(est / se))), "model_se": float(fit["bse"][i])})
     main = terms[0]
     return _result(MIXED_TEST, len(data), main["estimate"], main["ci_low"], main["ci_high"], main["p"], fitted=True,
                    **base, reference=reference, n_participants=int(data["g"].nunique()), terms=terms,
                    variance_participant=float(fit["group_var"]), variance_residual=float(fit["scale"]),
-                   scale=f"points of self-efficacy per SD of alliance at {reference} days", interval="Wald")
+                   scale=f"points of self-efficacy per SD of alliance at {reference} days",
+                   interval="Wald, cluster-robust (sandwich) SE by participant")
 
 
 def holm(results: list[dict[str, Any]]) -> None:
@@ -412,33 +578,14 @@ def later_episode_answers(df: pd.DataFrame, outcome: str = "self_efficacy_high")
     return int((~_first_episode_rows(df) & _num(df[outcome]).notna()).sum())
 
 
-def all_episodes(df: pd.DataFrame, outcome: str = "self_efficacy_high") -> dict[str, Any]:
-    """Sensitivity analysis: the unadjusted logistic regression on every episode, SEs clustered by participant."""
-    return logistic(df, outcome, cluster=df["participant"])
+def all_episodes(df: pd.DataFrame, outcome: str = "self_efficacy", covariates: list[str] | None = None,
+                 sd: float | None = None) -> dict[str, Any]:
+    """Sensitivity analysis for readmissions: the primary model on every episode (of the primary time point),
+    SEs clustered by participant."""
+    return linear(df, outcome, adjust=covariates or False, sd=sd, cluster=df["participant"])
 
 
 # -- the unit of analysis -----------------------------------------------------------------------------------------
-def one_answer_per_participant(df: pd.DataFrame, outcome: str) -> pd.DataFrame:
-    """Each participant's earliest answer to ``outcome`` (lowest time point): one row per participant."""
-    rows = df[_num(df[outcome]).notna()]
-    if rows["participant"].is_unique:
-        return rows
-    order = np.argsort(_num(rows["timepoint_days"]).to_numpy(), kind="stable")
-    return rows.iloc[order].drop_duplicates("participant").sort_index()
-
-
-def response_rows(df: pd.DataFrame, outcome: str = "self_efficacy_high") -> pd.DataFrame:
-    """One row per participant for the response model: the earliest answer to ``outcome``, or the earliest
-    follow-up of a participant who never answered it; ``responded`` = answered it at any time point."""
-    answered = _num(df[outcome]).notna()
-    if df["participant"].is_unique:
-        return df.assign(responded=answered.astype(int))
-    key = pd.DataFrame({"never": ~answered, "t": _num(df["timepoint_days"])}, index=df.index)
-    order = key.sort_values(["never", "t"], kind="stable").index
-    rows = df.loc[order].drop_duplicates("participant").sort_index()
-    return rows.assign(responded=_num(rows[outcome]).notna().astype(int))
-
-
 def by_timepoint(df: pd.DataFrame) -> list[tuple[int, pd.DataFrame]]:
     """The rows of each time point, in numeric order."""
     t = _num(df["timepoint_days"])
@@ -450,45 +597,161 @@ def people_answered(df: pd.DataFrame) -> int:
     return int(df.loc[_num(df["responded"]).fillna(0) == 1, "participant"].nunique()) if len(df) else 0
 
 
-def summarise(df: pd.DataFrame) -> dict[str, Any]:
+# -- the primary estimand, the secondary family and the rules that keep a model out ------------------------------
+PRIMARY_OUTCOME = "self_efficacy"
+EPP = 10  # participants (linear), events of the rarer outcome (logistic) or participants (ordinal) per parameter
+REASONS = {  # why each covariate is in the adjustment set (the report's Methods prints them)
+    "age": "a confounder: age goes with how patients rate their therapist and with recovery",
+    "sex": "a confounder: sex goes with the alliance and with self-rated health and substance use",
+    "primary_substance": "a confounder: the substance shapes both the treatment relationship and the outcomes",
+    "program": "a confounder: programmes differ in therapists, intensity and the patients they admit",
+    "length_of_stay_days": ("a confounder (a longer stay gives the alliance time to form and is itself treatment), "
+                            "but possibly a mediator too (a good alliance keeps patients in treatment): a "
+                            "sensitivity analysis leaves it out"),
+}
+MODELS = {"self_efficacy": "linear", "self_efficacy_high": "logistic", "mental_health": "ordinal",
+          "physical_health": "ordinal", "days_used": "linear"}
+
+
+def fit_model(rows: pd.DataFrame, outcome: str, adjust: bool | list[str], sd: float) -> dict[str, Any]:
+    kind = MODELS[outcome]
+    if kind == "linear":
+        return linear(rows, outcome, adjust=adjust, sd=sd)
+    if kind == "logistic":
+        return logistic(rows, outcome, adjust=adjust, sd=sd)
+    return ordinal(rows, outcome, adjust=adjust, sd=sd)
+
+
+def epp_rule(r: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The events-per-parameter rule of a fitted model (a minimum of ``EPP``, after Riley et al. 2019, whose
+    full criteria need an anticipated R-squared this study does not pre-specify): a model that breaks it is kept
+    out, its estimate withheld, and ``rule`` says which rule did it."""
+    k = r.get("parameters")
+    if r.get("estimate") is None or not k:
+        return r
+    if kind == "logistic":
+        have, what = min(r["events"], r["n"] - r["events"]), "events of the rarer outcome"
+    else:
+        have, what = r["n"], "participants"
+    k_model = k - 1 if kind != "ordinal" else k  # the intercept is not counted; an ordinal model's cut points are
+    r["epp"] = {"have": int(have), "parameters": int(k_model), "needed": EPP * int(k_model), "what": what}
+    if have < EPP * k_model:
+        r["rule"] = f"fewer than {EPP} {what} per parameter ({k_model} parameters need {EPP * k_model})"
+        for key in ("estimate", "ci_low", "ci_high", "p", "rd", "brant"):
+            r[key] = None
+    return r
+
+
+def analysis_timepoint(points: list[int], primary_timepoint: int) -> int | None:
+    """The pre-specified time point when the data have it; otherwise (a report restricted to another time point)
+    the earliest time point present, and the report says it is not the primary one."""
+    if primary_timepoint in points:
+        return primary_timepoint
+    return min(points) if points else None
+
+
+def at_timepoint(df: pd.DataFrame, timepoint: int | None) -> pd.DataFrame:
+    """The rows of one time point (one per participant in the first-episode data)."""
+    return df[_num(df["timepoint_days"]) == timepoint] if timepoint is not None else df.iloc[:0]
+
+
+def alliance_sd(primary: pd.DataFrame) -> float | None:
+    """The one SD of "per SD": the sample SD of the alliance over the participants (first episode, one rating
+    each), as the report's description of the alliance prints it."""
+    per = _num(primary.drop_duplicates("participant")["alliance_mean"]).dropna()
+    return float(per.std()) if len(per) > 1 and per.std() > 0 else None
+
+
+def covariates_present(df: pd.DataFrame) -> list[str]:
+    return [c for c in COVARIATES if c in df and df[c].notna().any()]
+
+
+def wide_answers(primary: pd.DataFrame, outcome: str, skip: int) -> pd.DataFrame:
+    """``outcome`` at every other time point, one row per participant (the imputation's auxiliary columns)."""
+    others = primary[_num(primary["timepoint_days"]) != skip]
+    if not len(others):
+        return pd.DataFrame()
+    wide = others.assign(v=_num(others[outcome])).pivot_table(index="participant", columns="timepoint_days",
+                                                              values="v", aggfunc="first")
+    wide.columns = [f"{outcome}_{int(c)}" for c in wide.columns]
+    return wide
+
+
+def summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
     """Every statistic of the report, machine-readable (unsuppressed: :mod:`analysis.results` suppresses).
 
-    Counts and estimates describe the primary data (``first_episodes``); ``episodes`` holds the number of
-    participants with more than one episode and the all-episodes sensitivity analysis (None when the
-    sample is too small or no answer comes from a later episode).  People and answers are counted apart:
-    ``n_participants`` and ``n_people_answered`` are people, ``n_followups`` and ``n_answers`` follow-ups.
+    Counts describe the primary data (``first_episodes``).  The estimand: the association of the alliance with
+    each outcome at one pre-specified time point (``primary_timepoint``), one row per participant; the primary
+    analysis is self-efficacy (0-10) on the alliance per SD, adjusted for the covariates present, by least squares
+    with robust SE.  ``estimates`` holds every outcome's unadjusted and adjusted model at that time point (roles:
+    primary, secondary (the Holm family, with the mixed model's interaction terms), exploratory); ``missing`` the
+    sensitivity analyses for non-response; ``mixed`` the longitudinal model.  People and answers are counted apart.
     """
+    from . import missing
+
     primary = first_episodes(df)
     answers = int(_num(primary["responded"]).fillna(0).sum()) if len(primary) else 0
     people = people_answered(primary)
     points = [t for t, _ in by_timepoint(primary)] if len(primary) else []
+    tp = analysis_timepoint(points, primary_timepoint)
+    sd = alliance_sd(primary) if len(primary) else None
     out: dict[str, Any] = {
         "timepoints": points, "n_followups": int(len(primary)),
         "n_participants": int(primary["participant"].nunique()) if len(primary) else 0,
         "n_answers": answers, "n_people_answered": people, "min_responders": MIN_RESPONDERS,
-        "unit": ("one row per participant per time point; across time points, each participant's earliest answer "
-                 "to each question" if len(points) > 1 else "one row per participant"),
+        "primary_timepoint": primary_timepoint, "analysis_timepoint": tp,
+        "analysis_is_primary": tp == primary_timepoint, "alliance_sd": sd, "epp": EPP,
+        "unit": f"one row per participant at the {tp}-day time point (first treatment episode)",
         "episodes": {**episode_counts(df), "primary": "first episode per participant", "sensitivity": None}}
     out["nonresponse"] = [{"timepoint": t, **nonresponse(rows)} for t, rows in by_timepoint(primary)]
-    if people < MIN_RESPONDERS:
+    if people < MIN_RESPONDERS or sd is None:
         out["too_small"] = True
         return out
     out["too_small"] = False
-    if later_episode_answers(df, "self_efficacy_high"):  # otherwise every episode = the primary answers
-        out["episodes"]["sensitivity"] = all_episodes(df, "self_efficacy_high")
-    rows = {o: one_answer_per_participant(primary, o) for o in [*OUTCOMES, *BINARY] if o in primary}
-    outcomes = [o for o in OUTCOMES if o in rows and len(rows[o]) >= 10]
-    out["spearman"] = [spearman(rows[o], o) for o in outcomes]
-    holm(out["spearman"])
-    out["logistic"] = [logistic(rows["self_efficacy_high"], "self_efficacy_high"),
-                       logistic(rows["self_efficacy_high"], "self_efficacy_high", adjust=True)]
-    out["ordinal"] = [ordinal(rows[o], o) for o in ("mental_health", "physical_health") if o in outcomes]
-    holm(out["ordinal"])
-    out["high_vs_other"] = [high_vs_other(rows[o], o) for o in BINARY]
-    holm(out["high_vs_other"])
-    out["trend"] = [trend(rows[o], o) for o in BINARY]
-    holm(out["trend"])
-    responders = response_rows(primary, "self_efficacy_high")
-    out["ipw"] = logistic(responders, "self_efficacy_high", weights=response_weights(responders))
-    out["mixed"] = mixed_model(primary)  # its random intercept per participant sees one episode each
+    at = at_timepoint(primary, tp)
+    covs = covariates_present(at)
+    out["adjustment"] = [{"covariate": c, "reason": REASONS[c]} for c in covs]
+    estimates = []
+    for o in MODELS:
+        if o not in at or _num(at[o]).notna().sum() < 10:
+            continue
+        for adjusted in (False, True):
+            if adjusted and not covs:
+                continue
+            r = epp_rule(fit_model(at, o, covs if adjusted else False, sd), MODELS[o])
+            role = ("primary" if o == PRIMARY_OUTCOME else "secondary") if adjusted or not covs else "exploratory"
+            estimates.append({**r, "outcome": o, "timepoint": tp, "adjusted": bool(adjusted), "role": role,
+                              "model": MODELS[o]})
+    out["estimates"] = estimates
+    main = next((r for r in estimates if r["role"] == "primary"), None)
+    if main is not None and main.get("estimate") is None:
+        main = None  # kept out by a rule: so are the analyses built on it
+    if main is not None and "length_of_stay_days" in covs:
+        out["without_length_of_stay"] = {
+            **epp_rule(linear(at, PRIMARY_OUTCOME, adjust=[c for c in covs if c != "length_of_stay_days"], sd=sd),
+                       "linear"), "outcome": PRIMARY_OUTCOME, "timepoint": tp}
+    if main is not None:
+        out["linearity"] = linearity(at, PRIMARY_OUTCOME, covs, sd)
+    out["spearman"] = [{**spearman(at, o), "timepoint": tp} for o in OUTCOMES if o in at
+                       and _num(at[o]).notna().sum() >= 10]
+    out["high_vs_other"] = [{**high_vs_other(at, o), "timepoint": tp} for o in BINARY if o in at]
+    out["trend"] = [{**trend(at, o), "timepoint": tp} for o in BINARY if o in at]
+    if later_episode_answers(at_timepoint(df, tp), PRIMARY_OUTCOME):  # otherwise every episode = the primary rows
+        out["episodes"]["sensitivity"] = {**all_episodes(at_timepoint(df, tp), PRIMARY_OUTCOME, covs, sd),
+                                          "timepoint": tp}
+    rated = at[_num(at["alliance_mean"]).notna()].assign(responded=_num(at[PRIMARY_OUTCOME]).notna().astype(int))
+    out["missing"] = {"assumption": "missing at random given the alliance and the covariates",
+                      "mice": None, "ipw": None}
+    if main is not None:
+        aux = wide_answers(primary, PRIMARY_OUTCOME, tp).reindex(rated["participant"])
+        aux.index = rated.index
+        out["missing"]["mice"] = {**missing.mice(rated, PRIMARY_OUTCOME, covs, CATEGORICAL, sd, auxiliary=aux),
+                                  "timepoint": tp}
+        if rated["responded"].nunique() == 2:
+            weights, info = missing.response_weights(rated, covs, CATEGORICAL, sd)
+            out["missing"]["ipw"] = {**linear(rated, PRIMARY_OUTCOME, adjust=covs, weights=weights, sd=sd),
+                                     "weights": info, "timepoint": tp}
+    out["mixed"] = mixed_model(primary, sd=sd, covariates=covs)  # its random effects see one episode each
+    family = [r for r in estimates if r["role"] == "secondary"] + (out["mixed"].get("terms") or [])[1:]
+    holm(family)
     return out

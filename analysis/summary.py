@@ -31,10 +31,16 @@ def summary_lines(payload: dict) -> list[str]:
     for r in payload["spearman"]:
         if r["estimate"] is not None:
             lines.append(f"Spearman rho, alliance vs {r['outcome'].replace('_', ' ')}: {fmt(r)}")
-    for r in payload["logistic"][:1] + payload["ordinal"]:
-        if r["estimate"] is not None:
-            lines.append(f"odds ratio per SD of alliance, {r['outcome'].replace('_', ' ')}: {fmt(r)}")
-    lines.append(association_text(payload["logistic"][0]))
-    ipw_shown = (payload.get("ipw") or {}).get("estimate") is not None
-    lines += ["non-response: " + nonresponse_text(nr, False, ipw_shown) for nr in payload["nonresponse"]]
+    estimates = payload.get("estimates") or []
+    for r in estimates:
+        if r["role"] in ("primary", "secondary") and r["estimate"] is not None:
+            scale = "odds ratio per SD of alliance" if "odds ratio" in r["scale"] else "points per SD of alliance"
+            lines.append(f"{r['role']}, {scale}, {r['outcome'].replace('_', ' ')} at {r['timepoint']} days "
+                         f"(adjusted): {fmt(r)}")
+    lines.append(association_text(next((r for r in estimates if r["role"] == "primary"), None),
+                                  payload.get("analysis_timepoint"), payload.get("analysis_is_primary") is not False))
+    lines += ["non-response: " + nonresponse_text(nr, False) for nr in payload["nonresponse"]]
+    mi = (payload.get("missing") or {}).get("mice")
+    if mi and mi.get("estimate") is not None:
+        lines.append(f"multiple imputation ({mi['imputations']} imputations), points per SD of alliance: {fmt(mi)}")
     return lines

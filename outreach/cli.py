@@ -1121,7 +1121,8 @@ def report_cmd(ctx: Context, out: Path, timepoint: int | None) -> None:
 
     _check_timepoint_option(ctx, timepoint)
     df = report_dataset(ctx.engine, timepoint=timepoint)  # no EXPORT_KEY: the report shows no pseudonyms
-    payload = write_report(df, out, suppress_below=ctx.settings.suppress_below, timepoint=timepoint)
+    payload = write_report(df, out, suppress_below=ctx.settings.suppress_below, timepoint=timepoint,
+                           primary_timepoint=ctx.settings.primary_timepoint)
     click.echo(f"report on {len(df)} follow-ups written to {out}/: report.md, report.html (figures embedded), "
                f"stats.json and {len(payload['figures'])} figures")
 

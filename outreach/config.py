@@ -74,6 +74,9 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "EXPORT_KEY": (None, "Key of the HMAC that turns patient ids into export pseudonyms (secret, at least 32 "
                          "characters: python -c \"import secrets; print(secrets.token_hex(32))\")."),
     "SUPPRESS_BELOW": ("5", "Counts from 1 to this minus one are shown as '<N' in reports."),
+    "PRIMARY_TIMEPOINT": ("30", "The report's pre-specified primary time point, in days after discharge (one of "
+                                "FOLLOWUP_DAYS): its primary and secondary analyses use the answers of that time "
+                                "point only."),
     "HELP_CONTACT": (None, "Phone number given to patients who text HELP (required by the web app)."),
     "CRISIS_LINE": ("988", "Crisis line named in the safety reply (call or text)."),
     "EMERGENCY_NUMBER": ("911", "Emergency number named in the safety reply."),
@@ -267,6 +270,7 @@ TYPED: dict[str, tuple] = {
     "SEND_CLAIM_TIMEOUT": (_number(0, above=True), "a number of seconds above 0, such as 60"),
     "SMS_BACKEND": (_choice("twilio", "simulator"), "twilio or simulator"),
     "SUPPRESS_BELOW": (_whole(1), "a whole number, at least 1, such as 5"),
+    "PRIMARY_TIMEPOINT": (_whole(1), "a whole number of days, one of FOLLOWUP_DAYS, such as 30"),
     "PUBLIC_BASE_URL": (_base_url, "an https URL such as https://outreach.example.org"),
     "WEB_CONCURRENCY": (_whole(1), "a whole number of processes, at least 1"),
     "WEB_THREADS": (_whole(1), "a whole number of threads, at least 1"),
@@ -353,6 +357,10 @@ class Settings:
             if audit_days is not None and values.get(rule) is not None and audit_days < values[rule]:
                 problems.append(f"RETAIN_AUDIT_DAYS ({audit_days}) is shorter than {rule} ({values[rule]}): the "
                                 "audit must outlive what it records")
+        primary, days = values.get("PRIMARY_TIMEPOINT"), values.get("FOLLOWUP_DAYS")
+        if primary is not None and days and primary not in days:
+            problems.append(f"PRIMARY_TIMEPOINT: {primary} is not one of FOLLOWUP_DAYS "
+                            f"({', '.join(str(d) for d in days)}); the report's primary time point must be followed up")
         if problems:
             raise ConfigError(problems[0] if len(problems) == 1 else
                               f"{len(problems)} settings cannot be read:\n" + "\n".join(f"  {p}" for p in problems))

@@ -128,9 +128,21 @@ def test_ordinal_model_recovers_a_true_odds_ratio_for_health():
     assert covered >= 26
 
 
-def test_nonresponse_detected_when_alliance_drives_response():
+def test_nonresponse_is_described_without_a_verdict():
     r = st.nonresponse(cohort(2000, 7, or_response=3.0))
-    assert r["differs"] and r["estimate"] > 0.2 and r["p"] < 0.001
+    assert r["estimate"] > 0.2 and r["p"] < 0.001 and "differs" not in r
+
+
+def test_response_that_depends_on_the_alliance_alone_leaves_the_complete_case_odds_ratio_unbiased():
+    """Missing at random given the alliance: responders are a biased sample of the alliance, not of the outcome
+    given the alliance, so the complete-case odds ratio per SD (population SD) is unbiased: 60 cohorts of 400,
+    true OR 2, response OR 3 per SD."""
+    from analysis.simulate import POP_SD
+
+    logs = [math.log(st.logistic(df, sd=POP_SD)["estimate"]) for seed in range(60)
+            for df in [cohort(400, 3000 + seed, or_efficacy=2.0, or_response=3.0)]]
+    se = np.std(logs, ddof=1) / math.sqrt(len(logs))
+    assert abs(np.mean(logs) - math.log(2.0)) < 3 * se + 0.02
 
 
 def test_too_few_responders_gives_no_estimates():
@@ -179,39 +191,49 @@ def test_first_episodes_keeps_each_participants_earliest_episode_at_every_time_p
     assert len(st.first_episodes(no_column)) == 3 and st.episode_counts(no_column)["n_participants_multi"] == 0
 
 
+def _row(summary: dict, outcome: str = "self_efficacy", adjusted: bool = False) -> dict:
+    return next(r for r in summary["estimates"] if r["outcome"] == outcome and r["adjusted"] is adjusted)
+
+
 def test_primary_analysis_counts_each_participant_once_and_matches_the_first_episodes_alone():
     df = readmitted(300, 21, 60)
     summary = st.summarise(df)
     alone = st.summarise(df[df["episode"] == 1].reset_index(drop=True))
     assert summary["n_followups"] == summary["n_participants"] == summary["nonresponse"][0]["n"] == 300
-    assert summary["logistic"][0]["n"] == int(df.loc[df["episode"] == 1, "self_efficacy_high"].notna().sum())
-    for key in ("spearman", "logistic", "ordinal", "high_vs_other"):
+    assert _row(summary)["n"] == int(df.loc[df["episode"] == 1, "self_efficacy"].notna().sum())
+    for key in ("spearman", "estimates", "high_vs_other"):
         assert [r["estimate"] for r in summary[key]] == [r["estimate"] for r in alone[key]]
-    assert summary["ipw"]["estimate"] == pytest.approx(alone["ipw"]["estimate"])
+    assert summary["missing"]["ipw"]["estimate"] == pytest.approx(alone["missing"]["ipw"]["estimate"])
     episodes = summary["episodes"]
     assert episodes["n_participants_multi"] == 60 and episodes["n_episodes"] == 360
     sensitivity = episodes["sensitivity"]
-    assert sensitivity["test"] == "Logistic regression, SE clustered by participant"
-    assert sensitivity["n"] == int(df["self_efficacy_high"].notna().sum()) > summary["logistic"][0]["n"]
+    assert sensitivity["test"] == "Linear regression, SE clustered by participant"
+    assert sensitivity["n"] == int(df["self_efficacy"].notna().sum()) > _row(summary)["n"]
 
 
 def test_mixed_model_sees_one_episode_per_participant():
     df = readmitted(200, 11, 80, timepoints=(30, 90))
     mixed = st.summarise(df)["mixed"]
-    alone = st.mixed_model(df[df["episode"] == 1])
+    first = df[df["episode"] == 1]
+    alone = st.mixed_model(first, sd=st.alliance_sd(first))
     assert mixed["n"] == alone["n"] == int(df.loc[df["episode"] == 1, "self_efficacy"].notna().sum())
     assert mixed["estimate"] == pytest.approx(alone["estimate"])
+
+
+def _width(r: dict) -> float:
+    return r["ci_high"] - r["ci_low"]
 
 
 def test_clustered_interval_is_wider_than_the_naive_one_when_a_second_episode_repeats_the_first():
     """Each answer counted twice: the naive fit thinks it has twice the information, the clustered one does not."""
     df = readmitted(300, 5, 300, duplicate=True)
     summary = st.summarise(df)
-    clustered, primary, naive = summary["episodes"]["sensitivity"], summary["logistic"][0], st.logistic(df)
+    sd = summary["alliance_sd"]
+    clustered, primary, naive = summary["episodes"]["sensitivity"], _row(summary), st.linear(df, sd=sd)
     assert clustered["n"] == naive["n"] == 2 * primary["n"]
     assert clustered["estimate"] == pytest.approx(naive["estimate"]) == pytest.approx(primary["estimate"], rel=0.01)
-    assert _log_width(clustered) > 1.3 * _log_width(naive)  # about sqrt(2) wider
-    assert _log_width(clustered) == pytest.approx(_log_width(primary), rel=0.1)  # as wide as one copy's
+    assert _width(clustered) > 1.3 * _width(naive)  # about sqrt(2) wider
+    assert _width(clustered) == pytest.approx(_width(primary), rel=0.1)  # as wide as one copy's
 
 
 def test_no_sensitivity_analysis_when_no_answer_comes_from_a_later_episode():
@@ -230,36 +252,46 @@ def test_too_few_responders_gives_no_sensitivity_analysis_either():
                        cohort(40, 3, base_response=0.4).assign(episode=2)], ignore_index=True)
     summary = st.summarise(small)
     assert summary["too_small"] and summary["episodes"]["n_participants_multi"] == 40
-    assert summary["episodes"]["sensitivity"] is None and "logistic" not in summary
+    assert summary["episodes"]["sensitivity"] is None and "estimates" not in summary
 
 
 # -- decision rules and the unit of analysis --------------------------------------------------------------------
-@pytest.mark.parametrize("d, low, high, verdict", [
-    (0.13, -0.94, 1.20, False),  # the 16-patient study: noise, not a difference
-    (0.15, 0.05, 0.25, False),  # a clear but trivial difference: |d| < 0.2
-    (0.25, -0.05, 0.55, False),  # large enough but the CI includes 0
-    (0.25, 0.04, 0.46, True), (-0.30, -0.50, -0.10, True)])
-def test_nonresponse_decision_rule(d, low, high, verdict):
-    assert st.differs(d, low, high) is verdict
-
-
 def test_the_sample_size_rule_counts_people_not_answers():
     df = cohort(20, 4, timepoints=(30, 90, 180), base_response=0.99)  # up to 60 answers from 20 people
     summary = st.summarise(df)
     assert summary["n_answers"] > st.MIN_RESPONDERS > summary["n_people_answered"] == 20
-    assert summary["too_small"] and "logistic" not in summary
+    assert summary["too_small"] and "estimates" not in summary
 
 
-def test_association_analyses_use_each_participants_earliest_answer():
+@pytest.mark.parametrize("primary_timepoint", [30, 90])
+def test_every_association_analysis_uses_the_primary_time_point_only(primary_timepoint):
     df = cohort(300, 9, timepoints=(30, 90))
-    summary = st.summarise(df)
-    answered = df[df["self_efficacy_high"].notna()]
-    assert summary["logistic"][0]["n"] == answered["participant"].nunique() < len(answered)
-    earliest = answered.sort_values("timepoint_days").drop_duplicates("participant")
-    assert summary["logistic"][0]["estimate"] == pytest.approx(st.logistic(earliest)["estimate"])
-    assert all(r["n"] <= 300 for key in ("spearman", "ordinal", "high_vs_other", "trend") for r in summary[key])
+    summary = st.summarise(df, primary_timepoint=primary_timepoint)
+    at = df[df["timepoint_days"] == primary_timepoint]
+    assert summary["analysis_timepoint"] == primary_timepoint and summary["analysis_is_primary"]
+    assert _row(summary)["n"] == int(at["self_efficacy"].notna().sum())
+    assert _row(summary)["estimate"] == pytest.approx(st.linear(at, sd=summary["alliance_sd"])["estimate"])
+    for key in ("estimates", "spearman", "high_vs_other", "trend"):
+        assert {r["timepoint"] for r in summary[key]} == {primary_timepoint}
     assert [nr["timepoint"] for nr in summary["nonresponse"]] == [30, 90]
     assert all(nr["n"] == 300 for nr in summary["nonresponse"])  # one row per participant at each time point
+
+
+def test_a_report_without_the_primary_time_point_analyses_its_earliest_and_says_it_is_not_primary():
+    summary = st.summarise(cohort(300, 9, timepoints=(90,)), primary_timepoint=30)
+    assert summary["analysis_timepoint"] == 90 and summary["analysis_is_primary"] is False
+    assert {r["timepoint"] for r in summary["estimates"]} == {90}
+
+
+def test_one_sd_for_every_per_sd():
+    df = cohort(300, 4, timepoints=(30, 90))
+    summary = st.summarise(df)
+    sd = df.drop_duplicates("participant")["alliance_mean"].std()
+    assert summary["alliance_sd"] == pytest.approx(sd)
+    at = df[df["timepoint_days"] == 30]
+    assert _row(summary, "self_efficacy_high")["estimate"] == pytest.approx(
+        st.logistic(at, sd=sd)["estimate"], rel=1e-6)
+    assert _row(summary, "self_efficacy_high")["estimate"] != pytest.approx(st.logistic(at)["estimate"], rel=1e-6)
 
 
 def test_no_mixed_model_when_nobody_is_measured_twice():

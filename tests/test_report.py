@@ -21,13 +21,16 @@ def test_report_files_figures_and_stats(tmp_path):
             "fig5_response.png", "fig6_timepoints.png"} <= names
     assert all((tmp_path / f).stat().st_size > 5000 for f in names if f.endswith(".png"))
     md = (tmp_path / "report.md").read_text()
-    for heading in ["Rank correlation", "odds ratio per SD", "proportional-odds", "Highest alliance tertile",
-                    "Who answered", "Across time points"]:
+    for heading in ["rank correlation", "odds ratio per SD", "Brant test", "highest alliance tertile",
+                    "Who answered", "Across time points", "## Participant flow", "## Table 1", "## Limitations",
+                    "Missing answers: the assumption", "Primary analysis (pre-specified"]:
         assert heading in md
     stats = json.loads((tmp_path / "stats.json").read_text())
-    assert stats["logistic"][0]["test"] == "Logistic regression" and stats["logistic"][0]["estimate"] > 1
+    main = next(r for r in stats["estimates"] if r["role"] == "primary")
+    assert main["test"] == "Linear regression" and main["estimate"] > 0 and main["timepoint"] == 30
     assert {r["outcome"] for r in stats["spearman"]} >= {"self_efficacy", "mental_health", "physical_health"}
-    assert all("p_holm" in r for r in stats["spearman"])
+    assert all("p_holm" in r for r in stats["estimates"] if r["role"] == "secondary")
+    assert not any("p_holm" in r for r in stats["estimates"] if r["role"] != "secondary")
     assert stats["mixed"]["timepoints"] == [30, 90] and stats["mixed"]["reference"] == 30
     html = (tmp_path / "report.html").read_text()
     assert html.count("<figure><img src='data:image/png;base64,") == 6  # embedded: the file travels alone
@@ -101,10 +104,11 @@ def test_readmitted_participants_count_once_and_the_report_says_so(tmp_path):
     assert stats["alliance"]["tertile_cuts"] == pytest.approx(every_stay.quantile([1 / 3, 2 / 3]).tolist())
     assert stats["episodes"]["n_participants_multi"] == 40 and stats["episodes"]["n_episodes"] == 340
     sensitivity = stats["episodes"]["sensitivity"]
-    assert sensitivity["n"] == int(df["self_efficacy_high"].notna().sum()) > stats["logistic"][0]["n"]
-    assert (f"| self-efficacy 8+, all episodes | Logistic regression, SE clustered by participant | "
+    main = next(r for r in stats["estimates"] if r["role"] == "primary")
+    assert sensitivity["n"] == int(df["self_efficacy"].notna().sum()) > main["n"]
+    assert (f"| self-efficacy, all episodes | Linear regression, SE clustered by participant | "
             f"{sensitivity['n']} | {sensitivity['estimate']:.2f} |") in md
-    assert "self-efficacy 8+, all episodes" in (tmp_path / "report.html").read_text()
+    assert "self-efficacy, all episodes" in (tmp_path / "report.html").read_text()
     assert "cluster-robust (sandwich) standard errors by participant" in md  # Methods
 
 
@@ -115,11 +119,11 @@ def test_a_few_readmitted_participants_are_suppressed(tmp_path):
     assert readmissions.startswith("<5 participants have more than one treatment episode. The primary analysis")
     assert "2" not in readmissions  # neither the count nor "302 episodes in all", which would give it away
     stats = json.loads((tmp_path / "stats.json").read_text())
-    episodes, primary_n = stats["episodes"], stats["logistic"][0]["n"]
+    episodes, primary_n = stats["episodes"], next(r for r in stats["estimates"] if r["role"] == "primary")["n"]
     assert episodes["n_participants_multi"] == "<5" and episodes["n_episodes"] == "x"
     # The all-episodes n would also give away how few answers the later episodes add.
     assert episodes["sensitivity"]["n"] == "x" and isinstance(primary_n, int)
-    assert "| self-efficacy 8+, all episodes | Logistic regression, SE clustered by participant | x |" in md
+    assert "| self-efficacy, all episodes | Linear regression, SE clustered by participant | x |" in md
 
 
 def test_a_report_without_readmissions_says_so_and_has_no_all_episodes_row(tmp_path):
@@ -163,19 +167,19 @@ def _section(md: str, heading: str) -> str:
     return md.split(f"## {heading}\n\n")[1].split("\n\n## ")[0]
 
 
-def test_responders_differ_only_by_the_rule_and_the_weighted_estimate_is_named_only_when_printed(tmp_path):
-    write_report(cohort(2000, 7, or_response=3.0), tmp_path / "differ")
-    md = (tmp_path / "differ" / "report.md").read_text()
-    who = _section(md, "Who answered")
-    assert "By the decision rule, responders and non-responders differ" in who
-    assert "the inverse-probability-weighted row below" in who and "| Logistic regression, IPW |" in md
-    write_report(cohort(400, 1, or_response=1.0), tmp_path / "same")
-    stats = json.loads((tmp_path / "same" / "stats.json").read_text())
-    nr = stats["nonresponse"][0]
-    assert not (nr["ci_low"] > 0 or nr["ci_high"] < 0) or abs(nr["estimate"]) < 0.2
-    who = _section((tmp_path / "same" / "report.md").read_text(), "Who answered")
-    assert "the data show no clear difference between responders and non-responders" in who
-    assert "weighted" not in who and nr["differs"] is False
+def test_non_response_is_an_assumption_with_sensitivity_analyses_not_a_verdict(tmp_path):
+    """Response driven by the alliance alone (MAR): no bias claim, no verdict; the assumption is stated and the
+    imputation, the tipping point and the weights are shown, as they are when response does not depend on it."""
+    for name, odds in (("alliance", 3.0), ("none", 1.0)):
+        write_report(cohort(1000, 7, or_response=odds), tmp_path / name)
+        md = (tmp_path / name / "report.md").read_text()
+        who = _section(md, "Who answered")
+        for claim in ("differ ", "biased", "no clear difference", "decision rule"):
+            assert claim not in who
+        assert "bias" not in md.replace("unbiased", "")
+        assert "Assumption: answers missing at 30 days are missing at random given the alliance and the covariates" in md
+        assert "| multiple imputation |" in md and "| inverse-probability weighting |" in md
+        assert "Tipping point" in md and "effective sample size" in md and "stabilised weights" in md
 
 
 def test_below_the_sample_size_rule_text_and_figures_are_descriptive(tmp_path):
@@ -193,15 +197,15 @@ def test_below_the_sample_size_rule_text_and_figures_are_descriptive(tmp_path):
     assert {p.name for p in tmp_path.glob("fig*.png")} == {"fig1_funnel.png", "fig2_alliance.png"}
 
 
-@pytest.mark.parametrize("odds, words", [(2.0, "went with higher odds of self-efficacy of 8 or more"),
-                                         (0.4, "went with lower odds of self-efficacy of 8 or more"),
+@pytest.mark.parametrize("odds, words", [(2.0, "was associated with higher self-efficacy at 30 days"),
+                                         (0.4, "was associated with lower self-efficacy at 30 days"),
                                          (1.0, "the data show no clear association")])
 def test_the_primary_result_follows_its_confidence_interval(odds, words, tmp_path):
     payload = write_report(cohort(400, 12, or_efficacy=odds), tmp_path)
-    r = payload["logistic"][0]
+    r = next(r for r in payload["estimates"] if r["role"] == "primary")
     md = (tmp_path / "report.md").read_text()
-    assert words in md
-    assert (r["ci_low"] > 1) == (odds == 2.0) and (r["ci_high"] < 1) == (odds == 0.4)
+    assert words in md and "effect" not in md.lower().replace("effective sample size", "")
+    assert (r["ci_low"] > 0) == (odds == 2.0) and (r["ci_high"] < 0) == (odds == 0.4)
 
 
 def test_the_mixed_model_says_how_many_participants_answered_twice(tmp_path):
@@ -260,9 +264,11 @@ def test_figures_stay_on_their_scales_and_draw_no_individual_answers(tmp_path):
 
 def test_the_report_names_its_interval_types(tmp_path):
     payload = write_report(cohort(400, 1, timepoints=(30, 90)), tmp_path)
-    intervals = {r["interval"] for key in ("spearman", "logistic", "ordinal", "high_vs_other") for r in payload[key]}
-    assert intervals == {"Fisher z, Bonett-Wright SE", "Wald", "Woolf (normal on the log odds ratio)"}
-    assert payload["ipw"]["interval"] == "Wald, robust (HC0) SE" and payload["mixed"]["interval"] == "Wald"
+    intervals = {r["interval"] for key in ("spearman", "estimates", "high_vs_other") for r in payload[key]}
+    assert intervals == {"Fisher z, Bonett-Wright SE", "Wald", "Wald, robust (HC3) SE",
+                         "Woolf (normal on the log odds ratio)"}
+    assert payload["missing"]["ipw"]["interval"] == "Wald, robust (HC0) SE"
+    assert payload["mixed"]["interval"] == "Wald, cluster-robust (sandwich) SE by participant"
     methods = (tmp_path / "report.md").read_text().split("## Methods")[1]
     assert "Wald 95% CIs" in methods and "No profile-likelihood intervals" in methods
     assert "Mantel's linear-by-linear association test" in methods and "Cochran-Armitage" not in methods
@@ -280,3 +286,13 @@ def test_the_report_needs_no_export_key(make_patient, make_followup, engine, tmp
     text = (tmp_path / "report.md").read_text() + (tmp_path / "stats.json").read_text()
     assert not any(p in text for p in df["participant"])
     assert payload["participants"]["targeted"] == "<5"
+
+
+def test_a_report_of_another_time_point_calls_the_primary_model_secondary_there(tmp_path):
+    df = cohort(400, 3, timepoints=(90,))
+    payload = write_report(df, tmp_path, timepoint=90, primary_timepoint=30)
+    md = (tmp_path / "report.md").read_text()
+    assert payload["analysis_timepoint"] == 90 and payload["analysis_is_primary"] is False
+    assert "Primary result" not in md and "not the pre-specified primary time point: a secondary result" in md
+    assert "| primary model (secondary time point) |" in md
+    assert "this report does not hold the pre-specified primary time point (30 days" in md

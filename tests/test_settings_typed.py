@@ -47,3 +47,12 @@ def test_settings_are_read_as_typed_attributes():
     assert settings.require_2fa_for_admins is True
     assert settings.send_window.opening(dt.datetime(2026, 1, 5, 12), "UTC") == dt.datetime(2026, 1, 5, 12)
     assert settings.expire_days == 7  # the documented default, typed
+
+
+def test_the_primary_time_point_is_a_typed_setting_and_one_of_the_follow_up_days():
+    assert load_settings({}).primary_timepoint == 30
+    assert load_settings({"PRIMARY_TIMEPOINT": "90"}).primary_timepoint == 90
+    with pytest.raises(ConfigError, match="PRIMARY_TIMEPOINT: 45 is not one of FOLLOWUP_DAYS"):
+        load_settings({"PRIMARY_TIMEPOINT": "45"})
+    with pytest.raises(ConfigError, match="PRIMARY_TIMEPOINT: 'thirty' cannot be read"):
+        load_settings({"PRIMARY_TIMEPOINT": "thirty"})

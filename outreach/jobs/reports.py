@@ -108,7 +108,8 @@ def run_report(ctx: JobContext) -> dict[str, Any]:
     out = ctx.folder / FOLDER
     out.mkdir(exist_ok=True, mode=0o700)
     with Ticker(ctx, 0.3, "computing the statistics and drawing the figures"):
-        payload = write_report(df, out, suppress_below=ctx.settings.suppress_below, timepoint=timepoint)
+        payload = write_report(df, out, suppress_below=ctx.settings.suppress_below, timepoint=timepoint,
+                               primary_timepoint=ctx.settings.primary_timepoint)
     ctx.progress(0.9, "packing the report folder")
     target = _zip_folder(out, ctx.folder / ZIP)
     participants = (payload.get("participants") or {}).get("targeted", 0) if len(df) else 0
