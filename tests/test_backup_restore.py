@@ -191,3 +191,15 @@ def test_a_file_that_is_not_a_backup_is_refused_in_words(tmp_path):
     result = CliRunner().invoke(cli, ["restore", str(tmp_path / "notes.txt")], env=env)
     assert result.exit_code == 1 and "is not a backup made by `outreach backup`" in result.output
     assert not (tmp_path / "new.db").exists()
+
+
+def test_a_restore_into_an_existing_empty_sqlite_file_leaves_it_the_owner_s_only(tmp_path):
+    """An administrator who made the empty file first (touch, or a tool) gets every patient's data 0600 all the same."""
+    source = {"DATABASE_URL": f"sqlite:///{tmp_path / 'source.db'}"}
+    run(source, "db", "upgrade")
+    run(source, "backup", "--out", str(tmp_path / "study.backup"))
+    target = tmp_path / "restored.db"
+    target.touch(mode=0o644)
+    target.chmod(0o644)
+    run({"DATABASE_URL": f"sqlite:///{target}"}, "restore", str(tmp_path / "study.backup"))
+    assert target.stat().st_mode & 0o777 == 0o600

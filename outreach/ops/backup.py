@@ -88,6 +88,7 @@ def restore(file: Path, url: str) -> Done:
         _refuse_non_empty(url)
         if not target.exists():  # every patient's data: the owner only, as the backup was
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.chmod(target, 0o600)  # an empty file made beforehand too, before any data goes into it
         _sqlite_backup(file, target)
     elif head.startswith(PG_CUSTOM_MAGIC):
         if _is_sqlite(url):
