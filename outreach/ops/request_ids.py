@@ -12,6 +12,16 @@ from ..logs import bind_request_id, new_request_id, unbind_request_id, valid_req
 log = logging.getLogger("outreach.requests")
 
 
+PATH_LIMIT = 200
+
+
+def shown_path(path: str) -> str:
+    """A request's path as a log line shows it: the client chose it (decoded, ``%0a`` is a newline), so control
+    characters are escaped (none starts a made-up line of its own) and a long one is cut short."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in path)
+    return shown if len(shown) <= PATH_LIMIT else shown[:PATH_LIMIT] + "…"
+
+
 def init_request_ids(app) -> None:
     from flask import g, request
 
@@ -26,7 +36,7 @@ def init_request_ids(app) -> None:
         started = g.get("outreach_request")
         if started is not None:
             response.headers["X-Request-Id"] = started[1]
-            log.info("%s %s %s in %.0f ms", request.method, request.path, response.status_code,
+            log.info("%s %s %s in %.0f ms", request.method, shown_path(request.path), response.status_code,
                      (time.perf_counter() - started[2]) * 1000)
         return response
 
