@@ -182,3 +182,14 @@ def test_gunicorn_s_own_lines_are_json_too(web_env, tmp_path):
     assert any(line["logger"] == "gunicorn.error" and "Booting worker" in line["message"] for line in lines), lines
     assert any("GET /healthz 200" in line["message"] for line in lines)
     assert len([line for line in lines if "GET /healthz 200" in line["message"]]) == 1  # no line twice
+
+
+def test_an_unsigned_webhook_does_not_log_under_the_message_sid_it_claims(app, capsys):
+    """Anyone can post a form naming a real text's MessageSid; without Twilio's signature its 403 is not logged under
+    that text's id (which would mix a stranger's requests into the trail of, say, a crisis text)."""
+    response = app.test_client().post("/twilio/sms", data={"MessageSid": SID, "From": PHONE, "Body": "x"})
+    assert response.status_code == 403
+    assert response.headers["X-Request-Id"] != SID
+    lines = json_lines(capsys.readouterr().err)
+    assert not any(line["request_id"] == SID for line in lines), lines
+    assert any("POST /twilio/sms 403" in line["message"] for line in lines)

@@ -22,6 +22,18 @@ def shown_path(path: str) -> str:
     return shown if len(shown) <= PATH_LIMIT else shown[:PATH_LIMIT] + "…"
 
 
+def distrust_request_id() -> None:
+    """The request's id came from a form nobody vouched for (a webhook whose signature failed): a new one instead,
+    so that a stranger's request never logs under the MessageSid of a real text."""
+    from flask import g
+
+    started = g.get("outreach_request")
+    if started is not None:
+        unbind_request_id(started[0])
+        rid = new_request_id()
+        g.outreach_request = (bind_request_id(rid), rid, started[2])
+
+
 def init_request_ids(app) -> None:
     from flask import g, request
 
