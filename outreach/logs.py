@@ -257,8 +257,13 @@ def configure_logging(stream=None) -> logging.Handler:
     return handler
 
 
+def json_logs() -> bool:
+    """LOG_FORMAT=json (a wrong value is refused by name when settings load)."""
+    return (os.environ.get("LOG_FORMAT") or "").strip().lower() == "json"
+
+
 def _formatter() -> logging.Formatter:
-    """LOG_FORMAT: json, else text (a wrong value is refused by name when settings load)."""
-    if (os.environ.get("LOG_FORMAT") or "").strip().lower() == "json":
+    """LOG_FORMAT: json, else text."""
+    if json_logs():
         return JsonFormatter()
     return CleanFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -25,6 +25,7 @@ from outreach.synthetic import discharge_rows, write_discharges
 from .conftest import AUTH_TOKEN, PUBLIC_BASE
 
 EXPORT_KEY = "k" * 40
+COPY_ACTIONS = ("database_backup", "database_restore")  # the audit rows a backup and a restore write
 
 
 def run(env: dict, *args: str):
@@ -50,7 +51,8 @@ def moment(engine, folder: Path) -> Moment:
     folder.mkdir(parents=True, exist_ok=True)
     path = write(df, folder / "export.csv", "csv")
     with engine.connect() as conn:
-        audit = [tuple(r) for r in conn.execute(select(AuditEvent.__table__).order_by(AuditEvent.id))]
+        audit = [tuple(r) for r in conn.execute(select(AuditEvent.__table__).where(  # the copy's own rows aside
+            AuditEvent.action.not_in(COPY_ACTIONS)).order_by(AuditEvent.id))]
         users = [tuple(r) for r in conn.execute(select(User.__table__).order_by(User.id))]
     return Moment(path.read_bytes(), df, audit, users)
 
@@ -191,3 +193,56 @@ def test_a_file_that_is_not_a_backup_is_refused_in_words(tmp_path):
     result = CliRunner().invoke(cli, ["restore", str(tmp_path / "notes.txt")], env=env)
     assert result.exit_code == 1 and "is not a backup made by `outreach backup`" in result.output
     assert not (tmp_path / "new.db").exists()
+
+
+def test_a_restore_into_an_existing_empty_sqlite_file_leaves_it_the_owner_s_only(tmp_path):
+    """An administrator who made the empty file first (touch, or a tool) gets every patient's data 0600 all the same."""
+    source = {"DATABASE_URL": f"sqlite:///{tmp_path / 'source.db'}"}
+    run(source, "db", "upgrade")
+    run(source, "backup", "--out", str(tmp_path / "study.backup"))
+    target = tmp_path / "restored.db"
+    target.touch(mode=0o644)
+    target.chmod(0o644)
+    run({"DATABASE_URL": f"sqlite:///{target}"}, "restore", str(tmp_path / "study.backup"))
+    assert target.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_backup_and_a_restore_are_audited_with_the_os_user_and_the_file_s_sha256(tmp_path):
+    """Copying every patient's data is a look: who ran it (the operating-system account, the CLI knows no other) and
+    which file (its SHA-256), in the source's audit log for a backup and in the copy's for a restore."""
+    import hashlib
+
+    from outreach.db import current_actor
+
+    source = {"DATABASE_URL": f"sqlite:///{tmp_path / 'source.db'}"}
+    run(source, "db", "upgrade")
+    backup_file = tmp_path / "study.backup"
+    run(source, "backup", "--out", str(backup_file))
+    digest = hashlib.sha256(backup_file.read_bytes()).hexdigest()
+    target = {"DATABASE_URL": f"sqlite:///{tmp_path / 'restored.db'}"}
+    run(target, "restore", str(backup_file))
+    for env, action in ((source, "database_backup"), (target, "database_restore")):
+        engine = make_engine(env["DATABASE_URL"], immediate=False)
+        with engine.connect() as conn:
+            rows = conn.execute(select(AuditEvent).where(AuditEvent.action.in_(COPY_ACTIONS))).all()
+        engine.dispose()
+        assert [(r.action, r.actor) for r in rows] == [(action, current_actor())]
+        assert current_actor().startswith("cli:") and len(current_actor()) > 4
+        assert rows[0].details["sha256"] == digest and rows[0].details["bytes"] == backup_file.stat().st_size
+        assert rows[0].details["file"] == str(backup_file.resolve())
+
+
+def test_a_backup_whose_audit_row_cannot_be_written_is_deleted(tmp_path, monkeypatch):
+    from outreach import db
+    from outreach.ops.backup import BackupError, backup
+
+    url = f"sqlite:///{tmp_path / 'source.db'}"
+    run({"DATABASE_URL": url}, "db", "upgrade")
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(db, "audit", refused)
+    with pytest.raises(BackupError, match="was deleted"):
+        backup(url, tmp_path / "study.backup")
+    assert list(tmp_path.glob("*study.backup*")) == []

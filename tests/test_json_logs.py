@@ -147,3 +147,49 @@ def test_a_text_whose_request_died_is_applied_by_the_worker_under_its_own_id(mak
     assert any(line["request_id"] == SID and "applied late" in line["message"] for line in lines), text
     assert any(line["request_id"] == SID and "opened" in line["message"] for line in lines), text
     assert_no_patient_data(text)
+
+
+def test_gunicorn_s_own_lines_are_json_too(web_env, tmp_path):
+    """The Procfile's web line with LOG_FORMAT=json: gunicorn's start, its workers' boots and its stop are JSON
+    objects like the app's, so a log shipper reading one object a line loses none (a worker timeout among them)."""
+    import shlex
+    import urllib.request
+
+    web = next(line for line in (ROOT / "Procfile").read_text().splitlines() if line.startswith("web:"))
+    argv = shlex.split(web.removeprefix("web:"))
+    argv[0] = str(Path(sys.executable).with_name("gunicorn"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**web_env, "PATH": str(Path(sys.executable).parent), "PORT": str(port), "WEB_CONCURRENCY": "1",
+           "WEB_THREADS": "1", "LOG_FORMAT": "json", "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "gunicorn.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    lines = json_lines(log.read_text())
+    assert any(line["logger"] == "gunicorn.error" and "Booting worker" in line["message"] for line in lines), lines
+    assert any("GET /healthz 200" in line["message"] for line in lines)
+    assert len([line for line in lines if "GET /healthz 200" in line["message"]]) == 1  # no line twice
+
+
+def test_an_unsigned_webhook_does_not_log_under_the_message_sid_it_claims(app, capsys):
+    """Anyone can post a form naming a real text's MessageSid; without Twilio's signature its 403 is not logged under
+    that text's id (which would mix a stranger's requests into the trail of, say, a crisis text)."""
+    response = app.test_client().post("/twilio/sms", data={"MessageSid": SID, "From": PHONE, "Body": "x"})
+    assert response.status_code == 403
+    assert response.headers["X-Request-Id"] != SID
+    lines = json_lines(capsys.readouterr().err)
+    assert not any(line["request_id"] == SID for line in lines), lines
+    assert any("POST /twilio/sms 403" in line["message"] for line in lines)

@@ -81,3 +81,21 @@ def test_database_driver_details_and_quoted_values_never_reach_a_log_line():
         'violates not-null constraint')
     assert error_summary(RuntimeError("engine exploded")) == "RuntimeError: engine exploded"
     assert error_summary(KeyError("I feel awful")) == "KeyError: '…'"
+
+
+def test_a_request_s_path_cannot_forge_a_log_line(app):
+    """The one line per request names its path, which the client chose: an encoded newline (%0a) must not start a
+    made-up line of its own in the text log, and a very long path is cut short."""
+    stream = io.StringIO()
+    handler = configure_logging(stream)
+    old_stream = handler.setStream(stream)
+    try:
+        app.test_client().get("/x%0a2026-12-07 03:00:00,000 CRITICAL outreach.console: admin signed in%0d")
+        app.test_client().get("/" + "a" * 5000)
+    finally:
+        handler.setStream(old_stream)
+    lines = [line for line in stream.getvalue().splitlines() if "outreach.requests" in line]
+    assert len(lines) == 2 and all(" INFO outreach.requests: GET /" in line for line in lines), stream.getvalue()
+    assert not any(line.startswith("2026-12-07 03:00:00,000 CRITICAL") for line in stream.getvalue().splitlines())
+    assert "\r" not in stream.getvalue()
+    assert all(len(line) < 600 for line in lines)

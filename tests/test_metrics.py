@@ -142,6 +142,10 @@ def test_a_database_outage_shows_as_spooled_texts_and_database_errors(tmp_path, 
         - value(before, "outreach_inbound_texts_total", outcome="spooled") == 1
     assert value(after, "outreach_database_errors_total", kind="unavailable") \
         > value(before, "outreach_database_errors_total", kind="unavailable")
+    # one scrape that cannot reach the database is one error, not two (the engine's listener counts it already)
+    again = scrape(client)
+    assert value(again, "outreach_database_errors_total", kind="unavailable") \
+        - value(after, "outreach_database_errors_total", kind="unavailable") == 1
 
 
 def _free_port() -> int:

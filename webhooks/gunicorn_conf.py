@@ -27,6 +27,20 @@ except ConfigError as _exc:
     print(startup_message(_exc), file=sys.stderr, flush=True)
     sys.exit(1)
 
+from outreach.logs import JsonFormatter, json_logs  # noqa: E402
+
+if json_logs():  # gunicorn's own lines (its start, a worker's boot or timeout, its stop) as JSON objects too
+    from gunicorn.glogging import Logger as _GunicornLogger
+
+    class _JsonLogger(_GunicornLogger):
+        def setup(self, cfg) -> None:
+            super().setup(cfg)
+            for log in (self.error_log, self.access_log):
+                for handler in log.handlers:
+                    handler.setFormatter(JsonFormatter())
+
+    logger_class = _JsonLogger
+
 bind = f"0.0.0.0:{_settings.port}"  # the platform's PORT, as Heroku-style hosts set it
 worker_class = "gthread"
 workers = _settings.web_concurrency

@@ -8,6 +8,7 @@ from twilio.request_validator import RequestValidator
 
 from outreach.messaging.inbound import InboundSMS, error_code_of
 from outreach.ops.metrics import INBOUND, count_inbound
+from outreach.ops.request_ids import distrust_request_id
 
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 
@@ -40,6 +41,7 @@ def check_signature():
     if not signature or not validator.validate(_signed_url(), request.form, signature):
         if request.endpoint == "twilio.sms":
             INBOUND.labels("refused").inc()
+        distrust_request_id()
         abort(403)
 
 

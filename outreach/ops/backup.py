@@ -7,15 +7,22 @@ its restoration into an empty database, with the databases' own tools.
   (in one transaction, stopping at the first error).  pg_dump must be of the server's major version or newer; the
   password goes through the environment (``PGPASSWORD``), never the command line.
 
+Each is audited (``database_backup`` in the source, ``database_restore`` in the copy): the command line knows no
+other person than the operating-system account that ran it (``cli:<user>``), and the file by its SHA-256, so that a
+copy of every patient's data can be traced to who made it and which file it is.  A backup whose row cannot be
+written is deleted: no copy is left unrecorded.
+
 A restore refuses a database that holds any table: it never mixes a backup with data already there.  The file holds
 every patient's data: it is written readable by its owner only (0600), through a temporary name in the same folder
 and renamed into place when complete.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+import socket
 import sqlite3
 import subprocess
 import time
@@ -70,7 +77,14 @@ def backup(url: str, out: Path) -> Done:
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
-    return Done(out, time.perf_counter() - started, out.stat().st_size)
+    done = Done(out, time.perf_counter() - started, out.stat().st_size)
+    try:
+        _audit(url, "database_backup", out)
+    except BackupError as exc:
+        out.unlink(missing_ok=True)
+        raise BackupError(f"{exc}; the backup {out} was deleted (a copy of every patient's data is never left "
+                          "unrecorded)") from None
+    return done
 
 
 def restore(file: Path, url: str) -> Done:
@@ -88,6 +102,7 @@ def restore(file: Path, url: str) -> Done:
         _refuse_non_empty(url)
         if not target.exists():  # every patient's data: the owner only, as the backup was
             os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.chmod(target, 0o600)  # an empty file made beforehand too, before any data goes into it
         _sqlite_backup(file, target)
     elif head.startswith(PG_CUSTOM_MAGIC):
         if _is_sqlite(url):
@@ -98,7 +113,30 @@ def restore(file: Path, url: str) -> Done:
     else:
         raise BackupError(f"{file} is not a backup made by `outreach backup` (neither a SQLite file nor pg_dump's "
                           "custom format)")
-    return Done(file, time.perf_counter() - started, file.stat().st_size)
+    done = Done(file, time.perf_counter() - started, file.stat().st_size)
+    _audit(url, "database_restore", file)
+    return done
+
+
+def _audit(url: str, action: str, file: Path) -> None:
+    """The audit row of a copy, in the database at ``url``: who (``cli:<operating-system user>``), on which host,
+    which file (its absolute path, size and SHA-256)."""
+    from ..db import audit, make_engine
+
+    digest = hashlib.sha256()
+    with open(file, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    engine = make_engine(url, immediate=False)
+    try:
+        with engine.begin() as conn:
+            audit(conn, action, file=str(Path(file).resolve()), host=socket.gethostname(),
+                  sha256=digest.hexdigest(), bytes=Path(file).stat().st_size)
+    except Exception as exc:
+        raise BackupError(f"the audit row ({action}) could not be written to {hide_password(url)}: "
+                          f"{type(exc).__name__}") from None
+    finally:
+        engine.dispose()
 
 
 # -- SQLite ---------------------------------------------------------------------------------------------------------

@@ -74,6 +74,13 @@ def count_database_errors(engine: Engine) -> None:
     @event.listens_for(engine, "handle_error")
     def _count(context) -> None:
         DB_ERRORS.labels(error_kind(context.sqlalchemy_exception or context.original_exception)).inc()
+        for exc in (context.sqlalchemy_exception, context.original_exception):
+            if exc is not None:
+                exc._outreach_counted = True  # a scrape that meets it does not count it again
+
+
+def _counted(exc: BaseException) -> bool:
+    return any(getattr(e, "_outreach_counted", False) for e in (exc, exc.__cause__, exc.__context__) if e is not None)
 
 
 def count_inbound(received) -> None:
@@ -105,7 +112,8 @@ class StateCollector:
             with self.engine.connect() as conn:
                 families = list(self._from_database(conn))
         except Exception as exc:  # the database is away: say so, and what the spool holds
-            DB_ERRORS.labels(error_kind(exc)).inc()
+            if not _counted(exc):  # an error of the driver is counted by the engine's listener already
+                DB_ERRORS.labels(error_kind(exc)).inc()
             yield _gauge("outreach_database_up", "1 when the database answered this scrape.", 0)
             return
         yield _gauge("outreach_database_up", "1 when the database answered this scrape.", 1)

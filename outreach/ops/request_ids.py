@@ -12,6 +12,28 @@ from ..logs import bind_request_id, new_request_id, unbind_request_id, valid_req
 log = logging.getLogger("outreach.requests")
 
 
+PATH_LIMIT = 200
+
+
+def shown_path(path: str) -> str:
+    """A request's path as a log line shows it: the client chose it (decoded, ``%0a`` is a newline), so control
+    characters are escaped (none starts a made-up line of its own) and a long one is cut short."""
+    shown = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in path)
+    return shown if len(shown) <= PATH_LIMIT else shown[:PATH_LIMIT] + "…"
+
+
+def distrust_request_id() -> None:
+    """The request's id came from a form nobody vouched for (a webhook whose signature failed): a new one instead,
+    so that a stranger's request never logs under the MessageSid of a real text."""
+    from flask import g
+
+    started = g.get("outreach_request")
+    if started is not None:
+        unbind_request_id(started[0])
+        rid = new_request_id()
+        g.outreach_request = (bind_request_id(rid), rid, started[2])
+
+
 def init_request_ids(app) -> None:
     from flask import g, request
 
@@ -26,7 +48,7 @@ def init_request_ids(app) -> None:
         started = g.get("outreach_request")
         if started is not None:
             response.headers["X-Request-Id"] = started[1]
-            log.info("%s %s %s in %.0f ms", request.method, request.path, response.status_code,
+            log.info("%s %s %s in %.0f ms", request.method, shown_path(request.path), response.status_code,
                      (time.perf_counter() - started[2]) * 1000)
         return response
 
