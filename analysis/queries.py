@@ -26,7 +26,8 @@ def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
     """One row per targeted follow-up with its episode's discharge data and the episode's number
     (1, 2, ... in discharge order among all of the patient's stays)."""
     numbered = select(Episode.id, func.row_number().over(
-        partition_by=Episode.patient_id, order_by=(Episode.discharge_date, Episode.id)).label("episode")).subquery()
+        partition_by=Episode.patient_id, order_by=(Episode.discharge_date.asc().nulls_last(), Episode.id)
+    ).label("episode")).subquery()  # a stay still in treatment (no discharge yet) is the latest
     stmt = (select(FollowUp.id.label("followup_id"), FollowUp.timepoint_days, FollowUp.state,
                    FollowUp.last_inbound_at, Patient.id.label("patient_pk"), Patient.patient_id,
                    FollowUp.episode_id, numbered.c.episode, Episode.discharge_date,

@@ -179,20 +179,36 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_ra
                           keep_identifiers: bool, strict: bool, all_errors: bool) -> None:
     from .db import current_actor
     from .jobs.imports import record_import
-    from .study.importer import ImportFileError, import_discharges
+    from .study.importer import import_discharges
+
+    def run(session):
+        result = import_discharges(session, file, ctx.settings, skip_invalid=skip_invalid,
+                                   allow_rating_changes=allow_rating_changes, keep_identifiers=keep_identifiers,
+                                   strict=strict)
+        if result.written:  # the console's import history lists it beside the console's own
+            record_import(session, file, result, actor=current_actor())
+        return result
+
+    _print_import(_run_import(ctx, file, run), all_errors=all_errors, keep_identifiers=keep_identifiers)
+
+
+def _run_import(ctx: Context, file: Path, run):
+    """``run(session)`` in one transaction, for a file that is there; a file that cannot be read at all is said in
+    words and exits 1."""
+    from .study.importer import ImportFileError
 
     _input_file(file)
     try:
         with unit_of_work(ctx.sessions) as session:
-            result = import_discharges(session, file, ctx.settings, skip_invalid=skip_invalid,
-                                       allow_rating_changes=allow_rating_changes, keep_identifiers=keep_identifiers,
-                                       strict=strict)
-            if result.written:  # the console's import history lists it beside the console's own
-                record_import(session, file, result, actor=current_actor())
+            return run(session)
     except ImportFileError as exc:
         click.echo(str(exc), err=True)
         click.echo("nothing was imported", err=True)
         sys.exit(1)
+
+
+def _print_import(result, *, all_errors: bool, keep_identifiers: bool) -> None:
+    """What an import did, as the discharge and admission imports both say it; exits 1 when nothing was written."""
     if all_errors or len(result.errors) <= GROUP_ERRORS_OVER:
         for error in result.errors:
             click.echo(str(error), err=True)
@@ -320,6 +336,88 @@ def lexicon_missed(ctx: Context) -> None:
     click.echo(f"{len(missed)} text(s); add them to the crisis test corpus and the phrase list")
 
 
+@cli.command("import-admissions", help="Import an admission CSV: stays that have begun (patient_id, phone, "
+                                       "admission_date, care_team, sms_consent, alliance_checkins; optional episode_id, "
+                                       "language, timezone). A later discharge row completes the stay.")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--skip-invalid", is_flag=True, help="Write the valid rows; put invalid ones in FILE.rejected.csv.")
+@click.option("--keep-identifiers", is_flag=True,
+              help="Keep full phone numbers in FILE.rejected.csv (by default they are masked).")
+@click.option("--strict", is_flag=True, help="Treat warnings (a shared phone, a dropped extension) as errors.")
+@click.option("--all-errors", "all_errors", is_flag=True, help="List every error line by line.")
+@pass_ctx
+def import_admissions_cmd(ctx: Context, file: Path, skip_invalid: bool, keep_identifiers: bool, strict: bool,
+                          all_errors: bool) -> None:
+    from .care.admissions import import_admissions
+    from .db import current_actor
+
+    result = _run_import(ctx, file, lambda session: import_admissions(
+        session, file, ctx.settings, skip_invalid=skip_invalid, keep_identifiers=keep_identifiers, strict=strict,
+        actor=current_actor()))
+    _print_import(result, all_errors=all_errors, keep_identifiers=keep_identifiers)
+
+
+@cli.group("care-teams", help="Care teams: a name and its clinicians, who see only their teams' patients.")
+def care_teams() -> None:
+    pass
+
+
+def _care_command(ctx: Context, action, done: str) -> None:
+    from .care.teams import CareTeamError
+    from .db import current_actor
+
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            action(session, current_actor())
+    except CareTeamError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(done)
+
+
+@care_teams.command("add", help="Create a care team.")
+@click.argument("name")
+@pass_ctx
+def care_teams_add(ctx: Context, name: str) -> None:
+    from .care.teams import add_team
+
+    _care_command(ctx, lambda s, actor: add_team(s, name, actor=actor), f"care team {name.strip()!r} added")
+
+
+@care_teams.command("add-member", help="Make a console account a member of a care team (audited).")
+@click.argument("team")
+@click.argument("email")
+@pass_ctx
+def care_teams_add_member(ctx: Context, team: str, email: str) -> None:
+    from .care.teams import add_member
+
+    _care_command(ctx, lambda s, actor: add_member(s, team, email, actor=actor), f"{email} is a member of {team!r}")
+
+
+@care_teams.command("remove-member", help="Take a console account out of a care team (audited).")
+@click.argument("team")
+@click.argument("email")
+@pass_ctx
+def care_teams_remove_member(ctx: Context, team: str, email: str) -> None:
+    from .care.teams import remove_member
+
+    _care_command(ctx, lambda s, actor: remove_member(s, team, email, actor=actor),
+                  f"{email} is no longer a member of {team!r}")
+
+
+@care_teams.command("list", help="Every care team and its members.")
+@pass_ctx
+def care_teams_list(ctx: Context) -> None:
+    from .care.teams import list_teams
+
+    with unit_of_work(ctx.sessions) as session:
+        teams = list_teams(session)
+    if not teams:
+        click.echo("no care teams yet (outreach care-teams add NAME)")
+    for name, members in teams:
+        click.echo(f"{name}: {', '.join(members) or 'no members'}")
+
+
 @cli.group(help="Crisis alerts: list the open ones, resolve them.")
 def alerts() -> None:
     pass
@@ -403,7 +501,7 @@ _ROLE = click.Choice(ROLES, case_sensitive=False)
 
 @users.command("add", help="Create a console account and print a one-time link (24 hours) to set its password.")
 @click.argument("email")
-@click.option("--role", required=True, type=_ROLE, help="admin, coordinator or researcher.")
+@click.option("--role", required=True, type=_ROLE, help="admin, coordinator, researcher or clinician (sees only their care teams' patients).")
 @pass_ctx
 def users_add(ctx: Context, email: str, role: str) -> None:
     from .staff.accounts import add_user
@@ -474,7 +572,7 @@ def users_enable(ctx: Context, email: str) -> None:
     click.echo(f"account {user.email} enabled")
 
 
-@users.command("role", help="Change an account's role (admin, coordinator or researcher).")
+@users.command("role", help="Change an account's role (admin, coordinator, researcher or clinician).")
 @click.argument("email")
 @click.argument("role", type=_ROLE)
 @pass_ctx

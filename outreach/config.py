@@ -120,6 +120,9 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "OIDC_CLIENT_SECRET": (None, "This console's client secret at the identity provider (secret)."),
     "PASSWORD_LOGIN": ("1", "0 turns password sign-in off (single sign-on only; needs the OIDC settings)."),
     "API_TOKEN_DAYS": ("90", "Days a researcher's personal access token for the data API stays valid."),
+    "ALLIANCE_CHECKIN_DAYS": ("7", "Days between two alliance check-ins during a stay, counted from admission."),
+    "KIOSK_IDLE_SECONDS": ("120", "Seconds without a touch after which the tablet's check-in page starts again, "
+                                  "discarding the unfinished check-in."),
 }
 
 
@@ -269,6 +272,8 @@ TYPED: dict[str, tuple] = {
     "MAX_UPLOAD_MB": (_number(0, above=True), "a number of megabytes above 0, such as 50"),
     "PASSWORD_LOGIN": (_flag, "0 or 1"),
     "API_TOKEN_DAYS": (_whole(1), "a whole number of days, at least 1"),
+    "ALLIANCE_CHECKIN_DAYS": (_whole(1), "a whole number of days, at least 1, such as 7"),
+    "KIOSK_IDLE_SECONDS": (_whole(10), "a whole number of seconds, at least 10, such as 120"),
 }
 
 
