@@ -418,6 +418,66 @@ def care_teams_list(ctx: Context) -> None:
         click.echo(f"{name}: {', '.join(members) or 'no members'}")
 
 
+@cli.group(help="The alliance during treatment: alliance alerts, a patient's check-ins.")
+def alliance() -> None:
+    pass
+
+
+@alliance.command("alerts", help="Open alliance alerts: study id, care team, the rule that fired, the statements that "
+                                 "fell most, when (--all: acknowledged ones too, with who and the note).")
+@click.option("--all", "show_all", is_flag=True, help="Also the acknowledged alerts.")
+@pass_ctx
+def alliance_alerts(ctx: Context, show_all: bool) -> None:
+    from .care.alerts import list_alerts
+    from .study.instrument import load_instrument
+
+    instrument = load_instrument(ctx.settings.get("ALLIANCE_INSTRUMENT"))
+    labels = {s.name: s.label for s in instrument.subscales}
+    with unit_of_work(ctx.sessions) as session:
+        rows = list_alerts(session, include_acknowledged=show_all)
+    if not rows:
+        click.echo("no alliance alerts yet" if show_all else "no open alliance alerts")
+        return
+    for a in rows:
+        statements = (f"statement{'s' if len(a.statements) > 1 else ''} {', '.join(map(str, a.statements))}"
+                      f" ({labels.get(a.subscale, a.subscale)})" if a.statements else "no statement")
+        state = (f"acknowledged {ctx.time(a.acknowledged_at)} by {a.acknowledged_by}: {a.note}"
+                 if a.acknowledged_at else "open")
+        click.echo(f"#{a.id}  {ctx.time(a.raised_at)}  {a.patient_id}  {a.team or '(no team)'}  {a.rule}: {a.says}; "
+                   f"{statements}  {state}")
+    if show_all:
+        click.echo(f"{len(rows)} alliance alert(s), {sum(a.acknowledged_at is None for a in rows)} open")
+
+
+@alliance.command("checkins", help="A patient's check-ins: when, how, treatment week, the six ratings, mean, "
+                                   "subscales and the rules each met.")
+@click.argument("patient_id")
+@pass_ctx
+def alliance_checkins(ctx: Context, patient_id: str) -> None:
+    from sqlalchemy import select
+
+    from .care.checkins import checkins_of
+    from .models import Patient
+
+    with unit_of_work(ctx.sessions) as session:
+        pk = session.scalar(select(Patient.id).where(Patient.patient_id == patient_id))
+        if pk is None:
+            click.echo(f"error: there is no patient {patient_id!r}", err=True)
+            sys.exit(1)
+        rows = checkins_of(session, pk)
+    if not rows:
+        click.echo(f"no check-ins for {patient_id}")
+        return
+    for c in rows:
+        items = " ".join("-" if v is None else str(v) for v in c.items)
+        mean = "-" if c.mean_score is None else f"{c.mean_score:.2f}"
+        subs = ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in (c.subscale_scores or {}).items())
+        flags = "; ".join(f"{f['level']}: {f['rule']}" for f in c.flags or []) or "no flag"
+        click.echo(f"{ctx.time(c.taken_at)}  week {c.treatment_week}  {c.method:<6}  [{items}]  mean {mean}  "
+                   f"({subs})  {flags}")
+    click.echo(f"{len(rows)} check-in(s)")
+
+
 @cli.group(help="Crisis alerts: list the open ones, resolve them.")
 def alerts() -> None:
     pass
