@@ -158,6 +158,8 @@ class AllianceCheckin(Base):
     staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # The id the tablet's page was given when it opened: a submit retried after a dropped connection is saved once.
     client_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The SMS conversation it was answered in (a follow-up row with timepoint_days below zero; outreach.care.sms).
+    followup_id: Mapped[int | None] = mapped_column(ForeignKey("followups.id", ondelete="SET NULL"), unique=True)
     # The rules of outreach/care/alliance_rules.toml this check-in met: [{"rule", "level", ...}], [] when none.
     flags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

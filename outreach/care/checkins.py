@@ -75,7 +75,7 @@ class Recorded:
 
 def record_checkin(session: Session, episode: Episode, items: Sequence[Any], instrument: Instrument, *,
                    method: Method, taken_at: dt.datetime | None = None, staff_user_id: int | None = None,
-                   client_key: str | None = None) -> Recorded:
+                   client_key: str | None = None, followup_id: int | None = None) -> Recorded:
     """Store a check-in of a stay in treatment, flag it by the rules and raise an alert to its care team when one
     is due.  A ``client_key`` seen before returns the check-in saved then (a submit retried is saved once)."""
     from .alerts import flag_and_alert
@@ -84,7 +84,8 @@ def record_checkin(session: Session, episode: Episode, items: Sequence[Any], ins
         earlier = session.scalar(select(AllianceCheckin).where(AllianceCheckin.client_key == client_key))
         if earlier is not None:
             return Recorded(earlier, False)
-    if episode.admission_date is None or episode.discharge_date is not None:
+    # An SMS check-in answered before a discharge imported since is still the stay's.
+    if episode.admission_date is None or (episode.discharge_date is not None and followup_id is None):
         raise CheckinError("check-ins are taken during a stay: this stay is not in treatment")
     values = check_items(items, instrument)
     taken_at = taken_at or utcnow()
@@ -95,7 +96,7 @@ def record_checkin(session: Session, episode: Episode, items: Sequence[Any], ins
                               items=values, mean_score=mean, subscale_scores=subscales, taken_at=taken_at,
                               method=str(method), treatment_week=treatment_week(episode.admission_date, day),
                               days_since_admission=max(0, (day - episode.admission_date).days),
-                              staff_user_id=staff_user_id, client_key=client_key, flags=[])
+                              staff_user_id=staff_user_id, client_key=client_key, followup_id=followup_id, flags=[])
     session.add(checkin)
     session.flush()
     alert = flag_and_alert(session, episode, checkin, instrument)

@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column('days_since_admission', sa.Integer(), nullable=False),
         sa.Column('staff_user_id', sa.Integer(), nullable=True),
         sa.Column('client_key', sa.String(length=64), nullable=True),
+        sa.Column('followup_id', sa.Integer(), nullable=True),
         sa.Column('flags', sa.JSON(), nullable=False),
         sa.Column('created_at', sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(['episode_id'], ['episodes.id'], name=op.f('fk_alliance_checkins_episode_id_episodes'),
@@ -67,8 +68,11 @@ def upgrade() -> None:
                                 ondelete='CASCADE'),
         sa.ForeignKeyConstraint(['staff_user_id'], ['users.id'], name=op.f('fk_alliance_checkins_staff_user_id_users'),
                                 ondelete='SET NULL'),
+        sa.ForeignKeyConstraint(['followup_id'], ['followups.id'], name=op.f('fk_alliance_checkins_followup_id_followups'),
+                                ondelete='SET NULL'),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_alliance_checkins')),
-        sa.UniqueConstraint('client_key', name=op.f('uq_alliance_checkins_client_key')))
+        sa.UniqueConstraint('client_key', name=op.f('uq_alliance_checkins_client_key')),
+        sa.UniqueConstraint('followup_id', name=op.f('uq_alliance_checkins_followup_id')))
     op.create_index('ix_alliance_checkins_episode_taken', 'alliance_checkins', ['episode_id', 'taken_at'], unique=False)
     op.create_index(op.f('ix_alliance_checkins_patient_id'), 'alliance_checkins', ['patient_id'], unique=False)
     with op.batch_alter_table('alliance_ratings') as batch:
