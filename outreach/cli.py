@@ -1147,6 +1147,11 @@ def export_cmd(ctx: Context, out: Path, fmt: str | None, timepoint: int | None, 
         write(df, out, fmt, suppress_below=ctx.settings.suppress_below)
     click.echo(f"wrote {len(df)} rows to {out} ({fmt}{', identified' if identified else ', de-identified'}) "
                f"and the codebook to {codebook_path(out)}")
+    if not identified:  # the alliance check-ins during treatment, de-identified the same way (issue 26)
+        from analysis.checkins import write_companion
+
+        companion, rows = write_companion(ctx.engine, key, out, fmt, suppress_below=ctx.settings.suppress_below)
+        click.echo(f"wrote {rows} check-in rows to {companion} and the codebook to {codebook_path(companion)}")
 
 
 def _write_identified(ctx: Context, df, out: Path, fmt: str, reason: str, timepoint: int | None) -> None:
