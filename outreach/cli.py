@@ -449,6 +449,23 @@ def alliance_alerts(ctx: Context, show_all: bool) -> None:
         click.echo(f"{len(rows)} alliance alert(s), {sum(a.acknowledged_at is None for a in rows)} open")
 
 
+@alliance.command("flagged", help="The share of check-ins flagged each week (alert level, and watch level or above), "
+                                  "to calibrate the rules (the anchors aim for roughly 10 to 15%).")
+@pass_ctx
+def alliance_flagged(ctx: Context) -> None:
+    from .care.alerts import flagged_share_by_week
+
+    with unit_of_work(ctx.sessions) as session:
+        weeks = flagged_share_by_week(session)
+    if not weeks:
+        click.echo("no check-ins yet")
+        return
+    click.echo("week of       check-ins   alert        watch or alert")
+    for monday, total, alerted, flagged in weeks:
+        click.echo(f"{monday}  {total:9d}   {alerted:4d} {100 * alerted / total:5.1f}%   {flagged:4d} "
+                   f"{100 * flagged / total:5.1f}%")
+
+
 @alliance.command("checkins", help="A patient's check-ins: when, how, treatment week, the six ratings, mean, "
                                    "subscales and the rules each met.")
 @click.argument("patient_id")

@@ -100,6 +100,8 @@ def test_a_falling_rating_raises_one_alert_per_7_days_naming_the_rule_and_statem
     assert run_cli("alliance", "checkins", "NOPE").exit_code == 1
     weeks = flagged_share_by_week(session)
     assert sum(w[1] for w in weeks) == 5 and sum(w[2] for w in weeks) == 3
+    shares = run_cli("alliance", "flagged").output
+    assert shares.startswith("week of       check-ins   alert") and "100.0%" in shares
 
 
 def test_acknowledging_needs_a_note_and_is_audited(uow, session, admitted, run_cli):

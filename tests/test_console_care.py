@@ -107,3 +107,10 @@ def test_a_clinician_acknowledges_an_alert_with_a_note_and_sees_no_follow_up_dat
     assert "viewed_checkins" in viewed
     looks = session.scalars(select(AuditEvent.details).where(AuditEvent.action == "viewed_care_queue")).all()
     assert looks and looks[0] == {"patients": 1, "alerts": [alert_id]}
+
+
+def test_the_settings_page_shows_the_reliable_change_threshold_in_use(console_client):
+    admin = console_client("admin")
+    html = admin.get("/console/settings").get_data(as_text=True)
+    assert "A drop of <strong>0.70</strong> or more" in html
+    assert "SD 0.8 and α 0.9, the defaults until 100 check-ins exist (0 so far)" in html
