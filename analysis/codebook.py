@@ -54,6 +54,17 @@ VARIABLES = [
     Variable("length_of_stay_days", "Length of this stay, days", "integer"),
     Variable("primary_substance", "Primary substance at this stay, as recorded by the site", "string"),
     Variable("program", "Program of this stay, as recorded by the site", "string"),
+    # The companion file of check-ins during treatment (FILE.alliance_checkins.*: analysis.checkins)
+    Variable("treatment_week", "Treatment week of the check-in: 1 = the first seven days from admission", "integer"),
+    Variable("days_since_admission", "Days from admission to the check-in", "integer"),
+    Variable("days_before_discharge", "Days from the check-in to the discharge (missing while in treatment)", "integer"),
+    Variable("method", "How the check-in was taken", "category",
+             {"tablet": "on the ward's tablet", "sms": "by text message", "import": "the discharge file's rating"}),
+    *[Variable(f"checkin_{i}", f"Alliance statement {i} at this check-in (0-6)", "integer") for i in range(1, 7)],
+    Variable("checkin_mean", "Alliance mean at this check-in (0-6; missing when fewer than 5 statements answered)",
+             "numeric"),
+    Variable("checkin_bond", "Bond subscale at this check-in, statements 2, 3, 5 (0-6)", "numeric"),
+    Variable("checkin_goal_task", "Goal/task subscale at this check-in, statements 1, 4, 6 (0-6)", "numeric"),
 ]
 BY_NAME = {v.name: v for v in VARIABLES}
 
@@ -67,13 +78,15 @@ def suppression_text(below: int) -> str:
             f"figures leave such groups out.")
 
 
-def notes(suppress_below: int) -> list[dict]:
+FOLLOW_UP_UNIT = ("One row per participant, treatment episode and follow-up time point; count people with "
+                  "'participant', not rows")
+
+
+def notes(suppress_below: int, unit: str = FOLLOW_UP_UNIT) -> list[dict]:
     """Rows after the variables in the codebook file: what one row is, and the rule any count published from the
     file must follow (the report applies it; a researcher tabulating the file themselves must too)."""
     return [
-        {"variable": "(unit)", "type": "note", "codes": "",
-         "label": "One row per participant, treatment episode and follow-up time point; count people with "
-                  "'participant', not rows"},
+        {"variable": "(unit)", "type": "note", "codes": "", "label": unit},
         {"variable": "(publication rule)", "type": "note", "codes": "",
          "label": "This file holds individual rows and is not suppressed. Tables or figures made from it for anyone "
                   "outside the study team follow the report's rule (SUPPRESS_BELOW = "

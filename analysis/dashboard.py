@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from outreach.clock import utcnow
 from outreach.models import FollowUp, Job, Message, Wave
-from outreach.repository import OPEN_STATES
+from outreach.repository import OPEN_STATES, research_followups
 from outreach.states import Delivery, JobState
 from outreach.study.waves import ANSWERED, OUTCOMES, funnels, outcome_case, usable_answers
 
@@ -67,7 +67,8 @@ def contact_atoms(session: Session) -> pd.DataFrame:
                                         FollowUp.last_inbound_at.is_not(None)).label("outcome"),
                            FollowUp.last_inbound_at.is_not(None).label("replied"),
                            FollowUp.state.in_(OPEN_STATES).label("open"))
-                    .outerjoin(answered, answered.c.followup_id == FollowUp.id).subquery())
+                    .outerjoin(answered, answered.c.followup_id == FollowUp.id)
+                    .where(research_followups()).subquery())  # not the alliance check-ins during a stay
     c = per_followup.c
     df = _frame(session, select(c.timepoint, c.outcome, c.replied, c.open, func.count().label("n"))
                 .group_by(c.timepoint, c.outcome, c.replied, c.open))
@@ -82,6 +83,7 @@ def deliveries(session: Session) -> pd.DataFrame:
                    func.count(distinct(Message.followup_id)).filter(
                        Message.status.in_(Delivery.REACHED_THE_PHONE)).label("delivered"))
             .join(Message, and_(Message.followup_id == FollowUp.id, Message.kind == "invitation"))
+            .where(research_followups())
             .group_by(FollowUp.timepoint_days))
     return _frame(session, stmt).astype("int64")
 
@@ -102,7 +104,8 @@ def reply_delays(session: Session) -> pd.DataFrame:
     per = (select(FollowUp.timepoint_days.label("timepoint"),
                   _minutes_between(session, first.c.first_in, FollowUp.invited_at).label("minutes"))
            .join(first, first.c.followup_id == FollowUp.id)
-           .where(FollowUp.invited_at.is_not(None), first.c.first_in >= FollowUp.invited_at).subquery())
+           .where(FollowUp.invited_at.is_not(None), first.c.first_in >= FollowUp.invited_at, research_followups())
+           .subquery())
     df = _frame(session, select(per.c.timepoint, per.c.minutes, func.count().label("n"))
                 .group_by(per.c.timepoint, per.c.minutes))
     return df.astype("int64")

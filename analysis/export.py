@@ -14,7 +14,7 @@ import pandas as pd
 
 from outreach.csvsafe import PRIVATE_MODE, private_files, safe_frame
 
-from .codebook import BY_NAME, Variable, notes
+from .codebook import BY_NAME, FOLLOW_UP_UNIT, Variable, notes
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".dta": "dta", ".sav": "sav"}
 
@@ -37,7 +37,7 @@ def codebook_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.codebook.csv")
 
 
-def codebook(df: pd.DataFrame, suppress_below: int = 5) -> pd.DataFrame:
+def codebook(df: pd.DataFrame, suppress_below: int = 5, unit: str = FOLLOW_UP_UNIT) -> pd.DataFrame:
     """One row per column of ``df`` (label, type, codes), then the notes: the unit of a row and the suppression
     rule for anything published from the file."""
     rows = []
@@ -45,7 +45,7 @@ def codebook(df: pd.DataFrame, suppress_below: int = 5) -> pd.DataFrame:
         v = BY_NAME.get(col, Variable(col, col, "string"))
         rows.append({"variable": col, "label": v.label, "type": v.type,
                      "codes": "; ".join(f"{k} = {label}" for k, label in v.codes.items())})
-    return pd.DataFrame(rows + notes(suppress_below), columns=["variable", "label", "type", "codes"])
+    return pd.DataFrame(rows + notes(suppress_below, unit), columns=["variable", "label", "type", "codes"])
 
 
 def _for_stats_package(df: pd.DataFrame) -> pd.DataFrame:
@@ -68,19 +68,20 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write(df: pd.DataFrame, path: Path, fmt: str, *, private: bool = False, suppress_below: int = 5) -> Path:
+def write(df: pd.DataFrame, path: Path, fmt: str, *, private: bool = False, suppress_below: int = 5,
+          unit: str = FOLLOW_UP_UNIT) -> Path:
     """Write ``df`` to ``path`` in ``fmt`` and its codebook beside it (always CSV).  ``private``: both files
     are created with mode 0600 (and made 0600 if they already existed)."""
     path = Path(path)
     with private_files() if private else contextlib.nullcontext():
-        _write(df, path, fmt, suppress_below)
+        _write(df, path, fmt, suppress_below, unit)
     if private:
         for written in (path, codebook_path(path)):
             os.chmod(written, PRIVATE_MODE)
     return path
 
 
-def _write(df: pd.DataFrame, path: Path, fmt: str, suppress_below: int) -> None:
+def _write(df: pd.DataFrame, path: Path, fmt: str, suppress_below: int, unit: str = FOLLOW_UP_UNIT) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         safe_frame(df).to_csv(path, index=False)
@@ -98,4 +99,4 @@ def _write(df: pd.DataFrame, path: Path, fmt: str, suppress_below: int) -> None:
         writer(data, str(path), column_labels=labels, variable_value_labels=value_labels)
     else:
         raise ExportError(f"unknown format {fmt!r}: use csv, parquet, dta or sav")
-    safe_frame(codebook(df, suppress_below)).to_csv(codebook_path(path), index=False)
+    safe_frame(codebook(df, suppress_below, unit)).to_csv(codebook_path(path), index=False)

@@ -5,6 +5,7 @@ import pandas as pd
 from sqlalchemy import Engine, case, exists, func, select
 
 from outreach.models import AllianceRating, Answer, Episode, FollowUp, Message, Patient
+from outreach.repository import research_followups
 
 QUESTION_KEYS = ["self_efficacy", "mental_health", "physical_health", "days_used"]
 COVARIATES = ["age", "sex", "length_of_stay_days", "primary_substance", "program"]
@@ -26,7 +27,8 @@ def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
     """One row per targeted follow-up with its episode's discharge data and the episode's number
     (1, 2, ... in discharge order among all of the patient's stays)."""
     numbered = select(Episode.id, func.row_number().over(
-        partition_by=Episode.patient_id, order_by=(Episode.discharge_date, Episode.id)).label("episode")).subquery()
+        partition_by=Episode.patient_id, order_by=(Episode.discharge_date.asc().nulls_last(), Episode.id)
+    ).label("episode")).subquery()  # a stay still in treatment (no discharge yet) is the latest
     stmt = (select(FollowUp.id.label("followup_id"), FollowUp.timepoint_days, FollowUp.state,
                    FollowUp.last_inbound_at, Patient.id.label("patient_pk"), Patient.patient_id, Patient.withdrawn_at,
                    FollowUp.episode_id, numbered.c.episode, Episode.discharge_date,
@@ -35,6 +37,7 @@ def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
             .join(Episode, Episode.id == FollowUp.episode_id)
             .join(numbered, numbered.c.id == Episode.id)
             .join(Patient, Patient.id == FollowUp.patient_id))
+    stmt = stmt.where(research_followups())  # not the alliance check-ins during a stay
     if timepoint is not None:
         stmt = stmt.where(FollowUp.timepoint_days == timepoint)
     return _frame(engine, stmt)
@@ -51,7 +54,7 @@ def covariates_present(engine: Engine) -> list[str]:
 
 def ratings(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
     """The alliance rated at the discharge of every episode with a follow-up (one row per episode)."""
-    targeted = select(FollowUp.episode_id)
+    targeted = select(FollowUp.episode_id).where(research_followups())
     if timepoint is not None:
         targeted = targeted.where(FollowUp.timepoint_days == timepoint)
     stmt = (select(AllianceRating.episode_id, AllianceRating.items, AllianceRating.mean_score,

@@ -41,13 +41,13 @@ def _page(title: str):
 
 
 @bp.get("/dashboard")
-@requires("signed_in")
+@requires("study")
 def dashboard():
     return _page("Study dashboard")
 
 
 @bp.get("/progress")
-@requires("signed_in")
+@requires("study")
 def progress():
     """The study progress page's old address (bookmarks, links in e-mails): the dashboard superseded it."""
     return _page("Study dashboard")

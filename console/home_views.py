@@ -23,4 +23,5 @@ def home():
             waves = s.scalars(select(Wave).order_by(Wave.id.desc()).limit(5)).all()
             by_wave = funnels(s, [w.id for w in waves]) if waves else {}
     return render_template("console/home.html", title="Home", waves=waves, funnels=by_wave,
-                           sees_alerts=may_open(g.user.role, "alerts"), sees_waves=sees_waves)
+                           sees_alerts=may_open(g.user.role, "alerts"), sees_waves=sees_waves,
+                           sees_study=may_open(g.user.role, "study"), sees_care=may_open(g.user.role, "care"))

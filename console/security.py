@@ -24,10 +24,13 @@ from outreach.heartbeat import worker_stopped
 from . import csrf
 from .blueprint import address, bp, reading, settings, uow
 
-ROLES = ("admin", "coordinator", "researcher")
+ROLES = ("admin", "coordinator", "researcher", "clinician")
 AREAS: dict[str, frozenset[str]] = {
     "public": frozenset(),  # sign-in, set-password: no account needed
-    "signed_in": frozenset(ROLES),  # home, study progress, own account
+    "signed_in": frozenset(ROLES),  # home, own account
+    "study": frozenset({"admin", "coordinator", "researcher"}),  # the study's progress (the dashboard)
+    # the care team's queue of alliance alerts and its patients' check-ins and trends: a clinician their own teams'
+    "care": frozenset({"admin", "clinician"}),
     "alerts": frozenset({"admin", "coordinator"}),  # the crisis-alert queue, take and resolve
     "patients": frozenset({"admin", "coordinator"}),  # search, transcripts, answers, texting, phone
     "waves": frozenset({"admin", "coordinator"}),  # plan, launch, a wave's page: pause, resume, cancel
@@ -40,7 +43,8 @@ NAVIGATION = [  # (area, endpoint, label)
     ("alerts", "console.alerts", "Crisis alerts"),
     ("patients", "console.patients", "Patients"),
     ("patients", "console.inbox", "Inbox"),
-    ("signed_in", "console.dashboard", "Dashboard"),  # supersedes "Study progress" (/console/progress shows it)
+    ("care", "console.care", "Care team"),
+    ("study", "console.dashboard", "Dashboard"),  # supersedes "Study progress" (/console/progress shows it)
     ("imports", "console.imports", "Imports"),
     ("waves", "console.waves", "Waves"),
     ("research", "console.exports", "Exports"),
@@ -51,6 +55,9 @@ NAVIGATION = [  # (area, endpoint, label)
     ("admin", "console.settings_view", "Settings"),
 ]
 PASSIVE = {"console.alert_list", "console.job_status", "console.wave_live"}  # refreshed by the page itself: does not count as activity
+# The tablet's submit carries its own signed sheet (console.kiosk_views), made when a clinician handed the tablet
+# over: it is the form's token, and a submit retried after the console locked (no session) must still be answered.
+SIGNED_FORMS = {"console.kiosk_submit"}
 UPLOADS = {"console.import_upload"}  # forms that carry a file: MAX_UPLOAD_MB, not the app's limit for forms
 VIEW_AREAS: dict[str, str] = {}  # endpoint -> area, filled by @requires (the route table test reads it)
 
@@ -116,7 +123,8 @@ def _check_access():
     if request.method == "POST":
         if request.endpoint in UPLOADS:  # a file upload may be larger than the app's limit for forms
             request.max_content_length = int(settings().max_upload_mb * 1024 * 1024) + 64 * 1024
-        csrf.protect()
+        if request.endpoint not in SIGNED_FORMS:
+            csrf.protect()
     if g.user is not None and request.endpoint not in ("console.two_factor", "console.sign_out") and \
             admin_needs_totp(settings(), g.user):
         return redirect(url_for("console.two_factor"))

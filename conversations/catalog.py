@@ -18,6 +18,8 @@ def rendered_texts(org: str = "Recovery Study", contact: str = "1-800-555-0199")
                 for days in (30, 365):
                     yield f"{name} ({days} d)", lang, invitation(days, ctx, reminder=name == "reminder",
                                                                  first=name == "invitation_first")
+            elif name.startswith("checkin_"):  # the weekly alliance check-in during a stay
+                yield name, lang, invitation(-1, ctx, reminder=name.endswith("reminder"), first=name.endswith("first"))
             elif name == "stalled":
                 for q in ALL_QUESTIONS:
                     yield f"stalled + {q.key}", lang, ctx.text(name, question=q.prompt[lang])

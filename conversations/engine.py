@@ -21,7 +21,7 @@ from typing import Any
 
 from .lexicon import is_acknowledgement, is_crisis, keyword, opts_back_in
 from .machine import ACTIVE, QUESTION_STATES, WAITING, FollowUpState, transition
-from .surveys import QUESTIONS, Question, survey_for
+from .surveys import QUESTIONS, Question, is_checkin, survey_for
 from .texts import render
 
 ACK_EVERY = dt.timedelta(hours=24)
@@ -106,6 +106,8 @@ def invitation(timepoint_days: int, ctx: Context, reminder: bool = False, first:
     are not read around the clock and where to get help at any hour."""
     n = len(survey_for(timepoint_days).questions)
     name = "reminder" if reminder else "invitation_first" if first else "invitation"
+    if is_checkin(timepoint_days):  # an alliance check-in during the stay
+        name = f"checkin_{name}"
     return ctx.text(name, days=timepoint_days, n=n)
 
 

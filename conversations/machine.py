@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from transitions import Machine, MachineError
 
-from .surveys import ALL_QUESTIONS, SURVEY_30, SURVEY_LATER, survey_for
+from .surveys import ALL_QUESTIONS, SURVEY_30, SURVEY_CHECKIN, SURVEY_LATER, survey_for
 
 class FollowUpState:
     """A follow-up's states, named once (the strings are what ``followups.state`` stores).  Between
@@ -59,7 +59,7 @@ def _resumes_to(dest: str):
 
 def _flow_edges() -> set[tuple[str, str]]:
     edges = set()
-    for survey in (SURVEY_30, SURVEY_LATER):
+    for survey in (SURVEY_30, SURVEY_LATER, SURVEY_CHECKIN):
         chain = [question_state(k) for k in survey.keys] + [FollowUpState.COMPLETED]
         edges.update(zip(chain, chain[1:]))
         edges.update((w, chain[0]) for w in WAITING)

@@ -1,7 +1,9 @@
 """Survey definitions as data: questions, prompts in English and French, answer coding."""
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Mapping
 
 from .parsing import Parsed, parse_choice, parse_scale
@@ -83,7 +85,19 @@ DAYS_USED = Question(key="days_used", kind="scale", lo=0, hi=30, words=_meaning(
           "Répondez un nombre de 0 à 30",
 })
 
-ALL_QUESTIONS = (SELF_EFFICACY, MENTAL_HEALTH, PHYSICAL_HEALTH, DAYS_USED)
+def _checkin_questions() -> tuple[Question, ...]:
+    """The alliance check-in's statements (``data/alliance_checkin.toml``), one scale question each."""
+    data = tomllib.loads((resources.files("conversations") / "data" / "alliance_checkin.toml").read_text("utf-8"))
+    words = _meaning(**{f"_{value}": ws for value, ws in data["words"].items()})
+    count = len(data["statements"]["en"])
+    return tuple(Question(key=f"{data['key_prefix']}{i}", kind="scale", lo=data["lo"], hi=data["hi"], words=words,
+                          prompt={lang: f"{i}/{count}. {statements[i - 1]} {data['reply'][lang]}"
+                                  for lang, statements in data["statements"].items()})
+                 for i in range(1, count + 1))
+
+
+CHECKIN_QUESTIONS = _checkin_questions()
+ALL_QUESTIONS = (SELF_EFFICACY, MENTAL_HEALTH, PHYSICAL_HEALTH, DAYS_USED, *CHECKIN_QUESTIONS)
 QUESTIONS = {q.key: q for q in ALL_QUESTIONS}
 
 
@@ -101,6 +115,18 @@ SURVEY_30 = Survey("followup_30", (SELF_EFFICACY, MENTAL_HEALTH, PHYSICAL_HEALTH
 SURVEY_LATER = Survey("followup_later", (SELF_EFFICACY, MENTAL_HEALTH, PHYSICAL_HEALTH, DAYS_USED))
 
 
+SURVEY_CHECKIN = Survey("alliance_checkin", CHECKIN_QUESTIONS)
+
+
+def is_checkin(timepoint_days: int) -> bool:
+    """A conversation's ``timepoint_days`` below zero marks an alliance check-in during the stay: ``-k`` is the
+    stay's k-th check-in period (a follow-up's time point is days after discharge, always above zero)."""
+    return timepoint_days < 0
+
+
 def survey_for(timepoint_days: int) -> Survey:
-    """30-day check-ins ask three questions; 90 days and later add days of use."""
+    """30-day follow-ups ask three questions; 90 days and later add days of use; a check-in (below zero) asks the
+    alliance's six statements."""
+    if is_checkin(timepoint_days):
+        return SURVEY_CHECKIN
     return SURVEY_30 if timepoint_days < 90 else SURVEY_LATER

@@ -29,6 +29,28 @@ TEXTS: dict[str, dict[str, str]] = {
         "fr": "{org} : petit rappel pour votre suivi de {days} jours ({n} courtes questions). "
               "Répondez OUI pour commencer ou STOP pour vous désabonner.",
     },
+    # The weekly alliance check-in during a stay (outreach.care.sms): same keywords; the first text a patient ever
+    # receives also says where to get help at any hour.
+    "checkin_invitation": {
+        "en": "{org}: hello! Time for this week's check-in, {n} short statements to rate 0 to 6 by text. "
+              "Reply YES to start or STOP to opt out.",
+        "fr": "{org} : bonjour! C'est le moment du bilan de la semaine, {n} courts énoncés à noter de 0 à 6 par "
+              "texto. Répondez OUI pour commencer ou STOP pour vous désabonner.",
+    },
+    "checkin_invitation_first": {
+        "en": "{org}: hello! Time for this week's check-in, {n} short statements to rate 0 to 6 by text. "
+              "Reply YES to start or STOP to opt out. Texts are not read 24/7: in a crisis call or text "
+              "{crisis_line}, in an emergency {emergency}.",
+        "fr": "{org} : bonjour! C'est le moment du bilan de la semaine, {n} courts énoncés à noter de 0 à 6. "
+              "Répondez OUI pour commencer ou STOP pour vous désabonner. Textos non lus 24 h sur 24 : en crise, "
+              "appelez ou textez le {crisis_line}; urgence : {emergency}.",
+    },
+    "checkin_reminder": {
+        "en": "{org}: a reminder about this week's check-in ({n} short statements). "
+              "Reply YES to start or STOP to opt out.",
+        "fr": "{org} : petit rappel pour le bilan de la semaine ({n} courts énoncés). "
+              "Répondez OUI pour commencer ou STOP pour vous désabonner.",
+    },
     "consent_again": {
         "en": "Reply YES to start or STOP to opt out.",
         "fr": "Répondez OUI pour commencer ou STOP pour vous désabonner.",

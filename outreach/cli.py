@@ -179,20 +179,36 @@ def import_discharges_cmd(ctx: Context, file: Path, skip_invalid: bool, allow_ra
                           keep_identifiers: bool, strict: bool, all_errors: bool) -> None:
     from .db import current_actor
     from .jobs.imports import record_import
-    from .study.importer import ImportFileError, import_discharges
+    from .study.importer import import_discharges
+
+    def run(session):
+        result = import_discharges(session, file, ctx.settings, skip_invalid=skip_invalid,
+                                   allow_rating_changes=allow_rating_changes, keep_identifiers=keep_identifiers,
+                                   strict=strict)
+        if result.written:  # the console's import history lists it beside the console's own
+            record_import(session, file, result, actor=current_actor())
+        return result
+
+    _print_import(_run_import(ctx, file, run), all_errors=all_errors, keep_identifiers=keep_identifiers)
+
+
+def _run_import(ctx: Context, file: Path, run):
+    """``run(session)`` in one transaction, for a file that is there; a file that cannot be read at all is said in
+    words and exits 1."""
+    from .study.importer import ImportFileError
 
     _input_file(file)
     try:
         with unit_of_work(ctx.sessions) as session:
-            result = import_discharges(session, file, ctx.settings, skip_invalid=skip_invalid,
-                                       allow_rating_changes=allow_rating_changes, keep_identifiers=keep_identifiers,
-                                       strict=strict)
-            if result.written:  # the console's import history lists it beside the console's own
-                record_import(session, file, result, actor=current_actor())
+            return run(session)
     except ImportFileError as exc:
         click.echo(str(exc), err=True)
         click.echo("nothing was imported", err=True)
         sys.exit(1)
+
+
+def _print_import(result, *, all_errors: bool, keep_identifiers: bool) -> None:
+    """What an import did, as the discharge and admission imports both say it; exits 1 when nothing was written."""
     if all_errors or len(result.errors) <= GROUP_ERRORS_OVER:
         for error in result.errors:
             click.echo(str(error), err=True)
@@ -320,6 +336,165 @@ def lexicon_missed(ctx: Context) -> None:
     click.echo(f"{len(missed)} text(s); add them to the crisis test corpus and the phrase list")
 
 
+@cli.command("import-admissions", help="Import an admission CSV: stays that have begun (patient_id, phone, "
+                                       "admission_date, care_team, sms_consent, alliance_checkins; optional episode_id, "
+                                       "language, timezone). A later discharge row completes the stay.")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--skip-invalid", is_flag=True, help="Write the valid rows; put invalid ones in FILE.rejected.csv.")
+@click.option("--keep-identifiers", is_flag=True,
+              help="Keep full phone numbers in FILE.rejected.csv (by default they are masked).")
+@click.option("--strict", is_flag=True, help="Treat warnings (a shared phone, a dropped extension) as errors.")
+@click.option("--all-errors", "all_errors", is_flag=True, help="List every error line by line.")
+@pass_ctx
+def import_admissions_cmd(ctx: Context, file: Path, skip_invalid: bool, keep_identifiers: bool, strict: bool,
+                          all_errors: bool) -> None:
+    from .care.admissions import import_admissions
+    from .db import current_actor
+
+    result = _run_import(ctx, file, lambda session: import_admissions(
+        session, file, ctx.settings, skip_invalid=skip_invalid, keep_identifiers=keep_identifiers, strict=strict,
+        actor=current_actor()))
+    _print_import(result, all_errors=all_errors, keep_identifiers=keep_identifiers)
+
+
+@cli.group("care-teams", help="Care teams: a name and its clinicians, who see only their teams' patients.")
+def care_teams() -> None:
+    pass
+
+
+def _care_command(ctx: Context, action, done: str) -> None:
+    from .care.teams import CareTeamError
+    from .db import current_actor
+
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            action(session, current_actor())
+    except CareTeamError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(done)
+
+
+@care_teams.command("add", help="Create a care team.")
+@click.argument("name")
+@pass_ctx
+def care_teams_add(ctx: Context, name: str) -> None:
+    from .care.teams import add_team
+
+    _care_command(ctx, lambda s, actor: add_team(s, name, actor=actor), f"care team {name.strip()!r} added")
+
+
+@care_teams.command("add-member", help="Make a console account a member of a care team (audited).")
+@click.argument("team")
+@click.argument("email")
+@pass_ctx
+def care_teams_add_member(ctx: Context, team: str, email: str) -> None:
+    from .care.teams import add_member
+
+    _care_command(ctx, lambda s, actor: add_member(s, team, email, actor=actor), f"{email} is a member of {team!r}")
+
+
+@care_teams.command("remove-member", help="Take a console account out of a care team (audited).")
+@click.argument("team")
+@click.argument("email")
+@pass_ctx
+def care_teams_remove_member(ctx: Context, team: str, email: str) -> None:
+    from .care.teams import remove_member
+
+    _care_command(ctx, lambda s, actor: remove_member(s, team, email, actor=actor),
+                  f"{email} is no longer a member of {team!r}")
+
+
+@care_teams.command("list", help="Every care team and its members.")
+@pass_ctx
+def care_teams_list(ctx: Context) -> None:
+    from .care.teams import list_teams
+
+    with unit_of_work(ctx.sessions) as session:
+        teams = list_teams(session)
+    if not teams:
+        click.echo("no care teams yet (outreach care-teams add NAME)")
+    for name, members in teams:
+        click.echo(f"{name}: {', '.join(members) or 'no members'}")
+
+
+@cli.group(help="The alliance during treatment: alliance alerts, a patient's check-ins.")
+def alliance() -> None:
+    pass
+
+
+@alliance.command("alerts", help="Open alliance alerts: study id, care team, the rule that fired, the statements that "
+                                 "fell most, when (--all: acknowledged ones too, with who and the note).")
+@click.option("--all", "show_all", is_flag=True, help="Also the acknowledged alerts.")
+@pass_ctx
+def alliance_alerts(ctx: Context, show_all: bool) -> None:
+    from .care.alerts import list_alerts
+    from .study.instrument import load_instrument
+
+    instrument = load_instrument(ctx.settings.get("ALLIANCE_INSTRUMENT"))
+    labels = {s.name: s.label for s in instrument.subscales}
+    with unit_of_work(ctx.sessions) as session:
+        rows = list_alerts(session, include_acknowledged=show_all)
+    if not rows:
+        click.echo("no alliance alerts yet" if show_all else "no open alliance alerts")
+        return
+    for a in rows:
+        statements = (f"statement{'s' if len(a.statements) > 1 else ''} {', '.join(map(str, a.statements))}"
+                      f" ({labels.get(a.subscale, a.subscale)})" if a.statements else "no statement")
+        state = (f"acknowledged {ctx.time(a.acknowledged_at)} by {a.acknowledged_by}: {a.note}"
+                 if a.acknowledged_at else "open")
+        click.echo(f"#{a.id}  {ctx.time(a.raised_at)}  {a.patient_id}  {a.team or '(no team)'}  {a.rule}: {a.says}; "
+                   f"{statements}  {state}")
+    if show_all:
+        click.echo(f"{len(rows)} alliance alert(s), {sum(a.acknowledged_at is None for a in rows)} open")
+
+
+@alliance.command("flagged", help="The share of check-ins flagged each week (alert level, and watch level or above), "
+                                  "to calibrate the rules (the anchors aim for roughly 10 to 15%).")
+@pass_ctx
+def alliance_flagged(ctx: Context) -> None:
+    from .care.alerts import flagged_share_by_week
+
+    with unit_of_work(ctx.sessions) as session:
+        weeks = flagged_share_by_week(session)
+    if not weeks:
+        click.echo("no check-ins yet")
+        return
+    click.echo("week of       check-ins   alert        watch or alert")
+    for monday, total, alerted, flagged in weeks:
+        click.echo(f"{monday}  {total:9d}   {alerted:4d} {100 * alerted / total:5.1f}%   {flagged:4d} "
+                   f"{100 * flagged / total:5.1f}%")
+
+
+@alliance.command("checkins", help="A patient's check-ins: when, how, treatment week, the six ratings, mean, "
+                                   "subscales and the rules each met.")
+@click.argument("patient_id")
+@pass_ctx
+def alliance_checkins(ctx: Context, patient_id: str) -> None:
+    from sqlalchemy import select
+
+    from .care.checkins import checkins_of
+    from .models import Patient
+
+    with unit_of_work(ctx.sessions) as session:
+        pk = session.scalar(select(Patient.id).where(Patient.patient_id == patient_id))
+        if pk is None:
+            click.echo(f"error: there is no patient {patient_id!r}", err=True)
+            sys.exit(1)
+        rows = checkins_of(session, pk)
+    if not rows:
+        click.echo(f"no check-ins for {patient_id}")
+        return
+    for c in rows:
+        items = " ".join("-" if v is None else str(v) for v in c.items)
+        mean = "-" if c.mean_score is None else f"{c.mean_score:.2f}"
+        subs = ", ".join(f"{k} {'-' if v is None else f'{v:.2f}'}" for k, v in (c.subscale_scores or {}).items())
+        flags = "; ".join(f"{f['level']}: {f['rule']}" for f in c.flags or []) or "no flag"
+        click.echo(f"{ctx.time(c.taken_at)}  week {c.treatment_week}  {c.method:<6}  [{items}]  mean {mean}  "
+                   f"({subs})  {flags}")
+    click.echo(f"{len(rows)} check-in(s)")
+
+
 @cli.group(help="Crisis alerts: list the open ones, resolve them.")
 def alerts() -> None:
     pass
@@ -403,7 +578,7 @@ _ROLE = click.Choice(ROLES, case_sensitive=False)
 
 @users.command("add", help="Create a console account and print a one-time link (24 hours) to set its password.")
 @click.argument("email")
-@click.option("--role", required=True, type=_ROLE, help="admin, coordinator or researcher.")
+@click.option("--role", required=True, type=_ROLE, help="admin, coordinator, researcher or clinician (sees only their care teams' patients).")
 @pass_ctx
 def users_add(ctx: Context, email: str, role: str) -> None:
     from .staff.accounts import add_user
@@ -474,7 +649,7 @@ def users_enable(ctx: Context, email: str) -> None:
     click.echo(f"account {user.email} enabled")
 
 
-@users.command("role", help="Change an account's role (admin, coordinator or researcher).")
+@users.command("role", help="Change an account's role (admin, coordinator, researcher or clinician).")
 @click.argument("email")
 @click.argument("role", type=_ROLE)
 @pass_ctx
@@ -1093,6 +1268,11 @@ def export_cmd(ctx: Context, out: Path, fmt: str | None, timepoint: int | None, 
         write(df, out, fmt, suppress_below=ctx.settings.suppress_below)
     click.echo(f"wrote {len(df)} rows to {out} ({fmt}{', identified' if identified else ', de-identified'}) "
                f"and the codebook to {codebook_path(out)}")
+    if not identified:  # the alliance check-ins during treatment, de-identified the same way (issue 26)
+        from analysis.checkins import write_companion
+
+        companion, rows = write_companion(ctx.engine, key, out, fmt, suppress_below=ctx.settings.suppress_below)
+        click.echo(f"wrote {rows} check-in rows to {companion} and the codebook to {codebook_path(companion)}")
 
 
 def _write_identified(ctx: Context, df, out: Path, fmt: str, reason: str, timepoint: int | None) -> None:

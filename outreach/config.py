@@ -141,6 +141,9 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
                                   "rules above, so the audit outlives what it records."),
     "RETENTION_RUN_AT": ("03:00", "Time of day (CONSOLE_TIMEZONE) from which the worker applies the retention rules, "
                                   "once a day, in small batches."),
+    "ALLIANCE_CHECKIN_DAYS": ("7", "Days between two alliance check-ins during a stay, counted from admission."),
+    "KIOSK_IDLE_SECONDS": ("120", "Seconds without a touch after which the tablet's check-in page starts again, "
+                                  "discarding the unfinished check-in."),
 }
 
 
@@ -297,6 +300,8 @@ TYPED: dict[str, tuple] = {
     "RETAIN_PHONES_DAYS_AFTER_LAST_CONTACT": (_whole(1), "a whole number of days, at least 1, such as 365"),
     "RETAIN_AUDIT_DAYS": (_whole(1), "a whole number of days, at least 1, such as 2555"),
     "RETENTION_RUN_AT": (_clock_time, "a time of day written HH:MM, such as 03:00"),
+    "ALLIANCE_CHECKIN_DAYS": (_whole(1), "a whole number of days, at least 1, such as 7"),
+    "KIOSK_IDLE_SECONDS": (_whole(10), "a whole number of seconds, at least 10, such as 120"),
 }
 
 

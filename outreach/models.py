@@ -100,7 +100,13 @@ class Episode(Base):
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"))
     site_episode_id: Mapped[str | None] = mapped_column(String(64))
     admission_date: Mapped[dt.date | None] = mapped_column(Date)
-    discharge_date: Mapped[dt.date] = mapped_column(Date)
+    # NULL while the patient is in treatment (an admission, outreach.care.admissions); a discharge row for the
+    # stay fills it in (outreach.study.importer), and only then is it followed up.
+    discharge_date: Mapped[dt.date | None] = mapped_column(Date)
+    # The care team treating the stay, and how its alliance check-ins are taken (sms | tablet | none;
+    # outreach.care.checkins.METHODS); both NULL for a stay known only from its discharge.
+    care_team_id: Mapped[int | None] = mapped_column(ForeignKey("care_teams.id", ondelete="SET NULL"), index=True)
+    alliance_checkins: Mapped[str | None] = mapped_column(String(8))
     length_of_stay_days: Mapped[int | None] = mapped_column(Integer)
     primary_substance: Mapped[str | None] = mapped_column(String(64))
     program: Mapped[str | None] = mapped_column(String(128))
@@ -119,8 +125,78 @@ class AllianceRating(Base):
     items: Mapped[list[Any]] = mapped_column(JSON)  # raw item values, None when not answered
     mean_score: Mapped[float | None] = mapped_column(Float)
     subscale_scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The in-treatment check-in that became this discharge rating (the stay's last one); NULL: imported with the
+    # discharge (method "import").
+    checkin_id: Mapped[int | None] = mapped_column(ForeignKey("alliance_checkins.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class CareTeam(Base):
+    """A ward's or a program's clinicians: each stay in treatment has one; its clinicians see only its patients."""
+
+    __tablename__ = "care_teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CareTeamMember(Base):
+    __tablename__ = "care_team_members"
+
+    team_id: Mapped[int] = mapped_column(ForeignKey("care_teams.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class AllianceCheckin(Base):
+    """The alliance rated once during a stay (weekly, or at discharge): the six ratings scored by the instrument's
+    rules, when, how (tablet | sms | import) and, for the tablet, the staff member who handed it over."""
+
+    __tablename__ = "alliance_checkins"
+    __table_args__ = (Index("ix_alliance_checkins_episode_taken", "episode_id", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), index=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"))
+    instrument: Mapped[str] = mapped_column(String(64))
+    items: Mapped[list[Any]] = mapped_column(JSON)
+    mean_score: Mapped[float | None] = mapped_column(Float)
+    subscale_scores: Mapped[dict[str, Any]] = mapped_column(JSON)
+    taken_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    method: Mapped[str] = mapped_column(String(8))
+    treatment_week: Mapped[int] = mapped_column(Integer)  # 1 = the first seven days from admission
+    days_since_admission: Mapped[int] = mapped_column(Integer)
+    staff_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # The id the tablet's page was given when it opened: a submit retried after a dropped connection is saved once.
+    client_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # The SMS conversation it was answered in (a follow-up row with timepoint_days below zero; outreach.care.sms).
+    followup_id: Mapped[int | None] = mapped_column(ForeignKey("followups.id", ondelete="SET NULL"), unique=True)
+    # The rules of outreach/care/alliance_rules.toml this check-in met: [{"rule", "level", ...}], [] when none.
+    flags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class AllianceAlert(Base):
+    """A weakening alliance, raised for the stay's care team by a rule (at most one per patient per 7 days);
+    acknowledged with a note on what was done."""
+
+    __tablename__ = "alliance_alerts"
+    __table_args__ = (Index("ix_alliance_alerts_team_open", "care_team_id", "acknowledged_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), index=True)
+    episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"))
+    care_team_id: Mapped[int | None] = mapped_column(ForeignKey("care_teams.id", ondelete="SET NULL"))
+    checkin_id: Mapped[int | None] = mapped_column(ForeignKey("alliance_checkins.id", ondelete="SET NULL"))
+    rule: Mapped[str] = mapped_column(String(32))
+    statements: Mapped[list[Any]] = mapped_column(JSON, default=list)  # item numbers that fell most
+    subscale: Mapped[str | None] = mapped_column(String(16))  # the subscale they belong to: what to talk about
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    raised_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(254))
+    note: Mapped[str | None] = mapped_column(Text)
 
 
 class Wave(Base):
@@ -288,7 +364,7 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
-    role: Mapped[str] = mapped_column(String(16))  # admin | coordinator | researcher
+    role: Mapped[str] = mapped_column(String(16))  # admin | coordinator | researcher | clinician
     password_hash: Mapped[str | None] = mapped_column(String(255))
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     totp_pending: Mapped[str | None] = mapped_column(String(64))  # being set up; kept here, not in a cookie

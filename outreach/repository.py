@@ -17,6 +17,12 @@ from .clock import utcnow
 OPEN_STATES = ACTIVE + [FollowUpState.CRISIS]
 
 
+def research_followups() -> ColumnElement[bool]:
+    """The follow-ups after discharge, the study's outcomes: not the alliance check-ins during a stay, which share
+    the conversation's machinery with ``timepoint_days`` below zero (``conversations.surveys.is_checkin``)."""
+    return FollowUp.timepoint_days > 0
+
+
 def insert_ignore(bind: Session | Connection | str, model: Any):
     """A dialect-specific ``INSERT`` that supports ``on_conflict_do_nothing``, for a session, a connection
     or a dialect name."""

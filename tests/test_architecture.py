@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("conversations", "outreach", "analysis", "webhooks", "console")
 ENTRY_POINTS = {"cli", "worker", "serve", "demo"}
-LAYERS = {"messaging": 2, "study": 3, "staff": 4, "jobs": 4, "ops": 4}
+LAYERS = {"messaging": 2, "study": 3, "care": 3, "staff": 4, "jobs": 4, "ops": 4}
 
 
 def layer(module: str) -> int | None:

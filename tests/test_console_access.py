@@ -12,7 +12,9 @@ from outreach.models import AuditEvent
 
 from .conftest import CONSOLE_PASSWORD, csrf_token_of
 
-EVERYONE = {"admin", "coordinator", "researcher"}
+EVERYONE = {"admin", "coordinator", "researcher", "clinician"}
+STUDY = {"admin", "coordinator", "researcher"}  # the study's progress: no clinician (no research data)
+CARE = {"admin", "clinician"}  # the care team's alliance alerts and check-ins
 STAFF = {"admin", "coordinator"}
 ADMIN = {"admin"}
 PUBLIC = None  # no account needed
@@ -20,8 +22,10 @@ PUBLIC = None  # no account needed
 ROUTES = {
     "console.sign_in": PUBLIC, "console.set_password_page": PUBLIC,
     "console.sso_start": PUBLIC, "console.sso_callback": PUBLIC, "console.sso_code": PUBLIC,
-    "console.sign_out": EVERYONE, "console.home": EVERYONE, "console.progress": EVERYONE,
-    "console.dashboard": EVERYONE,
+    "console.sign_out": EVERYONE, "console.home": EVERYONE, "console.progress": STUDY,
+    "console.dashboard": STUDY,
+    "console.care": CARE, "console.care_acknowledge": CARE, "console.care_patient": CARE,
+    "console.kiosk_start": CARE, "console.kiosk": PUBLIC, "console.kiosk_submit": PUBLIC,  # the tablet: a signed sheet
     "console.two_factor": EVERYONE,
     "console.alerts": STAFF, "console.alert_list": STAFF, "console.take": STAFF, "console.resolve": STAFF,
     "console.flag": STAFF,
@@ -59,7 +63,7 @@ def test_every_route_is_in_the_table(console_app):
     assert {endpoint for endpoint, _, _ in _routes(console_app)} == set(ROUTES)
 
 
-@pytest.mark.parametrize("role", ["admin", "coordinator", "researcher"])
+@pytest.mark.parametrize("role", ["admin", "coordinator", "researcher", "clinician"])
 def test_each_role_opens_exactly_its_routes_and_gets_403_elsewhere(console_app, console_client, role):
     client = console_client(role)
     for endpoint, method, path in _routes(console_app):

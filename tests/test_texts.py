@@ -7,7 +7,8 @@ from conversations.sms import encoding, segments
 LONG_ORG = "Institut de recherche en santé Homewood"  # 39 characters
 ALL = list(rendered_texts(org=LONG_ORG, contact="+1 (800) 555-0199 ext. 1234"))
 # Before a patient has said yes, nobody reading their phone should learn why they are being texted.
-BEFORE_CONSENT = {"invitation", "reminder", "consent_again", "declined", "help", "opted_in", "media_only"}
+BEFORE_CONSENT = {"invitation", "reminder", "consent_again", "declined", "help", "opted_in", "media_only",
+                  "checkin_invitation", "checkin_invitation_first", "checkin_reminder"}
 SENSITIVE = ["addiction", "alcohol", "drug", "substance", "treatment", "program", "rehab", "detox", "hospital",
              "clinic", "withdrawal", "recovery", "dépendance", "drogue", "traitement", "programme", "hôpital",
              "clinique", "sevrage", "rétablissement", "homewood health centre", "mental health", "santé mentale"]

@@ -33,7 +33,7 @@ from ..clock import utcnow
 if TYPE_CHECKING:
     from ..config import Settings
 
-ROLES = ("admin", "coordinator", "researcher")
+ROLES = ("admin", "coordinator", "researcher", "clinician")  # clinician: their care teams' patients only
 
 TOKEN_LIFETIME = dt.timedelta(hours=24)
 MIN_PASSWORD_LENGTH = 12

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
@@ -39,6 +40,7 @@ class SettingsPage:
     twilio: TwilioCheck
     last_heartbeat: dt.datetime | None
     worker_running: bool
+    reliable_change: Any = None  # the alliance drop rule's threshold now (outreach.care.rules.ReliableChange)
 
 
 def effective_settings(settings: Settings) -> list[SettingLine]:
@@ -92,6 +94,10 @@ def twilio_check(settings: Settings) -> TwilioCheck:
 def settings_page(session: Session, settings: Settings) -> SettingsPage:
     from ..clock import utcnow
 
+    from ..care.rules import reliable_change
+    from ..study.instrument import load_instrument
+
     last = last_beat(session)
     return SettingsPage(effective_settings(settings), twilio_check(settings), last,
-                        last is not None and utcnow() - last <= STALE_AFTER)
+                        last is not None and utcnow() - last <= STALE_AFTER,
+                        reliable_change(session, load_instrument(settings.get("ALLIANCE_INSTRUMENT"))))

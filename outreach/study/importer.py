@@ -44,6 +44,7 @@ from ..config import Settings
 from ..csvsafe import SafeWriter, open_private
 from ..db import audit
 from .instrument import Instrument, load_instrument
+from ..care.checkins import rate_at_discharge
 from ..models import AllianceRating, Answer, Episode, FollowUp, Patient
 from ..phones import Phone, mask, read_phone, split_extension, zone_for
 from ..messaging.opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
@@ -231,9 +232,10 @@ def _column_of_byte(data: bytes, at: int) -> str:
 _MOJIBAKE = re.compile("[\u00c3\u00c2][\u0080-\u00bf]|\u00e2\u20ac")
 
 
-def detect_separator(text: str, instrument: Instrument) -> str:
-    """The separator that splits the header into the most known column names (comma on a tie)."""
-    required, optional = expected_columns(instrument)
+def detect_separator(text: str, instrument: Instrument, columns: tuple[list[str], list[str]] | None = None) -> str:
+    """The separator that splits the header into the most known column names (comma on a tie); ``columns`` are
+    (required, optional) of another kind of file (admissions), else the discharge file's."""
+    required, optional = columns or expected_columns(instrument)
     known = set(required) | set(optional)
     first = text.split("\n", 1)[0].rstrip("\r")
     best, best_score = ",", -1
@@ -248,8 +250,9 @@ def detect_separator(text: str, instrument: Instrument) -> str:
     return best
 
 
-def check_header(header: list[str], instrument: Instrument) -> list[str]:
-    required, optional = expected_columns(instrument)
+def check_header(header: list[str], instrument: Instrument,
+                 columns: tuple[list[str], list[str]] | None = None) -> list[str]:
+    required, optional = columns or expected_columns(instrument)
     names = [h.strip().lower() for h in header]
     if len(names) == 1 and names[0] and any(sep in names[0] for sep in ";\t|"):
         raise ImportFileError(f"line 1: header: the header reads as one column ({names[0][:60]!r}…); the columns "
@@ -502,7 +505,12 @@ def _text_or_none(v: str, max_len: int) -> str | None:
 
 
 def read_rows(text: str, instrument: Instrument, validate: RowValidator,
-              separator: str = ",", progress: _Progress | None = None) -> tuple[list[str], list[_Row]]:
+              separator: str = ",", progress: _Progress | None = None, *,
+              columns: tuple[list[str], list[str]] | None = None,
+              stay_keys: Callable[[dict[str, Any]], list[tuple[str, tuple, str]]] | None = None,
+              ) -> tuple[list[str], list[_Row]]:
+    """The file's rows, each checked by ``validate``; ``columns`` and ``stay_keys`` (what makes two rows one stay:
+    (column, key, words)) are another kind of file's (admissions), else the discharge file's."""
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
     # Text converted twice shows as 'Ã', 'Â' or 'â' followed by another character; a file without any of the three
     # (nearly all) cannot have it in a cell, and its cells are not searched one by one.
@@ -513,7 +521,8 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
         raise ImportFileError("line 1: the file is empty; expected a header row") from None
     except csv.Error as exc:
         raise ImportFileError(f"line 1: {exc}") from None
-    names = check_header(header, instrument)
+    names = check_header(header, instrument, columns)
+    stay_keys = stay_keys or discharge_keys
     rows: list[_Row] = []
     seen: dict[tuple, int] = {}
     garbled: list[tuple[int, str, str]] = []  # (line, column, sample) of text converted twice
@@ -557,12 +566,7 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
         record, problems = validate(dict(zip(names, raw)))
         warnings = record.pop("warnings", []) if record is not None else []
         if record is not None:  # one row per stay: a stay is its discharge date, or the site's episode_id
-            pid = record["patient_id"]
-            keys = [("discharge_date", (pid, "date", record["discharge_date"]),
-                     f"{pid!r} discharged on {record['discharge_date']}")]
-            if record["episode_id"]:
-                keys.append(("episode_id", (pid, "episode", record["episode_id"]),
-                             f"stay {record['episode_id']!r} of {pid!r}"))
+            keys = stay_keys(record)
             for column, key, what in keys:
                 if key in seen:
                     problems.append((column, f"{what} repeats line {seen[key]}"))
@@ -579,6 +583,15 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
         progress.advance(last - reported)
     _one_person_per_id(rows)
     return names, rows
+
+
+def discharge_keys(record: dict[str, Any]) -> list[tuple[str, tuple, str]]:
+    """What makes two rows of a discharge file one stay: (column, key, words)."""
+    pid = record["patient_id"]
+    keys = [("discharge_date", (pid, "date", record["discharge_date"]), f"{pid!r} discharged on {record['discharge_date']}")]
+    if record["episode_id"]:
+        keys.append(("episode_id", (pid, "episode", record["episode_id"]), f"stay {record['episode_id']!r} of {pid!r}"))
+    return keys
 
 
 def _swallows_rows(raw: list[str], separator: str) -> bool:
@@ -618,8 +631,9 @@ def _shared_phones(session: Session, rows: list[_Row], progress: _Progress | Non
     for r in valid:
         pid, phone = r.record["patient_id"], r.record["phone"]
         holders.setdefault(phone, set()).add(pid)
-        if pid not in latest or r.record["discharge_date"] >= latest[pid][0]:
-            latest[pid] = (r.record["discharge_date"], phone)
+        day = r.record.get("discharge_date") or r.record["admission_date"]  # an admission file has no discharge
+        if pid not in latest or day >= latest[pid][0]:
+            latest[pid] = (day, phone)
     if progress is not None:
         progress.start(1, len(holders), SHARED_PHONES)
     for chunk in _chunks(list(holders), WRITE_CHUNK):
@@ -680,32 +694,23 @@ def _import_rows(session: Session, path: Path, instrument: Instrument, names: li
                  actor: str | None, keep_identifiers: bool, strict: bool,
                  progress: _Progress | None = None) -> ImportResult:
     _shared_phones(session, rows, progress)
-    if strict:  # every warning is an error
-        for r in rows:
-            if r.record is not None and r.warnings:
-                r.problems.extend((column, f"{problem} (--strict)") for column, problem in r.warnings)
-                r.record = None
+    if strict:
+        warnings_refuse(rows)
     result_unread = [r.swallowed for r in rows if r.swallowed]
     valid = [r for r in rows if r.record is not None]
     gone = _withdrawn_ids(session, list(dict.fromkeys(r.record["patient_id"] for r in valid)))
     skipped_withdrawn = sum(1 for r in valid if r.record["patient_id"] in gone)
     valid = [r for r in valid if r.record["patient_id"] not in gone]
     plan = plan_upsert(session, valid, instrument, allow_rating_changes=allow_rating_changes, progress=progress)
+    completed = [(stay.pk, rec) for stay, rec in plan.episode_updates if stay.fields[0] is None]
     for row, problems in plan.refused:
         row.problems.extend(problems)
         row.record = None
     result = ImportResult(separator=separator, unread_lines=result_unread, withdrawn=skipped_withdrawn)
-    result.errors = sorted((RowError(r.line, col, msg) for r in rows for col, msg in r.problems),
-                           key=lambda e: e.line)
-    result.warnings = [RowError(r.line, col, msg) for r in rows if r.record is not None for col, msg in r.warnings]
-    bad = [r for r in rows if r.record is None]
-    result.rejected = len(bad)
-    if bad and not skip_invalid:
+    if not sort_out(result, rows, names, Path(path), skip_invalid=skip_invalid, keep_identifiers=keep_identifiers):
         return result
-    if bad:
-        result.rejected_path = rejected_path(Path(path))
-        write_rejected(result.rejected_path, names, bad, keep_identifiers=keep_identifiers, separator=separator)
     apply_upsert(session, plan, instrument, actor=actor, progress=progress)
+    rate_at_discharge(session, completed, instrument)
     apply_contact_changes(session, plan, result, file=Path(path).name, actor=actor)
     result.new_patients, result.new_episodes = len(plan.new_patients), len(plan.new_episodes)
     result.updated, result.unchanged = plan.updated, plan.unchanged
@@ -720,6 +725,31 @@ def _import_rows(session: Session, path: Path, instrument: Instrument, names: li
           texts_cancelled=result.texts_cancelled, **rejects)
     result.written = True
     return result
+
+
+def sort_out(result: ImportResult, rows: list[_Row], names: list[str], path: Path, *, skip_invalid: bool,
+             keep_identifiers: bool) -> bool:
+    """The rows' errors and warnings onto ``result``; may the valid rows be written?  Not when a row is refused
+    (unless ``skip_invalid``: then the refused rows go to the rejected-rows file beside ``path``)."""
+    result.errors = sorted((RowError(r.line, col, msg) for r in rows for col, msg in r.problems),
+                           key=lambda e: e.line)
+    result.warnings = [RowError(r.line, col, msg) for r in rows if r.record is not None for col, msg in r.warnings]
+    bad = [r for r in rows if r.record is None]
+    result.rejected = len(bad)
+    if bad and not skip_invalid:
+        return False
+    if bad:
+        result.rejected_path = rejected_path(path)
+        write_rejected(result.rejected_path, names, bad, keep_identifiers=keep_identifiers, separator=result.separator)
+    return True
+
+
+def warnings_refuse(rows: list[_Row]) -> None:
+    """``strict``: every row with a warning is refused, the warning its error."""
+    for r in rows:
+        if r.record is not None and r.warnings:
+            r.problems.extend((column, f"{problem} (--strict)") for column, problem in r.warnings)
+            r.record = None
 
 
 def rejected_path(path: Path) -> Path:
@@ -772,7 +802,7 @@ class _Person:
 
     @property
     def latest(self) -> dt.date | None:
-        return max((s.fields[0] for s in self.stays), default=None)
+        return max((s.fields[0] for s in self.stays if s.fields[0] is not None), default=None)
 
 
 @dataclass
@@ -844,6 +874,8 @@ def plan_upsert(session: Session, rows: list[_Row], instrument: Instrument, *,
         rec["_line"] = row.line  # for the audit of what the row changes about the patient
         person = people.get(rec["patient_id"])
         stay, problems = _match(person, rec) if person else (None, [])
+        if stay is not None and stay.fields[0] is None and not problems:  # the discharge of a stay in treatment
+            problems = _complete_stay(stay, rec)
         if stay is not None and stay.pk in matched:  # e.g. one row by episode_id, another by the same date
             problems.append(("patient_id", f"this row and line {matched[stay.pk]} describe the same stay of "
                                            f"{rec['patient_id']!r}"))
@@ -895,8 +927,8 @@ def _match(person: _Person, rec: dict[str, Any]) -> tuple[_Stay | None, list[tup
         if same is None and dated is not None and dated.site_id not in (None, rec["episode_id"]):
             return None, [("discharge_date", f"the stay {dated.site_id!r} was discharged on {day}; "
                                              "one discharge date cannot belong to two stays")]
-        if same is None:
-            return dated, []  # a stay loaded without episode_id gets its number now, or a new stay
+        if same is None:  # a stay loaded without episode_id gets its number now, or a new stay
+            return dated or _in_treatment(person, rec), []
         if same.fields[0] != day:
             if dated is not None:
                 return None, [("discharge_date", f"the stay {dated.site_id or '(no episode_id)'} was discharged "
@@ -908,11 +940,31 @@ def _match(person: _Person, rec: dict[str, Any]) -> tuple[_Stay | None, list[tup
         return same, []
     if day in by_date:
         return by_date[day], []
+    if _in_treatment(person, rec) is not None:
+        return _in_treatment(person, rec), []
     latest = person.latest
     if latest is not None and day < latest:
         return None, [("discharge_date", f"earlier than the stay discharged on {latest}; add an episode_id "
                                          "column to load past stays")]
     return None, []
+
+
+def _in_treatment(person: _Person, rec: dict[str, Any]) -> _Stay | None:
+    """The patient's stay in treatment (admitted, not yet discharged) that a discharge row completes: the one
+    with the row's episode_id, or without one (same matching as a discharged stay)."""
+    return next((s for s in person.stays if s.fields[0] is None and s.site_id in (None, rec["episode_id"])), None)
+
+
+def _complete_stay(stay: _Stay, rec: dict[str, Any]) -> list[tuple[str, str]]:
+    """A discharge row for a stay in treatment keeps the admission date the stay was admitted with."""
+    admitted = stay.fields[1]
+    if rec["admission_date"] is None:
+        rec["admission_date"] = admitted
+    if rec["admission_date"] is not None and rec["admission_date"] > rec["discharge_date"]:
+        return [("discharge_date", f"{rec['discharge_date']} is before the stay's admission on {rec['admission_date']}")]
+    if rec["length_of_stay_days"] is None and rec["admission_date"] is not None:
+        rec["length_of_stay_days"] = (rec["discharge_date"] - rec["admission_date"]).days
+    return []
 
 
 def _check_change(stay: _Stay, rec: dict[str, Any], instrument: Instrument,

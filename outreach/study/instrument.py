@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Sequence
@@ -26,6 +26,16 @@ class Instrument:
     max: int
     min_answered: int
     subscales: tuple[Subscale, ...]
+    # The statements in each language, and the scale's end words (min, max), when the file gives them: what a
+    # patient reads at a check-in during the stay (outreach.care).
+    statements: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    anchors: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def statements_in(self, language: str) -> tuple[str, ...]:
+        return self.statements.get(language) or self.statements["en"]
+
+    def anchors_in(self, language: str) -> tuple[str, str]:
+        return self.anchors.get(language) or self.anchors["en"]
 
     @property
     def columns(self) -> list[str]:
@@ -60,4 +70,6 @@ def load_instrument(name: str) -> Instrument:
     return Instrument(name=data["name"], label=data.get("label", data["name"]),
                       column_prefix=data["column_prefix"], n_items=data["items"],
                       min=data["min"], max=data["max"], min_answered=data["min_answered"],
-                      subscales=subscales)
+                      subscales=subscales,
+                      statements={k: tuple(v) for k, v in data.get("statements", {}).items()},
+                      anchors={k: (v[0], v[1]) for k, v in data.get("anchors", {}).items()})

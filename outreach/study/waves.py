@@ -90,10 +90,12 @@ def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.da
     window = dt.timedelta(days=settings.window_days)
     # When the patient's next stay began (its admission, else its discharge): a time point of this stay that
     # falls due after it would measure the next stay's outcome, so it is superseded.  A patient's stays have
-    # distinct discharge dates, so the stays discharged later are the rows after this one.
+    # distinct discharge dates, so the stays discharged later are the rows after this one (a stay still in
+    # treatment, no discharge date yet, last).
     stays = select(Episode.id, Episode.patient_id, Episode.discharge_date,
                    func.min(func.coalesce(Episode.admission_date, Episode.discharge_date))
-                   .over(partition_by=Episode.patient_id, order_by=Episode.discharge_date, rows=(1, None))
+                   .over(partition_by=Episode.patient_id, order_by=Episode.discharge_date.asc().nulls_last(),
+                         rows=(1, None))
                    .label("next_began")).subquery()
     this_timepoint = aliased(FollowUp)  # at most one per stay (the unique constraint)
     busy_patients = select(FollowUp.patient_id).where(FollowUp.state.in_(OPEN_STATES)).distinct().subquery()
@@ -112,6 +114,7 @@ def plan_wave(session: Session, settings: Settings, timepoint: int, as_of: dt.da
         .outerjoin(busy_patients, busy_patients.c.patient_id == Patient.id)
         .outerjoin(busy_phones, busy_phones.c.phone == Patient.phone)
         .outerjoin(BlockedNumber, BlockedNumber.phone == Patient.phone)
+        .where(stays.c.discharge_date.is_not(None))  # a stay in treatment (outreach.care) is followed up once discharged
         .order_by(stays.c.discharge_date, stays.c.id))
     plan = Plan(timepoint, as_of)
     why = why_not_texted()

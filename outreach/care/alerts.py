@@ -1,0 +1,158 @@
+"""Alliance alerts: raised for a stay's care team when a check-in meets an alert-level rule
+(``alliance_rules.toml``) or check-ins are missed, at most one per patient in ``alert_days``; listed for the care
+team and the command line; acknowledged with a note on what was done (audited).  Watch-level flags are kept on the
+check-in and shown on the patient's trend, without alerting."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..clock import utcnow
+from ..db import audit
+from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient
+from ..study.instrument import Instrument
+from .rules import ALERT, Rules, Scored, evaluate, load_rules, reliable_change
+
+
+class AllianceAlertError(ValueError):
+    """A refusal in plain words."""
+
+
+def _recent_alert(session: Session, patient_pk: int, now: dt.datetime, rules: Rules) -> bool:
+    since = now - dt.timedelta(days=rules.alert_days)
+    return session.scalar(select(AllianceAlert.id).where(AllianceAlert.patient_id == patient_pk,
+                                                         AllianceAlert.raised_at > since).limit(1)) is not None
+
+
+def flag_and_alert(session: Session, episode: Episode, checkin: AllianceCheckin, instrument: Instrument,
+                   rules: Rules | None = None) -> AllianceAlert | None:
+    """Store on ``checkin`` the rules it meets, and raise an alert for the first alert-level one unless the patient
+    had an alert in the last ``alert_days``."""
+    rules = rules or load_rules()
+    earlier = [Scored(items, mean) for items, mean in session.execute(
+        select(AllianceCheckin.items, AllianceCheckin.mean_score)
+        .where(AllianceCheckin.episode_id == episode.id, AllianceCheckin.id != checkin.id,
+               AllianceCheckin.taken_at <= checkin.taken_at)
+        .order_by(AllianceCheckin.taken_at, AllianceCheckin.id))]
+    threshold = reliable_change(session, instrument, rules).threshold
+    checkin.flags = evaluate(Scored(checkin.items, checkin.mean_score), earlier, instrument, rules,
+                             drop_threshold=threshold)
+    first = next((f for f in checkin.flags if f["level"] == ALERT), None)
+    if first is None or _recent_alert(session, episode.patient_id, checkin.taken_at, rules):
+        return None
+    alert = AllianceAlert(patient_id=episode.patient_id, episode_id=episode.id, care_team_id=episode.care_team_id,
+                          checkin_id=checkin.id, rule=first["rule"], statements=first["statements"],
+                          subscale=first["subscale"], raised_at=checkin.taken_at,
+                          details={"says": first["says"], "mean": checkin.mean_score, "drop_threshold": threshold,
+                                   "rules": [f["rule"] for f in checkin.flags if f["level"] == ALERT]})
+    session.add(alert)
+    session.flush()
+    return alert
+
+
+def check_missed(session: Session, period_days: int, now: dt.datetime | None = None,
+                 rules: Rules | None = None) -> int:
+    """Raise a ``missed_in_a_row`` alert for each stay in treatment, with check-ins (sms or tablet), whose last
+    ``threshold`` full check-in periods since admission passed without a check-in.  Returns how many were raised.
+    One query for the stays, one insert per alert (the worker's minute duties)."""
+    rules = rules or load_rules()
+    rule = next(iter(rules.of_kind("missed_in_a_row")), None)
+    if rule is None:
+        return 0
+    now = now or utcnow()
+    in_a_row = int(rule.threshold)
+    last = (select(AllianceCheckin.episode_id, func.max(AllianceCheckin.taken_at).label("last"))
+            .group_by(AllianceCheckin.episode_id).subquery())
+    since = now - dt.timedelta(days=rules.alert_days)
+    recent = select(AllianceAlert.patient_id).where(AllianceAlert.raised_at > since).distinct().subquery()
+    rows = session.execute(
+        select(Episode.id, Episode.patient_id, Episode.care_team_id, Episode.admission_date, last.c.last)
+        .outerjoin(last, last.c.episode_id == Episode.id)
+        .outerjoin(recent, recent.c.patient_id == Episode.patient_id)
+        .where(Episode.discharge_date.is_(None), Episode.admission_date.is_not(None),
+               Episode.alliance_checkins.in_(("sms", "tablet")), recent.c.patient_id.is_(None))).all()
+    raised = 0
+    for episode_pk, patient_pk, team, admitted, last_at in rows:
+        periods = (now.date() - admitted).days // period_days  # full periods since admission
+        if periods < in_a_row:
+            continue
+        window_start = dt.datetime.combine(admitted + dt.timedelta(days=(periods - in_a_row) * period_days), dt.time())
+        if last_at is not None and last_at >= window_start:
+            continue
+        session.add(AllianceAlert(patient_id=patient_pk, episode_id=episode_pk, care_team_id=team, rule=rule.name,
+                                  statements=[], subscale=None, raised_at=now,
+                                  details={"says": rule.says, "periods": periods, "period_days": period_days}))
+        raised += 1
+    session.flush()
+    return raised
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    id: int
+    patient_pk: int
+    patient_id: str
+    team: str | None
+    rule: str
+    says: str
+    statements: list[int]
+    subscale: str | None
+    raised_at: dt.datetime
+    acknowledged_at: dt.datetime | None
+    acknowledged_by: str | None
+    note: str | None
+
+
+def list_alerts(session: Session, *, team_ids: list[int] | None = None, include_acknowledged: bool = False,
+                limit: int | None = None) -> list[AlertRow]:
+    """Alliance alerts, newest first: open ones (``include_acknowledged``: all); ``team_ids`` limits them to those
+    teams (a clinician's), None to every team.  One query."""
+    stmt = (select(AllianceAlert, Patient.patient_id, CareTeam.name)
+            .join(Patient, Patient.id == AllianceAlert.patient_id)
+            .outerjoin(CareTeam, CareTeam.id == AllianceAlert.care_team_id)
+            .order_by(AllianceAlert.raised_at.desc(), AllianceAlert.id.desc()))
+    if not include_acknowledged:
+        stmt = stmt.where(AllianceAlert.acknowledged_at.is_(None))
+    if team_ids is not None:
+        stmt = stmt.where(AllianceAlert.care_team_id.in_(team_ids or [-1]))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [AlertRow(a.id, a.patient_id, pid, team, a.rule, (a.details or {}).get("says", a.rule), a.statements or [],
+                     a.subscale, a.raised_at, a.acknowledged_at, a.acknowledged_by, a.note)
+            for a, pid, team in session.execute(stmt)]
+
+
+def acknowledge(session: Session, alert_id: int, note: str, *, actor: str, team_ids: list[int] | None = None,
+                address: str | None = None) -> AllianceAlert:
+    """Close an alliance alert with a note on what was done (audited).  ``team_ids``: the teams the actor works in
+    (a clinician may acknowledge only their teams' alerts); None for any."""
+    note = (note or "").strip()
+    if not note:
+        raise AllianceAlertError("write what was done: acknowledging an alliance alert needs a note")
+    alert = session.get(AllianceAlert, alert_id)
+    if alert is None or (team_ids is not None and alert.care_team_id not in team_ids):
+        raise AllianceAlertError(f"there is no alliance alert {alert_id}")
+    if alert.acknowledged_at is not None:
+        raise AllianceAlertError(f"alliance alert {alert_id} was acknowledged already by {alert.acknowledged_by}")
+    alert.acknowledged_at, alert.acknowledged_by, alert.note = utcnow(), actor, note
+    audit(session, "alliance_alert_acknowledged", actor=actor, patient_id=alert.patient_id, address=address,
+          alert_id=alert.id, rule=alert.rule, note=note)
+    session.flush()
+    return alert
+
+
+def flagged_share_by_week(session: Session) -> list[tuple[dt.date, int, int, int]]:
+    """(Monday of the week, check-ins, flagged at alert level, flagged at watch level or above) for each week with
+    check-ins taken during treatment (not imported ratings), so that the rules can be calibrated."""
+    weeks: dict[dt.date, list[int]] = {}
+    for taken_at, flags in session.execute(select(AllianceCheckin.taken_at, AllianceCheckin.flags)
+                                           .where(AllianceCheckin.method != "import")):
+        monday = taken_at.date() - dt.timedelta(days=taken_at.weekday())
+        counts = weeks.setdefault(monday, [0, 0, 0])
+        counts[0] += 1
+        counts[1] += any(f["level"] == ALERT for f in flags or [])
+        counts[2] += bool(flags)
+    return [(w, *c) for w, c in sorted(weeks.items())]

@@ -1,0 +1,162 @@
+"""What the care team's pages show: the queue of open alliance alerts with the team's patients in treatment, and
+one patient's check-ins as a trend.  Only check-ins, trends and alliance alerts: nothing of follow-up answers,
+research data or message bodies.  A clinician sees only their own teams' patients (:class:`NotYourPatient`)."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..clock import utcnow
+from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient, User
+from ..study.instrument import Instrument
+from .alerts import AlertRow, list_alerts
+from .rules import ALERT, WATCH
+from .teams import may_see, team_ids_of
+
+
+class NotYourPatient(PermissionError):
+    """The patient is not in one of the user's care teams."""
+
+
+class NoSuchPatient(LookupError):
+    """No patient has this id."""
+
+
+@dataclass(frozen=True)
+class InTreatment:
+    patient_pk: int
+    patient_id: str
+    team: str | None
+    admitted: dt.date
+    method: str | None
+    last_checkin: dt.datetime | None
+    last_mean: float | None
+    open_alerts: int
+
+
+@dataclass(frozen=True)
+class Queue:
+    alerts: list[AlertRow]
+    patients: list[InTreatment]
+
+
+def team_queue(session: Session, user: User) -> Queue:
+    """The user's teams' open alliance alerts (newest first) and patients in treatment (by study id); an
+    administrator's: every team's.  Three queries, whatever the numbers."""
+    teams = team_ids_of(session, user)
+    alerts = list_alerts(session, team_ids=teams)
+    # The stay's last check-in, found per stay through ix_alliance_checkins_episode_taken (an index seek each):
+    # grouping every check-in of the study first read the whole table on every look.
+    last = (select(AllianceCheckin.id).where(AllianceCheckin.episode_id == Episode.id)
+            .order_by(AllianceCheckin.taken_at.desc(), AllianceCheckin.id.desc()).limit(1).correlate(Episode)
+            .scalar_subquery())
+    open_count = (select(func.count()).select_from(AllianceAlert)
+                  .where(AllianceAlert.episode_id == Episode.id, AllianceAlert.acknowledged_at.is_(None))
+                  .correlate(Episode).scalar_subquery())
+    stmt = (select(Patient.id, Patient.patient_id, CareTeam.name, Episode.admission_date, Episode.alliance_checkins,
+                   AllianceCheckin.taken_at, AllianceCheckin.mean_score, open_count)
+            .join(Episode, Episode.patient_id == Patient.id)
+            .outerjoin(CareTeam, CareTeam.id == Episode.care_team_id)
+            .outerjoin(AllianceCheckin, AllianceCheckin.id == last)
+            .where(Episode.discharge_date.is_(None), Episode.admission_date.is_not(None))
+            .order_by(Patient.patient_id))
+    if teams is not None:
+        stmt = stmt.where(Episode.care_team_id.in_(teams or [-1]))
+    return Queue(alerts, [InTreatment(*row) for row in session.execute(stmt)])
+
+
+@dataclass(frozen=True)
+class Point:
+    """One check-in on the chart: its x (days since admission) and each series' y, in the SVG's coordinates."""
+    checkin_id: int
+    taken_at: dt.datetime
+    week: int
+    day: int
+    method: str
+    mean: float | None
+    bond: float | None
+    goal_task: float | None
+    level: str | None  # alert | watch | None: the highest level of the rules it met
+    rules: list[str]
+    at_ceiling: bool
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str
+    label: str
+    points: str  # an SVG polyline's points ("x,y x,y ...")
+
+
+@dataclass(frozen=True)
+class Trend:
+    patient_pk: int
+    patient_id: str
+    team: str | None
+    admitted: dt.date | None
+    discharged: dt.date | None
+    points: list[Point]
+    series: list[Series]
+    alerts: list[AllianceAlert]
+    missed: int  # check-in periods passed without a check-in, since admission
+    ceiling_share: float | None  # share of check-ins all at the maximum
+    width: int
+    height: int
+    scale_max: int
+    xs: dict[int, float]  # checkin id -> x
+    ys: dict[int, float]  # checkin id -> y of the mean
+
+
+CHART_W, CHART_H, PAD = 560, 220, 36
+
+
+def patient_trend(session: Session, user: User, patient_pk: int, instrument: Instrument, period_days: int,
+                  today: dt.date | None = None) -> Trend:
+    """One patient's latest stay with check-ins (or in treatment): every check-in, the mean and both subscales as
+    chart series, the watch and alert history, check-in periods missed.  Six queries, however many check-ins."""
+    patient = session.get(Patient, patient_pk)
+    if patient is None:
+        raise NoSuchPatient(patient_pk)
+    if not may_see(session, user, patient_pk):
+        raise NotYourPatient(patient_pk)
+    stay = session.scalar(select(Episode).where(Episode.patient_id == patient_pk, Episode.admission_date.is_not(None))
+                          .order_by(Episode.discharge_date.is_(None).desc(), Episode.admission_date.desc()).limit(1))
+    team = session.get(CareTeam, stay.care_team_id).name if stay is not None and stay.care_team_id else None
+    checkins = list(session.scalars(select(AllianceCheckin).where(AllianceCheckin.episode_id == (stay.id if stay else -1))
+                                    .order_by(AllianceCheckin.taken_at, AllianceCheckin.id)))
+    alerts = list(session.scalars(select(AllianceAlert).where(AllianceAlert.episode_id == (stay.id if stay else -1))
+                                  .order_by(AllianceAlert.raised_at.desc())))
+    points = [_point(c, instrument) for c in checkins]
+    last_day = max([p.day for p in points] + [7])
+    x_of = lambda day: PAD + (CHART_W - 2 * PAD) * day / last_day  # noqa: E731
+    y_of = lambda v: CHART_H - PAD - (CHART_H - 2 * PAD) * v / instrument.max  # noqa: E731
+    series = []
+    for name, label in (("mean", "Mean"), *((s.name, s.label) for s in instrument.subscales)):
+        coords = [f"{x_of(p.day):.1f},{y_of(getattr(p, name)):.1f}" for p in points if getattr(p, name) is not None]
+        series.append(Series(name, label, " ".join(coords)))
+    today = today or utcnow().date()
+    missed = 0
+    if stay is not None and stay.admission_date is not None:
+        end = stay.discharge_date or today
+        periods = (end - stay.admission_date).days // period_days
+        taken = {(c.days_since_admission // period_days) for c in checkins if c.method != "import"}
+        missed = sum(1 for k in range(periods) if k not in taken)
+    rated = [p for p in points if p.mean is not None]
+    return Trend(patient_pk, patient.patient_id, team, stay.admission_date if stay else None,
+                 stay.discharge_date if stay else None, points, series, alerts, missed,
+                 (sum(p.at_ceiling for p in rated) / len(rated)) if rated else None, CHART_W, CHART_H, instrument.max,
+                 {p.checkin_id: x_of(p.day) for p in points},
+                 {p.checkin_id: y_of(p.mean) for p in points if p.mean is not None})
+
+
+def _point(c: AllianceCheckin, instrument: Instrument) -> Point:
+    levels = {f["level"] for f in c.flags or []}
+    subs = c.subscale_scores or {}
+    return Point(c.id, c.taken_at, c.treatment_week, c.days_since_admission, c.method, c.mean_score,
+                 subs.get("bond"), subs.get("goal_task"),
+                 ALERT if ALERT in levels else WATCH if WATCH in levels else None,
+                 [f["rule"] for f in c.flags or []],
+                 all(v == instrument.max for v in c.items if v is not None) and any(v is not None for v in c.items))

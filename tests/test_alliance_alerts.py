@@ -1,0 +1,152 @@
+"""Issue 26, part 2: alliance alert rules kept as data with their defaults, the watch level, at most one alert per
+patient per 7 days, check-ins missed, and the command line's ``alliance alerts`` / ``alliance checkins``.
+Real database (both), real CLI."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from outreach.care.alerts import AllianceAlertError, acknowledge, check_missed, flagged_share_by_week, list_alerts
+from outreach.care.checkins import Method, record_checkin, stay_in_treatment
+from outreach.care.rules import Scored, evaluate, load_rules, reliable_change, reliable_change_of
+from outreach.models import AllianceAlert, AuditEvent, Patient
+from outreach.study.instrument import load_instrument
+
+INSTRUMENT = load_instrument("alliance6")
+RULES = load_rules()
+TODAY = dt.date.today()
+ADMITTED = TODAY - dt.timedelta(days=40)
+
+
+def fired(items, earlier=(), drop=0.7):
+    mean, _ = INSTRUMENT.score(items)
+    flags = evaluate(Scored(items, mean), [Scored(e, INSTRUMENT.score(e)[0]) for e in earlier], INSTRUMENT, RULES,
+                     drop_threshold=drop)
+    return {f["rule"]: f for f in flags}
+
+
+def test_the_default_thresholds_are_the_anchors_scaled_to_0_6():
+    assert reliable_change_of(0.8, 0.90) == 0.70  # 1.96 × 0.8 × √(2 × 0.1)
+    assert set(fired([4, 4, 4, 3, 4, 4])) == {"low_mean", "watch_mean", "watch_statement"}  # mean 3.83
+    assert set(fired([4, 4, 4, 4, 4, 4])) == {"watch_mean", "watch_statement"}  # 4.0 is not below 4.0
+    low = fired([6, 6, 2, 6, 6, 6])
+    assert "low_statement" in low and low["low_statement"]["statements"] == [3]
+    assert low["low_statement"]["subscale"] == "bond"
+    assert set(fired([6, 6, 6, 6, 5, 6])) == set()  # mean 5.83: nothing
+    assert set(fired([5, 6, 5, 5, 6, 6])) == set()  # 5.5 is not below 5.4
+    assert fired([5, 5, 5, 5, 5, 6])["watch_mean"]["level"] == "watch"  # 5.17
+
+
+def test_a_drop_names_the_statements_that_fell_most_and_their_subscale():
+    drop = fired([5, 6, 6, 3, 6, 5], earlier=[[6, 6, 6, 6, 6, 6]])  # 6.0 -> 5.17: 0.83 >= 0.70
+    assert drop["drop"]["level"] == "alert" and drop["drop"]["statements"] == [4]
+    assert drop["drop"]["subscale"] == "goal_task"
+    assert set(fired([6, 6, 6, 6, 5, 5], earlier=[[6, 6, 6, 6, 6, 6]])) == set()  # 0.33: no drop
+    assert "drop" not in fired([6, 6, 6, 6, 6, 5], earlier=[[6, 6, 6, 6, 6, 6]], drop=0.9)
+
+
+def test_the_watch_level_signals_a_drop_from_the_median_and_the_first_rating_below_a_run_of_maxima():
+    median = fired([6, 5, 6, 5, 5, 6], earlier=[[6] * 6, [6, 6, 6, 6, 6, 5], [6] * 6])  # 5.5 vs median 6.0
+    assert median["watch_drop"]["level"] == "watch" and "drop" not in median
+    ceiling = fired([6, 6, 6, 6, 6, 5], earlier=[[6] * 6, [6] * 6])
+    assert set(ceiling) == {"watch_ceiling"}
+    assert set(fired([6, 6, 6, 6, 6, 5], earlier=[[6] * 6])) == set()  # one maximum is not a run
+
+
+@pytest.fixture
+def admitted(uow, make_patient):
+    """A patient (``.pk``) with a stay in treatment admitted 40 days ago, its team Ward A."""
+    from outreach.models import CareTeam, Episode
+
+    def make(pid="A1"):
+        p = make_patient(patient_id=pid, discharge_date=ADMITTED - dt.timedelta(days=400))
+        with uow() as s:
+            team = s.scalar(select(CareTeam).where(CareTeam.name == "Ward A")) or CareTeam(name="Ward A")
+            s.add(team)
+            s.flush()
+            s.add(Episode(patient_id=p.id, admission_date=ADMITTED, care_team_id=team.id, alliance_checkins="tablet"))
+        p.pk = p.id
+        return p
+
+    return make
+
+
+def checkin(uow, patient, items, day):
+    with uow() as s:
+        stay = stay_in_treatment(s, patient.pk)
+        return record_checkin(s, stay, items, INSTRUMENT, method=Method.TABLET,
+                              taken_at=dt.datetime.combine(ADMITTED + dt.timedelta(days=day), dt.time(15))).alert
+
+
+def test_a_falling_rating_raises_one_alert_per_7_days_naming_the_rule_and_statement(uow, session, admitted, run_cli):
+    p = admitted()
+    assert checkin(uow, p, [6] * 6, 6) is None
+    first = checkin(uow, p, [6, 6, 5, 6, 4, 6], 13)  # 6.0 -> 5.5: a watch, no alert
+    assert first is None
+    alert = checkin(uow, p, [5, 3, 5, 5, 4, 5], 20)  # 4.5: a drop of 1.0 from 5.5
+    assert alert is not None and (alert.rule, alert.statements, alert.subscale) == ("drop", [2], "bond")
+    assert checkin(uow, p, [2, 2, 2, 2, 2, 2], 23) is None  # 3 days later: flagged, but no second alert
+    assert checkin(uow, p, [2, 2, 2, 2, 2, 2], 28) is not None  # 8 days after the first
+    out = run_cli("alliance", "alerts").output
+    assert out.count("A1  Ward A") == 2
+    assert "drop: a drop from the previous check-in beyond reliable change; statement 2 (Bond" in out
+    assert "low_mean: mean below 4.0" in out
+    listed = run_cli("alliance", "checkins", "A1").output
+    assert "week 1  tablet  [6 6 6 6 6 6]  mean 6.00  (bond 6.00, goal_task 6.00)  no flag" in listed
+    assert "week 3  tablet  [5 3 5 5 4 5]  mean 4.50" in listed and "alert: drop" in listed
+    assert "watch: watch_mean" in listed and "5 check-in(s)" in listed
+    assert run_cli("alliance", "checkins", "NOPE").exit_code == 1
+    weeks = flagged_share_by_week(session)
+    assert sum(w[1] for w in weeks) == 5 and sum(w[2] for w in weeks) == 3
+    shares = run_cli("alliance", "flagged").output
+    assert shares.startswith("week of       check-ins   alert") and "100.0%" in shares
+
+
+def test_acknowledging_needs_a_note_and_is_audited(uow, session, admitted, run_cli):
+    p = admitted()
+    alert = checkin(uow, p, [1] * 6, 3)
+    with uow() as s, pytest.raises(AllianceAlertError, match="needs a note"):
+        acknowledge(s, alert.id, "  ", actor="nurse@study.example.org")
+    with uow() as s, pytest.raises(AllianceAlertError, match="there is no alliance alert"):
+        acknowledge(s, alert.id, "talked", actor="nurse@study.example.org", team_ids=[])
+    with uow() as s:
+        acknowledge(s, alert.id, "Talked about goals with the patient", actor="nurse@study.example.org", team_ids=None)
+    assert run_cli("alliance", "alerts").output.strip() == "no open alliance alerts"
+    everything = run_cli("alliance", "alerts", "--all").output
+    assert "acknowledged" in everything and "by nurse@study.example.org: Talked about goals" in everything
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "alliance_alert_acknowledged"))
+    assert event.details["note"] == "Talked about goals with the patient" and event.patient_id == p.pk
+
+
+def test_two_check_in_periods_in_a_row_missed_raise_an_alert_once(uow, session, admitted):
+    p = admitted("M1")
+    now = dt.datetime.combine(ADMITTED + dt.timedelta(days=15), dt.time(12))  # periods 1 and 2 passed: none taken
+    with uow() as s:
+        assert check_missed(s, 7, now) == 1
+    with uow() as s:
+        assert check_missed(s, 7, now + dt.timedelta(hours=1)) == 0  # at most one per 7 days
+    [alert] = list_alerts(session)
+    assert (alert.rule, alert.says, alert.team) == ("missed", "two check-ins in a row missed", "Ward A")
+    q = admitted("M2")
+    checkin(uow, q, [6] * 6, 9)  # in the second period
+    with uow() as s:
+        assert check_missed(s, 7, now) == 0
+        assert check_missed(s, 7, now + dt.timedelta(days=13)) == 2  # M2: periods 3 and 4 empty; M1 still, a week on
+
+
+def test_the_reliable_change_is_recomputed_from_the_study_once_100_check_ins_exist(uow, session, admitted):
+    import random
+
+    rng = random.Random(3)
+    people = [admitted(f"R{i}") for i in range(10)]
+    with uow() as s:
+        assert reliable_change(s, INSTRUMENT).from_study is False
+    for n in range(100):
+        base = rng.choice([3, 4, 5])
+        checkin(uow, people[n % 10], [min(6, max(0, base + rng.choice([-1, 0, 0, 1]))) for _ in range(6)], n // 10)
+    with uow() as s:
+        rc = reliable_change(s, INSTRUMENT)
+    assert rc.from_study and rc.checkins == 100 and rc.threshold == reliable_change_of(rc.sd, rc.alpha)
+    assert 0.0 < rc.alpha < 1.0 and rc.threshold != 0.70

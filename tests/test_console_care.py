@@ -1,0 +1,116 @@
+"""Issue 26, part 4: the care team's console pages.  The queue of alliance alerts (acknowledged with a note,
+audited), a patient's trend (a server-rendered chart with its table), and what a clinician may see: their own
+teams' patients only (403 otherwise), and no follow-up answers, research data or message bodies.
+The real Flask app on both databases; the services behind each page have their own tests here."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from outreach.care.checkins import Method, record_checkin, stay_in_treatment
+from outreach.care.overview import NotYourPatient, patient_trend, team_queue
+from outreach.models import AllianceAlert, Answer, AuditEvent, CareTeam, CareTeamMember, Episode, FollowUp, Message, User
+from outreach.study.instrument import load_instrument
+
+INSTRUMENT = load_instrument("alliance6")
+ADMITTED = dt.date.today() - dt.timedelta(days=30)
+
+
+@pytest.fixture
+def ward(uow, make_patient):
+    """Ward A with patient A1 (falling check-ins: an open alert; an answered follow-up of an earlier stay) and
+    Ward B with patient B1; clinicians a@ (Ward A) and b@ (Ward B)."""
+    def setup(clinicians):
+        ids = {pid: make_patient(patient_id=pid, discharge_date=ADMITTED - dt.timedelta(days=200)) for pid in ("A1", "B1")}
+        with uow() as s:
+            teams = {name: CareTeam(name=name) for name in ("Ward A", "Ward B")}
+            s.add_all(teams.values())
+            s.flush()
+            for email, team in clinicians.items():
+                user = s.scalar(select(User).where(User.email == email))
+                s.add(CareTeamMember(team_id=teams[team].id, user_id=user.id))
+            for pid, team in (("A1", "Ward A"), ("B1", "Ward B")):
+                s.add(Episode(patient_id=ids[pid].id, admission_date=ADMITTED, care_team_id=teams[team].id,
+                              alliance_checkins="tablet"))
+            s.flush()
+            fu = FollowUp(patient_id=ids["A1"].id, episode_id=ids["A1"].episode_id, timepoint_days=30, state="completed")
+            s.add(fu)
+            s.flush()
+            s.add(Answer(followup_id=fu.id, question_key="self_efficacy", raw_text="secret-answer-words", value=9))
+            s.add(Message(direction="in", patient_id=ids["A1"].id, followup_id=fu.id, body="a private message body",
+                          status="received"))
+        for day, items in ((6, [6] * 6), (13, [6] * 6), (20, [6, 2, 5, 6, 4, 6])):
+            with uow() as s:
+                record_checkin(s, stay_in_treatment(s, ids["A1"].id), items, INSTRUMENT, method=Method.TABLET,
+                               taken_at=dt.datetime.combine(ADMITTED + dt.timedelta(days=day), dt.time(14)))
+        return ids
+
+    return setup
+
+
+def test_the_queue_and_trend_services_keep_to_the_clinicians_teams(uow, make_user, ward):
+    a = make_user("a@study.example.org", "clinician")
+    make_user("b@study.example.org", "clinician")
+    admin = make_user("admin@study.example.org", "admin")
+    ids = ward({"a@study.example.org": "Ward A", "b@study.example.org": "Ward B"})
+    with uow() as s:
+        mine = team_queue(s, s.get(User, a.id))
+        everyone = team_queue(s, s.get(User, admin.id))
+        trend = patient_trend(s, s.get(User, a.id), ids["A1"].id, INSTRUMENT, 7)
+        with pytest.raises(NotYourPatient):
+            patient_trend(s, s.get(User, a.id), ids["B1"].id, INSTRUMENT, 7)
+    assert [p.patient_id for p in mine.patients] == ["A1"] and [p.patient_id for p in everyone.patients] == ["A1", "B1"]
+    assert [(x.patient_id, x.rule, x.statements, x.subscale) for x in mine.alerts] == [("A1", "low_statement", [2], "bond")]
+    assert [p.level for p in trend.points] == [None, None, "alert"] and trend.points[0].at_ceiling
+    assert trend.missed == 1  # day 30: periods 1-4, one (the fourth) without a check-in
+    assert len(trend.series) == 3 and all(len(s.points.split()) == 3 for s in trend.series)
+    assert trend.ceiling_share == pytest.approx(2 / 3)
+
+
+def test_a_clinician_acknowledges_an_alert_with_a_note_and_sees_no_follow_up_data(console_client, ward, session):
+    client = console_client("clinician", "a@study.example.org")
+    other = console_client("clinician", "b@study.example.org")
+    ids = ward({"a@study.example.org": "Ward A", "b@study.example.org": "Ward B"})
+    page = client.get("/console/care").get_data(as_text=True)
+    assert "Open alliance alerts" in page and "a statement rated 2 or below: statement 2 (Bond" in page
+    assert "B1" not in page and "Crisis alerts" not in page and "Dashboard" not in page
+    alert_id = session.scalar(select(AllianceAlert.id))
+    refused = client.post(f"/console/care/alerts/{alert_id}/acknowledge", data={"csrf_token": client.csrf, "note": " "},
+                          follow_redirects=True).get_data(as_text=True)
+    assert "acknowledging an alliance alert needs a note" in refused
+    by_other = other.post(f"/console/care/alerts/{alert_id}/acknowledge",
+                          data={"csrf_token": other.csrf, "note": "not mine"}, follow_redirects=True)
+    assert f"there is no alliance alert {alert_id}" in by_other.get_data(as_text=True)
+    done = client.post(f"/console/care/alerts/{alert_id}/acknowledge",
+                       data={"csrf_token": client.csrf, "note": "Talked about respect on the ward"},
+                       follow_redirects=True).get_data(as_text=True)
+    assert f"Alliance alert #{alert_id} acknowledged." in done and "No open alliance alerts." in done
+    session.rollback()
+    event = session.scalar(select(AuditEvent).where(AuditEvent.action == "alliance_alert_acknowledged"))
+    assert event.actor == "a@study.example.org" and event.details["note"] == "Talked about respect on the ward"
+
+    trend = client.get(f"/console/care/patients/{ids['A1'].id}")
+    html = trend.get_data(as_text=True)
+    assert trend.status_code == 200 and '<svg class="chart"' in html and 'role="img"' in html
+    assert "<caption" in html and "acknowledged by a@study.example.org: Talked about respect" in html
+    assert "1 check-in period missed" in html
+    for private in ("secret-answer-words", "a private message body", "self_efficacy", "Self-efficacy"):
+        assert private not in html
+    assert other.get(f"/console/care/patients/{ids['A1'].id}").status_code == 403  # another team's patient
+    assert client.get(f"/console/patients/{ids['A1'].id}").status_code == 403  # the coordinators' patient page
+    assert client.get("/console/dashboard").status_code == 403  # research data
+    assert client.get("/console/care/patients/999999").status_code == 404
+    session.rollback()
+    viewed = session.scalars(select(AuditEvent.action).where(AuditEvent.patient_id == ids["A1"].id)).all()
+    assert "viewed_checkins" in viewed
+    looks = session.scalars(select(AuditEvent.details).where(AuditEvent.action == "viewed_care_queue")).all()
+    assert looks and looks[0] == {"patients": 1, "alerts": [alert_id]}
+
+
+def test_the_settings_page_shows_the_reliable_change_threshold_in_use(console_client):
+    admin = console_client("admin")
+    html = admin.get("/console/settings").get_data(as_text=True)
+    assert "A drop of <strong>0.70</strong> or more" in html
+    assert "SD 0.8 and α 0.9, the defaults until 100 check-ins exist (0 so far)" in html

@@ -1,0 +1,71 @@
+"""Issue 26, part 5: the tablet check-in through the real app (the browser test is in test_kiosk_browser.py).
+A clinician hands the tablet over; the console locks; the patient's page holds only the statements in their
+language; a submit sent twice is saved once; another team's patient answers 403."""
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from outreach.models import AllianceCheckin, AuditEvent, CareTeam, CareTeamMember, Episode, User
+
+ADMITTED = dt.date.today() - dt.timedelta(days=10)
+
+
+@pytest.fixture
+def handed(uow, make_patient):
+    def setup(email, language="fr", team="Ward A"):
+        p = make_patient(patient_id="K1", language=language, discharge_date=ADMITTED - dt.timedelta(days=300))
+        with uow() as s:
+            wards = {n: CareTeam(name=n) for n in ("Ward A", "Ward B")}
+            s.add_all(wards.values())
+            s.flush()
+            s.add(CareTeamMember(team_id=wards[team].id, user_id=s.scalar(select(User.id).where(User.email == email))))
+            s.add(Episode(patient_id=p.id, admission_date=ADMITTED, care_team_id=wards["Ward A"].id,
+                          alliance_checkins="tablet"))
+        return p
+
+    return setup
+
+
+def test_the_tablet_shows_only_the_statements_and_saves_a_retried_submit_once(console_client, handed, session):
+    client = console_client("clinician", "nurse@study.example.org")
+    p = handed("nurse@study.example.org")
+    started = client.post(f"/console/care/patients/{p.id}/tablet", data={"csrf_token": client.csrf})
+    assert started.status_code == 302 and started.headers["Location"].endswith("/console/kiosk")
+    page = client.get("/console/kiosk").get_data(as_text=True)
+    assert '<html lang="fr">' in page and "Je sens que mon équipe de soins me respecte." in page
+    assert "pas du tout" in page and "complètement" in page and page.count('class="statement"') == 6
+    assert "K1" not in page and "<nav" not in page and "nurse@" not in page  # no patient data, no navigation
+    assert client.get("/console/care").status_code == 302  # locked: the console asks for a sign-in
+    sheet = re.search(r'name="sheet" value="([^"]+)"', page).group(1)
+    form = {"sheet": sheet, **{f"alliance_{i}": str(v) for i, v in enumerate([6, 5, 6, 4, 5, 6], 1)}}
+    first = client.post("/console/kiosk", data=form, headers={"X-Kiosk-Submit": "1"})
+    again = client.post("/console/kiosk", data=form, headers={"X-Kiosk-Submit": "1"})  # the response was lost
+    assert first.json["saved"] and not first.json["again"] and again.json["again"]
+    assert first.json["checkin"] == again.json["checkin"]
+    assert session.scalar(select(func.count()).select_from(AllianceCheckin)) == 1
+    c = session.scalar(select(AllianceCheckin))
+    assert (c.method, c.items, c.treatment_week) == ("tablet", [6, 5, 6, 4, 5, 6], 2)
+    assert c.staff_user_id == session.scalar(select(User.id).where(User.email == "nurse@study.example.org"))
+    assert "Tablette verrouillée" in client.get("/console/kiosk").get_data(as_text=True)  # stays locked
+    plain = client.post("/console/kiosk", data=form).get_data(as_text=True)  # without the script
+    assert "Merci!" in plain
+    assert client.post("/console/kiosk", data={**form, "sheet": sheet[:-3] + "xyz"}).status_code == 400
+    assert session.scalar(select(AuditEvent.actor).where(AuditEvent.action == "tablet_handed_over")) == \
+        "nurse@study.example.org"
+
+
+def test_an_unanswered_statement_is_refused_and_another_teams_patient_is_403(console_client, handed):
+    client = console_client("clinician", "other@study.example.org")
+    p = handed("other@study.example.org", language="en", team="Ward B")
+    assert client.post(f"/console/care/patients/{p.id}/tablet", data={"csrf_token": client.csrf}).status_code == 403
+    admin = console_client("admin", "admin@study.example.org")  # an administrator sees every team
+    assert admin.post(f"/console/care/patients/{p.id}/tablet", data={"csrf_token": admin.csrf}).status_code == 302
+    page = admin.get("/console/kiosk").get_data(as_text=True)
+    assert '<html lang="en">' in page and "I trust my care team." in page and "not at all" in page
+    sheet = re.search(r'name="sheet" value="([^"]+)"', page).group(1)
+    refused = admin.post("/console/kiosk", data={"sheet": sheet, "alliance_1": "3", "alliance_2": "4"})
+    assert refused.status_code == 422 and "statement 3 has no answer" in refused.get_data(as_text=True)
