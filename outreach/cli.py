@@ -336,9 +336,10 @@ def lexicon_missed(ctx: Context) -> None:
     click.echo(f"{len(missed)} text(s); add them to the crisis test corpus and the phrase list")
 
 
-@cli.command("import-admissions", help="Import an admission CSV: stays that have begun (patient_id, phone, "
-                                       "admission_date, care_team, sms_consent, alliance_checkins; optional episode_id, "
-                                       "language, timezone). A later discharge row completes the stay.")
+@cli.command("import-admissions", short_help="Import an admission CSV: stays that have begun, before discharge.",
+             help="Import an admission CSV: stays that have begun (patient_id, phone, admission_date, care_team, "
+                  "sms_consent, alliance_checkins; optional episode_id, language, timezone). A later discharge row "
+                  "completes the stay.")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--skip-invalid", is_flag=True, help="Write the valid rows; put invalid ones in FILE.rejected.csv.")
 @click.option("--keep-identifiers", is_flag=True,

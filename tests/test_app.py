@@ -81,7 +81,8 @@ def test_cli_help_lists_every_command(run_cli):
     listed = dict(re.findall(r"^  (\S+)\s+(.+)$", commands, re.M))
     assert set(listed) == {"db", "demo", "serve", "import-discharges", "alerts", "users", "lexicon", "inbox", "chat",
                            "waves", "send-due", "tick", "worker", "export", "report", "patients", "events",
-                           "responses", "backup", "restore", "retention", "study"}
+                           "responses", "backup", "restore", "retention", "study", "import-admissions", "alliance",
+                           "care-teams"}
     assert all(len(text) > 10 and not text.endswith("...") for text in listed.values())
 
 

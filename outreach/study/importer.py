@@ -392,6 +392,14 @@ class RowValidator:
         mean, subscales = self._scores[key]
         return mean, dict(subscales)  # each stay its own dict
 
+    def _phone(self, v: str, warnings: list[tuple[str, str]]) -> str:
+        """The E.164 form of a phone cell, its warnings added to ``warnings``; ValueError with the problem."""
+        phone, problem, found = self._read_phone(v)
+        if phone is None:
+            raise ValueError(problem)
+        warnings.extend(found)
+        return phone.e164
+
     def _read_phone(self, v: str) -> tuple[Phone | None, str | None, tuple[tuple[str, str], ...]]:
         """(the phone, None, its warnings) or (None, the problem, ()), read once per distinct cell."""
         known = self._phones.get(v)
