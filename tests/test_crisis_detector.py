@@ -401,6 +401,8 @@ def test_explain_names_the_contexts_found():
     "nothing left in me. i'm done", "il me reste pu rien. chu fini",
     # using again with no coming back
     "next time i use it's all in, no way back", "si je consomme encore c'est sans retour",
+    # insulin is a means like pills (an author probe, 'took all my insulin', showed it missing)
+    "took all my insulin about 20 min ago", "j'ai pris toute mon insuline d'un coup",
 ])
 def test_batch4_kinds_are_caught(text):
     assert detect(text) is not None, crisis.explain(text)
@@ -457,6 +459,7 @@ def test_batch4_kinds_are_caught(text):
     "we have an exam on suicide risk assessment tomorrow", "sorry my last message sounded weird, i'm fine, just tired",
     "je voulais pas en finir, j'ai juste pris trop", "i never wanted to die, i just wanted the pain to stop for a bit",
     "one year since my overdose today, so grateful",
+    "i took my insulin this morning", "ran out of insulin, going to the pharmacy",
 ])
 def test_batch4_look_alikes_do_not_trigger(text):
     assert detect(text) is None, (detect(text), crisis.explain(text))
