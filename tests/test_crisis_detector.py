@@ -201,11 +201,15 @@ BATCH3_FLOORS = {
     # the whole batch after its held-out misses were fixed too (no longer blind): what it reaches now
     "whole": (1.0, 1.0, 0.0),
     # batch 4, written blind by a new helper and split the same way: the rules were changed from its dev half
-    # only; its held-out half is measured once by someone else, so no test reads it (nor the whole batch 4)
+    # only, then its held-out half was measured once (crisis_eval/batch4_heldout.measure.txt: direct 25/28,
+    # indirect 26/41, 5/91 false alarms); its misses and false alarms were then fixed by families of
+    # phrasings, so batch 4 is no longer blind and these are the figures it reaches now
     "batch4 dev": (1.0, 1.0, 0.0),
+    "batch4 heldout": (1.0, 1.0, 0.0),
+    "batch4 whole": (1.0, 1.0, 0.0),
 }
 BATCH_FILES = {"dev": "batch3_dev.tsv", "heldout": "batch3_heldout.tsv", "whole": "batch3.tsv",
-               "batch4 dev": "batch4_dev.tsv"}
+               "batch4 dev": "batch4_dev.tsv", "batch4 heldout": "batch4_heldout.tsv", "batch4 whole": "batch4.tsv"}
 
 
 @pytest.mark.parametrize("half", sorted(BATCH3_FLOORS))
@@ -258,6 +262,13 @@ PRECEDENCE = [
     ("the nurse did the suicide screening",
      "the nurse did the suicide screening and I told her I've been planning to kill myself"),
     ("no I'm not suicidal", "no I'm not suicidal, I just want to die"),
+    # batch 4's false alarms, now contexts: a side-effect warning, a course unit, a survived overdose, a denial
+    ("the pharmacist said suicidal thoughts are a rare side effect of this med",
+     "the pharmacist said suicidal thoughts are a rare side effect of this med. i have them every day and i want to die"),
+    ("we have an exam on suicide risk", "we have an exam on suicide risk and honestly i am suicidal"),
+    ("overdose anniversary today", "overdose anniversary today and i want to overdose again"),
+    ("je voulais pas en finir", "je voulais pas en finir avant mais là je veux mourir"),
+    ("sorry my last message sounded weird", "sorry my last message sounded weird. i am going to kill myself tonight"),
     ("not suicidal", "not suicidal but honestly I am"),
     ("I said I wasn't suicidal", "I said I wasn't suicidal but I lied"),
     ("j'pense pas au suicide", "j'pense pas au suicide mais je veux mourir"),
@@ -357,6 +368,41 @@ def test_explain_names_the_contexts_found():
     "bientôt je vais pu déranger personne", "i've been thinking everyone would be fine without me",
     "je me scarifie pas mal ces temps-ci",  # Québécois 'pas mal': quite a lot, not a denial
     "I won't be here much longer. rehab didn't work, nothing works",  # rehab named, but no stay away
+    # batch 4's held-out misses, one family each (written for these tests, not copied from the batch)
+    # a blade at hand, about to cut
+    "got the blade out, ready to do it", "holding a knife, about to cut again", "j'ai le rasoir dans la main, je vais me couper",
+    # jumping off a high place, slitting wrists, as a thought
+    "been up on the roof all night thinking about jumping off", "i keep thinking about jumping off", "je pense à sauter du pont",
+    "all i think about is slicing my wrists open", "can't get the thought of opening my wrists out of my head",
+    # no point in anything, none of it matters
+    "theres no point in any of it anymore", "none of it matters anymore", "plus rien a de sens",
+    # belongings given away and the time right, or handed out one by one
+    "gave my dog and my tools to my cousin. it's time", "i've given away all my records, feels like the right time",
+    "ma guitare va à ma soeur, mon vélo à mon neveu",
+    # a dead loved one waiting for them
+    "i want to see my dad again. he's waiting for me", "my brother is waiting for me on the other side",
+    "je veux rejoindre ma mère, elle m'attend",
+    # a last word passed on: 'tell X I tried', 'if something happens to me tell X I loved them'
+    "tell my counselor i did my best", "dites à mon parrain que j'ai essayé", "tell everyone i tried so hard",
+    "si y m'arrive quelque chose dis à ma fille que je l'aimais", "if anything happens to me tell my dad i loved him",
+    # disappearing unnoticed
+    "no one would even notice if i disappeared", "if i vanished tomorrow nobody would notice",
+    "personne se rendrait compte si je disparaissais",
+    # using everything at once, never to feel again
+    "shooting up all i have left tonight", "i never want to feel anything again", "je veux plus rien ressentir, plus jamais",
+    # giving up on oneself
+    "i've given up on myself", "i give up on me", "j'abandonne. sur moi",
+    # the survey or texts not needed after a near date, nobody to answer
+    "i won't need these check ins after friday", "j'aurai pu besoin du sondage après demain",
+    "don't bother calling next week, no one will be here to answer",
+    # bare words of despair, no tomorrow
+    "worthless. trapped.", "sans espoir. pris au piège", "i don't see tomorrow",
+    # nothing left, done
+    "nothing left in me. i'm done", "il me reste pu rien. chu fini",
+    # using again with no coming back
+    "next time i use it's all in, no way back", "si je consomme encore c'est sans retour",
+    # insulin is a means like pills (an author probe, 'took all my insulin', showed it missing)
+    "took all my insulin about 20 min ago", "j'ai pris toute mon insuline d'un coup",
 ])
 def test_batch4_kinds_are_caught(text):
     assert detect(text) is not None, crisis.explain(text)
@@ -395,6 +441,25 @@ def test_batch4_kinds_are_caught(text):
     "my brother keeps saying he won't be here much longer, he's moving to BC",
     "one of the guys at the shelter cut his wrists, he's ok now", "mon voisin a sauté du pont",
     "my friend's funeral is tomorrow, overdose",
+    # look-alikes of the families added for batch 4's held-out misses
+    "the barber is about to cut my hair", "bought a new knife for the kitchen, about to cut the onions",
+    "thinking about jumping off the diving board at the pool this summer", "i cut my wrist on a broken glass doing dishes",
+    "no point in calling before 9, the office is closed", "it doesn't matter anymore, we found the keys",
+    "gave away my old clothes, time for a new wardrobe", "i gave my brother my old bike",
+    "my mom is waiting for me in the car", "i want to see my dad again at christmas",
+    "tell my sponsor i tried calling him", "tell my mom i'll be home late",
+    "nobody noticed when i left the party early", "i'm going to use everything i learned in group",
+    "i gave up on the diet", "my parents never gave up on me",
+    "i won't need the ride after this weekend, my car is fixed", "won't need the survey reminders after friday, i set an alarm",
+    "tired. hungry. going to bed", "i can't see tomorrow's schedule on the app",
+    "nothing left in the fridge, i'm done cooking for the week", "i used to shoot up, no coming back to that life for me",
+    # batch 4's false alarms, as families: a side-effect warning, a course unit, a text that sounded wrong,
+    # a denial in the past tense, an overdose survived
+    "the pharmacist said suicidal thoughts are a rare side effect of this med. none so far",
+    "we have an exam on suicide risk assessment tomorrow", "sorry my last message sounded weird, i'm fine, just tired",
+    "je voulais pas en finir, j'ai juste pris trop", "i never wanted to die, i just wanted the pain to stop for a bit",
+    "one year since my overdose today, so grateful",
+    "i took my insulin this morning", "ran out of insulin, going to the pharmacy",
 ])
 def test_batch4_look_alikes_do_not_trigger(text):
     assert detect(text) is None, (detect(text), crisis.explain(text))
