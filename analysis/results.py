@@ -177,16 +177,27 @@ class Ledger:
             cut: dict[str, float] = {} if exposed is None else {
                 m: 1 for ln in self._why(exposed.key) for m in ln.members
                 if self.cells[m].status == "shown" and self.cells[m].value}
+            known = [] if exposed is not None else self._known(chosen)
+            for key in known:  # a hidden count the lines give away protects nothing: one more of those lines, or not it
+                rows.append(({**{m: 1.0 for ln in self._why(key) for m in ln.members
+                                 if self.cells[m].status == "shown" and self.cells[m].value}, key: -1.0}, 0.0))
             for key in chosen:
                 self.cells[key].status = "shown"
-            if exposed is None:
+            if exposed is None and not known:
                 return chosen
+            if exposed is None:
+                continue
             if not cut:
                 if not self._mask_near(exposed):
                     raise RuntimeError(f"cannot protect {exposed.key}")  # pragma: no cover
                 return None
             rows.append((cut, 1))
         raise RuntimeError("complementary suppression did not settle")  # pragma: no cover
+
+    def _known(self, keys: list[str]) -> list[str]:
+        """The counts of ``keys`` (hidden) that a reader can pin down all the same."""
+        ranges = self.ranges()
+        return [k for k in keys if ranges[k][0] == ranges[k][1] or self.pinned(k)]
 
     def exposed(self) -> Cell | None:
         """A sensitive count a reader can pin down: first by each line in turn (:meth:`ranges`, fast), then by every
@@ -218,19 +229,24 @@ class Ledger:
         return rows
 
     def _covers(self) -> list[tuple[dict[str, float], float]]:
-        """Lines whose total is shown while the counts hidden in them add up to 1 .. below-1 (the total minus the
-        counts shown is a small count): hidden counts of that line must add up to ``below`` or more, or the total
-        must go too.  Each as (weight of each count that may be hidden, what they must reach)."""
+        """In a line whose total is shown, the counts hidden must not add up to 1 .. below-1 (the total minus the
+        counts shown would be a small count): once a count of the line is hidden (already, or by the program), the
+        counts hidden add up to ``below`` or more, or the total goes too.  Rows (weights, least sum)."""
         out = []
         for ln in self.lines:
             if self.cells[ln.total].hidden:
                 continue
             rest = sum(self.cells[p].value for p in ln.parts if self.cells[p].hidden)
-            if 0 < rest < self.below:
-                weights = {p: self.cells[p].value for p in ln.parts
-                           if not self.cells[p].hidden and self.cells[p].value}
-                weights[ln.total] = self.below
+            if rest >= self.below:
+                continue
+            weights = {p: float(self.cells[p].value) for p in ln.parts
+                       if not self.cells[p].hidden and self.cells[p].value}
+            weights[ln.total] = float(self.below)
+            if rest:
                 out.append((weights, float(self.below - rest)))
+            else:  # nothing hidden yet: only if the program hides one of them (its weight less what it must reach)
+                for p in [p for p in weights if p != ln.total]:
+                    out.append(({**weights, p: weights[p] - self.below}, 0.0))
         return out
 
     def _solve(self, rows: list[tuple[dict[str, float], float]]) -> list[str] | None:
@@ -286,6 +302,8 @@ class Ledger:
         count to hide must be among their shown counts.  All the lines that reach it when only the linear program
         pins it down."""
         keep = self._reach(key)
+        if not self.cells[key].hidden:  # not hidden itself: the lines through it and those they reach
+            return keep
         r = self.ranges(keep)
         if r[key][0] != r[key][1]:
             return keep
