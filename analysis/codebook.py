@@ -70,12 +70,37 @@ BY_NAME = {v.name: v for v in VARIABLES}
 
 
 def suppression_text(below: int) -> str:
-    return (f"Counts from 1 to {below - 1} are shown as <{below}; where a total and the other counts of its row or "
-            f"column would give such a count away, the next smallest count is hidden too and shown as x (in tables of "
-            f"very small counts, counts below {below} may be shown as x as well). No "
-            f"percentage, interval or test is shown for a group whose count is hidden (it could give the count "
-            f"away), no mean, median or SD for a group of fewer than {below} (a mean does not give a count away), and "
-            f"figures leave such groups out.")
+    """The rule every published count follows, in words (the report's opening, stats.json and the codebook)."""
+    from .results import COST_ORDER
+
+    return (f"Counts from 1 to {below - 1} are shown as <{below}. Where the other published counts would give such a "
+            f"count away (a total minus the counts shown beside it, the same count in another table, or one published "
+            f"count minus another, such as the people an analysis leaves out), more counts are hidden "
+            f"and shown as x: the set that costs the results least, in this order from the cheapest to hide: "
+            f"{COST_ORDER}; so a descriptive breakdown goes before a response rate, a sample size or a model's input "
+            f"(in tables of very small counts, counts below {below} may be shown as x as well). A count the published "
+            f"numbers give away is printed, never shown as x. People left out of an analysis are counted in a total "
+            f"(suppressed if small), never protected by hiding the analysis. No percentage, rate, mean, median, "
+            f"interval, test or "
+            f"plotted element is shown for a group whose count is hidden, and figures leave such groups out.")
+
+
+def suppression_method(below: int) -> str:
+    """How the report chooses what to hide (its Methods section)."""
+    return ("Suppression: every count the report publishes (its text, tables, stats.json and figures) is one cell of "
+            "one model, with the arithmetic that ties counts together recorded as equations (a contact row adds up "
+            "to targeted; answered = completed + partial; tertile groups add up to an analysis n and make up its "
+            "2x2 table; the people of a later time point, the unrated and the answering are parts of the "
+            f"participants). Counts from 1 to {below - 1} are primary suppressions. The complementary suppressions "
+            "are the least costly set found by an integer program (scipy's HiGHS), as tau-ARGUS does for linked "
+            "tables: the cost of hiding a count rises from a descriptive breakdown (1) through a descriptive group "
+            "(4), a total the tables already give (5), the counts of a response rate (20) and a sample size (30) to "
+            "a model's input (50), plus 1 for each share, interval, mean or test that hiding it removes. A solution "
+            "is accepted only when a reader who solves every equation together (a linear program for the least "
+            "and greatest value of each count) can pin down no suppressed count, and no difference of published "
+            f"counts from 1 to {below - 1}; a hidden count that the equations pin down is printed instead. The "
+            "responder comparison counts its groups in total, as the contact table does, and gives the number left "
+            "out for want of an alliance rating (suppressed if small).")
 
 
 FOLLOW_UP_UNIT = ("One row per participant, treatment episode and follow-up time point; count people with "

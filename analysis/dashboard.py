@@ -292,7 +292,7 @@ def model(atoms: pd.DataFrame, delivered: pd.DataFrame, delays: pd.DataFrame, *,
     """Build, protect (unless ``exact``) and resolve."""
     m = build(atoms, delivered, delays, below=below, timepoints=timepoints)
     if not exact:
-        for key, n in rs._strict_uses(m.tree).items():  # hiding a count also hides the rates made from it
+        for key, n in rs._uses(m.tree).items():  # hiding a count also hides the rates made from it
             m.ledger.cells[key].cost += n
         m.ledger.protect()
     m.resolve()

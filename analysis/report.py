@@ -26,7 +26,7 @@ import pandas as pd
 from outreach.study.waves import OUTCOMES
 
 from . import results as rs
-from .codebook import suppression_text
+from .codebook import suppression_method, suppression_text
 from . import stats as st
 
 TERTILES = ["low", "mid", "high"]
@@ -430,11 +430,18 @@ def readmissions_text(data: dict[str, Any]) -> str:
             "at the primary time point, with standard errors clustered by participant.")
 
 
+def left_out_text(nr: dict[str, Any]) -> str:
+    """The people a comparison leaves out (no alliance rating), counted in total and suppressed if small: the groups
+    are counted with them, so that a few left out never hide the comparison."""
+    u = nr.get("n_unrated", 0)
+    return "" if u == 0 else f" ({_c(u)} of them without an alliance rating, left out)"
+
+
 def nonresponse_text(nr: dict[str, Any], too_small: bool, ipw_shown: bool = False) -> str:
     """Who answered at one time point, described: no verdict (whether the responders differ says nothing about
     whether the missing answers are missing at random; the assumption is stated instead)."""
     t, r, n = nr["timepoint"], nr["n_responders"], nr["n_nonresponders"]
-    head = f"At {t} days, {_c(r)} responders and {_c(n)} non-responders had an alliance rating"
+    head = f"At {t} days there were {_c(r)} responders and {_c(n)} non-responders" + left_out_text(nr)
     if nr["mean_responders"] is None or nr["mean_nonresponders"] is None:
         if r == 0 or n == 0:
             return head + (": nobody answered." if r == 0 else ": everyone answered.")
@@ -851,6 +858,7 @@ def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
     if not data["too_small"]:
         doc.p(primary_paragraph(data))
     doc.p(METHODS)
+    doc.p(suppression_method(suppress_below))
     return Report(model, doc, figs)
 
 

@@ -50,13 +50,28 @@ TERTILES = ["low", "mid", "high"]
 
 
 # -- the ledger -----------------------------------------------------------------------------------------------------
+# What hiding a count costs the reader, from the cheapest (the method text states this order).  Each share, rate,
+# mean, interval or test computed from a count adds 1 more (:func:`model`), as hiding the count hides it too.
+BREAKDOWN = 1.0  # a descriptive breakdown: an outcome column of the contact table, a histogram bin, the ceiling
+GROUP = 4.0  # a descriptive group (a tertile, a time point) with its share or mean
+TOTAL = 5.0  # a total the tables already give, repeated in running text (follow-ups, episodes)
+RATE = 20.0  # the counts of a response rate: targeted and answered at a time point
+SIZE = 30.0  # a sample size: participants contacted, answering, rated
+INPUT = 50.0  # a model's input: the n of an estimate, a cell of a 2x2 table, a group compared or tested
+COST_ORDER = ("a descriptive breakdown (an outcome column of the contact table, a histogram bin, the count at the "
+              "ceiling), then a descriptive group (a tertile, a time point), then a total the tables already give, "
+              "then the counts of a response rate, then a sample size, and last a model's input (the n of an "
+              "estimate, a cell of a 2x2 table, a group compared or tested)")
+
+
 @dataclass
 class Cell:
     key: str
     value: int
     internal: bool = False  # never published (a difference readers could compute)
     status: str = "shown"  # shown | primary (<5) | masked (x) | complementary (x) | internal
-    cost: float = 5.0  # what hiding it costs the reader (a figure, an estimate): the cheapest is hidden first
+    cost: float = TOTAL  # what hiding it costs the reader (see BREAKDOWN .. INPUT): the least costly set is hidden
+    in_text: bool = False  # a total printed in running text: among counts of equal cost, hidden first
 
     @property
     def hidden(self) -> bool:
@@ -67,7 +82,11 @@ class Cell:
 class Line:
     total: str
     parts: list[str]
-    prefer_total: bool = False  # a total printed in running text: hide it rather than a cell of a table
+    prefer_total: bool = False  # a total printed in running text: hide it rather than a cell of equal cost
+
+    @property
+    def members(self) -> list[str]:
+        return [self.total, *self.parts]
 
 
 @dataclass
@@ -77,10 +96,9 @@ class Ledger:
     lines: list[Line] = field(default_factory=list)
 
     # building
-    def count(self, key: str, value: int | float, *, internal: bool = False, cost: float = 5.0) -> Ref:
+    def count(self, key: str, value: int | float, *, internal: bool = False, cost: float = TOTAL) -> Ref:
         """Register a count (the same key twice: the same count; a different value: a related count).  ``cost``:
-        how much hiding it takes from the report (0 for a total in running text, high for a cell that an
-        estimate is computed from)."""
+        how much hiding it takes from the report, from ``BREAKDOWN`` to ``INPUT``."""
         value = int(value)
         if key in self.cells and self.cells[key].value != value:
             other = self.count(f"{key}'", value, internal=internal, cost=cost)
@@ -98,7 +116,7 @@ class Ledger:
         if len(parts) == 1 and parts[0] == total:
             return
         if prefer_total:
-            self.cells[total].cost = 0.0
+            self.cells[total].in_text = True
         self.lines.append(Line(total, parts, prefer_total))
 
     def related(self, a: str | Ref, b: str | Ref, *, prefer: str | Ref | None = None) -> None:
@@ -113,95 +131,247 @@ class Ledger:
 
     # suppression
     def protect(self) -> None:
-        """Primary suppression, then complementary suppression until no line gives a hidden count away."""
-        k = self.below
+        """Primary suppression, then the least costly complementary suppression that leaves no sensitive count (one
+        shown as <5, or an unpublished one from 1 to below-1) pinned down by any combination of lines."""
         for c in self.cells.values():
-            if not c.internal and 0 < c.value < k:
+            if not c.internal and 0 < c.value < self.below:
                 c.status = "primary"
-        for _ in range(10 * len(self.cells) + 10):
-            line = next((ln for ln in self.lines if self._small_remainder(ln)), None)
-            if line is not None:  # the total minus the cells shown is a small count: hide one more of the line
-                candidates = self._shown([*line.parts, line.total])
-                if not candidates:
-                    raise RuntimeError(f"cannot protect the line of {line.total}")  # pragma: no cover
-                if line.prefer_total:  # a total in running text, rather than a cell of a table
-                    self.cells[line.total].status = "complementary"
-                else:
-                    min(candidates, key=lambda x: (x.cost, x.key == line.total, x.value)).status = "complementary"
-                continue
-            ranges = self.ranges()
-            bad = next((c for c in self.cells.values() if self._exposed(c, ranges[c.key])), None)
-            if bad is None:
+        for _ in range(len(self.cells) + 1):  # each failed round shows one more small count as x
+            chosen = self._least_costly()
+            if chosen is not None:
+                for key in chosen:
+                    self.cells[key].status = "complementary"
+                self._show_derivable()
                 return
-            if not self._unpin(bad):
-                raise RuntimeError(f"cannot protect {bad.key}")  # pragma: no cover
         raise RuntimeError("complementary suppression did not settle")  # pragma: no cover
 
-    def _small_remainder(self, ln: Line) -> bool:
-        """The total is shown and the counts hidden in its line add up to 1 .. below-1 (total minus the rest)."""
-        if self.cells[ln.total].hidden:
-            return False
-        rest = sum(self.cells[p].value for p in ln.parts if self.cells[p].hidden)
-        return 0 < rest < self.below
+    def sensitive(self) -> list[Cell]:
+        """The counts no reader may pin down: those shown as <5 (or x in their place) and unpublished differences
+        from 1 to below-1."""
+        return [c for c in self.cells.values()
+                if c.status in ("primary", "masked") or (c.internal and 0 < c.value < self.below)]
 
-    def _shown(self, keys: Iterable[str]) -> list[Cell]:
-        return [self.cells[k] for k in dict.fromkeys(keys) if not self.cells[k].hidden and self.cells[k].value]
+    def _least_costly(self) -> list[str] | None:
+        """The least costly set of counts to hide: an integer program (scipy's HiGHS) with a variable for each count
+        that may be hidden (its cost) and each unpublished one (free: a reader knows it or not).  In every line, a
+        count a reader does not know needs another count of that line unknown (else the line gives it away); every
+        sensitive count stays unknown; the counts hidden in a line with a shown total add up to ``below`` or more.
+        Each time a reader solving the lines together (:meth:`exposed`) still pins a sensitive count down, one more
+        count is required among the shown counts of the lines that reach it (a cut: hiding fewer never hides more).
+        None when nothing left to hide protects a count: the nearest count below the threshold is shown as x instead
+        (a table of tiny counts, where the "<5" marks themselves pin a count down)."""
+        sensitive = self.sensitive()
+        if not sensitive:
+            return []
+        rows = self._pattern(sensitive) + self._covers()
+        for _ in range(10 * len(self.cells) + 10):
+            chosen = self._solve(rows)
+            if chosen is None:  # no way: a line of tiny counts that nothing left to hide protects
+                exposed = next((c for c in sensitive if self.pinned(c.key)), sensitive[0])
+                if not self._mask_near(exposed):
+                    raise RuntimeError(f"cannot protect {exposed.key}")  # pragma: no cover
+                return None
+            for key in chosen:
+                self.cells[key].status = "complementary"
+            exposed = self.exposed()
+            cut: dict[str, float] = {} if exposed is None else {
+                m: 1 for ln in self._why(exposed.key) for m in ln.members
+                if self.cells[m].status == "shown" and self.cells[m].value}
+            known = [] if exposed is not None else self._known(chosen)
+            for key in known:  # a hidden count the lines give away protects nothing: one more of those lines, or not it
+                rows.append(({**{m: 1.0 for ln in self._why(key) for m in ln.members
+                                 if self.cells[m].status == "shown" and self.cells[m].value}, key: -1.0}, 0.0))
+            for key in chosen:
+                self.cells[key].status = "shown"
+            if exposed is None and not known:
+                return chosen
+            if exposed is None:
+                continue
+            if not cut:
+                if not self._mask_near(exposed):
+                    raise RuntimeError(f"cannot protect {exposed.key}")  # pragma: no cover
+                return None
+            rows.append((cut, 1))
+        raise RuntimeError("complementary suppression did not settle")  # pragma: no cover
 
-    def _unpin(self, c: Cell) -> bool:
-        """``c`` can be worked out: hide a count shown in a line through it, or in a line through the hidden counts
-        of those lines (nearest first), choosing the cheapest that leaves ``c`` uncertain.  With nothing left to
-        hide (a table of tiny counts, where "<5" itself pins a count down), show those small counts as x."""
-        candidates: list[tuple[float, int, int, str]] = []
-        frontier, seen = {c.key}, set()
-        for depth in range(4):
-            lines = [ln for ln in self.lines if id(ln) not in seen and frontier & {ln.total, *ln.parts}]
-            if not lines:
-                break
-            seen |= {id(ln) for ln in lines}
-            candidates += [(x.cost, depth, x.value, x.key) for ln in lines for x in self._shown([*ln.parts, ln.total])]
-            frontier = {k for ln in lines for k in [ln.total, *ln.parts] if self.cells[k].hidden} - frontier
-        for _, _, _, key in sorted(set(candidates))[:12]:
-            self.cells[key].status = "complementary"
-            if not self._exposed(c, self.ranges()[c.key]):
-                return True
-            self.cells[key].status = "shown"
-        if candidates:
-            self.cells[min(candidates)[3]].status = "complementary"
-            return True
-        # Nothing left to hide: tiny counts, where the "<5" marks (1 to 4) themselves pin a count down.  Show the
-        # nearest of them as x (hidden, 1 or more, no upper bound) instead, one at a time.
+    def _known(self, keys: list[str]) -> list[str]:
+        """The counts of ``keys`` (hidden) that a reader can pin down all the same."""
+        ranges = self.ranges()
+        return [k for k in keys if ranges[k][0] == ranges[k][1] or self.pinned(k)]
+
+    def exposed(self) -> Cell | None:
+        """A sensitive count a reader can pin down: first by each line in turn (:meth:`ranges`, fast), then by every
+        line together (:meth:`bounds`, a linear program per count)."""
+        ranges, sensitive = self.ranges(), self.sensitive()
+        fast = next((c for c in sensitive if ranges[c.key][0] == ranges[c.key][1]), None)
+        return fast if fast is not None else next((c for c in sensitive if self.pinned(c.key)), None)
+
+    def _pattern(self, sensitive: list[Cell]) -> list[tuple[dict[str, float], float]]:
+        """Rows (weights, least sum): in each line, a count unknown to the reader has another unknown beside it, and
+        each sensitive count is unknown.  A count shown as <5 is unknown; one shown (not zero) is unknown if hidden;
+        an unpublished one may be either."""
+        def var(k: str) -> bool:
+            c = self.cells[k]
+            return c.internal or (c.status == "shown" and c.value > 0)
+
+        fixed = {k for k, c in self.cells.items() if c.status in ("primary", "masked")}
+        rows: list[tuple[dict[str, float], float]] = [({c.key: 1}, 1) for c in sensitive if c.internal]
+        for ln in self.lines:
+            for m in dict.fromkeys(ln.members):
+                others = [o for o in ln.members if o != m]
+                if not (m in fixed or var(m)) or any(o in fixed for o in others):
+                    continue
+                weights: dict[str, float] = {o: 1 for o in others if var(o)}
+                if m in fixed:
+                    rows.append((weights, 1))
+                else:
+                    rows.append(({**weights, m: -1}, 0))
+        return rows
+
+    def _covers(self) -> list[tuple[dict[str, float], float]]:
+        """In a line whose total is shown, the counts hidden must not add up to 1 .. below-1 (the total minus the
+        counts shown would be a small count): once a count of the line is hidden (already, or by the program), the
+        counts hidden add up to ``below`` or more, or the total goes too.  Rows (weights, least sum)."""
+        out = []
+        for ln in self.lines:
+            if self.cells[ln.total].hidden:
+                continue
+            rest = sum(self.cells[p].value for p in ln.parts if self.cells[p].hidden)
+            if rest >= self.below:
+                continue
+            weights = {p: float(self.cells[p].value) for p in ln.parts
+                       if not self.cells[p].hidden and self.cells[p].value}
+            weights[ln.total] = float(self.below)
+            if rest:
+                out.append((weights, float(self.below - rest)))
+            else:  # nothing hidden yet: only if the program hides one of them (its weight less what it must reach)
+                for p in [p for p in weights if p != ln.total]:
+                    out.append(({**weights, p: weights[p] - self.below}, 0.0))
+        return out
+
+    def _solve(self, rows: list[tuple[dict[str, float], float]]) -> list[str] | None:
+        """Minimise the cost of the counts hidden so that every row is met (None: no way): ties go to a total in
+        running text, then to the smaller count, as statistical agencies hide the next smallest cell."""
+        if not rows:
+            return []
+        from scipy.optimize import Bounds, LinearConstraint, milp
+        from scipy.sparse import coo_array
+
+        keys = sorted({k for weights, _ in rows for k in weights})
+        index = {k: i for i, k in enumerate(keys)}
+        scale = 1e-3 / (1 + max(self.cells[k].value for k in keys))
+        cost = np.array([0.0 if self.cells[k].internal else
+                         self.cells[k].cost + (0 if self.cells[k].in_text else 1e-3) + scale * self.cells[k].value
+                         for k in keys])
+        entries = [(i, index[k], w) for i, (weights, _) in enumerate(rows) for k, w in weights.items()]
+        i, j, w = zip(*entries)
+        a = coo_array((w, (i, j)), shape=(len(rows), len(keys))).tocsr()
+        res = milp(cost, constraints=LinearConstraint(a, lb=[need for _, need in rows], ub=np.inf),
+                   integrality=np.ones(len(keys)), bounds=Bounds(0, 1))
+        if res.status == 2:  # infeasible
+            return None
+        if not res.success:  # pragma: no cover
+            raise RuntimeError(f"complementary suppression: {res.message}")
+        return [k for k, x in zip(keys, res.x) if x > 0.5 and not self.cells[k].internal]
+
+    def _show_derivable(self) -> None:
+        """A hidden count that every line together pins down protects nothing: show it (it is printed anyway)."""
+        for c in self.cells.values():
+            if c.status == "complementary" and self.pinned(c.key):
+                c.status = "shown"
+
+    def _mask_near(self, c: Cell) -> bool:
+        """Show the count below the threshold nearest ``c`` (through lines and the counts hidden in them) as x:
+        hidden, 1 or more, no upper bound.  False when there is none."""
         frontier, seen = {c.key}, set()
         while frontier:
-            if self.cells[c.key].status == "primary" and c.key in frontier:
+            if c.status == "primary" and c.key in frontier:
                 c.status = "masked"
                 return True
-            lines = [ln for ln in self.lines if id(ln) not in seen and frontier & {ln.total, *ln.parts}]
+            lines = [ln for ln in self.lines if id(ln) not in seen and frontier & set(ln.members)]
             seen |= {id(ln) for ln in lines}
-            small = sorted({k for ln in lines for k in [ln.total, *ln.parts] if self.cells[k].status == "primary"})
+            small = sorted({k for ln in lines for k in ln.members if self.cells[k].status == "primary"})
             if small:
                 self.cells[small[0]].status = "masked"
                 return True
-            frontier = {k for ln in lines for k in [ln.total, *ln.parts] if self.cells[k].hidden} - frontier
+            frontier = {k for ln in lines for k in ln.members if self.cells[k].hidden} - frontier
         return False
 
-    def _exposed(self, c: Cell, rng: tuple[float, float]) -> bool:
-        """A suppressed count, or an unpublished one from 1 to below-1, that a reader can pin down.  (Knowing that a
-        count is somewhere from 1 to below-1 is what ``<5`` says, and allowed.)"""
-        lo, hi = rng
-        if c.status in ("primary", "masked") or (c.status == "internal" and 0 < c.value < self.below):
-            return lo == hi
-        return False
+    def _why(self, key: str) -> list[Line]:
+        """The lines that give ``key`` away, as few as the reader needs (each line dropped that is not needed): a
+        count to hide must be among their shown counts.  All the lines that reach it when only the linear program
+        pins it down."""
+        keep = self._reach(key)
+        if not self.cells[key].hidden:  # not hidden itself: the lines through it and those they reach
+            return keep
+        r = self.ranges(keep)
+        if r[key][0] != r[key][1]:
+            return keep
+        for ln in list(keep):
+            trial = [other for other in keep if other is not ln]
+            r = self.ranges(trial)
+            if r[key][0] == r[key][1]:
+                keep = trial
+        return keep
+
+    def _lines_of(self, key: str) -> list[Line]:
+        return [ln for ln in self.lines if key in ln.members]
+
+    def _reach(self, key: str) -> list[Line]:
+        """The lines a reader can use to work out ``key``: those through it, and through the counts not shown in
+        them, and so on."""
+        found, frontier, seen = [], {key}, {key}
+        while frontier:
+            lines = [ln for ln in self.lines if frontier & set(ln.members) and all(ln is not f for f in found)]
+            found += lines
+            frontier = {m for ln in lines for m in ln.members if self.cells[m].hidden} - seen
+            seen |= frontier
+        return found
+
+    def bounds(self, key: str) -> tuple[float, float]:
+        """The least and greatest value of a count that a reader can work out from everything published: a linear
+        program over every line that reaches it (what is shown is fixed, <5 is 1 to below-1, x is 1 or more, an
+        unpublished count 0 or more)."""
+        from scipy.optimize import linprog
+
+        c = self.cells[key]
+        if not c.hidden:
+            return c.value, c.value
+        lines = self._reach(key)
+        if not lines:
+            return self.public_range(c)
+        keys = sorted({m for ln in lines for m in ln.members})
+        index = {k: i for i, k in enumerate(keys)}
+        a = np.zeros((len(lines), len(keys)))
+        for i, ln in enumerate(lines):
+            a[i, index[ln.total]] += 1
+            for p in ln.parts:
+                a[i, index[p]] -= 1
+        box = [tuple(None if math.isinf(b) else b for b in self.public_range(self.cells[k])) for k in keys]
+        objective = np.zeros(len(keys))
+        objective[index[key]] = 1
+        lo = linprog(objective, A_eq=a, b_eq=np.zeros(len(lines)), bounds=box, method="highs")
+        hi = linprog(-objective, A_eq=a, b_eq=np.zeros(len(lines)), bounds=box, method="highs")
+        if lo.status != 0 or hi.status not in (0, 3):  # pragma: no cover - the true values always fit
+            raise RuntimeError(f"bounds of {key}: {lo.message} {hi.message}")
+        return lo.fun, (-hi.fun if hi.status == 0 else INF)
+
+    def pinned(self, key: str) -> bool:
+        """Only one whole number is possible for the count, given everything published."""
+        lo, hi = self.bounds(key)
+        return not math.isinf(hi) and math.ceil(lo - 1e-6) >= math.floor(hi + 1e-6)
 
     def public_range(self, c: Cell) -> tuple[float, float]:
         return {"shown": (c.value, c.value), "primary": (1, self.below - 1), "masked": (1, INF),
                 "complementary": (1, INF), "internal": (0, INF)}[c.status]
 
-    def ranges(self) -> dict[str, tuple[float, float]]:
-        """What a reader can work out about every count: bounds propagated through every line."""
+    def ranges(self, lines: list[Line] | None = None) -> dict[str, tuple[float, float]]:
+        """What a reader can work out about every count by propagating bounds through each line in turn (looser
+        than :meth:`bounds`, which solves the lines together); ``lines``: only these."""
         r = {key: self.public_range(c) for key, c in self.cells.items()}
         for _ in range(50):
             changed = False
-            for ln in self.lines:
+            for ln in self.lines if lines is None else lines:
                 members = [(ln.total, -1)] + [(p, 1) for p in ln.parts]
                 for key, sign in members:
                     others = [(o, s) for o, s in members if o != key]
@@ -240,9 +410,9 @@ class Ref:
 
 @dataclass(frozen=True)
 class Derived:
-    """A number computed from groups.  ``strict`` (shares, rates, intervals, tests: numbers from which a count can
-    be worked back): published only when every count in ``depends`` is shown.  Otherwise (a mean, a median, an
-    SD of one group): published unless a count in ``depends`` is below the threshold (``<5``)."""
+    """A number computed from groups (a share, rate, mean, median, interval, test): published only when every count
+    in ``depends`` is shown, so that no statistic is shown for a group whose count is hidden.  ``strict`` is kept
+    for callers and no longer matters (a mean once stayed beside a count shown as x)."""
     value: Any
     depends: tuple[str, ...]
     strict: bool = True
@@ -256,8 +426,7 @@ def resolve(obj: Any, ledger: Ledger) -> Any:
     if isinstance(obj, Ref):
         return ledger.value(obj)
     if isinstance(obj, Derived):
-        if any(ledger.hidden(d) if obj.strict else ledger.cells[d].status in ("primary", "masked")
-               for d in obj.depends):
+        if any(ledger.hidden(d) for d in obj.depends):
             return None
         return resolve(obj.value, ledger)
     if isinstance(obj, dict):
@@ -315,7 +484,7 @@ class Model:
         return self.data
 
 
-def _group(ledger: Ledger, key: str, values: pd.Series, cost: float = 8.0) -> dict[str, Any]:
+def _group(ledger: Ledger, key: str, values: pd.Series, cost: float = GROUP) -> dict[str, Any]:
     """events / n of a binary column, with its Wilson 95% CI, tied to its counts."""
     values = _num(values).dropna()
     n = ledger.count(f"{key}.n", len(values), cost=cost)
@@ -327,14 +496,22 @@ def _group(ledger: Ledger, key: str, values: pd.Series, cost: float = 8.0) -> di
             "ci_high": derived(hi, n, events)}
 
 
-def _count_result(ledger: Ledger, r: dict[str, Any] | None, key: str, cost: float = 30.0) -> dict[str, Any] | None:
+def _count_result(ledger: Ledger, r: dict[str, Any] | None, key: str, cost: float = INPUT) -> dict[str, Any] | None:
     if r is None:
         return None
     out = {k: v for k, v in r.items() if k not in ("parameters", "events", "epp")}  # in words, not published counts
     if r.get("epp"):
         out["epp"] = {"per_parameter": st.EPP, "of": r["epp"]["what"]}
     out["n"] = ledger.count(key, r["n"], cost=cost)
-    return out
+    return _of_group(out, out["n"])
+
+
+ESTIMATES = ("estimate", "ci_low", "ci_high", "p", "p_holm")
+
+
+def _of_group(result: dict[str, Any], n: Ref) -> dict[str, Any]:
+    """An analysis's estimate, interval and p-values: not shown when its n is hidden."""
+    return {k: derived(v, n) if k in ESTIMATES else v for k, v in result.items()}
 
 
 def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoint: int | None = None) -> Model:
@@ -364,13 +541,15 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     rows = []
     for t, rows_t in per_tp:
         status = rows_t["status"].astype("object")
-        total = ledger.count(f"contact.{t}.targeted", len(rows_t), cost=8)
-        cells = {code: ledger.count(f"contact.{t}.{code}", int((status == code).sum()), cost=2) for code in OUTCOMES}
+        total = ledger.count(f"contact.{t}.targeted", len(rows_t), cost=RATE)
+        cells = {code: ledger.count(f"contact.{t}.{code}", int((status == code).sum()), cost=BREAKDOWN)
+                 for code in OUTCOMES}
         other = int((~status.isin(list(OUTCOMES))).sum())
         if other:  # a code from an older export: counted apart, so the row still adds up
             cells["other"] = ledger.count(f"contact.{t}.other", other)
         ledger.line(total, cells.values())
-        answered = ledger.count(f"contact.{t}.answered", int((_num(rows_t["responded"]) == 1).sum()), cost=3)
+        answered = ledger.count(f"contact.{t}.answered", int((_num(rows_t["responded"]) == 1).sum()),
+                                cost=RATE)
         ledger.line(answered, [cells[c] for c in ANSWERED])
         rate, lo, hi = st.wilson(ledger.cells[answered.key].value, len(rows_t))
         rows.append({"timepoint": t, "targeted": total, **cells, "answered": answered,
@@ -380,12 +559,12 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
                        "rows": rows}
 
     # people
-    targeted = ledger.count("participants.targeted", primary["participant"].nunique(), cost=0)
-    answered_people = ledger.count("participants.answered", st.people_answered(primary), cost=0)
+    targeted = ledger.count("participants.targeted", primary["participant"].nunique(), cost=SIZE)
+    answered_people = ledger.count("participants.answered", st.people_answered(primary), cost=SIZE)
     if single:
         t = per_tp[0][0]
-        ledger.related(targeted, f"contact.{t}.targeted")
-        ledger.related(answered_people, f"contact.{t}.answered")
+        ledger.line(targeted, [f"contact.{t}.targeted"])  # one time point: its people are the participants
+        ledger.line(answered_people, [f"contact.{t}.answered"])
     else:  # people = those at the first time point + those first seen (first answering) later
         seen: set = set()
         parts_t, parts_a, answered_seen = [], [], set()
@@ -403,6 +582,10 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
             answered_seen |= ans
         ledger.line(targeted, parts_t, prefer_total=True)
         ledger.line(answered_people, parts_a, prefer_total=True)
+        for t, _ in per_tp[1:]:  # a later time point's people are some of the participants, too
+            ledger.related(targeted, f"contact.{t}.targeted")
+            ledger.related(answered_people, f"contact.{t}.answered")
+    ledger.related(targeted, answered_people)  # the rest never answered
     followups = ledger.count("followups", len(primary))
     ledger.line(followups, [f"contact.{t}.targeted" for t, _ in per_tp], prefer_total=True)
     tree["n_rows"] = followups  # follow-ups of the primary data (the `outreach report` command prints it)
@@ -415,22 +598,23 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
 
     # readmissions
     ep = summary.get("episodes", {})
-    multi = ledger.count("episodes.multi", ep.get("n_participants_multi", 0), cost=2)
+    multi = ledger.count("episodes.multi", ep.get("n_participants_multi", 0), cost=GROUP)
     n_episodes = ledger.count("episodes.n", ep.get("n_episodes", 0))
     extra = ledger.count("episodes.extra", ep.get("n_episodes", 0) - ledger.cells[targeted.key].value, internal=True)
     ledger.line(n_episodes, [targeted, extra], prefer_total=True)
+    ledger.related(extra, multi)  # each participant with several episodes has one extra episode or more
     tree["episodes"] = {"n_participants_multi": multi, "n_episodes": n_episodes,
                         "primary": ep.get("primary", "first episode per participant"), "sensitivity": None}
 
     # alliance at discharge: one rating per participant (first episode)
     per = primary.drop_duplicates("participant")["alliance_mean"].astype("float64").dropna()
-    n_rated = ledger.count("alliance.n", len(per), cost=15)
+    n_rated = ledger.count("alliance.n", len(per), cost=SIZE)
     ledger.related(targeted, n_rated)
-    ceiling = ledger.count("alliance.at_ceiling", int((per == 6).sum()), cost=4)
+    ceiling = ledger.count("alliance.at_ceiling", int((per == 6).sum()), cost=BREAKDOWN)
     below_ceiling = ledger.count("alliance.below_ceiling", int((per < 6).sum()), internal=True)
     ledger.line(n_rated, [ceiling, below_ceiling])
     hist = histogram_bins(per.to_numpy(), below)
-    bins = [ledger.count(f"alliance.bin.{i}", b["count"], cost=10) for i, b in enumerate(hist)]
+    bins = [ledger.count(f"alliance.bin.{i}", b["count"], cost=BREAKDOWN) for i, b in enumerate(hist)]
     if bins:
         ledger.line(n_rated, bins)
     rated = every_episode.drop_duplicates(["participant", "episode"] if "episode" in every_episode else
@@ -454,20 +638,29 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
         ledger.line(n_rated, [prorated, complete])
         tree["alliance"]["prorated"] = prorated
 
-    # who answered: within each time point, one row per participant
+    # who answered: within each time point, one row per participant.  The groups compared are counted in total (every
+    # responder and non-responder of the time point, as the contact table counts them), with the people left out for
+    # want of an alliance rating counted apart (suppressed if small): the comparison is never hidden to protect them
     tree["nonresponse"] = []
     for nr in summary.get("nonresponse", []):
         t = nr["timepoint"]
-        r = ledger.count(f"nonresponse.{t}.responders", nr["n_responders"], cost=6)
-        n = ledger.count(f"nonresponse.{t}.nonresponders", nr["n_nonresponders"], cost=6)
-        ledger.related(f"contact.{t}.answered", r)
-        unrated = (ledger.cells[f"contact.{t}.targeted"].value - ledger.cells[f"contact.{t}.answered"].value
-                   - nr["n_nonresponders"])
-        ledger.line(f"contact.{t}.targeted", [f"contact.{t}.answered", n,
-                                              ledger.count(f"nonresponse.{t}.unrated", unrated, internal=True)])
-        dep = (r, n)
+        total_t, r = f"contact.{t}.targeted", f"contact.{t}.answered"
+        n = ledger.count(f"nonresponse.{t}.nonresponders", ledger.cells[total_t].value - ledger.cells[r].value,
+                         cost=INPUT)
+        ledger.line(total_t, [r, n])
+        rated_r = ledger.count(f"nonresponse.{t}.responders", nr["n_responders"], internal=True)
+        rated_n = ledger.count(f"nonresponse.{t}.rated_nonresponders", nr["n_nonresponders"], internal=True)
+        unrated = [ledger.count(f"nonresponse.{t}.unrated_{g}", ledger.cells[_key(group)].value - rated, internal=True)
+                   for g, group, rated in (("responders", r, nr["n_responders"]),
+                                           ("nonresponders", n, nr["n_nonresponders"]))]
+        ledger.line(r, [rated_r, unrated[0]])
+        ledger.line(n, [rated_n, unrated[1]])
+        left_out = ledger.count(f"nonresponse.{t}.unrated", sum(ledger.cells[u.key].value for u in unrated),
+                                cost=GROUP)
+        ledger.line(left_out, unrated)
+        dep = (r, n)  # the groups' counts: a statistic of a group whose count is hidden is not shown
         tree["nonresponse"].append({
-            "timepoint": t, "test": nr["test"], "n_responders": r, "n_nonresponders": n,
+            "timepoint": t, "test": nr["test"], "n_responders": Ref(r), "n_nonresponders": n, "n_unrated": left_out,
             "mean_responders": derived(nr.get("mean_responders"), *dep),
             "mean_nonresponders": derived(nr.get("mean_nonresponders"), *dep),
             "estimate": derived(None if tree["too_small"] else nr.get("estimate"), *dep),
@@ -503,8 +696,10 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     responders = f"nonresponse.{tp}.responders"
     for o, rows_o in rated_rows.items():
         if o in st.OUTCOMES:
-            ledger.count(nkey(o), len(rows_o), cost=30)
+            ledger.count(nkey(o), len(rows_o), cost=INPUT)
+            ledger.related(answered_people, nkey(o))
             ledger.related(responders, nkey(o))
+            ledger.related(n_rated, nkey(o))  # rated, but no answer to o
     tree["spearman"] = [_count_result(ledger, r, nkey(r["outcome"])) for r in summary.get("spearman", [])]
     tree["estimates"] = []
     for r in summary.get("estimates", []):
@@ -560,16 +755,16 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
             continue
         rows_o = rated_rows[o]
         tree["shares_by_tertile"][o] = {t: _group(ledger, f"{o}.{t}", rows_o.loc[rows_o["alliance_tertile"] == t, o],
-                                                  cost=12) for t in TERTILES}
-        ledger.count(nkey(o), len(rows_o), cost=30)
+                                                  cost=INPUT) for t in TERTILES}
+        ledger.count(nkey(o), len(rows_o), cost=INPUT)
         ledger.line(nkey(o), [f"{o}.{t}.n" for t in TERTILES])
     tree["high_vs_other"] = []
     for r in summary.get("high_vs_other", []):
         o = r["outcome"]
         (a, b), (c, d) = r["table"]
-        cells = [ledger.count(f"2x2.{o}.{name}", v, cost=20)
+        cells = [ledger.count(f"2x2.{o}.{name}", v, cost=INPUT)
                  for name, v in zip(["high_yes", "high_no", "other_yes", "other_no"], [a, b, c, d])]
-        n = ledger.count(nkey(o), r["n"], cost=30)
+        n = ledger.count(nkey(o), r["n"], cost=INPUT)
         ledger.line(n, cells)
         ledger.line(f"{o}.high.events", [cells[0]])
         ledger.line(f"{o}.high.nonevents", [cells[1]])
@@ -583,7 +778,7 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     tree["trend"] = []
     for r in summary.get("trend", []):
         o = r["outcome"]
-        n = ledger.count(nkey(o), r["n"], cost=30)
+        n = ledger.count(nkey(o), r["n"], cost=INPUT)
         keys = [f"{o}.{t}.{x}" for t in TERTILES for x in ("n", "events")]
         tree["trend"].append({**{k: v for k, v in r.items() if k not in ("shares", "n")}, "n": n,
                               "shares": {t: derived((r.get("shares") or {}).get(t), f"{o}.{t}.n", f"{o}.{t}.events")
@@ -596,7 +791,7 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     if se is not None:
         for t in TERTILES:
             v = _num(se.loc[se["alliance_tertile"] == t, "self_efficacy"]).dropna()
-            n = ledger.count(f"self_efficacy_high.{t}.n", len(v), cost=12)  # the same participants
+            n = ledger.count(f"self_efficacy_high.{t}.n", len(v), cost=INPUT)  # the same participants
             q = v.quantile([0.1, 0.25, 0.5, 0.75, 0.9]).tolist() if len(v) else None
             tree["self_efficacy_by_tertile"][t] = {
                 "n": n, "mean": derived(float(v.mean()) if len(v) else None, n, strict=False),
@@ -614,15 +809,15 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
                     g = v.loc[v["alliance_tertile"] == tert, "v"]
                     key = f"tp.{col}.{t}.{tert}"
                     if col == "self_efficacy":
-                        n = ledger.count(f"{key}.n", len(g), cost=4)
+                        n = ledger.count(f"{key}.n", len(g), cost=GROUP)
                         groups[tert] = {"n": n, "mean": derived(float(g.mean()) if len(g) else None, n, strict=False)}
                     else:
-                        groups[tert] = _group(ledger, key, g, cost=4)
+                        groups[tert] = _group(ledger, key, g, cost=GROUP)
                         groups[tert]["mean"] = groups[tert]["share"]
                 rated = ledger.count(f"tp.{col}.{t}.rated", sum(ledger.cells[f"tp.{col}.{t}.{x}.n"].value
                                                                 for x in TERTILES), internal=True)
                 ledger.line(rated, [f"tp.{col}.{t}.{x}.n" for x in TERTILES])
-                ledger.related(f"nonresponse.{t}.responders", rated)
+                ledger.related(f"contact.{t}.answered", rated)  # the rest: no rating, or no answer to col
                 by[t] = groups
             tree["timepoint_groups"][col] = by
 
@@ -630,10 +825,10 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     mixed = summary.get("mixed")
     if mixed:
         m = {k: v for k, v in mixed.items()}
-        m["n_repeated"] = ledger.count("mixed.n_repeated", mixed.get("n_repeated", 0), cost=2)
+        m["n_repeated"] = ledger.count("mixed.n_repeated", mixed.get("n_repeated", 0), cost=GROUP)
         if mixed.get("fitted"):
-            m["n"] = ledger.count("mixed.n_answers", mixed["n"])
-            m["n_participants"] = ledger.count("mixed.n_participants", mixed["n_participants"])
+            m["n"] = ledger.count("mixed.n_answers", mixed["n"], cost=INPUT)
+            m["n_participants"] = ledger.count("mixed.n_participants", mixed["n_participants"], cost=INPUT)
         else:
             m.pop("n", None)
         tree["mixed"] = m
@@ -642,11 +837,11 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     sens = ep.get("sensitivity")
     if sens:
         s = dict(sens)
-        s["n"] = ledger.count("episodes.sensitivity.n", sens["n"])
+        s["n"] = ledger.count("episodes.sensitivity.n", sens["n"], cost=INPUT)
         added = ledger.count("episodes.sensitivity.added", sens["n"] - ledger.cells[primary_key].value,
                              internal=True)
         ledger.line(s["n"], [primary_key, added], prefer_total=True)
-        tree["episodes"]["sensitivity"] = s
+        tree["episodes"]["sensitivity"] = _of_group(s, s["n"])
     return Model(ledger, tree)
 
 
@@ -715,25 +910,26 @@ def _strobe(ledger: Ledger, tree: dict[str, Any], at: pd.DataFrame, tp: int, nke
                       "max": derived(float(days.max()) if len(days) else None, who, strict=False)}
 
 
-def _strict_uses(obj: Any, out: dict[str, int] | None = None) -> dict[str, int]:
+def _uses(obj: Any, out: dict[str, int] | None = None) -> dict[str, int]:
+    """How many published numbers are computed from each count (hidden with it)."""
     out = {} if out is None else out
     if isinstance(obj, Derived):
-        if obj.strict and obj.value is not None:
+        if obj.value is not None:
             for d in set(obj.depends):
                 out[d] = out.get(d, 0) + 1
     elif isinstance(obj, dict):
         for v in obj.values():
-            _strict_uses(v, out)
+            _uses(v, out)
     elif isinstance(obj, (list, tuple)):
         for v in obj:
-            _strict_uses(v, out)
+            _uses(v, out)
     return out
 
 
 def model(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoint: int | None = None) -> Model:
     """Build, protect and resolve."""
     m = build(df, summary, below=below, timepoint=timepoint)
-    for key, n in _strict_uses(m.tree).items():  # hiding a count also hides the shares and intervals made from it
+    for key, n in _uses(m.tree).items():  # hiding a count also hides the shares and intervals made from it
         m.ledger.cells[key].cost += n
     m.ledger.protect()
     m.resolve()

@@ -240,7 +240,7 @@ def test_a_time_point_nobody_answered_says_so_in_one_sentence_per_section(tmp_pa
         df[col] = float("nan")
     write_report(df, tmp_path)
     md = (tmp_path / "report.md").read_text()
-    assert _section(md, "Who answered") == "At 30 days, 0 responders and 40 non-responders had an alliance rating: " \
+    assert _section(md, "Who answered") == "At 30 days there were 0 responders and 40 non-responders: " \
                                            "nobody answered."
     assert "Only 0 participants answered, fewer than 30" in md
 

@@ -245,10 +245,15 @@ def test_responders_and_non_responders_compared_within_each_time_point(published
     rows = primary(csv)
     assert [nr["timepoint"] for nr in stats["nonresponse"]] == sorted(rows["timepoint_days"].unique())
     for nr in stats["nonresponse"]:
-        at = rows[(rows["timepoint_days"] == nr["timepoint"])].dropna(subset=["alliance_mean"])
+        everyone = rows[(rows["timepoint_days"] == nr["timepoint"])]
+        at = everyone.dropna(subset=["alliance_mean"])
         assert at["participant"].is_unique  # independent samples: one row per participant
         r, n = at.loc[at["responded"] == 1, "alliance_mean"], at.loc[at["responded"] == 0, "alliance_mean"]
-        assert (nr["n_responders"], nr["n_nonresponders"]) == (len(r), len(n))
+        # the groups are counted in total, with those left out for want of a rating counted apart (<5 if small)
+        assert (nr["n_responders"], nr["n_nonresponders"]) == ((everyone["responded"] == 1).sum(),
+                                                               (everyone["responded"] == 0).sum())
+        left_out = len(everyone) - len(at)
+        assert nr["n_unrated"] == ("<5" if 0 < left_out < 5 else left_out)
         assert rel(nr["p"], sps.mannwhitneyu(r, n, alternative="two-sided").pvalue) < CLOSED
         d = (r.mean() - n.mean()) / math.sqrt((r.var() + n.var()) / 2)
         se = math.sqrt(1 / len(r) + 1 / len(n) + d ** 2 / (2 * (len(r) + len(n))))

@@ -16,10 +16,11 @@ from analysis.report import build_report, save_report
 from analysis.simulate import cohort
 from outreach.study.waves import OUTCOMES
 
+from .disclosure_audit import audit, small_shown
+
 K = 5
 HIDDEN = ("<5", "x")
-NOT_COUNTS = {"timepoint", "timepoints", "suppress_below", "min_responders", "min_repeated", "reference",
-              "nonresponse_min_d", "decision_rules"}
+AUDITED = {3, 7, 12, 20, 31, 40}  # cohort sizes whose stats.json and report.md are audited from scratch
 NON_RESPONSE = [c for c in OUTCOMES if c not in ("completed", "partial")]
 
 
@@ -129,20 +130,7 @@ def _remainder(total, parts) -> int | None:
 
 
 def json_problems(stats: dict) -> list[str]:
-    problems: list[str] = []
-
-    def walk(obj, path):
-        if isinstance(obj, dict):
-            for k, v in obj.items():
-                if k not in NOT_COUNTS:
-                    walk(v, f"{path}.{k}")
-        elif isinstance(obj, list):
-            for i, v in enumerate(obj):
-                walk(v, f"{path}[{i}]")
-        elif _small(obj):
-            problems.append(f"stats.json{path} = {obj}")
-
-    walk(stats, "")
+    problems = small_shown(stats, K)
 
     def derivable(where, total, parts):
         rest = _remainder(total, parts)
@@ -284,6 +272,8 @@ def scan(df: pd.DataFrame, out) -> list[str]:
     problems += [p.replace("report.md", "report.html") for p in small_counts_in_text(page_text, K)]
     problems += [f"report.html cell {c}" for c in re.findall(r"<td>(\d+)</td>", page) if _small(int(c))]
     problems += figure_problems(report)
+    if len(df) and df["participant"].nunique() in AUDITED:  # the independent audit (linear programs: slower)
+        problems += audit(stats, md, K)
     return problems
 
 
