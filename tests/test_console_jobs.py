@@ -334,7 +334,7 @@ def test_a_report_that_comes_too_soon_is_written_when_its_time_comes(sessions, c
     settings = load_settings(console_env)
     seen = {}
 
-    @queue.handler("test_quick_then_long")
+    @queue.handler("test_late")
     def _quick_then_long(ctx):
         ctx.progress(0.2, "reading")
         ctx.progress(0.3, "matching")  # too soon after the first to be written at once
@@ -344,7 +344,7 @@ def test_a_report_that_comes_too_soon_is_written_when_its_time_comes(sessions, c
         return {"summary": "done"}
 
     with unit_of_work(sessions) as s:
-        submit(s, "test_quick_then_long", owner="a@x.org", owner_role="coordinator")
+        submit(s, "test_late", owner="a@x.org", owner_role="coordinator")
     run_pending(sessions, settings, "w")
     assert seen["live"] == (0.3, "matching")
 
