@@ -115,6 +115,9 @@ class Ledger:
             raise KeyError(f"unknown cells {missing}")
         if len(parts) == 1 and parts[0] == total:
             return
+        if self.cells[total].value != sum(self.cells[k].value for k in parts):  # a false equation: a bug, not data
+            raise ValueError(f"{total} ({self.cells[total].value}) is not the sum of {parts} "
+                             f"({[self.cells[k].value for k in parts]})")
         if prefer_total:
             self.cells[total].in_text = True
         self.lines.append(Line(total, parts, prefer_total))
@@ -611,7 +614,7 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     n_rated = ledger.count("alliance.n", len(per), cost=SIZE)
     ledger.related(targeted, n_rated)
     ceiling = ledger.count("alliance.at_ceiling", int((per == 6).sum()), cost=BREAKDOWN)
-    below_ceiling = ledger.count("alliance.below_ceiling", int((per < 6).sum()), internal=True)
+    below_ceiling = ledger.count("alliance.below_ceiling", len(per) - ledger.cells[ceiling.key].value, internal=True)
     ledger.line(n_rated, [ceiling, below_ceiling])
     hist = histogram_bins(per.to_numpy(), below)
     bins = [ledger.count(f"alliance.bin.{i}", b["count"], cost=BREAKDOWN) for i, b in enumerate(hist)]
@@ -634,7 +637,8 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     if len(items) == 6:
         answered_items = first_rows.loc[_num(first_rows["alliance_mean"]).notna(), items].notna().sum(axis=1)
         prorated = ledger.count("alliance.prorated", int((answered_items < 6).sum()), cost=2)
-        complete = ledger.count("alliance.six_items", int((answered_items == 6).sum()), internal=True)
+        complete = ledger.count("alliance.six_items", ledger.cells[n_rated.key].value - ledger.cells[prorated.key].value,
+                                internal=True)
         ledger.line(n_rated, [prorated, complete])
         tree["alliance"]["prorated"] = prorated
 
@@ -730,7 +734,7 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
         imputed = ledger.count("mice.imputed", mi.pop("n_imputed"), cost=2)
         if nkey(st.PRIMARY_OUTCOME) in ledger.cells:
             ledger.line(mi["n"], [nkey(st.PRIMARY_OUTCOME), imputed])
-        ledger.line(mi["n"], [responders, f"nonresponse.{tp}.nonresponders"])
+        ledger.line(mi["n"], [responders, f"nonresponse.{tp}.rated_nonresponders"])
         mi["share_imputed"] = derived(ledger.cells[imputed.key].value / max(ledger.cells[mi["n"].key].value, 1),
                                       mi["n"], imputed)
         mi["n_imputed"] = imputed
@@ -756,8 +760,8 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
         rows_o = rated_rows[o]
         tree["shares_by_tertile"][o] = {t: _group(ledger, f"{o}.{t}", rows_o.loc[rows_o["alliance_tertile"] == t, o],
                                                   cost=INPUT) for t in TERTILES}
-        ledger.count(nkey(o), len(rows_o), cost=INPUT)
-        ledger.line(nkey(o), [f"{o}.{t}.n" for t in TERTILES])
+        n_o = ledger.count(nkey(o), len(rows_o), cost=INPUT)  # another count than the scale's n if they differ
+        ledger.line(n_o, [f"{o}.{t}.n" for t in TERTILES])
     tree["high_vs_other"] = []
     for r in summary.get("high_vs_other", []):
         o = r["outcome"]
@@ -836,7 +840,7 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     # readmissions sensitivity analysis: the primary model on every episode of the analysis time point
     sens = ep.get("sensitivity")
     if sens:
-        s = dict(sens)
+        s = {k: v for k, v in sens.items() if k not in ("parameters", "events", "epp")}  # in words, not counts
         s["n"] = ledger.count("episodes.sensitivity.n", sens["n"], cost=INPUT)
         added = ledger.count("episodes.sensitivity.added", sens["n"] - ledger.cells[primary_key].value,
                              internal=True)
@@ -849,8 +853,8 @@ def _strobe(ledger: Ledger, tree: dict[str, Any], at: pd.DataFrame, tp: int, nke
     """STROBE's participant flow (episodes to the primary analysis, at the analysis time point), Table 1 (the
     characteristics of the participants targeted then, by alliance tertile) and the follow-up timing."""
     rated = at.loc[_num(at["alliance_mean"]).notna()]
-    flow_rated = ledger.count(f"flow.{tp}.rated", len(rated), cost=20)
-    ledger.line(flow_rated, [f"nonresponse.{tp}.responders", f"nonresponse.{tp}.nonresponders"])
+    flow_rated = ledger.count(f"flow.{tp}.rated", len(rated), cost=GROUP)  # descriptive: hidden before a response rate
+    ledger.line(flow_rated, [f"nonresponse.{tp}.responders", f"nonresponse.{tp}.rated_nonresponders"])
     steps = [("treatment episodes in the dataset", "episodes.n"), ("participants (first episode)",
                                                                      "participants.targeted"),
              (f"targeted at {tp} days", f"contact.{tp}.targeted"), ("with an alliance rating", flow_rated.key),

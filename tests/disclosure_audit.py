@@ -173,6 +173,15 @@ def relations(stats: dict[str, Any], below: int = 5) -> System:
             n = s.count(name, r.get("n"))
             s.at_least(answered, n, f"answered, not in the {name} analysis")
             s.at_least(rated, n, f"rated, not in the {name} analysis")
+    for r in stats.get("estimates") or []:  # one unadjusted and one adjusted row per outcome (issue 24)
+        o = {"self_efficacy_high": "self_efficacy", "mental_health_high": "mental_health",
+             "physical_health_high": "physical_health"}.get(r["outcome"], r["outcome"])
+        name = f"n.{o}" + (".adjusted" if r.get("adjusted") else "")
+        n = s.count(name, r.get("n"))
+        s.at_least(answered, n, f"answered, not in the {name} analysis")
+        s.at_least(rated, n, f"rated, not in the {name} analysis")
+        if r.get("adjusted") and f"n.{o}" in s.bounds:
+            s.at_least(f"n.{o}", n, f"left out of the adjusted {o} model")
     if "n.self_efficacy.1" in s.bounds:
         s.at_least("n.self_efficacy", "n.self_efficacy.1", "left out of the adjusted model")
     sens = (ep or {}).get("sensitivity")

@@ -207,8 +207,8 @@ def test_correlated_time_points_need_the_clustered_errors():
 
 
 def test_the_publication_rule_says_what_the_results_model_does_with_means_and_shares():
-    """A mean of a group whose count is hidden as x is shown (it gives no count away), a share is not; the text
-    says exactly that, and a mean of a group under the threshold is hidden."""
+    """No mean and no share of a group whose count is hidden (as x or as <5): the issue's rule, and the text says
+    exactly that."""
     from analysis.codebook import suppression_text
     from analysis.results import Ledger, derived, resolve
 
@@ -218,12 +218,14 @@ def test_the_publication_rule_says_what_the_results_model_does_with_means_and_sh
     ledger.line(total, [group, small, rest])
     ledger.protect()
     hidden_x = next(k for k in ("group", "rest") if ledger.value(k) == "x")
-    assert resolve(derived(5.5, hidden_x, strict=False), ledger) == 5.5  # a mean
+    shown = next(k for k in ("group", "rest") if k != hidden_x)
+    assert resolve(derived(5.5, hidden_x, strict=False), ledger) is None  # a mean
     assert resolve(derived(0.4, hidden_x), ledger) is None  # a share
     assert resolve(derived(5.5, "small", strict=False), ledger) is None
+    assert resolve(derived(5.5, shown, strict=False), ledger) == 5.5
     text = suppression_text(5)
-    assert "No percentage, interval or test is shown for a group whose count is hidden" in text
-    assert "no mean, median or SD for a group of fewer than 5" in text
+    assert "No percentage, rate, mean, median, interval, test or plotted element is shown for a group whose count " \
+           "is hidden" in text
 
 
 def test_the_spline_finds_an_association_that_flattens_at_the_ceiling():

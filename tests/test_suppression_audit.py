@@ -114,7 +114,7 @@ def test_a_420_participant_study_hides_only_what_it_must(seed, unrated, tmp_path
         assert nr["estimate"] is not None and nr["n_responders"] == next(
             r["answered"] for r in stats["contact"]["rows"] if r["timepoint"] == nr["timepoint"])
         assert nr["n_unrated"] == ("<5" if 0 < unrated < 5 else unrated)
-    assert all(isinstance(r["n"], int) and r["estimate"] is not None for r in stats["logistic"] + stats["spearman"])
+    assert all(isinstance(r["n"], int) and r["estimate"] is not None for r in stats["estimates"] + stats["spearman"])
     m = rs.model(df, st.summarise(df))
     assert needless(m.ledger) == []
 
