@@ -499,10 +499,23 @@ def mixed_text(m: dict[str, Any] | None, timepoints: list[int]) -> str:
             f"{m['scale'].split(' at ')[0]} (95% CI {_ci(m['ci_low'], m['ci_high'])}, {_p_eq(m['p'])}; robust "
             "standard errors by participant). The interaction terms (the association at later time points minus "
             "the reference) belong to the secondary family (Holm). The model is valid when answers are missing at "
-            "random given the earlier answers, the alliance and the covariates. Its covariance is a random intercept "
-            "(the same correlation between any two time points); the cluster-robust errors keep the intervals valid "
-            "when the true covariance differs (a random slope, an unstructured covariance), though under missing at "
-            "random a wrong covariance can still move the estimates.")
+            "random given the earlier answers, the alliance and the covariates." + covariance_text(m))
+
+
+def covariance_text(m: dict[str, Any]) -> str:
+    """How the model's answers of one participant go together, and why (the random slope, or the fallback)."""
+    if m.get("random_effects") == "random intercept and slope":
+        return (" Its covariance: a random intercept and a random slope on time (years since the reference time "
+                "point) per participant, with their covariance unstructured (variances: intercept "
+                f"{_fmt(m['variance_participant'])}, slope {_fmt(m['variance_slope'])} per year squared, residual "
+                f"{_fmt(m['variance_residual'])}); the cluster-robust errors keep the intervals valid if this "
+                "covariance is still not the true one.")
+    why = f" ({m['fallback']})" if m.get("fallback") else ""
+    return (" Its covariance is a random intercept per participant (the same correlation between any two time "
+            f"points): the pre-specified random slope on time was not used{why}, and the model falls back to the "
+            "random intercept as stated in Methods; the cluster-robust errors keep the intervals valid when the "
+            "true covariance differs, though under missing at random a wrong covariance can still move the "
+            "estimates.")
 
 
 MODEL_WORDS = {"linear": "linear regression (robust HC3 SE)", "logistic": "logistic regression",
@@ -558,7 +571,17 @@ METHODS = (
     "Unit of analysis: the participant. Per time point each participant has one row (their first treatment "
     "episode). Every association analysis uses the answers of one time point (the primary time point), one per "
     "participant; the responder comparison is made within each time point; only the mixed model uses the answers "
-    "of several time points, with a random intercept per participant and robust standard errors. "
+    "of several time points. The mixed model (self-efficacy on the alliance per SD, the time point as categories, "
+    "their interaction and the covariates of the primary model) is a likelihood model, valid when answers are "
+    "missing at random, which is this report's assumption; it is preferred to generalized estimating equations, "
+    "whose unweighted estimates need answers missing completely at random. Pre-specified covariance: a random "
+    "intercept and a random slope on time (years since the earliest time point) per participant, their 2x2 "
+    "covariance unstructured, fitted by REML (statsmodels MixedLM) when three or more time points have 30 or more "
+    "participants answering; the model falls back to a random intercept alone, and says so, with two time "
+    "points (a random slope cannot be told apart from the residual variance) or when the random-slope fit does "
+    "not converge or puts a variance or the correlation on its boundary. Either way the standard errors are "
+    "cluster-robust (sandwich) by participant, and a time point with fewer than 30 participants answering is "
+    "left out of the model and named. "
     "Alliance: mean of the six 0-6 items, prorated (the mean of the five answered) when one item is missing, "
     "as the instrument scores it; the number of prorated scores is reported. Tertiles are cut over the ratings of "
     "every treatment episode in this dataset, each episode counted once whatever its number of time points; "

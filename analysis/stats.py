@@ -506,11 +506,21 @@ def mixed_model(df: pd.DataFrame, sd: float | None = None, covariates: list[str]
         if data[c].nunique() > 1:
             columns.append(data[c].to_numpy(float))
             names.append(c)
-    try:
-        fit = random_intercept_reml(data["y"].to_numpy(), np.column_stack(columns), data["g"].to_numpy())
-    except (np.linalg.LinAlgError, ValueError) as exc:
-        return _result(MIXED_TEST, len(data), None, None, None, None, fitted=False, **base,
-                       error=f"{type(exc).__name__}: {exc}")
+    x, y, g = np.column_stack(columns), data["y"].to_numpy(), data["g"].to_numpy()
+    years = (t - reference) / 365.0  # the random slope's time: years since the reference time point
+    slope = random_slope_reml(y, x, g, years) if len(points) >= 3 else None
+    if slope is not None and slope.get("fit") is not None:
+        fit, structure = slope["fit"], "random intercept and slope"
+    else:
+        structure = "random intercept"
+        try:
+            fit = random_intercept_reml(y, x, g)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            return _result(MIXED_TEST, len(data), None, None, None, None, fitted=False, **base,
+                           error=f"{type(exc).__name__}: {exc}")
+    fallback = (None if structure != "random intercept" else
+                "two time points: a random slope cannot be told apart from the residual variance"
+                if len(points) < 3 else slope["reason"])
     terms = []
     for name in ["alliance_sd"] + [f"alliance_sd_at_{tp}" for tp in later]:
         i = names.index(name)
@@ -518,11 +528,60 @@ def mixed_model(df: pd.DataFrame, sd: float | None = None, covariates: list[str]
         terms.append({"term": words[name], "estimate": est, "ci_low": est - Z95 * se, "ci_high": est + Z95 * se,
                       "p": float(2 * sps.norm.sf(abs(est / se))), "model_se": float(fit["bse"][i])})
     main = terms[0]
-    return _result(MIXED_TEST, len(data), main["estimate"], main["ci_low"], main["ci_high"], main["p"], fitted=True,
-                   **base, reference=reference, n_participants=int(data["g"].nunique()), terms=terms,
-                   variance_participant=float(fit["group_var"]), variance_residual=float(fit["scale"]),
+    extra = ({"variance_slope": float(fit["slope_var"]), "covariance_intercept_slope": float(fit["cov_is"]),
+              "slope_time": "years since the reference time point"} if structure != "random intercept" else {})
+    return _result(MIXED_TEST if structure == "random intercept" else MIXED_SLOPE_TEST, len(data), main["estimate"],
+                   main["ci_low"], main["ci_high"], main["p"], fitted=True, **base, reference=reference,
+                   n_participants=int(data["g"].nunique()), terms=terms, random_effects=structure,
+                   fallback=fallback, variance_participant=float(fit["group_var"]),
+                   variance_residual=float(fit["scale"]), **extra,
                    scale=f"points of self-efficacy per SD of alliance at {reference} days",
                    interval="Wald, cluster-robust (sandwich) SE by participant")
+
+
+MIXED_SLOPE_TEST = "Linear mixed model (random intercept and slope on time per participant, REML, robust SE)"
+
+
+def random_slope_reml(y: np.ndarray, X: np.ndarray, groups: np.ndarray, years: np.ndarray) -> dict[str, Any]:
+    """The mixed model with a random intercept and a random slope on time (``years``) per participant, by
+    statsmodels' MixedLM (REML, an unstructured 2x2 covariance of the two random effects).  ``fit`` is None, with
+    the ``reason``, when the fit does not converge, warns, or puts a variance or the correlation on its boundary
+    (the random slope is then not supported by the data and the random intercept is used).  Robust SE: the
+    cluster-robust sandwich by participant with the fitted V_i = Z_i G Z_i' + s2 I."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    z = np.column_stack([np.ones(len(y)), years])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = MixedLM(y, X, groups=groups, exog_re=z).fit(reml=True)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            return {"fit": None, "reason": f"the random-slope fit failed ({type(exc).__name__})"}
+    cov_re = np.asarray(res.cov_re, float)
+    problems = [w for w in caught if issubclass(w.category, Warning) and (
+        "converge" in str(w.message).lower() or "boundary" in str(w.message).lower()
+        or "singular" in str(w.message).lower() or "hessian" in str(w.message).lower())]
+    corr = cov_re[0, 1] / math.sqrt(cov_re[0, 0] * cov_re[1, 1]) if np.all(np.diag(cov_re) > 0) else 1.0
+    if not res.converged or problems or np.any(np.diag(cov_re) <= 1e-6 * res.scale) or abs(corr) > 0.99:
+        return {"fit": None, "reason": "the random-slope model did not converge or put its slope variance (or the "
+                                       "intercept-slope correlation) on the boundary"}
+    beta = np.asarray(res.fe_params, float)
+    codes = pd.factorize(groups)[0]
+    p = X.shape[1]
+    bread, meat = np.zeros((p, p)), np.zeros((p, p))
+    for i in range(codes.max() + 1):
+        rows = codes == i
+        xi, zi, ri = X[rows], z[rows], y[rows] - X[rows] @ beta
+        v_inv = np.linalg.inv(zi @ cov_re @ zi.T + res.scale * np.eye(int(rows.sum())))
+        bread += xi.T @ v_inv @ xi
+        u = xi.T @ v_inv @ ri
+        meat += np.outer(u, u)
+    n_groups = codes.max() + 1
+    b_inv = np.linalg.inv(bread)
+    robust = n_groups / (n_groups - 1) * b_inv @ meat @ b_inv
+    return {"fit": {"params": beta, "bse": np.asarray(res.bse_fe, float), "robust_bse": np.sqrt(np.diag(robust)),
+                    "scale": float(res.scale), "group_var": float(cov_re[0, 0]), "slope_var": float(cov_re[1, 1]),
+                    "cov_is": float(cov_re[0, 1])}, "reason": None}
 
 
 def holm(results: list[dict[str, Any]]) -> None:

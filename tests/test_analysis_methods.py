@@ -235,3 +235,17 @@ def test_the_spline_finds_an_association_that_flattens_at_the_ceiling():
     assert lin["p"] < 0.001 and lin["estimate"] < 0
     straight = df.assign(self_efficacy=2 + 1.0 * a + rng.normal(0, 1, len(df)))  # no rounding, no clipping
     assert st.linearity(straight, "self_efficacy", [], sd=float(a.std()))["p"] > 0.01
+
+
+def test_the_mixed_model_falls_back_to_a_random_intercept_and_says_why(monkeypatch):
+    """With three time points the random slope is tried; when its fit fails (here: forced), the random intercept
+    is fitted instead, the result says which covariance was used and why, and the report's text says so."""
+    from analysis.report import covariance_text
+
+    df = cohort(200, 12, timepoints=(30, 90, 180))
+    monkeypatch.setattr(st, "random_slope_reml", lambda *a, **k: {"fit": None, "reason": "did not converge"})
+    m = st.mixed_model(df)
+    assert m["fitted"] and m["random_effects"] == "random intercept" and m["fallback"] == "did not converge"
+    assert "variance_slope" not in m and "random slope on time was not used (did not converge)" in covariance_text(m)
+    two = st.mixed_model(cohort(200, 12, timepoints=(30, 90)))
+    assert two["random_effects"] == "random intercept" and "two time points" in two["fallback"]
