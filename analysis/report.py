@@ -522,6 +522,36 @@ MODEL_WORDS = {"linear": "linear regression (robust HC3 SE)", "logistic": "logis
                "ordinal": "proportional-odds regression"}
 
 
+PO_FAILS = ("When Brant's test finds the odds not proportional (p < 0.05), the proportional-odds odds ratio is "
+            "kept as a summary over the cut points, and the cut-point-specific odds ratios (a binary logistic "
+            "regression of 'better than the cut point' for each cut, with the same covariates; Wald 95% CI) are "
+            "shown beside it and are the result to read; no partial proportional-odds model is fitted.")
+
+
+def ordinal_primary_text(o: dict[str, Any] | None, primary: dict[str, Any] | None) -> str:
+    """The sensitivity analysis of the primary model's scale: self-efficacy's 0-10 answers as ordered categories."""
+    if primary is None or primary.get("estimate") is None:
+        return ""
+    lead = ("Sensitivity analysis, self-efficacy as ordered categories: the primary model treats the 0-10 answers "
+            "as an interval scale; a proportional-odds model of the ordered answers, with the same rows and "
+            "covariates")
+    if not o or o.get("rule") or o.get("estimate") is None:
+        why = (o or {}).get("rule") or (o or {}).get("error") or "not estimable"
+        return f"{lead}, is kept out ({why})."
+    b = o.get("brant")
+    check = ("" if not b else f" Brant test: chi-square {_fmt(b['chi2'])} on {b['df']:.0f} df, {_p_eq(b['p'])}" +
+             (": the odds are not proportional, so this odds ratio is a summary over cut points that differ "
+              f"(cut-point odds ratios from {_fmt(min(b['odds_ratios']))} to {_fmt(max(b['odds_ratios']))})."
+              if b["p"] < 0.05 else ": no evidence against proportional odds."))
+    words = {1: "a higher answer with a stronger alliance", -1: "a lower answer with a stronger alliance",
+             0: "no clear association"}
+    same, mine = _excludes_null(primary), _excludes_null(o)
+    verdict = (f"it reaches the primary analysis's conclusion ({words[mine]})" if same == mine else
+               f"it does not reach the primary analysis's conclusion (ordinal: {words[mine]}; linear: {words[same]})")
+    return (f"{lead}, gives an odds ratio per SD of {_fmt(o['estimate'])} for a higher answer (95% CI "
+            f"{_ci(o['ci_low'], o['ci_high'])}, {_p_eq(o['p'])}, n = {_c(o['n'])}); {verdict}." + check)
+
+
 def primary_paragraph(data: dict[str, Any]) -> str:
     """Methods: the primary analysis, declared."""
     tp, ptp = data.get("analysis_timepoint"), data.get("primary_timepoint")
@@ -541,11 +571,17 @@ def primary_paragraph(data: dict[str, Any]) -> str:
             "under 'Alliance at discharge', for every 'per SD' in this report. Adjustment set, each with its reason: "
             f"{adjust}. Length of stay may be a mediator (a good alliance keeps patients in treatment), so adjusting "
             "for it may remove part of the association; the primary model without it is shown as a sensitivity "
-            "analysis when the column exists. The unadjusted model is shown beside the adjusted one. Secondary "
+            "analysis when the column exists. The primary model treats the 0-10 answers as an interval scale; a "
+            "proportional-odds model of the same answers as 11 ordered categories, with the same rows and "
+            "covariates (its cut points counted in the events-per-parameter rule), is a sensitivity analysis of "
+            "that choice. The unadjusted model is shown beside the adjusted one. Secondary "
             "analyses (one per outcome, adjusted, at the same time point; Holm's adjustment within this one family, "
             "which also holds the mixed model's interaction terms): self-efficacy of 8 or more (logistic; a "
             "clinically motivated cut-off, with the risk difference per SD beside the odds ratio), mental and "
-            "physical health (proportional odds, checked by Brant's test) and days of use where asked. Everything "
+            "physical health (proportional odds, checked by Brant's test; when it fails, p < 0.05, the "
+            "cut-point-specific odds ratios of a binary logistic regression per cut point, same covariates, are "
+            "shown in a table beside the summary odds ratio and are the result to read; no partial "
+            "proportional-odds model is fitted) and days of use where asked. Everything "
             "else (unadjusted models, rank correlations, tertile comparisons, trend tests) is exploratory, with "
             "unadjusted p-values. The alliance is analysed as a linear term per SD; its ceiling of 6 is described "
             "(the share at 6) and the tertiles are descriptive, with the cut points printed.")
@@ -650,6 +686,15 @@ def results_section(doc: Doc, data: dict[str, Any]) -> None:
     if checks:
         doc.h(3, "Self-rated health: proportional-odds check (Brant test)")
         doc.ul(checks)
+    ordered = data.get("ordinal_primary")  # self-efficacy as ordered categories (a sensitivity analysis)
+    failed = [r for r in estimates + ([{**ordered, "model": "ordinal"}] if ordered else [])
+              if r.get("model") == "ordinal" and r.get("brant") and r["brant"]["p"] < 0.05]
+    if failed:
+        doc.p(PO_FAILS)
+        doc.table(["outcome", "model", "cut point", "odds ratio per SD", "95% CI"], [
+            [OUTCOME_WORDS[r["outcome"]], "adjusted" if r["adjusted"] else "unadjusted", cut.split(" > ")[1].join(
+                ["better than ", ""]), _fmt(o), _ci(*ci)]
+            for r in failed for cut, o, ci in zip(r["brant"]["cuts"], r["brant"]["odds_ratios"], r["brant"]["ci"])])
     lin = data.get("linearity")
     if lin:
         bent = ("the association bends (p < 0.05): the per-SD estimate is an average over a curve, flatter or "
@@ -660,6 +705,8 @@ def results_section(doc: Doc, data: dict[str, Any]) -> None:
     elif primary is not None and primary.get("estimate") is not None:
         doc.p("Ceiling and linearity: the alliance's percentiles do not give three distinct knots (a ceiling "
               "holding a tenth of the participants or more), so no spline check is made.")
+    if ordinal_primary_text(data.get("ordinal_primary"), primary):
+        doc.p(ordinal_primary_text(data.get("ordinal_primary"), primary))
     los = data.get("without_length_of_stay")
     if los and los.get("rule"):
         doc.p(f"Sensitivity analysis, length of stay as a possible mediator: kept out ({los['rule']}).")

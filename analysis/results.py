@@ -526,6 +526,8 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
 
     if summary.get("linearity"):
         tree["linearity"] = _count_result(ledger, summary["linearity"], primary_key)
+    if summary.get("ordinal_primary"):  # the primary model's rows, as ordered categories: the primary's n
+        tree["ordinal_primary"] = _count_result(ledger, summary["ordinal_primary"], primary_key)
     # missing outcomes: the assumption and its sensitivity analyses
     miss = summary.get("missing") or {}
     tree["missing"] = {"assumption": miss.get("assumption"), "mice": None, "ipw": None}

@@ -302,7 +302,9 @@ def brant(data: pd.DataFrame, outcome: str, terms: list[str]) -> dict[str, Any] 
     contrast = np.eye(j)[1:] - np.eye(j)[:-1]  # successive differences: all equal
     diff = contrast @ est
     stat = float(diff @ np.linalg.solve(contrast @ cov @ contrast.T, diff))
+    se = np.sqrt(np.diag(cov))  # each cut point's own logistic regression's (model-based) SE
     return {"test": "Brant test (alliance)", "odds_ratios": [float(math.exp(b)) for b in est],
+            "ci": [[float(math.exp(b - Z95 * s)), float(math.exp(b + Z95 * s))] for b, s in zip(est, se)],
             "cuts": [f"{outcome} > {int(k)}" for k in levels[:-1]], "chi2": stat, "df": float(j - 1),
             "p": float(sps.chi2.sf(stat, j - 1))}
 
@@ -791,6 +793,9 @@ def summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
                        "linear"), "outcome": PRIMARY_OUTCOME, "timepoint": tp}
     if main is not None:
         out["linearity"] = linearity(at, PRIMARY_OUTCOME, covs, sd)
+        # the 0-10 answers as ordered categories: a sensitivity analysis of the primary model's interval scale
+        out["ordinal_primary"] = {**epp_rule(ordinal(at, PRIMARY_OUTCOME, covs or False, sd), "ordinal"),
+                                  "outcome": PRIMARY_OUTCOME, "timepoint": tp, "adjusted": bool(covs)}
     out["spearman"] = [{**spearman(at, o), "timepoint": tp} for o in OUTCOMES if o in at
                        and _num(at[o]).notna().sum() >= 10]
     out["high_vs_other"] = [{**high_vs_other(at, o), "timepoint": tp} for o in BINARY if o in at]

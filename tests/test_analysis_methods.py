@@ -249,3 +249,23 @@ def test_the_mixed_model_falls_back_to_a_random_intercept_and_says_why(monkeypat
     assert "variance_slope" not in m and "random slope on time was not used (did not converge)" in covariance_text(m)
     two = st.mixed_model(cohort(200, 12, timepoints=(30, 90)))
     assert two["random_effects"] == "random intercept" and "two time points" in two["fallback"]
+
+
+def test_when_proportional_odds_fail_the_cut_point_odds_ratios_are_tabled():
+    """Brant's test failing (p < 0.05) puts each cut point's odds ratio with its 95% CI in a table, with the stated
+    rule; passing, no table.  The cut-point intervals hold their odds ratios."""
+    from analysis.report import PO_FAILS, Doc, results_section
+
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal(1500)
+    y = np.where(rng.random(1500) < 1 / (1 + np.exp(-1.5 * z)), 3.0, rng.choice([1.0, 2.0], 1500))
+    r = st.ordinal(pd.DataFrame({"alliance_mean": z, "mental_health": y}), "mental_health")
+    assert all(lo < o < hi for o, (lo, hi) in zip(r["brant"]["odds_ratios"], r["brant"]["ci"]))
+    row = {**r, "role": "secondary", "adjusted": False, "model": "ordinal", "outcome": "mental_health"}
+    for brant_p, shown in ((r["brant"]["p"], True), (0.5, False)):
+        doc = Doc()
+        results_section(doc, {"analysis_timepoint": 30, "estimates": [{**row, "brant": {**r["brant"], "p": brant_p}}],
+                              "episodes": {"sensitivity": None}, "spearman": [], "high_vs_other": [], "trend": [],
+                              "timepoints": [30], "missing": {}})
+        text = doc.markdown()
+        assert (PO_FAILS in text) is shown and ("| mental health (1-5) | unadjusted | better than 2 |" in text) is shown
