@@ -459,14 +459,24 @@ def _excludes_null(r: dict[str, Any]) -> int:
     return 1 if r["ci_low"] > null else -1 if r["ci_high"] < null else 0
 
 
-def association_text(r: dict[str, Any] | None, tp: int | None = None, is_primary: bool = True) -> str:
+def association_text(r: dict[str, Any] | None, tp: int | None = None, is_primary: bool = True,
+                     descriptive: dict[str, Any] | None = None) -> str:
     """The primary result in words, by the stated rule (the 95% CI excludes no association).  At a time point other
-    than the pre-specified one (a report restricted to it) the same model is a secondary result, and says so."""
+    than the pre-specified one (a report restricted to it) the same model is a secondary result, and says so.  When
+    a rule keeps the primary model out, the primary analysis was not estimable, and ``descriptive`` (the unadjusted
+    model of the same outcome) is named as a description, not a result."""
     lead = ("Primary result" if is_primary else
             f"Result of the primary model at {tp} days (not the pre-specified primary time point: a secondary result)")
     if not r or r.get("estimate") is None or r.get("ci_low") is None:
         why = f" ({r['rule']})" if r and r.get("rule") else " (too few answers, or the model could not be fitted)"
-        return f"{lead}: the estimate could not be obtained{why}."
+        text = (f"{lead}: the primary analysis was not estimable{why}; no covariate was dropped to make it fit, as "
+                "Methods states.")
+        if descriptive and descriptive.get("estimate") is not None and descriptive.get("ci_low") is not None:
+            text += (f" The unadjusted estimate, {_num_text(descriptive)} (95% CI "
+                     f"{_ci(descriptive['ci_low'], descriptive['ci_high'])}, n = {_c(descriptive['n'])}), is "
+                     "descriptive only: it is not adjusted for the pre-specified confounders and is no answer to the "
+                     "primary question.")
+        return text
     numbers = (f"{_num_text(r)} (95% CI {_ci(r['ci_low'], r['ci_high'])}, {_p_eq(r['p'])}, n = {_c(r['n'])})")
     at = f" at {tp} days" if tp else ""
     side = _excludes_null(r)
@@ -556,8 +566,21 @@ def primary_paragraph(data: dict[str, Any]) -> str:
     """Methods: the primary analysis, declared."""
     tp, ptp = data.get("analysis_timepoint"), data.get("primary_timepoint")
     covs = data.get("adjustment") or []
-    adjust = ("; ".join(f"{label(c['covariate'])}: {c['reason']}" for c in covs) if covs else
+    adjust = ("; ".join(f"{label(c['covariate'])}: {c['reason']}" + (
+        f" (levels {', '.join(c['collapsed'])} held by fewer than {st.RARE_LEVEL:.0%} each and joined as "
+        f"'{st.OTHER}')" if c.get("collapsed") else "") for c in covs) if covs else
               "no covariate is present in this dataset, so the primary model is unadjusted")
+    size = data.get("planned_parameters")
+    adjust += (". The adjustment set is fixed before any outcome is used: the covariates listed, each category "
+               "with its levels; a level held by fewer than "
+               f"{st.RARE_LEVEL:.0%} of the participants targeted at the time point with an alliance rating "
+               f"(answering or not: the covariate distribution alone, never an outcome) joins one level "
+               f"'{st.OTHER}' when two or more such levels exist" +
+               (f"; the adjusted model then has {size} parameters besides the intercept (the alliance, one per "
+                "numeric covariate, one per non-reference level)" if size else "") +
+               f". When the events-per-parameter rule ({st.EPP} per parameter) still fails, no covariate is dropped "
+               "to make the model fit: the report says the primary analysis was not estimable and shows the "
+               "unadjusted estimate as descriptive only (role 'descriptive')")
     where = (f"at the pre-specified time point of {ptp} days (setting PRIMARY_TIMEPOINT)" if tp == ptp else
              f"at {tp} days: this report does not hold the pre-specified primary time point ({ptp} days, setting "
              "PRIMARY_TIMEPOINT), so its analyses are secondary")
@@ -663,7 +686,8 @@ def results_section(doc: Doc, data: dict[str, Any]) -> None:
     tp = data.get("analysis_timepoint")
     estimates = data.get("estimates") or []
     primary = next((r for r in estimates if r["role"] == "primary"), None)
-    doc.p(association_text(primary, tp, data.get("analysis_is_primary", True) is not False))
+    doc.p(association_text(primary, tp, data.get("analysis_is_primary", True) is not False,
+                           next((r for r in estimates if r["role"] == "descriptive"), None)))
     doc.h(3, f"Every outcome at {tp} days: unadjusted and adjusted, per SD of alliance")
     doc.table(["outcome", "role", "model", "n", "scale", "estimate", "95% CI", "p", "p (Holm)",
                "risk difference per SD (95% CI)", "rule"],

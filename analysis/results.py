@@ -516,6 +516,8 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     primary_row = next((r for r in tree["estimates"] if r["role"] == "primary"), None)
     primary_key = primary_row["n"].key if primary_row else nkey(st.PRIMARY_OUTCOME)
     tree["adjustment"] = summary.get("adjustment", [])
+    tree["planned_parameters"] = summary.get("planned_parameters")  # of the model, not of people: no count
+    tree["primary_estimable"] = summary.get("primary_estimable")
     if summary.get("without_length_of_stay"):
         tree["without_length_of_stay"] = _count_result(ledger, summary["without_length_of_stay"],
                                                        nkey(st.PRIMARY_OUTCOME) + ".without_los")

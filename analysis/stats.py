@@ -703,6 +703,48 @@ def epp_rule(r: dict[str, Any], kind: str) -> dict[str, Any]:
     return r
 
 
+RARE_LEVEL = 0.10  # a covariate level held by fewer than this share of the participants joins "other"
+OTHER = "other"
+
+
+def rare_levels(rows: pd.DataFrame, covariates: list[str]) -> dict[str, list[str]]:
+    """The pre-specified collapsing rule, decided from the covariate distribution alone (never from an outcome):
+    among ``rows`` (every participant targeted at the analysis time point with an alliance rating, answering or
+    not), a category held by fewer than ``RARE_LEVEL`` of those with the covariate joins one level "other" (kept
+    whatever its size).  Nothing is collapsed when only one level would join (renaming it gains no parameter)."""
+    rated = rows[_num(rows["alliance_mean"]).notna()]
+    out: dict[str, list[str]] = {}
+    for c in covariates:
+        if c not in CATEGORICAL or c not in rated:
+            continue
+        shares = rated[c].dropna().astype(str).value_counts(normalize=True)
+        rare = sorted(str(v) for v in shares[shares < RARE_LEVEL].index)
+        if len(rare) >= 2:
+            out[c] = rare
+    return out
+
+
+def collapse(df: pd.DataFrame, levels: dict[str, list[str]]) -> pd.DataFrame:
+    """``df`` with each covariate's rare levels (from :func:`rare_levels`) replaced by "other"."""
+    if not levels:
+        return df
+    df = df.copy()
+    for c, rare in levels.items():
+        df[c] = df[c].where(~df[c].astype(str).isin(rare) | df[c].isna(), OTHER)
+    return df
+
+
+def planned_parameters(rows: pd.DataFrame, covariates: list[str]) -> int:
+    """The size of the pre-specified adjusted primary model, fixed before any outcome is used: the alliance, one
+    per numeric covariate and one per non-reference level of each categorical one (after collapsing)."""
+    rated = rows[_num(rows["alliance_mean"]).notna()]
+    k = 1
+    for c in covariates:
+        values = rated[c].dropna()
+        k += max(values.astype(str).nunique() - 1, 0) if c in CATEGORICAL else int(values.nunique() > 1)
+    return k
+
+
 def analysis_timepoint(points: list[int], primary_timepoint: int) -> int | None:
     """The pre-specified time point when the data have it; otherwise (a report restricted to another time point)
     the earliest time point present, and the report says it is not the primary one."""
@@ -771,7 +813,11 @@ def summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
     out["too_small"] = False
     at = at_timepoint(primary, tp)
     covs = covariates_present(at)
-    out["adjustment"] = [{"covariate": c, "reason": REASONS[c]} for c in covs]
+    levels = rare_levels(at, covs)  # from the covariates of everyone targeted, before any outcome is used
+    at, primary, df = collapse(at, levels), collapse(primary, levels), collapse(df, levels)
+    out["adjustment"] = [{"covariate": c, "reason": REASONS[c], **({"collapsed": levels[c]} if c in levels else {})}
+                         for c in covs]
+    out["planned_parameters"] = planned_parameters(at, covs)
     estimates = []
     for o in MODELS:
         if o not in at or _num(at[o]).notna().sum() < 10:
@@ -785,8 +831,12 @@ def summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
                               "model": MODELS[o]})
     out["estimates"] = estimates
     main = next((r for r in estimates if r["role"] == "primary"), None)
+    out["primary_estimable"] = main is not None and main.get("estimate") is not None
     if main is not None and main.get("estimate") is None:
         main = None  # kept out by a rule: so are the analyses built on it
+        for r in estimates:  # no covariate is dropped to make it fit: the unadjusted estimate is descriptive
+            if r["outcome"] == PRIMARY_OUTCOME and not r["adjusted"]:
+                r["role"] = "descriptive"
     if main is not None and "length_of_stay_days" in covs:
         out["without_length_of_stay"] = {
             **epp_rule(linear(at, PRIMARY_OUTCOME, adjust=[c for c in covs if c != "length_of_stay_days"], sd=sd),

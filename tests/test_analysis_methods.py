@@ -269,3 +269,39 @@ def test_when_proportional_odds_fail_the_cut_point_odds_ratios_are_tabled():
                               "timepoints": [30], "missing": {}})
         text = doc.markdown()
         assert (PO_FAILS in text) is shown and ("| mental health (1-5) | unadjusted | better than 2 |" in text) is shown
+
+
+def test_rare_covariate_levels_are_collapsed_from_the_covariates_alone():
+    """The adjustment set's size is fixed before any outcome is used: rare levels (under 10% of everyone targeted
+    with a rating, answering or not) join 'other', whatever the answers; the planned parameters are the model's."""
+    df = cohort(300, 21)
+    rng = np.random.default_rng(21)
+    df["primary_substance"] = rng.choice(["alcohol", "opioids", "cannabis", "ketamine", "inhalants"], len(df),
+                                         p=[0.5, 0.35, 0.07, 0.05, 0.03])
+    df["age"] = rng.integers(18, 80, len(df))
+    levels = st.rare_levels(df, ["age", "primary_substance"])
+    assert levels == {"primary_substance": ["cannabis", "inhalants", "ketamine"]}
+    shuffled = df.assign(self_efficacy=rng.permutation(df["self_efficacy"].to_numpy()))
+    shuffled.loc[shuffled.index[:100], "self_efficacy"] = np.nan  # other answers, fewer answers: the same rule
+    assert st.rare_levels(shuffled, ["age", "primary_substance"]) == levels
+    collapsed = st.collapse(df, levels)
+    assert set(collapsed["primary_substance"]) == {"alcohol", "opioids", "other"}
+    k = st.planned_parameters(collapsed, ["age", "primary_substance"])
+    fit = st.linear(collapsed, "self_efficacy", adjust=["age", "primary_substance"])
+    assert k == 4 == fit["parameters"] - 1  # alliance, age, two non-reference substance levels
+
+
+def test_a_primary_model_kept_out_is_not_estimable_and_the_unadjusted_one_descriptive():
+    from analysis.report import association_text
+
+    kept_out = {"estimate": None, "ci_low": None, "rule": "fewer than 10 participants per parameter (11 parameters "
+                                                          "need 110)"}
+    unadjusted = {"estimate": 1.01, "ci_low": 0.61, "ci_high": 1.40, "p": 0.0001, "n": 77, "scale": "points per SD"}
+    text = association_text(kept_out, 30, True, unadjusted)
+    assert "the primary analysis was not estimable (fewer than 10" in text and "no covariate was dropped" in text
+    assert "The unadjusted estimate, 1.01" in text and "descriptive only" in text
+    df = cohort(60, 22)
+    df["age"], df["program"] = np.arange(60) % 50 + 20, np.where(np.arange(60) % 3 == 0, "a", "b")
+    out = st.summarise(df.assign(length_of_stay_days=np.arange(60) % 40 + 5), 30)
+    roles = {(r["outcome"], r["adjusted"]): r["role"] for r in out["estimates"]}
+    assert out["primary_estimable"] is (roles[("self_efficacy", False)] == "exploratory")
