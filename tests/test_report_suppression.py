@@ -19,7 +19,7 @@ from outreach.study.waves import OUTCOMES
 K = 5
 HIDDEN = ("<5", "x")
 NOT_COUNTS = {"timepoint", "timepoints", "suppress_below", "min_responders", "min_repeated", "reference",
-              "nonresponse_min_d", "decision_rules"}
+              "nonresponse_min_d", "decision_rules", "planned_parameters"}  # the last: parameters of a model
 NON_RESPONSE = [c for c in OUTCOMES if c not in ("completed", "partial")]
 
 
