@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import html
 import json
+import math
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,8 +374,8 @@ def decision_rules(below: int) -> list[str]:
         f"Each model needs at least {st.EPP} participants per estimated parameter (linear and proportional-odds "
         f"models, the cut points counted) or {st.EPP} events of the rarer outcome per parameter (logistic "
         "regression), a minimum in the spirit of Riley et al. (BMJ 2020;368:m441), whose full criteria need an "
-        "anticipated R-squared this study does not pre-specify; a model that breaks it is kept out and the table "
-        "says which rule did.",
+        "anticipated R-squared this study does not pre-specify (Methods says why the simpler rule is used); a model "
+        "that breaks it is kept out and the table says which rule did.",
         "Association: the alliance is said to be associated with an outcome only when the 95% CI of the estimate "
         "excludes no association (a difference of 0, an odds ratio of 1); otherwise the data show no clear "
         "association. An association does not show that the alliance causes the outcome: the design cannot rule "
@@ -626,6 +627,23 @@ LIMITATIONS = [
 ]
 
 
+RILEY_R2, RILEY_SHRINKAGE = 0.15, 0.9  # the illustration's anticipated R-squared and Riley's target shrinkage
+RILEY = (
+    f"Sample-size rule: each model needs {st.EPP} participants (logistic: {st.EPP} events of the rarer outcome) per "
+    "parameter, "
+    "not the criteria of Riley et al. (Stat Med 2019;38:1262 and 1276; BMJ 2020;368:m441), for two reasons. Those "
+    "criteria size the development of a prediction model (little overfitting, a precise intercept and residual "
+    "SD), while these models estimate one adjusted association, whose precision the 95% CI reports. And they need "
+    "an anticipated R-squared fixed before the data: the protocol states none; the conservative default of 15% of "
+    "the largest possible Cox-Snell R-squared exists for binary outcomes only and itself needs the outcome's "
+    "anticipated prevalence, which the protocol does not state either; taking either from this study's own data "
+    "(its observed share, or the R-squared of its unadjusted model) would make the rule depend on the outcomes it "
+    "is meant to be blind to. The simpler rule is fixed before any outcome is seen; it is lenient beside Riley's "
+    f"shrinkage criterion (with an anticipated R-squared of {RILEY_R2} a linear model would need about "
+    f"{1 / ((RILEY_SHRINKAGE - 1) * math.log(1 - RILEY_R2 / RILEY_SHRINKAGE)):.0f} participants per parameter), "
+    "so a model it lets in may still be overfitted, and the intervals are the guide to precision.")
+
+
 METHODS = (
     "Unit of analysis: the participant. Per time point each participant has one row (their first treatment "
     "episode). Every association analysis uses the answers of one time point (the primary time point), one per "
@@ -661,7 +679,8 @@ METHODS = (
     "Patients readmitted for treatment have several episodes, each with its own discharge alliance rating: "
     "every analysis except one uses each participant's first episode in this dataset (the earliest discharge); the "
     "sensitivity analysis for readmissions repeats the primary model on every episode at the primary time point "
-    "with cluster-robust (sandwich) standard errors by participant.")
+    "with cluster-robust (sandwich) standard errors by participant. " + RILEY)
+
 
 
 OUTCOME_WORDS = {"self_efficacy": "self-efficacy (0-10)", "self_efficacy_high": "self-efficacy 8+",

@@ -305,3 +305,16 @@ def test_a_primary_model_kept_out_is_not_estimable_and_the_unadjusted_one_descri
     out = st.summarise(df.assign(length_of_stay_days=np.arange(60) % 40 + 5), 30)
     roles = {(r["outcome"], r["adjusted"]): r["role"] for r in out["estimates"]}
     assert out["primary_estimable"] is (roles[("self_efficacy", False)] == "exploratory")
+
+
+def test_methods_say_why_the_simple_rule_and_not_rileys_criteria():
+    """The rule stated is the rule the code applies (EPP per parameter); Riley's shrinkage criterion, n = p /
+    ((S - 1) ln(1 - R2 / S)), with R2 = 0.15 and S = 0.9 is about 55 per parameter, as Methods says."""
+    import math
+
+    from analysis.report import METHODS, decision_rules
+
+    per = 1 / ((0.9 - 1) * math.log(1 - 0.15 / 0.9))
+    assert f"about {per:.0f} participants per parameter" in METHODS and round(per) == 55
+    assert f"each model needs {st.EPP} participants" in METHODS and "anticipated prevalence" in METHODS
+    assert "Methods says why the simpler rule is used" in " ".join(decision_rules(5))
