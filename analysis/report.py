@@ -15,6 +15,7 @@ import base64
 import datetime as dt
 import html
 import json
+import math
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -373,8 +374,8 @@ def decision_rules(below: int) -> list[str]:
         f"Each model needs at least {st.EPP} participants per estimated parameter (linear and proportional-odds "
         f"models, the cut points counted) or {st.EPP} events of the rarer outcome per parameter (logistic "
         "regression), a minimum in the spirit of Riley et al. (BMJ 2020;368:m441), whose full criteria need an "
-        "anticipated R-squared this study does not pre-specify; a model that breaks it is kept out and the table "
-        "says which rule did.",
+        "anticipated R-squared this study does not pre-specify (Methods says why the simpler rule is used); a model "
+        "that breaks it is kept out and the table says which rule did.",
         "Association: the alliance is said to be associated with an outcome only when the 95% CI of the estimate "
         "excludes no association (a difference of 0, an odds ratio of 1); otherwise the data show no clear "
         "association. An association does not show that the alliance causes the outcome: the design cannot rule "
@@ -466,14 +467,24 @@ def _excludes_null(r: dict[str, Any]) -> int:
     return 1 if r["ci_low"] > null else -1 if r["ci_high"] < null else 0
 
 
-def association_text(r: dict[str, Any] | None, tp: int | None = None, is_primary: bool = True) -> str:
+def association_text(r: dict[str, Any] | None, tp: int | None = None, is_primary: bool = True,
+                     descriptive: dict[str, Any] | None = None) -> str:
     """The primary result in words, by the stated rule (the 95% CI excludes no association).  At a time point other
-    than the pre-specified one (a report restricted to it) the same model is a secondary result, and says so."""
+    than the pre-specified one (a report restricted to it) the same model is a secondary result, and says so.  When
+    a rule keeps the primary model out, the primary analysis was not estimable, and ``descriptive`` (the unadjusted
+    model of the same outcome) is named as a description, not a result."""
     lead = ("Primary result" if is_primary else
             f"Result of the primary model at {tp} days (not the pre-specified primary time point: a secondary result)")
     if not r or r.get("estimate") is None or r.get("ci_low") is None:
         why = f" ({r['rule']})" if r and r.get("rule") else " (too few answers, or the model could not be fitted)"
-        return f"{lead}: the estimate could not be obtained{why}."
+        text = (f"{lead}: the primary analysis was not estimable{why}; no covariate was dropped to make it fit, as "
+                "Methods states.")
+        if descriptive and descriptive.get("estimate") is not None and descriptive.get("ci_low") is not None:
+            text += (f" The unadjusted estimate, {_num_text(descriptive)} (95% CI "
+                     f"{_ci(descriptive['ci_low'], descriptive['ci_high'])}, n = {_c(descriptive['n'])}), is "
+                     "descriptive only: it is not adjusted for the pre-specified confounders and is no answer to the "
+                     "primary question.")
+        return text
     numbers = (f"{_num_text(r)} (95% CI {_ci(r['ci_low'], r['ci_high'])}, {_p_eq(r['p'])}, n = {_c(r['n'])})")
     at = f" at {tp} days" if tp else ""
     side = _excludes_null(r)
@@ -506,22 +517,78 @@ def mixed_text(m: dict[str, Any] | None, timepoints: list[int]) -> str:
             f"{m['scale'].split(' at ')[0]} (95% CI {_ci(m['ci_low'], m['ci_high'])}, {_p_eq(m['p'])}; robust "
             "standard errors by participant). The interaction terms (the association at later time points minus "
             "the reference) belong to the secondary family (Holm). The model is valid when answers are missing at "
-            "random given the earlier answers, the alliance and the covariates. Its covariance is a random intercept "
-            "(the same correlation between any two time points); the cluster-robust errors keep the intervals valid "
-            "when the true covariance differs (a random slope, an unstructured covariance), though under missing at "
-            "random a wrong covariance can still move the estimates.")
+            "random given the earlier answers, the alliance and the covariates." + covariance_text(m))
+
+
+def covariance_text(m: dict[str, Any]) -> str:
+    """How the model's answers of one participant go together, and why (the random slope, or the fallback)."""
+    if m.get("random_effects") == "random intercept and slope":
+        return (" Its covariance: a random intercept and a random slope on time (years since the reference time "
+                "point) per participant, with their covariance unstructured (variances: intercept "
+                f"{_fmt(m['variance_participant'])}, slope {_fmt(m['variance_slope'])} per year squared, residual "
+                f"{_fmt(m['variance_residual'])}); the cluster-robust errors keep the intervals valid if this "
+                "covariance is still not the true one.")
+    why = f" ({m['fallback']})" if m.get("fallback") else ""
+    return (" Its covariance is a random intercept per participant (the same correlation between any two time "
+            f"points): the pre-specified random slope on time was not used{why}, and the model falls back to the "
+            "random intercept as stated in Methods; the cluster-robust errors keep the intervals valid when the "
+            "true covariance differs, though under missing at random a wrong covariance can still move the "
+            "estimates.")
 
 
 MODEL_WORDS = {"linear": "linear regression (robust HC3 SE)", "logistic": "logistic regression",
                "ordinal": "proportional-odds regression"}
 
 
+PO_FAILS = ("When Brant's test finds the odds not proportional (p < 0.05), the proportional-odds odds ratio is "
+            "kept as a summary over the cut points, and the cut-point-specific odds ratios (a binary logistic "
+            "regression of 'better than the cut point' for each cut, with the same covariates; Wald 95% CI) are "
+            "shown beside it and are the result to read; no partial proportional-odds model is fitted.")
+
+
+def ordinal_primary_text(o: dict[str, Any] | None, primary: dict[str, Any] | None) -> str:
+    """The sensitivity analysis of the primary model's scale: self-efficacy's 0-10 answers as ordered categories."""
+    if primary is None or primary.get("estimate") is None:
+        return ""
+    lead = ("Sensitivity analysis, self-efficacy as ordered categories: the primary model treats the 0-10 answers "
+            "as an interval scale; a proportional-odds model of the ordered answers, with the same rows and "
+            "covariates")
+    if not o or o.get("rule") or o.get("estimate") is None:
+        why = (o or {}).get("rule") or (o or {}).get("error") or "not estimable"
+        return f"{lead}, is kept out ({why})."
+    b = o.get("brant")
+    check = ("" if not b else f" Brant test: chi-square {_fmt(b['chi2'])} on {b['df']:.0f} df, {_p_eq(b['p'])}" +
+             (": the odds are not proportional, so this odds ratio is a summary over cut points that differ "
+              f"(cut-point odds ratios from {_fmt(min(b['odds_ratios']))} to {_fmt(max(b['odds_ratios']))})."
+              if b["p"] < 0.05 else ": no evidence against proportional odds."))
+    words = {1: "a higher answer with a stronger alliance", -1: "a lower answer with a stronger alliance",
+             0: "no clear association"}
+    same, mine = _excludes_null(primary), _excludes_null(o)
+    verdict = (f"it reaches the primary analysis's conclusion ({words[mine]})" if same == mine else
+               f"it does not reach the primary analysis's conclusion (ordinal: {words[mine]}; linear: {words[same]})")
+    return (f"{lead}, gives an odds ratio per SD of {_fmt(o['estimate'])} for a higher answer (95% CI "
+            f"{_ci(o['ci_low'], o['ci_high'])}, {_p_eq(o['p'])}, n = {_c(o['n'])}); {verdict}." + check)
+
+
 def primary_paragraph(data: dict[str, Any]) -> str:
     """Methods: the primary analysis, declared."""
     tp, ptp = data.get("analysis_timepoint"), data.get("primary_timepoint")
     covs = data.get("adjustment") or []
-    adjust = ("; ".join(f"{label(c['covariate'])}: {c['reason']}" for c in covs) if covs else
+    adjust = ("; ".join(f"{label(c['covariate'])}: {c['reason']}" + (
+        f" (levels {', '.join(c['collapsed'])} held by fewer than {st.RARE_LEVEL:.0%} each and joined as "
+        f"'{st.OTHER}')" if c.get("collapsed") else "") for c in covs) if covs else
               "no covariate is present in this dataset, so the primary model is unadjusted")
+    size = data.get("planned_parameters")
+    adjust += (". The adjustment set is fixed before any outcome is used: the covariates listed, each category "
+               "with its levels; a level held by fewer than "
+               f"{st.RARE_LEVEL:.0%} of the participants targeted at the time point with an alliance rating "
+               f"(answering or not: the covariate distribution alone, never an outcome) joins one level "
+               f"'{st.OTHER}' when two or more such levels exist" +
+               (f"; the adjusted model then has {size} parameters besides the intercept (the alliance, one per "
+                "numeric covariate, one per non-reference level)" if size else "") +
+               f". When the events-per-parameter rule ({st.EPP} per parameter) still fails, no covariate is dropped "
+               "to make the model fit: the report says the primary analysis was not estimable and shows the "
+               "unadjusted estimate as descriptive only (role 'descriptive')")
     where = (f"at the pre-specified time point of {ptp} days (setting PRIMARY_TIMEPOINT)" if tp == ptp else
              f"at {tp} days: this report does not hold the pre-specified primary time point ({ptp} days, setting "
              "PRIMARY_TIMEPOINT), so its analyses are secondary")
@@ -535,11 +602,17 @@ def primary_paragraph(data: dict[str, Any]) -> str:
             "under 'Alliance at discharge', for every 'per SD' in this report. Adjustment set, each with its reason: "
             f"{adjust}. Length of stay may be a mediator (a good alliance keeps patients in treatment), so adjusting "
             "for it may remove part of the association; the primary model without it is shown as a sensitivity "
-            "analysis when the column exists. The unadjusted model is shown beside the adjusted one. Secondary "
+            "analysis when the column exists. The primary model treats the 0-10 answers as an interval scale; a "
+            "proportional-odds model of the same answers as 11 ordered categories, with the same rows and "
+            "covariates (its cut points counted in the events-per-parameter rule), is a sensitivity analysis of "
+            "that choice. The unadjusted model is shown beside the adjusted one. Secondary "
             "analyses (one per outcome, adjusted, at the same time point; Holm's adjustment within this one family, "
             "which also holds the mixed model's interaction terms): self-efficacy of 8 or more (logistic; a "
             "clinically motivated cut-off, with the risk difference per SD beside the odds ratio), mental and "
-            "physical health (proportional odds, checked by Brant's test) and days of use where asked. Everything "
+            "physical health (proportional odds, checked by Brant's test; when it fails, p < 0.05, the "
+            "cut-point-specific odds ratios of a binary logistic regression per cut point, same covariates, are "
+            "shown in a table beside the summary odds ratio and are the result to read; no partial "
+            "proportional-odds model is fitted) and days of use where asked. Everything "
             "else (unadjusted models, rank correlations, tertile comparisons, trend tests) is exploratory, with "
             "unadjusted p-values. The alliance is analysed as a linear term per SD; its ceiling of 6 is described "
             "(the share at 6) and the tertiles are descriptive, with the cut points printed.")
@@ -561,11 +634,38 @@ LIMITATIONS = [
 ]
 
 
+RILEY_R2, RILEY_SHRINKAGE = 0.15, 0.9  # the illustration's anticipated R-squared and Riley's target shrinkage
+RILEY = (
+    f"Sample-size rule: each model needs {st.EPP} participants (logistic: {st.EPP} events of the rarer outcome) per "
+    "parameter, "
+    "not the criteria of Riley et al. (Stat Med 2019;38:1262 and 1276; BMJ 2020;368:m441), for two reasons. Those "
+    "criteria size the development of a prediction model (little overfitting, a precise intercept and residual "
+    "SD), while these models estimate one adjusted association, whose precision the 95% CI reports. And they need "
+    "an anticipated R-squared fixed before the data: the protocol states none; the conservative default of 15% of "
+    "the largest possible Cox-Snell R-squared exists for binary outcomes only and itself needs the outcome's "
+    "anticipated prevalence, which the protocol does not state either; taking either from this study's own data "
+    "(its observed share, or the R-squared of its unadjusted model) would make the rule depend on the outcomes it "
+    "is meant to be blind to. The simpler rule is fixed before any outcome is seen; it is lenient beside Riley's "
+    f"shrinkage criterion (with an anticipated R-squared of {RILEY_R2} a linear model would need about "
+    f"{1 / ((RILEY_SHRINKAGE - 1) * math.log(1 - RILEY_R2 / RILEY_SHRINKAGE)):.0f} participants per parameter), "
+    "so a model it lets in may still be overfitted, and the intervals are the guide to precision.")
+
+
 METHODS = (
     "Unit of analysis: the participant. Per time point each participant has one row (their first treatment "
     "episode). Every association analysis uses the answers of one time point (the primary time point), one per "
     "participant; the responder comparison is made within each time point; only the mixed model uses the answers "
-    "of several time points, with a random intercept per participant and robust standard errors. "
+    "of several time points. The mixed model (self-efficacy on the alliance per SD, the time point as categories, "
+    "their interaction and the covariates of the primary model) is a likelihood model, valid when answers are "
+    "missing at random, which is this report's assumption; it is preferred to generalized estimating equations, "
+    "whose unweighted estimates need answers missing completely at random. Pre-specified covariance: a random "
+    "intercept and a random slope on time (years since the earliest time point) per participant, their 2x2 "
+    "covariance unstructured, fitted by REML (statsmodels MixedLM) when three or more time points have 30 or more "
+    "participants answering; the model falls back to a random intercept alone, and says so, with two time "
+    "points (a random slope cannot be told apart from the residual variance) or when the random-slope fit does "
+    "not converge or puts a variance or the correlation on its boundary. Either way the standard errors are "
+    "cluster-robust (sandwich) by participant, and a time point with fewer than 30 participants answering is "
+    "left out of the model and named. "
     "Alliance: mean of the six 0-6 items, prorated (the mean of the five answered) when one item is missing, "
     "as the instrument scores it; the number of prorated scores is reported. Tertiles are cut over the ratings of "
     "every treatment episode in this dataset, each episode counted once whatever its number of time points; "
@@ -586,7 +686,8 @@ METHODS = (
     "Patients readmitted for treatment have several episodes, each with its own discharge alliance rating: "
     "every analysis except one uses each participant's first episode in this dataset (the earliest discharge); the "
     "sensitivity analysis for readmissions repeats the primary model on every episode at the primary time point "
-    "with cluster-robust (sandwich) standard errors by participant.")
+    "with cluster-robust (sandwich) standard errors by participant. " + RILEY)
+
 
 
 OUTCOME_WORDS = {"self_efficacy": "self-efficacy (0-10)", "self_efficacy_high": "self-efficacy 8+",
@@ -611,7 +712,8 @@ def results_section(doc: Doc, data: dict[str, Any]) -> None:
     tp = data.get("analysis_timepoint")
     estimates = data.get("estimates") or []
     primary = next((r for r in estimates if r["role"] == "primary"), None)
-    doc.p(association_text(primary, tp, data.get("analysis_is_primary", True) is not False))
+    doc.p(association_text(primary, tp, data.get("analysis_is_primary", True) is not False,
+                           next((r for r in estimates if r["role"] == "descriptive"), None)))
     doc.h(3, f"Every outcome at {tp} days: unadjusted and adjusted, per SD of alliance")
     doc.table(["outcome", "role", "model", "n", "scale", "estimate", "95% CI", "p", "p (Holm)",
                "risk difference per SD (95% CI)", "rule"],
@@ -634,6 +736,15 @@ def results_section(doc: Doc, data: dict[str, Any]) -> None:
     if checks:
         doc.h(3, "Self-rated health: proportional-odds check (Brant test)")
         doc.ul(checks)
+    ordered = data.get("ordinal_primary")  # self-efficacy as ordered categories (a sensitivity analysis)
+    failed = [r for r in estimates + ([{**ordered, "model": "ordinal"}] if ordered else [])
+              if r.get("model") == "ordinal" and r.get("brant") and r["brant"]["p"] < 0.05]
+    if failed:
+        doc.p(PO_FAILS)
+        doc.table(["outcome", "model", "cut point", "odds ratio per SD", "95% CI"], [
+            [OUTCOME_WORDS[r["outcome"]], "adjusted" if r["adjusted"] else "unadjusted", cut.split(" > ")[1].join(
+                ["better than ", ""]), _fmt(o), _ci(*ci)]
+            for r in failed for cut, o, ci in zip(r["brant"]["cuts"], r["brant"]["odds_ratios"], r["brant"]["ci"])])
     lin = data.get("linearity")
     if lin:
         bent = ("the association bends (p < 0.05): the per-SD estimate is an average over a curve, flatter or "
@@ -644,6 +755,8 @@ def results_section(doc: Doc, data: dict[str, Any]) -> None:
     elif primary is not None and primary.get("estimate") is not None:
         doc.p("Ceiling and linearity: the alliance's percentiles do not give three distinct knots (a ceiling "
               "holding a tenth of the participants or more), so no spline check is made.")
+    if ordinal_primary_text(data.get("ordinal_primary"), primary):
+        doc.p(ordinal_primary_text(data.get("ordinal_primary"), primary))
     los = data.get("without_length_of_stay")
     if los and los.get("rule"):
         doc.p(f"Sensitivity analysis, length of stay as a possible mediator: kept out ({los['rule']}).")

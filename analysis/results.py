@@ -715,6 +715,8 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     primary_row = next((r for r in tree["estimates"] if r["role"] == "primary"), None)
     primary_key = primary_row["n"].key if primary_row else nkey(st.PRIMARY_OUTCOME)
     tree["adjustment"] = summary.get("adjustment", [])
+    tree["planned_parameters"] = summary.get("planned_parameters")  # of the model, not of people: no count
+    tree["primary_estimable"] = summary.get("primary_estimable")
     if summary.get("without_length_of_stay"):
         tree["without_length_of_stay"] = _count_result(ledger, summary["without_length_of_stay"],
                                                        nkey(st.PRIMARY_OUTCOME) + ".without_los")
@@ -725,6 +727,8 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
 
     if summary.get("linearity"):
         tree["linearity"] = _count_result(ledger, summary["linearity"], primary_key)
+    if summary.get("ordinal_primary"):  # the primary model's rows, as ordered categories: the primary's n
+        tree["ordinal_primary"] = _count_result(ledger, summary["ordinal_primary"], primary_key)
     # missing outcomes: the assumption and its sensitivity analyses
     miss = summary.get("missing") or {}
     tree["missing"] = {"assumption": miss.get("assumption"), "mice": None, "ipw": None}

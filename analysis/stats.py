@@ -302,7 +302,9 @@ def brant(data: pd.DataFrame, outcome: str, terms: list[str]) -> dict[str, Any] 
     contrast = np.eye(j)[1:] - np.eye(j)[:-1]  # successive differences: all equal
     diff = contrast @ est
     stat = float(diff @ np.linalg.solve(contrast @ cov @ contrast.T, diff))
+    se = np.sqrt(np.diag(cov))  # each cut point's own logistic regression's (model-based) SE
     return {"test": "Brant test (alliance)", "odds_ratios": [float(math.exp(b)) for b in est],
+            "ci": [[float(math.exp(b - Z95 * s)), float(math.exp(b + Z95 * s))] for b, s in zip(est, se)],
             "cuts": [f"{outcome} > {int(k)}" for k in levels[:-1]], "chi2": stat, "df": float(j - 1),
             "p": float(sps.chi2.sf(stat, j - 1))}
 
@@ -506,11 +508,21 @@ def mixed_model(df: pd.DataFrame, sd: float | None = None, covariates: list[str]
         if data[c].nunique() > 1:
             columns.append(data[c].to_numpy(float))
             names.append(c)
-    try:
-        fit = random_intercept_reml(data["y"].to_numpy(), np.column_stack(columns), data["g"].to_numpy())
-    except (np.linalg.LinAlgError, ValueError) as exc:
-        return _result(MIXED_TEST, len(data), None, None, None, None, fitted=False, **base,
-                       error=f"{type(exc).__name__}: {exc}")
+    x, y, g = np.column_stack(columns), data["y"].to_numpy(), data["g"].to_numpy()
+    years = (t - reference) / 365.0  # the random slope's time: years since the reference time point
+    slope = random_slope_reml(y, x, g, years) if len(points) >= 3 else None
+    if slope is not None and slope.get("fit") is not None:
+        fit, structure = slope["fit"], "random intercept and slope"
+    else:
+        structure = "random intercept"
+        try:
+            fit = random_intercept_reml(y, x, g)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            return _result(MIXED_TEST, len(data), None, None, None, None, fitted=False, **base,
+                           error=f"{type(exc).__name__}: {exc}")
+    fallback = (None if structure != "random intercept" else
+                "two time points: a random slope cannot be told apart from the residual variance"
+                if len(points) < 3 else slope["reason"])
     terms = []
     for name in ["alliance_sd"] + [f"alliance_sd_at_{tp}" for tp in later]:
         i = names.index(name)
@@ -518,11 +530,60 @@ def mixed_model(df: pd.DataFrame, sd: float | None = None, covariates: list[str]
         terms.append({"term": words[name], "estimate": est, "ci_low": est - Z95 * se, "ci_high": est + Z95 * se,
                       "p": float(2 * sps.norm.sf(abs(est / se))), "model_se": float(fit["bse"][i])})
     main = terms[0]
-    return _result(MIXED_TEST, len(data), main["estimate"], main["ci_low"], main["ci_high"], main["p"], fitted=True,
-                   **base, reference=reference, n_participants=int(data["g"].nunique()), terms=terms,
-                   variance_participant=float(fit["group_var"]), variance_residual=float(fit["scale"]),
+    extra = ({"variance_slope": float(fit["slope_var"]), "covariance_intercept_slope": float(fit["cov_is"]),
+              "slope_time": "years since the reference time point"} if structure != "random intercept" else {})
+    return _result(MIXED_TEST if structure == "random intercept" else MIXED_SLOPE_TEST, len(data), main["estimate"],
+                   main["ci_low"], main["ci_high"], main["p"], fitted=True, **base, reference=reference,
+                   n_participants=int(data["g"].nunique()), terms=terms, random_effects=structure,
+                   fallback=fallback, variance_participant=float(fit["group_var"]),
+                   variance_residual=float(fit["scale"]), **extra,
                    scale=f"points of self-efficacy per SD of alliance at {reference} days",
                    interval="Wald, cluster-robust (sandwich) SE by participant")
+
+
+MIXED_SLOPE_TEST = "Linear mixed model (random intercept and slope on time per participant, REML, robust SE)"
+
+
+def random_slope_reml(y: np.ndarray, X: np.ndarray, groups: np.ndarray, years: np.ndarray) -> dict[str, Any]:
+    """The mixed model with a random intercept and a random slope on time (``years``) per participant, by
+    statsmodels' MixedLM (REML, an unstructured 2x2 covariance of the two random effects).  ``fit`` is None, with
+    the ``reason``, when the fit does not converge, warns, or puts a variance or the correlation on its boundary
+    (the random slope is then not supported by the data and the random intercept is used).  Robust SE: the
+    cluster-robust sandwich by participant with the fitted V_i = Z_i G Z_i' + s2 I."""
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    z = np.column_stack([np.ones(len(y)), years])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = MixedLM(y, X, groups=groups, exog_re=z).fit(reml=True)
+        except (np.linalg.LinAlgError, ValueError) as exc:
+            return {"fit": None, "reason": f"the random-slope fit failed ({type(exc).__name__})"}
+    cov_re = np.asarray(res.cov_re, float)
+    problems = [w for w in caught if issubclass(w.category, Warning) and (
+        "converge" in str(w.message).lower() or "boundary" in str(w.message).lower()
+        or "singular" in str(w.message).lower() or "hessian" in str(w.message).lower())]
+    corr = cov_re[0, 1] / math.sqrt(cov_re[0, 0] * cov_re[1, 1]) if np.all(np.diag(cov_re) > 0) else 1.0
+    if not res.converged or problems or np.any(np.diag(cov_re) <= 1e-6 * res.scale) or abs(corr) > 0.99:
+        return {"fit": None, "reason": "the random-slope model did not converge or put its slope variance (or the "
+                                       "intercept-slope correlation) on the boundary"}
+    beta = np.asarray(res.fe_params, float)
+    codes = pd.factorize(groups)[0]
+    p = X.shape[1]
+    bread, meat = np.zeros((p, p)), np.zeros((p, p))
+    for i in range(codes.max() + 1):
+        rows = codes == i
+        xi, zi, ri = X[rows], z[rows], y[rows] - X[rows] @ beta
+        v_inv = np.linalg.inv(zi @ cov_re @ zi.T + res.scale * np.eye(int(rows.sum())))
+        bread += xi.T @ v_inv @ xi
+        u = xi.T @ v_inv @ ri
+        meat += np.outer(u, u)
+    n_groups = codes.max() + 1
+    b_inv = np.linalg.inv(bread)
+    robust = n_groups / (n_groups - 1) * b_inv @ meat @ b_inv
+    return {"fit": {"params": beta, "bse": np.asarray(res.bse_fe, float), "robust_bse": np.sqrt(np.diag(robust)),
+                    "scale": float(res.scale), "group_var": float(cov_re[0, 0]), "slope_var": float(cov_re[1, 1]),
+                    "cov_is": float(cov_re[0, 1])}, "reason": None}
 
 
 def holm(results: list[dict[str, Any]]) -> None:
@@ -642,6 +703,48 @@ def epp_rule(r: dict[str, Any], kind: str) -> dict[str, Any]:
     return r
 
 
+RARE_LEVEL = 0.10  # a covariate level held by fewer than this share of the participants joins "other"
+OTHER = "other"
+
+
+def rare_levels(rows: pd.DataFrame, covariates: list[str]) -> dict[str, list[str]]:
+    """The pre-specified collapsing rule, decided from the covariate distribution alone (never from an outcome):
+    among ``rows`` (every participant targeted at the analysis time point with an alliance rating, answering or
+    not), a category held by fewer than ``RARE_LEVEL`` of those with the covariate joins one level "other" (kept
+    whatever its size).  Nothing is collapsed when only one level would join (renaming it gains no parameter)."""
+    rated = rows[_num(rows["alliance_mean"]).notna()]
+    out: dict[str, list[str]] = {}
+    for c in covariates:
+        if c not in CATEGORICAL or c not in rated:
+            continue
+        shares = rated[c].dropna().astype(str).value_counts(normalize=True)
+        rare = sorted(str(v) for v in shares[shares < RARE_LEVEL].index)
+        if len(rare) >= 2:
+            out[c] = rare
+    return out
+
+
+def collapse(df: pd.DataFrame, levels: dict[str, list[str]]) -> pd.DataFrame:
+    """``df`` with each covariate's rare levels (from :func:`rare_levels`) replaced by "other"."""
+    if not levels:
+        return df
+    df = df.copy()
+    for c, rare in levels.items():
+        df[c] = df[c].where(~df[c].astype(str).isin(rare) | df[c].isna(), OTHER)
+    return df
+
+
+def planned_parameters(rows: pd.DataFrame, covariates: list[str]) -> int:
+    """The size of the pre-specified adjusted primary model, fixed before any outcome is used: the alliance, one
+    per numeric covariate and one per non-reference level of each categorical one (after collapsing)."""
+    rated = rows[_num(rows["alliance_mean"]).notna()]
+    k = 1
+    for c in covariates:
+        values = rated[c].dropna()
+        k += max(values.astype(str).nunique() - 1, 0) if c in CATEGORICAL else int(values.nunique() > 1)
+    return k
+
+
 def analysis_timepoint(points: list[int], primary_timepoint: int) -> int | None:
     """The pre-specified time point when the data have it; otherwise (a report restricted to another time point)
     the earliest time point present, and the report says it is not the primary one."""
@@ -710,7 +813,11 @@ def summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
     out["too_small"] = False
     at = at_timepoint(primary, tp)
     covs = covariates_present(at)
-    out["adjustment"] = [{"covariate": c, "reason": REASONS[c]} for c in covs]
+    levels = rare_levels(at, covs)  # from the covariates of everyone targeted, before any outcome is used
+    at, primary, df = collapse(at, levels), collapse(primary, levels), collapse(df, levels)
+    out["adjustment"] = [{"covariate": c, "reason": REASONS[c], **({"collapsed": levels[c]} if c in levels else {})}
+                         for c in covs]
+    out["planned_parameters"] = planned_parameters(at, covs)
     estimates = []
     for o in MODELS:
         if o not in at or _num(at[o]).notna().sum() < 10:
@@ -724,14 +831,21 @@ def summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
                               "model": MODELS[o]})
     out["estimates"] = estimates
     main = next((r for r in estimates if r["role"] == "primary"), None)
+    out["primary_estimable"] = main is not None and main.get("estimate") is not None
     if main is not None and main.get("estimate") is None:
         main = None  # kept out by a rule: so are the analyses built on it
+        for r in estimates:  # no covariate is dropped to make it fit: the unadjusted estimate is descriptive
+            if r["outcome"] == PRIMARY_OUTCOME and not r["adjusted"]:
+                r["role"] = "descriptive"
     if main is not None and "length_of_stay_days" in covs:
         out["without_length_of_stay"] = {
             **epp_rule(linear(at, PRIMARY_OUTCOME, adjust=[c for c in covs if c != "length_of_stay_days"], sd=sd),
                        "linear"), "outcome": PRIMARY_OUTCOME, "timepoint": tp}
     if main is not None:
         out["linearity"] = linearity(at, PRIMARY_OUTCOME, covs, sd)
+        # the 0-10 answers as ordered categories: a sensitivity analysis of the primary model's interval scale
+        out["ordinal_primary"] = {**epp_rule(ordinal(at, PRIMARY_OUTCOME, covs or False, sd), "ordinal"),
+                                  "outcome": PRIMARY_OUTCOME, "timepoint": tp, "adjusted": bool(covs)}
     out["spearman"] = [{**spearman(at, o), "timepoint": tp} for o in OUTCOMES if o in at
                        and _num(at[o]).notna().sum() >= 10]
     out["high_vs_other"] = [{**high_vs_other(at, o), "timepoint": tp} for o in BINARY if o in at]

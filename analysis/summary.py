@@ -38,7 +38,8 @@ def summary_lines(payload: dict) -> list[str]:
             lines.append(f"{r['role']}, {scale}, {r['outcome'].replace('_', ' ')} at {r['timepoint']} days "
                          f"(adjusted): {fmt(r)}")
     lines.append(association_text(next((r for r in estimates if r["role"] == "primary"), None),
-                                  payload.get("analysis_timepoint"), payload.get("analysis_is_primary") is not False))
+                                  payload.get("analysis_timepoint"), payload.get("analysis_is_primary") is not False,
+                                  next((r for r in estimates if r["role"] == "descriptive"), None)))
     lines += ["non-response: " + nonresponse_text(nr, False) for nr in payload["nonresponse"]]
     mi = (payload.get("missing") or {}).get("mice")
     if mi and mi.get("estimate") is not None:

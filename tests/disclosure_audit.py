@@ -238,7 +238,7 @@ def _sum(s: System, parts: list[str], name: str) -> str:
 def small_shown(stats: dict[str, Any], below: int = 5) -> list[str]:
     """Counts from 1 to below-1 printed as numbers in stats.json (the decision rules and settings are not counts)."""
     skip = {"timepoint", "timepoints", "suppress_below", "min_responders", "min_repeated", "reference",
-            "nonresponse_min_d", "decision_rules", "generated"}
+            "nonresponse_min_d", "decision_rules", "generated", "planned_parameters"}  # the last: a model's size
     out = []
 
     def walk(obj: Any, path: str) -> None:

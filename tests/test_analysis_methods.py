@@ -237,3 +237,86 @@ def test_the_spline_finds_an_association_that_flattens_at_the_ceiling():
     assert lin["p"] < 0.001 and lin["estimate"] < 0
     straight = df.assign(self_efficacy=2 + 1.0 * a + rng.normal(0, 1, len(df)))  # no rounding, no clipping
     assert st.linearity(straight, "self_efficacy", [], sd=float(a.std()))["p"] > 0.01
+
+
+def test_the_mixed_model_falls_back_to_a_random_intercept_and_says_why(monkeypatch):
+    """With three time points the random slope is tried; when its fit fails (here: forced), the random intercept
+    is fitted instead, the result says which covariance was used and why, and the report's text says so."""
+    from analysis.report import covariance_text
+
+    df = cohort(200, 12, timepoints=(30, 90, 180))
+    monkeypatch.setattr(st, "random_slope_reml", lambda *a, **k: {"fit": None, "reason": "did not converge"})
+    m = st.mixed_model(df)
+    assert m["fitted"] and m["random_effects"] == "random intercept" and m["fallback"] == "did not converge"
+    assert "variance_slope" not in m and "random slope on time was not used (did not converge)" in covariance_text(m)
+    two = st.mixed_model(cohort(200, 12, timepoints=(30, 90)))
+    assert two["random_effects"] == "random intercept" and "two time points" in two["fallback"]
+
+
+def test_when_proportional_odds_fail_the_cut_point_odds_ratios_are_tabled():
+    """Brant's test failing (p < 0.05) puts each cut point's odds ratio with its 95% CI in a table, with the stated
+    rule; passing, no table.  The cut-point intervals hold their odds ratios."""
+    from analysis.report import PO_FAILS, Doc, results_section
+
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal(1500)
+    y = np.where(rng.random(1500) < 1 / (1 + np.exp(-1.5 * z)), 3.0, rng.choice([1.0, 2.0], 1500))
+    r = st.ordinal(pd.DataFrame({"alliance_mean": z, "mental_health": y}), "mental_health")
+    assert all(lo < o < hi for o, (lo, hi) in zip(r["brant"]["odds_ratios"], r["brant"]["ci"]))
+    row = {**r, "role": "secondary", "adjusted": False, "model": "ordinal", "outcome": "mental_health"}
+    for brant_p, shown in ((r["brant"]["p"], True), (0.5, False)):
+        doc = Doc()
+        results_section(doc, {"analysis_timepoint": 30, "estimates": [{**row, "brant": {**r["brant"], "p": brant_p}}],
+                              "episodes": {"sensitivity": None}, "spearman": [], "high_vs_other": [], "trend": [],
+                              "timepoints": [30], "missing": {}})
+        text = doc.markdown()
+        assert (PO_FAILS in text) is shown and ("| mental health (1-5) | unadjusted | better than 2 |" in text) is shown
+
+
+def test_rare_covariate_levels_are_collapsed_from_the_covariates_alone():
+    """The adjustment set's size is fixed before any outcome is used: rare levels (under 10% of everyone targeted
+    with a rating, answering or not) join 'other', whatever the answers; the planned parameters are the model's."""
+    df = cohort(300, 21)
+    rng = np.random.default_rng(21)
+    df["primary_substance"] = rng.choice(["alcohol", "opioids", "cannabis", "ketamine", "inhalants"], len(df),
+                                         p=[0.5, 0.35, 0.07, 0.05, 0.03])
+    df["age"] = rng.integers(18, 80, len(df))
+    levels = st.rare_levels(df, ["age", "primary_substance"])
+    assert levels == {"primary_substance": ["cannabis", "inhalants", "ketamine"]}
+    shuffled = df.assign(self_efficacy=rng.permutation(df["self_efficacy"].to_numpy()))
+    shuffled.loc[shuffled.index[:100], "self_efficacy"] = np.nan  # other answers, fewer answers: the same rule
+    assert st.rare_levels(shuffled, ["age", "primary_substance"]) == levels
+    collapsed = st.collapse(df, levels)
+    assert set(collapsed["primary_substance"]) == {"alcohol", "opioids", "other"}
+    k = st.planned_parameters(collapsed, ["age", "primary_substance"])
+    fit = st.linear(collapsed, "self_efficacy", adjust=["age", "primary_substance"])
+    assert k == 4 == fit["parameters"] - 1  # alliance, age, two non-reference substance levels
+
+
+def test_a_primary_model_kept_out_is_not_estimable_and_the_unadjusted_one_descriptive():
+    from analysis.report import association_text
+
+    kept_out = {"estimate": None, "ci_low": None, "rule": "fewer than 10 participants per parameter (11 parameters "
+                                                          "need 110)"}
+    unadjusted = {"estimate": 1.01, "ci_low": 0.61, "ci_high": 1.40, "p": 0.0001, "n": 77, "scale": "points per SD"}
+    text = association_text(kept_out, 30, True, unadjusted)
+    assert "the primary analysis was not estimable (fewer than 10" in text and "no covariate was dropped" in text
+    assert "The unadjusted estimate, 1.01" in text and "descriptive only" in text
+    df = cohort(60, 22)
+    df["age"], df["program"] = np.arange(60) % 50 + 20, np.where(np.arange(60) % 3 == 0, "a", "b")
+    out = st.summarise(df.assign(length_of_stay_days=np.arange(60) % 40 + 5), 30)
+    roles = {(r["outcome"], r["adjusted"]): r["role"] for r in out["estimates"]}
+    assert out["primary_estimable"] is (roles[("self_efficacy", False)] == "exploratory")
+
+
+def test_methods_say_why_the_simple_rule_and_not_rileys_criteria():
+    """The rule stated is the rule the code applies (EPP per parameter); Riley's shrinkage criterion, n = p /
+    ((S - 1) ln(1 - R2 / S)), with R2 = 0.15 and S = 0.9 is about 55 per parameter, as Methods says."""
+    import math
+
+    from analysis.report import METHODS, decision_rules
+
+    per = 1 / ((0.9 - 1) * math.log(1 - 0.15 / 0.9))
+    assert f"about {per:.0f} participants per parameter" in METHODS and round(per) == 55
+    assert f"each model needs {st.EPP} participants" in METHODS and "anticipated prevalence" in METHODS
+    assert "Methods says why the simpler rule is used" in " ".join(decision_rules(5))

@@ -25,9 +25,11 @@ from analysis.simulate import POP_MEAN, POP_SD, cohort
 CLOSED, ITERATIVE = 1e-6, 1e-4
 
 
-def study(n: int = 420, seed: int = 3, timepoints=(30, 90), readmitted: int = 40, slopes: dict | None = None):
+def study(n: int = 420, seed: int = 3, timepoints=(30, 90), readmitted: int = 40, slopes: dict | None = None,
+          slope_sd: float = 0.0):
     """A cohort in the export's shape: covariates, a few readmissions, outcomes at several time points
-    (``slopes``: points of self-efficacy per SD of alliance at each time point)."""
+    (``slopes``: points of self-efficacy per SD of alliance at each time point; ``slope_sd``: the SD of a
+    participant's own change per year, a random slope on time)."""
     rng = np.random.default_rng(seed)
     first = cohort(n, seed, timepoints=timepoints)
     ids = first["participant"].unique()
@@ -40,6 +42,9 @@ def study(n: int = 420, seed: int = 3, timepoints=(30, 90), readmitted: int = 40
     # and a slope per SD of alliance at each time point.
     z = (df["alliance_mean"] - POP_MEAN) / POP_SD
     own = df["participant"].map(dict(zip(ids, rng.normal(0, 1.5, n))))
+    if slope_sd:
+        own = own + df["participant"].map(dict(zip(ids, rng.normal(0, slope_sd, n)))) * (
+            df["timepoint_days"] - min(timepoints)) / 365.0
     for tp in timepoints:
         at = (df["timepoint_days"] == tp) & df["self_efficacy"].notna()
         slope = (slopes or {}).get(tp, 1.0)
@@ -180,10 +185,32 @@ def test_proportional_odds_regressions_and_the_brant_test_by_formula(published):
         _odds_ratio_check(r, fit)
         # Brant: each cut point's own binary logistic regression
         levels = sorted(data[outcome].unique())[:-1]
-        ors = [math.exp(smf.logit(f"I(({outcome} > {k}) * 1.0) ~ z", data).fit(disp=False).params["z"])
-               for k in levels]
+        fits = [smf.logit(f"I(({outcome} > {k}) * 1.0) ~ z", data).fit(disp=False) for k in levels]
+        ors = [math.exp(f.params["z"]) for f in fits]
         assert r["brant"]["odds_ratios"] == pytest.approx(ors, rel=ITERATIVE)
+        ci = [list(np.exp(f.conf_int().loc["z"])) for f in fits]
+        assert np.allclose(r["brant"]["ci"], ci, rtol=ITERATIVE, atol=0)
         assert r["brant"]["df"] == len(levels) - 1 and 0 <= r["brant"]["p"] <= 1
+
+
+def test_self_efficacy_as_ordered_categories_by_formula(published):
+    """The primary model's sensitivity analysis: the 0-10 answers as ordered categories, same rows and covariates;
+    its cut points count in the events-per-parameter rule."""
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    csv, stats = published
+    data = with_z(at_30(csv), "self_efficacy", "age", "sex", sd=one_sd(csv))
+    data["y"] = pd.Categorical(data["self_efficacy"].astype(int), ordered=True)
+    data["male"] = (data["sex"] == "M") * 1.0  # no intercept in an ordinal model: the one indicator by hand
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = OrderedModel.from_formula("y ~ 0 + z + age + male", data, distr="logit").fit(
+            method="bfgs", disp=False, maxiter=1000)
+    o = stats["ordinal_primary"]
+    primary_n = next(r for r in stats["estimates"] if r["role"] == "primary")["n"]
+    assert o["n"] == len(data) == primary_n and o["adjusted"] and o.get("rule") is None
+    assert len(fit.params) * 10 <= len(data)  # the rule, cut points counted, lets it in
+    _odds_ratio_check(o, fit)
 
 
 def test_the_weighted_estimate_uses_stabilised_truncated_weights_of_response_at_the_primary_time_point(published):
@@ -273,13 +300,15 @@ def test_the_readmission_sensitivity_analysis_is_the_primary_model_on_every_epis
     _difference_check(sens, fit)
 
 
-def _mixed(csv: pd.DataFrame, reference: int, covariates: str = " + age + C(sex)"):
+def _mixed(csv: pd.DataFrame, reference: int, covariates: str = " + age + C(sex)", slope: bool = False):
+    """The mixed model by formula; ``slope``: a random intercept and a random slope on years since ``reference``."""
     data = primary(csv).dropna(subset=["self_efficacy", "alliance_mean", "age", "sex"]).copy()
     data["z"] = (data["alliance_mean"] - data["alliance_mean"].mean()) / one_sd(csv)
+    data["years"] = (data["timepoint_days"] - reference) / 365.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return smf.mixedlm(f"self_efficacy ~ z * C(timepoint_days, Treatment({reference})){covariates}", data,
-                           groups=data["participant"]).fit()
+                           groups=data["participant"], re_formula="~years" if slope else None).fit()
 
 
 def test_the_mixed_model_matches_the_formula_api_with_30_days_as_reference(published):
@@ -287,6 +316,7 @@ def test_the_mixed_model_matches_the_formula_api_with_30_days_as_reference(publi
     m = stats["mixed"]
     fit = _mixed(csv, 30)
     assert m["fitted"] and m["reference"] == 30 and m["n"] == int(fit.nobs) and m["covariates"] == ["age", "sex"]
+    assert m["random_effects"] == "random intercept" and "two time points" in m["fallback"]  # no slope with two
     assert [t["term"] for t in m["terms"]] == ["alliance (per SD) at 30 days",
                                                "difference in the alliance association, 90 vs 30 days"]
     names = ["z", "z:C(timepoint_days, Treatment(30))[T.90]"]
@@ -302,12 +332,12 @@ def _sandwich(fit, csv) -> dict:
     """The cluster-robust variance of the fixed effects by participant, from the fitted variance components."""
     exog, endog, groups = fit.model.exog, fit.model.endog, fit.model.groups
     resid = endog - exog @ fit.fe_params.to_numpy()
-    g, s2 = float(fit.cov_re.iloc[0, 0]), fit.scale
+    z, g, s2 = fit.model.exog_re, fit.cov_re.to_numpy(), fit.scale
     bread, meat = np.zeros((exog.shape[1],) * 2), np.zeros((exog.shape[1],) * 2)
     for label in np.unique(groups):
         rows = groups == label
         x, r = exog[rows], resid[rows]
-        v_inv = np.linalg.inv(s2 * np.eye(len(r)) + g * np.ones((len(r), len(r))))
+        v_inv = np.linalg.inv(s2 * np.eye(len(r)) + z[rows] @ g @ z[rows].T)
         bread += x.T @ v_inv @ x
         u = x.T @ v_inv @ r
         meat += np.outer(u, u)
@@ -321,14 +351,27 @@ def test_time_points_are_ordered_as_numbers_not_text(points, tmp_path):
     """With 30 and 180 days the alliance association 'at 30 days' is the 30-day slope, not the 180-day one (text
     sorts '180' before '30')."""
     slopes = {points[0]: 0.7, **{p: 2.0 for p in points[1:]}}
-    df = study(400, 5, timepoints=points, readmitted=0, slopes=slopes)
+    df = study(400, 5, timepoints=points, readmitted=0, slopes=slopes, slope_sd=3.0)
     write(df, tmp_path / "r.csv", "csv")
     stats = write_report(df, tmp_path / "rep")
     m = stats["mixed"]
-    fit = _mixed(pd.read_csv(tmp_path / "r.csv"), points[0])
+    csv = pd.read_csv(tmp_path / "r.csv")
+    fit = _mixed(csv, points[0], slope=len(points) >= 3)
     assert m["timepoints"] == list(points) and m["reference"] == points[0]
     assert m["terms"][0]["term"] == f"alliance (per SD) at {points[0]} days"
     assert rel(m["estimate"], fit.params["z"]) < ITERATIVE
+    if len(points) >= 3:  # three time points: the random slope on time, recomputed with its robust errors
+        assert m["random_effects"] == "random intercept and slope" and m["fallback"] is None
+        assert rel(m["variance_slope"], fit.cov_re.iloc[1, 1]) < 1e-3
+        assert rel(m["variance_participant"], fit.cov_re.iloc[0, 0]) < 1e-3
+        robust = _sandwich(fit, csv)
+        for term, name in zip(m["terms"], ["z"] + [f"z:C(timepoint_days, Treatment({points[0]}))[T.{p}]"
+                                                   for p in points[1:]]):
+            assert rel(term["estimate"], fit.params[name]) < ITERATIVE
+            assert term["ci_high"] - term["ci_low"] == pytest.approx(2 * 1.959964 * math.sqrt(robust[name]),
+                                                                     rel=1e-3)
+    else:
+        assert m["random_effects"] == "random intercept" and "two time points" in m["fallback"]
     assert abs(m["estimate"] - 0.7 * np.std(df["alliance_mean"]) / POP_SD) < 0.35  # the true 30-day slope, roughly
     report = (tmp_path / "rep" / "report.md").read_text()
     assert f"{points[0]} days is the reference" in report and "C(tp)" not in report and "alliance_sd" not in report
