@@ -114,3 +114,27 @@ def test_the_settings_page_shows_the_reliable_change_threshold_in_use(console_cl
     html = admin.get("/console/settings").get_data(as_text=True)
     assert "A drop of <strong>0.70</strong> or more" in html
     assert "SD 0.8 and α 0.9, the defaults until 100 check-ins exist (0 so far)" in html
+
+
+def test_a_coordinator_records_an_admission_on_the_form(console_client, session, uow):
+    """Issue 26: the admission form (coordinators and administrators; the route table has it), its problems in
+    the import's words, nothing written until it is right."""
+    with uow() as s:
+        s.add(CareTeam(name="Ward A"))
+    client = console_client("coordinator", "coord@study.example.org")
+    page = client.get("/console/admissions/new").get_data(as_text=True)
+    assert "Record an admission" in page and "<option >Ward A</option>" in page.replace("<option>", "<option >")
+    form = {"csrf_token": client.csrf, "patient_id": "N1", "phone": "416-555-0142", "admission_date": "2999-01-01",
+            "care_team": "Ward A", "sms_consent": "no", "alliance_checkins": "sms", "language": "en"}
+    refused = client.post("/console/admissions/new", data=form)
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "Nothing was recorded" in text and "2999-01-01 is in the future" in text
+    assert session.scalar(select(Episode.id)) is None
+    session.rollback()  # end this reading transaction: see what is written next
+    done = client.post("/console/admissions/new", data={**form, "admission_date": str(ADMITTED),
+                                                         "alliance_checkins": "tablet"})
+    assert done.status_code == 302
+    assert "Admission of N1 recorded." in client.get(done.headers["Location"]).get_data(as_text=True)
+    assert session.scalar(select(Episode.alliance_checkins)) == "tablet"
+    assert session.scalar(select(AuditEvent.actor).where(AuditEvent.action == "admission_recorded")) == \
+        "coord@study.example.org"
