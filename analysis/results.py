@@ -337,14 +337,8 @@ def _count_result(ledger: Ledger, r: dict[str, Any] | None, key: str, cost: floa
     return out
 
 
-def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoint: int | None = None,
-          checkins: pd.DataFrame | None = None) -> Model:
-    """The report's numbers, every count registered in one ledger (protected and resolved by the caller).
-    ``checkins``: the export's check-in companion (issue 26); none or empty adds nothing."""
-    if checkins is not None and len(checkins):
-        m = build(df, summary, below=below, timepoint=timepoint)
-        m.tree["checkins"] = checkins_tree(m.ledger, checkins, df, summary.get("primary_timepoint") or 30)
-        return m
+def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoint: int | None = None) -> Model:
+    """The report's numbers, every count registered in one ledger (protected and resolved by the caller)."""
     ledger = Ledger(below)
     tree: dict[str, Any] = {"timepoint": timepoint, "suppress_below": below,
                             "timepoints": summary.get("timepoints", []), "unit": summary.get("unit"),
@@ -738,8 +732,11 @@ def _strict_uses(obj: Any, out: dict[str, int] | None = None) -> dict[str, int]:
 
 def model(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoint: int | None = None,
           checkins: pd.DataFrame | None = None) -> Model:
-    """Build, protect and resolve."""
-    m = build(df, summary, below=below, timepoint=timepoint, checkins=checkins)
+    """Build, protect and resolve.  ``checkins``: the export's check-in companion (issue 26); none or empty adds
+    nothing."""
+    m = build(df, summary, below=below, timepoint=timepoint)
+    if checkins is not None and len(checkins):  # its counts in the same ledger, before it is protected
+        m.tree["checkins"] = checkins_tree(m.ledger, checkins, df, summary.get("primary_timepoint") or 30)
     for key, n in _strict_uses(m.tree).items():  # hiding a count also hides the shares and intervals made from it
         m.ledger.cells[key].cost += n
     m.ledger.protect()
