@@ -827,7 +827,10 @@ def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
     out.mkdir(parents=True, exist_ok=True)
     summary = (st.summarise(df, primary_timepoint=primary_timepoint) if len(df)
                else {"too_small": True, "primary_timepoint": primary_timepoint})
-    model = rs.model(df, summary, below=suppress_below, timepoint=timepoint, checkins=checkins)
+    model = rs.model(df, summary, below=suppress_below, timepoint=timepoint)
+    if checkins is not None and len(checkins):  # the alliance during treatment (issue 26)
+        model.data["checkins"] = rs.checkins_model(checkins, df, below=suppress_below,
+                                                   outcome_timepoint=primary_timepoint)
     data = model.data
     where = f" for the {timepoint}-day time point" if timepoint else " for all time points"
     doc = Doc()

@@ -730,13 +730,9 @@ def _strict_uses(obj: Any, out: dict[str, int] | None = None) -> dict[str, int]:
     return out
 
 
-def model(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoint: int | None = None,
-          checkins: pd.DataFrame | None = None) -> Model:
-    """Build, protect and resolve.  ``checkins``: the export's check-in companion (issue 26); none or empty adds
-    nothing."""
+def model(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoint: int | None = None) -> Model:
+    """Build, protect and resolve."""
     m = build(df, summary, below=below, timepoint=timepoint)
-    if checkins is not None and len(checkins):  # its counts in the same ledger, before it is protected
-        m.tree["checkins"] = checkins_tree(m.ledger, checkins, df, summary.get("primary_timepoint") or 30)
     for key, n in _strict_uses(m.tree).items():  # hiding a count also hides the shares and intervals made from it
         m.ledger.cells[key].cost += n
     m.ledger.protect()
@@ -745,6 +741,16 @@ def model(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
 
 
 # -- the alliance during treatment (issue 26) -----------------------------------------------------------------------
+def checkins_model(checkins: pd.DataFrame, df: pd.DataFrame, *, below: int = 5,
+                   outcome_timepoint: int = 30) -> dict[str, Any]:
+    """The check-ins' section, built, protected and resolved in a ledger of its own (the same rules; none of its
+    counts adds up with a count of the other sections, so no line joins them)."""
+    ledger = Ledger(below)
+    tree = checkins_tree(ledger, checkins, df, outcome_timepoint)
+    ledger.protect()
+    return resolve(tree, ledger)
+
+
 def checkins_tree(ledger: Ledger, checkins: pd.DataFrame, df: pd.DataFrame, outcome_timepoint: int) -> dict[str, Any]:
     """The check-ins' section: its counts in the ledger (participants and check-ins during treatment, those in the
     course, per treatment week), the course, the slope's link to self-efficacy at ``outcome_timepoint`` days beyond
