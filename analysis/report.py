@@ -881,6 +881,52 @@ def strobe_section(doc: Doc, data: dict[str, Any]) -> None:
               f"{_fmt(timing['max'], 0)}).")
 
 
+def _estimate_text(r: dict[str, Any]) -> str:
+    return f"{_fmt(r['estimate'], 3)} (95% CI {_ci(r['ci_low'], r['ci_high'])}, {_p_eq(r['p'])})"
+
+
+def checkins_section(doc: Doc, c: dict[str, Any]) -> None:
+    """The alliance during treatment (issue 26): the check-ins' counts, the course over treatment weeks, the slope's
+    link to self-efficacy beyond the discharge rating, and within- versus between-person effects."""
+    doc.h(2, "The alliance during treatment")
+    rule = (f"at least {c['min_participants']} participants with {c['min_checkins']} or more check-ins during "
+            "treatment")
+    doc.p(f"Check-ins during treatment (tablet or text; a discharge file's own rating is not one): {_c(c['n'])} from "
+          f"{_c(c['participants'])} participants (their first stay with check-ins); {_c(c['participants_course'])} "
+          f"participants have {c['min_checkins']} or more ({_c(c['n_course'])} check-ins), the course's data. "
+          f"Sample-size rule: a model is fitted with {rule}.")
+    course = c["course"]
+    if not course.get("fitted"):
+        doc.p(f"Fewer than {c['min_participants']} participants have {c['min_checkins']} or more check-ins: no model "
+              "is fitted (counts only).")
+        return
+    if c["weeks"]:
+        doc.table(["treatment week", "check-ins", "mean (0-6)"],
+                  [[str(w["week"]), _c(w["n"]), _fmt(w["mean"])] for w in c["weeks"]])
+    doc.p(f"Course: a mixed model of the check-in mean on treatment week, random intercept and slope per participant "
+          f"(REML, Wald interval): the alliance changes by {_estimate_text(course)} points a week "
+          f"({_c(course['n'])} check-ins of {_c(course['n_participants'])} participants)."
+          + (f" The fit warned: {'; '.join(course['warnings'])}." if course.get("warnings") else ""))
+    wb = c["within_between"]
+    if wb.get("fitted"):
+        doc.p(f"Within- versus between-person (person-mean centring of the week): within a participant, "
+              f"{_estimate_text(wb['within'])} points a week; between participants, per week of a participant's "
+              f"mean treatment week, {_estimate_text(wb['between'])}. A between effect unlike the within one means "
+              "the average course mixes who is checked in later in a stay (longer stays) with how the alliance "
+              "changes; the within effect is the change itself.")
+    s = c["slope_effect"]
+    tp = c["outcome_timepoint"]
+    if s.get("fitted"):
+        doc.p(f"Does the in-treatment slope predict self-efficacy at {tp} days beyond the discharge rating? Ordinary "
+              f"least squares of self-efficacy on the discharge alliance and each participant's own least-squares "
+              f"slope ({_c(s['n'])} participants): {_estimate_text(s)} points of self-efficacy per point a week of "
+              f"slope (discharge alliance {_fmt(s.get('discharge_estimate'))} points per point). A slope from few or "
+              "noisy check-ins is measured with error, which draws its coefficient towards zero.")
+    else:
+        doc.p(f"The slope's link to self-efficacy at {tp} days: {_c(s['n'])} participants with a course and an "
+              f"answer, fewer than {c['min_participants']}: not fitted.")
+
+
 @dataclass
 class Report:
     model: rs.Model
@@ -893,21 +939,28 @@ class Report:
 
 
 def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepoint: int | None = None,
-                 primary_timepoint: int = 30) -> Report:
+                 primary_timepoint: int = 30, checkins: pd.DataFrame | None = None) -> Report:
     """The model, the figures (written to ``out``) and the document, before report.md/html/stats.json are written.
-    ``primary_timepoint``: the setting PRIMARY_TIMEPOINT."""
+    ``primary_timepoint``: the setting PRIMARY_TIMEPOINT.  ``checkins``: the check-in companion
+    (:func:`report_checkins`); none or empty leaves its section out."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary = (st.summarise(df, primary_timepoint=primary_timepoint) if len(df)
                else {"too_small": True, "primary_timepoint": primary_timepoint})
     model = rs.model(df, summary, below=suppress_below, timepoint=timepoint)
+    if checkins is not None and len(checkins):  # the alliance during treatment (issue 26)
+        model.data["checkins"] = rs.checkins_model(checkins, df, below=suppress_below,
+                                                   outcome_timepoint=primary_timepoint)
     data = model.data
     where = f" for the {timepoint}-day time point" if timepoint else " for all time points"
     doc = Doc()
     doc.h(1, TITLE)
     if not len(df):
         doc.p(f"Generated {dt.date.today():%Y-%m-%d}{where}. There are no follow-ups{where.replace(' for', ' at')} "
-              "in this dataset yet, so there is nothing to report.")
+              "in this dataset yet, so there is nothing to report" + (" but the alliance during treatment."
+                                                                       if data.get("checkins") else "."))
+        if data.get("checkins"):
+            checkins_section(doc, data["checkins"])
         return Report(model, doc, [])
     figs = figures(model, out)
     people = data["participants"]
@@ -962,6 +1015,8 @@ def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
               "small for stable estimates, so none are shown (counts and descriptive information only).")
     else:
         results_section(doc, data)
+    if data.get("checkins"):
+        checkins_section(doc, data["checkins"])
     doc.h(2, "Limitations")
     doc.ul(LIMITATIONS)
     doc.h(2, "Figures")
@@ -976,7 +1031,7 @@ def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
 
 
 def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepoint: int | None = None,
-                 primary_timepoint: int = 30) -> dict:
+                 primary_timepoint: int = 30, checkins: pd.DataFrame | None = None) -> dict:
     """Write report.md, report.html, stats.json and the figures to ``out``; return the stats.json payload (the
     resolved, suppressed model).
 
@@ -984,7 +1039,7 @@ def write_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
     participant's first episode in ``df``; only the readmission sensitivity analysis uses every episode.
     """
     return save_report(build_report(df, out, suppress_below=suppress_below, timepoint=timepoint,
-                                    primary_timepoint=primary_timepoint), out)
+                                    primary_timepoint=primary_timepoint, checkins=checkins), out)
 
 
 def save_report(report: Report, out: Path) -> dict:
@@ -1001,6 +1056,16 @@ def save_report(report: Report, out: Path) -> dict:
                "figures": [f.name for f in report.figures]}
     (out / "stats.json").write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
     return payload
+
+
+def report_data(engine, timepoint: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The linked dataset and the check-in companion for a report, pseudonymised with one throwaway key (the
+    check-ins' slopes are joined to the same participants' outcomes)."""
+    from .checkins import checkins_dataset
+    from .dataset import linked_dataset
+
+    key = secrets.token_bytes(32)
+    return linked_dataset(engine, key, timepoint=timepoint), checkins_dataset(engine, key)
 
 
 def report_dataset(engine, timepoint: int | None = None) -> pd.DataFrame:

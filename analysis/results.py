@@ -942,3 +942,53 @@ def model(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     m.ledger.protect()
     m.resolve()
     return m
+
+
+# -- the alliance during treatment (issue 26) -----------------------------------------------------------------------
+def checkins_model(checkins: pd.DataFrame, df: pd.DataFrame, *, below: int = 5,
+                   outcome_timepoint: int = 30) -> dict[str, Any]:
+    """The check-ins' section, built, protected and resolved in a ledger of its own (the same rules; none of its
+    counts adds up with a count of the other sections, so no line joins them)."""
+    ledger = Ledger(below)
+    tree = checkins_tree(ledger, checkins, df, outcome_timepoint)
+    ledger.protect()
+    return resolve(tree, ledger)
+
+
+def checkins_tree(ledger: Ledger, checkins: pd.DataFrame, df: pd.DataFrame, outcome_timepoint: int) -> dict[str, Any]:
+    """The check-ins' section: its counts in the ledger (participants and check-ins during treatment, those in the
+    course, per treatment week), the course, the slope's link to self-efficacy at ``outcome_timepoint`` days beyond
+    the discharge rating, and the within/between decomposition (each fitted only under the sample-size rule)."""
+    from . import checkins_stats as cs
+
+    d = cs.description(checkins)
+    people = ledger.count("checkins.participants", d["participants"], cost=20)
+    rows = ledger.count("checkins.n", d["checkins"], cost=20)
+    course_people = ledger.count("checkins.course.participants", d["participants_course"], cost=20)
+    course_rows = ledger.count("checkins.course.n", d["checkins_course"], cost=20)
+    ledger.line(people, [course_people, ledger.count("checkins.fewer.participants",
+                                                     d["participants"] - d["participants_course"], internal=True)])
+    ledger.line(rows, [course_rows, ledger.count("checkins.fewer.n", d["checkins"] - d["checkins_course"],
+                                                 internal=True)])
+    weeks = []
+    for w in d["weeks"]:
+        n = ledger.count(f"checkins.week.{w['week']}.n", w["n"], cost=2)
+        weeks.append({"week": w["week"], "n": n, "mean": derived(w["mean"], n, strict=False)})
+    if weeks:
+        ledger.line(course_rows, [w["n"] for w in weeks])
+    tree: dict[str, Any] = {"min_participants": cs.MIN_PARTICIPANTS, "min_checkins": cs.MIN_CHECKINS,
+                            "participants": people, "n": rows, "participants_course": course_people,
+                            "n_course": course_rows, "weeks": weeks, "outcome_timepoint": outcome_timepoint}
+    course = cs.alliance_course(checkins)
+    tree["course"] = {**course, "n_participants": course_people, "n": course_rows}
+    wb = cs.within_between(checkins)
+    tree["within_between"] = {**wb, "n_participants": course_people, "n": course_rows}
+    linked = df
+    if len(df) and "episode" in df.columns:  # the outcome of the stay the check-ins belong to
+        linked = df[["participant", "episode", "timepoint_days", "self_efficacy", "alliance_mean"]]
+    slope = cs.slope_predicts_outcome(checkins, linked, timepoint=outcome_timepoint) if len(df) else \
+        {"fitted": False, "n": 0, "estimate": None, "ci_low": None, "ci_high": None, "p": None,
+         "min_participants": cs.MIN_PARTICIPANTS}
+    slope["n"] = ledger.count("checkins.slope.n", slope["n"], cost=30)
+    tree["slope_effect"] = slope
+    return tree

@@ -38,7 +38,8 @@ def init_console(app: Flask, settings: Settings) -> bool:
     from . import (admin_views, alerts_views, auth_views, dashboard_views, export_views, home_views,  # noqa: F401
                    import_views, inbox_views, job_views, oidc_views, patient_views, report_views, token_views,
                    wave_views, withdrawal_views)
-    from . import care_views, kiosk_views  # noqa: F401  (the care team's pages and the tablet: issue 26)
+    from . import admission_views, care_views, kiosk_views  # noqa: F401  (the care team's pages, the tablet, an
+    # admission recorded by hand: issue 26)
     from .api import api
     from .blueprint import bp
 

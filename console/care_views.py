@@ -23,12 +23,14 @@ def _instrument():
 @bp.get("/care")
 @requires("care")
 def care():
+    team_id = request.args.get("team", type=int)
     with uow() as s:
-        queue = team_queue(s, g.user)
+        queue = team_queue(s, g.user, team_id=team_id, page=request.args.get("page", 1, type=int))
         # One row per look at the list (study ids and means, no one's words); a patient's own page is audited per
         # patient (viewed_checkins).  A row per patient listed was most of the page's time for a team of 200.
         audit(s, "viewed_care_queue", actor=actor(), address=address(), patients=len(queue.patients),
-              alerts=[a.id for a in queue.alerts])
+              alerts=[a.id for a in queue.alerts], **({"team": team_id} if team_id is not None else {}),
+              **({"page": queue.page} if queue.page > 1 else {}))
     labels = {sub.name: sub.label for sub in _instrument().subscales}
     return render_template("console/care.html", title="Care team", queue=queue, labels=labels)
 

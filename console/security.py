@@ -34,7 +34,8 @@ AREAS: dict[str, frozenset[str]] = {
     "alerts": frozenset({"admin", "coordinator"}),  # the crisis-alert queue, take and resolve
     "patients": frozenset({"admin", "coordinator"}),  # search, transcripts, answers, texting, phone
     "waves": frozenset({"admin", "coordinator"}),  # plan, launch, a wave's page: pause, resume, cancel
-    "imports": frozenset({"admin", "coordinator"}),  # upload a discharge file, its validation, the history
+    # upload a discharge file, its validation, the history; an admission recorded on a form (issue 26)
+    "imports": frozenset({"admin", "coordinator"}),
     "research": frozenset({"admin", "researcher"}),  # exports, the report, personal access tokens for the API
     "admin": frozenset({"admin"}),  # users and the audit log
 }
@@ -46,6 +47,7 @@ NAVIGATION = [  # (area, endpoint, label)
     ("care", "console.care", "Care team"),
     ("study", "console.dashboard", "Dashboard"),  # supersedes "Study progress" (/console/progress shows it)
     ("imports", "console.imports", "Imports"),
+    ("imports", "console.admission_new", "Admissions"),
     ("waves", "console.waves", "Waves"),
     ("research", "console.exports", "Exports"),
     ("research", "console.report", "Report"),

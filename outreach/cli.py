@@ -1298,12 +1298,12 @@ def _write_identified(ctx: Context, df, out: Path, fmt: str, reason: str, timepo
 @click.option("--timepoint", type=int, help="Only this time point.")
 @pass_ctx
 def report_cmd(ctx: Context, out: Path, timepoint: int | None) -> None:
-    from analysis.report import report_dataset, write_report
+    from analysis.report import report_data, write_report
 
     _check_timepoint_option(ctx, timepoint)
-    df = report_dataset(ctx.engine, timepoint=timepoint)  # no EXPORT_KEY: the report shows no pseudonyms
+    df, checkins = report_data(ctx.engine, timepoint=timepoint)  # no EXPORT_KEY: the report shows no pseudonyms
     payload = write_report(df, out, suppress_below=ctx.settings.suppress_below, timepoint=timepoint,
-                           primary_timepoint=ctx.settings.primary_timepoint)
+                           primary_timepoint=ctx.settings.primary_timepoint, checkins=checkins)
     click.echo(f"report on {len(df)} follow-ups written to {out}/: report.md, report.html (figures embedded), "
                f"stats.json and {len(payload['figures'])} figures")
 

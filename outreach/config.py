@@ -100,6 +100,10 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "ALERT_RESPONSE_HOURS": ("12", "Hours after which an open crisis alert is marked overdue in the console."),
     "INBOX_RESPONSE_HOURS": ("24", "Hours within which a patient's personal text in the inbox should be read; older "
                                    "ones are marked overdue."),
+    "CARE_DIGEST_TO": (None, "The optional weekly digest to each care team by text, off when unset: "
+                             "'TEAM=NUMBER,NUMBER; TEAM=NUMBER' (a care team's name, its phones). Each Monday from "
+                             "INBOX_DIGEST_AT (CONSOLE_TIMEZONE) the team's counts only: patients in treatment, "
+                             "check-ins and alliance alerts of the week, alerts open; nothing about a patient."),
     "INBOX_DIGEST_AT": ("09:00", "Time of day (CONSOLE_TIMEZONE) at which the coordinators on call get the inbox's "
                                  "counts by text (waiting, overdue, open alerts; never content), when anything waits."),
     "TRUSTED_PROXIES": ("0", "Reverse proxies in front of the web app whose X-Forwarded-For/-Proto to trust (the "
@@ -354,6 +358,11 @@ class Settings:
         except ConfigError as exc:
             problems.append(str(exc))
         try:
+            values["CARE_DIGEST_TO"] = _care_digest_to(self.optional("CARE_DIGEST_TO"),
+                                                       values.get("DEFAULT_REGION", "CA"))
+        except ConfigError as exc:
+            problems.append(str(exc))
+        try:
             values["TWILIO_API_BASE_URL"] = _api_base_url(self.optional("TWILIO_API_BASE_URL"))
         except ConfigError as exc:
             problems.append(str(exc))
@@ -511,6 +520,23 @@ def _on_call_numbers(value: str | None, region: str, name: str = "ALERT_SMS_TO")
             raise ConfigError(f"{name}: a number {reason}: entry {position} of {len(entries)}, "
                               f"{mask_text(raw)!r} (numbers are separated by commas)") from None
     return tuple(numbers)
+
+
+def _care_digest_to(value: str | None, region: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``CARE_DIGEST_TO``: ((team name, its numbers in E.164), ...), empty when unset (the digest is off)."""
+    teams = []
+    for position, entry in enumerate((value or "").split(";"), start=1):
+        if not entry.strip():
+            continue
+        name, sep, numbers = entry.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"CARE_DIGEST_TO: entry {position} is not TEAM=NUMBER[,NUMBER] (teams are separated "
+                              "by semicolons)")
+        parsed = _on_call_numbers(numbers, region, f"CARE_DIGEST_TO ({name.strip()})")
+        if not parsed:
+            raise ConfigError(f"CARE_DIGEST_TO: the team {name.strip()!r} has no number")
+        teams.append((name.strip(), parsed))
+    return tuple(teams)
 
 
 def _is_loopback(host: str) -> bool:

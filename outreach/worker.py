@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .config import Settings, check_sending
 from .db import is_unavailable, unit_of_work
 from .care.alerts import check_missed
+from .care.digest import send_team_digests
 from .care.sms import care_duties
 from .heartbeat import beat, worker_name
 from .jobs.queue import JobRunner, run_pending
@@ -60,6 +61,7 @@ def every_minute(sessions: sessionmaker[Session], settings: Settings) -> MinuteD
         send_digest(session, settings)  # once a day: the inbox's counts to the coordinators on call
         care_duties(session, settings)  # alliance check-ins by SMS: start those due, record those answered
         check_missed(session, settings.alliance_checkin_days)  # two check-ins in a row missed: an alliance alert
+        send_team_digests(session, settings)  # weekly, when CARE_DIGEST_TO is set: each team's counts by text
         beat(session)  # the console warns when no worker has done this for five minutes
         erase = retention.due_today(session, settings)
     recovered = Inbox(sessions, settings).recover_stuck()

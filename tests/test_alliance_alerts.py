@@ -57,16 +57,18 @@ def test_the_watch_level_signals_a_drop_from_the_median_and_the_first_rating_bel
 
 @pytest.fixture
 def admitted(uow, make_patient):
-    """A patient (``.pk``) with a stay in treatment admitted 40 days ago, its team Ward A."""
+    """A patient (``.pk``) with a stay in treatment admitted 40 days ago, its team Ward A, loaded into the service
+    on the admission's evening (or ``late`` days later)."""
     from outreach.models import CareTeam, Episode
 
-    def make(pid="A1"):
+    def make(pid="A1", late: int = 0):  # late: days from admission to the stay's loading into the service
         p = make_patient(patient_id=pid, discharge_date=ADMITTED - dt.timedelta(days=400))
         with uow() as s:
             team = s.scalar(select(CareTeam).where(CareTeam.name == "Ward A")) or CareTeam(name="Ward A")
             s.add(team)
             s.flush()
-            s.add(Episode(patient_id=p.id, admission_date=ADMITTED, care_team_id=team.id, alliance_checkins="tablet"))
+            s.add(Episode(patient_id=p.id, admission_date=ADMITTED, care_team_id=team.id, alliance_checkins="tablet",
+                          created_at=dt.datetime.combine(ADMITTED + dt.timedelta(days=late), dt.time(18))))
         p.pk = p.id
         return p
 
@@ -134,6 +136,23 @@ def test_two_check_in_periods_in_a_row_missed_raise_an_alert_once(uow, session, 
     with uow() as s:
         assert check_missed(s, 7, now) == 0
         assert check_missed(s, 7, now + dt.timedelta(days=13)) == 2  # M2: periods 3 and 4 empty; M1 still, a week on
+
+
+def test_missed_periods_are_counted_from_when_the_stay_was_loaded_not_from_admission(uow, session, admitted):
+    """An admission imported 20 days late (three periods of 7 days already past) had no check-in to miss: no
+    alert at once; two of its own periods later, one."""
+    admitted("L1", late=20)
+    loaded = dt.datetime.combine(ADMITTED + dt.timedelta(days=20), dt.time(18))
+    with uow() as s:
+        assert check_missed(s, 7, loaded + dt.timedelta(minutes=1)) == 0
+        assert check_missed(s, 7, loaded + dt.timedelta(days=14)) == 0  # day 34: only period 3 (days 21-27) is past
+    with uow() as s:
+        assert check_missed(s, 7, dt.datetime.combine(ADMITTED + dt.timedelta(days=35), dt.time(9))) == 1
+    [alert] = list_alerts(session)
+    assert alert.rule == "missed" and alert.raised_at.date() == ADMITTED + dt.timedelta(days=35)
+    admitted("L2", late=1)  # loaded the next day (UTC after a local evening): on time, every period counts
+    with uow() as s:
+        assert check_missed(s, 7, dt.datetime.combine(ADMITTED + dt.timedelta(days=15), dt.time(12))) == 1
 
 
 def test_the_reliable_change_is_recomputed_from_the_study_once_100_check_ins_exist(uow, session, admitted):

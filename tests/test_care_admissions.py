@@ -172,3 +172,52 @@ def test_waves_leave_stays_in_treatment_alone(tmp_path, run_cli, make_patient, t
     result = run_cli("waves", "plan", "--timepoint", "30", "--as-of", (TODAY - dt.timedelta(days=30)).isoformat())
     assert result.exit_code == 0, result.output
     assert old.patient_id == "W1"
+
+
+def _form(**over):
+    return {"patient_id": "F1", "phone": "416-555-0131", "admission_date": str(ADMITTED), "care_team": "Ward A",
+            "sms_consent": "yes", "alliance_checkins": "tablet", "language": "fr", "timezone": "", "episode_id": "",
+            **over}
+
+
+def test_an_admission_recorded_on_the_form_is_checked_and_written_as_an_imported_row(session, uow, settings, teams):
+    """The console's form (``record_admission``): the import's checks and messages, one transaction, audited."""
+    from outreach.care.admissions import record_admission
+
+    future = TODAY + dt.timedelta(days=2)
+    with uow() as s:
+        refused = record_admission(s, settings, _form(phone="555-12", admission_date=str(future), care_team="Ward Z",
+                                                      sms_consent="peut-être", alliance_checkins="weekly"),
+                                   actor="coord@study.example.org", address="10.0.0.9")
+    said = {e.column: e.problem for e in refused.errors}
+    assert said["admission_date"] == f"{future} is in the future" and "phone" in said
+    assert said["care_team"] == "'Ward Z' is not a care team (care teams: Ward A, Ward B)"
+    assert said["sms_consent"].startswith("'peut-être' is not one of yes/no, oui/non")
+    assert said["alliance_checkins"] == "'weekly' is not one of sms, tablet, none"
+    with uow() as s:
+        sms_without_consent = record_admission(s, settings, _form(sms_consent="no", alliance_checkins="sms"),
+                                               actor="coord@study.example.org")
+    assert [(e.column, e.problem) for e in sms_without_consent.errors] == [
+        ("alliance_checkins", "sms check-ins need sms_consent yes; use tablet or none")]
+    assert session.scalar(select(Patient.id)) is None
+    assert session.scalar(select(AuditEvent.id).where(AuditEvent.action == "admission_recorded")) is None
+    session.rollback()  # end this reading transaction: see what is written next
+    with uow() as s:
+        done = record_admission(s, settings, _form(patient_id="F1, with a comma"), actor="coord@study.example.org",
+                                address="10.0.0.9")
+    assert not done.errors and done.new_patients == 1 and done.new_episodes == 1
+    row = session.execute(select(Patient.patient_id, Patient.phone, Patient.language, Episode.admission_date,
+                                 Episode.alliance_checkins, CareTeam.name)
+                          .join(Episode, Episode.patient_id == Patient.id)
+                          .join(CareTeam, CareTeam.id == Episode.care_team_id)).one()
+    assert tuple(row) == ("F1, with a comma", "+14165550131", "fr", ADMITTED, "tablet", "Ward A")
+    event = session.scalars(select(AuditEvent).where(AuditEvent.action == "admission_recorded")).one()
+    assert event.actor == "coord@study.example.org" and event.address == "10.0.0.9"
+    assert event.details["file"] == "console form" and event.details["new_episodes"] == 1
+    with uow() as s:
+        again = record_admission(s, settings, _form(patient_id="F1, with a comma",
+                                                    admission_date=str(ADMITTED + dt.timedelta(days=1))),
+                                 actor="coord@study.example.org")
+    assert [e.problem for e in again.errors] == [
+        f"'F1, with a comma' has a stay in treatment since {ADMITTED}; import its discharge first (one stay in "
+        "treatment at a time)"]

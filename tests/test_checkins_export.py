@@ -18,21 +18,29 @@ ADMITTED = dt.date.today() - dt.timedelta(days=30)
 DISCHARGED = dt.date.today() - dt.timedelta(days=5)
 
 
-@pytest.mark.parametrize("fmt", ["csv", "parquet"])
-def test_the_export_writes_the_check_ins_beside_it_de_identified_with_a_codebook(tmp_path, run_cli, uow, fmt):
+def admit_with_checkins(tmp_path, run_cli, uow, admitted: dt.date, methods: dict[str, str], checkins) -> None:
+    """Ward A, ``methods``' patients admitted on ``admitted`` (patient_id: alliance_checkins), each with the
+    tablet check-ins ``checkins`` ((day after admission, six ratings), ...)."""
     assert run_cli("care-teams", "add", "Ward A").exit_code == 0
     admissions = tmp_path / "admissions.csv"
-    admissions.write_text("patient_id,phone,admission_date,care_team,sms_consent,alliance_checkins\n"
-                          f"X1,416-555-0101,{ADMITTED},Ward A,yes,tablet\n"
-                          f"X2,416-555-0102,{ADMITTED},Ward A,yes,sms\n", encoding="utf-8")
+    admissions.write_text("patient_id,phone,admission_date,care_team,sms_consent,alliance_checkins\n" + "".join(
+        f"{pid},416-555-01{i:02d},{admitted},Ward A,yes,{how}\n" for i, (pid, how) in enumerate(methods.items(), 1)),
+        encoding="utf-8")
     assert run_cli("import-admissions", str(admissions)).exit_code == 0
     instrument = load_instrument("alliance6")
     with uow() as s:
-        for pid in ("X1", "X2"):
+        for pid in methods:
             stay = stay_in_treatment(s, s.scalar(select(Patient.id).where(Patient.patient_id == pid)))
-            for day, items in ((6, [6, 6, 5, 6, 6, 6]), (13, [5, 4, 5, None, 5, 5])):
+            for day, items in checkins:
                 record_checkin(s, stay, items, instrument, method=Method.TABLET,
-                               taken_at=dt.datetime.combine(ADMITTED + dt.timedelta(days=day), dt.time(15)))
+                               taken_at=dt.datetime.combine(admitted + dt.timedelta(days=day), dt.time(15)))
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_the_export_writes_the_check_ins_beside_it_de_identified_with_a_codebook(tmp_path, run_cli, uow, fmt):
+    admit_with_checkins(tmp_path, run_cli, uow, ADMITTED, {"X1": "tablet", "X2": "sms"},
+                        ((6, [6, 6, 5, 6, 6, 6]), (13, [5, 4, 5, None, 5, 5])))
+    instrument = load_instrument("alliance6")
     discharges = tmp_path / "discharges.csv"
     discharges.write_text("patient_id,phone,discharge_date,sms_consent," + ",".join(instrument.columns) + "\n"
                           f"X1,416-555-0101,{DISCHARGED},yes,,,,,,\n", encoding="utf-8")

@@ -38,7 +38,7 @@ ROUTES = {
     "console.audit_csv": ADMIN, "console.audit_filter": ADMIN, "console.settings_view": ADMIN,
     "console.waves": STAFF, "console.wave": STAFF, "console.wave_pause": STAFF, "console.wave_resume": STAFF, "console.wave_cancel": STAFF,
     "console.wave_launch": STAFF, "console.wave_live": STAFF, "console.imports": STAFF, "console.import_upload": STAFF,
-    "console.import_start": STAFF,
+    "console.import_start": STAFF, "console.admission_new": STAFF, "console.admission_record": STAFF,
     # a job's page and files are its owner's (404 for anyone else but an administrator)
     "console.job": EVERYONE, "console.job_status": EVERYONE, "console.job_file": EVERYONE,
     **{endpoint: {"admin", "researcher"} for endpoint in (  # exports, the report, data API tokens

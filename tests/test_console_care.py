@@ -114,3 +114,82 @@ def test_the_settings_page_shows_the_reliable_change_threshold_in_use(console_cl
     html = admin.get("/console/settings").get_data(as_text=True)
     assert "A drop of <strong>0.70</strong> or more" in html
     assert "SD 0.8 and α 0.9, the defaults until 100 check-ins exist (0 so far)" in html
+
+
+def test_a_coordinator_records_an_admission_on_the_form(console_client, session, uow):
+    """Issue 26: the admission form (coordinators and administrators; the route table has it), its problems in
+    the import's words, nothing written until it is right."""
+    with uow() as s:
+        s.add(CareTeam(name="Ward A"))
+    client = console_client("coordinator", "coord@study.example.org")
+    page = client.get("/console/admissions/new").get_data(as_text=True)
+    assert "Record an admission" in page and "<option >Ward A</option>" in page.replace("<option>", "<option >")
+    form = {"csrf_token": client.csrf, "patient_id": "N1", "phone": "416-555-0142", "admission_date": "2999-01-01",
+            "care_team": "Ward A", "sms_consent": "no", "alliance_checkins": "sms", "language": "en"}
+    refused = client.post("/console/admissions/new", data=form)
+    text = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "Nothing was recorded" in text and "2999-01-01 is in the future" in text
+    assert session.scalar(select(Episode.id)) is None
+    session.rollback()  # end this reading transaction: see what is written next
+    done = client.post("/console/admissions/new", data={**form, "admission_date": str(ADMITTED),
+                                                         "alliance_checkins": "tablet"})
+    assert done.status_code == 302
+    assert "Admission of N1 recorded." in client.get(done.headers["Location"]).get_data(as_text=True)
+    assert session.scalar(select(Episode.alliance_checkins)) == "tablet"
+    assert session.scalar(select(AuditEvent.actor).where(AuditEvent.action == "admission_recorded")) == \
+        "coord@study.example.org"
+
+
+def test_the_queue_is_paged_and_filtered_by_team_within_what_the_user_sees(uow, make_user, make_patient):
+    """An administrator's view of every team came as one page of every patient (2,000 rows: 847 ms); now a page
+    of ``per_page`` patients and at most as many alerts, and a team filter; a clinician picking another team's
+    id sees nothing."""
+    nurse = make_user("a@study.example.org", "clinician")
+    admin = make_user("admin@study.example.org", "admin")
+    with uow() as s:
+        teams = [CareTeam(name=n) for n in ("Ward A", "Ward B")]
+        s.add_all(teams)
+        s.flush()
+        s.add(CareTeamMember(team_id=teams[0].id, user_id=nurse.id))
+        a, b = teams[0].id, teams[1].id
+    for i in range(5):
+        p = make_patient(patient_id=f"P{i}", discharge_date=ADMITTED - dt.timedelta(days=200))
+        with uow() as s:
+            ep = Episode(patient_id=p.id, admission_date=ADMITTED, care_team_id=a if i % 2 == 0 else b,
+                         alliance_checkins="tablet")
+            s.add(ep)
+            s.flush()
+            s.add(AllianceAlert(patient_id=p.id, episode_id=ep.id, care_team_id=ep.care_team_id, rule="low_mean",
+                                statements=[], details={"says": "mean below 4.0"},
+                                raised_at=dt.datetime(2026, 1, 1 + i, 9)))
+    with uow() as s:
+        admin_user, nurse_user = s.get(User, admin.id), s.get(User, nurse.id)
+        first = team_queue(s, admin_user, per_page=2)
+        assert [p.patient_id for p in first.patients] == ["P0", "P1"] and first.has_next and first.more_alerts
+        assert [a.patient_id for a in first.alerts] == ["P4", "P3"]  # the newest
+        assert [n for _, n in first.teams] == ["Ward A", "Ward B"]
+        last = team_queue(s, admin_user, per_page=2, page=3)
+        assert [p.patient_id for p in last.patients] == ["P4"] and not last.has_next
+        ward_b = team_queue(s, admin_user, team_id=b)
+        assert [p.patient_id for p in ward_b.patients] == ["P1", "P3"] and len(ward_b.alerts) == 2
+        assert not ward_b.has_next and not ward_b.more_alerts
+        own = team_queue(s, nurse_user)
+        assert [p.patient_id for p in own.patients] == ["P0", "P2", "P4"] and own.teams == [(a, "Ward A")]
+        other = team_queue(s, nurse_user, team_id=b)
+        assert other.patients == [] and other.alerts == []
+
+
+def test_the_care_page_offers_the_team_filter_and_pages(console_client, uow, make_patient):
+    with uow() as s:
+        s.add_all([CareTeam(name="Ward A"), CareTeam(name="Ward B")])
+    client = console_client("admin", "admin@study.example.org")
+    page = client.get("/console/care").get_data(as_text=True)
+    assert 'id="team-filter"' in page and ">Ward B</option>" in page and 'id="pages"' not in page
+    with uow() as s:
+        b = s.scalar(select(CareTeam.id).where(CareTeam.name == "Ward B"))
+    filtered = client.get(f"/console/care?team={b}&page=1")
+    assert filtered.status_code == 200 and f'value="{b}" selected' in filtered.get_data(as_text=True)
+    with uow() as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "viewed_care_queue")
+                          .order_by(AuditEvent.id.desc())).first()
+        assert event.details["team"] == b and "page" not in event.details  # the first page

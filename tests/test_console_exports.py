@@ -154,7 +154,9 @@ def test_the_export_job_writes_the_clis_file_and_codebook_in_one_private_zip(sma
     assert [p.name for p in folder.iterdir()] == [path.name]  # no staging folder left
     bundle = _zip_of(path.read_bytes())
     data_name = f"{path.stem}.{fmt}"
-    assert sorted(bundle.namelist()) == sorted([data_name, f"{path.stem}.codebook.csv"])
+    companion = f"{path.stem}.alliance_checkins.{fmt}"  # no check-ins: the file with its columns, as the CLI writes
+    assert sorted(bundle.namelist()) == sorted([data_name, f"{path.stem}.codebook.csv", companion,
+                                                f"{path.stem}.alliance_checkins.codebook.csv"])
     raw = bundle.read(data_name)
     if fmt == "csv":
         df = pd.read_csv(io.BytesIO(raw))
@@ -174,6 +176,43 @@ def test_the_export_job_writes_the_clis_file_and_codebook_in_one_private_zip(sma
     [written] = _events(session, "export_written")
     assert written.actor == "res@study.example.org" and written.details["sha256"] == result["sha256"]
     assert written.details["rows"] == 3 and written.details["job_id"] == job_id
+    assert written.details["checkin_rows"] == 0 and written.details["companion_sha256"] == hashlib.sha256(
+        bundle.read(companion)).hexdigest()
+
+
+def test_the_export_job_zips_the_check_ins_beside_the_main_file_as_the_cli_writes_them(
+        sessions, research_settings, session, run_cli, uow, tmp_path):
+    """Issue 26: the console's export carries the companion of check-ins during treatment, the same file (same
+    pseudonyms, columns and codebook) as ``outreach export`` writes; an identified export has none."""
+    from tests.test_checkins_export import admit_with_checkins
+
+    admit_with_checkins(tmp_path, run_cli, uow, dt.date.today() - dt.timedelta(days=20),
+                        {"SECRET-1": "tablet", "SECRET-2": "tablet"}, [(6, [6, 5, 5, 6, 6, 6]), (13, [4] * 6)])
+    with unit_of_work(sessions) as s:
+        job_id = start_export(s, research_settings, fmt="csv", timepoint=None, owner="res@study.example.org",
+                              owner_role="researcher", address="127.0.0.1").id
+    assert run_pending(sessions, research_settings, "test-worker") == 1
+    job = _job(session, job_id)
+    assert job.state == JobState.DONE, job.error
+    assert job.result["checkin_rows"] == 4 and "<5 check-in rows" in job.result["summary"]
+    path = jobs_dir(research_settings) / str(job_id) / job.result["files"]["zip"]
+    bundle = _zip_of(path.read_bytes())
+    from_console = pd.read_csv(io.BytesIO(bundle.read(f"{path.stem}.alliance_checkins.csv")))
+    assert run_cli("export", "--out", str(tmp_path / "cli.csv"), extra_env={"EXPORT_KEY": KEY}).exit_code == 0
+    from_cli = pd.read_csv(tmp_path / "cli.alliance_checkins.csv")
+    pd.testing.assert_frame_equal(from_console, from_cli)
+    assert bundle.read(f"{path.stem}.alliance_checkins.codebook.csv") == \
+        (tmp_path / "cli.alliance_checkins.codebook.csv").read_bytes()
+    assert b"SECRET-" not in bundle.read(f"{path.stem}.alliance_checkins.csv")
+    with unit_of_work(sessions) as s:
+        identified = start_export(s, research_settings, fmt="csv", timepoint=None, identified=True,
+                                  reason="a chart review", owner="admin@study.example.org", owner_role="admin",
+                                  address="127.0.0.1").id
+    assert run_pending(sessions, research_settings, "test-worker") == 1
+    job = _job(session, identified)
+    assert job.state == JobState.DONE, job.error
+    names = _zip_of((jobs_dir(research_settings) / str(identified) / job.result["files"]["zip"]).read_bytes()).namelist()
+    assert len(names) == 2 and not any("alliance_checkins" in n for n in names)
 
 
 def test_an_identified_export_is_audited_before_a_byte_is_written(small_study, sessions, research_settings, session,

@@ -5,10 +5,15 @@ discharge.  Columns ``patient_id, phone, admission_date, care_team, sms_consent,
 The discharge import's code reads and checks the file (:mod:`outreach.study.importer`): the same separators,
 encodings, messages, ``--skip-invalid`` with its rejected-rows file, ``--strict`` and the audit of what a row
 changes about reaching the patient.  A patient has at most one stay in treatment: a row matches it by its
-``episode_id``, else by being the patient's open stay; a later discharge row for the same stay completes it."""
+``episode_id``, else by being the patient's open stay; a later discharge row for the same stay completes it.
+
+The console's form for one admission (:func:`record_admission`) goes through the same reading as a one-row file, so
+its checks and messages are the import's."""
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
@@ -86,9 +91,32 @@ def import_admissions(session: Session, path: Path, settings: Settings, *, skip_
                       strict: bool = False) -> ImportResult:
     """Import an admission file (see the module's docstring); nothing is written when a row has a problem, unless
     ``skip_invalid``."""
+    return _admit(session, decode(Path(path).read_bytes()), Path(path), settings, skip_invalid=skip_invalid,
+                  today=today, actor=actor, keep_identifiers=keep_identifiers, strict=strict)
+
+
+FORM = "console form"  # the ``file`` of a form's audit rows
+
+
+def record_admission(session: Session, settings: Settings, values: dict[str, str], *, actor: str,
+                     address: str | None = None, today: dt.date | None = None) -> ImportResult:
+    """One admission from the console's form (``values``: the import's columns, as typed), checked and written as
+    an admission file's one row would be (the same messages; ``result.errors`` when refused, nothing written),
+    audited as ``admission_recorded``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    columns = REQUIRED + OPTIONAL
+    writer.writerow(columns)
+    writer.writerow([str(values.get(c) or "").replace("\r", " ").replace("\n", " ") for c in columns])
+    return _admit(session, buffer.getvalue(), Path(FORM), settings, today=today, actor=actor, address=address,
+                  action="admission_recorded")
+
+
+def _admit(session: Session, text: str, path: Path, settings: Settings, *, skip_invalid: bool = False,
+           today: dt.date | None = None, actor: str | None = None, keep_identifiers: bool = False,
+           strict: bool = False, action: str = "import_admissions", address: str | None = None) -> ImportResult:
     instrument = load_instrument(settings.get("ALLIANCE_INSTRUMENT"))
     today = today or dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
-    text = decode(Path(path).read_bytes())
     separator = detect_separator(text, instrument, COLUMNS)
     validate = AdmissionValidator(settings, today, teams_by_name(session))
     names, rows = read_rows(text, instrument, validate, separator, columns=COLUMNS, stay_keys=admission_keys)
@@ -114,7 +142,7 @@ def import_admissions(session: Session, path: Path, settings: Settings, *, skip_
     apply_contact_changes(session, plan, result, file=Path(path).name, actor=actor)
     rejects = {"rejected_file": result.rejected_path.name, "rejected_file_identified": keep_identifiers} \
         if result.rejected_path else {}
-    audit(session, "import_admissions", actor=actor, file=Path(path).name, new_patients=result.new_patients,
+    audit(session, action, actor=actor, address=address, file=Path(path).name, new_patients=result.new_patients,
           new_episodes=result.new_episodes, updated=result.updated, unchanged=result.unchanged,
           rejected=result.rejected, warnings=len(result.warnings), separator=SEPARATORS.get(separator, separator),
           consent_withdrawn=len(result.consent_withdrawn), phones_changed=result.phones_changed, **rejects)

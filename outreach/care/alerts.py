@@ -56,8 +56,10 @@ def flag_and_alert(session: Session, episode: Episode, checkin: AllianceCheckin,
 def check_missed(session: Session, period_days: int, now: dt.datetime | None = None,
                  rules: Rules | None = None) -> int:
     """Raise a ``missed_in_a_row`` alert for each stay in treatment, with check-ins (sms or tablet), whose last
-    ``threshold`` full check-in periods since admission passed without a check-in.  Returns how many were raised.
-    One query for the stays, one insert per alert (the worker's minute duties)."""
+    ``threshold`` full check-in periods passed without a check-in.  Periods are counted from admission, but only
+    those that began once the stay was in this service (``episodes.created_at``): an admission loaded 20 days late
+    had no check-in to miss before, and alerts only after ``threshold`` periods of its own.  Returns how many were
+    raised.  One query for the stays, one insert per alert (the worker's minute duties)."""
     rules = rules or load_rules()
     rule = next(iter(rules.of_kind("missed_in_a_row")), None)
     if rule is None:
@@ -69,15 +71,20 @@ def check_missed(session: Session, period_days: int, now: dt.datetime | None = N
     since = now - dt.timedelta(days=rules.alert_days)
     recent = select(AllianceAlert.patient_id).where(AllianceAlert.raised_at > since).distinct().subquery()
     rows = session.execute(
-        select(Episode.id, Episode.patient_id, Episode.care_team_id, Episode.admission_date, last.c.last)
+        select(Episode.id, Episode.patient_id, Episode.care_team_id, Episode.admission_date, Episode.created_at,
+               last.c.last)
         .outerjoin(last, last.c.episode_id == Episode.id)
         .outerjoin(recent, recent.c.patient_id == Episode.patient_id)
         .where(Episode.discharge_date.is_(None), Episode.admission_date.is_not(None),
                Episode.alliance_checkins.in_(("sms", "tablet")), recent.c.patient_id.is_(None))).all()
     raised = 0
-    for episode_pk, patient_pk, team, admitted, last_at in rows:
+    for episode_pk, patient_pk, team, admitted, loaded, last_at in rows:
         periods = (now.date() - admitted).days // period_days  # full periods since admission
-        if periods < in_a_row:
+        # days late, a day's grace: created_at is UTC and the admission date local (loaded the evening of the
+        # admission may be the next day in UTC)
+        late = max(0, (loaded.date() - admitted).days - 1) if loaded is not None else 0
+        first = -(-late // period_days)  # the first period that began with the stay in the service
+        if periods - first < in_a_row:
             continue
         window_start = dt.datetime.combine(admitted + dt.timedelta(days=(periods - in_a_row) * period_days), dt.time())
         if last_at is not None and last_at >= window_start:

@@ -6,7 +6,9 @@ Every path goes through the same service functions as the CLI (``analysis.datase
 command line is the same file.
 
 * The console's export is a job (kind ``export``): the data file and its codebook in one zip, in the job's own
-  folder (0600), downloaded through the job's page (audited there).  The jobs of kind ``export`` are the export
+  folder (0600), downloaded through the job's page (audited there).  Beside them in the zip, as ``outreach export``
+  writes it, the companion of alliance check-ins during treatment (``*.alliance_checkins.*`` and its codebook,
+  :mod:`analysis.checkins`, the same pseudonyms); an identified export has no companion (nor on the command line).  The jobs of kind ``export`` are the export
   history: who, when, format, rows and the zip's SHA-256.
 * An identified export (``patient_id`` and ``discharge_date`` added) is for administrators only, with a reason;
   :func:`write_identified` commits ``identified_export`` before a byte is written, then
@@ -143,15 +145,29 @@ def _digests(zip_path: Path, data: Path, codebook: Path) -> dict[str, str]:
     return {"sha256": sha256_of(zip_path), "data_sha256": sha256_of(data), "codebook_sha256": sha256_of(codebook)}
 
 
-def write_bundle(df, target: Path, fmt: str, *, suppress_below: int) -> dict[str, str]:
-    """The de-identified data file and its codebook zipped into ``target`` (0600); returns the SHA-256 of the
-    zip and of each file in it."""
+def _write_companion(checkins, data: Path, fmt: str, suppress_below: int) -> tuple[Path, Path]:
+    """The check-ins' companion of ``data`` and its codebook beside it (0600), as ``outreach export`` writes them."""
+    from analysis import export as files
+    from analysis.checkins import UNIT, companion_path
+
+    out = files.write(checkins, companion_path(data), fmt, private=True, suppress_below=suppress_below, unit=UNIT)
+    return out, files.codebook_path(out)
+
+
+def write_bundle(df, target: Path, fmt: str, *, suppress_below: int, checkins=None) -> dict[str, str]:
+    """The de-identified data file and its codebook zipped into ``target`` (0600), with ``checkins``' companion and
+    its codebook beside them when given; returns the SHA-256 of the zip and of each file in it."""
+    from analysis.export import sha256_of
+
     target = Path(target)
     staging = _private_folder(target.parent)
     try:
         data, codebook = _write_files(df, staging, target.stem, fmt, suppress_below)
-        staged = _zip(staging / target.name, [data, codebook])
+        extra = [] if checkins is None else list(_write_companion(checkins, data, fmt, suppress_below))
+        staged = _zip(staging / target.name, [data, codebook, *extra])
         digests = _digests(staged, data, codebook)
+        if extra:
+            digests.update(companion_sha256=sha256_of(extra[0]), companion_codebook_sha256=sha256_of(extra[1]))
         os.replace(staged, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -225,6 +241,7 @@ def write_identified(sessions: sessionmaker[Session], df, target: Path, fmt: str
 
 @handler("export")
 def run_export(ctx: JobContext) -> dict[str, Any]:
+    from analysis.checkins import checkins_dataset
     from analysis.dataset import linked_dataset
 
     p = ctx.params
@@ -240,6 +257,7 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
 
     with Ticker(ctx, 0.05, "reading the linked dataset"):  # progress words at least every 2 s
         df = linked_dataset(ctx.engine, key, timepoint=timepoint, identified=identified)
+        checkins = None if identified else checkins_dataset(ctx.engine, key)  # every stay's, as the CLI writes
     rows = len(df)
     ctx.progress(0.6, f"writing the {FORMATS[fmt]} file and its codebook ({shown_count(rows, below)} rows)")
     target = ctx.folder / f"{export_name(fmt, timepoint, identified, utcnow())}.zip"
@@ -252,16 +270,19 @@ def run_export(ctx: JobContext) -> dict[str, Any]:
             raise JobError(f"the identified export could not be written ({exc.summary}); audit row "
                            f"{exc.export_id} records the attempt and its failure") from None
     else:
-        digests = write_bundle(df, target, fmt, suppress_below=below)
+        digests = write_bundle(df, target, fmt, suppress_below=below, checkins=checkins)
         with unit_of_work(ctx.sessions) as session:
             audit(session, "export_written", actor=ctx.owner, address=p.get("address"), job_id=ctx.job_id,
-                  format=fmt, timepoint=timepoint, rows=rows, file=target.name, **digests)
+                  format=fmt, timepoint=timepoint, rows=rows, checkin_rows=len(checkins), file=target.name,
+                  **digests)
     ctx.progress(1.0, "done")
     where = f"the {timepoint}-day time point" if timepoint else "every time point"
+    companion = "" if checkins is None else (f", and {shown_count(len(checkins), below)} check-in rows during "
+                                             "treatment with theirs beside them")
     return {"summary": f"{'identified' if identified else 'de-identified'} {FORMATS[fmt]} export of {where}: "
-                       f"{shown_count(rows, below)} rows with the codebook, in one zip",
+                       f"{shown_count(rows, below)} rows with the codebook{companion}, in one zip",
             "files": {"zip": target.name}, "format": fmt, "timepoint": timepoint, "identified": identified,
-            "rows": rows, "rows_shown": shown_count(rows, below), "sha256": digests["sha256"],
+            "rows": rows, **({} if checkins is None else {"checkin_rows": len(checkins)}), "rows_shown": shown_count(rows, below), "sha256": digests["sha256"],
             "file_name": target.name}
 
 

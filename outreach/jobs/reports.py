@@ -100,16 +100,16 @@ def _zip_folder(folder: Path, target: Path) -> Path:
 @handler("report")
 def run_report(ctx: JobContext) -> dict[str, Any]:
     from analysis.export import sha256_of
-    from analysis.report import report_dataset, write_report
+    from analysis.report import report_data, write_report
 
     timepoint = ctx.params.get("timepoint")
     ctx.progress(0.05, "reading the linked dataset")
-    df = report_dataset(ctx.engine, timepoint=timepoint)  # no EXPORT_KEY: the report shows no pseudonyms
+    df, checkins = report_data(ctx.engine, timepoint=timepoint)  # no EXPORT_KEY: the report shows no pseudonyms
     out = ctx.folder / FOLDER
     out.mkdir(exist_ok=True, mode=0o700)
     with Ticker(ctx, 0.3, "computing the statistics and drawing the figures"):
         payload = write_report(df, out, suppress_below=ctx.settings.suppress_below, timepoint=timepoint,
-                               primary_timepoint=ctx.settings.primary_timepoint)
+                               primary_timepoint=ctx.settings.primary_timepoint, checkins=checkins)
     ctx.progress(0.9, "packing the report folder")
     target = _zip_folder(out, ctx.folder / ZIP)
     participants = (payload.get("participants") or {}).get("targeted", 0) if len(df) else 0
