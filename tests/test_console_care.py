@@ -33,7 +33,7 @@ def ward(uow, make_patient):
                 s.add(CareTeamMember(team_id=teams[team].id, user_id=user.id))
             for pid, team in (("A1", "Ward A"), ("B1", "Ward B")):
                 s.add(Episode(patient_id=ids[pid].id, admission_date=ADMITTED, care_team_id=teams[team].id,
-                              alliance_checkins="tablet"))
+                              alliance_checkins="tablet", created_at=dt.datetime.combine(ADMITTED, dt.time(18))))
             s.flush()
             fu = FollowUp(patient_id=ids["A1"].id, episode_id=ids["A1"].episode_id, timepoint_days=30, state="completed")
             s.add(fu)
@@ -65,6 +65,11 @@ def test_the_queue_and_trend_services_keep_to_the_clinicians_teams(uow, make_use
     assert [(x.patient_id, x.rule, x.statements, x.subscale) for x in mine.alerts] == [("A1", "low_statement", [2], "bond")]
     assert [p.level for p in trend.points] == [None, None, "alert"] and trend.points[0].at_ceiling
     assert trend.missed == 1  # day 30: periods 1-4, one (the fourth) without a check-in
+    with uow() as s:  # the same stay loaded into the service on day 25: the fourth period began before it
+        stay = s.scalar(select(Episode).where(Episode.patient_id == ids["A1"].id, Episode.admission_date == ADMITTED))
+        stay.created_at = dt.datetime.combine(ADMITTED + dt.timedelta(days=25), dt.time(9))
+    with uow() as s:
+        assert patient_trend(s, s.get(User, a.id), ids["A1"].id, INSTRUMENT, 7).missed == 0  # as the alert counts
     assert len(trend.series) == 3 and all(len(s.points.split()) == 3 for s in trend.series)
     assert trend.ceiling_share == pytest.approx(2 / 3)
 

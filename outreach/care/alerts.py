@@ -53,6 +53,14 @@ def flag_and_alert(session: Session, episode: Episode, checkin: AllianceCheckin,
     return alert
 
 
+def first_period(admitted: dt.date, loaded: dt.datetime | None, period_days: int) -> int:
+    """The first check-in period (0: the one beginning at admission) that began with the stay in this service:
+    periods before it had no check-in to miss.  A day's grace: ``loaded`` (``episodes.created_at``) is UTC and the
+    admission date local, so a stay loaded the evening of its admission may be dated the next day."""
+    late = max(0, (loaded.date() - admitted).days - 1) if loaded is not None else 0
+    return -(-late // period_days)
+
+
 def check_missed(session: Session, period_days: int, now: dt.datetime | None = None,
                  rules: Rules | None = None) -> int:
     """Raise a ``missed_in_a_row`` alert for each stay in treatment, with check-ins (sms or tablet), whose last
@@ -80,10 +88,7 @@ def check_missed(session: Session, period_days: int, now: dt.datetime | None = N
     raised = 0
     for episode_pk, patient_pk, team, admitted, loaded, last_at in rows:
         periods = (now.date() - admitted).days // period_days  # full periods since admission
-        # days late, a day's grace: created_at is UTC and the admission date local (loaded the evening of the
-        # admission may be the next day in UTC)
-        late = max(0, (loaded.date() - admitted).days - 1) if loaded is not None else 0
-        first = -(-late // period_days)  # the first period that began with the stay in the service
+        first = first_period(admitted, loaded, period_days)
         if periods - first < in_a_row:
             continue
         window_start = dt.datetime.combine(admitted + dt.timedelta(days=(periods - in_a_row) * period_days), dt.time())

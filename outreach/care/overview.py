@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from ..clock import utcnow
 from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient, User
 from ..study.instrument import Instrument
-from .alerts import AlertRow, list_alerts
+from .alerts import AlertRow, first_period, list_alerts
 from .rules import ALERT, WATCH
 from .teams import may_see, team_ids_of
 
@@ -120,7 +120,7 @@ class Trend:
     points: list[Point]
     series: list[Series]
     alerts: list[AllianceAlert]
-    missed: int  # check-in periods passed without a check-in, since admission
+    missed: int  # check-in periods passed without a check-in, since the stay was loaded (as the alert counts)
     ceiling_share: float | None  # share of check-ins all at the maximum
     width: int
     height: int
@@ -162,7 +162,8 @@ def patient_trend(session: Session, user: User, patient_pk: int, instrument: Ins
         end = stay.discharge_date or today
         periods = (end - stay.admission_date).days // period_days
         taken = {(c.days_since_admission // period_days) for c in checkins if c.method != "import"}
-        missed = sum(1 for k in range(periods) if k not in taken)
+        first = first_period(stay.admission_date, stay.created_at, period_days)  # as the missed-check-ins alert
+        missed = sum(1 for k in range(first, periods) if k not in taken)
     rated = [p for p in points if p.mean is not None]
     return Trend(patient_pk, patient.patient_id, team, stay.admission_date if stay else None,
                  stay.discharge_date if stay else None, points, series, alerts, missed,
