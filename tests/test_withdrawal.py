@@ -177,6 +177,11 @@ def test_withdrawal_with_remove_erases_their_phone_and_words_from_every_table(ru
         assert trace not in dump, trace
     after = export(run_cli, tmp_path, "after.csv")
     assert r1 not in set(after["participant"]) and len(after) == 1  # only R2's follow-up
+    # what the researchers' guide tells them to do with a dataset already shared (drop the pseudonym's rows) gives
+    # exactly the new export: the other participants' rows are untouched by the removal
+    order = ["participant", "episode", "timepoint_days"]
+    corrected = before[before["participant"] != r1].sort_values(order).reset_index(drop=True)
+    pd.testing.assert_frame_equal(after.sort_values(order).reset_index(drop=True), corrected, check_dtype=False)
     report = tmp_path / "report"
     cli_ok(run_cli, "report", "--out", str(report))
     stats = json.loads((report / "stats.json").read_text())
