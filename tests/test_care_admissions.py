@@ -221,3 +221,22 @@ def test_an_admission_recorded_on_the_form_is_checked_and_written_as_an_imported
     assert [e.problem for e in again.errors] == [
         f"'F1, with a comma' has a stay in treatment since {ADMITTED}; import its discharge first (one stay in "
         "treatment at a time)"]
+
+
+def test_an_admission_of_a_participant_who_withdrew_is_skipped_and_their_erased_number_stays_erased(
+        tmp_path, run_cli, session, teams):
+    """Issue 25's promise holds for admissions too: no import enrols a participant who withdrew again, and an
+    admission row does not bring back the phone number their removal erased."""
+    path = write(tmp_path, [HEADER, f"W1,416-555-0111,{ADMITTED},Ward A,yes,sms"])
+    assert run_cli("import-admissions", str(path)).exit_code == 0
+    out = run_cli("patients", "withdraw", "W1", "--reason", "asked to leave the study", "--data", "remove", "--yes",
+                  extra_env={"EXPORT_KEY": "k" * 64})
+    assert out.exit_code == 0, out.output
+    again = run_cli("import-admissions", str(write(tmp_path, [HEADER, f"W1,416-555-0111,{ADMITTED + dt.timedelta(days=1)},Ward B,yes,sms"],
+                                                       name="later.csv")))
+    assert again.exit_code == 0, again.output
+    assert "skipped 1 row(s) of participants who withdrew from the study" in again.output
+    session.rollback()
+    person = session.scalar(select(Patient).where(Patient.patient_id == "W1"))
+    assert (person.phone, person.phone_valid) == ("", False)
+    assert session.scalars(select(Episode).where(Episode.patient_id == person.id)).all() == []

@@ -25,8 +25,8 @@ from ..config import Settings
 from ..db import audit
 from ..models import Episode, Patient
 from ..study.importer import (PATIENT_FIELDS, SEPARATORS, ImportResult, RowValidator, UpsertPlan, _load_people,
-                              _Person, _Row, _shared_phones, _text_or_none, apply_contact_changes, decode,
-                              detect_separator, read_rows, sort_out, warnings_refuse)
+                              _Person, _Row, _shared_phones, _text_or_none, _withdrawn_ids, apply_contact_changes,
+                              decode, detect_separator, read_rows, sort_out, warnings_refuse)
 from ..study.instrument import load_instrument
 from .checkins import CheckinsBy
 from .teams import teams_by_name
@@ -124,6 +124,9 @@ def _admit(session: Session, text: str, path: Path, settings: Settings, *, skip_
     if strict:
         warnings_refuse(rows)
     valid = [r for r in rows if r.record is not None]
+    gone = _withdrawn_ids(session, list(dict.fromkeys(r.record["patient_id"] for r in valid)))
+    skipped_withdrawn = sum(1 for r in valid if r.record["patient_id"] in gone)  # never enrolled again, as a
+    valid = [r for r in valid if r.record["patient_id"] not in gone]  # discharge row of theirs is not
     people = _load_people(session, list(dict.fromkeys(r.record["patient_id"] for r in valid)))
     plan = UpsertPlan(people=people)
     stays: list[tuple[_Row, _Person | None, Any]] = []
@@ -135,7 +138,7 @@ def _admit(session: Session, text: str, path: Path, settings: Settings, *, skip_
             row.record = None
         else:
             stays.append((row, person, stay))
-    result = ImportResult(separator=separator)
+    result = ImportResult(separator=separator, withdrawn=skipped_withdrawn)
     if not sort_out(result, rows, names, Path(path), skip_invalid=skip_invalid, keep_identifiers=keep_identifiers):
         return result
     _write(session, stays, plan, result)
