@@ -61,13 +61,13 @@ def admitted(uow, make_patient):
     on the admission's evening (or ``late`` days later)."""
     from outreach.models import CareTeam, Episode
 
-    def make(pid="A1", late: int = 0):  # late: days from admission to the stay's loading into the service
+    def make(pid="A1", late: int = 0, method: str = "tablet"):  # late: days from admission to the stay's loading
         p = make_patient(patient_id=pid, discharge_date=ADMITTED - dt.timedelta(days=400))
         with uow() as s:
             team = s.scalar(select(CareTeam).where(CareTeam.name == "Ward A")) or CareTeam(name="Ward A")
             s.add(team)
             s.flush()
-            s.add(Episode(patient_id=p.id, admission_date=ADMITTED, care_team_id=team.id, alliance_checkins="tablet",
+            s.add(Episode(patient_id=p.id, admission_date=ADMITTED, care_team_id=team.id, alliance_checkins=method,
                           created_at=dt.datetime.combine(ADMITTED + dt.timedelta(days=late), dt.time(18))))
         p.pk = p.id
         return p
@@ -153,6 +153,24 @@ def test_missed_periods_are_counted_from_when_the_stay_was_loaded_not_from_admis
     admitted("L2", late=1)  # loaded the next day (UTC after a local evening): on time, every period counts
     with uow() as s:
         assert check_missed(s, 7, dt.datetime.combine(ADMITTED + dt.timedelta(days=15), dt.time(12))) == 1
+
+
+def test_by_text_the_first_period_has_no_check_in_to_miss_and_a_participant_who_withdrew_misses_none(
+        uow, session, admitted):
+    """The first text goes out when the first period ends, so one unanswered text is not 'two in a row' (it was:
+    the day-7 text unanswered alerted on day 14, and the 7-day limit then held back a real alert); nothing is
+    asked of a participant who withdrew, so nothing is missed."""
+    from outreach.models import Patient
+
+    admitted("S1", method="sms")
+    gone = admitted("T9")
+    with uow() as s:
+        s.get(Patient, gone.pk).withdrawn_at = dt.datetime.combine(ADMITTED, dt.time(12))
+    with uow() as s:
+        assert check_missed(s, 7, dt.datetime.combine(ADMITTED + dt.timedelta(days=15), dt.time(12))) == 0
+    with uow() as s:  # the texts of days 7 and 14 both unanswered: two in a row
+        assert check_missed(s, 7, dt.datetime.combine(ADMITTED + dt.timedelta(days=21), dt.time(12))) == 1
+    assert [a.patient_id for a in list_alerts(session)] == ["S1"]
 
 
 def test_the_reliable_change_is_recomputed_from_the_study_once_100_check_ins_exist(uow, session, admitted):

@@ -69,3 +69,15 @@ def test_an_unanswered_statement_is_refused_and_another_teams_patient_is_403(con
     sheet = re.search(r'name="sheet" value="([^"]+)"', page).group(1)
     refused = admin.post("/console/kiosk", data={"sheet": sheet, "alliance_1": "3", "alliance_2": "4"})
     assert refused.status_code == 422 and "statement 3 has no answer" in refused.get_data(as_text=True)
+
+
+def test_the_tablet_is_not_handed_over_for_a_participant_who_withdrew(console_client, handed, uow):
+    from outreach.models import Patient
+
+    client = console_client("clinician", "nurse@study.example.org")
+    p = handed("nurse@study.example.org", language="en")
+    with uow() as s:
+        s.get(Patient, p.id).withdrawn_at = dt.datetime.combine(ADMITTED, dt.time(12))
+    refused = client.post(f"/console/care/patients/{p.id}/tablet", data={"csrf_token": client.csrf})
+    assert refused.status_code == 302 and "/kiosk" not in refused.headers["Location"]  # back to the patient page
+    assert "withdrew from the study" in client.get(refused.headers["Location"]).get_data(as_text=True)

@@ -80,15 +80,19 @@ def check_missed(session: Session, period_days: int, now: dt.datetime | None = N
     recent = select(AllianceAlert.patient_id).where(AllianceAlert.raised_at > since).distinct().subquery()
     rows = session.execute(
         select(Episode.id, Episode.patient_id, Episode.care_team_id, Episode.admission_date, Episode.created_at,
-               last.c.last)
+               Episode.alliance_checkins, last.c.last)
+        .join(Patient, Patient.id == Episode.patient_id)
         .outerjoin(last, last.c.episode_id == Episode.id)
         .outerjoin(recent, recent.c.patient_id == Episode.patient_id)
         .where(Episode.discharge_date.is_(None), Episode.admission_date.is_not(None),
-               Episode.alliance_checkins.in_(("sms", "tablet")), recent.c.patient_id.is_(None))).all()
+               Episode.alliance_checkins.in_(("sms", "tablet")), recent.c.patient_id.is_(None),
+               Patient.withdrawn_at.is_(None))).all()  # a participant who withdrew is asked nothing: misses nothing
     raised = 0
-    for episode_pk, patient_pk, team, admitted, loaded, last_at in rows:
+    for episode_pk, patient_pk, team, admitted, loaded, method, last_at in rows:
         periods = (now.date() - admitted).days // period_days  # full periods since admission
         first = first_period(admitted, loaded, period_days)
+        if method == "sms":  # the first text goes at the end of the first period: period 0 has none to miss
+            first = max(first, 1)
         if periods - first < in_a_row:
             continue
         window_start = dt.datetime.combine(admitted + dt.timedelta(days=(periods - in_a_row) * period_days), dt.time())

@@ -49,6 +49,8 @@ def hand_over(session: Session, user: User, patient_pk: int, *, address: str | N
         raise NoSuchPatient(patient_pk)
     if not may_see(session, user, patient_pk):
         raise NotYourPatient(patient_pk)
+    if patient.withdrawn_at is not None:
+        raise CheckinError(f"{patient.patient_id} withdrew from the study: no check-in is taken")
     stay = stay_in_treatment(session, patient_pk)
     if stay is None:
         raise CheckinError(f"{patient.patient_id} is not in treatment: check-ins are taken during a stay")

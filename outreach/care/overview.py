@@ -163,6 +163,8 @@ def patient_trend(session: Session, user: User, patient_pk: int, instrument: Ins
         periods = (end - stay.admission_date).days // period_days
         taken = {(c.days_since_admission // period_days) for c in checkins if c.method != "import"}
         first = first_period(stay.admission_date, stay.created_at, period_days)  # as the missed-check-ins alert
+        if stay.alliance_checkins == "sms":  # the first text goes when the first period ends
+            first = max(first, 1)
         missed = sum(1 for k in range(first, periods) if k not in taken)
     rated = [p for p in points if p.mean is not None]
     return Trend(patient_pk, patient.patient_id, team, stay.admission_date if stay else None,
