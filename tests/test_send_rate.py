@@ -78,7 +78,9 @@ def test_three_workers_together_keep_to_the_senders_rate(queued, sessions, sessi
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert sum(r.sent for r in results) == 30 and all(r.sent for r in results), "every worker took a share"
+    # every text sent once between them (which worker gets a share is up to the scheduler: on SQLite, whose write
+    # lock serialises claims, one worker may find nothing left on a loaded machine)
+    assert sum(r.sent for r in results) == 30
     assert sum(r.reconciled for r in results) == 0
     assert Counter(to for _, to in log) == Counter(p.phone for p in patients)  # each text once
     times = sorted(at for at, _ in log)
