@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from outreach.pseudonyms import pseudonym
+from outreach.study.pseudonyms import pseudonym
 from outreach.study.waves import OUTCOME_RULES
 
 from . import queries

@@ -13,7 +13,7 @@ from conversations.texts import render
 from outreach.db import unit_of_work
 from outreach.models import Alert, Answer, AuditEvent, Base, Message, Patient
 from outreach.messaging.send_rule import WITHDRAWN
-from outreach.pseudonyms import pseudonym
+from outreach.study.pseudonyms import pseudonym
 from outreach.study.withdrawal import WithdrawalError, consequences, withdraw
 
 from .conftest import AUTH_TOKEN, PUBLIC_BASE

@@ -30,7 +30,7 @@ from ..models import Alert, Answer, AuditEvent, BlockedNumber, Episode, FollowUp
 from ..clock import utcnow
 from ..messaging.opt_outs import cancel_pending
 from ..messaging.send_rule import TO_THE_WRITER, WITHDRAWN
-from ..pseudonyms import pseudonym
+from .pseudonyms import pseudonym
 from ..repository import OPEN_STATES, close, lock_phone
 from ..states import Delivery
 from .retention import WITHDRAWAL, erase_phones, marker
