@@ -8,6 +8,7 @@ import io
 import os
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
@@ -295,6 +296,35 @@ def test_result_files_are_private_and_deleted_after_job_result_days(sessions, co
     with unit_of_work(sessions) as s:
         job = s.get(Job, job_id)
         assert job.files_deleted_at is not None and queue.result_file(settings, job, "data") is None
+
+
+def test_a_file_that_goes_while_the_job_ends_does_not_fail_the_job(sessions, console_env, jobs_path, monkeypatch):
+    """The job's heartbeat renames its progress file into place while the job's files are made private: a path
+    listed a moment before is gone.  That failed a report in CI ('unexpected error (FileNotFoundError …)')."""
+    settings = load_settings(console_env)
+
+    @queue.handler("test_files")
+    def _files(ctx):
+        for name in ("a.csv", "b.csv", "c.csv"):
+            (ctx.folder / name).write_text("x\n")
+        return {"summary": "wrote three"}
+
+    chmod = os.chmod
+
+    def chmod_while_files_go(path, mode, **kw):  # as the heartbeat's rename does, between listing and chmod
+        for other in Path(path).parent.glob("*.csv"):
+            if other != Path(path):
+                other.unlink()
+        return chmod(path, mode, **kw)
+
+    with unit_of_work(sessions) as s:
+        job_id = submit(s, "test_files", owner="a@x.org", owner_role="researcher").id
+    monkeypatch.setattr(queue.os, "chmod", chmod_while_files_go)
+    run_pending(sessions, settings, "w")
+    monkeypatch.undo()
+    with unit_of_work(sessions) as s:
+        job = s.get(Job, job_id)
+        assert (job.state, job.error, job.result["summary"]) == (JobState.DONE, None, "wrote three")
 
 
 def test_a_long_job_on_sqlite_still_shows_progress_and_is_not_taken_for_dead(sessions, console_env, jobs_path):

@@ -105,9 +105,15 @@ def job_folder(settings: Settings, job_id: int) -> Path:
 
 def make_private(folder: Path) -> None:
     """Every file under ``folder`` readable by its owner only (a library may have written one with the
-    process's umask; the worker's umask is not changed, as it runs other threads)."""
+    process's umask; the worker's umask is not changed, as it runs other threads).
+
+    The job's heartbeat thread is still writing its progress file (a temporary file renamed into place) while
+    this runs, so a path listed a moment ago may be gone: that is skipped, not a failed job."""
     for path in folder.rglob("*"):
-        os.chmod(path, 0o700 if path.is_dir() else 0o600)
+        try:
+            os.chmod(path, 0o700 if path.is_dir() else 0o600)
+        except FileNotFoundError:
+            continue
 
 
 def result_file(settings: Settings, job: Job, name: str) -> Path | None:
