@@ -5,14 +5,15 @@ import getpass
 import os
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from .models import AuditEvent
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 from .clock import utcnow
 
@@ -126,7 +127,10 @@ def unit_of_work(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def alembic_config(engine: Engine) -> Config:
+def alembic_config(engine: Engine) -> "Config":
+    from alembic.config import Config  # imported here: alembic (with mako and pygments) is a fifth of every
+    # command's start-up, and only ``db upgrade`` and the checks of the schema need it
+
     cfg = Config()
     cfg.set_main_option("script_location", str(resources.files("outreach") / "migrations"))
     cfg.attributes["engine"] = engine
@@ -135,6 +139,8 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database to ``revision`` (idempotent)."""
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 

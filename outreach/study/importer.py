@@ -296,7 +296,6 @@ class RowValidator:
         self.earliest = settings.earliest_date
         self.instrument = instrument
         self.today = today
-        self._known: dict[tuple[str, str], tuple[Any, str | None]] = {}  # (column, cell) -> (value, problem)
         self._phones: dict[str, tuple[Phone | None, str | None, tuple[tuple[str, str], ...]]] = {}
         self._scores: dict[tuple, tuple[float | None, dict[str, float | None]]] = {}
         # (column, check) in the order the problems of a row are listed, each check memoised per distinct cell
@@ -310,56 +309,79 @@ class RowValidator:
               for column in ("sex", "primary_substance", "program")]]
         lo, hi = instrument.min, instrument.max
         self._item = lambda v: _int_or_none(v, lo, hi)
+        self._item_columns = tuple(instrument.columns)
+        # one memo per column: cell text -> (value, None) or (None, problem)
+        self._memo: dict[str, dict[str, tuple[Any, str | None]]] = {
+            column: {} for column, _ in (*self._cells, *self._cells_after_zone, ("items", None))}
 
     def _cell(self, column: str, fn: Callable[[str], Any], v: str) -> tuple[Any, str | None]:
         """(value, None) or (None, problem) of one cell, checked once per distinct cell of the column."""
-        key = (column, v)
-        known = self._known.get(key)
+        memo = self._memo[column]
+        known = memo.get(v)
         if known is None:
             try:
                 known = (fn(v), None)
             except ValueError as exc:
                 known = (None, str(exc))
-            self._known[key] = known
+            memo[v] = known
         return known
+
+    def _cells_of(self, values: dict[str, str], checks: list[tuple[str, Callable[[str], Any]]],
+                  rec: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+        """Each column of ``checks`` into ``rec``, or its problem into ``problems`` (the hot loop of an import:
+        100,000 rows times a dozen cells, so the memo is read inline)."""
+        memo_of = self._memo
+        for column, fn in checks:
+            v = values.get(column, "").strip()
+            known = memo_of[column].get(v)
+            if known is None:
+                known = self._cell(column, fn, v)
+            if known[1] is None:
+                rec[column] = known[0]
+            else:
+                problems.append((column, known[1]))
 
     def __call__(self, values: dict[str, str]) -> tuple[dict[str, Any] | None, list[tuple[str, str]]]:
         problems: list[tuple[str, str]] = []
         rec: dict[str, Any] = {}
         warnings: list[tuple[str, str]] = []
 
-        def check(column: str, fn: Callable[[str], Any]) -> None:
-            try:
-                rec[column] = fn(values.get(column, "").strip())
-            except ValueError as exc:
-                problems.append((column, str(exc)))
-
-        def cells(checks: list[tuple[str, Callable[[str], Any]]]) -> None:
-            for column, fn in checks:
-                value, problem = self._cell(column, fn, values.get(column, "").strip())
-                if problem is None:
-                    rec[column] = value
-                else:
-                    problems.append((column, problem))
-
-        check("patient_id", self._patient_id)
-        check("episode_id", lambda v: _text_or_none(v, 64))
+        try:
+            rec["patient_id"] = self._patient_id(values.get("patient_id", "").strip())
+        except ValueError as exc:
+            problems.append(("patient_id", str(exc)))
+        episode = values.get("episode_id", "").strip()
+        if len(episode) > 64:
+            problems.append(("episode_id", "is longer than 64 characters"))
+        else:
+            rec["episode_id"] = episode or None
         phone = self._read_phone(values.get("phone", "").strip())
         if phone[0] is None:
             problems.append(("phone", phone[1]))
         else:
             rec["phone"] = phone[0].e164
             warnings.extend(phone[2])
-        cells(self._cells)
-        check("timezone", lambda v: self._zone(v, rec.get("phone")))
-        cells(self._cells_after_zone)
+        self._cells_of(values, self._cells, rec, problems)
+        zone = values.get("timezone", "").strip()
+        if zone:
+            try:
+                rec["timezone"] = self._zone(zone, rec.get("phone"))
+            except ValueError as exc:
+                problems.append(("timezone", str(exc)))
+        else:
+            rec["timezone"] = None
+        self._cells_of(values, self._cells_after_zone, rec, problems)
         items = []
-        for column in self.instrument.columns:
-            value, problem = self._cell("items", self._item, values.get(column, "").strip())
-            if problem is None:
-                items.append(value)
+        memo, item = self._memo["items"], self._item
+        for column in self._item_columns:
+            v = values.get(column, "").strip()
+            known = memo.get(v)
+            if known is None:
+                known = self._cell("items", item, v)
+            if known[1] is None:
+                items.append(known[0])
             else:
-                problems.append((column, problem))
+                problems.append((column, known[1]))
         if not problems and rec["admission_date"] and rec["admission_date"] > rec["discharge_date"]:
             problems.append(("admission_date", f"{rec['admission_date']} is after the discharge_date "
                                                f"{rec['discharge_date']}"))
@@ -652,7 +674,10 @@ def _shared_phones(session: Session, rows: list[_Row], progress: _Progress | Non
                 continue  # this file moves them to another phone
             holders[phone].add(pid)
     for r in valid:
-        others = sorted(holders[r.record["phone"]] - {r.record["patient_id"]})
+        holding = holders[r.record["phone"]]
+        if len(holding) < 2:
+            continue  # the phone is this patient's alone (most rows)
+        others = sorted(holding - {r.record["patient_id"]})
         if others:
             listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
             r.warnings.append(("phone", f"{mask(r.record['phone'])} is also the phone of patient {listed} "
@@ -1144,7 +1169,8 @@ def _bulk_insert(session: Session, table: Table, columns: list[str], rows: list[
     dialect = conn.dialect
 
     def processor(name: str) -> Callable[[Any], Any] | None:
-        return None if name in serialized else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        fn = None if name in serialized else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        return None if fn is None else _memoised(fn)
 
     extra = tuple(fn(v) if (fn := processor(c)) else v for c, v in same.items())
     procs = [(i, fn) for i, c in enumerate(columns) if (fn := processor(c)) is not None]
@@ -1154,6 +1180,22 @@ def _bulk_insert(session: Session, table: Table, columns: list[str], rows: list[
         rows = [row + extra for row in rows]
     conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
                          rows)
+
+
+def _memoised(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A column's bind processor answering each distinct value once (a file has few distinct dates and flags)."""
+    known: dict[Any, Any] = {}
+
+    def once(value: Any) -> Any:
+        try:
+            return known[value]
+        except KeyError:
+            known[value] = out = fn(value)
+            return out
+        except TypeError:  # not hashable
+            return fn(value)
+
+    return once
 
 
 def _processed(row: tuple, procs: list[tuple[int, Callable[[Any], Any]]]) -> tuple:
