@@ -206,7 +206,8 @@ class JsonFormatter(CleanFormatter):
         return mask_text(json.dumps(entry, ensure_ascii=False))
 
 
-def _install_record_factory() -> None:
+def install_record_cleaning() -> None:
+    """Make every log record of this process go through :func:`clean_record` when it is made (idempotent)."""
     current = logging.getLogRecordFactory()
     if getattr(current, "_outreach", False):
         return
@@ -239,7 +240,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 def configure_logging(stream=None) -> logging.Handler:
     """Log to stderr (LOG_LEVEL, default INFO) through the cleaning formatter; safe to call twice."""
-    _install_record_factory()
+    install_record_cleaning()
     root = logging.getLogger()
     for h in root.handlers:
         if getattr(h, "_outreach", False):
