@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -70,17 +69,14 @@ def expected_opening(window: str) -> str:
 
 
 @responses.activate
-def test_a_thousand_texts_held_for_quiet_hours_take_well_under_a_second(run_cli, sessions, session, rate_limited,
-                                                                         sleeps):
-    import twilio.rest  # noqa: F401 - imported once, so the timing below is the pass, not an import
-
+def test_a_thousand_texts_held_for_quiet_hours_wait_for_no_send_rate_and_call_no_api(run_cli, sessions, session,
+                                                                                       rate_limited, sleeps):
+    """Holding texts for quiet hours neither waits for the send rate nor calls Twilio (what kept this pass from
+    taking a rate-limited second per text; its speed is a benchmark's business, not a timed test's)."""
     queue_invitations(sessions, 1000)
-    started = time.perf_counter()
     result = run_cli("send-due", extra_env=rate_limited)
-    elapsed = time.perf_counter() - started
     assert result.exit_code == 0, result.output
     assert sleeps == [] and len(responses.calls) == 0  # no rate-limit wait, no API call
-    assert elapsed < 0.5, f"holding 1,000 texts took {elapsed:.2f} s"
     opens = expected_opening(rate_limited["SEND_WINDOW"])
     assert f"sent 0, held for quiet hours 1000 (their window opens {opens})" in result.output
     session.rollback()
