@@ -15,6 +15,7 @@ from ..db import audit
 from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient
 from ..study.instrument import Instrument
 from .rules import ALERT, Rules, Scored, evaluate, load_rules, reliable_change
+from .teams import visible_stays
 
 
 class AllianceAlertError(ValueError):
@@ -124,16 +125,19 @@ class AlertRow:
 
 def list_alerts(session: Session, *, team_ids: list[int] | None = None, include_acknowledged: bool = False,
                 limit: int | None = None) -> list[AlertRow]:
-    """Alliance alerts, newest first: open ones (``include_acknowledged``: all); ``team_ids`` limits them to those
-    teams (a clinician's), None to every team.  One query."""
+    """Alliance alerts, newest first: open ones (``include_acknowledged``: all); ``team_ids`` limits them to the
+    stays of those teams (a clinician's), None to every team.  An alert is its stay's: listed for the stay's team
+    now (``episodes.care_team_id``), as the stay's check-ins are, so a stay moved to another team takes its alerts
+    along (``alliance_alerts.care_team_id`` keeps the team it was raised for).  One query."""
     stmt = (select(AllianceAlert, Patient.patient_id, CareTeam.name)
             .join(Patient, Patient.id == AllianceAlert.patient_id)
-            .outerjoin(CareTeam, CareTeam.id == AllianceAlert.care_team_id)
+            .join(Episode, Episode.id == AllianceAlert.episode_id)
+            .outerjoin(CareTeam, CareTeam.id == Episode.care_team_id)
             .order_by(AllianceAlert.raised_at.desc(), AllianceAlert.id.desc()))
     if not include_acknowledged:
         stmt = stmt.where(AllianceAlert.acknowledged_at.is_(None))
     if team_ids is not None:
-        stmt = stmt.where(AllianceAlert.care_team_id.in_(team_ids or [-1]))
+        stmt = stmt.where(visible_stays(team_ids))
     if limit is not None:
         stmt = stmt.limit(limit)
     return [AlertRow(a.id, a.patient_id, pid, team, a.rule, (a.details or {}).get("says", a.rule), a.statements or [],
@@ -144,12 +148,14 @@ def list_alerts(session: Session, *, team_ids: list[int] | None = None, include_
 def acknowledge(session: Session, alert_id: int, note: str, *, actor: str, team_ids: list[int] | None = None,
                 address: str | None = None) -> AllianceAlert:
     """Close an alliance alert with a note on what was done (audited).  ``team_ids``: the teams the actor works in
-    (a clinician may acknowledge only their teams' alerts); None for any."""
+    (a clinician may acknowledge only the alerts of their teams' stays, as :func:`list_alerts` lists them); None for
+    any."""
     note = (note or "").strip()
     if not note:
         raise AllianceAlertError("write what was done: acknowledging an alliance alert needs a note")
     alert = session.get(AllianceAlert, alert_id)
-    if alert is None or (team_ids is not None and alert.care_team_id not in team_ids):
+    team = session.scalar(select(Episode.care_team_id).where(Episode.id == alert.episode_id)) if alert else None
+    if alert is None or (team_ids is not None and team not in team_ids):
         raise AllianceAlertError(f"there is no alliance alert {alert_id}")
     if alert.acknowledged_at is not None:
         raise AllianceAlertError(f"alliance alert {alert_id} was acknowledged already by {alert.acknowledged_by}")

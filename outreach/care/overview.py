@@ -14,7 +14,7 @@ from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient,
 from ..study.instrument import Instrument
 from .alerts import AlertRow, first_period, list_alerts
 from .rules import ALERT, WATCH
-from .teams import may_see, team_ids_of
+from .teams import sees, team_ids_of, visible_stays
 
 
 class NotYourPatient(PermissionError):
@@ -134,14 +134,17 @@ CHART_W, CHART_H, PAD = 560, 220, 36
 
 def patient_trend(session: Session, user: User, patient_pk: int, instrument: Instrument, period_days: int,
                   today: dt.date | None = None) -> Trend:
-    """One patient's latest stay with check-ins (or in treatment): every check-in, the mean and both subscales as
-    chart series, the watch and alert history, check-in periods missed.  Six queries, however many check-ins."""
+    """One patient's latest stay that the user sees (:func:`visible_stays`: a clinician, their teams' stays only)
+    and that has begun (the one in treatment first): every check-in, the mean and both subscales as chart series,
+    the watch and alert history, check-in periods missed.  Six queries, however many check-ins."""
     patient = session.get(Patient, patient_pk)
     if patient is None:
         raise NoSuchPatient(patient_pk)
-    if not may_see(session, user, patient_pk):
+    teams = team_ids_of(session, user)
+    if not sees(session, teams, patient_pk):
         raise NotYourPatient(patient_pk)
-    stay = session.scalar(select(Episode).where(Episode.patient_id == patient_pk, Episode.admission_date.is_not(None))
+    stay = session.scalar(select(Episode).where(Episode.patient_id == patient_pk, Episode.admission_date.is_not(None),
+                                                visible_stays(teams))
                           .order_by(Episode.discharge_date.is_(None).desc(), Episode.admission_date.desc()).limit(1))
     team = session.get(CareTeam, stay.care_team_id).name if stay is not None and stay.care_team_id else None
     checkins = list(session.scalars(select(AllianceCheckin).where(AllianceCheckin.episode_id == (stay.id if stay else -1))
