@@ -146,8 +146,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "RETENTION_RUN_AT": ("03:00", "Time of day (CONSOLE_TIMEZONE) from which the worker applies the retention rules, "
                                   "once a day, in small batches."),
     "ALLIANCE_CHECKIN_DAYS": ("7", "Days between two alliance check-ins during a stay, counted from admission."),
-    "KIOSK_IDLE_SECONDS": ("120", "Seconds without a touch after which the tablet's check-in page starts again, "
-                                  "discarding the unfinished check-in."),
+    "KIOSK_IDLE_SECONDS": ("120", "Seconds without a touch after which the tablet's check-in page locks, discarding "
+                                  "the unfinished check-in: a staff member signs in and hands it over again."),
 }
 
 
