@@ -167,3 +167,31 @@ def test_the_sms_statements_are_the_instruments_own_words():
         for i, (question, statement) in enumerate(zip(SURVEY_CHECKIN.questions, instrument.statements_in(language)), 1):
             assert question.key == f"alliance_{i}" and f"{i}/6. {statement} " in question.prompt[language]
     assert [q.allowed for q in SURVEY_CHECKIN.questions] == [(instrument.min, instrument.max)] * 6
+
+
+@responses.activate
+def test_a_checkin_whose_invitation_was_cancelled_ends_and_frees_the_patient(admitted, worker, sessions, send_env,
+                                                                            session, tmp_path, run_cli, clock):
+    """The invitation of E1's check-in is cancelled before it goes (consent withdrawn by an import): the
+    conversation stayed 'invited' for ever (it expires only from a sent invitation), and as E1's one open
+    conversation it held back every later check-in, even once consent was given again, and any wave
+    (patient_busy).  Now the worker ends it (expired) and the next period's check-in goes."""
+    responses.add_callback(responses.POST, API, callback=ok_reply)
+    every_minute(sessions, load_settings(send_env))  # both check-ins queued, none sent yet
+
+    def consent(answer, how):
+        path = tmp_path / f"consent-{answer}.csv"
+        path.write_text(f"{HEADER}\nE1,416-555-0101,{ADMITTED},Ward A,{answer},{how},en\n", encoding="utf-8")
+        result = run_cli("import-admissions", str(path))
+        assert result.exit_code == 0, result.output
+
+    consent("no", "tablet")  # no texts for now: the tablet instead
+    assert set(worker()) == {"+15145550102"}  # E1's invitation was cancelled
+    session.rollback()
+    first = session.scalar(select(FollowUp).join(Patient, Patient.id == FollowUp.patient_id)
+                           .where(Patient.patient_id == "E1"))
+    assert (first.state, first.invited_at, first.closed_at is not None) == ("expired", None, True)
+    consent("yes", "sms")
+    clock(days=7)
+    sent = worker()
+    assert "this week's check-in" in sent.get("+14165550101", "")  # free again: the next period's check-in
