@@ -195,3 +195,38 @@ def test_a_checkin_whose_invitation_was_cancelled_ends_and_frees_the_patient(adm
     clock(days=7)
     sent = worker()
     assert "this week's check-in" in sent.get("+14165550101", "")  # free again: the next period's check-in
+
+
+@responses.activate
+def test_stop_in_a_checkin_stops_every_text_and_start_brings_them_all_back(admitted, worker, twilio, sessions, session,
+                                                                           settings, clock):
+    """STOP during a check-in is the patient's opt-out from everything (outreach.messaging.opt_outs), as anywhere:
+    no more check-ins, no research follow-up of an earlier stay, the answers given kept, and the reply says no text
+    at all will come.  START lifts it for both (its reply said 'follow-up texts' only)."""
+    from outreach.db import unit_of_work
+    from outreach.models import Episode
+    from outreach.study.waves import plan_wave
+
+    responses.add_callback(responses.POST, API, callback=ok_reply)
+    with unit_of_work(sessions) as s:  # an earlier stay of E1 whose 30-day follow-up fell due before this one
+        p = s.scalar(select(Patient).where(Patient.patient_id == "E1"))
+        s.add(Episode(patient_id=p.id, admission_date=ADMITTED - dt.timedelta(days=60),
+                      discharge_date=ADMITTED - dt.timedelta(days=35)))
+    due = ADMITTED - dt.timedelta(days=5)
+    worker()
+    *_, stopped = answer(twilio, "+14165550101", "yes", "6", "please stop texting me")
+    assert stopped == ["Recovery Study: you will not get any more texts from us. Reply START to get them again."]
+    session.rollback()
+    e1 = session.scalar(select(Patient).where(Patient.patient_id == "E1"))
+    assert e1.opted_out_at is not None and e1.opt_out_reason == "stop"
+    assert session.scalar(select(FollowUp.state).where(FollowUp.patient_id == e1.id)) == "opted_out"
+    worker()
+    session.rollback()
+    assert session.scalar(select(AllianceCheckin.items).where(AllianceCheckin.patient_id == e1.id)) == [6] + [None] * 5
+    with unit_of_work(sessions) as s:
+        assert plan_wave(s, settings, 30, due).excluded["opted_out"] == 1  # the research follow-up: not invited
+    clock(days=7)
+    assert "+14165550101" not in worker()  # no check-in either
+    assert "you will receive our texts again" in answer(twilio, "+14165550101", "START")[0][0]
+    clock(days=7)
+    assert "this week's check-in" in worker()["+14165550101"]
