@@ -187,3 +187,33 @@ def test_the_reliable_change_is_recomputed_from_the_study_once_100_check_ins_exi
         rc = reliable_change(s, INSTRUMENT)
     assert rc.from_study and rc.checkins == 100 and rc.threshold == reliable_change_of(rc.sd, rc.alpha)
     assert 0.0 < rc.alpha < 1.0 and rc.threshold != 0.70
+
+
+def test_a_patient_who_cannot_be_texted_misses_no_check_in_by_text(uow, session, admitted, make_user, console_client):
+    """Check-ins by text for a patient the service may not text (opted out, no consent, a number found invalid)
+    are never sent: they raised 'two check-ins in a row missed' as if the texts had been ignored.  Their trend
+    page says texts cannot be sent, and counts nothing missed; a tablet patient and a patient who can be texted
+    still miss theirs."""
+    from outreach.care.overview import patient_trend
+    from outreach.models import User
+
+    stopped, unconsented, invalid = admitted("S1", method="sms"), admitted("S2", method="sms"), admitted("S3", method="sms")
+    admitted("S4", method="sms")
+    admitted("T1", method="tablet")
+    with uow() as s:
+        s.get(Patient, stopped.pk).opted_out_at = dt.datetime.combine(ADMITTED, dt.time(12))
+        s.get(Patient, unconsented.pk).sms_consent = False
+        s.get(Patient, invalid.pk).phone_valid = False
+    with uow() as s:
+        assert check_missed(s, 7, dt.datetime.combine(ADMITTED + dt.timedelta(days=21), dt.time(16))) == 2
+    assert sorted(a.patient_id for a in list_alerts(session)) == ["S4", "T1"]
+    admin = make_user("admin@study.example.org", "admin")
+    with uow() as s:
+        trend = patient_trend(s, s.get(User, admin.id), stopped.pk, INSTRUMENT, 7, today=ADMITTED + dt.timedelta(days=21))
+        assert (trend.texts_blocked, trend.missed) == (True, 0)
+        other = s.scalar(select(Patient.id).where(Patient.patient_id == "S4"))
+        trend = patient_trend(s, s.get(User, admin.id), other, INSTRUMENT, 7, today=ADMITTED + dt.timedelta(days=21))
+        assert (trend.texts_blocked, trend.missed) == (False, 2)
+    page = console_client("admin").get(f"/console/care/patients/{stopped.pk}").get_data(as_text=True)
+    assert "Check-ins by text cannot be sent to this patient now" in page and "period missed" not in page
+    assert "opted out" not in page  # why is the study's business, not the care team's

@@ -7,11 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..clock import utcnow
 from ..db import audit
+from ..messaging.send_rule import can_be_texted
 from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient
 from ..study.instrument import Instrument
 from .rules import ALERT, Rules, Scored, evaluate, load_rules, reliable_change
@@ -67,7 +68,9 @@ def check_missed(session: Session, period_days: int, now: dt.datetime | None = N
     """Raise a ``missed_in_a_row`` alert for each stay in treatment, with check-ins (sms or tablet), whose last
     ``threshold`` full check-in periods passed without a check-in.  Periods are counted from admission, but only
     those that began once the stay was in this service (``episodes.created_at``): an admission loaded 20 days late
-    had no check-in to miss before, and alerts only after ``threshold`` periods of its own.  Returns how many were
+    had no check-in to miss before, and alerts only after ``threshold`` periods of its own.  A stay with check-ins
+    by text whose patient may not be texted now (:func:`outreach.messaging.send_rule.can_be_texted`) misses
+    nothing: no text went, so none was ignored (the trend page says texts cannot be sent).  Returns how many were
     raised.  One query for the stays, one insert per alert (the worker's minute duties)."""
     rules = rules or load_rules()
     rule = next(iter(rules.of_kind("missed_in_a_row")), None)
@@ -87,7 +90,9 @@ def check_missed(session: Session, period_days: int, now: dt.datetime | None = N
         .outerjoin(recent, recent.c.patient_id == Episode.patient_id)
         .where(Episode.discharge_date.is_(None), Episode.admission_date.is_not(None),
                Episode.alliance_checkins.in_(("sms", "tablet")), recent.c.patient_id.is_(None),
-               Patient.withdrawn_at.is_(None))).all()  # a participant who withdrew is asked nothing: misses nothing
+               Patient.withdrawn_at.is_(None),  # a participant who withdrew is asked nothing: misses nothing
+               # nor is a patient the service may not text (opted out, no consent, no working number) asked by text
+               or_(Episode.alliance_checkins != "sms", can_be_texted()))).all()
     raised = 0
     for episode_pk, patient_pk, team, admitted, loaded, method, last_at in rows:
         periods = (now.date() - admitted).days // period_days  # full periods since admission

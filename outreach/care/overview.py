@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..clock import utcnow
+from ..messaging.send_rule import can_be_texted
 from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient, User
 from ..study.instrument import Instrument
 from .alerts import AlertRow, first_period, list_alerts
@@ -127,6 +128,7 @@ class Trend:
     scale_max: int
     xs: dict[int, float]  # checkin id -> x
     ys: dict[int, float]  # checkin id -> y of the mean
+    texts_blocked: bool = False  # check-ins by text, and the patient may not be texted now: none is missed
 
 
 CHART_W, CHART_H, PAD = 560, 220, 36
@@ -136,7 +138,8 @@ def patient_trend(session: Session, user: User, patient_pk: int, instrument: Ins
                   today: dt.date | None = None) -> Trend:
     """One patient's latest stay that the user sees (:func:`visible_stays`: a clinician, their teams' stays only)
     and that has begun (the one in treatment first): every check-in, the mean and both subscales as chart series,
-    the watch and alert history, check-in periods missed.  Six queries, however many check-ins."""
+    the watch and alert history, check-in periods missed (none while check-ins by text cannot be sent, as the alert
+    counts).  Six queries, however many check-ins (seven for a stay in treatment with check-ins by text)."""
     patient = session.get(Patient, patient_pk)
     if patient is None:
         raise NoSuchPatient(patient_pk)
@@ -169,12 +172,16 @@ def patient_trend(session: Session, user: User, patient_pk: int, instrument: Ins
         if stay.alliance_checkins == "sms":  # the first text goes when the first period ends
             first = max(first, 1)
         missed = sum(1 for k in range(first, periods) if k not in taken)
+    texts_blocked = (stay is not None and stay.discharge_date is None and stay.alliance_checkins == "sms"
+                     and session.scalar(select(Patient.id).where(Patient.id == patient_pk, can_be_texted())) is None)
+    if texts_blocked:
+        missed = 0  # as the alert counts: no text went, so none was ignored
     rated = [p for p in points if p.mean is not None]
     return Trend(patient_pk, patient.patient_id, team, stay.admission_date if stay else None,
                  stay.discharge_date if stay else None, points, series, alerts, missed,
                  (sum(p.at_ceiling for p in rated) / len(rated)) if rated else None, CHART_W, CHART_H, instrument.max,
                  {p.checkin_id: x_of(p.day) for p in points},
-                 {p.checkin_id: y_of(p.mean) for p in points if p.mean is not None})
+                 {p.checkin_id: y_of(p.mean) for p in points if p.mean is not None}, texts_blocked)
 
 
 def _point(c: AllianceCheckin, instrument: Instrument) -> Point:
