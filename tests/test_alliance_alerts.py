@@ -217,3 +217,20 @@ def test_a_patient_who_cannot_be_texted_misses_no_check_in_by_text(uow, session,
     page = console_client("admin").get(f"/console/care/patients/{stopped.pk}").get_data(as_text=True)
     assert "Check-ins by text cannot be sent to this patient now" in page and "period missed" not in page
     assert "opted out" not in page  # why is the study's business, not the care team's
+
+
+def test_the_command_line_looks_at_alerts_and_check_ins_are_audited(uow, session, admitted, run_cli):
+    """Every look at identifiable data by a person is audited: ``alliance alerts`` and ``alliance checkins`` were
+    not (the console's pages were).  One row per patient listed, by the operating-system user who ran it."""
+    p, q = admitted("C1"), admitted("C2")
+    first, second = checkin(uow, p, [1] * 6, 3), checkin(uow, q, [2] * 6, 4)
+    assert "C1" in run_cli("alliance", "alerts").output
+    assert "week 1" in run_cli("alliance", "checkins", "C2").output
+    session.rollback()
+    rows = session.execute(select(AuditEvent.actor, AuditEvent.action, AuditEvent.patient_id, AuditEvent.details)
+                           .where(AuditEvent.action.in_(("viewed_alliance_alerts", "viewed_checkins")))
+                           .order_by(AuditEvent.id)).all()
+    assert [(action, pk) for _, action, pk, _ in rows] == [
+        ("viewed_alliance_alerts", q.pk), ("viewed_alliance_alerts", p.pk), ("viewed_checkins", q.pk)]
+    assert all(actor.startswith("cli:") for actor, *_ in rows)
+    assert rows[0].details == {"alert_ids": [second.id], "via": "cli"} and rows[2].details == {"via": "cli", "checkins": 1}

@@ -110,8 +110,9 @@ def test_a_clinician_acknowledges_an_alert_with_a_note_and_sees_no_follow_up_dat
     session.rollback()
     viewed = session.scalars(select(AuditEvent.action).where(AuditEvent.patient_id == ids["A1"].id)).all()
     assert "viewed_checkins" in viewed
-    looks = session.scalars(select(AuditEvent.details).where(AuditEvent.action == "viewed_care_queue")).all()
-    assert looks and looks[0] == {"patients": 1, "alerts": [alert_id]}
+    looks = session.execute(select(AuditEvent.patient_id, AuditEvent.details)
+                            .where(AuditEvent.action == "viewed_care_queue").order_by(AuditEvent.id)).all()
+    assert looks[0] == (ids["A1"].id, {"alert_ids": [alert_id]})  # one row per patient shown (the first look)
 
 
 def test_the_settings_page_shows_the_reliable_change_threshold_in_use(console_client):

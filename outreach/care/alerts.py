@@ -11,7 +11,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..clock import utcnow
-from ..db import audit
+from ..db import audit, audit_each_patient
 from ..messaging.send_rule import can_be_texted
 from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient
 from ..study.instrument import Instrument
@@ -148,6 +148,17 @@ def list_alerts(session: Session, *, team_ids: list[int] | None = None, include_
     return [AlertRow(a.id, a.patient_id, pid, team, a.rule, (a.details or {}).get("says", a.rule), a.statements or [],
                      a.subscale, a.raised_at, a.acknowledged_at, a.acknowledged_by, a.note)
             for a, pid, team in session.execute(stmt)]
+
+
+def audit_alerts_shown(session: Session, action: str, rows: list[AlertRow], *, actor: str,
+                       address: str | None = None, patients: list[int] = (), **details) -> None:
+    """Audit a look at alliance alerts (and ``patients``, their pks, listed beside them): one row per patient shown,
+    with the ids of their alerts shown, so the audit log filtered by a patient finds every look (a look that
+    showed no one: one row without a patient).  In the caller's transaction, one statement."""
+    shown: dict[int | None, dict] = {pk: {"alert_ids": [], **details} for pk in patients}
+    for a in rows:
+        shown.setdefault(a.patient_pk, {"alert_ids": [], **details})["alert_ids"].append(a.id)
+    audit_each_patient(session, action, shown or {None: {"alert_ids": [], **details}}, actor=actor, address=address)
 
 
 def acknowledge(session: Session, alert_id: int, note: str, *, actor: str, team_ids: list[int] | None = None,

@@ -13,7 +13,7 @@ from ..clock import utcnow
 from ..messaging.send_rule import can_be_texted
 from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient, User
 from ..study.instrument import Instrument
-from .alerts import AlertRow, first_period, list_alerts
+from .alerts import AlertRow, audit_alerts_shown, first_period, list_alerts
 from .rules import ALERT, WATCH
 from .teams import sees, team_ids_of, visible_stays
 
@@ -86,6 +86,16 @@ def team_queue(session: Session, user: User, *, team_id: int | None = None, page
     patients = [InTreatment(*row) for row in session.execute(stmt)]
     return Queue(alerts[:per_page], patients[:per_page], choices, team_id, page, len(patients) > per_page,
                  len(alerts) > per_page)
+
+
+def audit_queue(session: Session, queue: Queue, *, actor: str, address: str | None = None) -> None:
+    """Audit a look at the care team's page (``viewed_care_queue``): one row per patient shown, listed in
+    treatment or with an open alert (the ids of their alerts shown), with the team filter and page, so the audit
+    log filtered by a patient finds every look.  One statement; a page holds at most 100 patients and 100 alerts."""
+    where = {**({"team": queue.team_id} if queue.team_id is not None else {}),
+             **({"page": queue.page} if queue.page > 1 else {})}
+    audit_alerts_shown(session, "viewed_care_queue", queue.alerts, actor=actor, address=address,
+                       patients=[p.patient_pk for p in queue.patients], **where)
 
 
 @dataclass(frozen=True)
