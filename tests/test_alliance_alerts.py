@@ -61,8 +61,9 @@ def admitted(uow, make_patient):
     on the admission's evening (or ``late`` days later)."""
     from outreach.models import CareTeam, Episode
 
-    def make(pid="A1", late: int = 0, method: str = "tablet"):  # late: days from admission to the stay's loading
-        p = make_patient(patient_id=pid, discharge_date=ADMITTED - dt.timedelta(days=400))
+    def make(pid="A1", late: int = 0, method: str = "tablet", zone: str = "America/Toronto"):
+        # late: days from admission to the stay's loading
+        p = make_patient(patient_id=pid, discharge_date=ADMITTED - dt.timedelta(days=400), timezone=zone)
         with uow() as s:
             team = s.scalar(select(CareTeam).where(CareTeam.name == "Ward A")) or CareTeam(name="Ward A")
             s.add(team)
@@ -234,3 +235,30 @@ def test_the_command_line_looks_at_alerts_and_check_ins_are_audited(uow, session
         ("viewed_alliance_alerts", q.pk), ("viewed_alliance_alerts", p.pk), ("viewed_checkins", q.pk)]
     assert all(actor.startswith("cli:") for actor, *_ in rows)
     assert rows[0].details == {"alert_ids": [second.id], "via": "cli"} and rows[2].details == {"via": "cli", "checkins": 1}
+
+
+def test_missed_periods_are_the_patients_own_days_across_midnight_utc(uow, session, admitted):
+    """A Vancouver evening is the next day in UTC.  The alert read today's date in UTC and compared a check-in's UTC
+    time with a local midnight: at 8 pm on day 13 it called the second period over (a day early), and a check-in
+    at 8 pm on day 6 (period 0, locally) counted as one of period 1.  Now every day is the patient's own."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("America/Vancouver")
+
+    def local(day, hour):  # naive UTC of a Vancouver time, ``day`` days after admission
+        moment = dt.datetime.combine(ADMITTED + dt.timedelta(days=day), dt.time(hour), tzinfo=zone)
+        return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    none_yet = admitted("V1", zone="America/Vancouver")
+    evening = admitted("V2", zone="America/Vancouver")
+    with uow() as s:
+        record_checkin(s, stay_in_treatment(s, evening.pk), [6] * 6, INSTRUMENT, method=Method.TABLET,
+                       taken_at=local(6, 20))
+    assert local(13, 20).date() == ADMITTED + dt.timedelta(days=14)  # the next day in UTC
+    with uow() as s:
+        assert check_missed(s, 7, local(13, 20)) == 0  # day 13 in Vancouver: only period 0 is over
+    with uow() as s:
+        assert check_missed(s, 7, local(14, 9)) == 1  # periods 0 and 1 over, V1 had none
+    with uow() as s:  # day 21: V2's check-in was in period 0, and periods 1 and 2 passed without one
+        assert check_missed(s, 7, local(21, 8)) == 1  # (V1 alerted less than 7 days before)
+    assert sorted(a.patient_id for a in list_alerts(session)) == ["V1", "V2"]

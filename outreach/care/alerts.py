@@ -15,6 +15,7 @@ from ..db import audit, audit_each_patient
 from ..messaging.send_rule import can_be_texted
 from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient
 from ..study.instrument import Instrument
+from .checkins import local_day
 from .rules import ALERT, Rules, Scored, evaluate, load_rules, reliable_change
 from .teams import visible_stays
 
@@ -55,11 +56,12 @@ def flag_and_alert(session: Session, episode: Episode, checkin: AllianceCheckin,
     return alert
 
 
-def first_period(admitted: dt.date, loaded: dt.datetime | None, period_days: int) -> int:
+def first_period(admitted: dt.date, loaded: dt.datetime | None, period_days: int, zone: str) -> int:
     """The first check-in period (0: the one beginning at admission) that began with the stay in this service:
-    periods before it had no check-in to miss.  A day's grace: ``loaded`` (``episodes.created_at``) is UTC and the
-    admission date local, so a stay loaded the evening of its admission may be dated the next day."""
-    late = max(0, (loaded.date() - admitted).days - 1) if loaded is not None else 0
+    periods before it had no check-in to miss.  ``loaded`` (``episodes.created_at``, UTC) is read as a day in the
+    patient's zone, as the admission date is.  A day's grace: a stay loaded the day after its admission (a nightly
+    import) still has its first period."""
+    late = max(0, (local_day(loaded, zone) - admitted).days - 1) if loaded is not None else 0
     return -(-late // period_days)
 
 
@@ -70,21 +72,24 @@ def check_missed(session: Session, period_days: int, now: dt.datetime | None = N
     those that began once the stay was in this service (``episodes.created_at``): an admission loaded 20 days late
     had no check-in to miss before, and alerts only after ``threshold`` periods of its own.  A stay with check-ins
     by text whose patient may not be texted now (:func:`outreach.messaging.send_rule.can_be_texted`) misses
-    nothing: no text went, so none was ignored (the trend page says texts cannot be sent).  Returns how many were
-    raised.  One query for the stays, one insert per alert (the worker's minute duties)."""
+    nothing: no text went, so none was ignored (the trend page says texts cannot be sent).  Every day is the
+    patient's own, in their zone, as the admission date and a check-in's ``days_since_admission`` are: today, the
+    day the stay was loaded, and which period a check-in fell in (a UTC date took a check-in of a Vancouver evening
+    for the next period's, and called a period over at 5 pm there).  Returns how many were raised.  One query for
+    the stays, one insert per alert (the worker's minute duties)."""
     rules = rules or load_rules()
     rule = next(iter(rules.of_kind("missed_in_a_row")), None)
     if rule is None:
         return 0
     now = now or utcnow()
     in_a_row = int(rule.threshold)
-    last = (select(AllianceCheckin.episode_id, func.max(AllianceCheckin.taken_at).label("last"))
-            .group_by(AllianceCheckin.episode_id).subquery())
+    last = (select(AllianceCheckin.episode_id, func.max(AllianceCheckin.days_since_admission).label("last"))
+            .where(AllianceCheckin.method != "import").group_by(AllianceCheckin.episode_id).subquery())
     since = now - dt.timedelta(days=rules.alert_days)
     recent = select(AllianceAlert.patient_id).where(AllianceAlert.raised_at > since).distinct().subquery()
     rows = session.execute(
         select(Episode.id, Episode.patient_id, Episode.care_team_id, Episode.admission_date, Episode.created_at,
-               Episode.alliance_checkins, last.c.last)
+               Episode.alliance_checkins, Patient.timezone, last.c.last)
         .join(Patient, Patient.id == Episode.patient_id)
         .outerjoin(last, last.c.episode_id == Episode.id)
         .outerjoin(recent, recent.c.patient_id == Episode.patient_id)
@@ -94,15 +99,14 @@ def check_missed(session: Session, period_days: int, now: dt.datetime | None = N
                # nor is a patient the service may not text (opted out, no consent, no working number) asked by text
                or_(Episode.alliance_checkins != "sms", can_be_texted()))).all()
     raised = 0
-    for episode_pk, patient_pk, team, admitted, loaded, method, last_at in rows:
-        periods = (now.date() - admitted).days // period_days  # full periods since admission
-        first = first_period(admitted, loaded, period_days)
+    for episode_pk, patient_pk, team, admitted, loaded, method, zone, last_day in rows:
+        periods = (local_day(now, zone) - admitted).days // period_days  # full periods since admission
+        first = first_period(admitted, loaded, period_days, zone)
         if method == "sms":  # the first text goes at the end of the first period: period 0 has none to miss
             first = max(first, 1)
         if periods - first < in_a_row:
             continue
-        window_start = dt.datetime.combine(admitted + dt.timedelta(days=(periods - in_a_row) * period_days), dt.time())
-        if last_at is not None and last_at >= window_start:
+        if last_day is not None and last_day >= (periods - in_a_row) * period_days:  # one in the last periods
             continue
         session.add(AllianceAlert(patient_id=patient_pk, episode_id=episode_pk, care_team_id=team, rule=rule.name,
                                   statements=[], subscale=None, raised_at=now,

@@ -14,6 +14,7 @@ from ..messaging.send_rule import can_be_texted
 from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient, User
 from ..study.instrument import Instrument
 from .alerts import AlertRow, audit_alerts_shown, first_period, list_alerts
+from .checkins import local_day
 from .rules import ALERT, WATCH
 from .teams import sees, team_ids_of, visible_stays
 
@@ -172,13 +173,13 @@ def patient_trend(session: Session, user: User, patient_pk: int, instrument: Ins
     for name, label in (("mean", "Mean"), *((s.name, s.label) for s in instrument.subscales)):
         coords = [f"{x_of(p.day):.1f},{y_of(getattr(p, name)):.1f}" for p in points if getattr(p, name) is not None]
         series.append(Series(name, label, " ".join(coords)))
-    today = today or utcnow().date()
+    today = today or local_day(utcnow(), patient.timezone)  # the patient's day, as the admission date
     missed = 0
     if stay is not None and stay.admission_date is not None:
         end = stay.discharge_date or today
         periods = (end - stay.admission_date).days // period_days
         taken = {(c.days_since_admission // period_days) for c in checkins if c.method != "import"}
-        first = first_period(stay.admission_date, stay.created_at, period_days)  # as the missed-check-ins alert
+        first = first_period(stay.admission_date, stay.created_at, period_days, patient.timezone)  # as the alert
         if stay.alliance_checkins == "sms":  # the first text goes when the first period ends
             first = max(first, 1)
         missed = sum(1 for k in range(first, periods) if k not in taken)
