@@ -33,13 +33,15 @@ class Sheet:
 
 @dataclass(frozen=True)
 class Page:
-    """What the patient sees: the statements in their language and the scale's end words; nothing else."""
+    """What the patient sees: the statements in their language and the scale's end words; nothing else.
+    ``columns``: each statement's field, named by the instrument (``alliance_1`` ...), as :func:`submit` reads it."""
     language: str
     statements: tuple[str, ...]
     low: str
     high: str
     lo: int
     hi: int
+    columns: tuple[str, ...] = ()
 
 
 def hand_over(session: Session, user: User, patient_pk: int, *, address: str | None = None) -> Sheet:
@@ -64,7 +66,8 @@ def hand_over(session: Session, user: User, patient_pk: int, *, address: str | N
 
 def page_for(sheet: Sheet, instrument: Instrument) -> Page:
     low, high = instrument.anchors_in(sheet.language)
-    return Page(sheet.language, instrument.statements_in(sheet.language), low, high, instrument.min, instrument.max)
+    return Page(sheet.language, instrument.statements_in(sheet.language), low, high, instrument.min, instrument.max,
+                tuple(instrument.columns))
 
 
 def submit(session: Session, sheet: Sheet, answers: Mapping[str, str], instrument: Instrument) -> Recorded:

@@ -108,8 +108,7 @@ class Point:
     day: int
     method: str
     mean: float | None
-    bond: float | None
-    goal_task: float | None
+    subscales: dict[str, float | None]  # by the instrument's subscale names
     level: str | None  # alert | watch | None: the highest level of the rules it met
     rules: list[str]
     at_ceiling: bool
@@ -171,8 +170,8 @@ def patient_trend(session: Session, user: User, patient_pk: int, instrument: Ins
     y_of = lambda v: CHART_H - PAD - (CHART_H - 2 * PAD) * v / instrument.max  # noqa: E731
     series = []
     for name, label in (("mean", "Mean"), *((s.name, s.label) for s in instrument.subscales)):
-        coords = [f"{x_of(p.day):.1f},{y_of(getattr(p, name)):.1f}" for p in points if getattr(p, name) is not None]
-        series.append(Series(name, label, " ".join(coords)))
+        values = [(p.day, p.mean if name == "mean" else p.subscales.get(name)) for p in points]
+        series.append(Series(name, label, " ".join(f"{x_of(d):.1f},{y_of(v):.1f}" for d, v in values if v is not None)))
     today = today or local_day(utcnow(), patient.timezone)  # the patient's day, as the admission date
     missed = 0
     if stay is not None and stay.admission_date is not None:
@@ -199,7 +198,7 @@ def _point(c: AllianceCheckin, instrument: Instrument) -> Point:
     levels = {f["level"] for f in c.flags or []}
     subs = c.subscale_scores or {}
     return Point(c.id, c.taken_at, c.treatment_week, c.days_since_admission, c.method, c.mean_score,
-                 subs.get("bond"), subs.get("goal_task"),
+                 {s.name: subs.get(s.name) for s in instrument.subscales},
                  ALERT if ALERT in levels else WATCH if WATCH in levels else None,
                  [f["rule"] for f in c.flags or []],
                  all(v == instrument.max for v in c.items if v is not None) and any(v is not None for v in c.items))
