@@ -198,7 +198,7 @@ def test_a_patient_who_cannot_be_texted_misses_no_check_in_by_text(uow, session,
     from outreach.care.overview import patient_trend
     from outreach.models import User
 
-    stopped, unconsented, invalid = admitted("S1", method="sms"), admitted("S2", method="sms"), admitted("S3", method="sms")
+    stopped, unconsented, invalid = (admitted(pid, method="sms") for pid in ("S1", "S2", "S3"))
     admitted("S4", method="sms")
     admitted("T1", method="tablet")
     with uow() as s:
@@ -209,11 +209,12 @@ def test_a_patient_who_cannot_be_texted_misses_no_check_in_by_text(uow, session,
         assert check_missed(s, 7, dt.datetime.combine(ADMITTED + dt.timedelta(days=21), dt.time(16))) == 2
     assert sorted(a.patient_id for a in list_alerts(session)) == ["S4", "T1"]
     admin = make_user("admin@study.example.org", "admin")
+    day21 = ADMITTED + dt.timedelta(days=21)
     with uow() as s:
-        trend = patient_trend(s, s.get(User, admin.id), stopped.pk, INSTRUMENT, 7, today=ADMITTED + dt.timedelta(days=21))
+        trend = patient_trend(s, s.get(User, admin.id), stopped.pk, INSTRUMENT, 7, today=day21)
         assert (trend.texts_blocked, trend.missed) == (True, 0)
         other = s.scalar(select(Patient.id).where(Patient.patient_id == "S4"))
-        trend = patient_trend(s, s.get(User, admin.id), other, INSTRUMENT, 7, today=ADMITTED + dt.timedelta(days=21))
+        trend = patient_trend(s, s.get(User, admin.id), other, INSTRUMENT, 7, today=day21)
         assert (trend.texts_blocked, trend.missed) == (False, 2)
     page = console_client("admin").get(f"/console/care/patients/{stopped.pk}").get_data(as_text=True)
     assert "Check-ins by text cannot be sent to this patient now" in page and "period missed" not in page
@@ -234,7 +235,8 @@ def test_the_command_line_looks_at_alerts_and_check_ins_are_audited(uow, session
     assert [(action, pk) for _, action, pk, _ in rows] == [
         ("viewed_alliance_alerts", q.pk), ("viewed_alliance_alerts", p.pk), ("viewed_checkins", q.pk)]
     assert all(actor.startswith("cli:") for actor, *_ in rows)
-    assert rows[0].details == {"alert_ids": [second.id], "via": "cli"} and rows[2].details == {"via": "cli", "checkins": 1}
+    assert rows[0].details == {"alert_ids": [second.id], "via": "cli"}
+    assert rows[2].details == {"via": "cli", "checkins": 1}
 
 
 def test_missed_periods_are_the_patients_own_days_across_midnight_utc(uow, session, admitted):

@@ -5,8 +5,8 @@ A check-in by text is a conversation like a follow-up's, on the same row and the
 row whose ``timepoint_days`` is ``-k`` for the stay's k-th check-in period (``conversations.surveys.is_checkin``),
 so keywords, crisis detection, quiet hours (the send rule, checked again when each text is sent), reminders,
 stalled-survey nudges and expiry are those of follow-ups; a check-in whose invitation never goes (cancelled or
-failed before it was sent) is ended by :func:`end_unsent_checkins`, since expiry counts from a sent invitation.  Research queries leave these rows out
-(``outreach.repository.research_followups``).
+failed before it was sent) is ended by :func:`end_unsent_checkins`, since expiry counts from a sent invitation.
+Research queries leave these rows out (``outreach.repository.research_followups``).
 
 :func:`queue_checkins` (the worker, every minute) starts the check-in due this period for each such stay: its
 invitation is queued like a wave's and sent in the patient's window.  A patient has one conversation at a time: a
