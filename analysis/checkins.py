@@ -1,6 +1,7 @@
 """The companion file of alliance check-ins during treatment (issue 26): ``outreach export --out FILE`` also writes
 ``FILE``'s ``*.alliance_checkins.*`` in the same format, with its codebook, de-identified like the main file (the
-same participant pseudonym, the stay's episode number, no date: days from admission and to discharge only)."""
+same participant pseudonym, the stay's episode number, no date: days from admission and to discharge only), with the
+main file's ``withdrawn`` flag, so a researcher reading the check-ins alone knows who withdrew."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +15,7 @@ from .dataset import pseudonyms
 
 ITEMS = [f"checkin_{i}" for i in range(1, 7)]
 CONTRACT = ["participant", "episode", "treatment_week", "days_since_admission", "days_before_discharge", "method",
-            *ITEMS, "checkin_mean", "checkin_bond", "checkin_goal_task"]
+            *ITEMS, "checkin_mean", "checkin_bond", "checkin_goal_task", "withdrawn"]
 UNIT = ("One row per alliance check-in during a treatment stay (weekly on the tablet or by text, and the "
         "discharge file's own rating, method 'import'); count people with 'participant', not rows")
 
@@ -33,7 +34,7 @@ def checkins_dataset(engine: Engine, key: bytes) -> pd.DataFrame:
     stmt = (select(Patient.patient_id, numbered.c.episode, AllianceCheckin.treatment_week,
                    AllianceCheckin.days_since_admission, AllianceCheckin.taken_at, Episode.discharge_date,
                    AllianceCheckin.method, AllianceCheckin.items, AllianceCheckin.mean_score,
-                   AllianceCheckin.subscale_scores)
+                   AllianceCheckin.subscale_scores, Patient.withdrawn_at)
             .join(Episode, Episode.id == AllianceCheckin.episode_id)
             .join(numbered, numbered.c.id == Episode.id)
             .join(Patient, Patient.id == AllianceCheckin.patient_id)
@@ -43,7 +44,7 @@ def checkins_dataset(engine: Engine, key: bytes) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame({c: [] for c in CONTRACT})
     raw = pd.DataFrame(rows, columns=["patient_id", "episode", "treatment_week", "days_since_admission", "taken_at",
-                                      "discharge_date", "method", "items", "mean", "subscales"])
+                                      "discharge_date", "method", "items", "mean", "subscales", "withdrawn_at"])
     df = pd.DataFrame({"participant": pseudonyms(raw["patient_id"], key),
                        "episode": raw["episode"].astype("Int64"),
                        "treatment_week": raw["treatment_week"].astype("Int64"),
@@ -57,6 +58,8 @@ def checkins_dataset(engine: Engine, key: bytes) -> pd.DataFrame:
     df["checkin_mean"] = pd.to_numeric(raw["mean"], errors="coerce")
     df["checkin_bond"] = pd.to_numeric(raw["subscales"].map(lambda s: (s or {}).get("bond")), errors="coerce")
     df["checkin_goal_task"] = pd.to_numeric(raw["subscales"].map(lambda s: (s or {}).get("goal_task")), errors="coerce")
+    # As the main file: withdrew, keeping what was given (those who asked for removal are no longer in the database).
+    df["withdrawn"] = pd.to_datetime(raw["withdrawn_at"]).notna().astype("Int8")
     return df[CONTRACT]
 
 

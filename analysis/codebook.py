@@ -45,8 +45,9 @@ VARIABLES = [
     Variable("mental_health_high", "Mental health very good or excellent", "binary", YES_NO),
     Variable("physical_health_high", "Physical health very good or excellent", "binary", YES_NO),
     Variable("days_used", "Days of alcohol or other drug use in the past 30 (asked from 90 days on)", "integer"),
-    Variable("withdrawn", "Withdrew from the study and chose to keep the answers already given (answers after the "
-                          "withdrawal: none; those who chose removal are not in the file)", "binary", YES_NO),
+    Variable("withdrawn", "Withdrew from the study and chose to keep the answers (and check-ins) already given "
+                          "(answers after the withdrawal: none; those who chose removal are not in the file)", "binary",
+             YES_NO),
     Variable("withdrawn_days", "Days from this episode's discharge to the withdrawal (missing: not withdrawn)",
              "integer"),
     Variable("age", "Age at discharge", "integer"),

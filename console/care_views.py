@@ -7,9 +7,9 @@ from __future__ import annotations
 from flask import abort, flash, g, redirect, render_template, request, url_for
 
 from outreach.care.alerts import AllianceAlertError, acknowledge
-from outreach.care.overview import NoSuchPatient, NotYourPatient, patient_trend, team_queue
+from outreach.care.overview import NoSuchPatient, NotYourPatient, audit_queue, patient_trend, team_queue
 from outreach.care.teams import team_ids_of
-from outreach.db import audit, audit_each_patient
+from outreach.db import audit_each_patient
 from outreach.study.instrument import load_instrument
 
 from .blueprint import actor, address, bp, settings, uow
@@ -26,11 +26,7 @@ def care():
     team_id = request.args.get("team", type=int)
     with uow() as s:
         queue = team_queue(s, g.user, team_id=team_id, page=request.args.get("page", 1, type=int))
-        # One row per look at the list (study ids and means, no one's words); a patient's own page is audited per
-        # patient (viewed_checkins).  A row per patient listed was most of the page's time for a team of 200.
-        audit(s, "viewed_care_queue", actor=actor(), address=address(), patients=len(queue.patients),
-              alerts=[a.id for a in queue.alerts], **({"team": team_id} if team_id is not None else {}),
-              **({"page": queue.page} if queue.page > 1 else {}))
+        audit_queue(s, queue, actor=actor(), address=address())
     labels = {sub.name: sub.label for sub in _instrument().subscales}
     return render_template("console/care.html", title="Care team", queue=queue, labels=labels)
 

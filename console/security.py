@@ -59,7 +59,8 @@ NAVIGATION = [  # (area, endpoint, label)
 PASSIVE = {"console.alert_list", "console.job_status", "console.wave_live"}  # refreshed by the page itself: does not count as activity
 # The tablet's submit carries its own signed sheet (console.kiosk_views), made when a clinician handed the tablet
 # over: it is the form's token, and a submit retried after the console locked (no session) must still be answered.
-SIGNED_FORMS = {"console.kiosk_submit"}
+# Its idle lock only locks (it carries the sheet to discard; forged, it locks a tablet, nothing more).
+SIGNED_FORMS = {"console.kiosk_submit", "console.kiosk_lock"}
 UPLOADS = {"console.import_upload"}  # forms that carry a file: MAX_UPLOAD_MB, not the app's limit for forms
 VIEW_AREAS: dict[str, str] = {}  # endpoint -> area, filled by @requires (the route table test reads it)
 

@@ -111,9 +111,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "This number will not receive our texts. Nothing more is needed.",
         "fr": "Ce numéro ne recevra pas nos textos. Vous n'avez rien d'autre à faire.",
     },
+    # STOP and START are about every text of the service (follow-ups and check-ins alike), and say so.
     "opted_in": {
-        "en": "{org}: you will receive follow-up texts again. Reply STOP to opt out.",
-        "fr": "{org} : vous recevrez de nouveau les textos de suivi. Répondez STOP pour vous désabonner.",
+        "en": "{org}: you will receive our texts again. Reply STOP to opt out.",
+        "fr": "{org} : vous recevrez de nouveau nos textos. Répondez STOP pour vous désabonner.",
     },
     # The only answer a participant who withdrew from the study gets to their texts (a crisis text excepted): it
     # says nothing of the study's subject, asks nothing and offers nothing to reply.

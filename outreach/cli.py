@@ -425,17 +425,21 @@ def alliance() -> None:
 
 
 @alliance.command("alerts", help="Open alliance alerts: study id, care team, the rule that fired, the statements that "
-                                 "fell most, when (--all: acknowledged ones too, with who and the note).")
+                                 "fell most, when (--all: acknowledged ones too, with who and the note). Audited, "
+                                 "as in the console.")
 @click.option("--all", "show_all", is_flag=True, help="Also the acknowledged alerts.")
 @pass_ctx
 def alliance_alerts(ctx: Context, show_all: bool) -> None:
-    from .care.alerts import list_alerts
+    from .care.alerts import audit_alerts_shown, list_alerts
+    from .db import current_actor
     from .study.instrument import load_instrument
 
     instrument = load_instrument(ctx.settings.get("ALLIANCE_INSTRUMENT"))
     labels = {s.name: s.label for s in instrument.subscales}
     with unit_of_work(ctx.sessions) as session:
         rows = list_alerts(session, include_acknowledged=show_all)
+        audit_alerts_shown(session, "viewed_alliance_alerts", rows, actor=current_actor(), via="cli",
+                           **({"all": True} if show_all else {}))
     if not rows:
         click.echo("no alliance alerts yet" if show_all else "no open alliance alerts")
         return
@@ -468,13 +472,14 @@ def alliance_flagged(ctx: Context) -> None:
 
 
 @alliance.command("checkins", help="A patient's check-ins: when, how, treatment week, the six ratings, mean, "
-                                   "subscales and the rules each met.")
+                                   "subscales and the rules each met. Audited, as in the console.")
 @click.argument("patient_id")
 @pass_ctx
 def alliance_checkins(ctx: Context, patient_id: str) -> None:
     from sqlalchemy import select
 
     from .care.checkins import checkins_of
+    from .db import audit, current_actor
     from .models import Patient
 
     with unit_of_work(ctx.sessions) as session:
@@ -483,6 +488,7 @@ def alliance_checkins(ctx: Context, patient_id: str) -> None:
             click.echo(f"error: there is no patient {patient_id!r}", err=True)
             sys.exit(1)
         rows = checkins_of(session, pk)
+        audit(session, "viewed_checkins", actor=current_actor(), patient_id=pk, via="cli", checkins=len(rows))
     if not rows:
         click.echo(f"no check-ins for {patient_id}")
         return

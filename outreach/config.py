@@ -146,8 +146,12 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "RETENTION_RUN_AT": ("03:00", "Time of day (CONSOLE_TIMEZONE) from which the worker applies the retention rules, "
                                   "once a day, in small batches."),
     "ALLIANCE_CHECKIN_DAYS": ("7", "Days between two alliance check-ins during a stay, counted from admission."),
-    "KIOSK_IDLE_SECONDS": ("120", "Seconds without a touch after which the tablet's check-in page starts again, "
-                                  "discarding the unfinished check-in."),
+    "ALLIANCE_DISCHARGE_DAYS": ("14", "When a discharge file gives a stay in treatment no rating, its last check-in "
+                                      "with a mean taken in these many days up to the discharge becomes the stay's "
+                                      "discharge alliance; an older one, or one with too few statements answered for "
+                                      "a mean, is not used (the stay then has none)."),
+    "KIOSK_IDLE_SECONDS": ("120", "Seconds without a touch after which the tablet's check-in page locks, discarding "
+                                  "the unfinished check-in: a staff member signs in and hands it over again."),
 }
 
 
@@ -305,6 +309,7 @@ TYPED: dict[str, tuple] = {
     "RETAIN_AUDIT_DAYS": (_whole(1), "a whole number of days, at least 1, such as 2555"),
     "RETENTION_RUN_AT": (_clock_time, "a time of day written HH:MM, such as 03:00"),
     "ALLIANCE_CHECKIN_DAYS": (_whole(1), "a whole number of days, at least 1, such as 7"),
+    "ALLIANCE_DISCHARGE_DAYS": (_whole(0), "a whole number of days, 0 or more (0: the discharge day only), such as 14"),
     "KIOSK_IDLE_SECONDS": (_whole(10), "a whole number of seconds, at least 10, such as 120"),
 }
 

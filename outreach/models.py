@@ -187,6 +187,7 @@ class AllianceAlert(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), index=True)
     episode_id: Mapped[int] = mapped_column(ForeignKey("episodes.id", ondelete="CASCADE"))
+    # The team it was raised for (a record); it is listed for its stay's team now (outreach.care.alerts.list_alerts).
     care_team_id: Mapped[int | None] = mapped_column(ForeignKey("care_teams.id", ondelete="SET NULL"))
     checkin_id: Mapped[int | None] = mapped_column(ForeignKey("alliance_checkins.id", ondelete="SET NULL"))
     rule: Mapped[str] = mapped_column(String(32))

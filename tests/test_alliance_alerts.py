@@ -61,8 +61,9 @@ def admitted(uow, make_patient):
     on the admission's evening (or ``late`` days later)."""
     from outreach.models import CareTeam, Episode
 
-    def make(pid="A1", late: int = 0, method: str = "tablet"):  # late: days from admission to the stay's loading
-        p = make_patient(patient_id=pid, discharge_date=ADMITTED - dt.timedelta(days=400))
+    def make(pid="A1", late: int = 0, method: str = "tablet", zone: str = "America/Toronto"):
+        # late: days from admission to the stay's loading
+        p = make_patient(patient_id=pid, discharge_date=ADMITTED - dt.timedelta(days=400), timezone=zone)
         with uow() as s:
             team = s.scalar(select(CareTeam).where(CareTeam.name == "Ward A")) or CareTeam(name="Ward A")
             s.add(team)
@@ -187,3 +188,79 @@ def test_the_reliable_change_is_recomputed_from_the_study_once_100_check_ins_exi
         rc = reliable_change(s, INSTRUMENT)
     assert rc.from_study and rc.checkins == 100 and rc.threshold == reliable_change_of(rc.sd, rc.alpha)
     assert 0.0 < rc.alpha < 1.0 and rc.threshold != 0.70
+
+
+def test_a_patient_who_cannot_be_texted_misses_no_check_in_by_text(uow, session, admitted, make_user, console_client):
+    """Check-ins by text for a patient the service may not text (opted out, no consent, a number found invalid)
+    are never sent: they raised 'two check-ins in a row missed' as if the texts had been ignored.  Their trend
+    page says texts cannot be sent, and counts nothing missed; a tablet patient and a patient who can be texted
+    still miss theirs."""
+    from outreach.care.overview import patient_trend
+    from outreach.models import User
+
+    stopped, unconsented, invalid = (admitted(pid, method="sms") for pid in ("S1", "S2", "S3"))
+    admitted("S4", method="sms")
+    admitted("T1", method="tablet")
+    with uow() as s:
+        s.get(Patient, stopped.pk).opted_out_at = dt.datetime.combine(ADMITTED, dt.time(12))
+        s.get(Patient, unconsented.pk).sms_consent = False
+        s.get(Patient, invalid.pk).phone_valid = False
+    with uow() as s:
+        assert check_missed(s, 7, dt.datetime.combine(ADMITTED + dt.timedelta(days=21), dt.time(16))) == 2
+    assert sorted(a.patient_id for a in list_alerts(session)) == ["S4", "T1"]
+    admin = make_user("admin@study.example.org", "admin")
+    day21 = ADMITTED + dt.timedelta(days=21)
+    with uow() as s:
+        trend = patient_trend(s, s.get(User, admin.id), stopped.pk, INSTRUMENT, 7, today=day21)
+        assert (trend.texts_blocked, trend.missed) == (True, 0)
+        other = s.scalar(select(Patient.id).where(Patient.patient_id == "S4"))
+        trend = patient_trend(s, s.get(User, admin.id), other, INSTRUMENT, 7, today=day21)
+        assert (trend.texts_blocked, trend.missed) == (False, 2)
+    page = console_client("admin").get(f"/console/care/patients/{stopped.pk}").get_data(as_text=True)
+    assert "Check-ins by text cannot be sent to this patient now" in page and "period missed" not in page
+    assert "opted out" not in page  # why is the study's business, not the care team's
+
+
+def test_the_command_line_looks_at_alerts_and_check_ins_are_audited(uow, session, admitted, run_cli):
+    """Every look at identifiable data by a person is audited: ``alliance alerts`` and ``alliance checkins`` were
+    not (the console's pages were).  One row per patient listed, by the operating-system user who ran it."""
+    p, q = admitted("C1"), admitted("C2")
+    first, second = checkin(uow, p, [1] * 6, 3), checkin(uow, q, [2] * 6, 4)
+    assert "C1" in run_cli("alliance", "alerts").output
+    assert "week 1" in run_cli("alliance", "checkins", "C2").output
+    session.rollback()
+    rows = session.execute(select(AuditEvent.actor, AuditEvent.action, AuditEvent.patient_id, AuditEvent.details)
+                           .where(AuditEvent.action.in_(("viewed_alliance_alerts", "viewed_checkins")))
+                           .order_by(AuditEvent.id)).all()
+    assert [(action, pk) for _, action, pk, _ in rows] == [
+        ("viewed_alliance_alerts", q.pk), ("viewed_alliance_alerts", p.pk), ("viewed_checkins", q.pk)]
+    assert all(actor.startswith("cli:") for actor, *_ in rows)
+    assert rows[0].details == {"alert_ids": [second.id], "via": "cli"}
+    assert rows[2].details == {"via": "cli", "checkins": 1}
+
+
+def test_missed_periods_are_the_patients_own_days_across_midnight_utc(uow, session, admitted):
+    """A Vancouver evening is the next day in UTC.  The alert read today's date in UTC and compared a check-in's UTC
+    time with a local midnight: at 8 pm on day 13 it called the second period over (a day early), and a check-in
+    at 8 pm on day 6 (period 0, locally) counted as one of period 1.  Now every day is the patient's own."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("America/Vancouver")
+
+    def local(day, hour):  # naive UTC of a Vancouver time, ``day`` days after admission
+        moment = dt.datetime.combine(ADMITTED + dt.timedelta(days=day), dt.time(hour), tzinfo=zone)
+        return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    none_yet = admitted("V1", zone="America/Vancouver")
+    evening = admitted("V2", zone="America/Vancouver")
+    with uow() as s:
+        record_checkin(s, stay_in_treatment(s, evening.pk), [6] * 6, INSTRUMENT, method=Method.TABLET,
+                       taken_at=local(6, 20))
+    assert local(13, 20).date() == ADMITTED + dt.timedelta(days=14)  # the next day in UTC
+    with uow() as s:
+        assert check_missed(s, 7, local(13, 20)) == 0  # day 13 in Vancouver: only period 0 is over
+    with uow() as s:
+        assert check_missed(s, 7, local(14, 9)) == 1  # periods 0 and 1 over, V1 had none
+    with uow() as s:  # day 21: V2's check-in was in period 0, and periods 1 and 2 passed without one
+        assert check_missed(s, 7, local(21, 8)) == 1  # (V1 alerted less than 7 days before)
+    assert sorted(a.patient_id for a in list_alerts(session)) == ["V1", "V2"]

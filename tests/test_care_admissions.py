@@ -166,6 +166,39 @@ def test_the_discharge_completes_the_stay_and_its_last_checkin_becomes_the_disch
     assert plan.exit_code == 0, plan.output
 
 
+@pytest.mark.parametrize("window, expected", [
+    (None, {"R1": [5, 5, 5, 5, 4, 5], "R2": None, "R3": None}),  # ALLIANCE_DISCHARGE_DAYS 14: days 4 to 18
+    ("17", {"R1": [5, 5, 5, 5, 4, 5], "R2": [3, 4, 3, 4, 3, 4], "R3": None}),
+])
+def test_the_discharge_alliance_is_a_scored_check_in_of_the_stays_last_days(tmp_path, run_cli, uow, session, teams,
+                                                                             window, expected):
+    """A stay with no rating in the discharge file took its latest check-in, even one with too few statements for
+    a mean (a discharge alliance with no mean) or one from the stay's first days (not the alliance at discharge).
+    Now: the latest check-in with a mean in ALLIANCE_DISCHARGE_DAYS up to the discharge, else none."""
+    instrument = load_instrument("alliance6")
+    plan = {"R1": ((6, [5, 5, 5, 5, 4, 5]), (15, [6, None, None, None, None, 2])),  # the last one has no mean
+            "R2": ((1, [3, 4, 3, 4, 3, 4]),),  # 17 days before the discharge
+            "R3": ((10, [6, None, None, None, None, None]),)}  # no mean at all
+    for pid, checkins in plan.items():
+        _admit(tmp_path, run_cli, pid)
+        with uow() as s:
+            stay = stay_in_treatment(s, s.scalar(select(Patient.id).where(Patient.patient_id == pid)))
+            for day, items in checkins:
+                record_checkin(s, stay, items, instrument, method=Method.TABLET,
+                               taken_at=dt.datetime.combine(ADMITTED + dt.timedelta(days=day), dt.time(15)))
+    discharged = TODAY - dt.timedelta(days=2)  # day 18 of the stay
+    path = write(tmp_path, [DISCHARGE_HEADER] + [f"{pid},416-555-0101,{discharged},yes,,,,,," for pid in plan],
+                 name="discharges.csv")
+    result = run_cli("import-discharges", str(path), extra_env={"ALLIANCE_DISCHARGE_DAYS": window} if window else None)
+    assert result.exit_code == 0, result.output
+    ratings = dict(session.execute(select(Patient.patient_id, AllianceRating)
+                                   .join(Episode, Episode.patient_id == Patient.id)
+                                   .join(AllianceRating, AllianceRating.episode_id == Episode.id)).all())
+    got = {pid: (r.items if r.checkin_id is not None else None) for pid, r in ratings.items()}
+    assert got == expected
+    assert all(r.mean_score is not None for r in ratings.values() if r.checkin_id is not None)
+
+
 def test_waves_leave_stays_in_treatment_alone(tmp_path, run_cli, make_patient, teams):
     old = make_patient(patient_id="W1", discharge_date=TODAY - dt.timedelta(days=60))
     _admit(tmp_path, run_cli, "W1")  # readmitted: the old stay's 90-day follow-up is superseded

@@ -45,6 +45,9 @@ def test_the_export_writes_the_check_ins_beside_it_de_identified_with_a_codebook
     discharges.write_text("patient_id,phone,discharge_date,sms_consent," + ",".join(instrument.columns) + "\n"
                           f"X1,416-555-0101,{DISCHARGED},yes,,,,,,\n", encoding="utf-8")
     assert run_cli("import-discharges", str(discharges)).exit_code == 0
+    with uow() as s:  # X2 withdrew, keeping what they gave
+        s.scalar(select(Patient).where(Patient.patient_id == "X2")).withdrawn_at = dt.datetime.combine(DISCHARGED,
+                                                                                                       dt.time(9))
     out = tmp_path / f"results.{fmt}"
     result = run_cli("export", "--out", str(out), extra_env={"EXPORT_KEY": KEY})
     assert result.exit_code == 0, result.output
@@ -53,14 +56,17 @@ def test_the_export_writes_the_check_ins_beside_it_de_identified_with_a_codebook
     df = pd.read_csv(companion) if fmt == "csv" else pd.read_parquet(companion)
     assert list(df.columns) == ["participant", "episode", "treatment_week", "days_since_admission",
                                 "days_before_discharge", "method", *[f"checkin_{i}" for i in range(1, 7)],
-                                "checkin_mean", "checkin_bond", "checkin_goal_task"]
+                                "checkin_mean", "checkin_bond", "checkin_goal_task", "withdrawn"]
     assert df["participant"].nunique() == 2 and not df.astype(str).isin(["X1", "X2"]).any().any()
     x1 = df[df["days_before_discharge"].notna()].sort_values("days_since_admission")
     assert x1["days_before_discharge"].tolist() == [19, 12] and x1["treatment_week"].tolist() == [1, 2]
     assert df["days_before_discharge"].isna().sum() == 2  # X2 is still in treatment
+    assert x1["withdrawn"].tolist() == [0, 0]
+    assert df.loc[df["days_before_discharge"].isna(), "withdrawn"].tolist() == [1, 1]  # X2 withdrew
     assert sorted(df["checkin_mean"].round(2).tolist()) == [4.8, 4.8, 5.83, 5.83]
     with open(tmp_path / f"results.alliance_checkins.codebook.csv", encoding="utf-8") as fh:
         book = {r["variable"]: r for r in csv.DictReader(fh)}
     assert book["treatment_week"]["label"].startswith("Treatment week of the check-in")
     assert "tablet = on the ward's tablet" in book["method"]["codes"]
+    assert book["withdrawn"]["type"] == "binary" and "1 = Yes" in book["withdrawn"]["codes"]
     assert book["(unit)"]["label"].startswith("One row per alliance check-in")

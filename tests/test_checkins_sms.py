@@ -167,3 +167,66 @@ def test_the_sms_statements_are_the_instruments_own_words():
         for i, (question, statement) in enumerate(zip(SURVEY_CHECKIN.questions, instrument.statements_in(language)), 1):
             assert question.key == f"alliance_{i}" and f"{i}/6. {statement} " in question.prompt[language]
     assert [q.allowed for q in SURVEY_CHECKIN.questions] == [(instrument.min, instrument.max)] * 6
+
+
+@responses.activate
+def test_a_checkin_whose_invitation_was_cancelled_ends_and_frees_the_patient(admitted, worker, sessions, send_env,
+                                                                            session, tmp_path, run_cli, clock):
+    """The invitation of E1's check-in is cancelled before it goes (consent withdrawn by an import): the
+    conversation stayed 'invited' for ever (it expires only from a sent invitation), and as E1's one open
+    conversation it held back every later check-in, even once consent was given again, and any wave
+    (patient_busy).  Now the worker ends it (expired) and the next period's check-in goes."""
+    responses.add_callback(responses.POST, API, callback=ok_reply)
+    every_minute(sessions, load_settings(send_env))  # both check-ins queued, none sent yet
+
+    def consent(answer, how):
+        path = tmp_path / f"consent-{answer}.csv"
+        path.write_text(f"{HEADER}\nE1,416-555-0101,{ADMITTED},Ward A,{answer},{how},en\n", encoding="utf-8")
+        result = run_cli("import-admissions", str(path))
+        assert result.exit_code == 0, result.output
+
+    consent("no", "tablet")  # no texts for now: the tablet instead
+    assert set(worker()) == {"+15145550102"}  # E1's invitation was cancelled
+    session.rollback()
+    first = session.scalar(select(FollowUp).join(Patient, Patient.id == FollowUp.patient_id)
+                           .where(Patient.patient_id == "E1"))
+    assert (first.state, first.invited_at, first.closed_at is not None) == ("expired", None, True)
+    consent("yes", "sms")
+    clock(days=7)
+    sent = worker()
+    assert "this week's check-in" in sent.get("+14165550101", "")  # free again: the next period's check-in
+
+
+@responses.activate
+def test_stop_in_a_checkin_stops_every_text_and_start_brings_them_all_back(admitted, worker, twilio, sessions, session,
+                                                                           settings, clock):
+    """STOP during a check-in is the patient's opt-out from everything (outreach.messaging.opt_outs), as anywhere:
+    no more check-ins, no research follow-up of an earlier stay, the answers given kept, and the reply says no text
+    at all will come.  START lifts it for both (its reply said 'follow-up texts' only)."""
+    from outreach.db import unit_of_work
+    from outreach.models import Episode
+    from outreach.study.waves import plan_wave
+
+    responses.add_callback(responses.POST, API, callback=ok_reply)
+    with unit_of_work(sessions) as s:  # an earlier stay of E1 whose 30-day follow-up fell due before this one
+        p = s.scalar(select(Patient).where(Patient.patient_id == "E1"))
+        s.add(Episode(patient_id=p.id, admission_date=ADMITTED - dt.timedelta(days=60),
+                      discharge_date=ADMITTED - dt.timedelta(days=35)))
+    due = ADMITTED - dt.timedelta(days=5)
+    worker()
+    *_, stopped = answer(twilio, "+14165550101", "yes", "6", "please stop texting me")
+    assert stopped == ["Recovery Study: you will not get any more texts from us. Reply START to get them again."]
+    session.rollback()
+    e1 = session.scalar(select(Patient).where(Patient.patient_id == "E1"))
+    assert e1.opted_out_at is not None and e1.opt_out_reason == "stop"
+    assert session.scalar(select(FollowUp.state).where(FollowUp.patient_id == e1.id)) == "opted_out"
+    worker()
+    session.rollback()
+    assert session.scalar(select(AllianceCheckin.items).where(AllianceCheckin.patient_id == e1.id)) == [6] + [None] * 5
+    with unit_of_work(sessions) as s:
+        assert plan_wave(s, settings, 30, due).excluded["opted_out"] == 1  # the research follow-up: not invited
+    clock(days=7)
+    assert "+14165550101" not in worker()  # no check-in either
+    assert "you will receive our texts again" in answer(twilio, "+14165550101", "START")[0][0]
+    clock(days=7)
+    assert "this week's check-in" in worker()["+14165550101"]

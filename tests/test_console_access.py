@@ -26,6 +26,7 @@ ROUTES = {
     "console.dashboard": STUDY,
     "console.care": CARE, "console.care_acknowledge": CARE, "console.care_patient": CARE,
     "console.kiosk_start": CARE, "console.kiosk": PUBLIC, "console.kiosk_submit": PUBLIC,  # the tablet: a signed sheet
+    "console.kiosk_lock": PUBLIC,  # the tablet left idle locks
     "console.two_factor": EVERYONE,
     "console.alerts": STAFF, "console.alert_list": STAFF, "console.take": STAFF, "console.resolve": STAFF,
     "console.flag": STAFF,

@@ -110,8 +110,9 @@ def test_a_clinician_acknowledges_an_alert_with_a_note_and_sees_no_follow_up_dat
     session.rollback()
     viewed = session.scalars(select(AuditEvent.action).where(AuditEvent.patient_id == ids["A1"].id)).all()
     assert "viewed_checkins" in viewed
-    looks = session.scalars(select(AuditEvent.details).where(AuditEvent.action == "viewed_care_queue")).all()
-    assert looks and looks[0] == {"patients": 1, "alerts": [alert_id]}
+    looks = session.execute(select(AuditEvent.patient_id, AuditEvent.details)
+                            .where(AuditEvent.action == "viewed_care_queue").order_by(AuditEvent.id)).all()
+    assert looks[0] == (ids["A1"].id, {"alert_ids": [alert_id]})  # one row per patient shown (the first look)
 
 
 def test_the_settings_page_shows_the_reliable_change_threshold_in_use(console_client):
@@ -198,3 +199,68 @@ def test_the_care_page_offers_the_team_filter_and_pages(console_client, uow, mak
         event = s.scalars(select(AuditEvent).where(AuditEvent.action == "viewed_care_queue")
                           .order_by(AuditEvent.id.desc())).first()
         assert event.details["team"] == b and "page" not in event.details  # the first page
+
+
+def test_a_patient_who_moved_between_teams_is_seen_by_each_team_for_its_own_stay(uow, make_user, make_patient):
+    """A clinician sees the check-ins and alliance alerts of the stays their team had, and no other: the page, the
+    queue, acknowledging and the tablet agree.  M1 was on Ward A (a stay with an alert), then was readmitted to
+    Ward B (another alert).  Before, Ward A's clinician, let in by the earlier stay, was shown Ward B's stay and
+    could hand the tablet over for it."""
+    from outreach.care.alerts import AllianceAlertError, acknowledge
+    from outreach.care.kiosk import hand_over
+
+    a, b = make_user("a@study.example.org", "clinician"), make_user("b@study.example.org", "clinician")
+    p = make_patient(patient_id="M1", discharge_date=ADMITTED - dt.timedelta(days=300))
+    first_admitted = ADMITTED - dt.timedelta(days=80)
+    with uow() as s:
+        wards = {n: CareTeam(name=n) for n in ("Ward A", "Ward B")}
+        s.add_all(wards.values())
+        s.flush()
+        s.add_all([CareTeamMember(team_id=wards["Ward A"].id, user_id=a.id),
+                   CareTeamMember(team_id=wards["Ward B"].id, user_id=b.id)])
+        s.add(Episode(patient_id=p.id, admission_date=first_admitted, care_team_id=wards["Ward A"].id,
+                      alliance_checkins="tablet"))
+        ward_a, ward_b = wards["Ward A"].id, wards["Ward B"].id
+
+    def rate(admitted, day, items):
+        with uow() as s:
+            return record_checkin(s, stay_in_treatment(s, p.id), items, INSTRUMENT, method=Method.TABLET,
+                                  taken_at=dt.datetime.combine(admitted + dt.timedelta(days=day), dt.time(14))).alert
+
+    rate(first_admitted, 6, [6] * 6)
+    first_alert = rate(first_admitted, 13, [6, 1, 6, 6, 6, 6]).id
+    with uow() as s:
+        first = stay_in_treatment(s, p.id)
+        first.discharge_date, first_id = first_admitted + dt.timedelta(days=20), first.id
+        s.add(Episode(patient_id=p.id, admission_date=ADMITTED, care_team_id=ward_b, alliance_checkins="tablet"))
+    second_alert = rate(ADMITTED, 6, [1] * 6).id
+
+    def look(user_id):
+        with uow() as s:
+            user = s.get(User, user_id)
+            trend = patient_trend(s, user, p.id, INSTRUMENT, 7)
+            queue = team_queue(s, user)
+            return trend, [x.id for x in queue.alerts], [x.patient_id for x in queue.patients]
+
+    trend, alerts, in_treatment = look(a.id)
+    assert (trend.team, trend.admitted, len(trend.points)) == ("Ward A", first_admitted, 2)  # Ward A's stay only
+    assert [x.id for x in trend.alerts] == [first_alert] and alerts == [first_alert] and in_treatment == []
+    trend, alerts, in_treatment = look(b.id)
+    assert (trend.team, trend.admitted, len(trend.points)) == ("Ward B", ADMITTED, 1)
+    assert [x.id for x in trend.alerts] == [second_alert] and alerts == [second_alert] and in_treatment == ["M1"]
+    with uow() as s, pytest.raises(NotYourPatient):  # the stay in treatment is Ward B's
+        hand_over(s, s.get(User, a.id), p.id)
+    with uow() as s:
+        assert hand_over(s, s.get(User, b.id), p.id).episode_id != first_id
+    with uow() as s, pytest.raises(AllianceAlertError):
+        acknowledge(s, second_alert, "not my stay", actor="a@study.example.org", team_ids=[ward_a])
+
+    with uow() as s:  # the stay moves to Ward A (a transfer): its check-ins and its open alert go with it
+        stay_in_treatment(s, p.id).care_team_id = ward_a
+    trend, alerts, in_treatment = look(a.id)
+    assert trend.admitted == ADMITTED and alerts == [second_alert, first_alert] and in_treatment == ["M1"]
+    with uow() as s, pytest.raises(NotYourPatient):
+        patient_trend(s, s.get(User, b.id), p.id, INSTRUMENT, 7)  # Ward B has no stay of M1 now
+    with uow() as s:
+        assert team_queue(s, s.get(User, b.id)).alerts == []
+        acknowledge(s, second_alert, "Talked it over", actor="a@study.example.org", team_ids=[ward_a])

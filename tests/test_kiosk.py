@@ -81,3 +81,69 @@ def test_the_tablet_is_not_handed_over_for_a_participant_who_withdrew(console_cl
     refused = client.post(f"/console/care/patients/{p.id}/tablet", data={"csrf_token": client.csrf})
     assert refused.status_code == 302 and "/kiosk" not in refused.headers["Location"]  # back to the patient page
     assert "withdrew from the study" in client.get(refused.headers["Location"]).get_data(as_text=True)
+
+
+def test_a_tablet_left_idle_locks_and_its_sheet_is_neither_shown_nor_saved(console_client, handed, session,
+                                                                           monkeypatch):
+    """The idle reset used to start the sheet again and keep it for two hours: the next person to pick the tablet
+    up had the previous patient's check-in.  Now the page locks (the script posts the lock), and the server holds
+    to KIOSK_IDLE_SECONDS (120) by itself: a sheet not shown for that long is discarded when asked for again."""
+    from console import security
+
+    client = console_client("clinician", "nurse@study.example.org")
+    p = handed("nurse@study.example.org", language="en")
+    client.post(f"/console/care/patients/{p.id}/tablet", data={"csrf_token": client.csrf})
+    page = client.get("/console/kiosk")
+    assert "I trust my care team." in page.get_data(as_text=True) and page.headers["Cache-Control"] == "no-store"
+    sheet = re.search(r'name="sheet" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    assert 'id="kiosk-lock"' in page.get_data(as_text=True)
+    locked = client.post("/console/kiosk/lock", data={"sheet": sheet}, follow_redirects=True)  # no CSRF token
+    assert locked.status_code == 200 and "This tablet is locked" in locked.get_data(as_text=True)
+    assert "I trust my care team." not in client.get("/console/kiosk").get_data(as_text=True)
+    form = {"sheet": sheet, **{f"alliance_{i}": "6" for i in range(1, 7)}}
+    refused = client.post("/console/kiosk", data=form, headers={"X-Kiosk-Submit": "1"})
+    assert refused.status_code == 422 and "not saved" in refused.get_data(as_text=True)
+    assert session.scalar(select(func.count()).select_from(AllianceCheckin)) == 0
+
+    admin = console_client("admin")  # (the nurse was signed out by the hand-over: another staff member)
+    assert admin.post(f"/console/care/patients/{p.id}/tablet", data={"csrf_token": admin.csrf}).status_code == 302
+    assert "I trust my care team." in admin.get("/console/kiosk").get_data(as_text=True)
+    later = security.now() + 121
+    monkeypatch.setattr(security, "now", lambda: later)
+    assert "This tablet is locked" in admin.get("/console/kiosk").get_data(as_text=True)  # no script needed
+    monkeypatch.setattr(security, "now", lambda: later + 1)
+    assert "I trust my care team." not in admin.get("/console/kiosk").get_data(as_text=True)  # discarded for good
+
+
+def test_the_tablet_and_the_trend_read_the_statements_and_subscales_from_the_instrument(
+        console_client, handed, session, monkeypatch, uow):
+    """The tablet named its fields alliance_1 ... and the trend drew 'bond' and 'goal_task' whatever the
+    instrument (ALLIANCE_INSTRUMENT may name another file, with its own columns and subscales): another instrument
+    got a tablet whose every submit was refused and a trend page that failed.  Both read the instrument now."""
+    import dataclasses
+
+    from console import care_views, kiosk_views
+    from outreach.care.overview import patient_trend
+    from outreach.study.instrument import Subscale, load_instrument
+
+    other = dataclasses.replace(load_instrument("alliance6"), name="wai6", column_prefix="wai_", subscales=(
+        Subscale("task", "Tasks", (1, 4, 6), 2), Subscale("relation", "Relationship", (2, 3, 5), 2)))
+    monkeypatch.setattr(kiosk_views, "load_instrument", lambda name: other)
+    monkeypatch.setattr(care_views, "load_instrument", lambda name: other)
+    client = console_client("clinician", "nurse@study.example.org")
+    p = handed("nurse@study.example.org", language="en")
+    client.post(f"/console/care/patients/{p.id}/tablet", data={"csrf_token": client.csrf})
+    page = client.get("/console/kiosk").get_data(as_text=True)
+    assert 'name="wai_1"' in page and 'name="alliance_1"' not in page
+    sheet = re.search(r'name="sheet" value="([^"]+)"', page).group(1)
+    saved = client.post("/console/kiosk", data={"sheet": sheet, **{f"wai_{i}": "5" for i in range(1, 7)}},
+                        headers={"X-Kiosk-Submit": "1"})
+    assert saved.status_code == 200 and saved.json["saved"]
+    assert session.scalar(select(AllianceCheckin.subscale_scores)) == {"task": 5.0, "relation": 5.0}
+    with uow() as s:
+        trend = patient_trend(s, s.scalar(select(User).where(User.email == "nurse@study.example.org")), p.id, other, 7)
+    assert [x.name for x in trend.series] == ["mean", "task", "relation"] and all(x.points for x in trend.series)
+    assert trend.points[0].subscales == {"task": 5.0, "relation": 5.0}
+    admin = console_client("admin")
+    html = admin.get(f"/console/care/patients/{p.id}").get_data(as_text=True)
+    assert "dashed blue: Tasks; dotted amber: Relationship." in html and "<th scope=\"col\">Relationship</th>" in html

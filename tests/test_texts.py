@@ -11,7 +11,8 @@ BEFORE_CONSENT = {"invitation", "reminder", "consent_again", "declined", "help",
                   "checkin_invitation", "checkin_invitation_first", "checkin_reminder"}
 SENSITIVE = ["addiction", "alcohol", "drug", "substance", "treatment", "program", "rehab", "detox", "hospital",
              "clinic", "withdrawal", "recovery", "dépendance", "drogue", "traitement", "programme", "hôpital",
-             "clinique", "sevrage", "rétablissement", "homewood health centre", "mental health", "santé mentale"]
+             "clinique", "sevrage", "rétablissement", "homewood health centre", "mental health", "santé mentale",
+             "therap", "thérap", "counsel", "psychiatr", "diagnos"]
 
 
 def test_every_text_exists_in_both_languages():
@@ -28,6 +29,22 @@ def test_no_text_is_longer_than_320_characters(name, lang, text):
 def test_texts_before_consent_name_no_condition_program_or_substance(name, lang, text):
     lowered = text.lower()
     assert not [w for w in SENSITIVE if w in lowered]
+
+
+# The weekly check-in during a stay is texted while the patient is in treatment: none of its texts (invitation,
+# reminder, the six statements, their stalled-survey nudges) may tell whoever reads the phone what the stay is
+# for.  "my recovery" / "mon rétablissement" in the sixth statement did.
+CHECKIN = [t for t in ALL if t[0].startswith(("checkin_", "question alliance_", "stalled + alliance_"))]
+
+
+def test_the_check_in_texts_are_all_checked_in_both_languages():
+    assert len(CHECKIN) == 2 * (3 + 6 + 6) and {lang for _, lang, _ in CHECKIN} == {"en", "fr"}
+
+
+@pytest.mark.parametrize("name, lang, text", CHECKIN, ids=[f"{n}-{l}" for n, l, _ in CHECKIN])
+def test_check_in_texts_name_no_condition_program_or_treatment(name, lang, text):
+    lowered = text.lower()
+    assert not [w for w in SENSITIVE if w in lowered], (name, lang, text)
 
 
 def test_invitation_names_the_sender_and_how_to_stop():

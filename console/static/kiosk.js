@@ -1,6 +1,7 @@
 // The tablet check-in: one statement per screen with back and next; a submit that does not get through (a flaky
 // ward connection) is sent again until it does, with the same check-in id, so it is saved once; after
-// KIOSK_IDLE_SECONDS without a touch the unfinished check-in is discarded and the page starts again.
+// KIOSK_IDLE_SECONDS without a touch the unfinished check-in is discarded and the tablet locks (the server forgets
+// the sheet; a staff member signs in again), so the next person never sees the previous patient's sheet.
 (function () {
   "use strict";
   var form = document.getElementById("kiosk-form");
@@ -16,15 +17,15 @@
     if (first) { first.focus(); }
   }
   function answered(fs) { return fs.querySelector("input:checked") !== null; }
-  function restart() {
-    if (sending) { return; }
+  function lock() {
+    if (sending) { return; }  // the patient has finished: the submit under way is retried until it is saved
     form.reset();
-    status.textContent = "";
-    show(1);
+    form.hidden = true;
+    document.getElementById("kiosk-lock").submit();
   }
   function touched() {
     if (timer) { clearTimeout(timer); }
-    timer = setTimeout(restart, idleMs);
+    timer = setTimeout(lock, idleMs);
   }
   ["pointerdown", "keydown", "touchstart", "change"].forEach(function (ev) {
     document.addEventListener(ev, touched, { passive: true });
@@ -71,6 +72,9 @@
     if (sending) { return; }
     sending = true;
     send(0);
+  });
+  window.addEventListener("pageshow", function (e) {  // Back to a page kept in memory: ask the server again
+    if (e.persisted) { window.location.reload(); }
   });
   show(1);
   touched();

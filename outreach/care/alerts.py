@@ -7,14 +7,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..clock import utcnow
-from ..db import audit
+from ..db import audit, audit_each_patient
+from ..messaging.send_rule import can_be_texted
 from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient
 from ..study.instrument import Instrument
+from .checkins import local_day
 from .rules import ALERT, Rules, Scored, evaluate, load_rules, reliable_change
+from .teams import visible_stays
 
 
 class AllianceAlertError(ValueError):
@@ -53,11 +56,12 @@ def flag_and_alert(session: Session, episode: Episode, checkin: AllianceCheckin,
     return alert
 
 
-def first_period(admitted: dt.date, loaded: dt.datetime | None, period_days: int) -> int:
+def first_period(admitted: dt.date, loaded: dt.datetime | None, period_days: int, zone: str) -> int:
     """The first check-in period (0: the one beginning at admission) that began with the stay in this service:
-    periods before it had no check-in to miss.  A day's grace: ``loaded`` (``episodes.created_at``) is UTC and the
-    admission date local, so a stay loaded the evening of its admission may be dated the next day."""
-    late = max(0, (loaded.date() - admitted).days - 1) if loaded is not None else 0
+    periods before it had no check-in to miss.  ``loaded`` (``episodes.created_at``, UTC) is read as a day in the
+    patient's zone, as the admission date is.  A day's grace: a stay loaded the day after its admission (a nightly
+    import) still has its first period."""
+    late = max(0, (local_day(loaded, zone) - admitted).days - 1) if loaded is not None else 0
     return -(-late // period_days)
 
 
@@ -66,37 +70,43 @@ def check_missed(session: Session, period_days: int, now: dt.datetime | None = N
     """Raise a ``missed_in_a_row`` alert for each stay in treatment, with check-ins (sms or tablet), whose last
     ``threshold`` full check-in periods passed without a check-in.  Periods are counted from admission, but only
     those that began once the stay was in this service (``episodes.created_at``): an admission loaded 20 days late
-    had no check-in to miss before, and alerts only after ``threshold`` periods of its own.  Returns how many were
-    raised.  One query for the stays, one insert per alert (the worker's minute duties)."""
+    had no check-in to miss before, and alerts only after ``threshold`` periods of its own.  A stay with check-ins
+    by text whose patient may not be texted now (:func:`outreach.messaging.send_rule.can_be_texted`) misses
+    nothing: no text went, so none was ignored (the trend page says texts cannot be sent).  Every day is the
+    patient's own, in their zone, as the admission date and a check-in's ``days_since_admission`` are: today, the
+    day the stay was loaded, and which period a check-in fell in (a UTC date took a check-in of a Vancouver evening
+    for the next period's, and called a period over at 5 pm there).  Returns how many were raised.  One query for
+    the stays, one insert per alert (the worker's minute duties)."""
     rules = rules or load_rules()
     rule = next(iter(rules.of_kind("missed_in_a_row")), None)
     if rule is None:
         return 0
     now = now or utcnow()
     in_a_row = int(rule.threshold)
-    last = (select(AllianceCheckin.episode_id, func.max(AllianceCheckin.taken_at).label("last"))
-            .group_by(AllianceCheckin.episode_id).subquery())
+    last = (select(AllianceCheckin.episode_id, func.max(AllianceCheckin.days_since_admission).label("last"))
+            .where(AllianceCheckin.method != "import").group_by(AllianceCheckin.episode_id).subquery())
     since = now - dt.timedelta(days=rules.alert_days)
     recent = select(AllianceAlert.patient_id).where(AllianceAlert.raised_at > since).distinct().subquery()
     rows = session.execute(
         select(Episode.id, Episode.patient_id, Episode.care_team_id, Episode.admission_date, Episode.created_at,
-               Episode.alliance_checkins, last.c.last)
+               Episode.alliance_checkins, Patient.timezone, last.c.last)
         .join(Patient, Patient.id == Episode.patient_id)
         .outerjoin(last, last.c.episode_id == Episode.id)
         .outerjoin(recent, recent.c.patient_id == Episode.patient_id)
         .where(Episode.discharge_date.is_(None), Episode.admission_date.is_not(None),
                Episode.alliance_checkins.in_(("sms", "tablet")), recent.c.patient_id.is_(None),
-               Patient.withdrawn_at.is_(None))).all()  # a participant who withdrew is asked nothing: misses nothing
+               Patient.withdrawn_at.is_(None),  # a participant who withdrew is asked nothing: misses nothing
+               # nor is a patient the service may not text (opted out, no consent, no working number) asked by text
+               or_(Episode.alliance_checkins != "sms", can_be_texted()))).all()
     raised = 0
-    for episode_pk, patient_pk, team, admitted, loaded, method, last_at in rows:
-        periods = (now.date() - admitted).days // period_days  # full periods since admission
-        first = first_period(admitted, loaded, period_days)
+    for episode_pk, patient_pk, team, admitted, loaded, method, zone, last_day in rows:
+        periods = (local_day(now, zone) - admitted).days // period_days  # full periods since admission
+        first = first_period(admitted, loaded, period_days, zone)
         if method == "sms":  # the first text goes at the end of the first period: period 0 has none to miss
             first = max(first, 1)
         if periods - first < in_a_row:
             continue
-        window_start = dt.datetime.combine(admitted + dt.timedelta(days=(periods - in_a_row) * period_days), dt.time())
-        if last_at is not None and last_at >= window_start:
+        if last_day is not None and last_day >= (periods - in_a_row) * period_days:  # one in the last periods
             continue
         session.add(AllianceAlert(patient_id=patient_pk, episode_id=episode_pk, care_team_id=team, rule=rule.name,
                                   statements=[], subscale=None, raised_at=now,
@@ -124,16 +134,19 @@ class AlertRow:
 
 def list_alerts(session: Session, *, team_ids: list[int] | None = None, include_acknowledged: bool = False,
                 limit: int | None = None) -> list[AlertRow]:
-    """Alliance alerts, newest first: open ones (``include_acknowledged``: all); ``team_ids`` limits them to those
-    teams (a clinician's), None to every team.  One query."""
+    """Alliance alerts, newest first: open ones (``include_acknowledged``: all); ``team_ids`` limits them to the
+    stays of those teams (a clinician's), None to every team.  An alert is its stay's: listed for the stay's team
+    now (``episodes.care_team_id``), as the stay's check-ins are, so a stay moved to another team takes its alerts
+    along (``alliance_alerts.care_team_id`` keeps the team it was raised for).  One query."""
     stmt = (select(AllianceAlert, Patient.patient_id, CareTeam.name)
             .join(Patient, Patient.id == AllianceAlert.patient_id)
-            .outerjoin(CareTeam, CareTeam.id == AllianceAlert.care_team_id)
+            .join(Episode, Episode.id == AllianceAlert.episode_id)
+            .outerjoin(CareTeam, CareTeam.id == Episode.care_team_id)
             .order_by(AllianceAlert.raised_at.desc(), AllianceAlert.id.desc()))
     if not include_acknowledged:
         stmt = stmt.where(AllianceAlert.acknowledged_at.is_(None))
     if team_ids is not None:
-        stmt = stmt.where(AllianceAlert.care_team_id.in_(team_ids or [-1]))
+        stmt = stmt.where(visible_stays(team_ids))
     if limit is not None:
         stmt = stmt.limit(limit)
     return [AlertRow(a.id, a.patient_id, pid, team, a.rule, (a.details or {}).get("says", a.rule), a.statements or [],
@@ -141,15 +154,28 @@ def list_alerts(session: Session, *, team_ids: list[int] | None = None, include_
             for a, pid, team in session.execute(stmt)]
 
 
+def audit_alerts_shown(session: Session, action: str, rows: list[AlertRow], *, actor: str,
+                       address: str | None = None, patients: list[int] = (), **details) -> None:
+    """Audit a look at alliance alerts (and ``patients``, their pks, listed beside them): one row per patient shown,
+    with the ids of their alerts shown, so the audit log filtered by a patient finds every look (a look that
+    showed no one: one row without a patient).  In the caller's transaction, one statement."""
+    shown: dict[int | None, dict] = {pk: {"alert_ids": [], **details} for pk in patients}
+    for a in rows:
+        shown.setdefault(a.patient_pk, {"alert_ids": [], **details})["alert_ids"].append(a.id)
+    audit_each_patient(session, action, shown or {None: {"alert_ids": [], **details}}, actor=actor, address=address)
+
+
 def acknowledge(session: Session, alert_id: int, note: str, *, actor: str, team_ids: list[int] | None = None,
                 address: str | None = None) -> AllianceAlert:
     """Close an alliance alert with a note on what was done (audited).  ``team_ids``: the teams the actor works in
-    (a clinician may acknowledge only their teams' alerts); None for any."""
+    (a clinician may acknowledge only the alerts of their teams' stays, as :func:`list_alerts` lists them); None for
+    any."""
     note = (note or "").strip()
     if not note:
         raise AllianceAlertError("write what was done: acknowledging an alliance alert needs a note")
     alert = session.get(AllianceAlert, alert_id)
-    if alert is None or (team_ids is not None and alert.care_team_id not in team_ids):
+    team = session.scalar(select(Episode.care_team_id).where(Episode.id == alert.episode_id)) if alert else None
+    if alert is None or (team_ids is not None and team not in team_ids):
         raise AllianceAlertError(f"there is no alliance alert {alert_id}")
     if alert.acknowledged_at is not None:
         raise AllianceAlertError(f"alliance alert {alert_id} was acknowledged already by {alert.acknowledged_by}")

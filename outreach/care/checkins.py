@@ -1,8 +1,8 @@
 """Alliance check-ins: the six statements rated during a stay, stored with their mean and subscales by the
 instrument's rules, when, how (``tablet``, ``sms`` or ``import``), the treatment week and, for the tablet, the
-staff member who handed it over.  At discharge the stay's last check-in becomes its discharge alliance
-(:func:`rate_at_discharge`), the rating the study links to outcomes; a discharge file's own ratings are kept
-instead, as a check-in marked ``import``."""
+staff member who handed it over.  At discharge the stay's last scored check-in of its last days
+(``ALLIANCE_DISCHARGE_DAYS``) becomes its discharge alliance (:func:`rate_at_discharge`), the rating the study links
+to outcomes; a discharge file's own ratings are kept instead, as a check-in marked ``import``."""
 from __future__ import annotations
 
 import datetime as dt
@@ -109,11 +109,15 @@ def checkins_of(session: Session, patient_pk: int) -> list[AllianceCheckin]:
                                 .order_by(AllianceCheckin.taken_at, AllianceCheckin.id)))
 
 
-def rate_at_discharge(session: Session, completed: list[tuple[int, dict[str, Any]]], instrument: Instrument) -> int:
+def rate_at_discharge(session: Session, completed: list[tuple[int, dict[str, Any]]], instrument: Instrument, *,
+                      within_days: int = 14) -> int:
     """The discharge alliance of stays a discharge file just completed (stays admitted, now discharged): the row's
     own ratings, kept as a check-in marked ``import`` dated at the discharge; or, when the row has none, the stay's
-    last check-in.  Each rating points to its check-in (``alliance_ratings.checkin_id``).  Returns how many stays
-    took their last check-in."""
+    last check-in with a mean taken from ``within_days`` (``ALLIANCE_DISCHARGE_DAYS``) before the discharge to the
+    discharge day (its local day: admission + ``days_since_admission``).  An older check-in does not rate the stay
+    at its end, and one with too few statements answered has no mean to link to outcomes: the stay then keeps no
+    discharge alliance.  Each rating points to its check-in (``alliance_ratings.checkin_id``).  Returns how many
+    stays took a check-in."""
     adopted = 0
     for episode_pk, rec in completed:
         episode = session.get(Episode, episode_pk)
@@ -130,8 +134,11 @@ def rate_at_discharge(session: Session, completed: list[tuple[int, dict[str, Any
             session.execute(update(AllianceRating).where(AllianceRating.episode_id == episode_pk)
                             .values(checkin_id=checkin.id))
             continue
-        last = session.scalar(select(AllianceCheckin).where(AllianceCheckin.episode_id == episode_pk)
-                              .order_by(AllianceCheckin.taken_at.desc(), AllianceCheckin.id.desc()).limit(1))
+        stay_days = (episode.discharge_date - (episode.admission_date or episode.discharge_date)).days
+        last = session.scalar(select(AllianceCheckin).where(
+            AllianceCheckin.episode_id == episode_pk, AllianceCheckin.mean_score.is_not(None),
+            AllianceCheckin.days_since_admission.between(stay_days - within_days, stay_days))
+            .order_by(AllianceCheckin.taken_at.desc(), AllianceCheckin.id.desc()).limit(1))
         if last is None:
             continue
         session.execute(update(AllianceRating).where(AllianceRating.episode_id == episode_pk).values(

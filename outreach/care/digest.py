@@ -57,9 +57,10 @@ def send_team_digests(session: Session, settings: Settings, now: dt.datetime | N
         .where(Episode.care_team_id.in_(ids), AllianceCheckin.taken_at >= since, AllianceCheckin.method != "import")
         .group_by(Episode.care_team_id)).all())
     alerts = {team: (raised, still_open) for team, raised, still_open in session.execute(
-        select(AllianceAlert.care_team_id, func.count().filter(AllianceAlert.raised_at >= since),
+        select(Episode.care_team_id, func.count().filter(AllianceAlert.raised_at >= since),
                func.count().filter(AllianceAlert.acknowledged_at.is_(None)))
-        .where(AllianceAlert.care_team_id.in_(ids)).group_by(AllianceAlert.care_team_id))}
+        .join(Episode, Episode.id == AllianceAlert.episode_id)  # the stay's team now, as the queue lists them
+        .where(Episode.care_team_id.in_(ids)).group_by(Episode.care_team_id))}
     queued = 0
     for name, pk in sorted(teams.items()):
         raised, still_open = alerts.get(pk, (0, 0))

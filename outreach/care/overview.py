@@ -10,11 +10,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..clock import utcnow
+from ..messaging.send_rule import can_be_texted
 from ..models import AllianceAlert, AllianceCheckin, CareTeam, Episode, Patient, User
 from ..study.instrument import Instrument
-from .alerts import AlertRow, first_period, list_alerts
+from .alerts import AlertRow, audit_alerts_shown, first_period, list_alerts
+from .checkins import local_day
 from .rules import ALERT, WATCH
-from .teams import may_see, team_ids_of
+from .teams import sees, team_ids_of, visible_stays
 
 
 class NotYourPatient(PermissionError):
@@ -87,6 +89,16 @@ def team_queue(session: Session, user: User, *, team_id: int | None = None, page
                  len(alerts) > per_page)
 
 
+def audit_queue(session: Session, queue: Queue, *, actor: str, address: str | None = None) -> None:
+    """Audit a look at the care team's page (``viewed_care_queue``): one row per patient shown, listed in
+    treatment or with an open alert (the ids of their alerts shown), with the team filter and page, so the audit
+    log filtered by a patient finds every look.  One statement; a page holds at most 100 patients and 100 alerts."""
+    where = {**({"team": queue.team_id} if queue.team_id is not None else {}),
+             **({"page": queue.page} if queue.page > 1 else {})}
+    audit_alerts_shown(session, "viewed_care_queue", queue.alerts, actor=actor, address=address,
+                       patients=[p.patient_pk for p in queue.patients], **where)
+
+
 @dataclass(frozen=True)
 class Point:
     """One check-in on the chart: its x (days since admission) and each series' y, in the SVG's coordinates."""
@@ -96,8 +108,7 @@ class Point:
     day: int
     method: str
     mean: float | None
-    bond: float | None
-    goal_task: float | None
+    subscales: dict[str, float | None]  # by the instrument's subscale names
     level: str | None  # alert | watch | None: the highest level of the rules it met
     rules: list[str]
     at_ceiling: bool
@@ -127,6 +138,7 @@ class Trend:
     scale_max: int
     xs: dict[int, float]  # checkin id -> x
     ys: dict[int, float]  # checkin id -> y of the mean
+    texts_blocked: bool = False  # check-ins by text, and the patient may not be texted now: none is missed
 
 
 CHART_W, CHART_H, PAD = 560, 220, 36
@@ -134,14 +146,18 @@ CHART_W, CHART_H, PAD = 560, 220, 36
 
 def patient_trend(session: Session, user: User, patient_pk: int, instrument: Instrument, period_days: int,
                   today: dt.date | None = None) -> Trend:
-    """One patient's latest stay with check-ins (or in treatment): every check-in, the mean and both subscales as
-    chart series, the watch and alert history, check-in periods missed.  Six queries, however many check-ins."""
+    """One patient's latest stay that the user sees (:func:`visible_stays`: a clinician, their teams' stays only)
+    and that has begun (the one in treatment first): every check-in, the mean and both subscales as chart series,
+    the watch and alert history, check-in periods missed (none while check-ins by text cannot be sent, as the alert
+    counts).  Six queries, however many check-ins (seven for a stay in treatment with check-ins by text)."""
     patient = session.get(Patient, patient_pk)
     if patient is None:
         raise NoSuchPatient(patient_pk)
-    if not may_see(session, user, patient_pk):
+    teams = team_ids_of(session, user)
+    if not sees(session, teams, patient_pk):
         raise NotYourPatient(patient_pk)
-    stay = session.scalar(select(Episode).where(Episode.patient_id == patient_pk, Episode.admission_date.is_not(None))
+    stay = session.scalar(select(Episode).where(Episode.patient_id == patient_pk, Episode.admission_date.is_not(None),
+                                                visible_stays(teams))
                           .order_by(Episode.discharge_date.is_(None).desc(), Episode.admission_date.desc()).limit(1))
     team = session.get(CareTeam, stay.care_team_id).name if stay is not None and stay.care_team_id else None
     checkins = list(session.scalars(select(AllianceCheckin).where(AllianceCheckin.episode_id == (stay.id if stay else -1))
@@ -154,31 +170,35 @@ def patient_trend(session: Session, user: User, patient_pk: int, instrument: Ins
     y_of = lambda v: CHART_H - PAD - (CHART_H - 2 * PAD) * v / instrument.max  # noqa: E731
     series = []
     for name, label in (("mean", "Mean"), *((s.name, s.label) for s in instrument.subscales)):
-        coords = [f"{x_of(p.day):.1f},{y_of(getattr(p, name)):.1f}" for p in points if getattr(p, name) is not None]
-        series.append(Series(name, label, " ".join(coords)))
-    today = today or utcnow().date()
+        values = [(p.day, p.mean if name == "mean" else p.subscales.get(name)) for p in points]
+        series.append(Series(name, label, " ".join(f"{x_of(d):.1f},{y_of(v):.1f}" for d, v in values if v is not None)))
+    today = today or local_day(utcnow(), patient.timezone)  # the patient's day, as the admission date
     missed = 0
     if stay is not None and stay.admission_date is not None:
         end = stay.discharge_date or today
         periods = (end - stay.admission_date).days // period_days
         taken = {(c.days_since_admission // period_days) for c in checkins if c.method != "import"}
-        first = first_period(stay.admission_date, stay.created_at, period_days)  # as the missed-check-ins alert
+        first = first_period(stay.admission_date, stay.created_at, period_days, patient.timezone)  # as the alert
         if stay.alliance_checkins == "sms":  # the first text goes when the first period ends
             first = max(first, 1)
         missed = sum(1 for k in range(first, periods) if k not in taken)
+    texts_blocked = (stay is not None and stay.discharge_date is None and stay.alliance_checkins == "sms"
+                     and session.scalar(select(Patient.id).where(Patient.id == patient_pk, can_be_texted())) is None)
+    if texts_blocked:
+        missed = 0  # as the alert counts: no text went, so none was ignored
     rated = [p for p in points if p.mean is not None]
     return Trend(patient_pk, patient.patient_id, team, stay.admission_date if stay else None,
                  stay.discharge_date if stay else None, points, series, alerts, missed,
                  (sum(p.at_ceiling for p in rated) / len(rated)) if rated else None, CHART_W, CHART_H, instrument.max,
                  {p.checkin_id: x_of(p.day) for p in points},
-                 {p.checkin_id: y_of(p.mean) for p in points if p.mean is not None})
+                 {p.checkin_id: y_of(p.mean) for p in points if p.mean is not None}, texts_blocked)
 
 
 def _point(c: AllianceCheckin, instrument: Instrument) -> Point:
     levels = {f["level"] for f in c.flags or []}
     subs = c.subscale_scores or {}
     return Point(c.id, c.taken_at, c.treatment_week, c.days_since_admission, c.method, c.mean_score,
-                 subs.get("bond"), subs.get("goal_task"),
+                 {s.name: subs.get(s.name) for s in instrument.subscales},
                  ALERT if ALERT in levels else WATCH if WATCH in levels else None,
                  [f["rule"] for f in c.flags or []],
                  all(v == instrument.max for v in c.items if v is not None) and any(v is not None for v in c.items))

@@ -4,8 +4,9 @@
 A check-in by text is a conversation like a follow-up's, on the same row and the same machine: a ``followups``
 row whose ``timepoint_days`` is ``-k`` for the stay's k-th check-in period (``conversations.surveys.is_checkin``),
 so keywords, crisis detection, quiet hours (the send rule, checked again when each text is sent), reminders,
-stalled-survey nudges and expiry are those of follow-ups.  Research queries leave these rows out
-(``outreach.repository.research_followups``).
+stalled-survey nudges and expiry are those of follow-ups; a check-in whose invitation never goes (cancelled or
+failed before it was sent) is ended by :func:`end_unsent_checkins`, since expiry counts from a sent invitation.
+Research queries leave these rows out (``outreach.repository.research_followups``).
 
 :func:`queue_checkins` (the worker, every minute) starts the check-in due this period for each such stay: its
 invitation is queued like a wave's and sent in the patient's window.  A patient has one conversation at a time: a
@@ -19,7 +20,7 @@ from sqlalchemy import exists, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from conversations.engine import Context, invitation
-from conversations.machine import FollowUpState
+from conversations.machine import FollowUpState, transition
 
 from ..clock import utcnow
 from ..config import Settings
@@ -97,9 +98,33 @@ def record_sms_checkins(session: Session, instrument: Instrument) -> list[Record
     return recorded
 
 
+def end_unsent_checkins(session: Session, now: dt.datetime | None = None) -> int:
+    """End (expired) each check-in whose invitation will never go: not sent (``invited_at`` unset) and none of its
+    invitations waiting to be (each cancelled or failed: consent withdrawn, an opt-out, a phone found invalid).
+    Expiry counts from a sent invitation, so such a check-in stayed 'invited' for ever, the patient's one open
+    conversation: no later check-in, no wave (``patient_busy``).  The patients are locked as an inbound text locks
+    them (:func:`outreach.study.scheduler.tick`'s expiry does the same).  Returns how many ended."""
+    now = now or utcnow()
+    waiting = exists().where(Message.followup_id == FollowUp.id, Message.kind == "invitation",
+                             Message.status.in_((Delivery.PENDING, Delivery.CLAIMED)))
+    stuck = (FollowUp.timepoint_days < 0, FollowUp.state == FollowUpState.INVITED, FollowUp.invited_at.is_(None),
+             ~waiting)
+    locked = session.scalars(select(FollowUp.id).join(Patient, Patient.id == FollowUp.patient_id).where(*stuck)
+                             .with_for_update(of=Patient, skip_locked=True)).all()
+    ended = session.scalars(select(FollowUp).where(FollowUp.id.in_(locked), *stuck)
+                            .execution_options(populate_existing=True)).all() if locked else []
+    for conversation in ended:
+        transition(conversation, "expire")
+        conversation.closed_at = now
+    session.flush()
+    return len(ended)
+
+
 def care_duties(session: Session, settings: Settings, now: dt.datetime | None = None) -> tuple[int, int]:
-    """The worker's minute duty for check-ins by text: (conversations finished and recorded, check-ins started)."""
+    """The worker's minute duty for check-ins by text: (conversations finished and recorded, check-ins started);
+    check-ins whose invitation will never go are ended first, so that their patients are free."""
     from ..study.instrument import load_instrument
 
+    end_unsent_checkins(session, now)
     recorded = record_sms_checkins(session, load_instrument(settings.get("ALLIANCE_INSTRUMENT")))
     return len(recorded), queue_checkins(session, settings, now)

@@ -1,8 +1,11 @@
-"""Care teams: a name and its members.  A clinician sees only the patients whose stay belongs to one of their
-teams (:func:`may_see`); administrators see every team."""
+"""Care teams: a name and its members.  A clinician sees a patient's in-treatment data (check-ins, trend, alliance
+alerts) of the stays their teams have, and of no other stay (:func:`visible_stays`); a patient is theirs when one of
+the patient's stays is (:func:`may_see`).  A patient who moved from one team to another is seen by each team for
+its own stay only.  A stay's team is ``episodes.care_team_id`` and nothing else: its alliance alerts go with it
+(a stay moved to another team takes its open alerts along).  Administrators see every team."""
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select, true
 from sqlalchemy.orm import Session
 
 from ..db import audit
@@ -81,10 +84,21 @@ def team_ids_of(session: Session, user: User) -> list[int] | None:
     return list(session.scalars(select(CareTeamMember.team_id).where(CareTeamMember.user_id == user.id)))
 
 
+def visible_stays(teams: list[int] | None) -> ColumnElement[bool]:
+    """A condition on ``Episode``: the stays whose in-treatment data a user with ``teams`` (:func:`team_ids_of`)
+    sees: their teams' stays, or every stay (None)."""
+    return true() if teams is None else Episode.care_team_id.in_(teams or [-1])
+
+
 def may_see(session: Session, user: User, patient_pk: int) -> bool:
-    """May ``user`` see this patient's check-ins?  A clinician only when one of the patient's stays is their team's."""
-    teams = team_ids_of(session, user)
+    """May ``user`` see this patient at all?  A clinician when one of the patient's stays is their team's; what they
+    see then is those stays only (:func:`visible_stays`)."""
+    return sees(session, team_ids_of(session, user), patient_pk)
+
+
+def sees(session: Session, teams: list[int] | None, patient_pk: int) -> bool:
+    """:func:`may_see` for a user whose teams (:func:`team_ids_of`) are known already."""
     if teams is None:
         return True
-    return session.scalar(select(Episode.id).where(Episode.patient_id == patient_pk,
-                                                   Episode.care_team_id.in_(teams or [-1])).limit(1)) is not None
+    return session.scalar(select(Episode.id).where(Episode.patient_id == patient_pk, visible_stays(teams))
+                          .limit(1)) is not None

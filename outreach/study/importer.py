@@ -705,7 +705,8 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
         names, rows = read_rows(text, instrument, RowValidator(settings, instrument, today), separator, steps)
         result = _import_rows(session, path, instrument, names, rows, separator, skip_invalid=skip_invalid,
                               allow_rating_changes=allow_rating_changes, actor=actor,
-                              keep_identifiers=keep_identifiers, strict=strict, progress=steps)
+                              keep_identifiers=keep_identifiers, strict=strict, progress=steps,
+                              discharge_days=settings.alliance_discharge_days)
     steps.finish()
     return result
 
@@ -725,7 +726,7 @@ def _rows_kept_out_of_gc() -> Iterator[None]:
 def _import_rows(session: Session, path: Path, instrument: Instrument, names: list[str],
                  rows: list[_Row], separator: str, *, skip_invalid: bool, allow_rating_changes: bool,
                  actor: str | None, keep_identifiers: bool, strict: bool,
-                 progress: _Progress | None = None) -> ImportResult:
+                 progress: _Progress | None = None, discharge_days: int = 14) -> ImportResult:
     _shared_phones(session, rows, progress)
     if strict:
         warnings_refuse(rows)
@@ -743,7 +744,7 @@ def _import_rows(session: Session, path: Path, instrument: Instrument, names: li
     if not sort_out(result, rows, names, Path(path), skip_invalid=skip_invalid, keep_identifiers=keep_identifiers):
         return result
     apply_upsert(session, plan, instrument, actor=actor, progress=progress)
-    rate_at_discharge(session, completed, instrument)
+    rate_at_discharge(session, completed, instrument, within_days=discharge_days)
     apply_contact_changes(session, plan, result, file=Path(path).name, actor=actor)
     result.new_patients, result.new_episodes = len(plan.new_patients), len(plan.new_episodes)
     result.updated, result.unchanged = plan.updated, plan.unchanged
