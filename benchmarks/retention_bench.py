@@ -3,7 +3,8 @@
 A PostgreSQL database (BENCH_POSTGRES_URL; its tables are dropped and made again) is filled in SQL with N
 participants discharged two years ago, each with 4 completed follow-ups of 20 texts (every text and phone number
 due for erasure under RETAIN_MESSAGE_BODIES_DAYS=30 and RETAIN_PHONES_DAYS_AFTER_LAST_CONTACT=60), plus 200
-participants in an open survey.  Then ``outreach.study.retention.run`` erases everything due (as the worker's daily
+participants in an open survey, and 10 audit rows per participant (1 in 100 a phone correction with its old and new
+number).  Then ``outreach.study.retention.run`` erases everything due (as the worker's daily
 pass does, without its per-minute budget) while another thread texts the real webhook (signed, through the Flask
 app) as the participants in an open survey, one text every 50 ms: it prints the pass's duration, what it erased,
 and the webhook's median, 99th percentile and slowest request (target: none over 2 s).
@@ -27,10 +28,11 @@ from outreach.study import retention
 AUTH = "bench-auth-token-0123456789abcdef"
 BASE = "https://outreach.example.org"
 ACTIVE = 200
+AUDIT_PER_PARTICIPANT = 10
 
 
 def fill(engine, n: int) -> None:
-    """N old participants (4 follow-ups x 20 texts, 3 answers each) and ACTIVE ones mid-survey, in SQL."""
+    """N old participants (4 follow-ups x 20 texts, 3 answers each, 10 audit rows) and ACTIVE ones mid-survey, in SQL."""
     with engine.begin() as c:
         c.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     upgrade(engine)
@@ -74,7 +76,18 @@ def fill(engine, n: int) -> None:
             FROM (SELECT id, followup_id, body, created_at,
                          row_number() OVER (PARTITION BY followup_id ORDER BY id) AS rn
                   FROM messages WHERE direction = 'in') m WHERE m.rn <= 3"""))
-        for table in ("patients", "episodes", "followups", "messages", "answers"):
+        # The audit a study of that size has: staff looking at each participant's page, and 1 in 100 a phone number
+        # corrected (its old and new number, which the phone rule erases); kept, as RETAIN_AUDIT_DAYS is 7 years.
+        c.execute(text(f"""
+            INSERT INTO audit_events (at, actor, action, patient_id, address, details)
+            SELECT {old} + v * interval '1 day', 'coordinator@study.example.org',
+                   CASE WHEN v = 1 AND g % 100 = 0 THEN 'phone_corrected' ELSE 'viewed_patient' END, g, '10.0.0.1',
+                   CASE WHEN v = 1 AND g % 100 = 0
+                        THEN json_build_object('old', '+1905' || lpad(g::text, 7, '0'),
+                                               'new', '+1416' || lpad(g::text, 7, '0'))
+                        ELSE '{{}}'::json END
+            FROM generate_series(1, :n) g, generate_series(1, :per) v"""), {"n": n, "per": AUDIT_PER_PARTICIPANT})
+        for table in ("patients", "episodes", "followups", "messages", "answers", "audit_events"):
             c.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
         c.execute(text("ANALYZE"))
 
@@ -120,6 +133,8 @@ def main() -> None:
     done.set()
     texter.join()
     print(f"retention pass: {duration:.0f} s; {result.describe()}")
+    print(f"  {result.counts['message_bodies'] / duration:,.0f} texts a second; {result.batches:,} transactions, "
+          f"the longest {result.longest_batch * 1000:.0f} ms")
     lat = sorted(latencies)
     print(f"webhook while it ran: {len(lat)} texts, median {statistics.median(lat) * 1000:.0f} ms, "
           f"99th percentile {lat[int(len(lat) * 0.99) - 1] * 1000:.0f} ms, slowest {lat[-1] * 1000:.0f} ms, "

@@ -353,7 +353,8 @@ class AuditEvent(Base):
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(254))
     action: Mapped[str] = mapped_column(String(64))
-    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"))
+    # indexed: a patient's contact history, and the retention pass's phone corrections (migration 0019)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id", ondelete="SET NULL"), index=True)
     address: Mapped[str | None] = mapped_column(String(64))  # the client's IP address, for console actions
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 

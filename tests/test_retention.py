@@ -142,3 +142,23 @@ def test_closing_the_study_asks_for_the_count_then_erases_every_phone_and_word(t
     assert session.scalar(select(FollowUp.state).where(FollowUp.patient_id == open_.id)) == "opted_out"
     event = session.scalar(select(AuditEvent).where(AuditEvent.action == "study_closed"))
     assert event.details["reason"] == "funding ended" and event.details["phones_erased"] == 2
+
+
+def test_in_batches_of_two_texts_and_one_participant_the_pass_erases_what_the_dry_run_counted(
+        clock, two_conversations, sessions, session, rules, monkeypatch):
+    """The pass walks the texts in id ranges, a transaction each: however the batches fall, every word due is erased
+    with the answers read from it, once, and a follow-up under way keeps its texts."""
+    done, open_ = two_conversations
+    clock(days=61)
+    would = retention.run(sessions, rules, dry_run=True).counts
+    monkeypatch.setattr(retention, "BATCH", 2)
+    monkeypatch.setattr(retention, "PHONE_BATCH", 1)
+    erased = retention.run(sessions, rules)
+    assert erased.counts == would and would["message_bodies"] > 2 and would["answer_words"] == 3
+    assert erased.batches > would["message_bodies"] // 2
+    assert set(bodies(session, done)) == {""}
+    assert "Zebracorn here, 8" in bodies(session, open_)
+    answers = session.scalars(select(Answer).join(FollowUp).where(FollowUp.patient_id == done.id)).all()
+    assert len(answers) == 3 and all(a.raw_text is None and a.raw_text_erased_under == "retention" for a in answers)
+    assert session.get(Patient, done.id).phone == "" and session.get(Patient, open_.id).phone == "+14165550138"
+    assert retention.run(sessions, rules).counts == dict.fromkeys(retention.KINDS, 0)  # nothing left, nothing twice
