@@ -7,6 +7,11 @@ matched.  Recall comes first: a false alarm costs a coordinator a minute, a miss
 Measured on the corpus in ``tests/corpus/`` (``python -m benchmarks.crisis_figures``) and on blind
 batches (``python benchmarks/crisis_blind.py``).
 
+When no rule matches, a learned second opinion (:mod:`conversations.crisis_model`, a TF-IDF logistic
+regression trained by ``benchmarks/train_crisis_model.py``) scores the raw text; at or above its threshold
+the text is a crisis message too, with the rule id ``model``, unless the rules read every word of it as
+idioms and contexts (:func:`read_as_ordinary`).
+
 Contexts are phrases in which danger words do not speak of the writer's own danger: another person's
 words or acts ("my friend said she wanted to die"), prevention, screening and treatment talk ("suicide
 prevention walk", "my counselor asked if I had thoughts of suicide") and the writer's denial ("not
@@ -39,7 +44,10 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 
-__all__ = ["Match", "detect", "explain", "is_crisis", "normalise", "rules"]
+from . import crisis_model
+
+__all__ = ["MODEL_RULE", "Match", "detect", "explain", "is_crisis", "model_match", "normalise", "read_as_ordinary",
+           "rule_match", "rules"]
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'", "\u02bc": "'"})
 _MODIFIERS = re.compile("[\U0001F3FB-\U0001F3FF\uFE0F\uFE0E]")
@@ -53,6 +61,7 @@ _RUN3 = re.compile(r"([a-z])\1{2,}")
 _RUN2 = re.compile(r"([a-z])\1+")
 _SPACES = re.compile(" {2,}")
 _MAX_VARIANTS = 16
+MODEL_RULE = "model"  # the rule id of a match made by the learned second opinion, not by a rule
 
 
 @dataclass(frozen=True)
@@ -334,7 +343,54 @@ def detect(text: str) -> Match | None:
     Idioms are masked first.  Then context phrases (another person's words or acts, prevention and
     screening talk, the writer's own denial) are found: a danger match wholly inside one does not count,
     any other does, and the danger rules also see each context as a mark (``~?`` asked, ``~!`` denied...)
-    so that "asked if I had thoughts of suicide, and honestly yes" or "not suicidal, but I lied" match."""
+    so that "asked if I had thoughts of suicide, and honestly yes" or "not suicidal, but I lied" match.
+
+    When no rule matches, the learned model (:mod:`conversations.crisis_model`) scores the text: at or above
+    its threshold the match is ``Match("model", ...)``, whose ``why`` gives the probability and the threshold
+    (never the text's words).  The model is not asked when the rules read the whole text as idioms and
+    contexts (:func:`read_as_ordinary`: "I cut myself shaving", "i dont want to die"): its danger words are
+    the ones the rules were written to discount, and the model, which reads words and not their setting,
+    would weigh them alone."""
+    found = rule_match(text)
+    if found is not None:
+        return found
+    if read_as_ordinary(text):
+        return None
+    return model_match(text)
+
+
+def read_as_ordinary(text: str) -> bool:
+    """Do the rules account for every word of ``text`` as an idiom or a context (another person, prevention
+    or screening talk, a denial)?  True when at least one was found and, in every reading, no word of three
+    letters or more is left outside them ("my friend said she wanted to die": only "my" is left)."""
+    r = rules()
+    for reading in normalise(text):
+        masked = _SPACES.sub(" ", r.idioms.sub(" ~ ", reading)).strip()
+        spans = [(m.start(), m.end()) for m in r.contexts.finditer(masked)]
+        if not spans and "~" not in masked:
+            return False
+        rest, last = [], 0
+        for a, b in spans:
+            rest.append(masked[last:a])
+            last = b
+        rest.append(masked[last:])
+        if any(len(w) >= 3 for w in re.findall(r"[a-z0-9_]+", " ".join(rest))):
+            return False
+    return True
+
+
+def model_match(text: str) -> Match | None:
+    """The learned model's match for ``text`` (whatever the rules say), or None under its threshold."""
+    m = crisis_model.model()
+    p = crisis_model.probability(text)
+    if p < m.threshold:
+        return None
+    return Match(MODEL_RULE, f"no rule matched, but the learned model (a second opinion trained on the corpus and "
+                             f"earlier batches) gives p={p:.2f}, at or above its threshold {m.threshold:.2f}")
+
+
+def rule_match(text: str) -> Match | None:
+    """The first danger rule that marks ``text`` as a crisis message (the rules alone), or None."""
     r = rules()
     for reading in normalise(text):
         masked = _SPACES.sub(" ", r.idioms.sub(" ~ ", reading)).strip()
@@ -353,11 +409,15 @@ def is_crisis(text: str) -> bool:
 
 
 def explain(text: str) -> dict:
-    """For people writing rules: the readings, the idioms and contexts found and the rule matched."""
+    """For people writing rules: the readings, the idioms and contexts found, the rule matched, the learned
+    model's probability and threshold, and the match :func:`detect` returns."""
     r = rules()
     readings = normalise(text)
     masked = [_SPACES.sub(" ", r.idioms.sub(" ~ ", x)).strip() for x in readings]
     return {"readings": readings,
             "idioms": [r.idiom_ids[int(m.lastgroup[1:])][0] for x in readings for m in r.idioms.finditer(x)],
             "contexts": [c for x in masked for c in _contexts(r, x)[2]],
+            "rule": rule_match(text),
+            "model": {"p": crisis_model.probability(text), "threshold": crisis_model.model().threshold,
+                      "asked": rule_match(text) is None and not read_as_ordinary(text)},
             "match": detect(text)}
