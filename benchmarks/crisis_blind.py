@@ -35,8 +35,8 @@ def load(path: Path) -> list[dict[str, str]]:
 
 
 MODES = ("both", "rules", "model")
-MODE_NAMES = {"both": "rules + model (the detector: the model when no rule matches and the rules do not read the "
-                      "whole text as idioms and contexts)",
+MODE_NAMES = {"both": "rules + model (the detector: the model when no rule matches, unless the text is idioms and "
+                      "contexts only, has no word or is a keyword)",
               "rules": "rules alone", "model": "model alone (p >= threshold, whatever the rules say)"}
 
 
@@ -61,10 +61,10 @@ def score(rows: list[dict[str, str]]) -> dict:
         rule = crisis.rule_match(row["text"])
         p = crisis_model.probability(row["text"])
         hit = crisis.detect(row["text"])
-        ordinary = rule is None and crisis.read_as_ordinary(row["text"])
-        assert (hit is not None) == (rule is not None or (p >= threshold and not ordinary))
+        asked = crisis.model_asked(row["text"])
+        assert (hit is not None) == (rule is not None or (p >= threshold and asked))
         scored.append({"row": row, "rule": rule, "p": p, "model": p >= threshold, "hit": hit,
-                       "not_asked": ordinary})
+                       "not_asked": rule is None and not asked})
     by_mode = {
         "both": _count(rows, [s["hit"] is not None for s in scored]),
         "rules": _count(rows, [s["rule"] is not None for s in scored]),
@@ -115,7 +115,8 @@ def main() -> None:
         print("\nmissed (by rules and model; p: the model's probability):")
         for s in scored:
             if s["row"]["kind"] == "crisis" and s["hit"] is None:
-                note = "  (model not asked: read as idioms/contexts)" if s["not_asked"] and s["model"] else ""
+                note = ("  (model not asked: idioms/contexts only, no word, or a keyword)"
+                        if s["not_asked"] and s["model"] else "")
                 print(f"  [{s['row']['category']}/{s['row']['lang']}] p={s['p']:.2f}  {s['row']['text']}{note}")
         print("\nfalse alarms (<- the rule that fired, or the model):")
         for s in scored:
@@ -126,7 +127,8 @@ def main() -> None:
         print("\ncaught (by rules, model or rules+model):")
         for s in scored:
             if s["row"]["kind"] == "crisis" and s["hit"] is not None:
-                print(f"  [{s['row']['category']}/{s['row']['lang']}] {_caught_by(s):<11} p={s['p']:.2f}  {s['row']['text']}")
+                print(f"  [{s['row']['category']}/{s['row']['lang']}] {_caught_by(s):<11} p={s['p']:.2f}  "
+                      f"{s['row']['text']}")
 
 
 if __name__ == "__main__":

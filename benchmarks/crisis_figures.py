@@ -131,7 +131,8 @@ def report(f: Figures, markdown: bool = False) -> str:
     lines.append(f"false alarms ({len(f.alarms)}):")
     lines += [f"{bullet}[{m.half} {m.lang}] {m.text}   <- {rule}" for m, rule in f.alarms] or [f"{bullet}none"]
     lines.append(f"mean time per message: {f.ms_per_message:.3f} ms "
-                 f"({sum(f.sizes.values())} messages, caches emptied first; rules, then the model when no rule matches)")
+                 f"({sum(f.sizes.values())} messages, caches emptied first; rules, then the model when no rule "
+                 f"matches)")
     lines.append(f"the learned model alone: {f.ms_model_per_message:.3f} ms per message (scoring every message)")
     return "\n".join(lines)
 

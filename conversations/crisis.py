@@ -10,7 +10,7 @@ batches (``python benchmarks/crisis_blind.py``).
 When no rule matches, a learned second opinion (:mod:`conversations.crisis_model`, a TF-IDF logistic
 regression trained by ``benchmarks/train_crisis_model.py``) scores the raw text; at or above its threshold
 the text is a crisis message too, with the rule id ``model``, unless the rules read every word of it as
-idioms and contexts (:func:`read_as_ordinary`).
+idioms and contexts, or it has no word or is a keyword of the lexicon (:func:`model_asked`).
 
 Contexts are phrases in which danger words do not speak of the writer's own danger: another person's
 words or acts ("my friend said she wanted to die"), prevention, screening and treatment talk ("suicide
@@ -46,8 +46,8 @@ from importlib import resources
 
 from . import crisis_model
 
-__all__ = ["MODEL_RULE", "Match", "detect", "explain", "is_crisis", "model_match", "normalise", "read_as_ordinary",
-           "rule_match", "rules"]
+__all__ = ["MODEL_RULE", "Match", "detect", "explain", "is_crisis", "model_asked", "model_match", "normalise",
+           "read_as_ordinary", "rule_match", "rules"]
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'", "\u02bc": "'"})
 _MODIFIERS = re.compile("[\U0001F3FB-\U0001F3FF\uFE0F\uFE0E]")
@@ -347,16 +347,36 @@ def detect(text: str) -> Match | None:
 
     When no rule matches, the learned model (:mod:`conversations.crisis_model`) scores the text: at or above
     its threshold the match is ``Match("model", ...)``, whose ``why`` gives the probability and the threshold
-    (never the text's words).  The model is not asked when the rules read the whole text as idioms and
-    contexts (:func:`read_as_ordinary`: "I cut myself shaving", "i dont want to die"): its danger words are
-    the ones the rules were written to discount, and the model, which reads words and not their setting,
-    would weigh them alone."""
+    (never the text's words).  It is not asked (:func:`model_asked`) when the rules read the whole text as
+    idioms and contexts (:func:`read_as_ordinary`: "I cut myself shaving", "i dont want to die"): its danger
+    words are the ones the rules were written to discount, and the model, which reads words and not their
+    setting, would weigh them alone; nor about a text with no word (".", "...", "/6.") or a whole-message
+    keyword of the lexicon ("je veux me désabonner", STOP, yes, no, an acknowledgement), whose meaning is
+    known (the model gives "." p=0.90 and "je veux me désabonner" p=0.93)."""
     found = rule_match(text)
     if found is not None:
         return found
-    if read_as_ordinary(text):
+    if not _model_may_read(text) or read_as_ordinary(text):
         return None
     return model_match(text)
+
+
+def model_asked(text: str) -> bool:
+    """Does :func:`detect` ask the learned model about ``text``?  When no rule matches, the text has a word
+    of two letters or more, is no whole-message keyword and is not read as idioms and contexts only."""
+    return rule_match(text) is None and _model_may_read(text) and not read_as_ordinary(text)
+
+
+_WORD = re.compile(r"[^\W\d_]{2}")
+
+
+def _model_may_read(text: str) -> bool:
+    """Has ``text`` a word of two letters or more, and is it not a whole-message keyword of the lexicon?"""
+    if not _WORD.search(text or ""):
+        return False
+    from .lexicon import is_acknowledgement, keyword  # the lexicon imports this module
+
+    return keyword(text) is None and not is_acknowledgement(text)
 
 
 def read_as_ordinary(text: str) -> bool:
@@ -419,5 +439,5 @@ def explain(text: str) -> dict:
             "contexts": [c for x in masked for c in _contexts(r, x)[2]],
             "rule": rule_match(text),
             "model": {"p": crisis_model.probability(text), "threshold": crisis_model.model().threshold,
-                      "asked": rule_match(text) is None and not read_as_ordinary(text)},
+                      "asked": model_asked(text)},
             "match": detect(text)}

@@ -74,12 +74,21 @@ def test_a_text_no_rule_catches_is_caught_by_the_model_at_its_threshold_and_its_
 
 def test_the_model_is_not_asked_when_the_rules_read_every_word_as_idioms_and_contexts(model_says):
     model_says(0.999)
-    for text in ("I cut myself shaving", "i dont want to die", "my friend said she wanted to die", "je veux pas mourir"):
+    for text in ("I cut myself shaving", "i dont want to die", "my friend said she wanted to die",
+                 "je veux pas mourir"):
         assert crisis.read_as_ordinary(text) and detect(text) is None, text
     for text in ("I cut myself shaving and I can't go on like this", "i dont want to die but i see no way out",
                  "no I'm not suicidal, just tired", "the garden looks lovely"):
         assert not crisis.read_as_ordinary(text) and detect(text).rule in (MODEL_RULE, *[i for i, _ in
                                                                                        crisis.rules().danger_ids]), text
+
+
+def test_the_model_is_not_asked_about_a_text_without_words_nor_a_keyword(model_says):
+    model_says(0.999)
+    # the real model gives "." 0.90 and "je veux me désabonner" 0.93: an opt-out must stay an opt-out
+    for text in (".", "...", "/6. ", "🙂", "Je veux me désabonner", "STOP", "oui", "non", "ok", "merci"):
+        assert not crisis.model_asked(text) and detect(text) is None, text
+    assert crisis.model_asked("je veux me reposer")
 
 
 def test_rules_come_first_and_the_model_only_adds():
