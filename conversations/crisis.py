@@ -7,6 +7,11 @@ matched.  Recall comes first: a false alarm costs a coordinator a minute, a miss
 Measured on the corpus in ``tests/corpus/`` (``python -m benchmarks.crisis_figures``) and on blind
 batches (``python benchmarks/crisis_blind.py``).
 
+When no rule matches, a learned second opinion (:mod:`conversations.crisis_model`, a TF-IDF logistic
+regression trained by ``benchmarks/train_crisis_model.py``) scores the raw text; at or above its threshold
+the text is a crisis message too, with the rule id ``model``, unless the rules read every word of it as
+idioms and contexts, or it has no word or is a keyword of the lexicon (:func:`model_asked`).
+
 Contexts are phrases in which danger words do not speak of the writer's own danger: another person's
 words or acts ("my friend said she wanted to die"), prevention, screening and treatment talk ("suicide
 prevention walk", "my counselor asked if I had thoughts of suicide") and the writer's denial ("not
@@ -39,7 +44,10 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 
-__all__ = ["Match", "detect", "explain", "is_crisis", "normalise", "rules"]
+from . import crisis_model
+
+__all__ = ["MODEL_RULE", "Match", "detect", "explain", "is_crisis", "model_asked", "model_match", "normalise",
+           "read_as_ordinary", "rule_match", "rules"]
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": "'", "\u02bc": "'"})
 _MODIFIERS = re.compile("[\U0001F3FB-\U0001F3FF\uFE0F\uFE0E]")
@@ -53,6 +61,7 @@ _RUN3 = re.compile(r"([a-z])\1{2,}")
 _RUN2 = re.compile(r"([a-z])\1+")
 _SPACES = re.compile(" {2,}")
 _MAX_VARIANTS = 16
+MODEL_RULE = "model"  # the rule id of a match made by the learned second opinion, not by a rule
 
 
 @dataclass(frozen=True)
@@ -334,7 +343,74 @@ def detect(text: str) -> Match | None:
     Idioms are masked first.  Then context phrases (another person's words or acts, prevention and
     screening talk, the writer's own denial) are found: a danger match wholly inside one does not count,
     any other does, and the danger rules also see each context as a mark (``~?`` asked, ``~!`` denied...)
-    so that "asked if I had thoughts of suicide, and honestly yes" or "not suicidal, but I lied" match."""
+    so that "asked if I had thoughts of suicide, and honestly yes" or "not suicidal, but I lied" match.
+
+    When no rule matches, the learned model (:mod:`conversations.crisis_model`) scores the text: at or above
+    its threshold the match is ``Match("model", ...)``, whose ``why`` gives the probability and the threshold
+    (never the text's words).  It is not asked (:func:`model_asked`) when the rules read the whole text as
+    idioms and contexts (:func:`read_as_ordinary`: "I cut myself shaving", "i dont want to die"): its danger
+    words are the ones the rules were written to discount, and the model, which reads words and not their
+    setting, would weigh them alone; nor about a text with no word (".", "...", "/6.") or a whole-message
+    keyword of the lexicon ("je veux me désabonner", STOP, yes, no, an acknowledgement), whose meaning is
+    known (the model gives "." p=0.90 and "je veux me désabonner" p=0.93)."""
+    found = rule_match(text)
+    if found is not None:
+        return found
+    if not _model_may_read(text) or read_as_ordinary(text):
+        return None
+    return model_match(text)
+
+
+def model_asked(text: str) -> bool:
+    """Does :func:`detect` ask the learned model about ``text``?  When no rule matches, the text has a word
+    of two letters or more, is no whole-message keyword and is not read as idioms and contexts only."""
+    return rule_match(text) is None and _model_may_read(text) and not read_as_ordinary(text)
+
+
+_WORD = re.compile(r"[^\W\d_]{2}")
+
+
+def _model_may_read(text: str) -> bool:
+    """Has ``text`` a word of two letters or more, and is it not a whole-message keyword of the lexicon?"""
+    if not _WORD.search(text or ""):
+        return False
+    from .lexicon import is_acknowledgement, keyword  # the lexicon imports this module
+
+    return keyword(text) is None and not is_acknowledgement(text)
+
+
+def read_as_ordinary(text: str) -> bool:
+    """Do the rules account for every word of ``text`` as an idiom or a context (another person, prevention
+    or screening talk, a denial)?  True when at least one was found and, in every reading, no word of three
+    letters or more is left outside them ("my friend said she wanted to die": only "my" is left)."""
+    r = rules()
+    for reading in normalise(text):
+        masked = _SPACES.sub(" ", r.idioms.sub(" ~ ", reading)).strip()
+        spans = [(m.start(), m.end()) for m in r.contexts.finditer(masked)]
+        if not spans and "~" not in masked:
+            return False
+        rest, last = [], 0
+        for a, b in spans:
+            rest.append(masked[last:a])
+            last = b
+        rest.append(masked[last:])
+        if any(len(w) >= 3 for w in re.findall(r"[a-z0-9_]+", " ".join(rest))):
+            return False
+    return True
+
+
+def model_match(text: str) -> Match | None:
+    """The learned model's match for ``text`` (whatever the rules say), or None under its threshold."""
+    m = crisis_model.model()
+    p = crisis_model.probability(text)
+    if p < m.threshold:
+        return None
+    return Match(MODEL_RULE, f"no rule matched, but the learned model (a second opinion trained on the corpus and "
+                             f"earlier batches) gives p={p:.2f}, at or above its threshold {m.threshold:.2f}")
+
+
+def rule_match(text: str) -> Match | None:
+    """The first danger rule that marks ``text`` as a crisis message (the rules alone), or None."""
     r = rules()
     for reading in normalise(text):
         masked = _SPACES.sub(" ", r.idioms.sub(" ~ ", reading)).strip()
@@ -353,11 +429,15 @@ def is_crisis(text: str) -> bool:
 
 
 def explain(text: str) -> dict:
-    """For people writing rules: the readings, the idioms and contexts found and the rule matched."""
+    """For people writing rules: the readings, the idioms and contexts found, the rule matched, the learned
+    model's probability and threshold, and the match :func:`detect` returns."""
     r = rules()
     readings = normalise(text)
     masked = [_SPACES.sub(" ", r.idioms.sub(" ~ ", x)).strip() for x in readings]
     return {"readings": readings,
             "idioms": [r.idiom_ids[int(m.lastgroup[1:])][0] for x in readings for m in r.idioms.finditer(x)],
             "contexts": [c for x in masked for c in _contexts(r, x)[2]],
+            "rule": rule_match(text),
+            "model": {"p": crisis_model.probability(text), "threshold": crisis_model.model().threshold,
+                      "asked": model_asked(text)},
             "match": detect(text)}

@@ -15,7 +15,9 @@ from outreach.db import unit_of_work
 from outreach.models import AuditEvent, Message
 from outreach.staff.inbox import inbox_counts, inbox_items, mark_handled, send_digest, time_to_read
 
-MISSED = "honestly i dont see the point of any of it anymore"  # hopelessness, no word of dying
+# hopelessness, no word of dying, and missed by rules and model ("honestly i dont see the point of any of it
+# anymore", the text this test used before, is now caught by the learned model)
+MISSED = "nothing i do changes anything, why bother"
 
 
 @pytest.fixture
@@ -28,7 +30,7 @@ def test_a_text_the_detector_misses_is_read_by_a_person_in_time(twilio, make_pat
                                                                   on_call_settings, console_client, clock):
     patient = make_patient(patient_id="MISSED-1")
     make_followup(patient, state="q_self_efficacy")
-    assert not is_crisis(MISSED), "pick a text the rules miss: this test is about what happens then"
+    assert not is_crisis(MISSED), "pick a text the detector (rules and model) misses: this test is about what happens then"
     status, replies = twilio.text(patient.phone, MISSED)
     assert status == 200
     assert replies[0].startswith("Sorry, I didn't understand")  # the question again

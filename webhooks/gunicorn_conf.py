@@ -46,10 +46,13 @@ worker_class = "gthread"
 workers = _settings.web_concurrency
 threads = _settings.web_threads
 
-# Compiled once here, in the master: every worker forked from it starts with the crisis detector's rules built.
+# Compiled once here, in the master: every worker forked from it starts with the crisis detector's rules built
+# and its learned model loaded.
 from conversations.crisis import rules as _crisis_rules  # noqa: E402
+from conversations.crisis_model import model as _crisis_model  # noqa: E402
 
 _crisis_rules()
+_crisis_model()
 
 
 def when_ready(_server) -> None:

@@ -15,11 +15,14 @@ bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 
 @bp.record_once
 def _warm_up(_state) -> None:
-    """Compile the crisis detector's rules when the app is built, not in the first texts' requests (a tenth of
-    a second of regex compilation, once per process; several threads would each pay it at once)."""
+    """Compile the crisis detector's rules and load its learned model when the app is built, not in the first
+    texts' requests (a tenth of a second of regex compilation and JSON reading, once per process; several
+    threads would each pay it at once)."""
     from conversations.crisis import rules
+    from conversations.crisis_model import model
 
     rules()
+    model()
 
 
 def _services():
