@@ -1027,6 +1027,10 @@ def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
         doc.p(primary_paragraph(data))
     doc.p(METHODS)
     doc.p(suppression_method(suppress_below))
+    if not model.ledger.least_costly_proven:
+        doc.p("In this report the integer program ran out of its time budget before it proved its choice the least "
+              "costly: the counts hidden are a safe choice (every equation checked as above) but may be more than "
+              "were needed.")
     return Report(model, doc, figs)
 
 

@@ -34,6 +34,7 @@ report's renderers read nothing else.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -89,11 +90,20 @@ class Line:
         return [self.total, *self.parts]
 
 
+SOLVER_BUDGET_SECONDS = 20.0
+
+
 @dataclass
 class Ledger:
     below: int = 5
     cells: dict[str, Cell] = field(default_factory=dict)
     lines: list[Line] = field(default_factory=list)
+    # The integer programs of one suppression share a time budget: HiGHS proves the least costly choice in
+    # milliseconds on most tables, but a few (a demo whose replies changed) ran for tens of minutes.  When the
+    # budget runs out, the best choice found so far is used, or every count that may be hidden: always a safe
+    # choice (every row met; the reader's check in _least_costly still runs), not always the least costly one.
+    solver_budget: float = field(default_factory=lambda: SOLVER_BUDGET_SECONDS)  # seconds left
+    least_costly_proven: bool = True
 
     # building
     def count(self, key: str, value: int | float, *, internal: bool = False, cost: float = TOTAL) -> Ref:
@@ -269,11 +279,22 @@ class Ledger:
         entries = [(i, index[k], w) for i, (weights, _) in enumerate(rows) for k, w in weights.items()]
         i, j, w = zip(*entries)
         a = coo_array((w, (i, j)), shape=(len(rows), len(keys))).tocsr()
+        candidates = [k for k in keys if not self.cells[k].internal]
+        if self.solver_budget <= 0:
+            self.least_costly_proven = False
+            return candidates
+        started = time.monotonic()
         res = milp(cost, constraints=LinearConstraint(a, lb=[need for _, need in rows], ub=np.inf),
-                   integrality=np.ones(len(keys)), bounds=Bounds(0, 1))
+                   integrality=np.ones(len(keys)), bounds=Bounds(0, 1),
+                   options={"time_limit": self.solver_budget})
+        self.solver_budget -= time.monotonic() - started
         if res.status == 2:  # infeasible
             return None
-        if not res.success:  # pragma: no cover
+        if res.status == 1:  # the time budget ran out: the best choice found so far, else every count that may go
+            self.least_costly_proven = False
+            if res.x is None:
+                return candidates
+        elif not res.success:  # pragma: no cover
             raise RuntimeError(f"complementary suppression: {res.message}")
         return [k for k, x in zip(keys, res.x) if x > 0.5 and not self.cells[k].internal]
 

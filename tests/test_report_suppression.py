@@ -333,3 +333,20 @@ def test_a_participant_alone_in_the_report(tmp_path):
     assert [f.name for f in report.figures] == ["fig1_funnel.png"]
     assert all(b["gid"].startswith("count:") and b["width"] == 0 for b in report.figures[0].drawn["bars"]) or \
         not report.figures[0].drawn["bars"]
+
+
+@pytest.mark.parametrize("budget", [0.0, 1e-9])
+def test_when_the_solver_runs_out_of_time_the_report_is_still_safe_and_says_so(budget, tmp_path, no_png,
+                                                                            monkeypatch):
+    """The integer program has a time budget (one demo's table ran for tens of minutes): with none left, the
+    suppression still hides a safe set of counts, every output passes the scan and the independent audit, and the
+    Methods say the choice was not proven least costly."""
+    import analysis.results as rs
+
+    monkeypatch.setattr(rs, "SOLVER_BUDGET_SECONDS", budget)
+    df = shape("typical", 20)
+    assert scan(df, tmp_path / "out") == []
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "ran out of its time budget" in md
+    monkeypatch.setattr(rs, "SOLVER_BUDGET_SECONDS", 20.0)
+    assert "ran out of its time budget" not in build_report(df, tmp_path / "again", suppress_below=K).doc.markdown()
