@@ -302,20 +302,37 @@ class Ledger:
 
     def _why(self, key: str) -> list[Line]:
         """The lines that give ``key`` away, as few as the reader needs (each line dropped that is not needed): a
-        count to hide must be among their shown counts.  All the lines that reach it when only the linear program
-        pins it down."""
+        count to hide must be among their shown counts.  When only the linear program pins it down, the lines it
+        needs (:meth:`_needed`): with every line that reaches it, the count to hide could be anywhere, and the
+        search added one useless count at a time (hundreds of rounds for one person without a rating who answered)."""
         keep = self._reach(key)
         if not self.cells[key].hidden:  # not hidden itself: the lines through it and those they reach
             return keep
         r = self.ranges(keep)
         if r[key][0] != r[key][1]:
-            return keep
+            return self._needed(key, keep)
         for ln in list(keep):
             trial = [other for other in keep if other is not ln]
             r = self.ranges(trial)
             if r[key][0] == r[key][1]:
                 keep = trial
         return keep
+
+    def _needed(self, key: str, lines: list[Line]) -> list[Line]:
+        """Lines that still pin ``key`` down by the linear program, none of them dropped without it coming loose:
+        dropped in blocks, halved until single lines (a deletion filter)."""
+        keep, step = list(lines), max(1, len(lines) // 2)
+        while True:
+            i = 0
+            while i < len(keep):
+                trial = keep[:i] + keep[i + step:]
+                if self.pinned(key, trial):
+                    keep = trial
+                else:
+                    i += step
+            if step == 1:
+                return keep
+            step = max(1, step // 2)
 
     def _lines_of(self, key: str) -> list[Line]:
         return [ln for ln in self.lines if key in ln.members]
@@ -331,17 +348,17 @@ class Ledger:
             seen |= frontier
         return found
 
-    def bounds(self, key: str) -> tuple[float, float]:
+    def bounds(self, key: str, lines: list[Line] | None = None) -> tuple[float, float]:
         """The least and greatest value of a count that a reader can work out from everything published: a linear
         program over every line that reaches it (what is shown is fixed, <5 is 1 to below-1, x is 1 or more, an
-        unpublished count 0 or more)."""
+        unpublished count 0 or more); ``lines``: only these."""
         from scipy.optimize import linprog
 
         c = self.cells[key]
         if not c.hidden:
             return c.value, c.value
-        lines = self._reach(key)
-        if not lines:
+        lines = self._reach(key) if lines is None else lines
+        if not any(key in ln.members for ln in lines):
             return self.public_range(c)
         keys = sorted({m for ln in lines for m in ln.members})
         index = {k: i for i, k in enumerate(keys)}
@@ -359,9 +376,9 @@ class Ledger:
             raise RuntimeError(f"bounds of {key}: {lo.message} {hi.message}")
         return lo.fun, (-hi.fun if hi.status == 0 else INF)
 
-    def pinned(self, key: str) -> bool:
-        """Only one whole number is possible for the count, given everything published."""
-        lo, hi = self.bounds(key)
+    def pinned(self, key: str, lines: list[Line] | None = None) -> bool:
+        """Only one whole number is possible for the count, given everything published (``lines``: only these)."""
+        lo, hi = self.bounds(key, lines)
         return not math.isinf(hi) and math.ceil(lo - 1e-6) >= math.floor(hi + 1e-6)
 
     def public_range(self, c: Cell) -> tuple[float, float]:
