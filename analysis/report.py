@@ -510,7 +510,16 @@ def mixed_text(m: dict[str, Any] | None, timepoints: list[int]) -> str:
                 "none is fitted (with nobody, or too few, measured twice, a random intercept per participant is not "
                 "identified)." + dropped)
     covs = (", adjusted for " + ", ".join(label(c) for c in m["covariates"])) if m.get("covariates") else ""
-    return (f"{m['test']}{covs}: {m['n']} answers of {m['n_participants']} participants at "
+    why = "no alliance rating, no self-efficacy answer at these time points, or a covariate missing"
+    if m.get("left_out") in (None, 0):
+        people = f"{m['n_participants']} participants"
+    elif _shown(m["n_participants"]):
+        people = (f"{m['n_participants']} participants (of the {m['answered']} who answered, {m['left_out']} left "
+                  f"out: {why})")
+    else:
+        people = (f"the {m['answered']} participants who answered less {m['left_out']} left out ({why}; the exact "
+                  "number in the model is not shown, as it would give that count away)")
+    return (f"{m['test']}{covs}: {_c(m['n'])} answers of {people} at "
             f"{_days(m['timepoints'])}, {m['n_repeated']} of them answering at two or more time "
             f"points. Time points are ordered numerically; {m['reference']} days is the reference." + dropped +
             f" Association of the alliance with self-efficacy at {m['reference']} days: {_fmt(m['estimate'])} "

@@ -853,7 +853,24 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
         m["n_repeated"] = ledger.count("mixed.n_repeated", mixed.get("n_repeated", 0), cost=GROUP)
         if mixed.get("fitted"):
             m["n"] = ledger.count("mixed.n_answers", mixed["n"], cost=INPUT)
-            m["n_participants"] = ledger.count("mixed.n_participants", mixed["n_participants"], cost=INPUT)
+            m["n_participants"] = people_m = ledger.count("mixed.n_participants", mixed["n_participants"],
+                                                          cost=GROUP)
+            # the model's people are some of those who answered: the rest (no rating, no self-efficacy answer then,
+            # a covariate missing) are counted apart, suppressed if small, so that the model's own count of people
+            # may go rather than the number who answered, and the model (its estimates do not depend on it) stays
+            left = ledger.cells[answered_people.key].value - mixed["n_participants"]
+            if left >= 0:
+                m["answered"], m["left_out"] = answered_people, ledger.count("mixed.left_out", left, cost=GROUP)
+                ledger.line(answered_people, [people_m, m["left_out"]])
+            # answers = people + each one's answers beyond the first: one more for each person answering twice or
+            # more, exactly one with two time points
+            beyond = ledger.count("mixed.answers_beyond_first", mixed["n"] - mixed["n_participants"], internal=True)
+            ledger.line(m["n"], [people_m, beyond])
+            if len(mixed.get("timepoints") or []) == 2:
+                ledger.line(beyond, [m["n_repeated"]])
+            else:
+                ledger.related(beyond, m["n_repeated"])
+            ledger.related(people_m, m["n_repeated"])
         else:
             m.pop("n", None)
         tree["mixed"] = m

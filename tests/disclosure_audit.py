@@ -224,8 +224,18 @@ def relations(stats: dict[str, Any], below: int = 5) -> System:
     mixed = stats.get("mixed") or {}
     if mixed.get("fitted"):
         people_m = s.count("mixed.n_participants", mixed.get("n_participants"))
-        s.at_least(answered, people_m, "answered, not in the mixed model")
-        s.at_least(people_m, s.count("mixed.n_repeated", mixed.get("n_repeated")), "answered once")
+        if mixed.get("left_out") is not None:  # those who answered, the ones the model leaves out counted apart
+            s.eq(answered, [people_m, s.count("mixed.left_out", mixed["left_out"])])
+        else:
+            s.at_least(answered, people_m, "answered, not in the mixed model")
+        repeated = s.count("mixed.n_repeated", mixed.get("n_repeated"))
+        s.at_least(people_m, repeated, "answered once")
+        beyond = s.difference("answers beyond a participant's first")  # answers = people + the answers beyond
+        s.eq(s.count("mixed.n_answers", mixed.get("n")), [people_m, beyond])
+        if len(mixed.get("timepoints") or []) == 2:  # two time points: one more answer for each who answered twice
+            s.eq(beyond, [repeated])
+        else:
+            s.at_least(beyond, repeated, "answers beyond a participant's second")
     return s
 
 
