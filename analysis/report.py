@@ -257,23 +257,28 @@ def figures(model: rs.Model, out: Path) -> list[Figure]:
                                       "(the outcome columns add up to targeted)")
 
     bins, tbins = data["alliance"].get("histogram") or [], tree["alliance"].get("histogram") or []
-    if bins and all(_shown(b["count"]) for b in bins):  # 2. alliance: bins of at least `below` people
+    if any(_shown(b["count"]) for b in bins):  # 2. alliance: bins of at least `below` people
         fig, ax = plt.subplots(figsize=(7, 3.6))
         names = [("6 (ceiling)" if b["low"] == b["high"] else
                   f"{b['low']:g} to {b['high']:g}" + (" incl. 6" if i == len(bins) - 1 else ""))
                  for i, b in enumerate(bins)]
+        top = max(b["count"] for b in bins if _shown(b["count"]))
         for i, (b, tb) in enumerate(zip(bins, tbins)):
-            ax.bar(i, b["count"], color="#c44e52" if b["low"] == b["high"] else "#4878a8",
-                   gid=_gid("count", tb["count"]))
-            ax.text(i, b["count"], str(b["count"]), ha="center", va="bottom", fontsize=8)
+            if _shown(b["count"]):  # a bin whose count is hidden (a descriptive breakdown) gets no bar, only its x
+                ax.bar(i, b["count"], color="#c44e52" if b["low"] == b["high"] else "#4878a8",
+                       gid=_gid("count", tb["count"]))
+            ax.text(i, b["count"] if _shown(b["count"]) else 0, str(b["count"]), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(bins)), names, fontsize=8)
-        _count_axis(ax.yaxis, max(b["count"] for b in bins), below)
-        ax.set_ylim(0, max(b["count"] for b in bins) * 1.15)
+        _count_axis(ax.yaxis, top, below)
+        ax.set_ylim(0, top * 1.15)
         ax.set_xlabel(f"alliance mean score at discharge (0-6), bins of at least {below} participants")
         ax.set_ylabel("participants")
         ax.set_title("Alliance at discharge (red: the ceiling of 6)")
+        hidden = any(not _shown(b["count"]) for b in bins)
         save(fig, "fig2_alliance.png", f"Distribution of the alliance score at discharge in bins of at least {below} "
-                                       "participants (red: the ceiling)")
+                                       "participants (red: the ceiling" + ("; x: a bin whose count is hidden, so that "
+                                                                          "the number rated gives no small count away"
+                                                                          if hidden else "") + ")")
 
     if data["too_small"]:
         return made
@@ -429,6 +434,30 @@ def readmissions_text(data: dict[str, Any]) -> str:
                 "same answers and none is shown.")
     return (text + "; the sensitivity analysis for readmissions (below) repeats the primary model on every episode "
             "at the primary time point, with standard errors clustered by participant.")
+
+
+def alliance_text(a: dict[str, Any]) -> str:
+    """The alliance at discharge, described with everyone counted: the participants without a rating are counted
+    apart (suppressed if small), and when the number rated would give them away it is not shown exactly, rather than
+    the participants or the description."""
+    n, unrated = a["n"], a.get("unrated", 0)
+    if n == 0:
+        return "No participant has an alliance rating."
+    if unrated == 0:
+        who = f"Rated for all {_c(n)} participants"
+    else:
+        who = (f"Of {_c(a.get('participants'))} participants, {_c(unrated)} had no alliance rating and are left out "
+               "of this description" + (f"; {n} were rated" if _shown(n) else
+                                        " (the number rated is not shown exactly, as it would give that count away)"))
+    if a["mean"] is None:
+        return who + ": too few rated (or a hidden count) to describe."
+    ceiling = (f"{_c(a['at_ceiling'])} participants"
+               + (f" ({_pct(a['share_at_ceiling'])})" if a["share_at_ceiling"] is not None else "")
+               + " at the ceiling of 6")
+    return (f"{who}: mean {_fmt(a['mean'])} (SD {_fmt(a['sd'])}), median {_fmt(a['median'])}; {ceiling}. Tertile "
+            f"cut points (over every episode's rating): {_fmt(a['tertile_cuts'][0])} and "
+            f"{_fmt(a['tertile_cuts'][1])}." + (f" Scores prorated from five of the six items: {_c(a['prorated'])}."
+                                                if "prorated" in a else ""))
 
 
 def left_out_text(nr: dict[str, Any]) -> str:
@@ -837,8 +866,11 @@ def missing_section(doc: Doc, data: dict[str, Any]) -> None:
                         "conclusion.")
         else:
             tip_text = ""
-        doc.p(f"Multiple imputation: {_c(mi['n_imputed'])} missing answers{share} of {_c(mi['n'])} participants with an "
-              f"alliance rating, imputed {mi['imputations']} times by chained equations (predictive mean matching, "
+        who = (f"{_c(mi['n'])} participants with an alliance rating" if _shown(mi["n"]) or "targeted" not in mi else
+               f"the {_c(mi['targeted'])} participants targeted at {tp} days less the {_c(mi['unrated'])} without an "
+               "alliance rating (the exact numbers are not shown, as they would give that count away)")
+        doc.p(f"Multiple imputation: {_c(mi['n_imputed'])} missing answers{share} of {who}, "
+              f"imputed {mi['imputations']} times by chained equations (predictive mean matching, "
               "from the alliance, the covariates and the answers at the other time points), the primary model "
               "fitted on each completed set and pooled by Rubin's rules (Barnard-Rubin degrees of freedom). "
               "Tipping point (delta adjustment): every imputed answer shifted by delta points per SD of its "
@@ -863,7 +895,8 @@ def strobe_section(doc: Doc, data: dict[str, Any]) -> None:
     tp = data.get("analysis_timepoint")
     doc.h(2, "Participant flow")
     doc.table(["step", "participants"], [[f["step"], _c(f["n"])] for f in data.get("flow") or []])
-    doc.p("Each step is a part of the one above it (treatment episodes count stays; the others count people). "
+    doc.p("Each step is a part of the one above it (treatment episodes count stays; the others count people); a "
+          "'left out' row counts the people of the step above who are not in the step below. "
           "Discharges without a follow-up are not in the dataset.")
     t1 = data.get("table1")
     if t1:
@@ -998,19 +1031,7 @@ def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
                for r in data["contact"]["rows"]])
 
     doc.h(2, "Alliance at discharge")
-    a = data["alliance"]
-    if a["n"] == 0:
-        doc.p("No participant has an alliance rating.")
-    elif a["mean"] is None:
-        doc.p(f"{_c(a['n'])} participants have an alliance rating; too few (or a hidden count) to describe.")
-    else:
-        ceiling = (f"{_c(a['at_ceiling'])} participants"
-                   + (f" ({_pct(a['share_at_ceiling'])})" if a["share_at_ceiling"] is not None else "")
-                   + " at the ceiling of 6")
-        doc.p(f"Rated for {_c(a['n'])} participants: mean {_fmt(a['mean'])} (SD {_fmt(a['sd'])}), median "
-              f"{_fmt(a['median'])}; {ceiling}. Tertile cut points (over every episode's rating): "
-              f"{_fmt(a['tertile_cuts'][0])} and {_fmt(a['tertile_cuts'][1])}." + (
-                  f" Scores prorated from five of the six items: {_c(a['prorated'])}." if "prorated" in a else ""))
+    doc.p(alliance_text(data["alliance"]))
     if not data["too_small"]:
         strobe_section(doc, data)
 

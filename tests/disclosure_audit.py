@@ -134,7 +134,13 @@ def relations(stats: dict[str, Any], below: int = 5) -> System:
             s.at_least(extra, multi, "episodes beyond the second")
     a = stats.get("alliance") or {}
     rated = s.count("alliance.n", a.get("n"))
-    s.at_least(targeted, rated, "participants without an alliance rating")
+    if a.get("participants") is not None:  # the participants, printed again in the description: the same count
+        s.count("participants.targeted", a["participants"])
+    if a.get("unrated") is not None:  # the description counts everyone, those without a rating apart
+        s.eq("participants.targeted" if "participants.targeted" in s.bounds else None,
+             [rated, s.count("alliance.unrated", a["unrated"])])
+    else:
+        s.at_least(targeted, rated, "participants without an alliance rating")
     if a:
         s.at_least(rated, s.count("alliance.at_ceiling", a.get("at_ceiling")), "rated below the ceiling")
         if a.get("histogram"):
