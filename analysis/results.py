@@ -644,7 +644,10 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     n_episodes = ledger.count("episodes.n", ep.get("n_episodes", 0))
     extra = ledger.count("episodes.extra", ep.get("n_episodes", 0) - ledger.cells[targeted.key].value, internal=True)
     ledger.line(n_episodes, [targeted, extra], prefer_total=True)
-    ledger.related(extra, multi)  # each participant with several episodes has one extra episode or more
+    if ledger.cells[multi.key].value == 0:  # nobody has several episodes: so no episode beyond the first either,
+        ledger.line(extra, [multi])  # and the episodes are the participants (the readmissions text says so)
+    else:
+        ledger.related(extra, multi)  # each participant with several episodes has one extra episode or more
     tree["episodes"] = {"n_participants_multi": multi, "n_episodes": n_episodes,
                         "primary": ep.get("primary", "first episode per participant"), "sensitivity": None}
 

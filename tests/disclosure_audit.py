@@ -131,7 +131,10 @@ def relations(stats: dict[str, Any], below: int = 5) -> System:
         if n_ep is not None and targeted is not None and multi is not None:
             extra = s.difference("episodes beyond the first")
             s.eq(n_ep, [targeted, extra])
-            s.at_least(extra, multi, "episodes beyond the second")
+            if ep.get("n_participants_multi") == 0:  # no one with several episodes: none beyond the first
+                s.eq(extra, [multi])
+            else:
+                s.at_least(extra, multi, "episodes beyond the second")
     a = stats.get("alliance") or {}
     rated = s.count("alliance.n", a.get("n"))
     if a.get("participants") is not None:  # the participants, printed again in the description: the same count

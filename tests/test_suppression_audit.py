@@ -72,6 +72,24 @@ def test_the_audit_finds_a_hidden_count_the_others_give_away_and_a_small_one_sho
     assert "report.md 30 days answered (completed + partial) is 237, stats.json says x" in audit(stats, md)
 
 
+def test_no_readmission_ties_the_participants_to_the_episodes():
+    """'No participant has more than one treatment episode' makes the participants the episodes: the demo before
+    issue 24 hid its 279 participants beside 279 episodes, 0 readmitted and 275 rated, giving away the 4 without a
+    rating, and neither the model nor the audit knew."""
+    stats = {"contact": {"columns": [], "rows": []}, "participants": {"targeted": "x", "answered": 165},
+             "episodes": {"n_episodes": 279, "n_participants_multi": 0}, "alliance": {"n": 275, "histogram": []}}
+    problems = audit(stats)
+    assert "participants.targeted is hidden but derivable: 279" in problems
+    assert "participants without an alliance rating = 4 can be worked out" in problems
+    stats["episodes"] = {"n_episodes": 330, "n_participants_multi": 40}  # readmissions: how many episodes each, unknown
+    assert audit(stats) == []
+    df = issue_study(4, 0)
+    df = df[df["episode"] == 1]
+    m = rs.build(df, {"too_small": True, "episodes": {"n_participants_multi": 0, "n_episodes": 420}})
+    m.ledger.cells["participants.targeted"].status = "complementary"
+    assert m.ledger.pinned("participants.targeted")  # the model knows it too
+
+
 def test_the_issue_contact_row_keeps_its_response_rate():
     """217 completed, 20 partial and two small outcomes: a descriptive column is hidden beside them, not answered
     (which completed + partial give away) nor the response rate."""
