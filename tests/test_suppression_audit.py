@@ -182,13 +182,9 @@ def test_a_few_participants_without_a_rating_leave_the_headline_count_and_respon
     assert flow["participants (first episode)"] == people and flow["left out: no alliance rating"] == "<5"
 
 
-def test_the_demo_shows_its_response_rates_and_hides_only_what_a_small_count_needs(tmp_path):
-    from analysis.summary import analyse_demo
-    from outreach.demo import run_demo
-    from webhooks.app import create_app
-
-    run_demo(tmp_path / "demo", app_factory=create_app, analyse=analyse_demo, echo=lambda line: None)
-    stats, md = published_files(tmp_path / "demo" / "report")
+def test_the_demo_shows_its_response_rates_and_hides_only_what_a_small_count_needs(default_demo):
+    directory, _ = default_demo
+    stats, md = published_files(directory / "report")
     assert audit(stats, md) == []
     for r in stats["contact"]["rows"]:
         assert isinstance(r["answered"], int) and r["response_rate"] is not None
