@@ -581,7 +581,66 @@ MODEL_WORDS = {"linear": "linear regression (robust HC3 SE)", "logistic": "logis
 PO_FAILS = ("When Brant's test finds the odds not proportional (p < 0.05), the proportional-odds odds ratio is "
             "kept as a summary over the cut points, and the cut-point-specific odds ratios (a binary logistic "
             "regression of 'better than the cut point' for each cut, with the same covariates; Wald 95% CI) are "
-            "shown beside it and are the result to read; no partial proportional-odds model is fitted.")
+            "shown beside it and are the result to read (Methods, 'Proportional odds', says how, and why no partial "
+            "proportional-odds model is fitted).")
+
+PO_METHOD = (
+    "Proportional odds: every proportional-odds model (mental and physical health, and self-efficacy as ordered "
+    "categories) is checked by Brant's test for the alliance: a binary logistic regression of 'better than' each "
+    "cut point, with the model's covariates, and a Wald chi-square (with the regressions' joint covariance) that "
+    "their alliance odds ratios are equal; p < 0.05 fails. When it fails, the proportional-odds odds ratio and its "
+    "p-value are still reported, as fixed before the data (the p-value is the one in the secondary family, a test "
+    "of an association averaged over the scale), but the estimate to read is the set of cut-point odds ratios, each "
+    "with its Wald 95% CI: the odds ratio, per SD of alliance, of a rating better than that cut point against one "
+    "at or below it. Odds ratios that differ mean that the alliance goes with the ratings unevenly along the scale, "
+    "most where the odds ratio is largest (cut-point odds ratios of 2.0, 2.1, 2.4 and 6.3 mean a similar "
+    "association at the lower cut points and a much stronger one with rating one's health excellent), and no "
+    "single odds ratio describes it: the summary lies between them and stands for none. A cut point with few "
+    "ratings on one side has a wide interval and is read with care. A partial proportional-odds model "
+    "(proportional odds for the covariates, one alliance coefficient per cut point; Peterson and Harrell, Appl "
+    "Stat 1990;39:205) would estimate the same cut-point odds ratios in one model; it is not fitted, because "
+    "statsmodels, which fits every model in this report, has no such model, and a likelihood written for this "
+    "report alone would be an estimator nobody has validated (it can also give negative probabilities for some "
+    "covariate values). The separate regressions estimate the same odds ratios with the covariates' coefficients "
+    "free at each cut point rather than shared (so a little less precisely), are exactly the estimates Brant's test "
+    "compares, and anyone can reproduce them with an ordinary logistic regression.")
+
+CUT_WORDS = {"mental_health": {1: "poor", 2: "fair", 3: "good", 4: "very good"},
+             "physical_health": {1: "poor", 2: "fair", 3: "good", 4: "very good"}}
+
+
+def cut_words(outcome: str, cut: str) -> str:
+    """'mental_health > 4' as 'better than very good'; self-efficacy's 'self_efficacy > 7' as 'above 7'."""
+    k = int(float(cut.split(" > ")[1]))
+    word = CUT_WORDS.get(outcome, {}).get(k)
+    return f"better than {word}" if word else f"above {k}"
+
+
+def cut_point_reading(r: dict[str, Any]) -> str:
+    """How to read the cut-point odds ratios of a model whose proportional odds failed: where along the scale the
+    alliance goes with the ratings, which intervals exclude no association, and what the summary is."""
+    b = r["brant"]
+    names = [cut_words(r["outcome"], c) for c in b["cuts"]]
+    ors, cis = b["odds_ratios"], b["ci"]
+    hi, lo = max(range(len(ors)), key=ors.__getitem__), min(range(len(ors)), key=ors.__getitem__)
+    above = [n for n, (a, _) in zip(names, cis) if a > 1]
+    below = [n for n, (_, z) in zip(names, cis) if z < 1]
+    if len(above) == len(names):
+        where = ("every interval lies above 1, so a stronger alliance goes with better ratings at every cut point, "
+                 f"most with a rating {names[hi]}")
+    elif len(below) == len(names):
+        where = ("every interval lies below 1, so a stronger alliance goes with worse ratings at every cut point, "
+                 f"most with a rating {names[lo]}")
+    elif not above and not below:
+        where = "no cut point's interval excludes no association"
+    else:
+        where = "the intervals exclude no association only for " + ", ".join(above + below)
+    model = "adjusted" if r["adjusted"] else "unadjusted"
+    summary = (f"; the proportional-odds odds ratio, {_fmt(r['estimate'])}, averages them and stands for none"
+               if r.get("estimate") is not None else "")
+    return (f"How to read {OUTCOME_WORDS[r['outcome']]} ({model}): per SD of alliance, the odds of a rating "
+            f"{names[hi]} are {_fmt(ors[hi])} times as high, those of a rating {names[lo]} {_fmt(ors[lo])} times; "
+            f"{where}{summary}.")
 
 
 def ordinal_primary_text(o: dict[str, Any] | None, primary: dict[str, Any] | None) -> str:
@@ -649,8 +708,8 @@ def primary_paragraph(data: dict[str, Any]) -> str:
             "clinically motivated cut-off, with the risk difference per SD beside the odds ratio), mental and "
             "physical health (proportional odds, checked by Brant's test; when it fails, p < 0.05, the "
             "cut-point-specific odds ratios of a binary logistic regression per cut point, same covariates, are "
-            "shown in a table beside the summary odds ratio and are the result to read; no partial "
-            "proportional-odds model is fitted) and days of use where asked. Everything "
+            "shown in a table beside the summary odds ratio and are the result to read, as 'Proportional odds' "
+            "below says) and days of use where asked. Everything "
             "else (unadjusted models, rank correlations, tertile comparisons, trend tests) is exploratory, with "
             "unadjusted p-values. The alliance is analysed as a linear term per SD; its ceiling of 6 is described "
             "(the share at 6) and the tertiles are descriptive, with the cut points printed.")
@@ -783,6 +842,7 @@ def results_section(doc: Doc, data: dict[str, Any]) -> None:
             [OUTCOME_WORDS[r["outcome"]], "adjusted" if r["adjusted"] else "unadjusted", cut.split(" > ")[1].join(
                 ["better than ", ""]), _fmt(o), _ci(*ci)]
             for r in failed for cut, o, ci in zip(r["brant"]["cuts"], r["brant"]["odds_ratios"], r["brant"]["ci"])])
+        doc.ul([cut_point_reading(r) for r in failed])
     lin = data.get("linearity")
     if lin:
         bent = ("the association bends (p < 0.05): the per-SD estimate is an average over a curve, flatter or "
@@ -1055,6 +1115,7 @@ def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
     doc.h(2, "Methods")
     if not data["too_small"]:
         doc.p(primary_paragraph(data))
+        doc.p(PO_METHOD)
     doc.p(METHODS)
     doc.p(suppression_method(suppress_below))
     return Report(model, doc, figs)
