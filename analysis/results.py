@@ -644,8 +644,10 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     n_episodes = ledger.count("episodes.n", ep.get("n_episodes", 0))
     extra = ledger.count("episodes.extra", ep.get("n_episodes", 0) - ledger.cells[targeted.key].value, internal=True)
     ledger.line(n_episodes, [targeted, extra], prefer_total=True)
-    if ledger.cells[multi.key].value == 0:  # nobody has several episodes: so no episode beyond the first either,
-        ledger.line(extra, [multi])  # and the episodes are the participants (the readmissions text says so)
+    if "n_participants_multi" in ep and ledger.cells[multi.key].value == 0:
+        # nobody has several episodes, so no episode beyond the first either: the episodes are the participants (the
+        # readmissions text says so); not when the summary has no episodes (a caller's counts before the statistics)
+        ledger.line(extra, [multi])
     else:
         ledger.related(extra, multi)  # each participant with several episodes has one extra episode or more
     tree["episodes"] = {"n_participants_multi": multi, "n_episodes": n_episodes,
