@@ -88,20 +88,31 @@ def suppression_text(below: int) -> str:
 
 def suppression_method(below: int) -> str:
     """How the report chooses what to hide (its Methods section)."""
+    from .results import BREAKDOWN, GROUP, INPUT, RATE, SIZE, TOTAL
+
     return ("Suppression: every count the report publishes (its text, tables, stats.json and figures) is one cell of "
             "one model, with the arithmetic that ties counts together recorded as equations (a contact row adds up "
             "to targeted; answered = completed + partial; tertile groups add up to an analysis n and make up its "
             "2x2 table; the people of a later time point, the unrated and the answering are parts of the "
             f"participants). Counts from 1 to {below - 1} are primary suppressions. The complementary suppressions "
             "are the least costly set found by an integer program (scipy's HiGHS), as tau-ARGUS does for linked "
-            "tables: the cost of hiding a count rises from a descriptive breakdown (1) through a descriptive group "
-            "(4), a total the tables already give (5), the counts of a response rate (20) and a sample size (30) to "
-            "a model's input (50), plus 1 for each share, interval, mean or test that hiding it removes. A solution "
+            f"tables: the cost of hiding a count rises from a descriptive breakdown ({BREAKDOWN:g}) through a "
+            f"descriptive group ({GROUP:g}), a total the tables already give ({TOTAL:g}), the counts of a response "
+            f"rate ({RATE:g}) and a sample size ({SIZE:g}) to a model's input ({INPUT:g}), plus 1 for each share, "
+            "interval, mean or test that hiding it removes; the steps between the last three are large, so that no "
+            "set of descriptive counts, however many, is kept at the price of a response rate. The number "
+            "of people a description or the mixed model covers, when those it leaves out are counted apart beside a "
+            "total that is shown (the number rated beside the participants, the mixed model's participants beside "
+            "those who answered), is a descriptive group: hiding it removes no statistic, as the reader knows the "
+            "group to within the small count left out, so a few participants without an alliance rating cost the "
+            "exact number rated (and one part of each breakdown of the rated), never the number of participants. "
+            "A solution "
             "is accepted only when a reader who solves every equation together (a linear program for the least "
             "and greatest value of each count) can pin down no suppressed count, and no difference of published "
             f"counts from 1 to {below - 1}; a hidden count that the equations pin down is printed instead. The "
             "responder comparison counts its groups in total, as the contact table does, and gives the number left "
-            "out for want of an alliance rating (suppressed if small).")
+            "out for want of an alliance rating (suppressed if small); so do the alliance description, the "
+            "participant flow, the multiple imputation and the mixed model.")
 
 
 FOLLOW_UP_UNIT = ("One row per participant, treatment episode and follow-up time point; count people with "

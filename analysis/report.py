@@ -257,23 +257,28 @@ def figures(model: rs.Model, out: Path) -> list[Figure]:
                                       "(the outcome columns add up to targeted)")
 
     bins, tbins = data["alliance"].get("histogram") or [], tree["alliance"].get("histogram") or []
-    if bins and all(_shown(b["count"]) for b in bins):  # 2. alliance: bins of at least `below` people
+    if any(_shown(b["count"]) for b in bins):  # 2. alliance: bins of at least `below` people
         fig, ax = plt.subplots(figsize=(7, 3.6))
         names = [("6 (ceiling)" if b["low"] == b["high"] else
                   f"{b['low']:g} to {b['high']:g}" + (" incl. 6" if i == len(bins) - 1 else ""))
                  for i, b in enumerate(bins)]
+        top = max(b["count"] for b in bins if _shown(b["count"]))
         for i, (b, tb) in enumerate(zip(bins, tbins)):
-            ax.bar(i, b["count"], color="#c44e52" if b["low"] == b["high"] else "#4878a8",
-                   gid=_gid("count", tb["count"]))
-            ax.text(i, b["count"], str(b["count"]), ha="center", va="bottom", fontsize=8)
+            if _shown(b["count"]):  # a bin whose count is hidden (a descriptive breakdown) gets no bar, only its x
+                ax.bar(i, b["count"], color="#c44e52" if b["low"] == b["high"] else "#4878a8",
+                       gid=_gid("count", tb["count"]))
+            ax.text(i, b["count"] if _shown(b["count"]) else 0, str(b["count"]), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(bins)), names, fontsize=8)
-        _count_axis(ax.yaxis, max(b["count"] for b in bins), below)
-        ax.set_ylim(0, max(b["count"] for b in bins) * 1.15)
+        _count_axis(ax.yaxis, top, below)
+        ax.set_ylim(0, top * 1.15)
         ax.set_xlabel(f"alliance mean score at discharge (0-6), bins of at least {below} participants")
         ax.set_ylabel("participants")
         ax.set_title("Alliance at discharge (red: the ceiling of 6)")
+        hidden = any(not _shown(b["count"]) for b in bins)
         save(fig, "fig2_alliance.png", f"Distribution of the alliance score at discharge in bins of at least {below} "
-                                       "participants (red: the ceiling)")
+                                       "participants (red: the ceiling" + ("; x: a bin whose count is hidden, so that "
+                                                                          "the number rated gives no small count away"
+                                                                          if hidden else "") + ")")
 
     if data["too_small"]:
         return made
@@ -431,6 +436,30 @@ def readmissions_text(data: dict[str, Any]) -> str:
             "at the primary time point, with standard errors clustered by participant.")
 
 
+def alliance_text(a: dict[str, Any]) -> str:
+    """The alliance at discharge, described with everyone counted: the participants without a rating are counted
+    apart (suppressed if small), and when the number rated would give them away it is not shown exactly, rather than
+    the participants or the description."""
+    n, unrated = a["n"], a.get("unrated", 0)
+    if n == 0:
+        return "No participant has an alliance rating."
+    if unrated == 0:
+        who = f"Rated for all {_c(n)} participants"
+    else:
+        who = (f"Of {_c(a.get('participants'))} participants, {_c(unrated)} had no alliance rating and are left out "
+               "of this description" + (f"; {n} were rated" if _shown(n) else
+                                        " (the number rated is not shown exactly, as it would give that count away)"))
+    if a["mean"] is None:
+        return who + ": too few rated (or a hidden count) to describe."
+    ceiling = (f"{_c(a['at_ceiling'])} participants"
+               + (f" ({_pct(a['share_at_ceiling'])})" if a["share_at_ceiling"] is not None else "")
+               + " at the ceiling of 6")
+    return (f"{who}: mean {_fmt(a['mean'])} (SD {_fmt(a['sd'])}), median {_fmt(a['median'])}; {ceiling}. Tertile "
+            f"cut points (over every episode's rating): {_fmt(a['tertile_cuts'][0])} and "
+            f"{_fmt(a['tertile_cuts'][1])}." + (f" Scores prorated from five of the six items: {_c(a['prorated'])}."
+                                                if "prorated" in a else ""))
+
+
 def left_out_text(nr: dict[str, Any]) -> str:
     """The people a comparison leaves out (no alliance rating), counted in total and suppressed if small: the groups
     are counted with them, so that a few left out never hide the comparison."""
@@ -510,7 +539,16 @@ def mixed_text(m: dict[str, Any] | None, timepoints: list[int]) -> str:
                 "none is fitted (with nobody, or too few, measured twice, a random intercept per participant is not "
                 "identified)." + dropped)
     covs = (", adjusted for " + ", ".join(label(c) for c in m["covariates"])) if m.get("covariates") else ""
-    return (f"{m['test']}{covs}: {m['n']} answers of {m['n_participants']} participants at "
+    why = "no alliance rating, no self-efficacy answer at these time points, or a covariate missing"
+    if m.get("left_out") in (None, 0):
+        people = f"{m['n_participants']} participants"
+    elif _shown(m["n_participants"]):
+        people = (f"{m['n_participants']} participants (of the {m['answered']} who answered, {m['left_out']} left "
+                  f"out: {why})")
+    else:
+        people = (f"the {m['answered']} participants who answered less {m['left_out']} left out ({why}; the exact "
+                  "number in the model is not shown, as it would give that count away)")
+    return (f"{m['test']}{covs}: {_c(m['n'])} answers of {people} at "
             f"{_days(m['timepoints'])}, {m['n_repeated']} of them answering at two or more time "
             f"points. Time points are ordered numerically; {m['reference']} days is the reference." + dropped +
             f" Association of the alliance with self-efficacy at {m['reference']} days: {_fmt(m['estimate'])} "
@@ -543,7 +581,66 @@ MODEL_WORDS = {"linear": "linear regression (robust HC3 SE)", "logistic": "logis
 PO_FAILS = ("When Brant's test finds the odds not proportional (p < 0.05), the proportional-odds odds ratio is "
             "kept as a summary over the cut points, and the cut-point-specific odds ratios (a binary logistic "
             "regression of 'better than the cut point' for each cut, with the same covariates; Wald 95% CI) are "
-            "shown beside it and are the result to read; no partial proportional-odds model is fitted.")
+            "shown beside it and are the result to read (Methods, 'Proportional odds', says how, and why no partial "
+            "proportional-odds model is fitted).")
+
+PO_METHOD = (
+    "Proportional odds: every proportional-odds model (mental and physical health, and self-efficacy as ordered "
+    "categories) is checked by Brant's test for the alliance: a binary logistic regression of 'better than' each "
+    "cut point, with the model's covariates, and a Wald chi-square (with the regressions' joint covariance) that "
+    "their alliance odds ratios are equal; p < 0.05 fails. When it fails, the proportional-odds odds ratio and its "
+    "p-value are still reported, as fixed before the data (the p-value is the one in the secondary family, a test "
+    "of an association averaged over the scale), but the estimate to read is the set of cut-point odds ratios, each "
+    "with its Wald 95% CI: the odds ratio, per SD of alliance, of a rating better than that cut point against one "
+    "at or below it. Odds ratios that differ mean that the alliance goes with the ratings unevenly along the scale, "
+    "most where the odds ratio is largest (cut-point odds ratios of 2.0, 2.1, 2.4 and 6.3 mean a similar "
+    "association at the lower cut points and a much stronger one with rating one's health excellent), and no "
+    "single odds ratio describes it: the summary lies between them and stands for none. A cut point with few "
+    "ratings on one side has a wide interval and is read with care. A partial proportional-odds model "
+    "(proportional odds for the covariates, one alliance coefficient per cut point; Peterson and Harrell, Appl "
+    "Stat 1990;39:205) would estimate the same cut-point odds ratios in one model; it is not fitted, because "
+    "statsmodels, which fits every model in this report, has no such model, and a likelihood written for this "
+    "report alone would be an estimator nobody has validated (it can also give negative probabilities for some "
+    "covariate values). The separate regressions estimate the same odds ratios with the covariates' coefficients "
+    "free at each cut point rather than shared (so a little less precisely), are exactly the estimates Brant's test "
+    "compares, and anyone can reproduce them with an ordinary logistic regression.")
+
+CUT_WORDS = {"mental_health": {1: "poor", 2: "fair", 3: "good", 4: "very good"},
+             "physical_health": {1: "poor", 2: "fair", 3: "good", 4: "very good"}}
+
+
+def cut_words(outcome: str, cut: str) -> str:
+    """'mental_health > 4' as 'better than very good'; self-efficacy's 'self_efficacy > 7' as 'above 7'."""
+    k = int(float(cut.split(" > ")[1]))
+    word = CUT_WORDS.get(outcome, {}).get(k)
+    return f"better than {word}" if word else f"above {k}"
+
+
+def cut_point_reading(r: dict[str, Any]) -> str:
+    """How to read the cut-point odds ratios of a model whose proportional odds failed: where along the scale the
+    alliance goes with the ratings, which intervals exclude no association, and what the summary is."""
+    b = r["brant"]
+    names = [cut_words(r["outcome"], c) for c in b["cuts"]]
+    ors, cis = b["odds_ratios"], b["ci"]
+    hi, lo = max(range(len(ors)), key=ors.__getitem__), min(range(len(ors)), key=ors.__getitem__)
+    above = [n for n, (a, _) in zip(names, cis) if a > 1]
+    below = [n for n, (_, z) in zip(names, cis) if z < 1]
+    if len(above) == len(names):
+        where = ("every interval lies above 1, so a stronger alliance goes with better ratings at every cut point, "
+                 f"most with a rating {names[hi]}")
+    elif len(below) == len(names):
+        where = ("every interval lies below 1, so a stronger alliance goes with worse ratings at every cut point, "
+                 f"most with a rating {names[lo]}")
+    elif not above and not below:
+        where = "no cut point's interval excludes no association"
+    else:
+        where = "the intervals exclude no association only for " + ", ".join(above + below)
+    model = "adjusted" if r["adjusted"] else "unadjusted"
+    summary = (f"; the proportional-odds odds ratio, {_fmt(r['estimate'])}, averages them and stands for none"
+               if r.get("estimate") is not None else "")
+    return (f"How to read {OUTCOME_WORDS[r['outcome']]} ({model}): per SD of alliance, the odds of a rating "
+            f"{names[hi]} are {_fmt(ors[hi])} times as high, those of a rating {names[lo]} {_fmt(ors[lo])} times; "
+            f"{where}{summary}.")
 
 
 def ordinal_primary_text(o: dict[str, Any] | None, primary: dict[str, Any] | None) -> str:
@@ -611,8 +708,8 @@ def primary_paragraph(data: dict[str, Any]) -> str:
             "clinically motivated cut-off, with the risk difference per SD beside the odds ratio), mental and "
             "physical health (proportional odds, checked by Brant's test; when it fails, p < 0.05, the "
             "cut-point-specific odds ratios of a binary logistic regression per cut point, same covariates, are "
-            "shown in a table beside the summary odds ratio and are the result to read; no partial "
-            "proportional-odds model is fitted) and days of use where asked. Everything "
+            "shown in a table beside the summary odds ratio and are the result to read, as 'Proportional odds' "
+            "below says) and days of use where asked. Everything "
             "else (unadjusted models, rank correlations, tertile comparisons, trend tests) is exploratory, with "
             "unadjusted p-values. The alliance is analysed as a linear term per SD; its ceiling of 6 is described "
             "(the share at 6) and the tertiles are descriptive, with the cut points printed.")
@@ -745,6 +842,7 @@ def results_section(doc: Doc, data: dict[str, Any]) -> None:
             [OUTCOME_WORDS[r["outcome"]], "adjusted" if r["adjusted"] else "unadjusted", cut.split(" > ")[1].join(
                 ["better than ", ""]), _fmt(o), _ci(*ci)]
             for r in failed for cut, o, ci in zip(r["brant"]["cuts"], r["brant"]["odds_ratios"], r["brant"]["ci"])])
+        doc.ul([cut_point_reading(r) for r in failed])
     lin = data.get("linearity")
     if lin:
         bent = ("the association bends (p < 0.05): the per-SD estimate is an average over a curve, flatter or "
@@ -828,8 +926,11 @@ def missing_section(doc: Doc, data: dict[str, Any]) -> None:
                         "conclusion.")
         else:
             tip_text = ""
-        doc.p(f"Multiple imputation: {_c(mi['n_imputed'])} missing answers{share} of {_c(mi['n'])} participants with an "
-              f"alliance rating, imputed {mi['imputations']} times by chained equations (predictive mean matching, "
+        who = (f"{_c(mi['n'])} participants with an alliance rating" if _shown(mi["n"]) or "targeted" not in mi else
+               f"the {_c(mi['targeted'])} participants targeted at {tp} days less the {_c(mi['unrated'])} without an "
+               "alliance rating (the exact numbers are not shown, as they would give that count away)")
+        doc.p(f"Multiple imputation: {_c(mi['n_imputed'])} missing answers{share} of {who}, "
+              f"imputed {mi['imputations']} times by chained equations (predictive mean matching, "
               "from the alliance, the covariates and the answers at the other time points), the primary model "
               "fitted on each completed set and pooled by Rubin's rules (Barnard-Rubin degrees of freedom). "
               "Tipping point (delta adjustment): every imputed answer shifted by delta points per SD of its "
@@ -854,7 +955,8 @@ def strobe_section(doc: Doc, data: dict[str, Any]) -> None:
     tp = data.get("analysis_timepoint")
     doc.h(2, "Participant flow")
     doc.table(["step", "participants"], [[f["step"], _c(f["n"])] for f in data.get("flow") or []])
-    doc.p("Each step is a part of the one above it (treatment episodes count stays; the others count people). "
+    doc.p("Each step is a part of the one above it (treatment episodes count stays; the others count people); a "
+          "'left out' row counts the people of the step above who are not in the step below. "
           "Discharges without a follow-up are not in the dataset.")
     t1 = data.get("table1")
     if t1:
@@ -989,19 +1091,7 @@ def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
                for r in data["contact"]["rows"]])
 
     doc.h(2, "Alliance at discharge")
-    a = data["alliance"]
-    if a["n"] == 0:
-        doc.p("No participant has an alliance rating.")
-    elif a["mean"] is None:
-        doc.p(f"{_c(a['n'])} participants have an alliance rating; too few (or a hidden count) to describe.")
-    else:
-        ceiling = (f"{_c(a['at_ceiling'])} participants"
-                   + (f" ({_pct(a['share_at_ceiling'])})" if a["share_at_ceiling"] is not None else "")
-                   + " at the ceiling of 6")
-        doc.p(f"Rated for {_c(a['n'])} participants: mean {_fmt(a['mean'])} (SD {_fmt(a['sd'])}), median "
-              f"{_fmt(a['median'])}; {ceiling}. Tertile cut points (over every episode's rating): "
-              f"{_fmt(a['tertile_cuts'][0])} and {_fmt(a['tertile_cuts'][1])}." + (
-                  f" Scores prorated from five of the six items: {_c(a['prorated'])}." if "prorated" in a else ""))
+    doc.p(alliance_text(data["alliance"]))
     if not data["too_small"]:
         strobe_section(doc, data)
 
@@ -1025,6 +1115,7 @@ def build_report(df: pd.DataFrame, out: Path, *, suppress_below: int = 5, timepo
     doc.h(2, "Methods")
     if not data["too_small"]:
         doc.p(primary_paragraph(data))
+        doc.p(PO_METHOD)
     doc.p(METHODS)
     doc.p(suppression_method(suppress_below))
     if not model.ledger.least_costly_proven:

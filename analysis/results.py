@@ -54,15 +54,22 @@ TERTILES = ["low", "mid", "high"]
 # What hiding a count costs the reader, from the cheapest (the method text states this order).  Each share, rate,
 # mean, interval or test computed from a count adds 1 more (:func:`model`), as hiding the count hides it too.
 BREAKDOWN = 1.0  # a descriptive breakdown: an outcome column of the contact table, a histogram bin, the ceiling
-GROUP = 4.0  # a descriptive group (a tertile, a time point) with its share or mean
+GROUP = 4.0  # a descriptive group (a tertile, a time point) with its share or mean; also the people described or
+#             modelled when those left out are counted apart beside a total that is shown (the number rated beside
+#             the participants): hiding it hides no statistic (Derived.within), only the exact n
 TOTAL = 5.0  # a total the tables already give, repeated in running text (follow-ups, episodes)
-RATE = 20.0  # the counts of a response rate: targeted and answered at a time point
-SIZE = 30.0  # a sample size: participants contacted, answering, rated
-INPUT = 50.0  # a model's input: the n of an estimate, a cell of a 2x2 table, a group compared or tested
+# The order is kept as an order: a response rate's count costs more than any set of descriptive counts a table
+# could need hidden together (with 20, a Table 1 column, the imputation's n and three time-point groups, about 60
+# in all, outweighed the 30-day response rate and its responder comparison, which were hidden instead).
+RATE = 200.0  # the counts of a response rate: targeted and answered at a time point
+SIZE = 300.0  # a sample size: participants contacted, answering
+INPUT = 500.0  # a model's input: the n of an estimate, a cell of a 2x2 table, a group compared or tested
 COST_ORDER = ("a descriptive breakdown (an outcome column of the contact table, a histogram bin, the count at the "
-              "ceiling), then a descriptive group (a tertile, a time point), then a total the tables already give, "
-              "then the counts of a response rate, then a sample size, and last a model's input (the n of an "
-              "estimate, a cell of a 2x2 table, a group compared or tested)")
+              "ceiling), then a descriptive group (a tertile, a time point, or the number of people described or "
+              "modelled where those left out are counted apart beside a total that is shown, such as the number "
+              "rated beside the participants), then a total the tables already give, then the counts of a response "
+              "rate, then a sample size (the participants contacted or answering), and last a model's input (the n "
+              "of an estimate, a cell of a 2x2 table, a group compared or tested)")
 
 
 @dataclass
@@ -323,20 +330,37 @@ class Ledger:
 
     def _why(self, key: str) -> list[Line]:
         """The lines that give ``key`` away, as few as the reader needs (each line dropped that is not needed): a
-        count to hide must be among their shown counts.  All the lines that reach it when only the linear program
-        pins it down."""
+        count to hide must be among their shown counts.  When only the linear program pins it down, the lines it
+        needs (:meth:`_needed`): with every line that reaches it, the count to hide could be anywhere, and the
+        search added one useless count at a time (hundreds of rounds for one person without a rating who answered)."""
         keep = self._reach(key)
         if not self.cells[key].hidden:  # not hidden itself: the lines through it and those they reach
             return keep
         r = self.ranges(keep)
         if r[key][0] != r[key][1]:
-            return keep
+            return self._needed(key, keep)
         for ln in list(keep):
             trial = [other for other in keep if other is not ln]
             r = self.ranges(trial)
             if r[key][0] == r[key][1]:
                 keep = trial
         return keep
+
+    def _needed(self, key: str, lines: list[Line]) -> list[Line]:
+        """Lines that still pin ``key`` down by the linear program, none of them dropped without it coming loose:
+        dropped in blocks, halved until single lines (a deletion filter)."""
+        keep, step = list(lines), max(1, len(lines) // 2)
+        while True:
+            i = 0
+            while i < len(keep):
+                trial = keep[:i] + keep[i + step:]
+                if self.pinned(key, trial):
+                    keep = trial
+                else:
+                    i += step
+            if step == 1:
+                return keep
+            step = max(1, step // 2)
 
     def _lines_of(self, key: str) -> list[Line]:
         return [ln for ln in self.lines if key in ln.members]
@@ -352,17 +376,17 @@ class Ledger:
             seen |= frontier
         return found
 
-    def bounds(self, key: str) -> tuple[float, float]:
+    def bounds(self, key: str, lines: list[Line] | None = None) -> tuple[float, float]:
         """The least and greatest value of a count that a reader can work out from everything published: a linear
         program over every line that reaches it (what is shown is fixed, <5 is 1 to below-1, x is 1 or more, an
-        unpublished count 0 or more)."""
+        unpublished count 0 or more); ``lines``: only these."""
         from scipy.optimize import linprog
 
         c = self.cells[key]
         if not c.hidden:
             return c.value, c.value
-        lines = self._reach(key)
-        if not lines:
+        lines = self._reach(key) if lines is None else lines
+        if not any(key in ln.members for ln in lines):
             return self.public_range(c)
         keys = sorted({m for ln in lines for m in ln.members})
         index = {k: i for i, k in enumerate(keys)}
@@ -380,9 +404,9 @@ class Ledger:
             raise RuntimeError(f"bounds of {key}: {lo.message} {hi.message}")
         return lo.fun, (-hi.fun if hi.status == 0 else INF)
 
-    def pinned(self, key: str) -> bool:
-        """Only one whole number is possible for the count, given everything published."""
-        lo, hi = self.bounds(key)
+    def pinned(self, key: str, lines: list[Line] | None = None) -> bool:
+        """Only one whole number is possible for the count, given everything published (``lines``: only these)."""
+        lo, hi = self.bounds(key, lines)
         return not math.isinf(hi) and math.ceil(lo - 1e-6) >= math.floor(hi + 1e-6)
 
     def public_range(self, c: Cell) -> tuple[float, float]:
@@ -436,23 +460,38 @@ class Ref:
 class Derived:
     """A number computed from groups (a share, rate, mean, median, interval, test): published only when every count
     in ``depends`` is shown, so that no statistic is shown for a group whose count is hidden.  ``strict`` is kept
-    for callers and no longer matters (a mean once stayed beside a count shown as x)."""
+    for callers and no longer matters (a mean once stayed beside a count shown as x).
+
+    ``within`` = (group, total): a statistic of ``group``, a part of ``total`` whose rest (the people left out) is
+    counted apart, as the text says ("of 279 participants, <5 had no rating").  It is published when the group's
+    count is shown, or when that count is hidden only as a complementary suppression (so not a small group) and the
+    total is shown: the reader then knows the group's size to within the small count left out."""
     value: Any
     depends: tuple[str, ...]
     strict: bool = True
+    within: tuple[str, str] | None = None
 
 
-def derived(value: Any, *depends: str | Ref, strict: bool = True) -> Derived:
-    return Derived(value, tuple(_key(d) for d in depends), strict)
+def derived(value: Any, *depends: str | Ref, strict: bool = True,
+            within: tuple[str | Ref, str | Ref] | None = None) -> Derived:
+    return Derived(value, tuple(_key(d) for d in depends), strict,
+                   None if within is None else (_key(within[0]), _key(within[1])))
+
+
+def _published(obj: Derived, ledger: Ledger) -> bool:
+    if any(ledger.hidden(d) for d in obj.depends):
+        return False
+    if obj.within is None:
+        return True
+    group, total = (ledger.cells[k] for k in obj.within)
+    return not group.hidden or (group.status == "complementary" and not total.hidden)
 
 
 def resolve(obj: Any, ledger: Ledger) -> Any:
     if isinstance(obj, Ref):
         return ledger.value(obj)
     if isinstance(obj, Derived):
-        if any(ledger.hidden(d) for d in obj.depends):
-            return None
-        return resolve(obj.value, ledger)
+        return resolve(obj.value, ledger) if _published(obj, ledger) else None
     if isinstance(obj, dict):
         return {k: resolve(v, ledger) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -626,14 +665,24 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     n_episodes = ledger.count("episodes.n", ep.get("n_episodes", 0))
     extra = ledger.count("episodes.extra", ep.get("n_episodes", 0) - ledger.cells[targeted.key].value, internal=True)
     ledger.line(n_episodes, [targeted, extra], prefer_total=True)
-    ledger.related(extra, multi)  # each participant with several episodes has one extra episode or more
+    if "n_participants_multi" in ep and ledger.cells[multi.key].value == 0:
+        # nobody has several episodes, so no episode beyond the first either: the episodes are the participants (the
+        # readmissions text says so); not when the summary has no episodes (a caller's counts before the statistics)
+        ledger.line(extra, [multi])
+    else:
+        ledger.related(extra, multi)  # each participant with several episodes has one extra episode or more
     tree["episodes"] = {"n_participants_multi": multi, "n_episodes": n_episodes,
                         "primary": ep.get("primary", "first episode per participant"), "sensitivity": None}
 
     # alliance at discharge: one rating per participant (first episode)
+    # The description counts everyone: of the participants, those without a rating are counted apart (suppressed
+    # if small), and its own n, the number rated, is a descriptive count.  When a few have no rating, hiding that n
+    # (and one part of each breakdown of the rated) protects them; the participants, the headline count, stay shown,
+    # and so do the mean, SD and median, which are of the rated "within" the participants (:class:`Derived`).
     per = primary.drop_duplicates("participant")["alliance_mean"].astype("float64").dropna()
-    n_rated = ledger.count("alliance.n", len(per), cost=SIZE)
-    ledger.related(targeted, n_rated)
+    n_rated = ledger.count("alliance.n", len(per), cost=GROUP)
+    unrated = ledger.count("alliance.unrated", ledger.cells[targeted.key].value - len(per), cost=GROUP)
+    ledger.line(targeted, [n_rated, unrated])
     ceiling = ledger.count("alliance.at_ceiling", int((per == 6).sum()), cost=BREAKDOWN)
     below_ceiling = ledger.count("alliance.below_ceiling", len(per) - ledger.cells[ceiling.key].value, internal=True)
     ledger.line(n_rated, [ceiling, below_ceiling])
@@ -644,12 +693,14 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     rated = every_episode.drop_duplicates(["participant", "episode"] if "episode" in every_episode else
                                           ["participant"])["alliance_mean"].astype("float64").dropna()
     cuts = [float(x) for x in rated.quantile([1 / 3, 2 / 3])] if len(rated) else None
-    tree["alliance"] = {"n": n_rated, "mean": derived(float(per.mean()) if len(per) else None, n_rated, strict=False),
-                        "sd": derived(float(per.std()) if len(per) > 1 else None, n_rated, strict=False),
-                        "median": derived(float(per.median()) if len(per) else None, n_rated, strict=False),
+    of = (n_rated, targeted)  # the rated, within the participants
+    tree["alliance"] = {"n": n_rated, "participants": targeted, "unrated": unrated,
+                        "mean": derived(float(per.mean()) if len(per) else None, within=of),
+                        "sd": derived(float(per.std()) if len(per) > 1 else None, within=of),
+                        "median": derived(float(per.median()) if len(per) else None, within=of),
                         "at_ceiling": ceiling,
                         "share_at_ceiling": derived(float((per == 6).mean()) if len(per) else None, n_rated, ceiling),
-                        "tertile_cuts": derived(cuts, n_rated, strict=False),
+                        "tertile_cuts": derived(cuts, within=of),
                         "histogram": [{"low": b["low"], "high": b["high"], "count": ref}
                                       for b, ref in zip(hist, bins)]}
     # the score rule: the mean of the six items, prorated (the mean of five) when one is missing
@@ -755,7 +806,9 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     tree["missing"] = {"assumption": miss.get("assumption"), "mice": None, "ipw": None}
     if miss.get("mice"):
         mi = dict(miss["mice"])
-        mi["n"] = ledger.count("mice.n", mi["n"], cost=20)
+        mi["n"] = ledger.count("mice.n", mi["n"], cost=GROUP)  # beside those targeted, the unrated apart
+        if f"nonresponse.{tp}.unrated" in ledger.cells:  # everyone targeted then, those without a rating apart
+            mi["targeted"], mi["unrated"] = Ref(f"contact.{tp}.targeted"), Ref(f"nonresponse.{tp}.unrated")
         imputed = ledger.count("mice.imputed", mi.pop("n_imputed"), cost=2)
         if nkey(st.PRIMARY_OUTCOME) in ledger.cells:
             ledger.line(mi["n"], [nkey(st.PRIMARY_OUTCOME), imputed])
@@ -857,7 +910,24 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
         m["n_repeated"] = ledger.count("mixed.n_repeated", mixed.get("n_repeated", 0), cost=GROUP)
         if mixed.get("fitted"):
             m["n"] = ledger.count("mixed.n_answers", mixed["n"], cost=INPUT)
-            m["n_participants"] = ledger.count("mixed.n_participants", mixed["n_participants"], cost=INPUT)
+            m["n_participants"] = people_m = ledger.count("mixed.n_participants", mixed["n_participants"],
+                                                          cost=GROUP)
+            # the model's people are some of those who answered: the rest (no rating, no self-efficacy answer then,
+            # a covariate missing) are counted apart, suppressed if small, so that the model's own count of people
+            # may go rather than the number who answered, and the model (its estimates do not depend on it) stays
+            left = ledger.cells[answered_people.key].value - mixed["n_participants"]
+            if left >= 0:
+                m["answered"], m["left_out"] = answered_people, ledger.count("mixed.left_out", left, cost=GROUP)
+                ledger.line(answered_people, [people_m, m["left_out"]])
+            # answers = people + each one's answers beyond the first: one more for each person answering twice or
+            # more, exactly one with two time points
+            beyond = ledger.count("mixed.answers_beyond_first", mixed["n"] - mixed["n_participants"], internal=True)
+            ledger.line(m["n"], [people_m, beyond])
+            if len(mixed.get("timepoints") or []) == 2:
+                ledger.line(beyond, [m["n_repeated"]])
+            else:
+                ledger.related(beyond, m["n_repeated"])
+            ledger.related(people_m, m["n_repeated"])
         else:
             m.pop("n", None)
         tree["mixed"] = m
@@ -882,7 +952,9 @@ def _strobe(ledger: Ledger, tree: dict[str, Any], at: pd.DataFrame, tp: int, nke
     ledger.line(flow_rated, [f"nonresponse.{tp}.responders", f"nonresponse.{tp}.rated_nonresponders"])
     steps = [("treatment episodes in the dataset", "episodes.n"), ("participants (first episode)",
                                                                      "participants.targeted"),
-             (f"targeted at {tp} days", f"contact.{tp}.targeted"), ("with an alliance rating", flow_rated.key),
+             (f"targeted at {tp} days", f"contact.{tp}.targeted"),
+             ("left out: no alliance rating", f"nonresponse.{tp}.unrated"),  # counted, suppressed if small
+             ("with an alliance rating", flow_rated.key),
              ("answered self-efficacy", nkey(st.PRIMARY_OUTCOME)), ("in the primary analysis (complete covariates)",
                                                                     primary_key)]
     tree["flow"] = [{"step": name, "n": Ref(key)} for name, key in steps if key in ledger.cells]
@@ -940,7 +1012,8 @@ def _strobe(ledger: Ledger, tree: dict[str, Any], at: pd.DataFrame, tp: int, nke
 
 
 def _uses(obj: Any, out: dict[str, int] | None = None) -> dict[str, int]:
-    """How many published numbers are computed from each count (hidden with it)."""
+    """How many published numbers are computed from each count (hidden with it; a statistic ``within`` a total
+    is not hidden with its group's count alone, so it adds nothing)."""
     out = {} if out is None else out
     if isinstance(obj, Derived):
         if obj.value is not None:

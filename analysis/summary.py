@@ -26,8 +26,9 @@ def summary_lines(payload: dict) -> list[str]:
              f"{people['answered']} of {people['targeted']} participants answered at least one question"]
     if payload.get("too_small"):
         return lines + [f"fewer than {payload['min_responders']} participants answered: too few for estimates"]
-    fmt = lambda r: (f"{r['estimate']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f}), "  # noqa: E731
-                     f"p {'< 0.001' if r['p'] < 0.001 else '= ' + format(r['p'], '.3f')}, n = {r['n']}")
+    fmt = lambda r, n=None: (f"{r['estimate']:.2f} (95% CI {r['ci_low']:.2f} to {r['ci_high']:.2f}), "  # noqa: E731
+                             f"p {'< 0.001' if r['p'] < 0.001 else '= ' + format(r['p'], '.3f')}, "
+                             f"n = {r['n'] if n is None else n}")
     for r in payload["spearman"]:
         if r["estimate"] is not None:
             lines.append(f"Spearman rho, alliance vs {r['outcome'].replace('_', ' ')}: {fmt(r)}")
@@ -43,5 +44,7 @@ def summary_lines(payload: dict) -> list[str]:
     lines += ["non-response: " + nonresponse_text(nr, False) for nr in payload["nonresponse"]]
     mi = (payload.get("missing") or {}).get("mice")
     if mi and mi.get("estimate") is not None:
-        lines.append(f"multiple imputation ({mi['imputations']} imputations), points per SD of alliance: {fmt(mi)}")
+        n = (f"the {mi['targeted']} targeted at {payload.get('analysis_timepoint')} days less {mi['unrated']} without "
+             "an alliance rating" if mi["n"] == "x" and mi.get("targeted") is not None else None)  # as the report says
+        lines.append(f"multiple imputation ({mi['imputations']} imputations), points per SD of alliance: {fmt(mi, n)}")
     return lines

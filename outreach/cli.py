@@ -265,7 +265,8 @@ def _print_import(result, *, all_errors: bool, keep_identifiers: bool) -> None:
 @click.option("--dir", "directory", default="demo", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the demo's files; one an earlier demo made is replaced, any other existing path "
                    "is refused.")
-@click.option("--patients", default=300, show_default=True, type=COUNT, help="How many synthetic discharges.")
+@click.option("--patients", default=400, show_default=True, type=COUNT,
+              help="How many synthetic discharges (400: enough for the report's adjusted primary model).")
 @click.option("--seed", default=7, show_default=True)
 def demo_cmd(directory: Path, patients: int, seed: int) -> None:
     from analysis.summary import analyse_demo

@@ -336,3 +336,20 @@ def next_code(monkeypatch):
         return pyotp.TOTP(secret).at(real().replace(tzinfo=dt.timezone.utc) + dt.timedelta(seconds=shift["seconds"]))
 
     return code
+
+
+@pytest.fixture(scope="session")
+def default_demo(tmp_path_factory):
+    """The demo as `make demo` runs it (the default cohort and seed), run once for every test that reads its output:
+    its folder and the lines it printed."""
+    from analysis.summary import analyse_demo
+    from outreach.demo import run_demo
+    from webhooks.app import create_app
+
+    base = tmp_path_factory.mktemp("default_demo")
+    lines: list[str] = []
+    with pytest.MonkeyPatch.context() as mp:  # its own spool and jobs folders, as every test has
+        mp.setenv("SPOOL_DIR", str(base / "spool"))
+        mp.setenv("JOBS_DIR", str(base / "jobs"))
+        run_demo(base / "demo", app_factory=create_app, analyse=analyse_demo, echo=lines.append)
+    return base / "demo", lines

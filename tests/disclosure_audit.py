@@ -131,10 +131,19 @@ def relations(stats: dict[str, Any], below: int = 5) -> System:
         if n_ep is not None and targeted is not None and multi is not None:
             extra = s.difference("episodes beyond the first")
             s.eq(n_ep, [targeted, extra])
-            s.at_least(extra, multi, "episodes beyond the second")
+            if ep.get("n_participants_multi") == 0:  # no one with several episodes: none beyond the first
+                s.eq(extra, [multi])
+            else:
+                s.at_least(extra, multi, "episodes beyond the second")
     a = stats.get("alliance") or {}
     rated = s.count("alliance.n", a.get("n"))
-    s.at_least(targeted, rated, "participants without an alliance rating")
+    if a.get("participants") is not None:  # the participants, printed again in the description: the same count
+        s.count("participants.targeted", a["participants"])
+    if a.get("unrated") is not None:  # the description counts everyone, those without a rating apart
+        s.eq("participants.targeted" if "participants.targeted" in s.bounds else None,
+             [rated, s.count("alliance.unrated", a["unrated"])])
+    else:
+        s.at_least(targeted, rated, "participants without an alliance rating")
     if a:
         s.at_least(rated, s.count("alliance.at_ceiling", a.get("at_ceiling")), "rated below the ceiling")
         if a.get("histogram"):
@@ -224,8 +233,18 @@ def relations(stats: dict[str, Any], below: int = 5) -> System:
     mixed = stats.get("mixed") or {}
     if mixed.get("fitted"):
         people_m = s.count("mixed.n_participants", mixed.get("n_participants"))
-        s.at_least(answered, people_m, "answered, not in the mixed model")
-        s.at_least(people_m, s.count("mixed.n_repeated", mixed.get("n_repeated")), "answered once")
+        if mixed.get("left_out") is not None:  # those who answered, the ones the model leaves out counted apart
+            s.eq(answered, [people_m, s.count("mixed.left_out", mixed["left_out"])])
+        else:
+            s.at_least(answered, people_m, "answered, not in the mixed model")
+        repeated = s.count("mixed.n_repeated", mixed.get("n_repeated"))
+        s.at_least(people_m, repeated, "answered once")
+        beyond = s.difference("answers beyond a participant's first")  # answers = people + the answers beyond
+        s.eq(s.count("mixed.n_answers", mixed.get("n")), [people_m, beyond])
+        if len(mixed.get("timepoints") or []) == 2:  # two time points: one more answer for each who answered twice
+            s.eq(beyond, [repeated])
+        else:
+            s.at_least(beyond, repeated, "answers beyond a participant's second")
     return s
 
 

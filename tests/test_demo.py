@@ -1,4 +1,5 @@
 """The demo runs the whole cycle on a fresh SQLite database and says where its files are."""
+import json
 import re
 
 from outreach.demo import run_demo
@@ -33,6 +34,25 @@ def test_demo_runs_the_whole_cycle(tmp_path):
         assert c.execute(text("SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM episodes GROUP BY patient_id) AS t")
                          ).scalar() == 2
     engine.dispose()
+
+
+def test_the_default_demo_reports_the_adjusted_primary_estimate(default_demo):
+    """Issue 24's main deliverable in the demo's own report: the adjusted primary model at 30 days.  The demo had 77
+    answers then for 11 parameters (110 needed under the 10-per-parameter rule), so its report could only say the
+    primary analysis was not estimable and show the unadjusted model as descriptive."""
+    directory, lines = default_demo
+    stats = json.loads((directory / "report" / "stats.json").read_text())
+    primary = next(r for r in stats["estimates"] if r["role"] == "primary")
+    assert primary["outcome"] == "self_efficacy" and primary["adjusted"] and primary["timepoint"] == 30
+    assert not primary.get("rule") and primary["ci_low"] < primary["estimate"] < primary["ci_high"]
+    assert isinstance(primary["n"], int) and primary["n"] >= 10 * stats["planned_parameters"]
+    assert stats["primary_estimable"] is True and all(r["role"] != "descriptive" for r in stats["estimates"])
+    md = (directory / "report" / "report.md").read_text()
+    assert re.search(r"Primary result: (a stronger alliance at discharge was associated with|the data show no clear "
+                     r"association)", md) and "Primary result: the primary analysis was not estimable" not in md
+    assert any(line.startswith("primary, points per SD of alliance, self efficacy at 30 days (adjusted): ")
+               for line in lines)  # the console summary says it too
+    assert any(line.startswith("multiple imputation") for line in lines) and not any("n = x" in line for line in lines)
 
 
 def test_the_demo_refuses_a_folder_it_did_not_make_and_leaves_it_alone(tmp_path):

@@ -296,3 +296,51 @@ def test_a_report_of_another_time_point_calls_the_primary_model_secondary_there(
     assert "Primary result" not in md and "not the pre-specified primary time point: a secondary result" in md
     assert "| primary model (secondary time point) |" in md
     assert "this report does not hold the pre-specified primary time point (30 days" in md
+
+
+def cut_point_cohort(ors=(2.0, 2.1, 2.4, 6.3), seed: int = 3):
+    """The 420-participant study with mental health drawn from one binary logistic model per cut point, the alliance
+    odds ratios per SD differing as the issue found them (2.0, 2.1, 2.4, 6.3): proportional odds fail.  Physical
+    health keeps its proportional odds."""
+    import numpy as np
+
+    from .test_report_recompute import study
+
+    df = study(420, seed)
+    per = df[df["episode"] == 1].drop_duplicates("participant")["alliance_mean"]
+    z = ((df["alliance_mean"] - per.mean()) / per.std()).to_numpy()
+    eta = np.array([2.2, 0.9, -0.4, -2.2])[None, :] + np.log(ors)[None, :] * z[:, None]
+    above = np.minimum.accumulate(1 / (1 + np.exp(-eta)), axis=1)  # P(rating > k), never rising with k
+    rating = 1.0 + (np.random.default_rng(seed).random(len(df))[:, None] < above).sum(axis=1)
+    answered = df["mental_health"].notna()
+    df.loc[answered, "mental_health"] = rating[answered.to_numpy()]
+    df["mental_health_high"] = (df["mental_health"] >= 4).astype(float).where(answered)
+    return df
+
+
+def test_when_proportional_odds_fail_the_report_says_what_it_reports_and_how_to_read_it(tmp_path):
+    """Issue 24: test the proportional-odds assumption and say what is done when it fails.  Methods says it (which
+    estimate is reported, how to read it, why no partial proportional-odds model is fitted), and the results,
+    where Brant's test fails, give the cut-point odds ratios with a reading of the actual numbers."""
+    from analysis.report import PO_FAILS, PO_METHOD, _fmt
+
+    stats = write_report(cut_point_cohort(), tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    results, methods = md.split("\n## Methods\n")
+    assert PO_METHOD in methods and "the estimate to read is the set of cut-point odds ratios" in PO_METHOD
+    assert "A partial proportional-odds model" in PO_METHOD and "it is not fitted, because" in PO_METHOD
+    mental = {r["adjusted"]: r for r in stats["estimates"] if r["outcome"] == "mental_health"}
+    physical = {r["adjusted"]: r for r in stats["estimates"] if r["outcome"] == "physical_health"}
+    assert all(r["brant"]["p"] < 0.05 for r in mental.values())  # the simulated cut points differ: Brant fails
+    assert all(r["brant"]["p"] >= 0.05 for r in physical.values())  # proportional odds hold: it passes
+    ors = mental[True]["brant"]["odds_ratios"]
+    assert ors[-1] > 2 * max(ors[:-1]) and all(1 < o < 3 for o in ors[:-1])  # as simulated, roughly
+    assert PO_FAILS in results
+    for k, o in enumerate(ors, 1):  # the cut-point table: the estimate to read
+        assert f"| mental health (1-5) | adjusted | better than {k} | {_fmt(o)} |" in results
+    assert (f"How to read mental health (1-5) (adjusted): per SD of alliance, the odds of a rating better than very "
+            f"good are {_fmt(ors[-1])} times as high, those of a rating better than poor {_fmt(ors[0])} times; every "
+            "interval lies above 1") in results
+    assert f"the proportional-odds odds ratio, {_fmt(mental[True]['estimate'])}, averages them" in results
+    assert "How to read physical health" not in results
+    assert "| physical health (1-5) | adjusted | better than" not in results

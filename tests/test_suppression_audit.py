@@ -72,6 +72,24 @@ def test_the_audit_finds_a_hidden_count_the_others_give_away_and_a_small_one_sho
     assert "report.md 30 days answered (completed + partial) is 237, stats.json says x" in audit(stats, md)
 
 
+def test_no_readmission_ties_the_participants_to_the_episodes():
+    """'No participant has more than one treatment episode' makes the participants the episodes: the demo before
+    issue 24 hid its 279 participants beside 279 episodes, 0 readmitted and 275 rated, giving away the 4 without a
+    rating, and neither the model nor the audit knew."""
+    stats = {"contact": {"columns": [], "rows": []}, "participants": {"targeted": "x", "answered": 165},
+             "episodes": {"n_episodes": 279, "n_participants_multi": 0}, "alliance": {"n": 275, "histogram": []}}
+    problems = audit(stats)
+    assert "participants.targeted is hidden but derivable: 279" in problems
+    assert "participants without an alliance rating = 4 can be worked out" in problems
+    stats["episodes"] = {"n_episodes": 330, "n_participants_multi": 40}  # readmissions: how many episodes each, unknown
+    assert audit(stats) == []
+    df = issue_study(4, 0)
+    df = df[df["episode"] == 1]
+    m = rs.build(df, {"too_small": True, "episodes": {"n_participants_multi": 0, "n_episodes": 420}})
+    m.ledger.cells["participants.targeted"].status = "complementary"
+    assert m.ledger.pinned("participants.targeted")  # the model knows it too
+
+
 def test_the_issue_contact_row_keeps_its_response_rate():
     """217 completed, 20 partial and two small outcomes: a descriptive column is hidden beside them, not answered
     (which completed + partial give away) nor the response rate."""
@@ -108,6 +126,7 @@ def test_a_420_participant_study_hides_only_what_it_must(seed, unrated, tmp_path
     df = issue_study(seed, unrated)
     stats, md = published(df, tmp_path)
     assert audit(stats, md) == []
+    assert stats["participants"]["targeted"] == df["participant"].nunique()  # the headline, whoever has no rating
     for r in stats["contact"]["rows"]:  # no small count needs the response rate: it is shown, with its interval
         assert isinstance(r["answered"], int) and r["response_rate"] is not None and r["ci_low"] is not None
     for nr in stats["nonresponse"]:  # the people without a rating are counted, the comparison shown
@@ -119,13 +138,53 @@ def test_a_420_participant_study_hides_only_what_it_must(seed, unrated, tmp_path
     assert needless(m.ledger) == []
 
 
-def test_the_demo_shows_its_response_rates_and_hides_only_what_a_small_count_needs(tmp_path):
-    from analysis.summary import analyse_demo
-    from outreach.demo import run_demo
-    from webhooks.app import create_app
+def without_rating(df: pd.DataFrame, k: int, answering: bool) -> pd.DataFrame:
+    """``k`` participants' alliance ratings blanked: some who answered at 30 days (``answering``: the demo's case,
+    where the people without a rating are among the responders too) or some who never answered."""
+    df = df.copy()
+    first = df[df["episode"] == 1]
+    answered_30 = first.loc[(first["timepoint_days"] == 30) & (first["responded"] == 1), "participant"]
+    never = first.groupby("participant")["responded"].max()
+    pool = answered_30.unique() if answering else never[never == 0].index
+    cols = [f"alliance_{i}" for i in range(1, 7)] + ["alliance_mean", "alliance_tertile"]
+    df.loc[df["participant"].isin(pool[:k]), cols] = np.nan
+    return df
 
-    run_demo(tmp_path / "demo", app_factory=create_app, analyse=analyse_demo, echo=lambda line: None)
-    stats, md = published_files(tmp_path / "demo" / "report")
+
+@pytest.mark.parametrize("unrated,answering", [(1, True), (4, True), (2, False)])
+def test_a_few_participants_without_a_rating_leave_the_headline_count_and_response_rates_shown(unrated, answering,
+                                                                                               tmp_path):
+    """Issue 24: the demo hid its own number of participants because 4 had no alliance rating (the participants
+    and the number rated would give the 4 away, and the cost order hid the headline first).  People left out are
+    counted in total, never by hiding the analysis: the alliance description counts everyone ("of 420
+    participants, <5 had no alliance rating"), and what goes is its own n (a descriptive count) with one part of
+    each breakdown of the rated, not the participants, a response rate or an analysis's n."""
+    df = without_rating(issue_study(3, 0), unrated, answering)
+    first = df[df["episode"] == 1]
+    people = first["participant"].nunique()
+    rated = first.drop_duplicates("participant")["alliance_mean"].dropna()
+    assert people - len(rated) == unrated
+    stats, md = published(df, tmp_path)
+    assert audit(stats, md) == []
+    assert stats["participants"]["targeted"] == people and isinstance(stats["participants"]["answered"], int)
+    assert f"{people} participants (their first treatment episode) were contacted at 30 and 90 days" in md
+    for r in stats["contact"]["rows"]:
+        assert isinstance(r["targeted"], int) and isinstance(r["answered"], int)
+        assert r["response_rate"] is not None and r["ci_low"] is not None
+    a = stats["alliance"]
+    assert (a["participants"], a["unrated"], a["n"]) == (people, "<5", "x")
+    assert a["mean"] == pytest.approx(rated.mean()) and a["sd"] == pytest.approx(rated.std())  # still described
+    assert a["median"] == pytest.approx(rated.median())
+    assert f"Of {people} participants, <5 had no alliance rating and are left out of this description" in md
+    assert all(isinstance(r["n"], int) and r["estimate"] is not None for r in stats["estimates"] + stats["spearman"])
+    assert all(nr["estimate"] is not None and isinstance(nr["n_responders"], int) for nr in stats["nonresponse"])
+    flow = {f["step"]: f["n"] for f in stats["flow"]}
+    assert flow["participants (first episode)"] == people and flow["left out: no alliance rating"] == "<5"
+
+
+def test_the_demo_shows_its_response_rates_and_hides_only_what_a_small_count_needs(default_demo):
+    directory, _ = default_demo
+    stats, md = published_files(directory / "report")
     assert audit(stats, md) == []
     for r in stats["contact"]["rows"]:
         assert isinstance(r["answered"], int) and r["response_rate"] is not None
