@@ -146,6 +146,7 @@ class Ledger:
         for c in self.cells.values():
             if not c.internal and 0 < c.value < self.below:
                 c.status = "primary"
+        self._mask_tiny()
         for _ in range(len(self.cells) + 1):  # each failed round shows one more small count as x
             chosen = self._least_costly()
             if chosen is not None:
@@ -154,6 +155,24 @@ class Ledger:
                 self._show_derivable()
                 return
         raise RuntimeError("complementary suppression did not settle")  # pragma: no cover
+
+    def _mask_tiny(self) -> None:
+        """Before any complementary suppression: a count shown as <5 that only the <5 marks pin down (tiny counts
+        adding up to a shown total: three tertiles of 4 among 12 participants) is shown as x, the nearest first.
+        That costs the reader less than any count hidden to protect it, which could reach the participants
+        themselves (12 rated of 12: hiding the number rated hides the participants)."""
+        for _ in range(len(self.cells)):
+            small = [c for c in self.cells.values() if c.status == "primary"]
+            exposed = [c for c in small if self.pinned(c.key)]
+            if not exposed:
+                return
+            for c in small:  # were every <5 an x, would the lines still pin it? then hiding others must protect it
+                c.status = "masked"
+            tiny = [c for c in exposed if not self.pinned(c.key)]
+            for c in small:
+                c.status = "primary"
+            if not tiny or not self._mask_near(tiny[0]):
+                return
 
     def sensitive(self) -> list[Cell]:
         """The counts no reader may pin down: those shown as <5 (or x in their place) and unpublished differences
