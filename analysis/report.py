@@ -235,7 +235,7 @@ def figures(model: rs.Model, out: Path) -> list[Figure]:
         fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.35 * len(codes) * len(rows)))
         y = 0.0
         ticks, names = [], []
-        top = max([r["targeted"] for r in rows if _shown(r["targeted"])] + [1])
+        top = max([r[c] for r in rows for c in codes if _shown(r[c])] + [1])  # targeted may be hidden, not its cells
         for r, tr in zip(rows, trows):
             for code in codes:
                 v = r[code]

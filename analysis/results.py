@@ -156,6 +156,7 @@ class Ledger:
         for c in self.cells.values():
             if not c.internal and 0 < c.value < self.below:
                 c.status = "primary"
+        self._mask_tiny()
         for _ in range(len(self.cells) + 1):  # each failed round shows one more small count as x
             chosen = self._least_costly()
             if chosen is not None:
@@ -164,6 +165,24 @@ class Ledger:
                 self._show_derivable()
                 return
         raise RuntimeError("complementary suppression did not settle")  # pragma: no cover
+
+    def _mask_tiny(self) -> None:
+        """Before any complementary suppression: a count shown as <5 that only the <5 marks pin down (tiny counts
+        adding up to a shown total: three tertiles of 4 among 12 participants) is shown as x, the nearest first.
+        That costs the reader less than any count hidden to protect it, which could reach the participants
+        themselves (12 rated of 12: hiding the number rated hides the participants)."""
+        for _ in range(len(self.cells)):
+            small = [c for c in self.cells.values() if c.status == "primary"]
+            exposed = [c for c in small if self.pinned(c.key)]
+            if not exposed:
+                return
+            for c in small:  # were every <5 an x, would the lines still pin it? then hiding others must protect it
+                c.status = "masked"
+            tiny = [c for c in exposed if not self.pinned(c.key)]
+            for c in small:
+                c.status = "primary"
+            if not tiny or not self._mask_near(tiny[0]):
+                return
 
     def sensitive(self) -> list[Cell]:
         """The counts no reader may pin down: those shown as <5 (or x in their place) and unpublished differences
@@ -462,20 +481,20 @@ class Derived:
     in ``depends`` is shown, so that no statistic is shown for a group whose count is hidden.  ``strict`` is kept
     for callers and no longer matters (a mean once stayed beside a count shown as x).
 
-    ``within`` = (group, total): a statistic of ``group``, a part of ``total`` whose rest (the people left out) is
-    counted apart, as the text says ("of 279 participants, <5 had no rating").  It is published when the group's
-    count is shown, or when that count is hidden only as a complementary suppression (so not a small group) and the
-    total is shown: the reader then knows the group's size to within the small count left out."""
+    ``within`` = (group, total, rest): a statistic of ``group``, a part of ``total`` whose ``rest`` (the people left
+    out) is counted apart, as the text says ("of 279 participants, <5 had no rating").  It is published when the
+    group's count is shown, or when that count is hidden only as a complementary suppression (so not a small group),
+    the total is shown and the rest is shown as <5: the reader then knows the group's size to within 1 to 4."""
     value: Any
     depends: tuple[str, ...]
     strict: bool = True
-    within: tuple[str, str] | None = None
+    within: tuple[str, str, str] | None = None
 
 
 def derived(value: Any, *depends: str | Ref, strict: bool = True,
-            within: tuple[str | Ref, str | Ref] | None = None) -> Derived:
+            within: tuple[str | Ref, str | Ref, str | Ref] | None = None) -> Derived:
     return Derived(value, tuple(_key(d) for d in depends), strict,
-                   None if within is None else (_key(within[0]), _key(within[1])))
+                   None if within is None else tuple(_key(k) for k in within))
 
 
 def _published(obj: Derived, ledger: Ledger) -> bool:
@@ -483,8 +502,8 @@ def _published(obj: Derived, ledger: Ledger) -> bool:
         return False
     if obj.within is None:
         return True
-    group, total = (ledger.cells[k] for k in obj.within)
-    return not group.hidden or (group.status == "complementary" and not total.hidden)
+    group, total, rest = (ledger.cells[k] for k in obj.within)
+    return not group.hidden or (group.status == "complementary" and not total.hidden and rest.status == "primary")
 
 
 def resolve(obj: Any, ledger: Ledger) -> Any:
@@ -693,7 +712,7 @@ def build(df: pd.DataFrame, summary: dict[str, Any], *, below: int = 5, timepoin
     rated = every_episode.drop_duplicates(["participant", "episode"] if "episode" in every_episode else
                                           ["participant"])["alliance_mean"].astype("float64").dropna()
     cuts = [float(x) for x in rated.quantile([1 / 3, 2 / 3])] if len(rated) else None
-    of = (n_rated, targeted)  # the rated, within the participants
+    of = (n_rated, targeted, unrated)  # the rated, within the participants, the unrated apart
     tree["alliance"] = {"n": n_rated, "participants": targeted, "unrated": unrated,
                         "mean": derived(float(per.mean()) if len(per) else None, within=of),
                         "sd": derived(float(per.std()) if len(per) > 1 else None, within=of),

@@ -228,6 +228,33 @@ def test_the_publication_rule_says_what_the_results_model_does_with_means_and_sh
            "is hidden" in text
 
 
+def test_a_statistic_within_a_total_stays_only_while_its_group_is_known_to_within_a_small_count():
+    """The alliance description's rule: its mean is of the rated participants, counted within all participants
+    with those without a rating apart.  Hiding the number rated (so that the <5 unrated are not given away) keeps
+    the mean; a group hidden as small, a hidden total or a rest that is not small does not."""
+    from analysis.results import Ledger, derived, resolve
+
+    def mean_of(group: int, rest: int, total_status: str = "shown") -> float | None:
+        ledger = Ledger(5)
+        g, r = ledger.count("rated", group), ledger.count("unrated", rest)
+        t = ledger.count("participants", group + rest)
+        ledger.line(t, [g, r])
+        ledger.protect()
+        ledger.cells["participants"].status = total_status
+        return resolve(derived(5.1, within=(g, t, r)), ledger)
+
+    assert mean_of(275, 4) == 5.1  # the number rated is hidden (x), 279 participants and <5 unrated shown
+    assert mean_of(275, 0) == 5.1 and mean_of(275, 30) == 5.1  # everything shown
+    assert mean_of(275, 4, "complementary") is None  # 275 to 278 of an unknown number: not known closely
+    assert mean_of(3, 4) is None  # a small group
+    ledger = Ledger(5)
+    g, r = ledger.count("rated", 275), ledger.count("unrated", 30)
+    ledger.line(ledger.count("participants", 305), [g, r])
+    g_cell, r_cell = ledger.cells["rated"], ledger.cells["unrated"]
+    g_cell.status = r_cell.status = "complementary"  # both hidden: the rated could be anything up to 304
+    assert resolve(derived(5.1, within=(g, "participants", r)), ledger) is None
+
+
 def test_the_spline_finds_an_association_that_flattens_at_the_ceiling():
     rng = np.random.default_rng(4)
     df = cohort(1500, 12)

@@ -106,6 +106,21 @@ def test_the_issue_contact_row_keeps_its_response_rate():
     assert needless(ledger) == []
 
 
+def test_tiny_counts_that_pin_each_other_are_shown_as_x_before_anything_else_is_hidden():
+    """Three tertiles of 4 among 12 participants, all rated: the <5 marks and the total pin each at 4.  Showing one
+    as x protects them; hiding the number rated instead would hide the participants (12 rated of 12), which the
+    cost order ranks far above a small count's mark."""
+    ledger = rs.Ledger(5)
+    people = ledger.count("participants", 12, cost=rs.SIZE)
+    rated = ledger.count("rated", 12, cost=rs.GROUP)
+    ledger.line(people, [rated, ledger.count("unrated", 0, cost=rs.GROUP)])
+    ledger.line(rated, [ledger.count(f"tertile.{t}", 4, cost=rs.GROUP) for t in ("low", "mid", "high")])
+    ledger.protect()
+    assert ledger.value("participants") == 12 and ledger.value("rated") == 12
+    assert sorted(ledger.value(f"tertile.{t}") for t in ("low", "mid", "high")) == ["<5", "<5", "x"]
+    assert ledger.exposed() is None
+
+
 def test_no_statistic_is_shown_for_a_group_whose_count_is_hidden():
     """A mean (not only a share) of a group whose count is hidden as x is not published: before, a mean stayed
     beside an x (only <5 hid it)."""
