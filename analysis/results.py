@@ -97,7 +97,8 @@ class Line:
         return [self.total, *self.parts]
 
 
-SOLVER_BUDGET_SECONDS = 20.0
+SOLVER_BUDGET_SECONDS = 300.0  # for all the integer programs of one suppression (the cut loop may solve dozens)
+SOLVE_LIMIT_SECONDS = 10.0  # for one of them: HiGHS's best choice so far is used after that
 
 
 @dataclass
@@ -105,10 +106,11 @@ class Ledger:
     below: int = 5
     cells: dict[str, Cell] = field(default_factory=dict)
     lines: list[Line] = field(default_factory=list)
-    # The integer programs of one suppression share a time budget: HiGHS proves the least costly choice in
-    # milliseconds on most tables, but a few (a demo whose replies changed) ran for tens of minutes.  When the
-    # budget runs out, the best choice found so far is used, or every count that may be hidden: always a safe
-    # choice (every row met; the reader's check in _least_costly still runs), not always the least costly one.
+    # Each integer program has a time limit and those of one suppression share a budget: HiGHS proves the least
+    # costly choice in milliseconds on most tables, but one (a demo whose replies changed) ran for over ten
+    # minutes.  At the limit the best choice found so far is used; with the budget spent (or no choice found),
+    # every count that may be hidden: always a safe choice (every row met; the reader's check in _least_costly
+    # still runs), not always the least costly one.
     solver_budget: float = field(default_factory=lambda: SOLVER_BUDGET_SECONDS)  # seconds left
     least_costly_proven: bool = True
 
@@ -312,7 +314,7 @@ class Ledger:
         started = time.monotonic()
         res = milp(cost, constraints=LinearConstraint(a, lb=[need for _, need in rows], ub=np.inf),
                    integrality=np.ones(len(keys)), bounds=Bounds(0, 1),
-                   options={"time_limit": self.solver_budget})
+                   options={"time_limit": min(self.solver_budget, SOLVE_LIMIT_SECONDS)})
         self.solver_budget -= time.monotonic() - started
         if res.status == 2:  # infeasible
             return None
