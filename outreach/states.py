@@ -26,12 +26,14 @@ class Delivery:
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
     READ = "read"
+    PARTIALLY_DELIVERED = "partially_delivered"  # some of its segments reached the phone
+    # Twilio's "canceled" (a text it was holding was cancelled before it went) is stored as CANCELLED.
     # Twilio's words for a text it receives; a callback may name them.
     RECEIVING = "receiving"
     RECEIVED = "received"
 
     NOT_DELIVERED = (FAILED, UNDELIVERED)
-    REACHED_THE_PHONE = (DELIVERED, READ)
+    REACHED_THE_PHONE = (DELIVERED, READ, PARTIALLY_DELIVERED)
 
 
 class Processing:

@@ -152,3 +152,17 @@ def test_texts_after_an_alert_show_on_its_card_until_it_is_resolved(phone, make_
     assert 'aria-label="1 open, 2 new texts"' in page  # the header's count rises
     home = coordinator.get("/console/").get_data(as_text=True)
     assert "1 +2" in home
+
+
+def test_an_on_call_text_twilio_cancelled_is_escalated_at_once(phone, make_patient, make_followup, sessions, session,
+                                                                service):
+    patient = make_patient()
+    make_followup(patient, state="q_self_efficacy")
+    phone().text(patient.phone, "I want to end my life")
+    _send_all(sessions, service)
+    session.rollback()
+    sid = session.scalar(select(Message.provider_sid).where(Message.kind == "alert"))
+    assert phone().status(sid, "canceled") == 204  # Twilio dropped it before it went
+    assert _escalate(sessions, service, 1) == [session.scalar(select(Alert.id))]
+    session.rollback()
+    assert session.scalar(select(Alert.escalation_reason)) == "on_call_failed"

@@ -210,3 +210,55 @@ def test_a_plain_stop_request_applied_late_is_still_confirmed_and_nothing_else_g
     assert session.get(Patient, p.id).opted_out_at is not None
     sent = dict(session.execute(select(Message.kind, Message.status).where(Message.direction == "out")).all())
     assert sent == {"opt_out_confirmation": "delivered", "stalled": "cancelled"}
+
+
+def test_twilio_cancelling_a_text_reads_as_not_sent_and_nothing_later_revives_it(twilio, make_patient, make_followup,
+                                                                                  sessions, session):
+    """Twilio spells it "canceled" (a text it held was cancelled before it went): stored as our own cancelled
+    state with the reason in words, never as a word the rest of the service does not know."""
+    from outreach.staff.patients import DELIVERY_WORDS
+
+    p = make_patient()
+    fu = make_followup(p)
+    outbound(sessions, p, fu, "SM" + "1" * 32, status="accepted")
+    assert twilio.status("SM" + "1" * 32, "canceled") == 204
+    session.rollback()
+    msg = session.scalar(select(Message).where(Message.provider_sid == "SM" + "1" * 32))
+    assert msg.status == "cancelled" and DELIVERY_WORDS[msg.status] == "not sent"
+    assert msg.error_message == "Twilio cancelled it before it was sent"
+    twilio.status("SM" + "1" * 32, "delivered")  # a stray late callback
+    assert status_of(session, "SM" + "1" * 32) == "cancelled"
+
+
+def test_a_partly_delivered_text_counts_as_reaching_the_phone(twilio, make_patient, make_followup, sessions, session):
+    """Twilio's "partially_delivered" (some segments reached the phone) is kept, counted as delivered in the
+    wave's funnel, and not undone by a late "sent"."""
+    import datetime as dt
+
+    from outreach.models import Wave
+    from outreach.study.waves import funnels
+
+    p = make_patient()
+    fu = make_followup(p)
+    with sessions.begin() as s:
+        wave = Wave(timepoint_days=30, as_of=dt.date(2026, 6, 1), created_by="test", targeted=1)
+        s.add(wave)
+        s.flush()
+        s.get(FollowUp, fu.id).wave_id = wave_id = wave.id
+    outbound(sessions, p, fu, "SM" + "2" * 32)
+    twilio.status("SM" + "2" * 32, "partially_delivered")
+    assert status_of(session, "SM" + "2" * 32) == "partially_delivered"
+    twilio.status("SM" + "2" * 32, "sent")  # late, out of order
+    assert status_of(session, "SM" + "2" * 32) == "partially_delivered"
+    session.rollback()
+    assert funnels(session, [wave_id])[wave_id]["delivered"] == 1
+
+
+def test_a_status_word_the_service_does_not_know_is_not_stored(twilio, make_patient, make_followup, sessions, session,
+                                                               caplog):
+    p = make_patient()
+    fu = make_followup(p)
+    outbound(sessions, p, fu, "SM" + "3" * 32, status="claimed")
+    assert twilio.status("SM" + "3" * 32, "teleported") == 204  # acknowledged: Twilio must not retry it
+    assert status_of(session, "SM" + "3" * 32) == "claimed"
+    assert "does not know" in caplog.text and p.phone not in caplog.text

@@ -61,8 +61,8 @@ def escalate_alerts(session: Session, settings: Settings, now: dt.datetime | Non
     now = now or utcnow()
     waiting = (Alert.taken_at.is_(None), Alert.resolved_at.is_(None), Alert.escalated_at.is_(None),
                Alert.preview.is_(False))
-    failed = exists().where(Message.alert_id == Alert.id, Message.kind == "alert",
-                            Message.status.in_(Delivery.NOT_DELIVERED))
+    failed = exists().where(Message.alert_id == Alert.id, Message.kind == "alert",  # a cancelled one never went
+                            Message.status.in_((*Delivery.NOT_DELIVERED, Delivery.CANCELLED)))
     late = Alert.opened_at <= now - dt.timedelta(minutes=settings.alert_escalate_minutes)
     rows = session.execute(select(Alert.id, Alert.opened_at, failed.label("failed"))
                            .where(*waiting, or_(late, failed)).with_for_update(of=Alert, skip_locked=True)).all()

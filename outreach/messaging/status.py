@@ -21,8 +21,10 @@ from ..states import Delivery
 log = logging.getLogger(__name__)
 
 RANK = {Delivery.ACCEPTED: 0, Delivery.SCHEDULED: 0, Delivery.QUEUED: 1, Delivery.SENDING: 2, Delivery.SENT: 3,
-        Delivery.FAILED: 4, Delivery.UNDELIVERED: 4, Delivery.DELIVERED: 4, Delivery.RECEIVING: 4, Delivery.RECEIVED: 4,
-        Delivery.READ: 5}
+        Delivery.FAILED: 4, Delivery.UNDELIVERED: 4, Delivery.DELIVERED: 4, Delivery.PARTIALLY_DELIVERED: 4,
+        Delivery.CANCELLED: 4, Delivery.RECEIVING: 4, Delivery.RECEIVED: 4, Delivery.READ: 5}
+TWILIO_WORDS = {"canceled": Delivery.CANCELLED}  # Twilio's spelling -> the state we store
+CANCELLED_BY_TWILIO = "Twilio cancelled it before it was sent"
 OPTED_OUT = 21610
 CARRIER_FAILURES = {30003, 30005, 30006}
 KEEP_EARLY_STATUS = dt.timedelta(days=7)  # a kept callback whose sid is never recorded is purged after this
@@ -94,9 +96,16 @@ def _lock_sid(s: Session, sid: str) -> None:
 
 def _apply(s: Session, settings: Settings, msg: Message, status: str, error_code: int | None) -> str:
     status = (status or "").lower()
-    if RANK.get(status, -1) <= RANK.get(msg.status, -1) and msg.status in RANK:
+    status = TWILIO_WORDS.get(status, status)
+    if status not in RANK:  # a word Twilio may add one day: never stored as a state nothing else knows
+        log.warning("message %s: status callback with a status this service does not know (%.40r), ignored",
+                    msg.id, status)
+        return "ignored (unknown status)"
+    if msg.status == Delivery.CANCELLED or (RANK[status] <= RANK.get(msg.status, -1) and msg.status in RANK):
         return "ignored (status would move backwards)"
     msg.status = status
+    if status == Delivery.CANCELLED:
+        msg.error_message = CANCELLED_BY_TWILIO
     if error_code:
         msg.error_code = error_code
     if error_code == OPTED_OUT and msg.patient_id:

@@ -51,7 +51,7 @@ for _endpoint in ("sms", "status"):
 
 # Outbound texts by state: Delivery's statuses grouped as an operator reads them.
 SENT = (Delivery.ACCEPTED, Delivery.SCHEDULED, Delivery.QUEUED, Delivery.SENDING, Delivery.SENT, Delivery.DELIVERED,
-        Delivery.READ)
+        Delivery.READ, Delivery.PARTIALLY_DELIVERED)
 FAILED = (Delivery.FAILED, Delivery.UNDELIVERED)
 RATE_WINDOW = dt.timedelta(seconds=60)  # the achieved send rate: texts sent in the last minute / 60
 

@@ -213,7 +213,8 @@ def alert_queue(session: Session, *, now: dt.datetime, overdue_after: dt.timedel
 # The on-call texts' states as the alert's card says them.
 ON_CALL_STATES = {Delivery.PENDING: "queued", Delivery.CLAIMED: "being sent", Delivery.ACCEPTED: "sent",
                   Delivery.QUEUED: "sent", Delivery.SENDING: "sent", Delivery.SENT: "sent",
-                  Delivery.DELIVERED: "delivered", Delivery.READ: "delivered", Delivery.FAILED: "failed",
+                  Delivery.DELIVERED: "delivered", Delivery.READ: "delivered",
+                  Delivery.PARTIALLY_DELIVERED: "delivered", Delivery.FAILED: "failed",
                   Delivery.UNDELIVERED: "failed", Delivery.CANCELLED: "cancelled"}
 
 

@@ -73,6 +73,7 @@ DELIVERY_WORDS = {
     Delivery.SENT: "sent to the carrier",
     Delivery.DELIVERED: "delivered",
     Delivery.READ: "read",
+    Delivery.PARTIALLY_DELIVERED: "partly delivered",
     Delivery.UNDELIVERED: "not delivered",
     Delivery.FAILED: "failed",
     Delivery.CANCELLED: "not sent",
