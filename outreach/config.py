@@ -127,8 +127,8 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "OIDC_CLIENT_SECRET": (None, "This console's client secret at the identity provider (secret)."),
     "PASSWORD_LOGIN": ("1", "0 turns password sign-in off (single sign-on only; needs the OIDC settings)."),
     "API_TOKEN_DAYS": ("90", "Days a researcher's personal access token for the data API stays valid."),
-    "METRICS_TOKEN": (None, "Bearer token Prometheus sends for GET /metrics on the web app's port (secret; unset and "
-                            "no METRICS_PORT: /metrics is off)."),
+    "METRICS_TOKEN": (None, "Bearer token Prometheus sends for GET /metrics on the web app's port (secret, at least "
+                            "32 characters; unset and no METRICS_PORT: /metrics is off)."),
     "METRICS_PORT": (None, "Port on 127.0.0.1 where the Procfile's gunicorn serves /metrics without a token, for a "
                            "Prometheus (or agent) on the same host."),
     "LOG_FORMAT": ("text", "text (one readable line per record) or json (one JSON object per line, with the "
@@ -317,6 +317,7 @@ TYPED: dict[str, tuple] = {
 # Never shown by ``repr(settings)``; the database URL is shown without its password.
 SECRETS = ("TWILIO_AUTH_TOKEN", "EXPORT_KEY", "SECRET_KEY", "OIDC_CLIENT_SECRET", "METRICS_TOKEN")
 EXPORT_KEY_MIN_LENGTH = 32
+METRICS_TOKEN_MIN_LENGTH = 32
 MAKE_A_KEY = 'python -c "import secrets; print(secrets.token_hex(32))"'
 
 
@@ -376,6 +377,10 @@ class Settings:
             if audit_days is not None and values.get(rule) is not None and audit_days < values[rule]:
                 problems.append(f"RETAIN_AUDIT_DAYS ({audit_days}) is shorter than {rule} ({values[rule]}): the "
                                 "audit must outlive what it records")
+        metrics_token = self.optional("METRICS_TOKEN")
+        if metrics_token and len(metrics_token) < METRICS_TOKEN_MIN_LENGTH:  # guessable: it shows the study's state
+            problems.append(f"METRICS_TOKEN is too short ({len(metrics_token)} characters; at least "
+                            f"{METRICS_TOKEN_MIN_LENGTH} are needed); make one with: {MAKE_A_KEY}")
         primary, days = values.get("PRIMARY_TIMEPOINT"), values.get("FOLLOWUP_DAYS")
         if primary is not None and days and primary not in days:
             problems.append(f"PRIMARY_TIMEPOINT: {primary} is not one of FOLLOWUP_DAYS "

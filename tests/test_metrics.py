@@ -23,7 +23,7 @@ from outreach.db import unit_of_work
 from outreach.models import Alert, Message
 from outreach.states import Delivery
 
-TOKEN = "metrics-token-0123456789"
+TOKEN = "metrics-token-0123456789abcdef0123456789"
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -57,6 +57,16 @@ def test_metrics_are_off_without_a_token_and_refuse_a_wrong_one(app, metrics_app
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/metrics", headers={"Authorization": TOKEN}).status_code == 401
+
+
+def test_a_guessable_metrics_token_stops_the_app_at_start_naming_it(web_env):
+    from outreach.config import ConfigError
+    from webhooks.app import create_app
+
+    with pytest.raises(ConfigError) as refused:
+        create_app({**web_env, "METRICS_TOKEN": "prometheus"})
+    assert "METRICS_TOKEN is too short (10 characters; at least 32" in str(refused.value)
+    assert "prometheus" not in str(refused.value)  # a secret is never repeated
 
 
 def test_the_console_s_sign_in_does_not_stand_in_front_of_the_metrics(console_env):
