@@ -30,7 +30,7 @@ def rules() -> dict[str, dict]:
 def test_the_rules_cover_what_the_issue_asks_and_each_says_what_it_means():
     found = rules()
     assert {"OutreachWorkerStopped", "OutreachSpoolNotEmpty", "OutreachCrisisAlertOverdue",
-            "OutreachOutboundFailures"} <= set(found)
+            "OutreachOutboundFailures", "OutreachHostDown"} <= set(found)
     for name, rule in found.items():
         assert rule["expr"].strip() and rule["labels"]["severity"] in ("page", "ticket"), name
         assert len(rule["annotations"]["summary"]) > 20, name
@@ -41,8 +41,8 @@ def test_the_rules_name_only_metrics_the_app_exports(web_env):
 
     from webhooks.app import create_app
 
-    app = create_app({**web_env, "METRICS_TOKEN": "t" * 20})
-    scraped = app.test_client().get("/metrics", headers={"Authorization": "Bearer " + "t" * 20}).get_data(as_text=True)
+    app = create_app({**web_env, "METRICS_TOKEN": "t" * 32})
+    scraped = app.test_client().get("/metrics", headers={"Authorization": "Bearer " + "t" * 32}).get_data(as_text=True)
     app.extensions["outreach"]["engine"].dispose()
     exported = {s.name for f in text_string_to_metric_families(scraped) for s in f.samples}
     named = {m for r in rules().values() for m in re.findall(r"\boutreach_[a-z_]+", r["expr"])}
@@ -55,7 +55,7 @@ def test_promtool_accepts_the_rules(tmp_path):
     path.write_text(rules_text())
     done = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 6 rules found" in done.stdout
+    assert "SUCCESS: 7 rules found" in done.stdout
 
 
 def _alert(name: str, at: str, labels: dict | None = None) -> dict:
@@ -97,6 +97,11 @@ def test_the_rules_fire_when_they_should_and_not_before(tmp_path):
         {"interval": "1m", "input_series": [
             {"series": 'outreach_database_up{instance="host-a:9464"}', "values": "1 1 0x10"}],
          "alert_rule_test": [_quiet("OutreachDatabaseDown", "3m"), _alert("OutreachDatabaseDown", "6m", host)]},
+        {"interval": "1m", "input_series": [  # host a stops answering scrapes at minute 2; host b goes on
+            {"series": 'up{job="outreach",instance="host-a:9464"}', "values": "1 1 0x10"},
+            {"series": 'up{job="outreach",instance="host-b:9464"}', "values": "1x12"}],
+         "alert_rule_test": [_quiet("OutreachHostDown", "3m"),
+                             _alert("OutreachHostDown", "6m", {"job": "outreach", **host})]},
     ]
     (tmp_path / "tests.yml").write_text(yaml.safe_dump({"rule_files": ["rules.yml"], "evaluation_interval": "1m",
                                                          "tests": tests}))
