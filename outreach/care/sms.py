@@ -20,7 +20,7 @@ from sqlalchemy import exists, func, insert, select
 from sqlalchemy.orm import Session, aliased
 
 from conversations.engine import Context, invitation
-from conversations.machine import FollowUpState, transition
+from conversations.machine import FollowUpState
 
 from ..clock import utcnow
 from ..config import Settings
@@ -29,6 +29,7 @@ from ..models import AllianceCheckin, Answer, Episode, FollowUp, Message, Patien
 from ..repository import OPEN_STATES
 from ..states import Delivery
 from ..study.instrument import Instrument
+from ..study.scheduler import expire_followups
 from .checkins import CheckinsBy, Method, Recorded, local_day, record_checkin
 
 
@@ -109,13 +110,7 @@ def end_unsent_checkins(session: Session, now: dt.datetime | None = None) -> int
                              Message.status.in_((Delivery.PENDING, Delivery.CLAIMED)))
     stuck = (FollowUp.timepoint_days < 0, FollowUp.state == FollowUpState.INVITED, FollowUp.invited_at.is_(None),
              ~waiting)
-    locked = session.scalars(select(FollowUp.id).join(Patient, Patient.id == FollowUp.patient_id).where(*stuck)
-                             .with_for_update(of=Patient, skip_locked=True)).all()
-    ended = session.scalars(select(FollowUp).where(FollowUp.id.in_(locked), *stuck)
-                            .execution_options(populate_existing=True)).all() if locked else []
-    for conversation in ended:
-        transition(conversation, "expire")
-        conversation.closed_at = now
+    ended = expire_followups(session, now, *stuck)
     session.flush()
     return len(ended)
 

@@ -71,14 +71,8 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
     # whose patient has a message being applied right now waits for the next tick; one applied a moment
     # ago is read as it now is, so expiry never overwrites an answer (or is overwritten by one).
     # A follow-up a coordinator has paused (held) gets no automatic text and does not expire meanwhile.
-    is_due = (FollowUp.state.in_(ACTIVE), FollowUp.expires_at <= now, FollowUp.held_at.is_(None))
-    locked = session.scalars(select(FollowUp.id).join(Patient, Patient.id == FollowUp.patient_id).where(*is_due)
-                             .with_for_update(of=Patient, skip_locked=True)).all()
-    due = session.scalars(select(FollowUp).where(FollowUp.id.in_(locked), *is_due)
-                          .execution_options(populate_existing=True)).all() if locked else []
-    for f in due:
-        transition(f, "expire")
-        f.closed_at = now
+    due = expire_followups(session, now, FollowUp.state.in_(ACTIVE), FollowUp.expires_at <= now,
+                           FollowUp.held_at.is_(None))
     if due:
         session.execute(update(Message).where(Message.followup_id.in_([f.id for f in due]),
                                               Message.status == Delivery.PENDING)
@@ -87,6 +81,21 @@ def tick(session: Session, settings: Settings, now: dt.datetime | None = None) -
     purge_early_statuses(session, now)
     session.flush()
     return stats
+
+
+def expire_followups(session: Session, now: dt.datetime, *conditions) -> list[FollowUp]:
+    """End (expire) every follow-up that meets ``conditions``, by the protocol of an inbound text
+    (:mod:`outreach.messaging.inbound`): lock their patients' rows first, skipping a patient whose text is being
+    applied right now (their follow-up waits for the next round), then read the follow-ups again under the lock,
+    so that one just answered is seen as it now is and never overwritten.  Returns those ended."""
+    locked = session.scalars(select(FollowUp.id).join(Patient, Patient.id == FollowUp.patient_id)
+                             .where(*conditions).with_for_update(of=Patient, skip_locked=True)).all()
+    ended = session.scalars(select(FollowUp).where(FollowUp.id.in_(locked), *conditions)
+                            .execution_options(populate_existing=True)).all() if locked else []
+    for followup in ended:
+        transition(followup, "expire")
+        followup.closed_at = now
+    return ended
 
 
 def _queue(session: Session, now: dt.datetime, kind: str, items: list[tuple[int, int, str, str]]) -> None:
