@@ -275,6 +275,57 @@ def test_a_job_whose_worker_died_is_taken_up_again_once_then_failed(sessions, se
     assert "the worker running it stopped 2 times" in job.error
 
 
+class _WorkerKilled(BaseException):
+    """The worker process dies (SIGKILL, a lost host) at that point: nothing after it runs, not even a finally."""
+
+
+@pytest.mark.parametrize("kind", ["launch", "import"])
+def test_a_job_whose_worker_died_after_its_work_was_committed_is_done_and_never_run_again(
+        kind, make_patient, sessions, session, settings, jobs_path, monkeypatch):
+    """The worker dies between the commit of the job's work and the job's being marked done.  A launch with a
+    limit run again would have planned afresh and invited that many more patients (a second wave the
+    coordinator never asked for); an import run again failed with "the uploaded file is no longer kept"."""
+    from outreach.jobs.imports import start_check, start_import
+    from outreach.jobs.launches import start_launch
+
+    as_of = dt.date(2026, 11, 20)
+    for i in range(5):
+        make_patient(discharge_date=as_of - dt.timedelta(days=31 + i))
+    with unit_of_work(sessions) as s:
+        if kind == "launch":
+            job_id = start_launch(s, settings, timepoint=30, as_of=as_of, limit=2, typed="2", shown=2,
+                                  owner="c@x.org", owner_role="coordinator", address=None).id
+        else:
+            check_id = start_check(s, settings, io.BytesIO(_csv(*GOOD)), "d.csv", owner="c@x.org",
+                                   owner_role="coordinator", address=None).id
+    if kind == "import":
+        assert run_pending(sessions, settings, "w") == 1
+        with unit_of_work(sessions) as s:
+            job_id = start_import(s, settings, s.get(Job, check_id), only_valid=False, owner="c@x.org",
+                                  owner_role="coordinator", address=None).id
+
+    def killed(_folder):
+        raise _WorkerKilled
+
+    monkeypatch.setattr(queue, "make_private", killed)  # right after the handler's transaction committed
+    with pytest.raises(_WorkerKilled):
+        run_pending(sessions, settings, "dying-worker")
+    monkeypatch.undo()
+    later = queue.utcnow() + STALE_AFTER + dt.timedelta(seconds=1)
+    assert recover(sessions, now=later, settings=settings) == []  # nothing to take up again
+    assert run_pending(sessions, settings, "second-worker") == 0
+    session.rollback()
+    job = session.get(Job, job_id)
+    assert job.state == JobState.DONE and job.error is None
+    if kind == "launch":
+        wave = session.scalars(select(Wave)).one()  # one wave, of the 2 patients typed
+        assert job.result["wave_id"] == wave.id and job.result["summary"].startswith(f"wave {wave.id} launched: 2 ")
+        assert session.scalar(select(func.count()).select_from(FollowUp)) == 2
+    else:
+        assert job.result["summary"].startswith("imported 2 new patients")
+        assert session.scalar(select(func.count()).select_from(Patient).where(Patient.patient_id.in_(["J1", "J2"]))) == 2
+
+
 def test_result_files_are_private_and_deleted_after_job_result_days(sessions, console_env, jobs_path):
     settings = load_settings({**console_env, "JOB_RESULT_DAYS": "3"})
 

@@ -200,15 +200,17 @@ def run_import(ctx: JobContext) -> dict[str, Any]:
                     raise JobError(f"{len(result.errors)} problem(s) in {result.rejected} row(s); nothing was "
                                    "imported (the file changed since it was checked?)")
                 ctx.progress(0.96, "importing: saving")  # the transaction's commit, as the block ends
+                files = _keep_rejected(ctx.folder, result)
+                # Done with the import itself: a worker dying after the commit leaves it done, not run again.
+                return ctx.done_with(session, {
+                    **base, **_errors(result), "summary": result.summary, "files": files,
+                    "new_patients": result.new_patients, "new_episodes": result.new_episodes,
+                    "updated": result.updated, "unchanged": result.unchanged,
+                    "consent_withdrawn": len(result.consent_withdrawn), "consent_given": len(result.consent_given),
+                    "phones_changed": result.phones_changed, "texts_cancelled": result.texts_cancelled,
+                    "rating_changes": result.rating_changes})
         except ImportFileError as exc:
             raise JobError(f"{_in_words(exc)}; nothing was imported") from None
-        files = _keep_rejected(ctx.folder, result)
-        return {**base, **_errors(result), "summary": result.summary, "files": files,
-                "new_patients": result.new_patients, "new_episodes": result.new_episodes,
-                "updated": result.updated, "unchanged": result.unchanged,
-                "consent_withdrawn": len(result.consent_withdrawn), "consent_given": len(result.consent_given),
-                "phones_changed": result.phones_changed, "texts_cancelled": result.texts_cancelled,
-                "rating_changes": result.rating_changes}
     except ImportFileError as exc:
         failed = True
         raise JobError(f"{_in_words(exc)}; nothing was imported") from None

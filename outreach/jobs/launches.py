@@ -57,7 +57,7 @@ def run_launch(ctx: JobContext) -> dict[str, Any]:
 
         wave, _ = launch_wave(session, ctx.settings, timepoint, as_of, actor=ctx.owner, limit=limit, plan=plan,
                               progress=progress)
-        wave_id, targeted = wave.id, wave.targeted
-    return {"wave_id": wave_id, "targeted": targeted, "timepoint": timepoint, "as_of": as_of.isoformat(),
-            "summary": f"wave {wave_id} launched: {targeted:,} invitation(s) queued for the {timepoint}-day "
-                       "follow-up; the worker sends them within the sending hours"}
+        return ctx.done_with(session, {  # with the wave: a worker dying after the commit cannot launch it again
+            "wave_id": wave.id, "targeted": wave.targeted, "timepoint": timepoint, "as_of": as_of.isoformat(),
+            "summary": f"wave {wave.id} launched: {wave.targeted:,} invitation(s) queued for the {timepoint}-day "
+                       "follow-up; the worker sends them within the sending hours"})

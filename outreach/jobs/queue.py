@@ -5,7 +5,9 @@ PostgreSQL (SQLite's one writer at a time gives the same), so two workers never 
 runs its worker writes a heartbeat every few seconds (and with every progress report); a running job whose
 heartbeat is older than ``STALE_AFTER`` lost its worker: each kind of job runs in one database transaction,
 so nothing of it was written, and it is taken up again once (``MAX_ATTEMPTS``), then marked failed with that
-reason in words.
+reason in words.  A job that writes (an import, a launch) marks itself done in that same transaction
+(:meth:`JobContext.done_with`): a worker that dies after its commit leaves the job done, never to be run twice
+(a second launch would invite more patients than the coordinator typed).
 
 Progress is written in its own short transaction (the work's own transaction is not committed until the
 end), at most every ``PROGRESS_EVERY`` seconds (a report that comes sooner is written when that time is up, unless
@@ -64,10 +66,20 @@ class JobContext:
     settings: Settings
     sessions: sessionmaker[Session]
     report: Callable[[float, str | None], None] = field(repr=False)
+    worker: str = ""
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Say how far the job is (0 to 1) and, optionally, what it is doing, in words."""
         self.report(fraction, message)
+
+    def done_with(self, session: Session, result: dict[str, Any]) -> dict[str, Any]:
+        """Mark the job done with ``result`` in the work's own transaction (``session``), so that the work and
+        its being done are committed together.  Call it last, as the transaction ends: the job's row stays
+        locked until then (no progress report after it).  Returns ``result``."""
+        session.execute(update(Job).where(Job.id == self.job_id, Job.claimed_by == self.worker)
+                        .values(state=JobState.DONE, result=result, progress=1.0, message=result.get("summary"),
+                                finished_at=utcnow(), heartbeat_at=utcnow()))
+        return result
 
     @property
     def engine(self):
@@ -311,7 +323,8 @@ def run_claimed(sessions: sessionmaker[Session], settings: Settings, job_id: int
                           params=dict(job.params or {}), file_name=job.file_name)
     folder = job_folder(settings, job_id)
     beat = _Beat(sessions, job_id, worker, folder)
-    ctx = JobContext(**ctx_values, folder=folder, settings=settings, sessions=sessions, report=beat.report)
+    ctx = JobContext(**ctx_values, folder=folder, settings=settings, sessions=sessions, report=beat.report,
+                     worker=worker)
     beat.thread.start()
     started = time.monotonic()
     try:
