@@ -2,7 +2,8 @@
 
 Runs on SQLite and, when BENCH_POSTGRES_URL is set, on PostgreSQL.  Does what ``outreach waves launch``
 does, in one transaction: plan (who is eligible, every exclusion counted), then launch with that plan
-(the follow-ups and their queued invitations), then commit.  Prints the seconds of each and the number
+(the follow-ups and their queued invitations), then commit; then pauses, resumes and cancels the wave as the
+console's buttons do, each in its own transaction.  Prints the seconds of each and the number
 of SQL statements issued, at two sizes, to show the statement count grows with chunks of 10,000 patients,
 not with patients.
 
@@ -89,10 +90,29 @@ def bench(label: str, url: str, n: int, readmitted: float) -> dict:
         t2 = time.perf_counter()
         launch_q, targeted = statements["n"], wave.targeted
     t3 = time.perf_counter()
+    controls = _controls(sessions, wave.id)
     engine.dispose()
     return {"label": label, "patients": n, "stays": stays, "eligible": len(plan.eligible), "targeted": targeted,
             "plan": t1 - t0, "plan_statements": plan_q, "launch": t2 - t1, "launch_statements": launch_q,
-            "commit": t3 - t2, "total": t3 - t0}
+            "commit": t3 - t2, "total": t3 - t0, **controls}
+
+
+def _controls(sessions, wave_id: int) -> dict:
+    """The console's pause, resume and cancel of the wave just launched, each in its own transaction as its
+    request runs it (a coordinator waits for each): seconds, commit included.  Empty for code without them."""
+    from outreach.db import unit_of_work
+
+    try:
+        from outreach.study.waves import cancel_wave, pause_wave, resume_wave
+    except ImportError:
+        return {}
+    out = {}
+    for name, act in (("pause", pause_wave), ("resume", resume_wave), ("cancel", cancel_wave)):
+        t0 = time.perf_counter()
+        with unit_of_work(sessions) as s:
+            act(s, wave_id, actor="bench")
+        out[name] = time.perf_counter() - t0
+    return out
 
 
 def child(label: str, url: str, n: int, readmitted: float) -> None:
@@ -115,7 +135,9 @@ def show(code: str, r: dict) -> None:
     print(f"{r['label']:10s} {code:9s} {r['patients']:7d} patients ({r['stays']} stays): "
           f"plan {r['plan']:5.2f} s ({r['plan_statements']} statements, {r['eligible']} eligible); "
           f"launch {r['launch']:5.2f} s ({r['launch_statements']} statements, {r['targeted']} follow-ups + "
-          f"invitations); commit {r['commit']:4.2f} s; total {r['total']:5.2f} s", flush=True)
+          f"invitations); commit {r['commit']:4.2f} s; total {r['total']:5.2f} s"
+          + (f"; then pause {r['pause']:.2f} s, resume {r['resume']:.2f} s, cancel {r['cancel']:.2f} s"
+             if "pause" in r else ""), flush=True)
 
 
 def main() -> None:

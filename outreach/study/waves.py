@@ -381,14 +381,20 @@ def pause_wave(session: Session, wave_id: int, *, actor: str, address: str | Non
 
 
 def _release_wave_holds(session: Session, wave: Wave, now: dt.datetime) -> int:
+    """Lift the wave's pause from the follow-ups it held, each open one given back the time paused; set-based
+    (a 100,000-patient wave took 7 s row by row on SQLite, in the coordinator's request)."""
     paused_for = max(now - wave.paused_at, dt.timedelta(0))
-    released = 0
-    for f in session.scalars(select(FollowUp).where(FollowUp.wave_id == wave.id, FollowUp.held_at == wave.paused_at,
-                                                    FollowUp.held_by == _paused_by_wave(wave))):
-        if f.expires_at is not None and f.state in OPEN_STATES:
-            f.expires_at = f.expires_at + paused_for
-        f.held_at, f.held_by = None, None
-        released += 1
+    held = (FollowUp.wave_id == wave.id, FollowUp.held_at == wave.paused_at, FollowUp.held_by == _paused_by_wave(wave))
+    extend = (*held, FollowUp.expires_at.is_not(None), FollowUp.state.in_(OPEN_STATES))
+    if session.get_bind().dialect.name == "postgresql":  # timestamp + interval, in the database
+        session.execute(update(FollowUp).where(*extend).values(expires_at=FollowUp.expires_at + paused_for)
+                        .execution_options(synchronize_session=False))
+    else:  # SQLite keeps times as text: the new times are computed here and written by primary key at once
+        rows = session.execute(select(FollowUp.id, FollowUp.expires_at).where(*extend)).all()
+        if rows:
+            session.execute(update(FollowUp), [{"id": i, "expires_at": e + paused_for} for i, e in rows])
+    released = session.execute(update(FollowUp).where(*held).values(held_at=None, held_by=None, updated_at=now)
+                               .execution_options(synchronize_session=False)).rowcount or 0
     wave.paused_at, wave.paused_by = None, None
     return released
 
@@ -417,8 +423,6 @@ def cancel_wave(session: Session, wave_id: int, *, actor: str, address: str | No
     """Cancel a wave: every unsent invitation and reminder of it is cancelled with the reason, and a follow-up whose
     invitation never went out is closed; conversations already under way go on (a pause is lifted), repeated
     questions included.  Audited."""
-    from conversations.machine import transition
-
     wave = _wave(session, wave_id)
     now = utcnow()
     if wave.paused_at is not None:
@@ -430,16 +434,30 @@ def cancel_wave(session: Session, wave_id: int, *, actor: str, address: str | No
                             .values(status=Delivery.CANCELLED, error_message=f"wave {wave.id} cancelled by {actor}",
                                     updated_at=now)
                             .execution_options(synchronize_session=False)).rowcount or 0
-    never = session.scalars(select(FollowUp).where(FollowUp.wave_id == wave.id, FollowUp.invited_at.is_(None),
-                                                   FollowUp.state == FollowUpState.INVITED)).all()
-    for f in never:
-        transition(f, "expire")
-        f.closed_at = now
+    never = session.execute(update(FollowUp).where(FollowUp.wave_id == wave.id, FollowUp.invited_at.is_(None),
+                                                   FollowUp.state == FollowUpState.INVITED)
+                            .values(state=_EXPIRED_FROM_INVITED, closed_at=now, updated_at=now)
+                            .execution_options(synchronize_session=False)).rowcount or 0
     wave.cancelled_at, wave.cancelled_by = now, actor
     audit(session, "wave_cancelled", actor=actor, address=address, wave_id=wave.id, texts_cancelled=texts,
-          never_invited=len(never))
+          never_invited=never)
     session.flush()
-    return Cancelled(texts, len(never))
+    return Cancelled(texts, never)
+
+
+def _expired_from_invited() -> str:
+    """Where the state machine's ``expire`` takes a follow-up that is ``invited`` (asked of the machine once, so
+    that the set-based cancel follows it)."""
+    from types import SimpleNamespace
+
+    from conversations.machine import transition
+
+    probe = SimpleNamespace(state=FollowUpState.INVITED)
+    transition(probe, "expire")
+    return str(probe.state)
+
+
+_EXPIRED_FROM_INVITED = _expired_from_invited()
 
 
 # -- one wave's page ---------------------------------------------------------------------------------------------
