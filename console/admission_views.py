@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from outreach.care.admissions import OPTIONAL, REQUIRED, record_admission
+from outreach.study.importer import ImportFileError
 from outreach.care.teams import teams_by_name
 
 from .blueprint import actor, address, bp, settings, uow
@@ -29,8 +30,12 @@ def admission_new():
 @requires("imports")
 def admission_record():
     values = {c: request.form.get(c, "") for c in REQUIRED + OPTIONAL}
-    with uow() as s:
-        result = record_admission(s, settings(), values, actor=actor(), address=address())
+    try:
+        with uow() as s:
+            result = record_admission(s, settings(), values, actor=actor(), address=address())
+    except ImportFileError as exc:  # the study is closed
+        flash(f"{exc}; nothing was recorded.")
+        return _page(values, [], [], 409)
     if result.errors:
         return _page(values, result.errors, [], 400)
     flash(f"Admission of {values['patient_id'].strip()} recorded"

@@ -162,3 +162,33 @@ def test_in_batches_of_two_texts_and_one_participant_the_pass_erases_what_the_dr
     assert len(answers) == 3 and all(a.raw_text is None and a.raw_text_erased_under == "retention" for a in answers)
     assert session.get(Patient, done.id).phone == "" and session.get(Patient, open_.id).phone == "+14165550138"
     assert retention.run(sessions, rules).counts == dict.fromkeys(retention.KINDS, 0)  # nothing left, nothing twice
+
+
+def test_a_closed_study_takes_no_new_patient_or_phone_number_from_any_door(two_conversations, run_cli, session,
+                                                                            console_client, tmp_path):
+    """After `study close` erased every number, an import, an admission (file or form) or a phone correction
+    would put a number back for the next wave or check-in to text: each is refused in words, nothing written."""
+    done, _ = two_conversations
+    assert run_cli("study", "close", "--reason", "funding ended", input="2\n").exit_code == 0
+    discharges = tmp_path / "late.csv"
+    discharges.write_text("patient_id,phone,discharge_date,sms_consent,alliance_1,alliance_2,alliance_3,alliance_4,"
+                          "alliance_5,alliance_6\nL1,416-555-0177,2026-01-15,yes,6,6,5,6,6,6\n")
+    refused = run_cli("import-discharges", str(discharges))
+    assert refused.exit_code == 1 and "a closed study takes no new patients or phone numbers" in refused.output
+    assert "nothing was imported" in refused.output and "Traceback" not in refused.output
+    admissions = tmp_path / "admitted.csv"
+    admissions.write_text("patient_id,phone,admission_date,care_team,sms_consent,alliance_checkins\n"
+                          "L2,416-555-0178,2026-01-15,,yes,sms\n")
+    refused = run_cli("import-admissions", str(admissions))
+    assert refused.exit_code == 1 and "the study was closed on " in refused.output
+    client = console_client("coordinator")
+    form = client.post("/console/admissions/new", data={
+        "csrf_token": client.csrf, "patient_id": "L3", "phone": "416-555-0179", "admission_date": "2026-01-15",
+        "sms_consent": "yes", "alliance_checkins": "sms", "language": "en"})
+    assert form.status_code == 409 and "a closed study takes no new patients" in form.get_data(as_text=True)
+    fix = client.post(f"/console/patients/{done.id}/phone", data={"csrf_token": client.csrf, "phone": "416-555-0180"})
+    text = fix.get_data(as_text=True)
+    assert fix.status_code == 400 and "the phone number was not changed." in text
+    session.rollback()
+    assert set(session.scalars(select(Patient.phone))) == {""}
+    assert not set(session.scalars(select(Patient.patient_id))) & {"L1", "L2", "L3"}

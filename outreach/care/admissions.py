@@ -26,8 +26,9 @@ from ..db import audit
 from ..models import Episode, Patient
 from ..study.importer import (PATIENT_FIELDS, SEPARATORS, ImportResult, RowValidator, UpsertPlan, _load_people,
                               _Person, _Row, _shared_phones, _text_or_none, _withdrawn_ids, apply_contact_changes,
-                              decode, detect_separator, read_rows, sort_out, warnings_refuse)
+                              ImportFileError, decode, detect_separator, read_rows, sort_out, warnings_refuse)
 from ..study.instrument import load_instrument
+from ..study.retention import refuse_if_closed
 from .checkins import CheckinsBy
 from .teams import teams_by_name
 
@@ -115,6 +116,7 @@ def record_admission(session: Session, settings: Settings, values: dict[str, str
 def _admit(session: Session, text: str, path: Path, settings: Settings, *, skip_invalid: bool = False,
            today: dt.date | None = None, actor: str | None = None, keep_identifiers: bool = False,
            strict: bool = False, action: str = "import_admissions", address: str | None = None) -> ImportResult:
+    refuse_if_closed(session, ImportFileError)
     instrument = load_instrument(settings.get("ALLIANCE_INSTRUMENT"))
     today = today or dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
     separator = detect_separator(text, instrument, COLUMNS)

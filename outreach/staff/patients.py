@@ -27,7 +27,7 @@ from ..phones import PhoneError, mask, parse_phone
 from ..messaging.opt_outs import lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
 from ..repository import OPEN_STATES, lock_phone
 from ..states import Delivery, Processing
-from ..study.retention import marker
+from ..study.retention import marker, refuse_if_closed
 from ..study.waves import OPEN_LABEL, OUTCOMES, outcome_of, usable_answers
 
 
@@ -541,6 +541,7 @@ def correct_phone(session: Session, settings: Settings, pk: int, raw: str, *, ac
     p = session.get(Patient, pk)
     if p is None:
         raise PatientError("There is no such patient.")
+    refuse_if_closed(session, PatientError, "the phone number was not changed.")
     try:
         new = parse_phone(raw or "", settings.default_region)
     except PhoneError as exc:

@@ -696,6 +696,9 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
     ``done`` grows from 0 to ``total`` and is reported at the start of each pass and at least every 10,000 rows
     (a second or two on a 100,000-row file), so ``done / total`` is the fraction done.  It is not called when the
     file as a whole cannot be read (:class:`ImportFileError`)."""
+    from .retention import refuse_if_closed
+
+    refuse_if_closed(session, ImportFileError)
     instrument = load_instrument(settings.get("ALLIANCE_INSTRUMENT"))
     today = today or dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
     text = decode(Path(path).read_bytes())

@@ -318,6 +318,23 @@ class StudyClosed:
     phones_erased: int
 
 
+def study_closed(session: Session) -> str | None:
+    """When and by whom the study was closed, in words (None: it is open).  A closed study takes no new contact
+    details: imports and phone corrections are refused (:func:`refuse_if_closed`), so nobody is texted again."""
+    row = session.execute(select(AuditEvent.at, AuditEvent.actor).where(AuditEvent.action == "study_closed")
+                          .order_by(AuditEvent.at).limit(1)).first()
+    return None if row is None else f"the study was closed on {row.at:%Y-%m-%d} by {row.actor}"
+
+
+def refuse_if_closed(session: Session, error: type[Exception], what: str = "") -> None:
+    """Raise ``error`` (saying ``what`` was not done, when given) if the study is closed: its phone numbers were
+    erased and it contacts nobody, and a new number in it would be texted by the next wave or check-in."""
+    closed = study_closed(session)
+    if closed:
+        raise error(f"{closed}, and a closed study takes no new patients or phone numbers" + (f": {what}" if what
+                                                                                                else ""))
+
+
 def participant_count(session: Session) -> int:
     """The number the person closing the study types back: participants whose phone is not erased yet."""
     return session.scalar(select(func.count()).select_from(Patient).where(Patient.phone_erased_at.is_(None))) or 0
