@@ -106,6 +106,14 @@ def _controls(sessions, wave_id: int) -> dict:
         from outreach.study.waves import cancel_wave, pause_wave, resume_wave
     except ImportError:
         return {}
+    from sqlalchemy import update
+
+    from outreach.clock import utcnow
+    from outreach.models import FollowUp
+
+    with unit_of_work(sessions) as s:  # each conversation's deadline set, as a sent invitation sets it: resuming
+        s.execute(update(FollowUp).where(FollowUp.wave_id == wave_id)  # gives each back the time paused
+                  .values(expires_at=utcnow() + dt.timedelta(days=14)))
     out = {}
     for name, act in (("pause", pause_wave), ("resume", resume_wave), ("cancel", cancel_wave)):
         t0 = time.perf_counter()
