@@ -192,3 +192,54 @@ def test_a_closed_study_takes_no_new_patient_or_phone_number_from_any_door(two_c
     session.rollback()
     assert set(session.scalars(select(Patient.phone))) == {""}
     assert not set(session.scalars(select(Patient.patient_id))) & {"L1", "L2", "L3"}
+
+
+def test_a_closed_study_stays_closed_after_the_audit_retention_pass(two_conversations, run_cli, clock, sessions,
+                                                                     session, rules, tmp_path):
+    """The audit is purged after RETAIN_AUDIT_DAYS, but never the row that closed the study: without it the doors
+    to new numbers opened again on their own."""
+    from outreach.db import audit
+
+    with unit_of_work(sessions) as s:
+        audit(s, "phone_shown", actor="someone@study.example.org")
+    assert run_cli("study", "close", "--reason", "funding ended", input="2\n").exit_code == 0
+    clock(days=401)  # past RETAIN_AUDIT_DAYS (400)
+    assert retention.run(sessions, rules).counts["audit_rows"] >= 1  # the rest of that day's audit goes
+    session.rollback()
+    assert session.scalars(select(AuditEvent.action).where(AuditEvent.action == "study_closed")).one()
+    late = tmp_path / "late.csv"
+    late.write_text("patient_id,phone,discharge_date,sms_consent,alliance_1,alliance_2,alliance_3,alliance_4,"
+                    "alliance_5,alliance_6\nL1,416-555-0177,2026-01-15,yes,6,6,5,6,6,6\n")
+    refused = run_cli("import-discharges", str(late))
+    assert refused.exit_code == 1 and "a closed study takes no new patients or phone numbers" in refused.output
+
+
+def test_closing_the_study_waits_for_an_import_under_way_and_erases_its_numbers_too(two_conversations, sessions,
+                                                                                     session, rules, engine, tmp_path):
+    """An import that checked the study was open and has not committed yet: the closing waits for it, so the
+    numbers it adds are erased with the rest (the closing reads the participants once it holds the lock)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs write transactions one at a time (BEGIN IMMEDIATE): no import is under way")
+    import threading
+    import time
+
+    from outreach.study.importer import import_discharges
+
+    late = tmp_path / "late.csv"
+    late.write_text("patient_id,phone,discharge_date,sms_consent,alliance_1,alliance_2,alliance_3,alliance_4,"
+                    "alliance_5,alliance_6\nL1,416-555-0177,2026-01-15,yes,6,6,5,6,6,6\n")
+    closing = threading.Thread(target=lambda: _close(sessions))
+    with unit_of_work(sessions) as importing:
+        import_discharges(importing, late, rules)
+        closing.start()
+        time.sleep(1.0)
+        assert closing.is_alive()  # waiting for the import's transaction
+    closing.join(timeout=30)
+    assert not closing.is_alive()
+    session.rollback()
+    assert session.scalar(select(Patient.phone).where(Patient.patient_id == "L1")) == ""
+
+
+def _close(sessions) -> None:
+    with unit_of_work(sessions) as s:
+        retention.close_study(s, actor="pi@study.example.org", reason="funding ended")

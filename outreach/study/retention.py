@@ -102,8 +102,13 @@ def _phones_due(settings: Settings, now: dt.datetime):
     return and_(_phone_own(settings, now), _nothing_left(settings, now))
 
 
+STUDY_CLOSED = "study_closed"  # the audit row that closes the study: kept whatever RETAIN_AUDIT_DAYS says
+
+
 def _audit_due(settings: Settings, now: dt.datetime):
-    return AuditEvent.at < now - dt.timedelta(days=settings.retain_audit_days)
+    """Audit rows older than RETAIN_AUDIT_DAYS, but never the study's closing: it is what keeps a closed study
+    closed (:func:`study_closed`), and a purged one would open the doors to new numbers again."""
+    return and_(AuditEvent.at < now - dt.timedelta(days=settings.retain_audit_days), AuditEvent.action != STUDY_CLOSED)
 
 
 # -- erasing a set of rows ---------------------------------------------------------------------------------------
@@ -321,18 +326,35 @@ class StudyClosed:
 def study_closed(session: Session) -> str | None:
     """When and by whom the study was closed, in words (None: it is open).  A closed study takes no new contact
     details: imports and phone corrections are refused (:func:`refuse_if_closed`), so nobody is texted again."""
-    row = session.execute(select(AuditEvent.at, AuditEvent.actor).where(AuditEvent.action == "study_closed")
-                          .order_by(AuditEvent.at).limit(1)).first()
-    return None if row is None else f"the study was closed on {row.at:%Y-%m-%d} by {row.actor}"
+    rows = session.execute(select(AuditEvent.at, AuditEvent.actor)  # through its partial index: no sort, no scan
+                           .where(AuditEvent.action == STUDY_CLOSED)).all()
+    if not rows:
+        return None
+    first = min(rows)
+    return f"the study was closed on {first.at:%Y-%m-%d} by {first.actor}"
 
 
 def refuse_if_closed(session: Session, error: type[Exception], what: str = "") -> None:
     """Raise ``error`` (saying ``what`` was not done, when given) if the study is closed: its phone numbers were
     erased and it contacts nobody, and a new number in it would be texted by the next wave or check-in."""
+    _closing_lock(session, exclusive=False)  # held to the end of the caller's transaction: a closing waits for it
     closed = study_closed(session)
     if closed:
         raise error(f"{closed}, and a closed study takes no new patients or phone numbers" + (f": {what}" if what
                                                                                                 else ""))
+
+
+CLOSING_LOCK = 0x636C6F73  # "clos": the advisory lock that orders the study's closing and what it refuses
+
+
+def _closing_lock(session: Session, *, exclusive: bool) -> None:
+    """On PostgreSQL, a transaction-long advisory lock: shared by each import, admission and phone correction as it
+    checks that the study is open, exclusive for closing it.  A closing waits for those under way (their numbers
+    are then erased with the rest), and those that start meanwhile wait for it and then see it closed.  SQLite's
+    write transactions run one at a time already (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+        session.execute(select(lock(CLOSING_LOCK)))
 
 
 def participant_count(session: Session) -> int:
@@ -346,6 +368,7 @@ def close_study(session: Session, *, actor: str, reason: str) -> StudyClosed:
     reason = (reason or "").strip()
     if not reason:
         raise ValueError("say why the study is closed (--reason)")
+    _closing_lock(session, exclusive=True)  # after every import or correction under way; none starts meanwhile
     now = utcnow()
     ids = list(session.scalars(select(Patient.id)))
     participants = participant_count(session)
@@ -373,6 +396,6 @@ def close_study(session: Session, *, actor: str, reason: str) -> StudyClosed:
     session.execute(update(Alert).where(Alert.resolution_note.is_not(None))
                     .values(resolution_note=marker(now, STUDY_CLOSE)))
     closed = StudyClosed(participants, cancelled, len(open_followups), texts, answers, phones)
-    audit(session, "study_closed", actor=actor, reason=reason, participants=participants, texts_cancelled=cancelled,
+    audit(session, STUDY_CLOSED, actor=actor, reason=reason, participants=participants, texts_cancelled=cancelled,
           followups_closed=len(open_followups), texts_erased=texts, answers_erased=answers, phones_erased=phones)
     return closed
