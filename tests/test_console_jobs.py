@@ -326,6 +326,54 @@ def test_a_job_whose_worker_died_after_its_work_was_committed_is_done_and_never_
         assert session.scalar(select(func.count()).select_from(Patient).where(Patient.patient_id.in_(["J1", "J2"]))) == 2
 
 
+@queue.handler("test_marked")
+def _marked(ctx):
+    """Work that marks itself done in its own transaction, as a launch does; ``params`` choose what goes wrong."""
+    if ctx.params.get("taken_over"):  # meanwhile the job was taken for abandoned and given to another worker
+        with unit_of_work(ctx.sessions) as s:
+            s.execute(update(Job).where(Job.id == ctx.job_id).values(claimed_by="other-worker"))
+    with unit_of_work(ctx.sessions) as s:
+        audit(s, "test_work_done", actor=ctx.owner)
+        result = ctx.done_with(s, {"summary": "the work is in"})
+        if ctx.params.get("report_after"):  # a progress report once the row is the transaction's: dropped
+            ctx.progress(0.99, "after the end")
+            queue.time.sleep(3 * queue.BEAT_EVERY)  # heartbeats fall due meanwhile
+    return result
+
+
+def test_a_job_taken_over_by_another_worker_keeps_nothing_of_the_first_try(sessions, session, settings):
+    with unit_of_work(sessions) as s:
+        job_id = submit(s, "test_marked", owner="a@x.org", owner_role="coordinator", params={"taken_over": True}).id
+    run_pending(sessions, settings, "slow-worker")
+    session.rollback()
+    job = session.get(Job, job_id)
+    assert (job.state, job.claimed_by) == (JobState.RUNNING, "other-worker")  # the other worker's to finish
+    assert session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "test_work_done")) == 0
+
+
+def test_a_job_marked_done_stays_done_when_a_later_step_fails_and_drops_reports_after_it(
+        sessions, session, settings, monkeypatch):
+    """After the commit that holds the work and its being done, a failing step (its folder made private) does not
+    turn the job failed (the coordinator would launch again), and a progress report between done_with and the
+    commit neither hangs on the job's own row lock nor replaces its summary."""
+    monkeypatch.setattr(queue, "BEAT_EVERY", 0.05)
+
+    def unreadable(_folder):
+        raise PermissionError("the jobs folder cannot be changed")
+
+    monkeypatch.setattr(queue, "make_private", unreadable)
+    with unit_of_work(sessions) as s:
+        job_id = submit(s, "test_marked", owner="a@x.org", owner_role="coordinator", params={"report_after": True}).id
+    worker = threading.Thread(target=run_pending, args=(sessions, settings, "w"), daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive()  # not stuck behind its own transaction
+    session.rollback()
+    job = session.get(Job, job_id)
+    assert (job.state, job.message, job.error) == (JobState.DONE, "the work is in", None)
+    assert session.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "test_work_done")) == 1
+
+
 def test_result_files_are_private_and_deleted_after_job_result_days(sessions, console_env, jobs_path):
     settings = load_settings({**console_env, "JOB_RESULT_DAYS": "3"})
 

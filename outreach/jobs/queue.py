@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..clock import utcnow
@@ -67,6 +67,7 @@ class JobContext:
     sessions: sessionmaker[Session]
     report: Callable[[float, str | None], None] = field(repr=False)
     worker: str = ""
+    finishing: Callable[[], None] = field(default=lambda: None, repr=False)  # stops the heartbeat's row writes
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Say how far the job is (0 to 1) and, optionally, what it is doing, in words."""
@@ -75,10 +76,19 @@ class JobContext:
     def done_with(self, session: Session, result: dict[str, Any]) -> dict[str, Any]:
         """Mark the job done with ``result`` in the work's own transaction (``session``), so that the work and
         its being done are committed together.  Call it last, as the transaction ends: the job's row stays
-        locked until then (no progress report after it).  Returns ``result``."""
-        session.execute(update(Job).where(Job.id == self.job_id, Job.claimed_by == self.worker)
-                        .values(state=JobState.DONE, result=result, progress=1.0, message=result.get("summary"),
-                                finished_at=utcnow(), heartbeat_at=utcnow()))
+        locked until then (progress reports after it are dropped).  Returns ``result``.
+
+        Raises JobError, and the work is rolled back with the transaction, when this worker no longer holds the
+        job (it was taken for dead and another worker has it): the work is done once, by whoever marks it."""
+        self.finishing()  # the heartbeat writes no more: it would wait for this transaction's lock on the row
+        marked = session.execute(update(Job).where(Job.id == self.job_id, Job.claimed_by == self.worker,
+                                                   Job.state == JobState.RUNNING)
+                                 .values(state=JobState.DONE, result=result, progress=1.0,
+                                         message=result.get("summary"), finished_at=utcnow(), heartbeat_at=utcnow())
+                                 .execution_options(synchronize_session=False)).rowcount
+        if not marked:
+            raise JobError("this try was stopped: the job was taken for abandoned and given to another worker "
+                           "(nothing of this try was kept)")
         return result
 
     @property
@@ -260,6 +270,7 @@ class _Beat:
         self.lock = threading.Lock()
         self.state: dict[str, Any] = {"progress": 0.0, "message": None}
         self.said_locked = False
+        self.finished = threading.Event()  # the job marked itself done in its own transaction: no more row writes
         self.thread = threading.Thread(target=self._run, name=f"job-{job_id}-beat", daemon=True)
 
     def _write_file(self) -> None:
@@ -276,10 +287,12 @@ class _Beat:
         with self.lock:
             self.state.update(values)
             self._write_file()
-            if not self.in_database:
+            if not self.in_database or self.finished.is_set():
                 return
             try:
                 with unit_of_work(self.sessions) as s:
+                    # never wait long for the row: the job's own transaction may hold it (JobContext.done_with)
+                    s.execute(text("SET LOCAL lock_timeout = '2s'"))
                     s.execute(update(Job).where(Job.id == self.job_id, Job.claimed_by == self.worker,
                                                 Job.state == JobState.RUNNING)
                               .values(heartbeat_at=utcnow(), **values))
@@ -302,6 +315,8 @@ class _Beat:
                 self._write(**(values if due else {}))
 
     def report(self, fraction: float, message: str | None = None) -> None:
+        if self.finished.is_set():  # after done_with: the job's row is the job's own transaction's until it ends
+            return
         values: dict[str, Any] = {"progress": max(0.0, min(1.0, float(fraction)))}
         if message is not None:
             values["message"] = message[:500]
@@ -324,7 +339,7 @@ def run_claimed(sessions: sessionmaker[Session], settings: Settings, job_id: int
     folder = job_folder(settings, job_id)
     beat = _Beat(sessions, job_id, worker, folder)
     ctx = JobContext(**ctx_values, folder=folder, settings=settings, sessions=sessions, report=beat.report,
-                     worker=worker)
+                     worker=worker, finishing=beat.finished.set)
     beat.thread.start()
     started = time.monotonic()
     try:
@@ -341,8 +356,8 @@ def run_claimed(sessions: sessionmaker[Session], settings: Settings, job_id: int
     finally:
         beat.stop.set()
         beat.thread.join(timeout=BEAT_EVERY + 1)
-    with beat.lock, unit_of_work(sessions) as s:
-        s.execute(update(Job).where(Job.id == job_id, Job.claimed_by == worker)
+    with beat.lock, unit_of_work(sessions) as s:  # a job its handler marked done (done_with) stays done
+        s.execute(update(Job).where(Job.id == job_id, Job.claimed_by == worker, Job.state == JobState.RUNNING)
                   .values(state=state, finished_at=utcnow(), heartbeat_at=utcnow(), **values))
     (folder / PROGRESS_FILE).unlink(missing_ok=True)
     log.info("job %s (%s) %s in %.1f s", job_id, ctx.kind, state, time.monotonic() - started)
