@@ -377,10 +377,6 @@ class Settings:
             if audit_days is not None and values.get(rule) is not None and audit_days < values[rule]:
                 problems.append(f"RETAIN_AUDIT_DAYS ({audit_days}) is shorter than {rule} ({values[rule]}): the "
                                 "audit must outlive what it records")
-        metrics_token = self.optional("METRICS_TOKEN")
-        if metrics_token and len(metrics_token) < METRICS_TOKEN_MIN_LENGTH:  # guessable: it shows the study's state
-            problems.append(f"METRICS_TOKEN is too short ({len(metrics_token)} characters; at least "
-                            f"{METRICS_TOKEN_MIN_LENGTH} are needed); make one with: {MAKE_A_KEY}")
         primary, days = values.get("PRIMARY_TIMEPOINT"), values.get("FOLLOWUP_DAYS")
         if primary is not None and days and primary not in days:
             problems.append(f"PRIMARY_TIMEPOINT: {primary} is not one of FOLLOWUP_DAYS "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import logging
 import os
 import time
 from typing import Callable
@@ -26,7 +27,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import Engine, event, func, select
 
 from ..clock import utcnow
-from ..config import Settings
+from ..config import MAKE_A_KEY, METRICS_TOKEN_MIN_LENGTH, Settings
 from ..heartbeat import last_beat
 from ..messaging.sender import sender_key
 from ..messaging.spool import Spool
@@ -34,6 +35,8 @@ from ..models import Alert, Job, Message
 from ..phones import mask
 from ..staff.inbox import inbox_counts
 from ..states import Delivery, JobState
+
+log = logging.getLogger(__name__)
 
 INBOUND = Counter("outreach_inbound_texts", "Incoming texts by outcome: applied, repeat (a MessageSid seen before), "
                   "spooled (database unavailable), refused (bad signature or malformed), unavailable (503).",
@@ -237,6 +240,10 @@ def init_metrics(app, settings: Settings, engine: Engine, spool: Spool | None) -
             WEBHOOK_SECONDS.labels(request.endpoint.rpartition(".")[2]).observe(time.perf_counter() - started)
 
     token = settings.optional("METRICS_TOKEN")
+    if token and len(token) < METRICS_TOKEN_MIN_LENGTH:  # guessable; but monitoring never stops the texts' service
+        log.error("METRICS_TOKEN is too short (%d characters; at least %d are needed): /metrics stays off until it "
+                  "is replaced; make one with: %s", len(token), METRICS_TOKEN_MIN_LENGTH, MAKE_A_KEY)
+        token = None
 
     @app.get("/metrics")
     def metrics():
