@@ -30,7 +30,7 @@ def rules() -> dict[str, dict]:
 def test_the_rules_cover_what_the_issue_asks_and_each_says_what_it_means():
     found = rules()
     assert {"OutreachWorkerStopped", "OutreachSpoolNotEmpty", "OutreachCrisisAlertOverdue",
-            "OutreachOutboundFailures", "OutreachHostDown"} <= set(found)
+            "OutreachOutboundFailures", "OutreachHostDown", "OutreachNotScraped"} <= set(found)
     for name, rule in found.items():
         assert rule["expr"].strip() and rule["labels"]["severity"] in ("page", "ticket"), name
         assert len(rule["annotations"]["summary"]) > 20, name
@@ -55,7 +55,7 @@ def test_promtool_accepts_the_rules(tmp_path):
     path.write_text(rules_text())
     done = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 7 rules found" in done.stdout
+    assert "SUCCESS: 8 rules found" in done.stdout
 
 
 def _alert(name: str, at: str, labels: dict | None = None) -> dict:
@@ -101,7 +101,11 @@ def test_the_rules_fire_when_they_should_and_not_before(tmp_path):
             {"series": 'up{job="outreach",instance="host-a:9464"}', "values": "1 1 0x10"},
             {"series": 'up{job="outreach",instance="host-b:9464"}', "values": "1x12"}],
          "alert_rule_test": [_quiet("OutreachHostDown", "3m"),
-                             _alert("OutreachHostDown", "6m", {"job": "outreach", **host})]},
+                             _alert("OutreachHostDown", "6m", {"job": "outreach", **host}),
+                             _quiet("OutreachNotScraped", "10m")]},  # host b still answers
+        {"interval": "1m", "input_series": [  # the only host and its scraper die: its series stop at minute 2
+            {"series": 'up{job="outreach",instance="host-a:9464"}', "values": "1 1 1"}],
+         "alert_rule_test": [_quiet("OutreachNotScraped", "3m"), _alert("OutreachNotScraped", "15m")]},
     ]
     (tmp_path / "tests.yml").write_text(yaml.safe_dump({"rule_files": ["rules.yml"], "evaluation_interval": "1m",
                                                          "tests": tests}))
