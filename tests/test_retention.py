@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from outreach.config import ConfigError, load_settings
 from outreach.db import unit_of_work
-from outreach.models import Answer, AuditEvent, FollowUp, Message, Patient
+from outreach.models import Answer, AuditEvent, FollowUp, Job, Message, Patient
 from outreach.study import retention
 from outreach.worker import every_minute
 
@@ -186,6 +186,12 @@ def test_a_closed_study_takes_no_new_patient_or_phone_number_from_any_door(two_c
         "csrf_token": client.csrf, "patient_id": "L3", "phone": "416-555-0179", "admission_date": "2026-01-15",
         "sms_consent": "yes", "alliance_checkins": "sms", "language": "en"})
     assert form.status_code == 409 and "a closed study takes no new patients" in form.get_data(as_text=True)
+    import io
+
+    upload = client.post("/console/imports", content_type="multipart/form-data", data={
+        "csrf_token": client.csrf, "file": (io.BytesIO(discharges.read_bytes()), "late.csv")}, follow_redirects=True)
+    assert "The file was not taken: the study was closed on " in upload.get_data(as_text=True)
+    assert session.scalar(select(func.count()).select_from(Job)) == 0  # nothing stored, no check queued
     fix = client.post(f"/console/patients/{done.id}/phone", data={"csrf_token": client.csrf, "phone": "416-555-0180"})
     text = fix.get_data(as_text=True)
     assert fix.status_code == 400 and "the phone number was not changed." in text

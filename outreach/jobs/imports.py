@@ -92,7 +92,11 @@ def _sniff(head: bytes) -> str | None:
 def start_check(session: Session, settings: Settings, stream: IO[bytes], file_name: str | None, *, owner: str,
                 owner_role: str, address: str | None, strict: bool = False,
                 allow_rating_changes: bool = False) -> Job:
-    """Store an upload (mode 0600, refused past MAX_UPLOAD_MB) and queue its check."""
+    """Store an upload (mode 0600, refused past MAX_UPLOAD_MB) and queue its check; refused, nothing stored, when
+    the study is closed."""
+    from ..study.retention import refuse_if_closed
+
+    refuse_if_closed(session, UploadError)
     name = safe_name(file_name)
     limit = int(settings.max_upload_mb * 1024 * 1024)
     job = submit(session, "import", owner=owner, owner_role=owner_role, file_name=name,
