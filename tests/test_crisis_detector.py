@@ -472,3 +472,33 @@ def test_batch4_look_alikes_do_not_trigger(text):
 ])
 def test_a_joke_after_a_low_mood_is_no_joke(text):
     assert detect(text) is not None, crisis.explain(text)
+
+
+# The settings batches 5 and 6 showed flagged (a story, treatment for it, skills for when it comes, a risk or a
+# warning, a negated act, a past said to be over), in words written for these tests, each beside the same setting
+# with the writer's own present danger after it, which must still be caught.
+SETTINGS = [
+    ("watched a documentary where a man overdoses in a motel",
+     "watched a documentary where a man overdoses in a motel and i want that to be me"),
+    ("the girl in the show cut her wrists", "the girl in the show cut her wrists. i cut again tonight"),
+    ("my dbt group is for self harm and it helps", "my dbt group is for self harm but the urges are back"),
+    ("seeing my psychiatrist about the dark thoughts i had last winter",
+     "seeing my psychiatrist about the dark thoughts but they are getting worse"),
+    ("the crisis line is there for when i feel like hurting myself",
+     "the crisis line is there for when i feel like hurting myself. i want to die tonight"),
+    ("pharmacist said my tolerance is lower now so higher risk of overdose",
+     "pharmacist said my tolerance is lower now so higher risk of overdose. good, i want to overdose"),
+    ("never mix benzos with alcohol, the nurse said", "never mix benzos with alcohol, the nurse said. i am going to tonight and not wake up"),
+    ("didn't use, didn't cut myself, went to my meeting", "didn't use, didn't cut myself yet but i have the blade ready"),
+    ("pas de surdose, pas de rechute, une bonne semaine", "pas de surdose, pas de rechute, mais je veux mourir"),
+    ("back then i wanted to die. today i'm glad to be alive", "back then i wanted to die. today i want to die again"),
+    ("i meant tired of my job, not tired of life", "i meant tired of my job. honestly also tired of life, i want to die"),
+    ("shoot me an email with the next survey", "shoot me an email with the next survey, i won't be around for the one after"),
+    ("we bought rope for the tent", "we bought rope for the tent and i kept some for myself tonight, it's ready"),
+]
+
+
+@pytest.mark.parametrize("ordinary, danger", SETTINGS)
+def test_a_setting_is_ordinary_and_a_present_danger_after_it_is_not(ordinary, danger):
+    assert detect(ordinary) is None, crisis.explain(ordinary)
+    assert detect(danger) is not None, crisis.explain(danger)
