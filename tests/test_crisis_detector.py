@@ -502,3 +502,53 @@ SETTINGS = [
 def test_a_setting_is_ordinary_and_a_present_danger_after_it_is_not(ordinary, danger):
     assert detect(ordinary) is None, crisis.explain(ordinary)
     assert detect(danger) is not None, crisis.explain(danger)
+
+
+# The indirect kinds batches 5 and 6 showed missing, in words written for these tests (not copied from a batch),
+# one family a line or two, and the look-alikes each family was narrowed against.
+@pytest.mark.parametrize("text", [
+    # the last time answering, the next survey not needed, not being around for it
+    "this will probably be my last time filling one of these out", "this is the last text you'll get from this number",
+    "no need to send me the 6 month survey", "vous aurez pu besoin de m'écrire le mois prochain",
+    "i don't expect to be around for the next one",
+    # goodbye, then thanks for the whole time; farewells made
+    "goodbye. thank you for all the calls this year", "j'ai dit mes adieux à ma famille hier",
+    # affairs in order, and a calm after it
+    "gave my guitar to my nephew and my dog to my neighbour. it's time", "sold all my stuff, cancelled my lease. i feel calm",
+    "deleted all my accounts and gave away my clothes",
+    # others better off if the writer were gone
+    "if i disappeared my wife would finally be at peace", "take me out of the picture and everyone's fine",
+    # using or taking to die, enough to, the one that does it
+    "got enough fent to stop my heart", "hoping the next hit is the one that finally does it",
+    "la prochaine fois que je shoote ce sera la dernière pour de bon", "j'ai pris mes pilules pour mourir",
+    "im using to not wake up now, not to get high",
+    # hopelessness without a verb of dying
+    "what's the point.", "none of this will matter soon", "what if i just stopped existing, would anyone care",
+    # a dead person, then going to be with them; instructions for after
+    "my mom died in march. i'm ready to be with her", "ma blonde est morte l'an passé, je vais aller la rejoindre",
+    "when i'm gone tell my sister she can have my car",
+    # a means made ready, water, a crash sought, voices
+    "i ran a bath and got the razor ready", "the voices say it's time", "going to drive into the guardrail on the 40",
+    "gonna jump off the parkade tonight", "je me suis recoupée cette nuit", "je suis sur le bord du pont là",
+])
+def test_batch5_and_6_kinds_are_caught(text):
+    assert detect(text) is not None, crisis.explain(text)
+
+
+@pytest.mark.parametrize("text", [
+    "is this the last survey? thanks", "this is the last text from this number, my new number is 514 555 0101",
+    "no need to send me the 6 month survey by mail, i do it online", "you won't need to call me next month, i'll call you",
+    "i don't expect to be around for the next one, i work nights that week", "goodbye and thanks, talk next month",
+    "goodbye. thanks for the help with my housing forms", "j'ai fait mes adieux à mes collègues, je change de job",
+    "gave my old bike to my nephew and my tools to my brother, finally ready for the move",
+    "sold all my stuff, ready to start fresh out west", "deleted my facebook and gave my old phone to my mom, feels good",
+    "paid off my debts! i'm so relieved", "my kids would be better off if i wasn't working nights",
+    "if i died my kids would be lost, that's why i stay sober", "remove me from the list and everything is fine",
+    "i used to not wake up for my alarm", "hoping the next job is the one", "whats the point of the 90 day survey",
+    "nothing will matter soon except the exam", "my dad died last year. i'm going to see him at the cemetery sunday",
+    "when i'm gone for the weekend my sister feeds the cat", "running a bath, my knife is out to cut the onions",
+    "driving fast hoping something happens at the races", "j'ai tout réglé avec mon propriétaire, je suis soulagée",
+    "on a sauté du quai avec les enfants",
+])
+def test_batch5_and_6_look_alikes_do_not_trigger(text):
+    assert detect(text) is None, (detect(text), crisis.explain(text))
