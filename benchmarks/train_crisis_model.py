@@ -12,8 +12,12 @@ vectorizers), then a logistic regression (``class_weight="balanced"``, lbfgs).
 
 Training sources (every labelled text we have that is *not* a blind test): ``tests/corpus/*.txt`` (one source,
 "corpus"), ``benchmarks/crisis_eval/batch3.tsv``, ``batch4.tsv``, ``batch4_author_probes.tsv``, ``batch5.tsv`` and
-``batch6.tsv``.  Batches 5 and 6 were blind tests once (their first figures are in the README) and are dev data
-since; batch 7 and any later batch are NOT read (batch 7 is the next blind test).
+``batch6.tsv``, and ``model_contrasts.tsv``.  Batches 5 and 6 were blind tests once (their first figures are in the
+README) and are dev data since; batch 7 and any later batch are NOT read (batch 7 is the next blind test).
+``model_contrasts.tsv`` holds 60 texts written for the model's known false alarms on short everyday wishes ("je veux
+me reposer", "i just want to go home and rest", "tired of the snow"), each family beside crisis texts in the same
+words ("je veux me reposer pour toujours", "so tired of being alive"); before it was read the model flagged 3 of its
+40 ordinary texts.
 A text found in an earlier source (same text once lower-cased and stripped) is kept once, in the first source
 that has it, in the order above, so no text is in two cross-validation folds.
 
@@ -34,7 +38,9 @@ text with the three words after a negator marked ``neg_`` (:func:`conversations.
 dont want to die" -> "i dont neg_want neg_to neg_die"), the character block unchanged.  Both variants were
 cross-validated by steps 1-3; the negation-marked one was to be kept iff its pooled out-of-fold recall at its own
 threshold were strictly greater than the plain one's.  It was: 1003/1836 (54.6%) at 56/2864 (2.0%) false alarms,
-C=10, threshold 0.90, against 903/1836 (49.2%) at 57/2864, C=3, threshold 0.85 for the plain model.  A gate
+C=10, threshold 0.90, against 903/1836 (49.2%) at 57/2864, C=3, threshold 0.85 for the plain model (six
+sources; with ``model_contrasts`` added after, the same rule chose C=10, threshold 0.90 again: 1006/1856 (54.2%)
+at 57/2904 (2.0%)).  A gate
 that would have asked the model to confirm a bare "suicide" or "overdose" was weighed by a rule fixed at the same
 time (kept iff no crisis text caught by those words alone scored under 0.10 out of fold) and dropped: "I am having
 suicidal thoughts" scores 0.06 out of fold, because the other sources use the word mostly in denials and
@@ -71,7 +77,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"
 EVAL = ROOT / "benchmarks" / "crisis_eval"
 OUT = ROOT / "conversations" / "data" / "crisis_model.json"
-SOURCES = ("corpus", "batch3", "batch4", "batch4_author_probes", "batch5", "batch6")
+SOURCES = ("corpus", "batch3", "batch4", "batch4_author_probes", "batch5", "batch6", "model_contrasts")
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))
 MAX_FALSE_ALARMS = 0.02
