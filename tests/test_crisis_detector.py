@@ -211,10 +211,14 @@ BATCH3_FLOORS = {
     # crisis7 and training data for the model: what they reach now, no longer a measure
     "batch5 whole": (1.0, 1.0, 0.0),
     "batch6 whole": (1.0, 1.0, 0.0),
+    # a round written after those changes by the person who made them, measured once before any fix for it
+    # (crisis_eval/after6_author_probes.first-measure.txt: direct 17/20, indirect 10/20, 2/40 false alarms), then fixed
+    "after6 author probes": (1.0, 1.0, 0.0),
 }
 BATCH_FILES = {"dev": "batch3_dev.tsv", "heldout": "batch3_heldout.tsv", "whole": "batch3.tsv",
                "batch4 dev": "batch4_dev.tsv", "batch4 heldout": "batch4_heldout.tsv", "batch4 whole": "batch4.tsv",
-               "batch5 whole": "batch5.tsv", "batch6 whole": "batch6.tsv"}
+               "batch5 whole": "batch5.tsv", "batch6 whole": "batch6.tsv",
+               "after6 author probes": "after6_author_probes.tsv"}
 
 
 @pytest.mark.parametrize("half", sorted(BATCH3_FLOORS))
@@ -535,6 +539,11 @@ def test_a_setting_is_ordinary_and_a_present_danger_after_it_is_not(ordinary, da
     # a means made ready, water, a crash sought, voices
     "i ran a bath and got the razor ready", "the voices say it's time", "going to drive into the guardrail on the 40",
     "gonna jump off the parkade tonight", "je me suis recoupée cette nuit", "je suis sur le bord du pont là",
+    # the families added from the round written after them (after6_author_probes.tsv), in other words
+    "tied my belt to the closet rod to see if it holds", "on my way to the overpass now",
+    "sitting in my truck in the garage with the door shut, engine running", "honestly just tired of surviving",
+    "j'ai pu la force de me battre", "give my place in the study to someone else", "my life will never get better",
+    "sleeping forever sounds so peaceful", "left my keys and a letter on the table. thank you for trying",
 ])
 def test_batch5_and_6_kinds_are_caught(text):
     assert detect(text) is not None, crisis.explain(text)
@@ -554,6 +563,13 @@ def test_batch5_and_6_kinds_are_caught(text):
     "when i'm gone for the weekend my sister feeds the cat", "running a bath, my knife is out to cut the onions",
     "driving fast hoping something happens at the races", "j'ai tout réglé avec mon propriétaire, je suis soulagée",
     "on a sauté du quai avec les enfants",
+    # the families added from the round written after them (after6_author_probes.tsv)
+    "tied the dog's leash to the door handle", "walking to the bridge now to meet my cousin",
+    "in my car in the garage warming it up, engine on, -30 out", "tired of fighting with my landlord",
+    "i don't want to fight anymore with my ex, we signed the papers", "ça me tente pas d'essayer le nouveau groupe",
+    "can you give my spot to someone else, i can't make tuesdays", "hope you find someone else for your study, i'm moving to alberta",
+    "my life will never change if i don't get a job", "i could sleep forever after that shift",
+    "thanks for trying, the office was closed anyway", "left a note for the mailman. thanks for trying to deliver it",
 ])
 def test_batch5_and_6_look_alikes_do_not_trigger(text):
     assert detect(text) is None, (detect(text), crisis.explain(text))
