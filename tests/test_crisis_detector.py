@@ -214,11 +214,15 @@ BATCH3_FLOORS = {
     # a round written after those changes by the person who made them, measured once before any fix for it
     # (crisis_eval/after6_author_probes.first-measure.txt: direct 17/20, indirect 10/20, 2/40 false alarms), then fixed
     "after6 author probes": (1.0, 1.0, 0.0),
+    # a second round written after every change of the branch, measured once before its fixes
+    # (after6_author_probes2.first-measure.txt: direct 18/20, indirect 14/20, 2/41 false alarms), then fixed
+    "after6 author probes 2": (1.0, 1.0, 0.0),
 }
 BATCH_FILES = {"dev": "batch3_dev.tsv", "heldout": "batch3_heldout.tsv", "whole": "batch3.tsv",
                "batch4 dev": "batch4_dev.tsv", "batch4 heldout": "batch4_heldout.tsv", "batch4 whole": "batch4.tsv",
                "batch5 whole": "batch5.tsv", "batch6 whole": "batch6.tsv",
-               "after6 author probes": "after6_author_probes.tsv"}
+               "after6 author probes": "after6_author_probes.tsv",
+               "after6 author probes 2": "after6_author_probes2.tsv"}
 
 
 @pytest.mark.parametrize("half", sorted(BATCH3_FLOORS))
@@ -544,6 +548,10 @@ def test_a_setting_is_ordinary_and_a_present_danger_after_it_is_not(ordinary, da
     "sitting in my truck in the garage with the door shut, engine running", "honestly just tired of surviving",
     "j'ai pu la force de me battre", "give my place in the study to someone else", "my life will never get better",
     "sleeping forever sounds so peaceful", "left my keys and a letter on the table. thank you for trying",
+    # and from the second round (after6_author_probes2.tsv), in other words
+    "on the metro platform, thinking of jumping when it comes in", "looked up how many of my pills it would take to die",
+    "quit my antidepressants two weeks ago and saved them up", "next time i use i'm not going to stop",
+    "j'ai mélangé tout mon xanax avec du fort", "i can't see a point in waking up anymore",
 ])
 def test_batch5_and_6_kinds_are_caught(text):
     assert detect(text) is not None, crisis.explain(text)
@@ -570,6 +578,11 @@ def test_batch5_and_6_kinds_are_caught(text):
     "can you give my spot to someone else, i can't make tuesdays", "hope you find someone else for your study, i'm moving to alberta",
     "my life will never change if i don't get a job", "i could sleep forever after that shift",
     "thanks for trying, the office was closed anyway", "left a note for the mailman. thanks for trying to deliver it",
+    # and from the second round (after6_author_probes2.tsv)
+    "i always jump on when the bus comes, no ticket lol", "read an article about how many people die of overdoses every year",
+    "my doctor said to stop the meds, i'm saving them for the pharmacy takeback", "at peace with my decision to quit my job",
+    "next time i go to the gym i'm not stopping until i hit 10k", "this is my last answer for today, tired, talk tomorrow",
+    "dans le film que j'ai vu le gars se pend à la fin, c'était intense",
 ])
 def test_batch5_and_6_look_alikes_do_not_trigger(text):
     assert detect(text) is None, (detect(text), crisis.explain(text))
