@@ -11,21 +11,40 @@ sublinear tf, smoothed idf, ``min_df=2`` and its own l2 normalisation (a ``Featu
 vectorizers), then a logistic regression (``class_weight="balanced"``, lbfgs).
 
 Training sources (every labelled text we have that is *not* a blind test): ``tests/corpus/*.txt`` (one source,
-"corpus"), ``benchmarks/crisis_eval/batch3.tsv``, ``batch4.tsv`` and ``batch4_author_probes.tsv``.  Batch 5
-and any later batch are NOT read (batch 5's figures are kept for comparison; batch 6 is the next blind test).
+"corpus"), ``benchmarks/crisis_eval/batch3.tsv``, ``batch4.tsv``, ``batch4_author_probes.tsv``, ``batch5.tsv`` and
+``batch6.tsv``, and ``model_contrasts.tsv``.  Batches 5 and 6 were blind tests once (their first figures are in the
+README) and are dev data since; batch 7 and any later batch are NOT read (batch 7 is the next blind test).
+``model_contrasts.tsv`` holds 60 texts written for the model's known false alarms on short everyday wishes ("je veux
+me reposer", "i just want to go home and rest", "tired of the snow"), each family beside crisis texts in the same
+words ("je veux me reposer pour toujours", "so tired of being alive"); before it was read the model flagged 3 of its
+40 ordinary texts.
 A text found in an earlier source (same text once lower-cased and stripped) is kept once, in the first source
 that has it, in the order above, so no text is in two cross-validation folds.
 
-How C and the threshold are chosen (fixed before any figure was computed by this script):
+How C and the threshold are chosen (fixed before any figure was computed by this script; with six sources
+since batch 7 was being written, the rule unchanged):
 
-1. Leave-one-source-out cross-validation over the four sources: for each C of ``C_GRID`` and each source,
-   the whole pipeline (vocabulary, idf and regression) is fitted on the other three sources and the held-out
-   source's texts are scored; the out-of-fold probabilities of the four folds are pooled.
+1. Leave-one-source-out cross-validation over the sources: for each C of ``C_GRID`` and each source,
+   the whole pipeline (vocabulary, idf and regression) is fitted on the other sources and the held-out
+   source's texts are scored; the out-of-fold probabilities of the folds are pooled.
 2. For each C, the threshold is the lowest of ``THRESHOLDS`` (0.01 to 0.99 in steps of 0.01; a text is
    flagged when p >= threshold) at which the pooled out-of-fold false-alarm rate on ordinary texts is
    <= ``MAX_FALSE_ALARMS`` (2%, the issue's target).
 3. C is the one with the best pooled out-of-fold recall on crisis texts at its threshold (ties: the smaller C).
 4. The final model is fitted with that C on all training texts; the threshold of step 2 is kept.
+
+Negation (decided by a rule fixed before either figure was computed, 2026-12-07): the word block may read the
+text with the three words after a negator marked ``neg_`` (:func:`conversations.crisis_model.negation_marked`: "i
+dont want to die" -> "i dont neg_want neg_to neg_die"), the character block unchanged.  Both variants were
+cross-validated by steps 1-3; the negation-marked one was to be kept iff its pooled out-of-fold recall at its own
+threshold were strictly greater than the plain one's.  It was: 1003/1836 (54.6%) at 56/2864 (2.0%) false alarms,
+C=10, threshold 0.90, against 903/1836 (49.2%) at 57/2864, C=3, threshold 0.85 for the plain model (six
+sources; with ``model_contrasts`` added after, the same rule chose C=10, threshold 0.90 again: 1006/1856 (54.2%)
+at 57/2904 (2.0%)).  A gate
+that would have asked the model to confirm a bare "suicide" or "overdose" was weighed by a rule fixed at the same
+time (kept iff no crisis text caught by those words alone scored under 0.10 out of fold) and dropped: "I am having
+suicidal thoughts" scores 0.06 out of fold, because the other sources use the word mostly in denials and
+prevention talk.
 
 Each source is written by different people in a different way, so the leave-one-source-out figures are an
 estimate of how the model does on a new writer's words, not a blind measure: the next blind batch is that.
@@ -58,10 +77,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"
 EVAL = ROOT / "benchmarks" / "crisis_eval"
 OUT = ROOT / "conversations" / "data" / "crisis_model.json"
-SOURCES = ("corpus", "batch3", "batch4", "batch4_author_probes")
+SOURCES = ("corpus", "batch3", "batch4", "batch4_author_probes", "batch5", "batch6", "model_contrasts")
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))
 MAX_FALSE_ALARMS = 0.02
+NEGATION = True  # the word block reads the negation-marked text (see "Negation" in the docstring)
 CHECK_PAIRS = 50
 SEED = 20261207
 
@@ -121,14 +141,19 @@ def load_sources() -> tuple[list[tuple[str, str, int]], list[dict]]:
     return kept, info
 
 
-def pipeline(c: float):
+def pipeline(c: float, negation: bool = False):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import FeatureUnion, Pipeline
 
+    word = TfidfVectorizer(**WORD, **COMMON)
+    if negation:
+        from conversations.crisis_model import negation_marked
+
+        word = TfidfVectorizer(**WORD, **COMMON, preprocessor=negation_marked)
     return Pipeline([
         ("features", FeatureUnion([("char_wb", TfidfVectorizer(**CHAR, **COMMON)),
-                                   ("word", TfidfVectorizer(**WORD, **COMMON))])),
+                                   ("word", word)])),
         ("model", LogisticRegression(C=c, class_weight="balanced", solver="lbfgs", max_iter=10000, tol=1e-6)),
     ])
 
@@ -153,7 +178,7 @@ def pct(n: int, total: int) -> str:
     return f"{n}/{total} ({100 * n / total:.1f}%)" if total else "0/0"
 
 
-def cross_validate(texts: list[tuple[str, str, int]]) -> tuple[dict, float, float]:
+def cross_validate(texts: list[tuple[str, str, int]], negation: bool = False) -> tuple[dict, float, float]:
     print(f"leave-one-source-out cross-validation, C in {C_GRID}, threshold: lowest of 0.01..0.99 with pooled "
           f"out-of-fold false alarms <= {MAX_FALSE_ALARMS:.0%}", flush=True)
     cv: dict = {"procedure": "leave-one-source-out over " + ", ".join(SOURCES) + "; pooled out-of-fold "
@@ -166,7 +191,7 @@ def cross_validate(texts: list[tuple[str, str, int]]) -> tuple[dict, float, floa
         for held in SOURCES:
             train = [i for i, t in enumerate(texts) if t[0] != held]
             test = [i for i, t in enumerate(texts) if t[0] == held]
-            model = pipeline(c).fit([texts[i][1] for i in train], [texts[i][2] for i in train])
+            model = pipeline(c, negation).fit([texts[i][1] for i in train], [texts[i][2] for i in train])
             for i, p in zip(test, model.predict_proba([texts[i][1] for i in test])[:, 1]):
                 probs[i] = float(p)
         labels = [t[2] for t in texts]
@@ -214,6 +239,8 @@ def export(model, texts: list[tuple[str, str, int]], info: list[dict], cv: dict,
                              "sublinear_tf", "smooth_idf", "norm", "min_df")}
         if settings["analyzer"] != "word":
             settings.pop("token_pattern")
+        if vec.preprocessor is not None:  # the scorer knows it by name (conversations/crisis_model.py)
+            settings["preprocessor"] = vec.preprocessor.__name__
         settings["ngram_range"] = list(settings["ngram_range"])
         blocks.append({"name": name, **settings, "features": features})
         offset += len(vocab)
@@ -243,7 +270,7 @@ def export(model, texts: list[tuple[str, str, int]], info: list[dict], cv: dict,
         "training": {"texts": len(texts), "crisis": sum(t[2] for t in texts),
                      "ordinary": len(texts) - sum(t[2] for t in texts),
                      "deduplicated": "a text already in an earlier source (lower-cased, stripped) is kept once",
-                     "sources": info, "not_read": "benchmarks/crisis_eval/batch5.tsv and any later batch"},
+                     "sources": info, "not_read": "benchmarks/crisis_eval/batch7 and any later batch"},
         "checks": [[text, float(p)] for text, p in zip(sample, probs)],
     }
 
@@ -257,10 +284,10 @@ def main() -> None:
     for entry in info:
         print(f"source {entry['source']:<22} {entry['texts_in_file']:>5} texts, {entry['texts_kept']:>5} kept "
               f"({entry['crisis']} crisis, {entry['ordinary']} ordinary)")
-    cv, c, threshold = cross_validate(texts)
+    cv, c, threshold = cross_validate(texts, negation=NEGATION)
     if args.dry_run:
         return
-    model = pipeline(c).fit([t[1] for t in texts], [t[2] for t in texts])
+    model = pipeline(c, NEGATION).fit([t[1] for t in texts], [t[2] for t in texts])
     data = export(model, texts, info, cv, c, threshold)
     sizes = ", ".join(f"{b['name']} {len(b['features'])}" for b in data["blocks"])
     args.out.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n", "utf-8")

@@ -207,9 +207,22 @@ BATCH3_FLOORS = {
     "batch4 dev": (1.0, 1.0, 0.0),
     "batch4 heldout": (1.0, 1.0, 0.0),
     "batch4 whole": (1.0, 1.0, 0.0),
+    # batches 5 and 6, each measured once blind (README), then dev data for the contexts and families of branch
+    # crisis7 and training data for the model: what they reach now, no longer a measure
+    "batch5 whole": (1.0, 1.0, 0.0),
+    "batch6 whole": (1.0, 1.0, 0.0),
+    # a round written after those changes by the person who made them, measured once before any fix for it
+    # (crisis_eval/after6_author_probes.first-measure.txt: direct 17/20, indirect 10/20, 2/40 false alarms), then fixed
+    "after6 author probes": (1.0, 1.0, 0.0),
+    # a second round written after every change of the branch, measured once before its fixes
+    # (after6_author_probes2.first-measure.txt: direct 18/20, indirect 14/20, 2/41 false alarms), then fixed
+    "after6 author probes 2": (1.0, 1.0, 0.0),
 }
 BATCH_FILES = {"dev": "batch3_dev.tsv", "heldout": "batch3_heldout.tsv", "whole": "batch3.tsv",
-               "batch4 dev": "batch4_dev.tsv", "batch4 heldout": "batch4_heldout.tsv", "batch4 whole": "batch4.tsv"}
+               "batch4 dev": "batch4_dev.tsv", "batch4 heldout": "batch4_heldout.tsv", "batch4 whole": "batch4.tsv",
+               "batch5 whole": "batch5.tsv", "batch6 whole": "batch6.tsv",
+               "after6 author probes": "after6_author_probes.tsv",
+               "after6 author probes 2": "after6_author_probes2.tsv"}
 
 
 @pytest.mark.parametrize("half", sorted(BATCH3_FLOORS))
@@ -472,3 +485,104 @@ def test_batch4_look_alikes_do_not_trigger(text):
 ])
 def test_a_joke_after_a_low_mood_is_no_joke(text):
     assert detect(text) is not None, crisis.explain(text)
+
+
+# The settings batches 5 and 6 showed flagged (a story, treatment for it, skills for when it comes, a risk or a
+# warning, a negated act, a past said to be over), in words written for these tests, each beside the same setting
+# with the writer's own present danger after it, which must still be caught.
+SETTINGS = [
+    ("watched a documentary where a man overdoses in a motel",
+     "watched a documentary where a man overdoses in a motel and i want that to be me"),
+    ("the girl in the show cut her wrists", "the girl in the show cut her wrists. i cut again tonight"),
+    ("my dbt group is for self harm and it helps", "my dbt group is for self harm but the urges are back"),
+    ("seeing my psychiatrist about the dark thoughts i had last winter",
+     "seeing my psychiatrist about the dark thoughts but they are getting worse"),
+    ("the crisis line is there for when i feel like hurting myself",
+     "the crisis line is there for when i feel like hurting myself. i want to die tonight"),
+    ("pharmacist said my tolerance is lower now so higher risk of overdose",
+     "pharmacist said my tolerance is lower now so higher risk of overdose. good, i want to overdose"),
+    ("never mix benzos with alcohol, the nurse said", "never mix benzos with alcohol, the nurse said. i am going to tonight and not wake up"),
+    ("didn't use, didn't cut myself, went to my meeting", "didn't use, didn't cut myself yet but i have the blade ready"),
+    ("pas de surdose, pas de rechute, une bonne semaine", "pas de surdose, pas de rechute, mais je veux mourir"),
+    ("back then i wanted to die. today i'm glad to be alive", "back then i wanted to die. today i want to die again"),
+    ("i meant tired of my job, not tired of life", "i meant tired of my job. honestly also tired of life, i want to die"),
+    ("shoot me an email with the next survey", "shoot me an email with the next survey, i won't be around for the one after"),
+    ("we bought rope for the tent", "we bought rope for the tent and i kept some for myself tonight, it's ready"),
+]
+
+
+@pytest.mark.parametrize("ordinary, danger", SETTINGS)
+def test_a_setting_is_ordinary_and_a_present_danger_after_it_is_not(ordinary, danger):
+    assert detect(ordinary) is None, crisis.explain(ordinary)
+    assert detect(danger) is not None, crisis.explain(danger)
+
+
+# The indirect kinds batches 5 and 6 showed missing, in words written for these tests (not copied from a batch),
+# one family a line or two, and the look-alikes each family was narrowed against.
+@pytest.mark.parametrize("text", [
+    # the last time answering, the next survey not needed, not being around for it
+    "this will probably be my last time filling one of these out", "this is the last text you'll get from this number",
+    "no need to send me the 6 month survey", "vous aurez pu besoin de m'écrire le mois prochain",
+    "i don't expect to be around for the next one",
+    # goodbye, then thanks for the whole time; farewells made
+    "goodbye. thank you for all the calls this year", "j'ai dit mes adieux à ma famille hier",
+    # affairs in order, and a calm after it
+    "gave my guitar to my nephew and my dog to my neighbour. it's time", "sold all my stuff, cancelled my lease. i feel calm",
+    "deleted all my accounts and gave away my clothes",
+    # others better off if the writer were gone
+    "if i disappeared my wife would finally be at peace", "take me out of the picture and everyone's fine",
+    # using or taking to die, enough to, the one that does it
+    "got enough fent to stop my heart", "hoping the next hit is the one that finally does it",
+    "la prochaine fois que je shoote ce sera la dernière pour de bon", "j'ai pris mes pilules pour mourir",
+    "im using to not wake up now, not to get high",
+    # hopelessness without a verb of dying
+    "what's the point.", "none of this will matter soon", "what if i just stopped existing, would anyone care",
+    # a dead person, then going to be with them; instructions for after
+    "my mom died in march. i'm ready to be with her", "ma blonde est morte l'an passé, je vais aller la rejoindre",
+    "when i'm gone tell my sister she can have my car",
+    # a means made ready, water, a crash sought, voices
+    "i ran a bath and got the razor ready", "the voices say it's time", "going to drive into the guardrail on the 40",
+    "gonna jump off the parkade tonight", "je me suis recoupée cette nuit", "je suis sur le bord du pont là",
+    # the families added from the round written after them (after6_author_probes.tsv), in other words
+    "tied my belt to the closet rod to see if it holds", "on my way to the overpass now",
+    "sitting in my truck in the garage with the door shut, engine running", "honestly just tired of surviving",
+    "j'ai pu la force de me battre", "give my place in the study to someone else", "my life will never get better",
+    "sleeping forever sounds so peaceful", "left my keys and a letter on the table. thank you for trying",
+    # and from the second round (after6_author_probes2.tsv), in other words
+    "on the metro platform, thinking of jumping when it comes in", "looked up how many of my pills it would take to die",
+    "quit my antidepressants two weeks ago and saved them up", "next time i use i'm not going to stop",
+    "j'ai mélangé tout mon xanax avec du fort", "i can't see a point in waking up anymore",
+])
+def test_batch5_and_6_kinds_are_caught(text):
+    assert detect(text) is not None, crisis.explain(text)
+
+
+@pytest.mark.parametrize("text", [
+    "is this the last survey? thanks", "this is the last text from this number, my new number is 514 555 0101",
+    "no need to send me the 6 month survey by mail, i do it online", "you won't need to call me next month, i'll call you",
+    "i don't expect to be around for the next one, i work nights that week", "goodbye and thanks, talk next month",
+    "goodbye. thanks for the help with my housing forms", "j'ai fait mes adieux à mes collègues, je change de job",
+    "gave my old bike to my nephew and my tools to my brother, finally ready for the move",
+    "sold all my stuff, ready to start fresh out west", "deleted my facebook and gave my old phone to my mom, feels good",
+    "paid off my debts! i'm so relieved", "my kids would be better off if i wasn't working nights",
+    "if i died my kids would be lost, that's why i stay sober", "remove me from the list and everything is fine",
+    "i used to not wake up for my alarm", "hoping the next job is the one", "whats the point of the 90 day survey",
+    "nothing will matter soon except the exam", "my dad died last year. i'm going to see him at the cemetery sunday",
+    "when i'm gone for the weekend my sister feeds the cat", "running a bath, my knife is out to cut the onions",
+    "driving fast hoping something happens at the races", "j'ai tout réglé avec mon propriétaire, je suis soulagée",
+    "on a sauté du quai avec les enfants",
+    # the families added from the round written after them (after6_author_probes.tsv)
+    "tied the dog's leash to the door handle", "walking to the bridge now to meet my cousin",
+    "in my car in the garage warming it up, engine on, -30 out", "tired of fighting with my landlord",
+    "i don't want to fight anymore with my ex, we signed the papers", "ça me tente pas d'essayer le nouveau groupe",
+    "can you give my spot to someone else, i can't make tuesdays", "hope you find someone else for your study, i'm moving to alberta",
+    "my life will never change if i don't get a job", "i could sleep forever after that shift",
+    "thanks for trying, the office was closed anyway", "left a note for the mailman. thanks for trying to deliver it",
+    # and from the second round (after6_author_probes2.tsv)
+    "i always jump on when the bus comes, no ticket lol", "read an article about how many people die of overdoses every year",
+    "my doctor said to stop the meds, i'm saving them for the pharmacy takeback", "at peace with my decision to quit my job",
+    "next time i go to the gym i'm not stopping until i hit 10k", "this is my last answer for today, tired, talk tomorrow",
+    "dans le film que j'ai vu le gars se pend à la fin, c'était intense",
+])
+def test_batch5_and_6_look_alikes_do_not_trigger(text):
+    assert detect(text) is None, (detect(text), crisis.explain(text))
