@@ -545,112 +545,34 @@ MIXED_SLOPE_TEST = "Linear mixed model (random intercept and slope on time per p
 
 
 def random_slope_reml(y: np.ndarray, X: np.ndarray, groups: np.ndarray, years: np.ndarray) -> dict[str, Any]:
-    """The mixed model with a random intercept and a random slope on time (``years``) per participant, by
-    statsmodels' MixedLM (REML, an unstructured 2x2 covariance of the two random effects).  ``fit`` is None, with
-    the ``reason``, when the fit does not converge, warns, or puts a variance or the correlation on its boundary
-    (the random slope is then not supported by the data and the random intercept is used).  Robust SE: the
-    cluster-robust sandwich by participant with the fitted V_i = Z_i G Z_i' + s2 I."""
-    from statsmodels.regression.mixed_linear_model import MixedLM
-
-    z = np.column_stack([np.ones(len(y)), years])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            res = MixedLM(y, X, groups=groups, exog_re=z).fit(reml=True,
-                                                              start_params=_slope_start(X, y, years, groups))
-        except (np.linalg.LinAlgError, ValueError) as exc:
-            return {"fit": None, "reason": f"the random-slope fit failed ({type(exc).__name__})"}
-    cov_re = np.asarray(res.cov_re, float)
-    problems = [w for w in caught if issubclass(w.category, Warning) and (
-        "converge" in str(w.message).lower() or "boundary" in str(w.message).lower()
-        or "singular" in str(w.message).lower() or "hessian" in str(w.message).lower())]
-    corr = cov_re[0, 1] / math.sqrt(cov_re[0, 0] * cov_re[1, 1]) if np.all(np.diag(cov_re) > 0) else 1.0
-    if not res.converged or problems or np.any(np.diag(cov_re) <= 1e-6 * res.scale) or abs(corr) > 0.99:
-        return {"fit": None, "reason": "the random-slope model did not converge or put its slope variance (or the "
-                                       "intercept-slope correlation) on the boundary"}
-    beta = np.asarray(res.fe_params, float)
-    robust = _slope_sandwich(X, y, z, groups, beta, cov_re, float(res.scale))
-    return {"fit": {"params": beta, "bse": np.asarray(res.bse_fe, float), "robust_bse": np.sqrt(np.diag(robust)),
-                    "scale": float(res.scale), "group_var": float(cov_re[0, 0]), "slope_var": float(cov_re[1, 1]),
-                    "cov_is": float(cov_re[0, 1])}, "reason": None}
-
-
-def _slope_start(X: np.ndarray, y: np.ndarray, years: np.ndarray, groups: np.ndarray) -> np.ndarray | None:
-    """Starting values for MixedLM's random-slope fit: the REML optimum of the same model found here, the packed
-    Cholesky factor of cov_re / scale that MixedLM optimises.  MixedLM's likelihood loops over participants in
-    Python (about 1.3 s per evaluation at 10,000 episodes, 17 evaluations from its default start); participants
-    with the same times share V_i up to their X and y, so here every evaluation is a few array products per
-    pattern of times.  MixedLM still fits the model (its own convergence test, estimates and Hessian): it only
-    starts at, rather than searches for, the optimum.  None (MixedLM's default start) if this search fails."""
-    from scipy import optimize
-
-    codes = pd.factorize(groups)[0]
-    order = np.argsort(codes, kind="stable")
-    codes_o, x_o, y_o, t_o = codes[order], X[order], y[order], years[order]
-    starts = np.flatnonzero(np.r_[True, codes_o[1:] != codes_o[:-1]])
-    sizes = np.diff(np.r_[starts, len(codes_o)])
-    keys = pd.Series([tuple(t_o[a:a + k]) for a, k in zip(starts, sizes)])
-    patterns = []
-    for key, members in keys.groupby(keys, sort=False).groups.items():
-        rows = starts[np.asarray(members)][:, None] + np.arange(len(key))[None, :]
-        patterns.append((np.column_stack([np.ones(len(key)), np.asarray(key, float)]), x_o[rows], y_o[rows]))
-    n_obs, p = X.shape
-
-    def criterion(theta: np.ndarray) -> float:  # -REML log-likelihood, the scale profiled out (up to a constant)
-        chol = np.array([[theta[0], 0.0], [theta[1], theta[2]]])
-        psi = chol @ chol.T
-        a, b, yy, logdet = np.zeros((p, p)), np.zeros(p), 0.0, 0.0
-        for zi, xi, yi in patterns:
-            h = np.eye(len(zi)) + zi @ psi @ zi.T
-            h_inv = np.linalg.inv(h)
-            logdet += len(xi) * np.linalg.slogdet(h)[1]
-            hx, hy = h_inv @ xi, yi @ h_inv  # h_inv is symmetric
-            a += np.tensordot(xi, hx, axes=([0, 1], [0, 1]))
-            b += np.tensordot(hx, yi, axes=([0, 1], [0, 1]))
-            yy += float((hy * yi).sum())
-        beta = np.linalg.solve(a, b)
-        rss = yy - b @ beta
-        if not rss > 0:
-            return math.inf
-        return 0.5 * ((n_obs - p) * math.log(rss / (n_obs - p)) + logdet + np.linalg.slogdet(a)[1])
+    """The mixed model with a random intercept and a random slope on time (``years``) per participant (REML, an
+    unstructured 2x2 covariance of the two random effects), fitted by :mod:`analysis.mixed_slope`: statsmodels'
+    MixedLM's criterion and standard errors, its algebra shared by each pattern of times.  ``fit`` is None, with
+    the ``reason``, when the fit does not converge or would make MixedLM warn (a variance under 0.01: "on the
+    boundary"; a singular covariance; a Hessian not negative definite), or puts a variance or the correlation on
+    its boundary (the random slope is then not supported by the data and the random intercept is used).  Robust
+    SE: the cluster-robust sandwich by participant with the fitted V_i = Z_i G Z_i' + s2 I."""
+    from . import mixed_slope
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            best = optimize.minimize(criterion, np.array([1.0, 0.0, 1.0]), method="BFGS")
-    except (np.linalg.LinAlgError, ValueError):
-        return None
-    return best.x if np.all(np.isfinite(best.x)) and math.isfinite(best.fun) else None
-
-
-def _slope_sandwich(X: np.ndarray, y: np.ndarray, z: np.ndarray, groups: np.ndarray, beta: np.ndarray,
-                    cov_re: np.ndarray, scale: float) -> np.ndarray:
-    """The cluster-robust covariance of the fixed effects, sum over participants of X_i' V_i^-1 X_i (bread) and
-    u_i u_i' with u_i = X_i' V_i^-1 r_i (meat), V_i = Z_i G Z_i' + s2 I.  V_i depends only on the participant's
-    times (Z_i), and there are a handful of distinct patterns of times: each pattern's V_i^-1 is inverted once
-    and applied to all its participants at once (the same sums as a loop over participants, which costs
-    O(participants x rows) and dominated the statistics of a large study)."""
-    codes = pd.factorize(groups)[0]
-    n_groups, p = int(codes.max()) + 1, X.shape[1]
-    order = np.argsort(codes, kind="stable")  # each participant's rows together, in their original order
-    codes_o, x_o, z_o, r_o = codes[order], X[order], z[order], (y - X @ beta)[order]
-    starts = np.flatnonzero(np.r_[True, codes_o[1:] != codes_o[:-1]])
-    sizes = np.diff(np.r_[starts, len(codes_o)])
-    keys = pd.Series([tuple(z_o[a:a + k, 1]) for a, k in zip(starts, sizes)])  # each participant's times
-    bread, meat = np.zeros((p, p)), np.zeros((p, p))
-    for key, members in keys.groupby(keys, sort=False).groups.items():
-        members = np.asarray(members)
-        k = len(key)
-        zi = np.column_stack([np.ones(k), np.asarray(key, float)])
-        v_inv = np.linalg.inv(zi @ cov_re @ zi.T + scale * np.eye(k))
-        rows = starts[members][:, None] + np.arange(k)[None, :]  # (participants, k) row positions
-        xi, ri = x_o[rows], r_o[rows]  # (participants, k, p), (participants, k)
-        vx = np.einsum("ab,mbp->map", v_inv, xi)
-        bread += np.einsum("mak,map->kp", xi, vx)
-        u = np.einsum("map,ma->mp", vx, ri)
-        meat += u.T @ u
-    b_inv = np.linalg.inv(bread)
-    return n_groups / (n_groups - 1) * b_inv @ meat @ b_inv
+            res = mixed_slope.fit(X, y, groups, years)
+            cov_re, scale, hess = res["cov_re"], float(res["scale"]), res["hessian"]
+            np.linalg.inv(cov_re)  # MixedLM warns that the covariance is singular
+            pcov = np.linalg.inv(-hess)
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        return {"fit": None, "reason": f"the random-slope fit failed ({type(exc).__name__})"}
+    warned = np.min(np.abs(np.diag(cov_re))) < 0.01 or np.any(np.diag(hess) >= 0)  # MixedLM's two warnings
+    corr = cov_re[0, 1] / math.sqrt(cov_re[0, 0] * cov_re[1, 1]) if np.all(np.diag(cov_re) > 0) else 1.0
+    if not res["converged"] or warned or np.any(np.diag(cov_re) <= 1e-6 * scale) or abs(corr) > 0.99:
+        return {"fit": None, "reason": "the random-slope model did not converge or put its slope variance (or the "
+                                       "intercept-slope correlation) on the boundary"}
+    beta = res["params"]
+    robust = mixed_slope.sandwich(res["model"], beta, cov_re, scale)
+    return {"fit": {"params": beta, "bse": np.sqrt(np.diag(pcov)[:len(beta)]), "robust_bse": np.sqrt(np.diag(robust)),
+                    "scale": scale, "group_var": float(cov_re[0, 0]), "slope_var": float(cov_re[1, 1]),
+                    "cov_is": float(cov_re[0, 1])}, "reason": None}
 
 
 def holm(results: list[dict[str, Any]]) -> None:
