@@ -785,6 +785,19 @@ def wide_answers(primary: pd.DataFrame, outcome: str, skip: int) -> pd.DataFrame
 
 
 def summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
+    """Every statistic of the report (:func:`_summarise`), with one BLAS thread.
+
+    The models multiply tall, narrow matrices (rows x a dozen columns): a second BLAS thread gains little there,
+    and on a busy machine each product waits for it (a 90,000 x 9 matrix-vector product: 6.6 ms with OpenBLAS's
+    threads, 0.5 ms with one).  One thread also makes the numbers the same whatever the machine's cores (a
+    threaded sum may split differently)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _summarise(df, primary_timepoint)
+
+
+def _summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
     """Every statistic of the report, machine-readable (unsuppressed: :mod:`analysis.results` suppresses).
 
     Counts describe the primary data (``first_episodes``).  The estimand: the association of the alliance with
