@@ -564,9 +564,9 @@ def random_slope_reml(y: np.ndarray, X: np.ndarray, groups: np.ndarray, years: n
     unstructured 2x2 covariance of the two random effects), fitted by :mod:`analysis.mixed_slope`: statsmodels'
     MixedLM's criterion and standard errors, its algebra shared by each pattern of times.  ``fit`` is None, with
     the ``reason``, when the fit does not converge or would make MixedLM warn (a variance under 0.01: "on the
-    boundary"; a singular covariance; a Hessian not negative definite), or puts a variance or the correlation on
-    its boundary (the random slope is then not supported by the data and the random intercept is used).  Robust
-    SE: the cluster-robust sandwich by participant with the fitted V_i = Z_i G Z_i' + s2 I."""
+    boundary"; a Hessian not negative definite), or puts a variance or the correlation on its boundary (the
+    random slope is then not supported by the data and the random intercept is used).  Robust SE: the
+    cluster-robust sandwich by participant with the fitted V_i = Z_i G Z_i' + s2 I."""
     from . import mixed_slope
 
     try:
@@ -574,11 +574,11 @@ def random_slope_reml(y: np.ndarray, X: np.ndarray, groups: np.ndarray, years: n
             warnings.simplefilter("ignore")
             res = mixed_slope.fit(X, y, groups, years)
             cov_re, scale, hess = res["cov_re"], float(res["scale"]), res["hessian"]
-            np.linalg.inv(cov_re)  # MixedLM warns that the covariance is singular
             pcov = np.linalg.inv(-hess)
     except (np.linalg.LinAlgError, ValueError) as exc:
         return {"fit": None, "reason": f"the random-slope fit failed ({type(exc).__name__})"}
     warned = np.min(np.abs(np.diag(cov_re))) < 0.01 or np.any(np.diag(hess) >= 0)  # MixedLM's two warnings
+    # (a singular covariance, MixedLM's third, has a variance at 0 or a correlation of +-1: the rules below)
     corr = cov_re[0, 1] / math.sqrt(cov_re[0, 0] * cov_re[1, 1]) if np.all(np.diag(cov_re) > 0) else 1.0
     if not res["converged"] or warned or np.any(np.diag(cov_re) <= 1e-6 * scale) or abs(corr) > 0.99:
         return {"fit": None, "reason": "the random-slope model did not converge or put its slope variance (or the "
