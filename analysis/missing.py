@@ -101,26 +101,35 @@ def imputed_sets(frame: pd.DataFrame, m: int = IMPUTATIONS, seed: int = 20240, d
 
 
 def _pmm_step(x: np.ndarray, missing: np.ndarray, j: int, rng: np.random.Generator, donors: int) -> None:
-    a = np.delete(x, j, axis=1)
-    a = np.column_stack([np.ones(len(x)), a])
-    obs = ~missing
-    ao, yo = a[obs], x[obs, j]
+    obs_rows, missing_rows = np.flatnonzero(~missing), np.flatnonzero(missing)
+    ao, yo = _predictors(x, obs_rows, j)
     xtx_inv = np.linalg.pinv(ao.T @ ao)
     beta = xtx_inv @ (ao.T @ yo)
-    df = max(int(obs.sum()) - a.shape[1], 1)
+    df = max(len(obs_rows) - ao.shape[1], 1)
     resid = yo - ao @ beta
     sigma2 = float(resid @ resid) / rng.chisquare(df)
     cov = sigma2 * xtx_inv
     drawn = beta + rng.multivariate_normal(np.zeros(len(beta)), cov, method="svd")
-    fitted, wanted = ao @ beta, a[missing] @ drawn
+    fitted, wanted = ao @ beta, _predictors(x, missing_rows, j)[0] @ drawn
     order = np.argsort(fitted)  # the nearest donors lie within `donors` places of where each fits
     ranked = fitted[order]
     at = np.searchsorted(ranked, wanted)
     window = np.clip(at[:, None] + np.arange(-donors, donors)[None, :], 0, len(ranked) - 1)
-    nearest = np.take_along_axis(window, np.argsort(np.abs(ranked[window] - wanted[:, None]), axis=1),
-                                 axis=1)[:, :donors]
+    closest = np.argsort(np.abs(ranked[window] - wanted[:, None]), axis=1)[:, :donors]
+    nearest = np.take_along_axis(window, closest, axis=1)
     pick = nearest[np.arange(len(wanted)), rng.integers(0, nearest.shape[1], len(wanted))]
-    x[missing, j] = yo[order[pick]]
+    x[missing_rows, j] = yo[order[pick]]
+
+
+def _predictors(x: np.ndarray, rows: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """The intercept and every column but ``j`` of ``rows`` (C-ordered, as np.column_stack builds it), and column
+    ``j``, from one gather of the rows."""
+    xr = np.take(x, rows, axis=0)
+    a = np.empty_like(xr)
+    a[:, 0] = 1.0
+    a[:, 1:j + 1] = xr[:, :j]
+    a[:, j + 1:] = xr[:, j + 1:]
+    return a, np.ascontiguousarray(xr[:, j])
 
 
 def _slope(data: pd.DataFrame, outcome: str, predictors: list[str]) -> tuple[float, float, int]:

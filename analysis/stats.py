@@ -28,6 +28,7 @@ points.
 """
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -238,12 +239,26 @@ def _exog(data: pd.DataFrame, terms: list[str]) -> pd.DataFrame:
     return x.drop(columns="Intercept")
 
 
+@functools.cache
+def _logit_ordered() -> type:
+    """statsmodels' OrderedModel (logit) with the logistic cdf evaluated by ``scipy.special.expit``, the function
+    ``scipy.stats.logistic.cdf`` itself ends in: the same values, without the distribution's argument checks, which
+    took three quarters of each of the thousand-odd log-likelihood evaluations of a fit (numerical gradient and
+    Hessian)."""
+    from scipy.special import expit
+    from statsmodels.miscmodels.ordinal_model import OrderedModel
+
+    class LogitOrdered(OrderedModel):
+        def cdf(self, x):
+            return expit(x)
+
+    return LogitOrdered
+
+
 def ordinal(df: pd.DataFrame, outcome: str, adjust: bool | list[str] = False, sd: float | None = None) -> dict[str, Any]:
     """Proportional-odds (ordinal logistic) regression: odds ratio per SD for a better rating, with a Brant test
     of proportional odds for the alliance (``brant``: the odds ratio of each cut point's binary logistic regression
     and the Wald test that they are equal)."""
-    from statsmodels.miscmodels.ordinal_model import OrderedModel
-
     data, terms = _design(df, outcome, adjust, sd)
     name = _name("Proportional-odds logistic regression", terms)
     if len(data) < 10 or data[outcome].nunique() < 2:
@@ -252,7 +267,7 @@ def ordinal(df: pd.DataFrame, outcome: str, adjust: bool | list[str] = False, sd
         warnings.simplefilter("ignore")
         try:
             y = pd.Series(pd.Categorical(data[outcome].astype(int), ordered=True), index=data.index)
-            fit = OrderedModel(y, _exog(data, terms), distr="logit").fit(method="bfgs", disp=False, maxiter=500)
+            fit = _logit_ordered()(y, _exog(data, terms), distr="logit").fit(method="bfgs", disp=False, maxiter=500)
         except Exception as exc:
             return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD",
                            error=f"{type(exc).__name__}: {exc}")
@@ -545,44 +560,33 @@ MIXED_SLOPE_TEST = "Linear mixed model (random intercept and slope on time per p
 
 
 def random_slope_reml(y: np.ndarray, X: np.ndarray, groups: np.ndarray, years: np.ndarray) -> dict[str, Any]:
-    """The mixed model with a random intercept and a random slope on time (``years``) per participant, by
-    statsmodels' MixedLM (REML, an unstructured 2x2 covariance of the two random effects).  ``fit`` is None, with
-    the ``reason``, when the fit does not converge, warns, or puts a variance or the correlation on its boundary
-    (the random slope is then not supported by the data and the random intercept is used).  Robust SE: the
+    """The mixed model with a random intercept and a random slope on time (``years``) per participant (REML, an
+    unstructured 2x2 covariance of the two random effects), fitted by :mod:`analysis.mixed_slope`: statsmodels'
+    MixedLM's criterion and standard errors, its algebra shared by each pattern of times.  ``fit`` is None, with
+    the ``reason``, when the fit does not converge or would make MixedLM warn (a variance under 0.01: "on the
+    boundary"; a Hessian not negative definite), or puts a variance or the correlation on its boundary (the
+    random slope is then not supported by the data and the random intercept is used).  Robust SE: the
     cluster-robust sandwich by participant with the fitted V_i = Z_i G Z_i' + s2 I."""
-    from statsmodels.regression.mixed_linear_model import MixedLM
+    from . import mixed_slope
 
-    z = np.column_stack([np.ones(len(y)), years])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            res = MixedLM(y, X, groups=groups, exog_re=z).fit(reml=True)
-        except (np.linalg.LinAlgError, ValueError) as exc:
-            return {"fit": None, "reason": f"the random-slope fit failed ({type(exc).__name__})"}
-    cov_re = np.asarray(res.cov_re, float)
-    problems = [w for w in caught if issubclass(w.category, Warning) and (
-        "converge" in str(w.message).lower() or "boundary" in str(w.message).lower()
-        or "singular" in str(w.message).lower() or "hessian" in str(w.message).lower())]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = mixed_slope.fit(X, y, groups, years)
+            cov_re, scale, hess = res["cov_re"], float(res["scale"]), res["hessian"]
+            pcov = np.linalg.inv(-hess)
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        return {"fit": None, "reason": f"the random-slope fit failed ({type(exc).__name__})"}
+    warned = np.min(np.abs(np.diag(cov_re))) < 0.01 or np.any(np.diag(hess) >= 0)  # MixedLM's two warnings
+    # (a singular covariance, MixedLM's third, has a variance at 0 or a correlation of +-1: the rules below)
     corr = cov_re[0, 1] / math.sqrt(cov_re[0, 0] * cov_re[1, 1]) if np.all(np.diag(cov_re) > 0) else 1.0
-    if not res.converged or problems or np.any(np.diag(cov_re) <= 1e-6 * res.scale) or abs(corr) > 0.99:
+    if not res["converged"] or warned or np.any(np.diag(cov_re) <= 1e-6 * scale) or abs(corr) > 0.99:
         return {"fit": None, "reason": "the random-slope model did not converge or put its slope variance (or the "
                                        "intercept-slope correlation) on the boundary"}
-    beta = np.asarray(res.fe_params, float)
-    codes = pd.factorize(groups)[0]
-    p = X.shape[1]
-    bread, meat = np.zeros((p, p)), np.zeros((p, p))
-    for i in range(codes.max() + 1):
-        rows = codes == i
-        xi, zi, ri = X[rows], z[rows], y[rows] - X[rows] @ beta
-        v_inv = np.linalg.inv(zi @ cov_re @ zi.T + res.scale * np.eye(int(rows.sum())))
-        bread += xi.T @ v_inv @ xi
-        u = xi.T @ v_inv @ ri
-        meat += np.outer(u, u)
-    n_groups = codes.max() + 1
-    b_inv = np.linalg.inv(bread)
-    robust = n_groups / (n_groups - 1) * b_inv @ meat @ b_inv
-    return {"fit": {"params": beta, "bse": np.asarray(res.bse_fe, float), "robust_bse": np.sqrt(np.diag(robust)),
-                    "scale": float(res.scale), "group_var": float(cov_re[0, 0]), "slope_var": float(cov_re[1, 1]),
+    beta = res["params"]
+    robust = mixed_slope.sandwich(res["model"], beta, cov_re, scale)
+    return {"fit": {"params": beta, "bse": np.sqrt(np.diag(pcov)[:len(beta)]), "robust_bse": np.sqrt(np.diag(robust)),
+                    "scale": scale, "group_var": float(cov_re[0, 0]), "slope_var": float(cov_re[1, 1]),
                     "cov_is": float(cov_re[0, 1])}, "reason": None}
 
 
@@ -781,6 +785,19 @@ def wide_answers(primary: pd.DataFrame, outcome: str, skip: int) -> pd.DataFrame
 
 
 def summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
+    """Every statistic of the report (:func:`_summarise`), with one BLAS thread.
+
+    The models multiply tall, narrow matrices (rows x a dozen columns): a second BLAS thread gains little there,
+    and on a busy machine each product waits for it (a 90,000 x 9 matrix-vector product: 6.6 ms with OpenBLAS's
+    threads, 0.5 ms with one).  One thread also makes the numbers the same whatever the machine's cores (a
+    threaded sum may split differently)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _summarise(df, primary_timepoint)
+
+
+def _summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
     """Every statistic of the report, machine-readable (unsuppressed: :mod:`analysis.results` suppresses).
 
     Counts describe the primary data (``first_episodes``).  The estimand: the association of the alliance with
