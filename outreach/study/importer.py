@@ -32,8 +32,9 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy import Table, exists, func, insert, select, update
@@ -46,6 +47,7 @@ from ..db import audit
 from .instrument import Instrument, load_instrument
 from ..care.checkins import rate_at_discharge
 from ..models import AllianceRating, Answer, Episode, FollowUp, Patient
+from ..pg_copy import CannotFormat, copy_text
 from ..phones import Phone, mask, read_phone, split_extension, zone_for
 from ..messaging.opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
 
@@ -815,6 +817,12 @@ def _chunks(seq: list, size: int = CHUNK) -> Iterable[list]:
         yield seq[i: i + size]
 
 
+def _numbered_chunks(seq: list, size: int = CHUNK) -> Iterable[tuple[int, list]]:
+    """(the index of its first item, the chunk) of each chunk of ``seq``."""
+    for i in range(0, len(seq), size):
+        yield i, seq[i: i + size]
+
+
 class _Stay(NamedTuple):
     """An episode as stored."""
     pk: int
@@ -1020,33 +1028,36 @@ def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, 
     if progress is not None:
         progress.start(2, len(plan.new_patients) + len(plan.new_episodes) + len(plan.patient_updates)
                        + len(plan.episode_updates))
-    # New rows go straight into their tables, each chunk's ids taken just before it is written (_new_ids), so that
-    # stays and ratings name their patient and stay without a lookup: COPY on PostgreSQL, the driver's executemany
-    # on SQLite, no per-row work in SQLAlchemy.  Patients, then stays with their ratings, WRITE_CHUNK rows a
-    # statement, a progress report after each.
+    # New rows go straight into their tables, their ids taken beforehand (_new_ids), so that stays and ratings name
+    # their patient and stay without a lookup: one COPY a table on PostgreSQL (the server takes each block of rows
+    # while the next is made), the driver's executemany on SQLite, no per-row work in SQLAlchemy.  Patients, stays,
+    # then ratings, WRITE_CHUNK rows a block, a progress report after each.
     now = utcnow()
     pk_of = {pid: person.pk for pid, person in plan.people.items()}
-    patient_columns = ["id", "patient_id", *PATIENT_FIELDS]
-    for chunk in _chunks(list(plan.new_patients.items()), WRITE_CHUNK):
-        pk_of.update(zip([pid for pid, _ in chunk], _new_ids(session, Patient.__table__, len(chunk))))
-        _bulk_insert(session, Patient.__table__, patient_columns,
-                     [(pk_of[pid], pid, *[rec[f] for f in PATIENT_FIELDS]) for pid, rec in chunk],
-                     same={"phone_valid": True, "created_at": now, "updated_at": now})
-        _advance(progress, len(chunk))
-    stay_columns = ["id", "patient_id", "site_episode_id", *EPISODE_FIELDS]
-    rating_columns = ["id", "episode_id", "instrument", "items", "mean_score", "subscale_scores"]
+    new_patients = list(plan.new_patients)
+    pk_of.update(zip(new_patients, _new_ids(session, Patient.__table__, len(new_patients))))
+    with _writing(session, Patient.__table__, ["id", "patient_id", *PATIENT_FIELDS],
+                  same={"phone_valid": True, "created_at": now, "updated_at": now}) as write:
+        for chunk in _chunks(new_patients, WRITE_CHUNK):
+            write([[pk_of[pid] for pid in chunk], chunk,
+                   *_fields([plan.new_patients[pid] for pid in chunk], PATIENT_FIELDS)])
+            _advance(progress, len(chunk))
+    stay_ids = _new_ids(session, Episode.__table__, len(plan.new_episodes))
+    with _writing(session, Episode.__table__, ["id", "patient_id", "site_episode_id", *EPISODE_FIELDS],
+                  same={"created_at": now, "updated_at": now}) as write:
+        for start, chunk in _numbered_chunks(plan.new_episodes, WRITE_CHUNK):
+            patients, *fields = _fields(chunk, ["patient_id", "episode_id", *EPISODE_FIELDS])
+            write([stay_ids[start: start + len(chunk)], [pk_of[pid] for pid in patients], *fields])
+            _advance(progress, len(chunk) // 2)
+    rating_ids = _new_ids(session, AllianceRating.__table__, len(plan.new_episodes))
     as_json = _JsonCache()  # items and scores as stored (JSON text), once per distinct set of answers
-    for chunk in _chunks(plan.new_episodes, WRITE_CHUNK):
-        ids = _new_ids(session, Episode.__table__, len(chunk))
-        _bulk_insert(session, Episode.__table__, stay_columns,
-                     [(pk, pk_of[rec["patient_id"]], rec["episode_id"], *[rec[f] for f in EPISODE_FIELDS])
-                      for pk, rec in zip(ids, chunk)], same={"created_at": now, "updated_at": now})
-        _advance(progress, len(chunk) // 2)
-        _bulk_insert(session, AllianceRating.__table__, rating_columns,
-                     [(rating_pk, pk, instrument.name, *as_json(rec))
-                      for rating_pk, pk, rec in zip(_new_ids(session, AllianceRating.__table__, len(chunk)), ids, chunk)],
-                     same={"created_at": now, "updated_at": now}, serialized={"items", "subscale_scores"})
-        _advance(progress, len(chunk) - len(chunk) // 2)
+    with _writing(session, AllianceRating.__table__, ["id", "episode_id", "items", "mean_score", "subscale_scores"],
+                  same={"instrument": instrument.name, "created_at": now, "updated_at": now},
+                  serialized={"items", "subscale_scores"}) as write:
+        for start, chunk in _numbered_chunks(plan.new_episodes, WRITE_CHUNK):
+            end = start + len(chunk)
+            write([rating_ids[start: end], stay_ids[start: end], *zip(*map(as_json, chunk))])
+            _advance(progress, len(chunk) - len(chunk) // 2)
     for chunk in _chunks(plan.patient_updates, WRITE_CHUNK):
         session.execute(update(Patient), [
             # A new number gets a fresh chance; an unchanged one keeps what Twilio said about it.
@@ -1137,6 +1148,11 @@ class _JsonCache:
         return items, rec["mean_score"], subscales
 
 
+def _fields(records: list[dict[str, Any]], names: list[str]) -> list[tuple]:
+    """The values of each of ``names`` in ``records``: one tuple a name."""
+    return list(zip(*map(itemgetter(*names), records))) if len(names) > 1 else [tuple(r[names[0]] for r in records)]
+
+
 def _new_ids(session: Session, table: Table, count: int) -> list[int]:
     """``count`` new primary keys for ``table``, increasing: from its sequence on PostgreSQL (safe beside other
     writers); on SQLite past the largest id, which no one else can add to while this transaction writes (SQLite
@@ -1154,20 +1170,21 @@ def _new_ids(session: Session, table: Table, count: int) -> list[int]:
     return list(range(first, first + count))
 
 
-def _bulk_insert(session: Session, table: Table, columns: list[str], rows: list[tuple], *,
-                 same: dict[str, Any] | None = None, serialized: set[str] = frozenset()) -> None:
-    """Insert ``rows`` (tuples of ``columns``, then the values of ``same``, one for every row) in one round trip:
-    COPY on PostgreSQL; on SQLite the driver's executemany, each value written as SQLAlchemy's type for the column
-    writes it (``serialized`` columns are JSON text already)."""
+@contextmanager
+def _writing(session: Session, table: Table, names: list[str], *, same: dict[str, Any] | None = None,
+             serialized: set[str] = frozenset()) -> Iterator[Callable[[list[Sequence]], None]]:
+    """``write(columns)``, to be called with each block of rows to insert, given as the values of each of ``names``
+    (one sequence a name, all of one length; the values of ``same`` are added to every row): one COPY on
+    PostgreSQL for all the blocks, its text made by :func:`outreach.pg_copy.copy_text`; on SQLite the driver's
+    executemany for each block, each value written as SQLAlchemy's type for the column writes it (``serialized``
+    columns are JSON text already)."""
     same = same or {}
-    names = [*columns, *same]
+    statement_names = ", ".join([*names, *same])
     conn = session.connection()
     if conn.dialect.name == "postgresql":  # through psycopg's own connection, the one this transaction is on
-        extra = tuple(same.values())
         with conn.connection.driver_connection.cursor() as cursor:
-            with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row + extra)
+            with cursor.copy(f"COPY {table.name} ({statement_names}) FROM STDIN") as copy:
+                yield _copy_writer(copy, table, names, same)
         return
     dialect = conn.dialect
 
@@ -1176,13 +1193,36 @@ def _bulk_insert(session: Session, table: Table, columns: list[str], rows: list[
         return None if fn is None else _memoised(fn)
 
     extra = tuple(fn(v) if (fn := processor(c)) else v for c, v in same.items())
-    procs = [(i, fn) for i, c in enumerate(columns) if (fn := processor(c)) is not None]
-    if procs:
-        rows = [_processed(row, procs) + extra for row in rows]
-    else:
-        rows = [row + extra for row in rows]
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                         rows)
+    procs = [(i, fn) for i, c in enumerate(names) if (fn := processor(c)) is not None]
+    statement = f"INSERT INTO {table.name} ({statement_names}) VALUES ({', '.join('?' * (len(names) + len(same)))})"
+
+    def write(columns: list[Sequence]) -> None:
+        rows = list(zip(*columns))
+        if rows:
+            conn.exec_driver_sql(statement, [_processed(row, procs) + extra for row in rows] if procs
+                                 else [row + extra for row in rows])
+
+    yield write
+
+
+def _copy_writer(copy: Any, table: Table, names: list[str], same: dict[str, Any]) -> Callable[[list[Sequence]], None]:
+    """``write(columns)`` into a COPY: as text of our own making, unless a value is one it does not write (then that
+    block and every later one through the driver's write_row, which buffers its rows: no text may follow them)."""
+    extra = tuple(same.values())
+    by_driver = False
+
+    def write(columns: list[Sequence]) -> None:
+        nonlocal by_driver
+        if not by_driver:
+            try:
+                copy.write(copy_text(table, names, columns, same))
+                return
+            except CannotFormat:  # the driver writes it, or refuses it in its own words
+                by_driver = True
+        for row in zip(*columns):
+            copy.write_row(row + extra)
+
+    return write
 
 
 def _memoised(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
