@@ -578,8 +578,8 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
             last = reader.line_num
             continue
         last = reader.line_num
-        if not raw or all(not cell.strip() for cell in raw):
-            continue  # blank line
+        if not raw or not "".join(raw).strip():
+            continue  # blank line: every cell empty or white space
         if last > start and _swallows_rows(raw, separator):
             at = next(i for i, cell in enumerate(raw) if "\n" in cell and separator in cell)
             column = names[at] if at < len(names) else "row"
