@@ -29,7 +29,7 @@ import gc
 import io
 import json
 import re
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from operator import itemgetter
@@ -70,6 +70,9 @@ CHUNK = 2000
 # of the file's patient_ids, each row matched to its stay.
 SHARED_PHONES, LOAD_PEOPLE, MATCH_ROWS = (0.0, 0.2), (0.2, 0.7), (0.7, 1.0)
 WRITE_CHUNK = 5000  # rows per insert, per id lookup and per progress report while writing
+# Rows a COPY statement on PostgreSQL: the server checks their keys when the statement ends, and the job's progress
+# stands still meanwhile (a second or more for a whole table's 100,000 rows under load).
+COPY_ROWS = 25_000
 READ_REPORT = 2000  # rows read, checked or matched between two progress reports (a fraction of a second)
 
 
@@ -1052,8 +1055,8 @@ def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, 
         progress.start(2, len(plan.new_patients) + len(plan.new_episodes) + len(plan.patient_updates)
                        + len(plan.episode_updates))
     # New rows go straight into their tables, their ids taken beforehand (_new_ids), so that stays and ratings name
-    # their patient and stay without a lookup: one COPY a table on PostgreSQL (the server takes each block of rows
-    # while the next is made), the driver's executemany on SQLite, no per-row work in SQLAlchemy.  Patients, stays,
+    # their patient and stay without a lookup: a COPY for COPY_ROWS rows on PostgreSQL (the server takes each block
+    # of rows while the next is made), the driver's executemany on SQLite, no per-row work in SQLAlchemy.  Patients, stays,
     # then ratings, WRITE_CHUNK rows a block, a progress report after each.
     now = utcnow()
     pk_of = {pid: person.pk for pid, person in plan.people.items()}
@@ -1197,17 +1200,27 @@ def _new_ids(session: Session, table: Table, count: int) -> list[int]:
 def _writing(session: Session, table: Table, names: list[str], *, same: dict[str, Any] | None = None,
              serialized: set[str] = frozenset()) -> Iterator[Callable[[list[Sequence]], None]]:
     """``write(columns)``, to be called with each block of rows to insert, given as the values of each of ``names``
-    (one sequence a name, all of one length; the values of ``same`` are added to every row): one COPY on
-    PostgreSQL for all the blocks, its text made by :func:`outreach.pg_copy.copy_text`; on SQLite the driver's
+    (one sequence a name, all of one length; the values of ``same`` are added to every row): on PostgreSQL a COPY
+    for up to COPY_ROWS rows of blocks, its text made by :func:`outreach.pg_copy.copy_text`; on SQLite the driver's
     executemany for each block, each value written as SQLAlchemy's type for the column writes it (``serialized``
     columns are JSON text already)."""
     same = same or {}
     statement_names = ", ".join([*names, *same])
     conn = session.connection()
     if conn.dialect.name == "postgresql":  # through psycopg's own connection, the one this transaction is on
-        with conn.connection.driver_connection.cursor() as cursor:
-            with cursor.copy(f"COPY {table.name} ({statement_names}) FROM STDIN") as copy:
-                yield _copy_writer(copy, table, names, same)
+        statement = f"COPY {table.name} ({statement_names}) FROM STDIN"
+        with conn.connection.driver_connection.cursor() as cursor, ExitStack() as open_copy:
+            write, rows = None, 0
+
+            def write_blocks(columns: list[Sequence]) -> None:
+                nonlocal write, rows
+                if write is None or rows >= COPY_ROWS:
+                    open_copy.close()  # the statement before, if any, ends: the server checks its rows' keys
+                    write, rows = _copy_writer(open_copy.enter_context(cursor.copy(statement)), table, names, same), 0
+                write(columns)
+                rows += len(columns[0])
+
+            yield write_blocks
         return
     dialect = conn.dialect
 
