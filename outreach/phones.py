@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import NamedTuple
 
 import phonenumbers
@@ -21,9 +21,14 @@ _LETTER = re.compile(r"[^\W\d_]")
 _TRAILING_WORD = re.compile(r"[^\W\d_]+[\s.]*$")
 
 
+# Every way of writing an extension above has one of these characters: a cell without any has none (one quick scan;
+# the search for an extension tries its pattern at every character of the cell).
+_EXTENSION_MARK = re.compile("[xXpP#]")
+
+
 def split_extension(text: str) -> tuple[str, str | None]:
     """(the number, its extension or None) of a phone cell such as ``416 555 0123 ext 12``."""
-    m = _EXTENSION.search(text)
+    m = _EXTENSION.search(text) if _EXTENSION_MARK.search(text) else None
     return (text[: m.start()], m.group(1)) if m else (text, None)
 
 
@@ -43,10 +48,16 @@ class Phone(NamedTuple):
 
 def read_phone(raw: str, region: str) -> Phone:
     """:func:`parse_phone`, :func:`zone_for` and :func:`why_not_textable` of ``raw``, the number parsed once (the
-    phone library's parsing and validation are most of an import's time)."""
-    number = _parse(raw, region)
-    e164 = _e164(number)
-    return Phone(e164, _zone_of(number), why_not_textable(e164, region))
+    phone library's parsing and validation are most of an import's time).  A plain North American cell that is
+    valid by the quick check (nearly every cell of a North American study) is read from its digits alone; any
+    other goes through :func:`_parse`, which says what is wrong with it."""
+    digits = _plain_north_american_digits(raw.strip().lstrip("'").strip(), region)
+    if digits is not None and _surely_valid(digits, 1, region):
+        e164 = "+1" + digits  # as the library formats the number it would have read: cells of that shape have
+        # no extension, no letter and no national prefix left
+    else:
+        e164 = _e164(_parse(raw, region))
+    return Phone(e164, _zone_of_e164(e164), why_not_textable(e164, region))
 
 
 def _e164(number: phonenumbers.PhoneNumber) -> str:
@@ -89,12 +100,17 @@ def _country_code_of(region: str) -> int:
 
 
 def _plain_north_american(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+    digits = _plain_north_american_digits(text, region)
+    return None if digits is None else phonenumbers.PhoneNumber(country_code=1, national_number=int(digits))
+
+
+def _plain_north_american_digits(text: str, region: str) -> str | None:
+    """The ten digits (area code, exchange, line) of a plain North American cell in a region of country code 1, or
+    None.  They are the number's national significant number: the area code does not start with 0."""
     if _country_code_of(region) != 1:
         return None
     m = _NANP_CELL.fullmatch(text)
-    if m is None:
-        return None
-    return phonenumbers.PhoneNumber(country_code=1, national_number=int(m[1] + m[2] + m[3]))
+    return None if m is None else m[1] + m[2] + m[3]
 
 
 def is_valid(number: phonenumbers.PhoneNumber, region: str) -> bool:
@@ -106,12 +122,19 @@ def is_valid(number: phonenumbers.PhoneNumber, region: str) -> bool:
     ``region`` is valid in the region found, unless a region tried before ``region`` (or ``region`` itself) goes
     by leading digits and they decide otherwise; only then, and for every number not valid in ``region``, is the
     library's own answer asked for."""
-    if _valid_for_region(number, region):
-        claimed_first, own = _leading_digits(number.country_code, region)
-        nsn = phonenumbers.national_significant_number(number)
-        if (claimed_first is None or not claimed_first.match(nsn)) and (own is None or own.match(nsn)):
-            return True
-    return phonenumbers.is_valid_number(number)
+    return (_surely_valid(phonenumbers.national_significant_number(number), number.country_code, region)
+            or phonenumbers.is_valid_number(number))
+
+
+def _surely_valid(nsn: str, country_code: int, region: str) -> bool:
+    """True when the number of ``country_code`` and national significant number ``nsn`` is valid in ``region``
+    and no region the library tries before it can decide otherwise (see :func:`is_valid`); False when only the
+    library can say."""
+    rules = _region_rules(region)
+    if rules is None or not _valid_nsn_for_region(nsn, country_code, rules):
+        return False
+    claimed_first, own = _leading_digits(country_code, region)
+    return (claimed_first is None or not claimed_first.match(nsn)) and (own is None or own.match(nsn) is not None)
 
 
 # The kinds of number the library tells apart: a number is valid for a region when its general pattern and the
@@ -151,9 +174,13 @@ def _valid_for_region(number: phonenumbers.PhoneNumber, region: str) -> bool:
     rules = _region_rules(region)
     if rules is None:
         return phonenumbers.is_valid_number_for_region(number, region)
-    if number.country_code != rules.country_code:
+    return _valid_nsn_for_region(phonenumbers.national_significant_number(number), number.country_code, rules)
+
+
+def _valid_nsn_for_region(nsn: str, country_code: int, rules: _RegionRules) -> bool:
+    """:func:`_valid_for_region` of the number of ``country_code`` and national significant number ``nsn``."""
+    if country_code != rules.country_code:
         return False
-    nsn = phonenumbers.national_significant_number(number)
     length = len(nsn)
     if rules.lengths and length not in rules.lengths:
         return False
@@ -210,20 +237,30 @@ def _not_textable_patterns(country_code: int) -> tuple[tuple[re.Pattern, str], .
     return tuple(found)
 
 
+@lru_cache(maxsize=256)
+def _any_not_textable(country_code: int) -> re.Pattern:
+    """The patterns of :func:`_not_textable_patterns` as one: a number matches it when it matches one of them."""
+    return re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _not_textable_patterns(country_code)))
+
+
 def why_not_textable(e164: str, region: str) -> str | None:
     """Why texts may not reach ``e164`` (a kind of number that cannot receive them, or another country's number
     in a study of ``region``), or None."""
     # Country codes are prefix-free: the first 1 to 3 digits that are one (cheaper than parsing the number again).
     digits = e164.lstrip("+")
-    country_code = next((int(digits[:n]) for n in (1, 2, 3) if int(digits[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE),
-                        None)
-    if country_code is None:
+    for n in (1, 2, 3):
+        country_code = int(digits[:n])
+        if country_code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
         return None
     national = digits[len(str(country_code)):]
-    for pattern, words in _not_textable_patterns(country_code):
-        if pattern.fullmatch(national):
-            return f"is a {words} number, which cannot receive texts"
-    if country_code != phonenumbers.country_code_for_region(region):
+    patterns = _not_textable_patterns(country_code)
+    if patterns and _any_not_textable(country_code).fullmatch(national):  # one of them, found as the loop finds it
+        for pattern, words in patterns:
+            if pattern.fullmatch(national):
+                return f"is a {words} number, which cannot receive texts"
+    if country_code != _country_code_of(region):
         return f"is a number of another country (+{country_code}): check that texts can reach it"
     return None
 
@@ -254,5 +291,30 @@ def zone_for(e164: str) -> str | None:
 
 
 def _zone_of(number: phonenumbers.PhoneNumber) -> str | None:
-    zones = pn_timezone.time_zones_for_geographical_number(number)
-    return zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None
+    return _zone_of_e164(_e164(number))
+
+
+def _zone_of_e164(e164: str) -> str | None:
+    """The zone of :func:`zone_for` from the E.164 text: ``phonenumbers.timezone.time_zones_for_geographical_number``
+    looks up the longest prefix of its digits (up to TIMEZONE_LONGEST_PREFIX) in its table.  No key of the table
+    is longer than the first n digits that begin none longer (4 for most North American numbers: +1 and the area
+    code), so the answer depends on those only, and is kept for each."""
+    digits = e164[1: 1 + pn_timezone.TIMEZONE_LONGEST_PREFIX]
+    begin_longer = _zone_keys_begun()
+    n = 1
+    while n < len(digits) and digits[:n] in begin_longer:
+        n += 1
+    return _zone_of_prefix(digits[:n])
+
+
+@cache
+def _zone_keys_begun() -> frozenset[str]:
+    """Every proper beginning of a key of the phone library's time zone table."""
+    return frozenset(key[:n] for key in pn_timezone.TIMEZONE_DATA for n in range(1, len(key)))
+
+
+@lru_cache(maxsize=65536)
+def _zone_of_prefix(digits: str) -> str | None:
+    zones = next((pn_timezone.TIMEZONE_DATA[digits[:n]] for n in range(len(digits), 0, -1)
+                  if digits[:n] in pn_timezone.TIMEZONE_DATA), None)
+    return zones[0] if zones is not None and len(zones) == 1 and zones[0] != "Etc/Unknown" else None

@@ -148,3 +148,45 @@ def test_validity_for_a_region_is_the_librarys_near_each_regions_own_example_num
                 assert _valid_for_region(number, region) == expected, (region, kind, v)
                 checked, valid = checked + 1, valid + expected
     assert checked > 5000 and valid > checked / 3  # the check saw many valid numbers, not only refusals
+
+
+def _textable_as_before(e164: str, region: str) -> str | None:
+    """why_not_textable as it was written before its patterns were tried as one."""
+    from outreach.phones import _not_textable_patterns
+
+    digits = e164.lstrip("+")
+    country_code = next((int(digits[:n]) for n in (1, 2, 3)
+                         if int(digits[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE), None)
+    if country_code is None:
+        return None
+    national = digits[len(str(country_code)):]
+    for pattern, words in _not_textable_patterns(country_code):
+        if pattern.fullmatch(national):
+            return f"is a {words} number, which cannot receive texts"
+    if country_code != phonenumbers.country_code_for_region(region):
+        return f"is a number of another country (+{country_code}): check that texts can reach it"
+    return None
+
+
+@pytest.mark.parametrize("region", [*NANP_REGIONS, "GB", "FR"])
+def test_read_phone_says_what_the_general_reading_and_the_library_say(region):
+    """read_phone reads a plain North American cell from its digits, and its zone from a table of prefixes: the same
+    number, zone, reason it cannot receive texts, or problem, as the general reading with the library's zone."""
+    from phonenumbers import timezone
+
+    from outreach import phones
+
+    cells = _cells(random.Random(f"{region}-read")) + CELLS + [
+        "+1 800 555 0199", "1-888-555-0123", "(900) 555-0123", "+44 7700 900123", "+33 6 12 34 56 78", "+1 416 555 0123"]
+    for cell in cells:
+        try:
+            number = phones._parse(cell, region)
+        except PhoneError as exc:
+            with pytest.raises(PhoneError) as again:
+                read_phone(cell, region)
+            assert str(again.value) == str(exc), cell
+            continue
+        e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        zones = timezone.time_zones_for_geographical_number(number)
+        zone = zones[0] if len(zones) == 1 and zones[0] != "Etc/Unknown" else None
+        assert read_phone(cell, region) == (e164, zone, _textable_as_before(e164, region)), cell

@@ -29,14 +29,15 @@ import gc
 import io
 import json
 import re
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 from zoneinfo import ZoneInfo, available_timezones
 
-from sqlalchemy import Table, exists, func, insert, select, update
+from sqlalchemy import Table, Text, cast, exists, func, insert, select, update
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
 
@@ -46,6 +47,7 @@ from ..db import audit
 from .instrument import Instrument, load_instrument
 from ..care.checkins import rate_at_discharge
 from ..models import AllianceRating, Answer, Episode, FollowUp, Patient
+from ..pg_copy import CannotFormat, copy_text
 from ..phones import Phone, mask, read_phone, split_extension, zone_for
 from ..messaging.opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
 
@@ -68,6 +70,9 @@ CHUNK = 2000
 # of the file's patient_ids, each row matched to its stay.
 SHARED_PHONES, LOAD_PEOPLE, MATCH_ROWS = (0.0, 0.2), (0.2, 0.7), (0.7, 1.0)
 WRITE_CHUNK = 5000  # rows per insert, per id lookup and per progress report while writing
+# Rows a COPY statement on PostgreSQL: the server checks their keys when the statement ends, and the job's progress
+# stands still meanwhile (a second or more for a whole table's 100,000 rows under load).
+COPY_ROWS = 25_000
 READ_REPORT = 2000  # rows read, checked or matched between two progress reports (a fraction of a second)
 
 
@@ -576,8 +581,8 @@ def read_rows(text: str, instrument: Instrument, validate: RowValidator,
             last = reader.line_num
             continue
         last = reader.line_num
-        if not raw or all(not cell.strip() for cell in raw):
-            continue  # blank line
+        if not raw or not "".join(raw).strip():
+            continue  # blank line: every cell empty or white space
         if last > start and _swallows_rows(raw, separator):
             at = next(i for i, cell in enumerate(raw) if "\n" in cell and separator in cell)
             column = names[at] if at < len(names) else "row"
@@ -668,8 +673,8 @@ def _shared_phones(session: Session, rows: list[_Row], progress: _Progress | Non
         progress.start(1, len(holders), SHARED_PHONES)
     for chunk in _chunks(list(holders), WRITE_CHUNK):
         _advance(progress, len(chunk))
-        for pid, phone in session.execute(select(Patient.patient_id, Patient.phone)
-                                          .where(in_values(session, Patient.phone, chunk))):
+        for pid, phone in _plain_rows(session, select(Patient.patient_id, Patient.phone)
+                                      .where(in_values(session, Patient.phone, chunk))):
             if pid in latest and latest[pid][1] != phone:
                 continue  # this file moves them to another phone
             holders[phone].add(pid)
@@ -718,12 +723,19 @@ def import_discharges(session: Session, path: Path, settings: Settings, *, skip_
 def _rows_kept_out_of_gc() -> Iterator[None]:
     """The parsed rows live for the whole import; without this the garbage collector rescans all of
     them at every full collection (a third of a 100,000-row re-import's time, and pauses of seconds while the
-    rows are read: :func:`read_rows` freezes what it has read every READ_REPORT rows)."""
+    rows are read: :func:`read_rows` freezes what it has read every READ_REPORT rows).  The collector is also
+    paused until the import ends: its 2,800 passes over the young objects of a 100,000-row import (each block
+    of rows matched or written makes tens of thousands) took 1.5 s and found about a thousand objects to free,
+    which it frees after the import; everything else is freed by reference counting as it goes."""
+    enabled = gc.isenabled()
     gc.freeze()
+    gc.disable()
     try:
         yield
     finally:
         gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 def _import_rows(session: Session, path: Path, instrument: Instrument, names: list[str],
@@ -818,6 +830,12 @@ def _chunks(seq: list, size: int = CHUNK) -> Iterable[list]:
         yield seq[i: i + size]
 
 
+def _numbered_chunks(seq: list, size: int = CHUNK) -> Iterable[tuple[int, list]]:
+    """(the index of its first item, the chunk) of each chunk of ``seq``."""
+    for i in range(0, len(seq), size):
+        yield i, seq[i: i + size]
+
+
 class _Stay(NamedTuple):
     """An episode as stored."""
     pk: int
@@ -860,34 +878,50 @@ def _withdrawn_ids(session: Session, patient_ids: list[str]) -> set[str]:
     """The study ids among ``patient_ids`` of participants who withdrew from the study."""
     found: set[str] = set()
     for chunk in _chunks(patient_ids, WRITE_CHUNK):
-        found.update(session.scalars(select(Patient.patient_id).where(Patient.withdrawn_at.is_not(None),
-                                                                      in_values(session, Patient.patient_id, chunk))))
+        found.update(_plain_rows(session, select(Patient.patient_id).where(
+            Patient.withdrawn_at.is_not(None), in_values(session, Patient.patient_id, chunk))).scalars())
     return found
 
 
+def _plain_rows(session: Session, statement: Any) -> Any:
+    """The result of ``statement`` on the session's connection, its rows plain tuples: the session's own execute
+    passes every row of a select of columns through the ORM's loading, four fifths of the time of looking up
+    100,000 stored patients with their stays."""
+    session.flush()  # what the session's own execute does first
+    return session.connection().execute(statement)
+
+
 def _load_people(session: Session, patient_ids: list[str], progress: _Progress | None = None) -> dict[str, _Person]:
+    """The stored patients of ``patient_ids``, with their stays (each distinct set of items, stored as JSON, read
+    once)."""
     people: dict[str, _Person] = {}
     followed = exists().where(FollowUp.episode_id == Episode.id)
     answered = exists().where(FollowUp.episode_id == Episode.id, Answer.followup_id == FollowUp.id)
     if progress is not None:
         progress.start(1, len(patient_ids), LOAD_PEOPLE)
+    items_of: dict[str | None, list] = {None: []}
     for chunk in _chunks(patient_ids, WRITE_CHUNK):
         stmt = (select(Patient.patient_id, Patient.id, Patient.phone_valid, *[getattr(Patient, f) for f in PATIENT_FIELDS],
                        Episode.id, Episode.site_episode_id, *[getattr(Episode, f) for f in EPISODE_FIELDS],
-                       AllianceRating.id, AllianceRating.instrument, AllianceRating.items, followed, answered)
+                       AllianceRating.id, AllianceRating.instrument, cast(AllianceRating.items, Text), followed,
+                       answered)
                 .outerjoin(Episode, Episode.patient_id == Patient.id)
                 .outerjoin(AllianceRating, AllianceRating.episode_id == Episode.id)
                 .where(in_values(session, Patient.patient_id, chunk)))
         np, ne = len(PATIENT_FIELDS), len(EPISODE_FIELDS)
-        for row in session.execute(stmt):
-            pid, pk, phone_valid = row[0], row[1], bool(row[2])
-            person = people.setdefault(pid, _Person(pk, tuple(row[3: 3 + np]), phone_valid))
+        for row in _plain_rows(session, stmt):
+            pid = row[0]
+            person = people.get(pid)
+            if person is None:
+                person = people[pid] = _Person(row[1], tuple(row[3: 3 + np]), bool(row[2]))
             ep_pk, site_id = row[3 + np], row[4 + np]
             if ep_pk is None:
                 continue
             ep_fields = tuple(row[5 + np: 5 + np + ne])
             rating_pk, inst, items, has_fu, has_ans = row[5 + np + ne:]
-            person.stays.append(_Stay(ep_pk, site_id, ep_fields, rating_pk, (inst, list(items or [])),
+            if items not in items_of:
+                items_of[items] = json.loads(items) or []
+            person.stays.append(_Stay(ep_pk, site_id, ep_fields, rating_pk, (inst, list(items_of[items])),
                                       bool(has_fu), bool(has_ans)))
         _advance(progress, len(chunk))
     return people
@@ -939,7 +973,7 @@ def plan_upsert(session: Session, rows: list[_Row], instrument: Instrument, *,
         person = people.get(pid)
         if person is None:
             plan.new_patients[pid] = latest
-        elif person.latest is None or latest["discharge_date"] >= person.latest:
+        elif (stored := person.latest) is None or latest["discharge_date"] >= stored:
             new_fields = tuple(latest[f] for f in PATIENT_FIELDS)
             if new_fields != person.fields:
                 plan.patient_updates.append((person, latest))
@@ -1023,33 +1057,36 @@ def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, 
     if progress is not None:
         progress.start(2, len(plan.new_patients) + len(plan.new_episodes) + len(plan.patient_updates)
                        + len(plan.episode_updates))
-    # New rows go straight into their tables, each chunk's ids taken just before it is written (_new_ids), so that
-    # stays and ratings name their patient and stay without a lookup: COPY on PostgreSQL, the driver's executemany
-    # on SQLite, no per-row work in SQLAlchemy.  Patients, then stays with their ratings, WRITE_CHUNK rows a
-    # statement, a progress report after each.
+    # New rows go straight into their tables, their ids taken beforehand (_new_ids), so that stays and ratings name
+    # their patient and stay without a lookup: a COPY for COPY_ROWS rows on PostgreSQL (the server takes each block
+    # of rows while the next is made), the driver's executemany on SQLite, no per-row work in SQLAlchemy.  Patients, stays,
+    # then ratings, WRITE_CHUNK rows a block, a progress report after each.
     now = utcnow()
     pk_of = {pid: person.pk for pid, person in plan.people.items()}
-    patient_columns = ["id", "patient_id", *PATIENT_FIELDS]
-    for chunk in _chunks(list(plan.new_patients.items()), WRITE_CHUNK):
-        pk_of.update(zip([pid for pid, _ in chunk], _new_ids(session, Patient.__table__, len(chunk))))
-        _bulk_insert(session, Patient.__table__, patient_columns,
-                     [(pk_of[pid], pid, *[rec[f] for f in PATIENT_FIELDS]) for pid, rec in chunk],
-                     same={"phone_valid": True, "created_at": now, "updated_at": now})
-        _advance(progress, len(chunk))
-    stay_columns = ["id", "patient_id", "site_episode_id", *EPISODE_FIELDS]
-    rating_columns = ["id", "episode_id", "instrument", "items", "mean_score", "subscale_scores"]
+    new_patients = list(plan.new_patients)
+    pk_of.update(zip(new_patients, _new_ids(session, Patient.__table__, len(new_patients))))
+    with _writing(session, Patient.__table__, ["id", "patient_id", *PATIENT_FIELDS],
+                  same={"phone_valid": True, "created_at": now, "updated_at": now}) as write:
+        for chunk in _chunks(new_patients, WRITE_CHUNK):
+            write([[pk_of[pid] for pid in chunk], chunk,
+                   *_fields([plan.new_patients[pid] for pid in chunk], PATIENT_FIELDS)])
+            _advance(progress, len(chunk))
+    stay_ids = _new_ids(session, Episode.__table__, len(plan.new_episodes))
+    with _writing(session, Episode.__table__, ["id", "patient_id", "site_episode_id", *EPISODE_FIELDS],
+                  same={"created_at": now, "updated_at": now}) as write:
+        for start, chunk in _numbered_chunks(plan.new_episodes, WRITE_CHUNK):
+            patients, *fields = _fields(chunk, ["patient_id", "episode_id", *EPISODE_FIELDS])
+            write([stay_ids[start: start + len(chunk)], [pk_of[pid] for pid in patients], *fields])
+            _advance(progress, len(chunk) // 2)
+    rating_ids = _new_ids(session, AllianceRating.__table__, len(plan.new_episodes))
     as_json = _JsonCache()  # items and scores as stored (JSON text), once per distinct set of answers
-    for chunk in _chunks(plan.new_episodes, WRITE_CHUNK):
-        ids = _new_ids(session, Episode.__table__, len(chunk))
-        _bulk_insert(session, Episode.__table__, stay_columns,
-                     [(pk, pk_of[rec["patient_id"]], rec["episode_id"], *[rec[f] for f in EPISODE_FIELDS])
-                      for pk, rec in zip(ids, chunk)], same={"created_at": now, "updated_at": now})
-        _advance(progress, len(chunk) // 2)
-        _bulk_insert(session, AllianceRating.__table__, rating_columns,
-                     [(rating_pk, pk, instrument.name, *as_json(rec))
-                      for rating_pk, pk, rec in zip(_new_ids(session, AllianceRating.__table__, len(chunk)), ids, chunk)],
-                     same={"created_at": now, "updated_at": now}, serialized={"items", "subscale_scores"})
-        _advance(progress, len(chunk) - len(chunk) // 2)
+    with _writing(session, AllianceRating.__table__, ["id", "episode_id", "items", "mean_score", "subscale_scores"],
+                  same={"instrument": instrument.name, "created_at": now, "updated_at": now},
+                  serialized={"items", "subscale_scores"}) as write:
+        for start, chunk in _numbered_chunks(plan.new_episodes, WRITE_CHUNK):
+            end = start + len(chunk)
+            write([rating_ids[start: end], stay_ids[start: end], *zip(*map(as_json, chunk))])
+            _advance(progress, len(chunk) - len(chunk) // 2)
     for chunk in _chunks(plan.patient_updates, WRITE_CHUNK):
         session.execute(update(Patient), [
             # A new number gets a fresh chance; an unchanged one keeps what Twilio said about it.
@@ -1140,6 +1177,11 @@ class _JsonCache:
         return items, rec["mean_score"], subscales
 
 
+def _fields(records: list[dict[str, Any]], names: list[str]) -> list[tuple]:
+    """The values of each of ``names`` in ``records``: one tuple a name."""
+    return list(zip(*map(itemgetter(*names), records))) if len(names) > 1 else [tuple(r[names[0]] for r in records)]
+
+
 def _new_ids(session: Session, table: Table, count: int) -> list[int]:
     """``count`` new primary keys for ``table``, increasing: from its sequence on PostgreSQL (safe beside other
     writers); on SQLite past the largest id, which no one else can add to while this transaction writes (SQLite
@@ -1157,20 +1199,31 @@ def _new_ids(session: Session, table: Table, count: int) -> list[int]:
     return list(range(first, first + count))
 
 
-def _bulk_insert(session: Session, table: Table, columns: list[str], rows: list[tuple], *,
-                 same: dict[str, Any] | None = None, serialized: set[str] = frozenset()) -> None:
-    """Insert ``rows`` (tuples of ``columns``, then the values of ``same``, one for every row) in one round trip:
-    COPY on PostgreSQL; on SQLite the driver's executemany, each value written as SQLAlchemy's type for the column
-    writes it (``serialized`` columns are JSON text already)."""
+@contextmanager
+def _writing(session: Session, table: Table, names: list[str], *, same: dict[str, Any] | None = None,
+             serialized: set[str] = frozenset()) -> Iterator[Callable[[list[Sequence]], None]]:
+    """``write(columns)``, to be called with each block of rows to insert, given as the values of each of ``names``
+    (one sequence a name, all of one length; the values of ``same`` are added to every row): on PostgreSQL a COPY
+    for up to COPY_ROWS rows of blocks, its text made by :func:`outreach.pg_copy.copy_text`; on SQLite the driver's
+    executemany for each block, each value written as SQLAlchemy's type for the column writes it (``serialized``
+    columns are JSON text already)."""
     same = same or {}
-    names = [*columns, *same]
+    statement_names = ", ".join([*names, *same])
     conn = session.connection()
     if conn.dialect.name == "postgresql":  # through psycopg's own connection, the one this transaction is on
-        extra = tuple(same.values())
-        with conn.connection.driver_connection.cursor() as cursor:
-            with cursor.copy(f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row + extra)
+        statement = f"COPY {table.name} ({statement_names}) FROM STDIN"
+        with conn.connection.driver_connection.cursor() as cursor, ExitStack() as open_copy:
+            write, rows = None, 0
+
+            def write_blocks(columns: list[Sequence]) -> None:
+                nonlocal write, rows
+                if write is None or rows >= COPY_ROWS:
+                    open_copy.close()  # the statement before, if any, ends: the server checks its rows' keys
+                    write, rows = _copy_writer(open_copy.enter_context(cursor.copy(statement)), table, names, same), 0
+                write(columns)
+                rows += len(columns[0])
+
+            yield write_blocks
         return
     dialect = conn.dialect
 
@@ -1179,13 +1232,36 @@ def _bulk_insert(session: Session, table: Table, columns: list[str], rows: list[
         return None if fn is None else _memoised(fn)
 
     extra = tuple(fn(v) if (fn := processor(c)) else v for c, v in same.items())
-    procs = [(i, fn) for i, c in enumerate(columns) if (fn := processor(c)) is not None]
-    if procs:
-        rows = [_processed(row, procs) + extra for row in rows]
-    else:
-        rows = [row + extra for row in rows]
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                         rows)
+    procs = [(i, fn) for i, c in enumerate(names) if (fn := processor(c)) is not None]
+    statement = f"INSERT INTO {table.name} ({statement_names}) VALUES ({', '.join('?' * (len(names) + len(same)))})"
+
+    def write(columns: list[Sequence]) -> None:
+        rows = list(zip(*columns))
+        if rows:
+            conn.exec_driver_sql(statement, [_processed(row, procs) + extra for row in rows] if procs
+                                 else [row + extra for row in rows])
+
+    yield write
+
+
+def _copy_writer(copy: Any, table: Table, names: list[str], same: dict[str, Any]) -> Callable[[list[Sequence]], None]:
+    """``write(columns)`` into a COPY: as text of our own making, unless a value is one it does not write (then that
+    block and every later one through the driver's write_row, which buffers its rows: no text may follow them)."""
+    extra = tuple(same.values())
+    by_driver = False
+
+    def write(columns: list[Sequence]) -> None:
+        nonlocal by_driver
+        if not by_driver:
+            try:
+                copy.write(copy_text(table, names, columns, same))
+                return
+            except CannotFormat:  # the driver writes it, or refuses it in its own words
+                by_driver = True
+        for row in zip(*columns):
+            copy.write_row(row + extra)
+
+    return write
 
 
 def _memoised(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
