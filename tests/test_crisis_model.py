@@ -104,6 +104,16 @@ def test_the_model_is_not_asked_about_a_text_without_words_nor_a_keyword(model_s
     assert crisis.model_asked("je veux me reposer")
 
 
+def test_the_model_is_not_asked_about_a_fragment_with_no_word_of_meaning(model_says):
+    # the real model gave "je" 0.95, "me" 0.91, "je veux" 0.95, "i want" 0.98, "im" 0.97: letter shapes, not meaning
+    model_says(0.99)
+    for text in ("je", "me", "Je veux", "i want", "it", "I'm", "je me", "i am", "moi", "and", "J'veux", "you?"):
+        assert not crisis.model_asked(text) and detect(text) is None, text
+    # a negation, an adverb or any other word is meaning: the model is asked
+    for text in ("i cant", "je veux plus", "why me", "me too", "je m'en vais", "i want pizza", "je veux partir"):
+        assert crisis.model_asked(text), text
+
+
 def test_rules_come_first_and_the_model_only_adds():
     assert detect("honestly I want to die").rule == "en.want_die"   # a rule, even if the model agrees
     assert detect("7") is None and detect("") is None
