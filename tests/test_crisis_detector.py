@@ -217,12 +217,19 @@ BATCH3_FLOORS = {
     # a second round written after every change of the branch, measured once before its fixes
     # (after6_author_probes2.first-measure.txt: direct 18/20, indirect 14/20, 2/41 false alarms), then fixed
     "after6 author probes 2": (1.0, 1.0, 0.0),
+    # batch 7's dev half (its held-out half is the next blind test and is never read here): measured before branch
+    # crisis7b at direct 32/35, indirect 42/55, 5/120 false alarms, then training data for the model
+    "batch7 dev": (33 / 35, 48 / 55, 5 / 120),
+    # a round written after batch 7's dev fixes by the person who made them, measured once before any fix for it
+    # (crisis_eval/after7_author_probes.first-measure.txt; not blind)
+    "after7 author probes": (4 / 7, 7 / 13, 3 / 19),
 }
 BATCH_FILES = {"dev": "batch3_dev.tsv", "heldout": "batch3_heldout.tsv", "whole": "batch3.tsv",
                "batch4 dev": "batch4_dev.tsv", "batch4 heldout": "batch4_heldout.tsv", "batch4 whole": "batch4.tsv",
                "batch5 whole": "batch5.tsv", "batch6 whole": "batch6.tsv",
                "after6 author probes": "after6_author_probes.tsv",
-               "after6 author probes 2": "after6_author_probes2.tsv"}
+               "after6 author probes 2": "after6_author_probes2.tsv", "batch7 dev": "batch7_dev.tsv",
+               "after7 author probes": "after7_author_probes.tsv"}
 
 
 @pytest.mark.parametrize("half", sorted(BATCH3_FLOORS))
@@ -508,6 +515,7 @@ SETTINGS = [
     ("i meant tired of my job, not tired of life", "i meant tired of my job. honestly also tired of life, i want to die"),
     ("shoot me an email with the next survey", "shoot me an email with the next survey, i won't be around for the one after"),
     ("we bought rope for the tent", "we bought rope for the tent and i kept some for myself tonight, it's ready"),
+    ("i have never tried to kill myself and i never will", "i tried to kill myself and i never will again stop wanting to"),
 ]
 
 
@@ -583,6 +591,9 @@ def test_batch5_and_6_kinds_are_caught(text):
     "my doctor said to stop the meds, i'm saving them for the pharmacy takeback", "at peace with my decision to quit my job",
     "next time i go to the gym i'm not stopping until i hit 10k", "this is my last answer for today, tired, talk tomorrow",
     "dans le film que j'ai vu le gars se pend à la fin, c'était intense",
+    # a denial said again for the future (after6_author_probes2's denial, flagged by the model at 0.82)
+    "i have never tried to kill myself and i never will", "j'ai jamais voulu mourir pis je le ferai jamais",
+    "never wanted to die and never will",
 ])
 def test_batch5_and_6_look_alikes_do_not_trigger(text):
     assert detect(text) is None, (detect(text), crisis.explain(text))
