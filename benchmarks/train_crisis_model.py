@@ -19,13 +19,14 @@ are NOT (batch 7's held-out half is the next blind test).
 ``model_contrasts.tsv`` holds 60 texts written for the model's known false alarms on short everyday wishes ("je veux
 me reposer", "i just want to go home and rest", "tired of the snow"), each family beside crisis texts in the same
 words ("je veux me reposer pour toujours", "so tired of being alive"); before it was read the model flagged 3 of its
-40 ordinary texts.  ``model_contrasts2.tsv`` holds 92 texts written for the families of batch 7's dev misses (never
+40 ordinary texts.  ``model_contrasts2.tsv`` holds 102 texts written for the families of batch 7's dev misses (never
 their sentences): a means held or a lethal place now with no verb of harm ("razor blade in my hand right now", "chu
 sur le bord du toit"), no need to write after a near day, no more surveys, words left for the family and a pet
 given away, no way out and knowing what to do, a lethal amount asked, and first-person present "suicidal" and
 "overdose" (the other sources use them mostly in denials), each family beside ordinary texts in the same words
 ("knife in my hand, chopping onions", "dont text after 9pm, im at work", "combien de comprimés par jour pour mon
-dos?").
+dos?"); 10 of them, added after the first nine-source model flagged "after tonight i wont have to
+work nights" at 0.88: no more pain or feeling after a near day beside no more chores after one).
 A text found in an earlier source (same text once lower-cased and stripped) is kept once, in the first source
 that has it, in the order above, so no text is in two cross-validation folds.
 
