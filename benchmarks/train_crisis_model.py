@@ -12,17 +12,27 @@ vectorizers), then a logistic regression (``class_weight="balanced"``, lbfgs).
 
 Training sources (every labelled text we have that is *not* a blind test): ``tests/corpus/*.txt`` (one source,
 "corpus"), ``benchmarks/crisis_eval/batch3.tsv``, ``batch4.tsv``, ``batch4_author_probes.tsv``, ``batch5.tsv`` and
-``batch6.tsv``, and ``model_contrasts.tsv``.  Batches 5 and 6 were blind tests once (their first figures are in the
-README) and are dev data since; batch 7 and any later batch are NOT read (batch 7 is the next blind test).
+``batch6.tsv``, ``model_contrasts.tsv``, ``batch7_dev.tsv`` and ``model_contrasts2.tsv``.  Batches 5 and 6 were blind
+tests once (their first figures are in the README) and are dev data since; of batch 7 only its dev half is read
+(``batch7_dev.tsv``, split by ``split.py``'s fixed seed): ``batch7.tsv``, ``batch7_heldout.tsv`` and any later batch
+are NOT (batch 7's held-out half is the next blind test).
 ``model_contrasts.tsv`` holds 60 texts written for the model's known false alarms on short everyday wishes ("je veux
 me reposer", "i just want to go home and rest", "tired of the snow"), each family beside crisis texts in the same
 words ("je veux me reposer pour toujours", "so tired of being alive"); before it was read the model flagged 3 of its
-40 ordinary texts.
+40 ordinary texts.  ``model_contrasts2.tsv`` holds 102 texts written for the families of batch 7's dev misses (never
+their sentences): a means held or a lethal place now with no verb of harm ("razor blade in my hand right now", "chu
+sur le bord du toit"), no need to write after a near day, no more surveys, words left for the family and a pet
+given away, no way out and knowing what to do, a lethal amount asked, and first-person present "suicidal" and
+"overdose" (the other sources use them mostly in denials), each family beside ordinary texts in the same words
+("knife in my hand, chopping onions", "dont text after 9pm, im at work", "combien de comprimés par jour pour mon
+dos?"); 10 of them, added after the first nine-source model flagged "after tonight i wont have to
+work nights" at 0.88: no more pain or feeling after a near day beside no more chores after one).
 A text found in an earlier source (same text once lower-cased and stripped) is kept once, in the first source
 that has it, in the order above, so no text is in two cross-validation folds.
 
 How C and the threshold are chosen (fixed before any figure was computed by this script; with six sources
-since batch 7 was being written, the rule unchanged):
+since batch 7 was being written, with nine sources since batch 7's dev half and ``model_contrasts2`` were added, the rule
+unchanged and written here before those nine were cross-validated):
 
 1. Leave-one-source-out cross-validation over the sources: for each C of ``C_GRID`` and each source,
    the whole pipeline (vocabulary, idf and regression) is fitted on the other sources and the held-out
@@ -77,7 +87,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "tests" / "corpus"
 EVAL = ROOT / "benchmarks" / "crisis_eval"
 OUT = ROOT / "conversations" / "data" / "crisis_model.json"
-SOURCES = ("corpus", "batch3", "batch4", "batch4_author_probes", "batch5", "batch6", "model_contrasts")
+SOURCES = ("corpus", "batch3", "batch4", "batch4_author_probes", "batch5", "batch6", "model_contrasts", "batch7_dev",
+           "model_contrasts2")
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))
 MAX_FALSE_ALARMS = 0.02
@@ -270,7 +281,7 @@ def export(model, texts: list[tuple[str, str, int]], info: list[dict], cv: dict,
         "training": {"texts": len(texts), "crisis": sum(t[2] for t in texts),
                      "ordinary": len(texts) - sum(t[2] for t in texts),
                      "deduplicated": "a text already in an earlier source (lower-cased, stripped) is kept once",
-                     "sources": info, "not_read": "benchmarks/crisis_eval/batch7 and any later batch"},
+                     "sources": info, "not_read": "batch7.tsv, batch7_heldout.tsv (batch 7's held-out half) and any later batch"},
         "checks": [[text, float(p)] for text, p in zip(sample, probs)],
     }
 

@@ -350,7 +350,8 @@ def detect(text: str) -> Match | None:
     (never the text's words).  It is not asked (:func:`model_asked`) when the rules read the whole text as
     idioms and contexts (:func:`read_as_ordinary`: "I cut myself shaving", "i dont want to die"): its danger
     words are the ones the rules were written to discount, and the model, which reads words and not their
-    setting, would weigh them alone; nor about a text with no word (".", "...", "/6.") or a whole-message
+    setting, would weigh them alone; nor about a text with no word (".", "...", "/6.") or none with meaning
+    ("je", "me", "je veux", "i want": :data:`_NO_MEANING`, scored 0.91-0.98 on letter shapes), or a whole-message
     keyword of the lexicon ("je veux me désabonner", STOP, yes, no, an acknowledgement), whose meaning is
     known (the model gives "." p=0.90 and "je veux me désabonner" p=0.93)."""
     found = rule_match(text)
@@ -368,11 +369,28 @@ def model_asked(text: str) -> bool:
 
 
 _WORD = re.compile(r"[^\W\d_]{2}")
+# Words that say nothing on their own: pronouns, articles and determiners, the verbs "be", "have", "want" and
+# "do" and their contractions, conjunctions and small prepositions, in both languages (normalised: no accents,
+# elisions split).  A text made of these alone ("je", "me", "je veux", "i want", "it", "im") is a fragment the
+# model scores on letter shapes (0.91-0.98), not on meaning, so it is not asked.  Negations ("not", "cant",
+# "pas", "plus"), adverbs and every other word are meaning and are not here.
+_NO_MEANING = frozenset("""
+    i me my mine myself im ive id ill you u your ur yours youre he him his she her hers it its itself we us our they
+    them their this that these those a an the and or but so if to of in on at for with is am are was were be been
+    being have has had do does did want wanna wants just oh um uh
+    je j me m moi ma mon mes tu te t toi ta ton tes il lui elle on nous vous ils elles eux se s le la l les un une
+    des du de d au aux ce c ca cela ceci et ou mais donc si a en y suis es est sommes etes sont ai as avons avez
+    ont veux veut voulais voudrais juste que qu qui bon ben euh
+""".split())
 
 
 def _model_may_read(text: str) -> bool:
-    """Has ``text`` a word of two letters or more, and is it not a whole-message keyword of the lexicon?"""
+    """Has ``text`` a word of two letters or more, with meaning (a word not in :data:`_NO_MEANING`), and is it
+    not a whole-message keyword of the lexicon?"""
     if not _WORD.search(text or ""):
+        return False
+    words = {w for reading in normalise(text) for w in re.findall(r"[a-z0-9_]+", reading)}
+    if words <= _NO_MEANING:
         return False
     from .lexicon import is_acknowledgement, keyword  # the lexicon imports this module
 

@@ -217,12 +217,20 @@ BATCH3_FLOORS = {
     # a second round written after every change of the branch, measured once before its fixes
     # (after6_author_probes2.first-measure.txt: direct 18/20, indirect 14/20, 2/41 false alarms), then fixed
     "after6 author probes 2": (1.0, 1.0, 0.0),
+    # batch 7's dev half (its held-out half is the next blind test and is never read here): measured before branch
+    # crisis7b at direct 32/35, indirect 42/55, 5/120 false alarms, then training data for the model
+    "batch7 dev": (35 / 35, 55 / 55, 1 / 120),
+    # a round written after batch 7's dev fixes by the person who made them, measured once before any fix for it
+    # (crisis_eval/after7_author_probes.first-measure.txt: direct 4/7, indirect 7/13, 3/19; not blind), then a blade
+    # over the wrist and no more texts after a day were fixed as families
+    "after7 author probes": (5 / 7, 9 / 13, 3 / 19),
 }
 BATCH_FILES = {"dev": "batch3_dev.tsv", "heldout": "batch3_heldout.tsv", "whole": "batch3.tsv",
                "batch4 dev": "batch4_dev.tsv", "batch4 heldout": "batch4_heldout.tsv", "batch4 whole": "batch4.tsv",
                "batch5 whole": "batch5.tsv", "batch6 whole": "batch6.tsv",
                "after6 author probes": "after6_author_probes.tsv",
-               "after6 author probes 2": "after6_author_probes2.tsv"}
+               "after6 author probes 2": "after6_author_probes2.tsv", "batch7 dev": "batch7_dev.tsv",
+               "after7 author probes": "after7_author_probes.tsv"}
 
 
 @pytest.mark.parametrize("half", sorted(BATCH3_FLOORS))
@@ -508,6 +516,35 @@ SETTINGS = [
     ("i meant tired of my job, not tired of life", "i meant tired of my job. honestly also tired of life, i want to die"),
     ("shoot me an email with the next survey", "shoot me an email with the next survey, i won't be around for the one after"),
     ("we bought rope for the tent", "we bought rope for the tent and i kept some for myself tonight, it's ready"),
+    ("i have never tried to kill myself and i never will", "i tried to kill myself and i never will again stop wanting to"),
+    # batch 7 dev's false alarms, as families: exasperation at the week or the hour, a chore to be done with
+    ("kill me now, it's only monday", "kill me now, it's only monday and i have the rope ready"),
+    ("shoot me now its only 10am 🙄", "shoot me now its only 10am. i mean it, i want to die"),
+    ("j'ai hâte d'en finir avec cette rénovation", "j'ai hâte d'en finir avec cette vie"),
+    ("on va en finir avec le ménage du printemps demain", "je veux en finir avec le mal, ce soir c'est fini"),
+    # batch 7 dev's direct misses, as a family: the means in hand or in front of them, or on the tracks, now
+    ("got the knife in my hand, cutting the turkey", "got the knife in my hand"),
+    ("le fusil de mon père est barré dans le garde-robe", "le fusil de mon père devant moi"),
+    ("we walked along the old train tracks to the lake", "sitting on the train tracks near the river right now"),
+    ("holding the razor over my sink to shave", "holding the razor over my wrist"),
+    # batch 7 dev's indirect misses, as families: no more contact, surveys or fighting after a near day; a pet
+    # given away who will be better off
+    ("no need to text me after 8, im asleep", "no need to text me after saturday"),
+    ("appelez-moi après mardi, je suis en congé", "m'appelez plus après mardi"),
+    ("i won't make it to the next survey, my phone plan runs out", "pretty sure i won't make it to the next survey"),
+    ("after tomorrow i won't have to fight with my landlord", "after tomorrow i won't have to fight anymore"),
+    ("left my cat with my sister while i'm in detox, she'll take better care of him than the shelter",
+     "left my cat with my sister. she'll take better care of him than i could"),
+    ("gave my dog to my brother for the summer, he'll be better off with the big yard",
+     "gave my dog to my brother, he'll be better off with him"),
+    # a past danger, then a future being planned now (batch 7 dev's false alarm, as a family)
+    ("two years ago i wanted to die, now i'm planning my return to school",
+     "two years ago i wanted to die, now i'm planning my funeral"),
+    ("l'an passé je voulais en finir, cette année on prépare notre mariage",
+     "je veux en finir, cette année on prépare notre mariage pis c'est trop"),
+    # a grief group or workshop after an overdose (batch 7 dev's false alarm, as a family)
+    ("grief group after an overdose tonight, it helped", "grief group after an overdose tonight. i want to overdose too"),
+    ("groupe de deuil après un suicide, ça m'a aidé", "groupe de deuil après un suicide, pis moi je veux me suicider ce soir"),
 ]
 
 
@@ -583,6 +620,9 @@ def test_batch5_and_6_kinds_are_caught(text):
     "my doctor said to stop the meds, i'm saving them for the pharmacy takeback", "at peace with my decision to quit my job",
     "next time i go to the gym i'm not stopping until i hit 10k", "this is my last answer for today, tired, talk tomorrow",
     "dans le film que j'ai vu le gars se pend à la fin, c'était intense",
+    # a denial said again for the future (after6_author_probes2's denial, flagged by the model at 0.82)
+    "i have never tried to kill myself and i never will", "j'ai jamais voulu mourir pis je le ferai jamais",
+    "never wanted to die and never will",
 ])
 def test_batch5_and_6_look_alikes_do_not_trigger(text):
     assert detect(text) is None, (detect(text), crisis.explain(text))
