@@ -271,3 +271,18 @@ def test_a_file_the_import_accepts_is_stored_cell_for_cell(stays, separator, bom
         .join(Episode, Episode.patient_id == Patient.id).join(AllianceRating, AllianceRating.episode_id == Episode.id)
         .where(Patient.patient_id.like(f"PB{n}-%")))}
     assert stored == expected
+
+
+def test_a_text_cell_longer_than_its_column_is_refused_in_words_on_every_database(run_cli, tmp_path, session):
+    """`sex` is kept in 32 characters: a 40-character cell passed the check (it allowed 64) and PostgreSQL then
+    refused the whole write with the driver's error; every text column is now checked at its own length."""
+    long_sex = "prefers not to say - see the chart notes"  # 40 characters
+    path = write(tmp_path, rows(row("P1", "416-555-0101") + f",{long_sex},{'x' * 64}",
+                                header=HEADER + ",sex,primary_substance"))
+    refused(run_cli, path, "line 2: sex: is longer than 32 characters")
+    assert imported(session) == {}
+    fine = write(tmp_path, rows(row("P1", "416-555-0101") + f",{long_sex[:32]},{'x' * 64}",
+                                header=HEADER + ",sex,primary_substance"), name="fine.csv")
+    assert run_cli("import-discharges", str(fine)).exit_code == 0
+    session.rollback()
+    assert session.scalar(select(Patient.sex)) == long_sex[:32]

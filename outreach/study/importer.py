@@ -310,7 +310,7 @@ class RowValidator:
         self._cells_after_zone: list[tuple[str, Callable[[str], Any]]] = [
             ("language", self._language), ("age", lambda v: _int_or_none(v, 0, 120)),
             ("length_of_stay_days", lambda v: _int_or_none(v, 0, MAX_STAY_DAYS)),
-            *[(column, lambda v, c=column: _text_or_none(v, 128 if c == "program" else 64))
+            *[(column, lambda v, n=_column_length(column): _text_or_none(v, n))
               for column in ("sex", "primary_substance", "program")]]
         lo, hi = instrument.min, instrument.max
         self._item = lambda v: _int_or_none(v, lo, hi)
@@ -531,6 +531,14 @@ def _int_or_none(v: str, lo: int, hi: int) -> int | None:
     if not lo <= n <= hi:
         raise ValueError(f"{n} is out of range {lo}-{hi}")
     return n
+
+
+def _column_length(name: str) -> int:
+    """The length the database keeps for a patient's or a stay's text column: longer is refused in words at the
+    check (PostgreSQL would refuse it at the write, with the driver's error)."""
+    column = Patient.__table__.c.get(name)
+    column = column if column is not None else Episode.__table__.c[name]
+    return column.type.length
 
 
 def _text_or_none(v: str, max_len: int) -> str | None:
