@@ -872,8 +872,8 @@ def retention() -> None:
 
 
 @retention.command("run", help="Apply the retention rules now (the worker does it once a day): erase the words of "
-                               "old texts and answers, the phone numbers of participants with nothing left to send, "
-                               "and old audit rows. Prints what it erases, by kind and count.")
+                               "old texts and answers, the phone numbers of participants with nothing left to send "
+                               "and of old texts from numbers no participant has, and old audit rows. Prints what it erases, by kind and count.")
 @click.option("--dry-run", is_flag=True, help="Print what would be erased; change nothing.")
 @pass_ctx
 def retention_run(ctx: Context, dry_run: bool) -> None:

@@ -140,7 +140,9 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
                                                      "left to send them (no follow-up open, every time point of "
                                                      "FOLLOWUP_DAYS past for their latest discharge), counted from "
                                                      "the later of their last text and that last time point; then "
-                                                     "erased, with the numbers on their texts."),
+                                                     "erased, with the numbers on their texts. A text of no "
+                                                     "participant (an unknown number) loses its number this many "
+                                                     "days after it, once no person still has to answer it."),
     "RETAIN_AUDIT_DAYS": ("2555", "Days audit rows are kept (7 years by default); at least as long as the two "
                                   "rules above, so the audit outlives what it records."),
     "RETENTION_RUN_AT": ("03:00", "Time of day (CONSOLE_TIMEZONE) from which the worker applies the retention rules, "

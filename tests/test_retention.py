@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from outreach.config import ConfigError, load_settings
 from outreach.db import unit_of_work
@@ -249,3 +249,33 @@ def test_closing_the_study_waits_for_an_import_under_way_and_erases_its_numbers_
 def _close(sessions) -> None:
     with unit_of_work(sessions) as s:
         retention.close_study(s, actor="pi@study.example.org", reason="funding ended")
+
+
+def test_a_number_the_study_never_knew_is_erased_on_the_phone_rule_s_schedule(twilio, clock, sessions, session,
+                                                                              rules, make_patient, make_followup):
+    """A text from a number no participant has (and the service's reply to it) kept that number for ever: the
+    phone rule covered participants only.  It now goes RETAIN_PHONES_DAYS_AFTER_LAST_CONTACT after the text, unless
+    the text still waits in the inbox for a person; the numbers of the staff (on-call texts) stay."""
+    from outreach.db import unit_of_work as uow
+    from outreach.models import Message as M
+
+    twilio.text("+14165550199", "hi who is this")  # unknown numbers: inbox items
+    twilio.text("+14165550198", "i want to die")  # ... and the safety reply it is given
+    with uow(sessions) as s:  # both read and handled by a coordinator
+        s.execute(update(M).where(M.from_number.in_(["+14165550199", "+14165550198"])).values(handled_at=M.created_at))
+        s.add(M(direction="out", kind="safety", status="twiml", body="If you are in danger...", to_number="+14165550198"))
+        s.add(M(direction="out", kind="alert", status="sent", body="Crisis alert #1", to_number="+16135550111"))
+    twilio.text("+14165550197", "is anyone there")  # still waiting for a person
+    session.rollback()
+    unknown = {"+14165550199", "+14165550198", "+14165550197"}
+    assert unknown <= set(session.scalars(select(M.from_number))) | set(session.scalars(select(M.to_number)))
+    clock(days=59)
+    assert retention.run(sessions, rules).counts["unmatched_numbers"] == 0  # not yet (the rule says 60 days)
+    clock(days=2)
+    would = retention.run(sessions, rules, dry_run=True).counts["unmatched_numbers"]
+    assert would >= 3 and retention.run(sessions, rules).counts["unmatched_numbers"] == would
+    session.rollback()
+    kept = set(session.scalars(select(M.from_number))) | set(session.scalars(select(M.to_number)))
+    assert "+14165550199" not in kept and "+14165550198" not in kept
+    assert "+14165550197" in kept  # the inbox item nobody handled keeps its number to be answered
+    assert "+16135550111" in kept  # a coordinator's on-call number is not a participant's

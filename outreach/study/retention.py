@@ -43,7 +43,10 @@ RETENTION, WITHDRAWAL, STUDY_CLOSE = "retention", "withdrawal", "study_close"
 UNDER_WORDS = {RETENTION: "under the retention rule", WITHDRAWAL: "at the participant's withdrawal",
                STUDY_CLOSE: "when the study was closed"}
 KINDS = {"message_bodies": "words of texts", "answer_words": "words of free-text answers",
-         "phone_numbers": "phone numbers", "audit_rows": "audit rows older than RETAIN_AUDIT_DAYS"}
+         "phone_numbers": "phone numbers",
+         "unmatched_numbers": "phone numbers on texts of no participant (an unknown number, a reply to it)",
+         "audit_rows": "audit rows older than RETAIN_AUDIT_DAYS"}
+TO_STAFF = ("alert", "digest")  # texts to the coordinators on call or the care teams: staff numbers, kept
 BATCH = 1000  # texts (or audit rows) a transaction
 # Participants a transaction in the phone rule: their texts lose the number in the same one (80 texts each in
 # the benchmark, so about as many rows as a batch of texts).
@@ -208,6 +211,35 @@ def erase_due_phones(session: Session, settings: Settings, after: int, under: st
     return erase_phones(session, due, under, now), last
 
 
+def _unmatched_due(settings: Settings, now: dt.datetime):
+    """A text of no participant (from a number the service did not know, or a reply to one) that still holds a number,
+    older than RETAIN_PHONES_DAYS_AFTER_LAST_CONTACT, and not waiting in the inbox for a person (they need the
+    number to answer).  Without this rule those numbers were kept for ever."""
+    cutoff = now - dt.timedelta(days=settings.retain_phones_days_after_last_contact)
+    incoming, outgoing = Message.direction == "in", Message.direction == "out"
+    return and_(Message.patient_id.is_(None), Message.created_at < cutoff,
+                or_(and_(incoming, Message.from_number.is_not(None),
+                         or_(Message.inbox_reason.is_(None), Message.handled_at.is_not(None))),
+                    and_(outgoing, Message.to_number.is_not(None), Message.kind.not_in(TO_STAFF))))
+
+
+def erase_due_unmatched_numbers(session: Session, settings: Settings, after: int,
+                                now: dt.datetime) -> tuple[int, int | None]:
+    """Erase the numbers of the texts of no participant due under RETAIN_PHONES_DAYS_AFTER_LAST_CONTACT among the next
+    BATCH after id ``after``: (texts, the batch's last id, None when none is left)."""
+    due = _unmatched_due(settings, now)
+    batch = select(Message.id).where(due, Message.id > after).order_by(Message.id).limit(BATCH).subquery()
+    last = session.scalar(select(func.max(batch.c.id)))
+    if last is None:
+        return 0, None
+    incoming = Message.direction == "in"
+    done = session.execute(update(Message).where(Message.id > after, Message.id <= last, due)
+                           .values(from_number=case((incoming, None), else_=Message.from_number),
+                                   to_number=case((incoming, Message.to_number), else_=None))
+                           .execution_options(synchronize_session=False)).rowcount or 0
+    return done, last
+
+
 def _plan_for_this_range(session: Session) -> None:
     """On PostgreSQL, plan each batch's statements for its own id range.  The statements are the same text batch after
     batch, so psycopg prepares them after five and PostgreSQL may then keep a generic plan, blind to the range: for
@@ -266,6 +298,8 @@ def run(sessions: sessionmaker[Session], settings: Settings, *, dry_run: bool = 
                 .where(Answer.raw_text_erased_at.is_(None),
                        Answer.message_id.in_(select(Message.id).where(bodies)))) or 0
             result.counts["phone_numbers"] = s.scalar(select(func.count()).select_from(Patient).where(phones)) or 0
+            result.counts["unmatched_numbers"] = s.scalar(select(func.count()).select_from(Message)
+                                                          .where(_unmatched_due(settings, now))) or 0
             result.counts["audit_rows"] = s.scalar(select(func.count()).select_from(AuditEvent).where(old_audit)) or 0
         return result
     deadline = time.monotonic() + budget_seconds if budget_seconds is not None else None
@@ -286,6 +320,7 @@ def run(sessions: sessionmaker[Session], settings: Settings, *, dry_run: bool = 
     steps = [
         ("message_bodies", words),
         ("phone_numbers", lambda s, after: erase_due_phones(s, settings, after, RETENTION, now)),
+        ("unmatched_numbers", lambda s, after: erase_due_unmatched_numbers(s, settings, after, now)),
         ("audit_rows", old_audit_rows),
     ]
     for kind, step in steps:
@@ -390,7 +425,7 @@ def close_study(session: Session, *, actor: str, reason: str) -> StudyClosed:
     for i in range(0, len(ids), 5000):
         phones += erase_phones(session, ids[i:i + 5000], STUDY_CLOSE, now)
     session.execute(update(Message).where(Message.direction == "in").values(from_number=None))
-    session.execute(update(Message).where(Message.direction == "out", Message.kind.not_in(("alert", "digest")))
+    session.execute(update(Message).where(Message.direction == "out", Message.kind.not_in(TO_STAFF))
                     .values(to_number=None))
     session.execute(delete(BlockedNumber))  # the wrong-number list is of numbers too; nothing is sent any more
     session.execute(update(Alert).where(Alert.resolution_note.is_not(None))
