@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
+
+from outreach.db import unit_of_work
 
 from outreach.care.checkins import CheckinError, Method, record_checkin, stay_in_treatment
 from outreach.models import AllianceCheckin, AllianceRating, AuditEvent, CareTeam, CareTeamMember, Episode, Patient, User
@@ -273,3 +275,32 @@ def test_an_admission_of_a_participant_who_withdrew_is_skipped_and_their_erased_
     person = session.scalar(select(Patient).where(Patient.patient_id == "W1"))
     assert (person.phone, person.phone_valid) == ("", False)
     assert session.scalars(select(Episode).where(Episode.patient_id == person.id)).all() == []
+
+
+def test_a_large_admission_file_leaves_nothing_frozen_from_the_garbage_collector(tmp_path, settings, sessions, teams):
+    """Reading rows freezes what was read (every 2,000 rows) and only the discharge import undid it: an admission
+    file of 2,500 rows left about 110,000 objects frozen for the life of the process (the worker's, in a job)."""
+    import gc
+
+    from outreach.care.admissions import import_admissions
+
+    path = write(tmp_path, [HEADER] + [f"A{i:05d},416-555-{i % 10000:04d},{ADMITTED},Ward A,yes,sms"
+                                       for i in range(2500)])
+    gc.unfreeze()
+    with unit_of_work(sessions) as s:
+        result = import_admissions(s, path, settings, skip_invalid=True)
+    assert result.new_episodes > 2000
+    assert gc.get_freeze_count() == 0 and gc.isenabled()
+
+
+def test_a_file_with_a_zero_byte_is_refused_in_words_naming_its_line(tmp_path, run_cli, session):
+    """A NUL is no text: PostgreSQL refused the write with the driver's words, SQLite stored it. Now both refuse the
+    file, saying where."""
+    path = tmp_path / "damaged.csv"
+    path.write_bytes((DISCHARGE_HEADER + "\nD1,416-555-0101,2026-10-01,yes,6,6,5,6,6,6\n"
+                      "D2,416-555-0102,2026-10-01,y\x00s,6,6,5,6,6,6\n").encode())
+    refused = run_cli("import-discharges", str(path))
+    assert refused.exit_code == 1 and "line 3: the file holds a zero byte (NUL)" in refused.output
+    assert "Traceback" not in refused.output and "DataError" not in refused.output
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(Patient)) == 0

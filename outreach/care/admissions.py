@@ -26,7 +26,8 @@ from ..db import audit
 from ..models import Episode, Patient
 from ..study.importer import (PATIENT_FIELDS, SEPARATORS, ImportResult, RowValidator, UpsertPlan, _load_people,
                               _Person, _Row, _shared_phones, _text_or_none, _withdrawn_ids, apply_contact_changes,
-                              ImportFileError, decode, detect_separator, read_rows, sort_out, warnings_refuse)
+                              ImportFileError, _rows_kept_out_of_gc, decode, detect_separator, read_rows, sort_out,
+                              warnings_refuse)
 from ..study.instrument import load_instrument
 from ..study.retention import refuse_if_closed
 from .checkins import CheckinsBy
@@ -121,7 +122,8 @@ def _admit(session: Session, text: str, path: Path, settings: Settings, *, skip_
     today = today or dt.datetime.now(ZoneInfo(settings.default_timezone)).date()
     separator = detect_separator(text, instrument, COLUMNS)
     validate = AdmissionValidator(settings, today, teams_by_name(session))
-    names, rows = read_rows(text, instrument, validate, separator, columns=COLUMNS, stay_keys=admission_keys)
+    with _rows_kept_out_of_gc():  # read_rows freezes what it reads; this undoes it (else it stayed frozen for ever)
+        names, rows = read_rows(text, instrument, validate, separator, columns=COLUMNS, stay_keys=admission_keys)
     _shared_phones(session, rows)
     if strict:
         warnings_refuse(rows)

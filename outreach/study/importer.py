@@ -213,6 +213,11 @@ def decode(data: bytes) -> str:
     text = text.lstrip("\ufeff")
     if "\r" in text and "\n" not in text:
         text = text.replace("\r", "\n")
+    nul = text.find("\x00")
+    if nul >= 0:  # no cell may hold it (PostgreSQL refused the whole write with the driver's words)
+        raise ImportFileError(
+            f"line {text.count(chr(10), 0, nul) + 1}: the file holds a zero byte (NUL), which no cell may hold; it "
+            "is probably damaged or saved in another format: save it as 'CSV UTF-8' and import again")
     return text
 
 
