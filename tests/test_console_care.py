@@ -14,6 +14,8 @@ from outreach.care.overview import NotYourPatient, patient_trend, team_queue
 from outreach.models import AllianceAlert, Answer, AuditEvent, CareTeam, CareTeamMember, Episode, FollowUp, Message, User
 from outreach.study.instrument import load_instrument
 
+from .conftest import without_csrf
+
 INSTRUMENT = load_instrument("alliance6")
 ADMITTED = dt.date.today() - dt.timedelta(days=30)
 
@@ -78,7 +80,7 @@ def test_a_clinician_acknowledges_an_alert_with_a_note_and_sees_no_follow_up_dat
     client = console_client("clinician", "a@study.example.org")
     other = console_client("clinician", "b@study.example.org")
     ids = ward({"a@study.example.org": "Ward A", "b@study.example.org": "Ward B"})
-    page = client.get("/console/care").get_data(as_text=True)
+    page = without_csrf(client.get("/console/care").get_data(as_text=True))
     assert "Open alliance alerts" in page and "a statement rated 2 or below: statement 2 (Bond" in page
     assert "B1" not in page and "Crisis alerts" not in page and "Dashboard" not in page
     alert_id = session.scalar(select(AllianceAlert.id))

@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 
 from outreach.models import AllianceCheckin, AuditEvent, CareTeam, CareTeamMember, Episode, User
 
+from .conftest import without_csrf
+
 ADMITTED = dt.date.today() - dt.timedelta(days=10)
 
 
@@ -35,7 +37,7 @@ def test_the_tablet_shows_only_the_statements_and_saves_a_retried_submit_once(co
     p = handed("nurse@study.example.org")
     started = client.post(f"/console/care/patients/{p.id}/tablet", data={"csrf_token": client.csrf})
     assert started.status_code == 302 and started.headers["Location"].endswith("/console/kiosk")
-    page = client.get("/console/kiosk").get_data(as_text=True)
+    page = without_csrf(client.get("/console/kiosk").get_data(as_text=True))
     assert '<html lang="fr">' in page and "Je sens que mon équipe de soins me respecte." in page
     assert "pas du tout" in page and "complètement" in page and page.count('class="statement"') == 6
     assert "K1" not in page and "<nav" not in page and "nurse@" not in page  # no patient data, no navigation
