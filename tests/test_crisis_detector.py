@@ -626,3 +626,37 @@ def test_batch5_and_6_kinds_are_caught(text):
 ])
 def test_batch5_and_6_look_alikes_do_not_trigger(text):
     assert detect(text) is None, (detect(text), crisis.explain(text))
+
+
+# Batch 8's dev half (benchmarks/crisis_eval/batch8_dev.tsv): its families, each in other words than the batch's,
+# beside look-alikes that must stay ordinary.
+@pytest.mark.parametrize("text", [
+    "laying on the train tracks waiting for the 6 oclock", "je suis couchée sur la voie ferrée, j'attends le train",
+    "dont bother with the 6 month survey i wont make it to 6 months", "i don't think i will make it to next month",
+    "I won't need any more texts after tonight", "j'en aurai plus besoin après demain",
+    "the pills make it quiet. gonna make it quiet forever", "wrote a letter and left it on my pillow",
+    "i'm about to do something i can't undo", "found the tallest parking garage downtown",
+    "if i died in my sleep it would honestly be a relief", "bye for good everyone", "merci pour tout. salut pour toujours",
+    "they would all be fine without me", "mes enfants seraient bien sans moi",
+    # a danger after a past said to be over, or after a denial, still counts
+    "last year i wanted to end it but i'm in a better place now. tonight i want to end it again",
+    "i'm not trying to overdose tonight", "the suicidal thoughts from before are back",
+])
+def test_batch8_kinds_are_caught(text):
+    assert detect(text) is not None, crisis.explain(text)
+
+
+@pytest.mark.parametrize("text", [
+    "i wanted to die two years ago but now i'm doing much better", "j'étais suicidaire avant mais là ça va mieux",
+    "i thought about ending it last spring but now i want to live for my kids",
+    "i'm not trying to overdose, just using less", "pas de surdose volontaire, juste une erreur de dose",
+    "a stranger overdosed on the bus and i gave him narcan", "my wife keeps my meds so i don't take too many",
+    "my counsellor and i reviewed my suicidal thoughts from before and my safety plan",
+    "waiting on the platform for the 8:15 train", "i won't make it to the 6 month appointment, i work that day",
+    "won't need the texts after friday because i'm moving, i'll email you", "make it quiet for good, the neighbours dog",
+    "wrote a note and left it on the table for my roommate about the rent", "about to do something i can't take back: a tattoo",
+    "looked up the tallest building in the world for my kid's homework", "if i died in my sleep my kids would be lost",
+    "they'll be fine without me for the weekend", "bye for now, talk next month", "good night!",
+])
+def test_batch8_look_alikes_do_not_trigger(text):
+    assert detect(text) is None, (detect(text), crisis.explain(text))
