@@ -1,8 +1,10 @@
 """Plain query functions: the database in, one DataFrame per question out (aggregated in SQL)."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, case, exists, func, select
+from sqlalchemy import Date, DateTime, Dialect, Engine, case, exists, func, select
+from sqlalchemy.types import TypeEngine
 
 from outreach.models import AllianceRating, Answer, Episode, FollowUp, Message, Patient
 from outreach.repository import research_followups
@@ -14,13 +16,31 @@ EPISODE_COVARIATES = ["length_of_stay_days", "primary_substance", "program"]
 
 
 def _frame(engine: Engine, stmt) -> pd.DataFrame:
-    """Run ``stmt`` and build the DataFrame column by column (much faster than row objects)."""
+    """Run ``stmt`` and build the DataFrame column by column from the driver's own rows.
+
+    SQLAlchemy's conversion of each value of each row (dates SQLite keeps as text, JSON) cost more than the
+    queries themselves, so the rows are read from the DBAPI cursor and each column is converted at once:
+    dates and times by :func:`pandas.to_datetime` (SQLite's text and PostgreSQL's date objects alike), a type
+    with a conversion of its own (JSON on SQLite) by SQLAlchemy's converter, the rest inferred by pandas."""
     with engine.connect() as conn:
         result = conn.execute(stmt)
         keys = list(result.keys())
-        rows = result.fetchall()
-    columns = list(zip(*rows)) if rows else [()] * len(keys)
-    return pd.DataFrame({k: list(col) for k, col in zip(keys, columns)})
+        rows = result.cursor.fetchall()
+        result.close()
+        dialect = conn.dialect
+    columns = zip(*rows) if rows else [()] * len(keys)
+    return pd.DataFrame({key: _column(np.fromiter(values, dtype=object, count=len(rows)), selected.type, dialect)
+                         for key, values, selected in zip(keys, columns, stmt.selected_columns)})
+
+
+def _column(values: np.ndarray, type_: TypeEngine, dialect: Dialect) -> pd.Series:
+    """One column of driver values as SQLAlchemy would return them, in pandas' dtype for them."""
+    if isinstance(type_, (Date, DateTime)):
+        return pd.Series(pd.to_datetime(values, format="ISO8601"))
+    convert = type_.result_processor(dialect, None)
+    if convert is not None:
+        values = np.fromiter(map(convert, values), dtype=object, count=len(values))
+    return pd.Series(values).infer_objects()
 
 
 def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
