@@ -19,28 +19,32 @@ def _frame(engine: Engine, stmt) -> pd.DataFrame:
     """Run ``stmt`` and build the DataFrame column by column from the driver's own rows.
 
     SQLAlchemy's conversion of each value of each row (dates SQLite keeps as text, JSON) cost more than the
-    queries themselves, so the rows are read from the DBAPI cursor and each column is converted at once:
-    dates and times by :func:`pandas.to_datetime` (SQLite's text and PostgreSQL's date objects alike), a type
-    with a conversion of its own (JSON on SQLite) by SQLAlchemy's converter, the rest inferred by pandas."""
+    queries themselves, so the rows are read from the DBAPI cursor and converted a column at a time: dates and
+    times by :func:`pandas.to_datetime` (SQLite's text and PostgreSQL's date objects alike), a type with a
+    conversion of its own (JSON on SQLite) by SQLAlchemy's converter, once per distinct value; pandas infers
+    the rest's dtype."""
     with engine.connect() as conn:
         result = conn.execute(stmt)
         keys = list(result.keys())
+        type_codes = [d[1] for d in result.cursor.description]
         rows = result.cursor.fetchall()
         result.close()
         dialect = conn.dialect
-    columns = zip(*rows) if rows else [()] * len(keys)
-    return pd.DataFrame({key: _column(np.fromiter(values, dtype=object, count=len(rows)), selected.type, dialect)
-                         for key, values, selected in zip(keys, columns, stmt.selected_columns)})
+    values = pd.DataFrame(rows, columns=keys, dtype=object)
+    return pd.DataFrame({key: _column(values[key], selected.type, dialect, type_code)
+                         for key, selected, type_code in zip(keys, stmt.selected_columns, type_codes)})
 
 
-def _column(values: np.ndarray, type_: TypeEngine, dialect: Dialect) -> pd.Series:
+def _column(values: pd.Series, type_: TypeEngine, dialect: Dialect, type_code: object) -> pd.Series:
     """One column of driver values as SQLAlchemy would return them, in pandas' dtype for them."""
     if isinstance(type_, (Date, DateTime)):
-        return pd.Series(pd.to_datetime(values, format="ISO8601"))
-    convert = type_.result_processor(dialect, None)
+        return pd.Series(pd.to_datetime(values.to_numpy(), format="ISO8601"))
+    convert = type_.dialect_impl(dialect).result_processor(dialect, type_code)
     if convert is not None:
-        values = np.fromiter(map(convert, values), dtype=object, count=len(values))
-    return pd.Series(values).infer_objects()
+        codes, distinct = pd.factorize(values)  # a missing value's code is -1: the None put last
+        converted = np.fromiter([*map(convert, distinct), None], dtype=object, count=len(distinct) + 1)
+        values = pd.Series(converted[codes])
+    return values.infer_objects()
 
 
 def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
