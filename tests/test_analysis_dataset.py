@@ -224,3 +224,35 @@ def test_the_export_header_is_the_same_with_no_rows(filled, sessions, run_cli, t
         assert header.endswith("days_used,withdrawn,withdrawn_days,age,sex,program")
         book = pd.read_csv(tmp_path / "none.codebook.csv")
         assert book[book["type"] != "note"]["variable"].tolist() == header.split(",")
+
+
+def test_a_rating_with_unanswered_statements_and_a_withdrawal_come_through_as_stored(make_patient, make_followup,
+                                                                                      sessions, engine):
+    """The stored rating (JSON) and the dates (text on SQLite, date objects on PostgreSQL) as the export shows them:
+    an unanswered statement and a subscale without a score stay missing, the days to a withdrawal count from the
+    discharge, and each of a stay's follow-ups carries the stay's rating."""
+    from outreach.models import AllianceRating, Patient
+
+    w = make_patient(patient_id="W", discharge_date=dt.date(2026, 10, 1))
+    q = make_patient(patient_id="Q", discharge_date=dt.date(2026, 9, 1), mean=4.0)
+    for patient, point in ((w, 30), (w, 90), (q, 30)):
+        make_followup(patient, timepoint=point)
+    with unit_of_work(sessions) as s:
+        rating = s.scalars(select(AllianceRating).where(AllianceRating.episode_id == w.episode_id)).one()
+        rating.items, rating.mean_score = [6, None, 5, None, 4, 6], 5.25
+        rating.subscale_scores = {"bond": 4.5, "goal_task": None}
+        s.get(Patient, w.id).withdrawn_at = dt.datetime(2026, 10, 11, 23, 59, 59, 999999)
+    df = linked_dataset(engine, KEY.encode())
+    pseudo = {pid: hmac.new(KEY.encode(), pid.encode(), hashlib.sha256).hexdigest()[:16] for pid in "WQ"}
+    rows = {(r["participant"], r["timepoint_days"]): r for r in df.astype(object).where(df.notna(), None)
+            .to_dict("records")}
+    items = [f"alliance_{i}" for i in range(1, 7)]
+    for point in (30, 90):
+        row = rows[(pseudo["W"], point)]
+        assert [row[c] for c in items] == [6, None, 5, None, 4, 6]
+        assert (row["alliance_mean"], row["alliance_bond"], row["alliance_goal_task"]) == (5.25, 4.5, None)
+        assert (row["withdrawn"], row["withdrawn_days"]) == (1, 10)
+    row = rows[(pseudo["Q"], 30)]
+    assert [row[c] for c in items] == [5] * 6 and row["alliance_bond"] == 4.0
+    assert (row["withdrawn"], row["withdrawn_days"]) == (0, None)
+
