@@ -49,22 +49,30 @@ def _column(values: pd.Series, type_: TypeEngine, dialect: Dialect, type_code: o
 
 def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
     """One row per targeted follow-up with its episode's discharge data and the episode's number
-    (1, 2, ... in discharge order among all of the patient's stays)."""
+    (1, 2, ... in discharge order among all of the patient's stays).
+
+    Three queries, joined here: the follow-ups, then once per patient and once per stay their columns, which
+    one query would send again with each of a stay's follow-ups."""
+    targeted = select(FollowUp.id).where(research_followups())  # not the alliance check-ins during a stay
+    if timepoint is not None:
+        targeted = targeted.where(FollowUp.timepoint_days == timepoint)
+    rows = _frame(engine, select(FollowUp.id.label("followup_id"), FollowUp.timepoint_days, FollowUp.state,
+                                 FollowUp.last_inbound_at, FollowUp.patient_id.label("patient_pk"), FollowUp.episode_id)
+                  .where(FollowUp.id.in_(targeted)))
+    patients = _frame(engine, select(Patient.id.label("patient_pk"), Patient.patient_id, Patient.withdrawn_at,
+                                     *[getattr(Patient, c) for c in PATIENT_COVARIATES])
+                      .where(Patient.id.in_(targeted.with_only_columns(FollowUp.patient_id).distinct())))
     numbered = select(Episode.id, func.row_number().over(
         partition_by=Episode.patient_id, order_by=(Episode.discharge_date.asc().nulls_last(), Episode.id)
     ).label("episode")).subquery()  # a stay still in treatment (no discharge yet) is the latest
-    stmt = (select(FollowUp.id.label("followup_id"), FollowUp.timepoint_days, FollowUp.state,
-                   FollowUp.last_inbound_at, Patient.id.label("patient_pk"), Patient.patient_id, Patient.withdrawn_at,
-                   FollowUp.episode_id, numbered.c.episode, Episode.discharge_date,
-                   *[getattr(Patient, c) for c in PATIENT_COVARIATES],
-                   *[getattr(Episode, c) for c in EPISODE_COVARIATES])
-            .join(Episode, Episode.id == FollowUp.episode_id)
-            .join(numbered, numbered.c.id == Episode.id)
-            .join(Patient, Patient.id == FollowUp.patient_id))
-    stmt = stmt.where(research_followups())  # not the alliance check-ins during a stay
-    if timepoint is not None:
-        stmt = stmt.where(FollowUp.timepoint_days == timepoint)
-    return _frame(engine, stmt)
+    stays = _frame(engine, select(Episode.id.label("episode_id"), numbered.c.episode, Episode.discharge_date,
+                                  *[getattr(Episode, c) for c in EPISODE_COVARIATES])
+                   .join(numbered, numbered.c.id == Episode.id)
+                   .where(Episode.id.in_(targeted.with_only_columns(FollowUp.episode_id).distinct())))
+    return (rows.merge(patients, on="patient_pk", validate="many_to_one")
+            .merge(stays, on="episode_id", validate="many_to_one")
+            [["followup_id", "timepoint_days", "state", "last_inbound_at", "patient_pk", "patient_id", "withdrawn_at",
+              "episode_id", "episode", "discharge_date", *PATIENT_COVARIATES, *EPISODE_COVARIATES]])
 
 
 def covariates_present(engine: Engine) -> list[str]:
