@@ -1,9 +1,11 @@
 """Plain query functions: the database in, one DataFrame per question out (aggregated in SQL)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
-from sqlalchemy import Date, DateTime, Dialect, Engine, case, exists, func, select
+from sqlalchemy import Date, DateTime, Dialect, Engine, Text, case, cast, exists, func, select
 from sqlalchemy.types import TypeEngine
 
 from outreach.models import AllianceRating, Answer, Episode, FollowUp, Message, Patient
@@ -21,8 +23,8 @@ def _frame(engine: Engine, stmt) -> pd.DataFrame:
     SQLAlchemy's conversion of each value of each row (dates SQLite keeps as text, JSON) cost more than the
     queries themselves, so the rows are read from the DBAPI cursor and converted a column at a time: dates and
     times by :func:`pandas.to_datetime` (SQLite's text and PostgreSQL's date objects alike), a type with a
-    conversion of its own (JSON on SQLite) by SQLAlchemy's converter, once per distinct value; pandas infers
-    the rest's dtype."""
+    conversion of its own by SQLAlchemy's converter for the dialect; pandas infers the rest's dtype.  JSON is
+    selected as text and decoded by :func:`_json_values`."""
     with engine.connect() as conn:
         result = conn.execute(stmt)
         keys = list(result.keys())
@@ -41,9 +43,7 @@ def _column(values: pd.Series, type_: TypeEngine, dialect: Dialect, type_code: o
         return pd.Series(pd.to_datetime(values.to_numpy(), format="ISO8601"))
     convert = type_.dialect_impl(dialect).result_processor(dialect, type_code)
     if convert is not None:
-        codes, distinct = pd.factorize(values)  # a missing value's code is -1: the None put last
-        converted = np.fromiter([*map(convert, distinct), None], dtype=object, count=len(distinct) + 1)
-        values = pd.Series(converted[codes])
+        values = pd.Series(np.fromiter(map(convert, values), dtype=object, count=len(values)))
     return values.infer_objects()
 
 
@@ -89,10 +89,21 @@ def ratings(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
     targeted = select(FollowUp.episode_id).where(research_followups())
     if timepoint is not None:
         targeted = targeted.where(FollowUp.timepoint_days == timepoint)
-    stmt = (select(AllianceRating.episode_id, AllianceRating.items, AllianceRating.mean_score,
-                   AllianceRating.subscale_scores)
+    stmt = (select(AllianceRating.episode_id, cast(AllianceRating.items, Text).label("items"),
+                   AllianceRating.mean_score, cast(AllianceRating.subscale_scores, Text).label("subscale_scores"))
             .where(AllianceRating.episode_id.in_(targeted.distinct())))
-    return _frame(engine, stmt)
+    frame = _frame(engine, stmt)
+    for col in ("items", "subscale_scores"):
+        frame[col] = _json_values(frame[col])
+    return frame
+
+
+def _json_values(text: pd.Series) -> pd.Series:
+    """JSON read as its text and decoded once per distinct text, as SQLAlchemy and psycopg decode it (``json.loads``)
+    but not once per row: 100k ratings hold a few thousand distinct lists of items."""
+    codes, distinct = pd.factorize(text)  # a missing value's code is -1: the None put last
+    decoded = np.fromiter([*map(json.loads, distinct), None], dtype=object, count=len(distinct) + 1)
+    return pd.Series(decoded[codes], index=text.index)
 
 
 def answers_wide(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
