@@ -66,8 +66,8 @@ def _for_stats_package(df: pd.DataFrame) -> pd.DataFrame:
 def to_csv(df: pd.DataFrame, path: Path) -> None:
     """Write ``df`` as ``df.to_csv(path, index=False)`` does, byte for byte, with the cells turned into text and
     joined into rows by Arrow a column at a time (pandas formats and writes every cell in Python: 400,000 rows of
-    the linked dataset took about 5 s).  A frame with a column it does not know (dates, an object column holding
-    other than text) or of one column (where an empty cell is written "") is written by pandas."""
+    the linked dataset took about 5 s).  A frame with a column it does not know (dates, 32-bit floats, an object
+    column holding other than text) or of one column (where an empty cell is written "") is written by pandas."""
     cells = [_csv_cells(df[col]) for col in df.columns]
     if len(cells) < 2 or any(c is None for c in cells) or not all(isinstance(col, str) for col in df.columns):
         df.to_csv(path, index=False)
@@ -93,8 +93,8 @@ def _csv_cells(s: pd.Series) -> pa.Array | None:
         return pc.if_else(pa.array(s, from_pandas=True), "True", "False")
     if pd.api.types.is_integer_dtype(dtype):
         return pa.array(s, from_pandas=True).cast(pa.string())
-    if pd.api.types.is_float_dtype(dtype):  # numpy's text of a float64 is Python's repr; each distinct number once
-        codes, distinct = pd.factorize(s.to_numpy(dtype="float64", na_value=np.nan))
+    if pd.api.types.is_float_dtype(dtype) and dtype.itemsize == 8:  # numpy's text of a float64 is Python's repr
+        codes, distinct = pd.factorize(s.to_numpy(dtype="float64", na_value=np.nan))  # each distinct number once
         return pc.take(pa.array(distinct.astype(str)), pa.array(codes, mask=codes < 0))
     if pd.api.types.is_string_dtype(dtype) and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
         return _csv_quoted(pa.array(s, type=pa.string(), from_pandas=True))

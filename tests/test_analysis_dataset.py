@@ -285,8 +285,9 @@ def test_the_csv_export_holds_what_pandas_writes_byte_for_byte(tmp_path):
     write(df, tmp_path / "x.csv", "csv")
     assert (tmp_path / "x.csv").read_bytes() == safe_frame(df).to_csv(index=False).encode("utf-8")
     assert "'=1+2" in (tmp_path / "x.csv").read_text(encoding="utf-8")  # the formula guard still applies
-    # Frames it leaves to pandas: a date column, a single column, an object column holding numbers.
+    # Frames it leaves to pandas: a date column, a single column, an object column holding numbers, 32-bit floats.
     for other in (df.assign(when=pd.Timestamp("2026-01-02 03:04:05")), df[["str"]],
-                  df.assign(mixed=pd.Series([1, "a"] * 5, dtype=object)), df.iloc[:0]):
+                  df.assign(mixed=pd.Series([1, "a"] * 5, dtype=object)), df.assign(f32=df["float"].astype("float32")),
+                  df.iloc[:0]):
         to_csv(other, tmp_path / "y.csv")
         assert (tmp_path / "y.csv").read_bytes() == other.to_csv(index=False).encode("utf-8")
