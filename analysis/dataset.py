@@ -69,6 +69,24 @@ def outcome_codes(state: pd.Series, answered: pd.Series, replied: pd.Series) -> 
     return np.select(conditions, [code for code, _ in OUTCOME_RULES[:-1]], default=OUTCOME_RULES[-1][0])
 
 
+def alliance(ratings: pd.DataFrame) -> pd.DataFrame:
+    """Per rated stay (``episode_id``): the rating's items, mean and subscales in the contract's columns.  Decoded
+    once per stay, before the stay's rating is joined to each of its follow-ups."""
+    out = pd.DataFrame({"episode_id": ratings["episode_id"]})
+    rated = ratings["items"].notna()
+    item_frame = pd.DataFrame(ratings.loc[rated, "items"].tolist(), index=ratings.index[rated]).reindex(
+        index=ratings.index, columns=range(6))
+    for i, col in enumerate(ITEMS):
+        out[col] = _nullable_int(item_frame[i])
+    rated = ratings["subscale_scores"].notna()
+    subs = pd.DataFrame(ratings.loc[rated, "subscale_scores"].tolist(), index=ratings.index[rated]).reindex(
+        ratings.index)
+    out["alliance_mean"] = pd.to_numeric(ratings["mean_score"], errors="coerce").astype("Float64")
+    out["alliance_bond"] = pd.to_numeric(subs.get("bond"), errors="coerce").astype("Float64")
+    out["alliance_goal_task"] = pd.to_numeric(subs.get("goal_task"), errors="coerce").astype("Float64")
+    return out
+
+
 def columns(identified: bool = False, covariates: list[str] | tuple[str, ...] = ()) -> list[str]:
     """The export's header: the same with 0 rows as with many."""
     head = ["participant", "episode"] + (["patient_id", "discharge_date"] if identified else [])
@@ -99,16 +117,8 @@ def build(raw: pd.DataFrame, key: bytes, identified: bool = False,
     df["days_to_response"] = ((first.dt.normalize() - pd.to_datetime(raw["discharge_date"])).dt.days
                               .astype("Int64"))
     df["contact_attempts"] = raw.get("contact_attempts", pd.Series(0, index=raw.index)).fillna(0).astype("Int64")
-    rated = raw["items"].notna()
-    item_frame = pd.DataFrame(raw.loc[rated, "items"].tolist(), index=raw.index[rated]).reindex(
-        index=raw.index, columns=range(6))
-    for i, col in enumerate(ITEMS):
-        df[col] = _nullable_int(item_frame[i])
-    rated = raw["subscale_scores"].notna()
-    subs = pd.DataFrame(raw.loc[rated, "subscale_scores"].tolist(), index=raw.index[rated]).reindex(raw.index)
-    df["alliance_mean"] = pd.to_numeric(raw["mean_score"], errors="coerce").astype("Float64")
-    df["alliance_bond"] = pd.to_numeric(subs.get("bond"), errors="coerce").astype("Float64")
-    df["alliance_goal_task"] = pd.to_numeric(subs.get("goal_task"), errors="coerce").astype("Float64")
+    for col in ITEMS + ["alliance_mean", "alliance_bond", "alliance_goal_task"]:
+        df[col] = raw[col]
     per_stay = df.drop_duplicates(["participant", "episode"])["alliance_mean"].astype("float64")
     df["alliance_tertile"] = assign_tertiles(df["alliance_mean"].astype("float64"), tertile_cuts(per_stay))
     df["self_efficacy"] = values["self_efficacy"]
@@ -141,7 +151,7 @@ def linked_dataset(engine: Engine, key: bytes, timepoint: int | None = None, ide
     if raw.empty:
         return empty(identified, covariates)
     raw = raw.sort_values(["patient_pk", "episode", "timepoint_days"], kind="stable", ignore_index=True)
-    raw = (raw.merge(queries.ratings(engine, timepoint), on="episode_id", how="left")
+    raw = (raw.merge(alliance(queries.ratings(engine, timepoint)), on="episode_id", how="left")
            .merge(queries.answers_wide(engine, timepoint), on="followup_id", how="left")
            .merge(queries.contact_attempts(engine), on="followup_id", how="left"))
     return build(raw, key, identified, covariates)

@@ -1,8 +1,12 @@
 """Plain query functions: the database in, one DataFrame per question out (aggregated in SQL)."""
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, case, exists, func, select
+from sqlalchemy import Date, DateTime, Dialect, Engine, Text, case, cast, exists, func, select
+from sqlalchemy.types import TypeEngine
 
 from outreach.models import AllianceRating, Answer, Episode, FollowUp, Message, Patient
 from outreach.repository import research_followups
@@ -14,33 +18,61 @@ EPISODE_COVARIATES = ["length_of_stay_days", "primary_substance", "program"]
 
 
 def _frame(engine: Engine, stmt) -> pd.DataFrame:
-    """Run ``stmt`` and build the DataFrame column by column (much faster than row objects)."""
+    """Run ``stmt`` and build the DataFrame column by column from the driver's own rows.
+
+    SQLAlchemy's conversion of each value of each row (dates SQLite keeps as text, JSON) cost more than the
+    queries themselves, so the rows are read from the DBAPI cursor and converted a column at a time: dates and
+    times by :func:`pandas.to_datetime` (SQLite's text and PostgreSQL's date objects alike), a type with a
+    conversion of its own by SQLAlchemy's converter for the dialect; pandas infers the rest's dtype.  JSON is
+    selected as text and decoded by :func:`_json_values`."""
     with engine.connect() as conn:
         result = conn.execute(stmt)
         keys = list(result.keys())
-        rows = result.fetchall()
-    columns = list(zip(*rows)) if rows else [()] * len(keys)
-    return pd.DataFrame({k: list(col) for k, col in zip(keys, columns)})
+        type_codes = [d[1] for d in result.cursor.description]
+        rows = result.cursor.fetchall()
+        result.close()
+        dialect = conn.dialect
+    values = pd.DataFrame(rows, columns=keys, dtype=object)
+    return pd.DataFrame({key: _column(values[key], selected.type, dialect, type_code)
+                         for key, selected, type_code in zip(keys, stmt.selected_columns, type_codes)})
+
+
+def _column(values: pd.Series, type_: TypeEngine, dialect: Dialect, type_code: object) -> pd.Series:
+    """One column of driver values as SQLAlchemy would return them, in pandas' dtype for them."""
+    if isinstance(type_, (Date, DateTime)):
+        return pd.Series(pd.to_datetime(values.to_numpy(), format="ISO8601"))
+    convert = type_.dialect_impl(dialect).result_processor(dialect, type_code)
+    if convert is not None:
+        values = pd.Series(np.fromiter(map(convert, values), dtype=object, count=len(values)))
+    return values.infer_objects()
 
 
 def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
     """One row per targeted follow-up with its episode's discharge data and the episode's number
-    (1, 2, ... in discharge order among all of the patient's stays)."""
+    (1, 2, ... in discharge order among all of the patient's stays).
+
+    Three queries, joined here: the follow-ups, then once per patient and once per stay their columns, which
+    one query would send again with each of a stay's follow-ups."""
+    targeted = select(FollowUp.id).where(research_followups())  # not the alliance check-ins during a stay
+    if timepoint is not None:
+        targeted = targeted.where(FollowUp.timepoint_days == timepoint)
+    rows = _frame(engine, select(FollowUp.id.label("followup_id"), FollowUp.timepoint_days, FollowUp.state,
+                                 FollowUp.last_inbound_at, FollowUp.patient_id.label("patient_pk"), FollowUp.episode_id)
+                  .where(FollowUp.id.in_(targeted)))
+    patients = _frame(engine, select(Patient.id.label("patient_pk"), Patient.patient_id, Patient.withdrawn_at,
+                                     *[getattr(Patient, c) for c in PATIENT_COVARIATES])
+                      .where(Patient.id.in_(targeted.with_only_columns(FollowUp.patient_id).distinct())))
     numbered = select(Episode.id, func.row_number().over(
         partition_by=Episode.patient_id, order_by=(Episode.discharge_date.asc().nulls_last(), Episode.id)
     ).label("episode")).subquery()  # a stay still in treatment (no discharge yet) is the latest
-    stmt = (select(FollowUp.id.label("followup_id"), FollowUp.timepoint_days, FollowUp.state,
-                   FollowUp.last_inbound_at, Patient.id.label("patient_pk"), Patient.patient_id, Patient.withdrawn_at,
-                   FollowUp.episode_id, numbered.c.episode, Episode.discharge_date,
-                   *[getattr(Patient, c) for c in PATIENT_COVARIATES],
-                   *[getattr(Episode, c) for c in EPISODE_COVARIATES])
-            .join(Episode, Episode.id == FollowUp.episode_id)
-            .join(numbered, numbered.c.id == Episode.id)
-            .join(Patient, Patient.id == FollowUp.patient_id))
-    stmt = stmt.where(research_followups())  # not the alliance check-ins during a stay
-    if timepoint is not None:
-        stmt = stmt.where(FollowUp.timepoint_days == timepoint)
-    return _frame(engine, stmt)
+    stays = _frame(engine, select(Episode.id.label("episode_id"), numbered.c.episode, Episode.discharge_date,
+                                  *[getattr(Episode, c) for c in EPISODE_COVARIATES])
+                   .join(numbered, numbered.c.id == Episode.id)
+                   .where(Episode.id.in_(targeted.with_only_columns(FollowUp.episode_id).distinct())))
+    return (rows.merge(patients, on="patient_pk", validate="many_to_one")
+            .merge(stays, on="episode_id", validate="many_to_one")
+            [["followup_id", "timepoint_days", "state", "last_inbound_at", "patient_pk", "patient_id", "withdrawn_at",
+              "episode_id", "episode", "discharge_date", *PATIENT_COVARIATES, *EPISODE_COVARIATES]])
 
 
 def covariates_present(engine: Engine) -> list[str]:
@@ -57,10 +89,21 @@ def ratings(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
     targeted = select(FollowUp.episode_id).where(research_followups())
     if timepoint is not None:
         targeted = targeted.where(FollowUp.timepoint_days == timepoint)
-    stmt = (select(AllianceRating.episode_id, AllianceRating.items, AllianceRating.mean_score,
-                   AllianceRating.subscale_scores)
+    stmt = (select(AllianceRating.episode_id, cast(AllianceRating.items, Text).label("items"),
+                   AllianceRating.mean_score, cast(AllianceRating.subscale_scores, Text).label("subscale_scores"))
             .where(AllianceRating.episode_id.in_(targeted.distinct())))
-    return _frame(engine, stmt)
+    frame = _frame(engine, stmt)
+    for col in ("items", "subscale_scores"):
+        frame[col] = _json_values(frame[col])
+    return frame
+
+
+def _json_values(text: pd.Series) -> pd.Series:
+    """JSON read as its text and decoded once per distinct text, as SQLAlchemy and psycopg decode it (``json.loads``)
+    but not once per row: 100k ratings hold a few thousand distinct lists of items."""
+    codes, distinct = pd.factorize(text)  # a missing value's code is -1: the None put last
+    decoded = np.fromiter([*map(json.loads, distinct), None], dtype=object, count=len(distinct) + 1)
+    return pd.Series(decoded[codes], index=text.index)
 
 
 def answers_wide(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:

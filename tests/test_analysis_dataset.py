@@ -224,3 +224,70 @@ def test_the_export_header_is_the_same_with_no_rows(filled, sessions, run_cli, t
         assert header.endswith("days_used,withdrawn,withdrawn_days,age,sex,program")
         book = pd.read_csv(tmp_path / "none.codebook.csv")
         assert book[book["type"] != "note"]["variable"].tolist() == header.split(",")
+
+
+def test_a_rating_with_unanswered_statements_and_a_withdrawal_come_through_as_stored(make_patient, make_followup,
+                                                                                      sessions, engine):
+    """The stored rating (JSON) and the dates (text on SQLite, date objects on PostgreSQL) as the export shows them:
+    an unanswered statement and a subscale without a score stay missing, the days to a withdrawal count from the
+    discharge, and each of a stay's follow-ups carries the stay's rating."""
+    from outreach.models import AllianceRating, Patient
+
+    w = make_patient(patient_id="W", discharge_date=dt.date(2026, 10, 1))
+    q = make_patient(patient_id="Q", discharge_date=dt.date(2026, 9, 1), mean=4.0)
+    for patient, point in ((w, 30), (w, 90), (q, 30)):
+        make_followup(patient, timepoint=point)
+    with unit_of_work(sessions) as s:
+        rating = s.scalars(select(AllianceRating).where(AllianceRating.episode_id == w.episode_id)).one()
+        rating.items, rating.mean_score = [6, None, 5, None, 4, 6], 5.25
+        rating.subscale_scores = {"bond": 4.5, "goal_task": None}
+        s.get(Patient, w.id).withdrawn_at = dt.datetime(2026, 10, 11, 23, 59, 59, 999999)
+    df = linked_dataset(engine, KEY.encode())
+    pseudo = {pid: hmac.new(KEY.encode(), pid.encode(), hashlib.sha256).hexdigest()[:16] for pid in "WQ"}
+    rows = {(r["participant"], r["timepoint_days"]): r for r in df.astype(object).where(df.notna(), None)
+            .to_dict("records")}
+    items = [f"alliance_{i}" for i in range(1, 7)]
+    for point in (30, 90):
+        row = rows[(pseudo["W"], point)]
+        assert [row[c] for c in items] == [6, None, 5, None, 4, 6]
+        assert (row["alliance_mean"], row["alliance_bond"], row["alliance_goal_task"]) == (5.25, 4.5, None)
+        assert (row["withdrawn"], row["withdrawn_days"]) == (1, 10)
+    row = rows[(pseudo["Q"], 30)]
+    assert [row[c] for c in items] == [5] * 6 and row["alliance_bond"] == 4.0
+    assert (row["withdrawn"], row["withdrawn_days"]) == (0, None)
+
+
+def _awkward_frame() -> pd.DataFrame:
+    import numpy as np
+
+    text = ["plain", "a,b", 'say "hi"', "two\nlines", "cr\ronly", "", None, "é 中", "=1+2", "-3"]
+    floats = [0.1, 5.0, 1e16, 1e-05, -0.0, 5.333333333333333, np.nan, 1e22, 123456789.125, 2.5]
+    return pd.DataFrame({
+        "str": pd.Series(text, dtype="str"), "string": pd.Series(text, dtype="string"),
+        "object": pd.Series(text, dtype=object), "int": range(10),
+        "Int64": pd.array([1, None, -3, 0, 2**40, 5, 6, None, 8, 9], dtype="Int64"),
+        "Int8": pd.array([1, 0, None] * 3 + [1], dtype="Int8"),
+        "float": floats, "Float64": pd.array(floats, dtype="Float64"),
+        "bool": [True, False] * 5, "boolean": pd.array([True, None, False] * 3 + [True], dtype="boolean"),
+        "tertile": pd.Categorical(["low", "mid", None, "high", "a,b"] * 2, categories=["low", "mid", "high", "a,b"],
+                                  ordered=True),
+        'a "quoted", header': 1,
+    })
+
+
+def test_the_csv_export_holds_what_pandas_writes_byte_for_byte(tmp_path):
+    """Every kind of cell the export writes (text needing quotes, line breaks, formulas, missing values in each
+    dtype, floats from 1e-05 to 1e22, categories), as ``DataFrame.to_csv`` writes it after the formula guard."""
+    from analysis.export import to_csv, write
+    from outreach.csvsafe import safe_frame
+
+    df = _awkward_frame()
+    write(df, tmp_path / "x.csv", "csv")
+    assert (tmp_path / "x.csv").read_bytes() == safe_frame(df).to_csv(index=False).encode("utf-8")
+    assert "'=1+2" in (tmp_path / "x.csv").read_text(encoding="utf-8")  # the formula guard still applies
+    # Frames it leaves to pandas: a date column, a single column, an object column holding numbers, 32-bit floats.
+    for other in (df.assign(when=pd.Timestamp("2026-01-02 03:04:05")), df[["str"]],
+                  df.assign(mixed=pd.Series([1, "a"] * 5, dtype=object)), df.assign(f32=df["float"].astype("float32")),
+                  df.iloc[:0]):
+        to_csv(other, tmp_path / "y.csv")
+        assert (tmp_path / "y.csv").read_bytes() == other.to_csv(index=False).encode("utf-8")
