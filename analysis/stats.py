@@ -28,7 +28,6 @@ points.
 """
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from typing import Any
@@ -239,26 +238,12 @@ def _exog(data: pd.DataFrame, terms: list[str]) -> pd.DataFrame:
     return x.drop(columns="Intercept")
 
 
-@functools.cache
-def _logit_ordered() -> type:
-    """statsmodels' OrderedModel (logit) with the logistic cdf evaluated by ``scipy.special.expit``, the function
-    ``scipy.stats.logistic.cdf`` itself ends in: the same values, without the distribution's argument checks, which
-    took three quarters of each of the thousand-odd log-likelihood evaluations of a fit (numerical gradient and
-    Hessian)."""
-    from scipy.special import expit
-    from statsmodels.miscmodels.ordinal_model import OrderedModel
-
-    class LogitOrdered(OrderedModel):
-        def cdf(self, x):
-            return expit(x)
-
-    return LogitOrdered
-
-
 def ordinal(df: pd.DataFrame, outcome: str, adjust: bool | list[str] = False, sd: float | None = None) -> dict[str, Any]:
     """Proportional-odds (ordinal logistic) regression: odds ratio per SD for a better rating, with a Brant test
     of proportional odds for the alliance (``brant``: the odds ratio of each cut point's binary logistic regression
     and the Wald test that they are equal)."""
+    from . import ordered_logit
+
     data, terms = _design(df, outcome, adjust, sd)
     name = _name("Proportional-odds logistic regression", terms)
     if len(data) < 10 or data[outcome].nunique() < 2:
@@ -267,7 +252,8 @@ def ordinal(df: pd.DataFrame, outcome: str, adjust: bool | list[str] = False, sd
         warnings.simplefilter("ignore")
         try:
             y = pd.Series(pd.Categorical(data[outcome].astype(int), ordered=True), index=data.index)
-            fit = _logit_ordered()(y, _exog(data, terms), distr="logit").fit(method="bfgs", disp=False, maxiter=500)
+            fit = ordered_logit.model_class()(y, _exog(data, terms), distr="logit").fit(
+                method="newton", disp=False, maxiter=100)
         except Exception as exc:
             return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD",
                            error=f"{type(exc).__name__}: {exc}")
