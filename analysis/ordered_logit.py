@@ -70,3 +70,19 @@ def model_class() -> type:
             return second - scaled.T @ scaled
 
     return OrderedLogit
+
+
+
+def fit(y, exog):
+    """The maximum-likelihood fit by Newton's method with the analytic derivatives.  Where Newton fails (an answer
+    category nearly separated by a covariate in a small study: the Hessian is singular or a full step overshoots) or
+    ends on a value that is not finite, BFGS, the search OrderedModel uses by default, on the same derivatives."""
+    model = model_class()(y, exog, distr="logit")
+    try:
+        result = model.fit(method="newton", disp=False, maxiter=100)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError, OverflowError):
+        result = None
+    if (result is not None and result.mle_retvals.get("converged") and np.all(np.isfinite(result.params))
+            and np.all(np.isfinite(result.bse))):
+        return result
+    return model.fit(method="bfgs", disp=False, maxiter=500)

@@ -252,8 +252,7 @@ def ordinal(df: pd.DataFrame, outcome: str, adjust: bool | list[str] = False, sd
         warnings.simplefilter("ignore")
         try:
             y = pd.Series(pd.Categorical(data[outcome].astype(int), ordered=True), index=data.index)
-            fit = ordered_logit.model_class()(y, _exog(data, terms), distr="logit").fit(
-                method="newton", disp=False, maxiter=100)
+            fit = ordered_logit.fit(y, _exog(data, terms))
         except Exception as exc:
             return _result(name, len(data), None, None, None, None, outcome=outcome, scale="odds ratio per SD",
                            error=f"{type(exc).__name__}: {exc}")

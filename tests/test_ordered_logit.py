@@ -47,3 +47,25 @@ def test_the_fit_agrees_with_ordered_model(n, seed):
     assert mine.mle_retvals["converged"]
     assert rel(mine.params, ref.params) < 1e-6
     assert rel(mine.bse, ref.bse) < 1e-5  # OrderedModel's Hessian is a finite difference
+
+
+def test_a_nearly_separated_small_sample_still_gets_the_fit_ordered_model_would_give():
+    """12 answers whose categories the alliance almost separates: Newton fails there (a singular Hessian or no
+    convergence), and the fit falls back to BFGS, as OrderedModel fits by default, instead of failing."""
+    from analysis.ordered_logit import fit
+
+    rng = np.random.default_rng(23)
+    x = pd.DataFrame({"alliance_sd": rng.normal(size=12), "sex_M": (rng.random(12) < 0.3) * 1.0})
+    y = pd.Series(pd.Categorical(np.digitize(3 * x["alliance_sd"] + rng.logistic(size=12), [-1, 0, 1]) + 1,
+                                 ordered=True))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            newton = model_class()(y, x, distr="logit").fit(method="newton", disp=False, maxiter=100)
+            assert not (newton.mle_retvals["converged"] and np.all(np.isfinite(newton.bse)))
+        except np.linalg.LinAlgError:
+            pass
+        mine = fit(y, x)
+        ref = OrderedModel(y, x, distr="logit").fit(method="bfgs", disp=False, maxiter=500)
+    assert mine.mle_retvals["converged"] and np.all(np.isfinite(mine.params))
+    assert rel(mine.params, ref.params) < 1e-5
