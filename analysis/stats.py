@@ -89,6 +89,9 @@ def _design(df: pd.DataFrame, outcome: str, adjust: bool | list[str],
     for c in cols[2:]:
         data[c] = data[c].astype("object") if c in CATEGORICAL else _num(data[c])
     data = data.dropna()
+    for c in cols[2:]:  # patsy reads a pandas Categorical's levels at once; an object column it checks value by value
+        if c in CATEGORICAL:  # (1.3 million calls at 100,000 episodes); the levels are the same, sorted, either way
+            data[c] = pd.Categorical(data[c])
     sd = data["alliance_mean"].std() if sd is None else sd
     data["alliance_sd"] = (data["alliance_mean"] - data["alliance_mean"].mean()) / sd if sd > 0 else np.nan
     terms = ["alliance_sd"]
