@@ -80,10 +80,10 @@ def alliance(ratings: pd.DataFrame) -> pd.DataFrame:
         out[col] = _nullable_int(item_frame[i])
     rated = ratings["subscale_scores"].notna()
     subs = pd.DataFrame(ratings.loc[rated, "subscale_scores"].tolist(), index=ratings.index[rated]).reindex(
-        ratings.index)
+        index=ratings.index, columns=["bond", "goal_task"])  # both columns, even when no rating has subscales
     out["alliance_mean"] = pd.to_numeric(ratings["mean_score"], errors="coerce").astype("Float64")
-    out["alliance_bond"] = pd.to_numeric(subs.get("bond"), errors="coerce").astype("Float64")
-    out["alliance_goal_task"] = pd.to_numeric(subs.get("goal_task"), errors="coerce").astype("Float64")
+    out["alliance_bond"] = pd.to_numeric(subs["bond"], errors="coerce").astype("Float64")
+    out["alliance_goal_task"] = pd.to_numeric(subs["goal_task"], errors="coerce").astype("Float64")
     return out
 
 

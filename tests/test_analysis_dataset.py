@@ -291,3 +291,19 @@ def test_the_csv_export_holds_what_pandas_writes_byte_for_byte(tmp_path):
                   df.iloc[:0]):
         to_csv(other, tmp_path / "y.csv")
         assert (tmp_path / "y.csv").read_bytes() == other.to_csv(index=False).encode("utf-8")
+
+
+def test_an_export_where_no_rating_has_subscale_scores_has_them_missing(filled, sessions, run_cli, tmp_path):
+    """A study whose ratings all came without subscale scores (a mean only) still exports, the two subscale
+    columns empty; it failed with "data type 'Float64' not understood"."""
+    from outreach.models import AllianceRating
+
+    with unit_of_work(sessions) as s:
+        for r in s.scalars(select(AllianceRating)):
+            r.subscale_scores = None
+    out = tmp_path / "r.csv"
+    result = run_cli("export", "--out", str(out), extra_env={"EXPORT_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out)
+    assert len(df) == 6 and df["alliance_bond"].isna().all() and df["alliance_goal_task"].isna().all()
+    assert df["alliance_mean"].notna().all()
