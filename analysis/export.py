@@ -56,7 +56,9 @@ def _for_stats_package(df: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=df.index)
     for col in df.columns:
         s = df[col]
-        if isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(s) or s.dtype == object:
+        if s.empty and col in BY_NAME and BY_NAME[col].type in ("integer", "numeric", "binary"):
+            out[col] = s.astype("float64")  # no rows: the contract's type (a labelled number, not an empty text)
+        elif isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(s) or s.dtype == object:
             out[col] = s.astype("object").where(s.notna(), "").astype(str)
         else:
             out[col] = pd.to_numeric(s, errors="coerce").astype("float64")

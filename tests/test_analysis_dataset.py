@@ -307,3 +307,17 @@ def test_an_export_where_no_rating_has_subscale_scores_has_them_missing(filled, 
     df = pd.read_csv(out)
     assert len(df) == 6 and df["alliance_bond"].isna().all() and df["alliance_goal_task"].isna().all()
     assert df["alliance_mean"].notna().all()
+
+
+@pytest.mark.parametrize("ext", ["dta", "sav"])
+def test_a_time_point_without_follow_ups_exports_to_stata_and_spss(filled, run_cli, tmp_path, ext):
+    """No rows: the file holds the header's variables with the contract's types (a Stata export failed with
+    "A provided value was incompatible with the variable's declared type")."""
+    import pyreadstat
+
+    out = tmp_path / f"none.{ext}"
+    result = run_cli("export", "--out", str(out), "--timepoint", "180", extra_env={"EXPORT_KEY": KEY})
+    assert result.exit_code == 0 and "wrote 0 rows" in result.output, result.output
+    data, meta = (pyreadstat.read_dta if ext == "dta" else pyreadstat.read_sav)(str(out))
+    assert len(data) == 0 and list(data.columns) == CONTRACT
+    assert meta.readstat_variable_types["responded"] == "double" and meta.variable_value_labels["responded"]
