@@ -660,3 +660,16 @@ def test_batch8_kinds_are_caught(text):
 ])
 def test_batch8_look_alikes_do_not_trigger(text):
     assert detect(text) is None, (detect(text), crisis.explain(text))
+
+
+@pytest.mark.parametrize("text, look_alike", [
+    ("my therapist talked about my suicidal thoughts from before, they are back",
+     "my therapist talked about my suicidal thoughts from before, they are not back"),
+    ("j'en ai parlé à ma psy, mes idées suicidaires, elles sont revenues",
+     "j'en ai parlé à ma psy, mes idées suicidaires d'avant, c'est fini"),
+    ("we talked about my dark thoughts in group, they came back last night",
+     "we talked about my dark thoughts in group, life is back to normal"),
+])
+def test_thoughts_said_to_be_back_after_treatment_talk_are_caught(text, look_alike):
+    assert detect(text) is not None, crisis.explain(text)
+    assert detect(look_alike) is None, (detect(look_alike), crisis.explain(look_alike))
