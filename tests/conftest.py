@@ -292,10 +292,11 @@ def make_user(sessions):
     return make
 
 
-def csrf_token_of(html: str) -> str:
-    import re
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+
+def csrf_token_of(html: str) -> str:
+    match = CSRF_FIELD.search(html)
     assert match, "the page has no CSRF token"
     return match.group(1)
 
@@ -303,7 +304,7 @@ def csrf_token_of(html: str) -> str:
 def without_csrf(html: str) -> str:
     """The page with its CSRF token taken out: the token is random letters and digits, so a check that a short
     identifier ("B1", "4242") is absent from a page would otherwise fail now and then on the token alone."""
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    match = CSRF_FIELD.search(html)
     return html.replace(match.group(1), "") if match else html
 
 
