@@ -34,12 +34,13 @@ from dataclasses import dataclass, field
 from functools import cache
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
 from sqlalchemy import Table, Text, cast, exists, func, insert, select, update
 from sqlalchemy import text as sql
 from sqlalchemy.orm import Session
+from sqlalchemy.types import BigInteger, Boolean, Date, DateTime, Float, Integer
 
 from ..config import Settings
 from ..csvsafe import SafeWriter, open_private
@@ -47,7 +48,6 @@ from ..db import audit
 from .instrument import Instrument, load_instrument
 from ..care.checkins import rate_at_discharge
 from ..models import AllianceRating, Answer, Episode, FollowUp, Patient
-from ..pg_copy import CannotFormat, copy_text
 from ..phones import Phone, mask, read_phone, split_extension, zone_for
 from ..messaging.opt_outs import cancel_pending, lift_opt_out, opted_out_by_wrong_number, readdress_after_phone_change
 
@@ -1071,25 +1071,26 @@ def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, 
         progress.start(2, len(plan.new_patients) + len(plan.new_episodes) + len(plan.patient_updates)
                        + len(plan.episode_updates))
     # New rows go straight into their tables, their ids taken beforehand (_new_ids), so that stays and ratings name
-    # their patient and stay without a lookup: a COPY for COPY_ROWS rows on PostgreSQL (the server takes each block
-    # of rows while the next is made), the driver's executemany on SQLite, no per-row work in SQLAlchemy.  Patients, stays,
-    # then ratings, WRITE_CHUNK rows a block, a progress report after each.
+    # their patient and stay without a lookup: a binary COPY for COPY_ROWS rows on PostgreSQL (the server takes each
+    # block of rows while the next is made), the driver's executemany on SQLite, no per-row work in SQLAlchemy.
+    # Patients, stays, then ratings, WRITE_CHUNK rows a block, a progress report after each.
     now = utcnow()
     pk_of = {pid: person.pk for pid, person in plan.people.items()}
     new_patients = list(plan.new_patients)
     pk_of.update(zip(new_patients, _new_ids(session, Patient.__table__, len(new_patients))))
+    patient_fields = itemgetter(*PATIENT_FIELDS)
     with _writing(session, Patient.__table__, ["id", "patient_id", *PATIENT_FIELDS],
                   same={"phone_valid": True, "created_at": now, "updated_at": now}) as write:
         for chunk in _chunks(new_patients, WRITE_CHUNK):
-            write([[pk_of[pid] for pid in chunk], chunk,
-                   *_fields([plan.new_patients[pid] for pid in chunk], PATIENT_FIELDS)])
+            write([(pk_of[pid], pid, *patient_fields(plan.new_patients[pid])) for pid in chunk])
             _advance(progress, len(chunk))
     stay_ids = _new_ids(session, Episode.__table__, len(plan.new_episodes))
+    stay_fields = itemgetter("episode_id", *EPISODE_FIELDS)
     with _writing(session, Episode.__table__, ["id", "patient_id", "site_episode_id", *EPISODE_FIELDS],
                   same={"created_at": now, "updated_at": now}) as write:
         for start, chunk in _numbered_chunks(plan.new_episodes, WRITE_CHUNK):
-            patients, *fields = _fields(chunk, ["patient_id", "episode_id", *EPISODE_FIELDS])
-            write([stay_ids[start: start + len(chunk)], [pk_of[pid] for pid in patients], *fields])
+            write([(stay_id, pk_of[rec["patient_id"]], *stay_fields(rec))
+                   for stay_id, rec in zip(stay_ids[start: start + len(chunk)], chunk)])
             _advance(progress, len(chunk) // 2)
     rating_ids = _new_ids(session, AllianceRating.__table__, len(plan.new_episodes))
     as_json = _JsonCache()  # items and scores as stored (JSON text), once per distinct set of answers
@@ -1098,7 +1099,8 @@ def apply_upsert(session: Session, plan: UpsertPlan, instrument: Instrument, *, 
                   serialized={"items", "subscale_scores"}) as write:
         for start, chunk in _numbered_chunks(plan.new_episodes, WRITE_CHUNK):
             end = start + len(chunk)
-            write([rating_ids[start: end], stay_ids[start: end], *zip(*map(as_json, chunk))])
+            write([(rating_id, stay_id, *as_json(rec))
+                   for rating_id, stay_id, rec in zip(rating_ids[start: end], stay_ids[start: end], chunk)])
             _advance(progress, len(chunk) - len(chunk) // 2)
     for chunk in _chunks(plan.patient_updates, WRITE_CHUNK):
         session.execute(update(Patient), [
@@ -1190,11 +1192,6 @@ class _JsonCache:
         return items, rec["mean_score"], subscales
 
 
-def _fields(records: list[dict[str, Any]], names: list[str]) -> list[tuple]:
-    """The values of each of ``names`` in ``records``: one tuple a name."""
-    return list(zip(*map(itemgetter(*names), records))) if len(names) > 1 else [tuple(r[names[0]] for r in records)]
-
-
 def _new_ids(session: Session, table: Table, count: int) -> list[int]:
     """``count`` new primary keys for ``table``, increasing: from its sequence on PostgreSQL (safe beside other
     writers); on SQLite past the largest id, which no one else can add to while this transaction writes (SQLite
@@ -1214,27 +1211,31 @@ def _new_ids(session: Session, table: Table, count: int) -> list[int]:
 
 @contextmanager
 def _writing(session: Session, table: Table, names: list[str], *, same: dict[str, Any] | None = None,
-             serialized: set[str] = frozenset()) -> Iterator[Callable[[list[Sequence]], None]]:
-    """``write(columns)``, to be called with each block of rows to insert, given as the values of each of ``names``
-    (one sequence a name, all of one length; the values of ``same`` are added to every row): on PostgreSQL a COPY
-    for up to COPY_ROWS rows of blocks, its text made by :func:`outreach.pg_copy.copy_text`; on SQLite the driver's
-    executemany for each block, each value written as SQLAlchemy's type for the column writes it (``serialized``
-    columns are JSON text already)."""
+             serialized: set[str] = frozenset()) -> Iterator[Callable[[list[tuple]], None]]:
+    """``write(rows)``, to be called with each block of rows to insert, each row a tuple of the values of ``names``
+    (the values of ``same`` are added to every row): on PostgreSQL a binary COPY for up to COPY_ROWS rows of blocks,
+    each value written by psycopg as its column's type (:func:`_copy_types`); on SQLite the driver's executemany for
+    each block, each value written as SQLAlchemy's type for the column writes it.  ``serialized`` columns are JSON
+    text already."""
     same = same or {}
+    extra = tuple(same.values())
     statement_names = ", ".join([*names, *same])
     conn = session.connection()
     if conn.dialect.name == "postgresql":  # through psycopg's own connection, the one this transaction is on
-        statement = f"COPY {table.name} ({statement_names}) FROM STDIN"
+        statement = f"COPY {table.name} ({statement_names}) FROM STDIN (FORMAT BINARY)"
+        types = _copy_types(table, [*names, *same])
         with conn.connection.driver_connection.cursor() as cursor, ExitStack() as open_copy:
-            write, rows = None, 0
+            copy, rows = None, 0
 
-            def write_blocks(columns: list[Sequence]) -> None:
-                nonlocal write, rows
-                if write is None or rows >= COPY_ROWS:
+            def write_blocks(block: list[tuple]) -> None:
+                nonlocal copy, rows
+                if copy is None or rows >= COPY_ROWS:
                     open_copy.close()  # the statement before, if any, ends: the server checks its rows' keys
-                    write, rows = _copy_writer(open_copy.enter_context(cursor.copy(statement)), table, names, same), 0
-                write(columns)
-                rows += len(columns[0])
+                    copy, rows = open_copy.enter_context(cursor.copy(statement)), 0
+                    copy.set_types(types)
+                for row in block:
+                    copy.write_row(row + extra)
+                rows += len(block)
 
             yield write_blocks
         return
@@ -1248,33 +1249,36 @@ def _writing(session: Session, table: Table, names: list[str], *, same: dict[str
     procs = [(i, fn) for i, c in enumerate(names) if (fn := processor(c)) is not None]
     statement = f"INSERT INTO {table.name} ({statement_names}) VALUES ({', '.join('?' * (len(names) + len(same)))})"
 
-    def write(columns: list[Sequence]) -> None:
-        rows = list(zip(*columns))
-        if rows:
-            conn.exec_driver_sql(statement, [_processed(row, procs) + extra for row in rows] if procs
-                                 else [row + extra for row in rows])
+    def write(block: list[tuple]) -> None:
+        if block:
+            conn.exec_driver_sql(statement, [_processed(row, procs) + extra for row in block] if procs
+                                 else [row + extra for row in block])
 
     yield write
 
 
-def _copy_writer(copy: Any, table: Table, names: list[str], same: dict[str, Any]) -> Callable[[list[Sequence]], None]:
-    """``write(columns)`` into a COPY: as text of our own making, unless a value is one it does not write (then that
-    block and every later one through the driver's write_row, which buffers its rows: no text may follow them)."""
-    extra = tuple(same.values())
-    by_driver = False
-
-    def write(columns: list[Sequence]) -> None:
-        nonlocal by_driver
-        if not by_driver:
-            try:
-                copy.write(copy_text(table, names, columns, same))
-                return
-            except CannotFormat:  # the driver writes it, or refuses it in its own words
-                by_driver = True
-        for row in zip(*columns):
-            copy.write_row(row + extra)
-
-    return write
+def _copy_types(table: Table, names: list[str]) -> list[str]:
+    """The type psycopg writes the values of each column of ``table`` called ``names`` as, in a binary COPY (one
+    writer a column, chosen once, in C): the column's own type; text for the text columns, and for JSON, whose
+    values here are JSON text already (json's binary form is its text)."""
+    types = []
+    for name in names:
+        column_type = table.c[name].type
+        if isinstance(column_type, Boolean):
+            types.append("bool")
+        elif isinstance(column_type, BigInteger):
+            types.append("int8")
+        elif isinstance(column_type, Integer):
+            types.append("int4")
+        elif isinstance(column_type, Float):  # FLOAT is PostgreSQL's double precision
+            types.append("float8")
+        elif isinstance(column_type, DateTime):
+            types.append("timestamptz" if column_type.timezone else "timestamp")
+        elif isinstance(column_type, Date):
+            types.append("date")
+        else:
+            types.append("text")
+    return types
 
 
 def _memoised(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
