@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, ColumnElement, any_, bindparam, func, select
+from sqlalchemy import ARRAY, Connection, ColumnElement, Text, any_, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.types import UserDefinedType
 
 from conversations.machine import ACTIVE, FollowUpState, transition
 
@@ -44,6 +45,35 @@ def in_values(bind: Session | Connection | str, column: Any, values: Iterable[in
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     listed = func.json_each(bindparam(None, json.dumps(values))).table_valued("value")
     return column.in_(select(listed.c.value))
+
+
+def in_texts(bind: Session | Connection | str, column: Any, values: Iterable[str]) -> ColumnElement[bool]:
+    """:func:`in_values` for text values, made for many (the lookups of an import): on PostgreSQL the array is bound
+    as one text, its literal (:func:`array_literal`), which the server reads, since psycopg writes a list one value
+    at a time in Python (0.45 s for the 270,000 ids and phones a 100,000-row import looks up)."""
+    values = list(values)
+    if _dialect(bind) != "postgresql":
+        return in_values(bind, column, values)
+    return column == any_(cast(bindparam(None, array_literal(values), type_=_LiteralText()), ARRAY(Text)))
+
+
+def array_literal(values: list[str]) -> str:
+    """PostgreSQL's text form of an array of ``values``: each in double quotes (so that none reads as NULL or splits
+    at a comma, a brace or a space), with a backslash before any double quote or backslash in it."""
+    joined = "".join(values)
+    if '"' in joined or "\\" in joined:
+        values = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
+    return '{"' + '","'.join(values) + '"}' if values else "{}"
+
+
+class _LiteralText(UserDefinedType):
+    """Text bound without a cast of its own (SQLAlchemy writes ``%(param)s::VARCHAR`` for a String): the server then
+    reads the parameter as the array it is cast to, a constant when it plans the lookup.  Cast from VARCHAR the array
+    stayed an expression, and a lookup of 5,000 phones among 90,000 patients not yet analysed took 73 s, not 0.03 s."""
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "TEXT"
 
 
 LOCK_PHONE = select(Patient.id).where(Patient.phone == bindparam("phone")).order_by(Patient.id).with_for_update()

@@ -53,7 +53,7 @@ from ..messaging.opt_outs import cancel_pending, lift_opt_out, opted_out_by_wron
 
 from ..messaging.send_rule import NO_CONSENT, TO_THE_WRITER
 from ..clock import utcnow
-from ..repository import in_values
+from ..repository import in_texts
 
 BASE_REQUIRED = ["patient_id", "phone", "discharge_date", "sms_consent"]
 OPTIONAL = ["episode_id", "admission_date", "timezone", "language", "age", "sex", "length_of_stay_days",
@@ -687,7 +687,7 @@ def _shared_phones(session: Session, rows: list[_Row], progress: _Progress | Non
     for chunk in _chunks(list(holders), WRITE_CHUNK):
         _advance(progress, len(chunk))
         for pid, phone in _plain_rows(session, select(Patient.patient_id, Patient.phone)
-                                      .where(in_values(session, Patient.phone, chunk))):
+                                      .where(in_texts(session, Patient.phone, chunk))):
             if pid in latest and latest[pid][1] != phone:
                 continue  # this file moves them to another phone
             holders[phone].add(pid)
@@ -892,7 +892,7 @@ def _withdrawn_ids(session: Session, patient_ids: list[str]) -> set[str]:
     found: set[str] = set()
     for chunk in _chunks(patient_ids, WRITE_CHUNK):
         found.update(_plain_rows(session, select(Patient.patient_id).where(
-            Patient.withdrawn_at.is_not(None), in_values(session, Patient.patient_id, chunk))).scalars())
+            Patient.withdrawn_at.is_not(None), in_texts(session, Patient.patient_id, chunk))).scalars())
     return found
 
 
@@ -920,7 +920,7 @@ def _load_people(session: Session, patient_ids: list[str], progress: _Progress |
                        answered)
                 .outerjoin(Episode, Episode.patient_id == Patient.id)
                 .outerjoin(AllianceRating, AllianceRating.episode_id == Episode.id)
-                .where(in_values(session, Patient.patient_id, chunk)))
+                .where(in_texts(session, Patient.patient_id, chunk)))
         np, ne = len(PATIENT_FIELDS), len(EPISODE_FIELDS)
         for row in _plain_rows(session, stmt):
             pid = row[0]
