@@ -1223,12 +1223,11 @@ def _writing(session: Session, table: Table, names: list[str], *, same: dict[str
     each block, each value written as SQLAlchemy's type for the column writes it.  ``serialized`` columns are JSON
     text already."""
     same = same or {}
-    extra = tuple(same.values())
     statement_names = ", ".join([*names, *same])
     conn = session.connection()
     if conn.dialect.name == "postgresql":  # through psycopg's own connection, the one this transaction is on
         statement = f"COPY {table.name} ({statement_names}) FROM STDIN (FORMAT BINARY)"
-        types = _copy_types(table, [*names, *same])
+        types, extra = _copy_types(table, [*names, *same]), tuple(same.values())
         with conn.connection.driver_connection.cursor() as cursor, ExitStack() as open_copy:
             copy, rows = None, 0
 
