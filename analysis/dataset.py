@@ -148,18 +148,15 @@ def linked_dataset(engine: Engine, key: bytes, timepoint: int | None = None, ide
     header with 0 rows.
 
     One state of the database: the queries read one snapshot (:func:`queries.snapshot`), so that nothing written
-    meanwhile shows in one query's answer and not in another's; the answers and the contact attempts in a forked
-    child reading the same snapshot while this process reads the rest, when forking is safe here."""
-    with queries.snapshot(engine, beside=lambda conn: (queries.answers_wide(conn, timepoint),
-                                                       queries.contact_attempts(conn))) as snap:
-        beside = snap.beside
-        covariates = queries.covariates_present(snap.conn)
-        raw = queries.followups(snap.conn, timepoint)
+    meanwhile shows in one query's answer and not in another's."""
+    with queries.snapshot(engine) as conn:
+        covariates = queries.covariates_present(conn)
+        raw = queries.followups(conn, timepoint)
         if raw.empty:
-            beside.cancel()
             return empty(identified, covariates)
-        ratings = queries.ratings(snap.conn, timepoint)
-        answers, contacts = beside.result()
+        ratings = queries.ratings(conn, timepoint)
+        answers = queries.answers_wide(conn, timepoint)
+        contacts = queries.contact_attempts(conn)
     raw = raw.sort_values(["patient_pk", "episode", "timepoint_days"], kind="stable", ignore_index=True)
     raw = (raw.merge(alliance(ratings), on="episode_id", how="left")
            .merge(answers, on="followup_id", how="left")

@@ -38,11 +38,10 @@ def _run(fn: Callable[[], Any], conn: Any) -> None:  # in the child
 
 class Later(Generic[T]):
     """``fn()``, begun in a forked child now when ``fork`` is asked for and safe; :meth:`result` waits for it (or
-    computes it here); :meth:`cancel` stops a child whose result is not wanted.  ``forked``: whether it was."""
+    computes it here); :meth:`cancel` stops a child whose result is not wanted."""
 
-    def __init__(self, fn: Callable[[], T], fork: bool = True, here: Callable[[], T] | None = None) -> None:
-        """``here``: what computes the same result in this process, when it is not ``fn`` itself."""
-        self._fn = here or fn
+    def __init__(self, fn: Callable[[], T], fork: bool = True) -> None:
+        self._fn = fn
         self._process = self._conn = None
         self.forked = False
         if fork and fork_is_safe():

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import re
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -18,10 +15,6 @@ from sqlalchemy.types import TypeEngine
 
 from outreach.models import AllianceRating, Answer, Episode, FollowUp, Message, Patient
 from outreach.repository import research_followups
-
-from . import forked
-
-_PARENTS_POOLS: list = []  # in a forked child, the pools (and connections) it inherited
 
 QUESTION_KEYS = ["self_efficacy", "mental_health", "physical_health", "days_used"]
 COVARIATES = ["age", "sex", "length_of_stay_days", "primary_substance", "program"]
@@ -32,103 +25,28 @@ EPISODE_COVARIATES = ["length_of_stay_days", "primary_substance", "program"]
 Bind = Engine | Connection
 
 
-class Snapshot:
-    """One committed state of the database: :attr:`conn` reads it; :attr:`beside` is the result of the function
-    given to :func:`snapshot`, read from the same state (in a forked child, or here when asked for)."""
-
-    def __init__(self, conn: Connection, beside: forked.Later) -> None:
-        self.conn, self.beside = conn, beside
-
-
-def _begin_sqlite_read(conn: Connection) -> None:
-    conn.execution_options(sqlite_begin="DEFERRED")
-    conn.begin()
-    conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")  # the read transaction starts here: its snapshot
-    if not conn.connection.dbapi_connection.in_transaction:
-        raise RuntimeError("the SQLite engine must come from outreach.db.make_engine (which begins its "
-                           "transactions itself)")
-
-
-def _begin(conn: Connection, exported: str | None = None) -> None:
-    """A read-only transaction on ``conn`` (on PostgreSQL in the ``exported`` snapshot when given)."""
-    if conn.dialect.name == "postgresql":
-        conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-        conn.begin()
-        if exported is not None:
-            conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{exported}'")
-    elif conn.dialect.name == "sqlite":
-        _begin_sqlite_read(conn)
-    else:
-        conn.begin()
-
-
 @contextlib.contextmanager
-def snapshot(engine: Engine, beside: Callable[[Connection], Any] | None = None) -> Iterator[Snapshot]:
+def snapshot(engine: Engine) -> Iterator[Connection]:
     """A connection in one read-only transaction that sees one committed state of the database however long its
     queries take and whatever is written meanwhile: REPEATABLE READ on PostgreSQL; on SQLite (WAL) a read
     transaction, which sees the database as it was at its first read, begun plainly (a deferred BEGIN, not the
     engine's BEGIN IMMEDIATE: a reader takes no write lock, so the webhook's writes go on while the queries run).
 
-    ``beside(connection)``: more queries, run in a forked child on a connection of its own in the same snapshot
-    while this process runs others (the second core: the driver's and pandas' work on the rows holds the
-    interpreter, so threads would take turns), when forking is safe here; otherwise, or if the child fails, on
-    :attr:`Snapshot.conn` when :attr:`Snapshot.beside`'s result is asked for.  The child is forked first, before
-    this process takes a lock or begins a transaction (SQLite's locks are per process: a child must not inherit
-    them).  PostgreSQL: this transaction's snapshot is exported (``pg_export_snapshot()``) and the child's set to
-    it, as ``pg_dump -j`` does.  SQLite: another connection holds the write lock (BEGIN IMMEDIATE), under which
-    nothing can commit, from before this connection's first read until the child's first read, so both read one
-    state; writers wait that long (a few milliseconds), not while the queries run."""
-    dialect = engine.dialect.name
-    shared = (beside is not None and dialect in ("sqlite", "postgresql") and forked.fork_is_safe()
-              and engine.url.database not in (None, "", ":memory:"))
-    with contextlib.ExitStack() as stack:
-        holder: list[Connection] = []
-        if not shared:
-            later = forked.Later(lambda: beside(holder[0]) if beside else None, fork=False)
-        else:
-            go_read, go_write = os.pipe()
-            ready_read, ready_write = os.pipe()
-
-            def child() -> Any:
-                os.close(go_write)
-                os.close(ready_read)
-                _PARENTS_POOLS.append(engine.pool)  # never used, closed or collected here: the parent's
-                engine.dispose(close=False)
-                with engine.connect() as conn, os.fdopen(go_read, "rb") as go:
-                    exported = go.readline().strip().decode()
-                    if not exported:
-                        raise RuntimeError("the parent gave no snapshot")
-                    _begin(conn, exported if dialect == "postgresql" else None)
-                    os.write(ready_write, b"1")  # its snapshot taken: the parent may let writers in
-                    os.close(ready_write)
-                    return beside(conn)
-
-            later = forked.Later(child, here=lambda: beside(holder[0]))
-            stack.callback(later.cancel)  # a child still running when this ends (an error here) is stopped
-            os.close(go_read)
-            os.close(ready_write)
-            stack.callback(os.close, ready_read)
-            go = stack.enter_context(os.fdopen(go_write, "wb"))
-        lock = None
-        if shared and dialect == "sqlite":
-            lock = stack.enter_context(engine.connect())
-            lock.execution_options(sqlite_begin="IMMEDIATE").exec_driver_sql("SELECT 1")  # nothing commits now
-        conn = stack.enter_context(engine.connect())
-        holder.append(conn)
-        _begin(conn)
-        if shared:
-            exported = "-"
-            if dialect == "postgresql":
-                exported = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
-                if not re.fullmatch(r"[0-9A-Fa-f-]+", exported):  # the server's own identifier, quoted in SQL
-                    raise RuntimeError(f"unexpected snapshot identifier {exported!r}")
-            go.write(exported.encode() + b"\n")
-            go.close()
-            os.read(ready_read, 1)  # b"" when the child died first
-            if lock is not None:
-                lock.rollback()
-                lock.close()
-        yield Snapshot(conn, later)
+    One connection, the queries one after another: read on two connections at once (a snapshot exported and
+    shared on PostgreSQL), the load took as long or longer on this 2-core machine; the work is the driver's and
+    pandas' conversion of the rows, which holds the interpreter."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        elif engine.dialect.name == "sqlite":
+            conn.execution_options(sqlite_begin="DEFERRED")
+        with conn.begin():
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")  # the read transaction starts here
+                if not conn.connection.dbapi_connection.in_transaction:
+                    raise RuntimeError("the SQLite engine must come from outreach.db.make_engine "
+                                       "(which begins its transactions itself)")
+            yield conn
 
 
 @contextlib.contextmanager

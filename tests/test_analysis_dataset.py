@@ -323,38 +323,19 @@ def test_a_time_point_without_follow_ups_exports_to_stata_and_spss(filled, run_c
     assert meta.readstat_variable_types["responded"] == "double" and meta.variable_value_labels["responded"]
 
 
-@pytest.mark.parametrize("forked", [True, False], ids=["forked-reader", "one-process"])
-def test_the_dataset_is_one_snapshot_of_the_database_whatever_is_written_while_it_is_read(filled, monkeypatch,
-                                                                                          forked):
+def test_the_dataset_is_one_snapshot_of_the_database_whatever_is_written_while_it_is_read(filled, monkeypatch):
     """Writes committed between two of the dataset's queries (the webhook storing answers, a withdrawal, a rating
-    corrected) show in none of them: the queries read one state of the database, in this process alone (a second
-    thread running: no fork) or with a forked child reading the answers and contact attempts."""
-    import threading
-
+    corrected) show in none of them: the queries read one state of the database."""
     from sqlalchemy import update
 
-    from analysis import forked as forking
     from analysis import queries
     from outreach.models import AllianceRating, Answer, Patient
 
-    seen, real_init = [], forking.Later.__init__
-
-    def watched(self, *args, **kwargs):
-        real_init(self, *args, **kwargs)
-        seen.append(self.forked)
-
-    monkeypatch.setattr(forking.Later, "__init__", watched)
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    if not forked:
-        other.start()
-
     before = linked_dataset(filled, KEY.encode())
-    real, written, here = queries._frame, [], []
+    real, written = queries._frame, []
 
     def frame_then_write(bind, stmt):
         out = real(bind, stmt)
-        here.append(stmt)  # in this process (a forked child's calls are recorded in its own memory)
         if not written:  # after the first query (the follow-ups): every table the later queries read
             with filled.begin() as conn:
                 conn.execute(update(Patient).values(withdrawn_at=dt.datetime(2026, 11, 2)))
@@ -366,15 +347,9 @@ def test_the_dataset_is_one_snapshot_of_the_database_whatever_is_written_while_i
         return out
 
     monkeypatch.setattr(queries, "_frame", frame_then_write)
-    try:
-        during = linked_dataset(filled, KEY.encode())
-    finally:
-        stop.set()
-        if not forked:
-            other.join()
+    during = linked_dataset(filled, KEY.encode())
     monkeypatch.setattr(queries, "_frame", real)
-    assert written and seen[-1] is forked
-    assert len(here) == (4 if forked else 6)  # the follow-ups (3 queries), ratings; answers, contacts
+    assert written
     pd.testing.assert_frame_equal(during, before)
     after = linked_dataset(filled, KEY.encode())  # the writes did change what the dataset shows
     assert after["withdrawn"].eq(1).all() and after["contact_attempts"].eq(0).all()
