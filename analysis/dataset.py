@@ -145,13 +145,20 @@ def build(raw: pd.DataFrame, key: bytes, identified: bool = False,
 def linked_dataset(engine: Engine, key: bytes, timepoint: int | None = None, identified: bool = False) -> pd.DataFrame:
     """The linked dataset.  Its header does not depend on the rows selected: a covariate column is written when
     any stay or patient in the database has a value for it, so a time point without follow-ups gives the same
-    header with 0 rows."""
-    covariates = queries.covariates_present(engine)
-    raw = queries.followups(engine, timepoint)
-    if raw.empty:
-        return empty(identified, covariates)
+    header with 0 rows.
+
+    One state of the database: the queries read one snapshot (:func:`queries.snapshot`), so that nothing written
+    meanwhile shows in one query's answer and not in another's."""
+    with queries.snapshot(engine) as conn:
+        covariates = queries.covariates_present(conn)
+        raw = queries.followups(conn, timepoint)
+        if raw.empty:
+            return empty(identified, covariates)
+        ratings = queries.ratings(conn, timepoint)
+        answers = queries.answers_wide(conn, timepoint)
+        contacts = queries.contact_attempts(conn)
     raw = raw.sort_values(["patient_pk", "episode", "timepoint_days"], kind="stable", ignore_index=True)
-    raw = (raw.merge(alliance(queries.ratings(engine, timepoint)), on="episode_id", how="left")
-           .merge(queries.answers_wide(engine, timepoint), on="followup_id", how="left")
-           .merge(queries.contact_attempts(engine), on="followup_id", how="left"))
+    raw = (raw.merge(alliance(ratings), on="episode_id", how="left")
+           .merge(answers, on="followup_id", how="left")
+           .merge(contacts, on="followup_id", how="left"))
     return build(raw, key, identified, covariates)

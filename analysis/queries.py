@@ -1,11 +1,16 @@
-"""Plain query functions: the database in, one DataFrame per question out (aggregated in SQL)."""
+"""Plain query functions: the database in, one DataFrame per question out (aggregated in SQL).
+
+Each takes an engine (a connection of its own per query) or a connection; :func:`snapshot` gives connections
+that all read one and the same state of the database, so that the answers of several queries fit together."""
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Date, DateTime, Dialect, Engine, Text, case, cast, exists, func, select
+from sqlalchemy import Connection, Date, DateTime, Dialect, Engine, Text, case, cast, exists, func, select
 from sqlalchemy.types import TypeEngine
 
 from outreach.models import AllianceRating, Answer, Episode, FollowUp, Message, Patient
@@ -17,7 +22,43 @@ PATIENT_COVARIATES = ["age", "sex"]
 EPISODE_COVARIATES = ["length_of_stay_days", "primary_substance", "program"]
 
 
-def _frame(engine: Engine, stmt) -> pd.DataFrame:
+Bind = Engine | Connection
+
+
+@contextlib.contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection in one read-only transaction that sees one committed state of the database however long its
+    queries take and whatever is written meanwhile: REPEATABLE READ on PostgreSQL; on SQLite (WAL) a read
+    transaction, which sees the database as it was at its first read, begun plainly (a deferred BEGIN, not the
+    engine's BEGIN IMMEDIATE: a reader takes no write lock, so the webhook's writes go on while the queries run).
+
+    One connection, the queries one after another: read on two connections at once (a snapshot exported and
+    shared on PostgreSQL), the load took as long or longer on this 2-core machine; the work is the driver's and
+    pandas' conversion of the rows, which holds the interpreter."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        elif engine.dialect.name == "sqlite":
+            conn.execution_options(sqlite_begin="DEFERRED")
+        with conn.begin():
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("SELECT count(*) FROM sqlite_master")  # the read transaction starts here
+                if not conn.connection.dbapi_connection.in_transaction:
+                    raise RuntimeError("the SQLite engine must come from outreach.db.make_engine "
+                                       "(which begins its transactions itself)")
+            yield conn
+
+
+@contextlib.contextmanager
+def _connection(bind: Bind) -> Iterator[Connection]:
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.connect() as conn:
+            yield conn
+
+
+def _frame(engine: Bind, stmt) -> pd.DataFrame:
     """Run ``stmt`` and build the DataFrame column by column from the driver's own rows.
 
     SQLAlchemy's conversion of each value of each row (dates SQLite keeps as text, JSON) cost more than the
@@ -25,7 +66,7 @@ def _frame(engine: Engine, stmt) -> pd.DataFrame:
     times by :func:`pandas.to_datetime` (SQLite's text and PostgreSQL's date objects alike), a type with a
     conversion of its own by SQLAlchemy's converter for the dialect; pandas infers the rest's dtype.  JSON is
     selected as text and decoded by :func:`_json_values`."""
-    with engine.connect() as conn:
+    with _connection(engine) as conn:
         result = conn.execute(stmt)
         keys = list(result.keys())
         type_codes = [d[1] for d in result.cursor.description]
@@ -47,7 +88,7 @@ def _column(values: pd.Series, type_: TypeEngine, dialect: Dialect, type_code: o
     return values.infer_objects()
 
 
-def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
+def followups(engine: Bind, timepoint: int | None = None) -> pd.DataFrame:
     """One row per targeted follow-up with its episode's discharge data and the episode's number
     (1, 2, ... in discharge order among all of the patient's stays).
 
@@ -75,16 +116,16 @@ def followups(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
               "episode_id", "episode", "discharge_date", *PATIENT_COVARIATES, *EPISODE_COVARIATES]])
 
 
-def covariates_present(engine: Engine) -> list[str]:
+def covariates_present(engine: Bind) -> list[str]:
     """The covariates with a value for at least one patient or stay in the database (the export's columns)."""
     stmt = select(*[select(func.count(getattr(Patient, c))).scalar_subquery().label(c) for c in PATIENT_COVARIATES],
                   *[select(func.count(getattr(Episode, c))).scalar_subquery().label(c) for c in EPISODE_COVARIATES])
-    with engine.connect() as conn:
+    with _connection(engine) as conn:
         row = conn.execute(stmt).mappings().one()
     return [c for c in COVARIATES if row[c]]
 
 
-def ratings(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
+def ratings(engine: Bind, timepoint: int | None = None) -> pd.DataFrame:
     """The alliance rated at the discharge of every episode with a follow-up (one row per episode)."""
     targeted = select(FollowUp.episode_id).where(research_followups())
     if timepoint is not None:
@@ -106,7 +147,7 @@ def _json_values(text: pd.Series) -> pd.Series:
     return pd.Series(decoded[codes], index=text.index)
 
 
-def answers_wide(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
+def answers_wide(engine: Bind, timepoint: int | None = None) -> pd.DataFrame:
     """Per follow-up: each question's coded value and the time of the first usable answer.  Answers given
     in a coordinator's preview (``outreach chat --url``: ``messages.preview``) are not the patient's and
     are left out."""
@@ -121,7 +162,7 @@ def answers_wide(engine: Engine, timepoint: int | None = None) -> pd.DataFrame:
     return _frame(engine, stmt)
 
 
-def contact_attempts(engine: Engine) -> pd.DataFrame:
+def contact_attempts(engine: Bind) -> pd.DataFrame:
     """Per follow-up: invitations and reminders that actually went out."""
     stmt = (select(Message.followup_id, func.count().label("contact_attempts"))
             .where(Message.direction == "out", Message.kind.in_(["invitation", "reminder", "stalled"]),

@@ -37,9 +37,11 @@ import pandas as pd
 from scipy import stats as sps
 from scipy.stats.contingency import odds_ratio
 
+from . import forked
 from .queries import COVARIATES
 
 MIN_RESPONDERS = 30  # participants (people, not answers) with at least one answer
+FORK_FROM = 5000  # rated participants from which the multiple imputation runs in a forked child (analysis.forked)
 MIN_REPEATED = 30  # participants answering at 2+ time points needed for the mixed model
 OUTCOMES = {
     "self_efficacy": "Self-efficacy (0-10)",
@@ -823,6 +825,16 @@ def _summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
     out["adjustment"] = [{"covariate": c, "reason": REASONS[c], **({"collapsed": levels[c]} if c in levels else {})}
                          for c in covs]
     out["planned_parameters"] = planned_parameters(at, covs)
+    rated = at[_num(at["alliance_mean"]).notna()].assign(responded=_num(at[PRIMARY_OUTCOME]).notna().astype(int))
+
+    def imputation() -> dict[str, Any]:
+        aux = wide_answers(primary, PRIMARY_OUTCOME, tp).reindex(rated["participant"])
+        aux.index = rated.index
+        return {**missing.mice(rated, PRIMARY_OUTCOME, covs, CATEGORICAL, sd, auxiliary=aux), "timepoint": tp}
+
+    # The multiple imputation (a third of the time) needs nothing the models below compute: in a large study it
+    # starts now in a forked child (its seeded draws and numbers the same), used if the primary model is fitted.
+    imputed = forked.Later(imputation, fork=len(rated) >= FORK_FROM)
     estimates = []
     for o in MODELS:
         if o not in at or _num(at[o]).notna().sum() < 10:
@@ -858,19 +870,17 @@ def _summarise(df: pd.DataFrame, primary_timepoint: int = 30) -> dict[str, Any]:
     if later_episode_answers(at_timepoint(df, tp), PRIMARY_OUTCOME):  # otherwise every episode = the primary rows
         out["episodes"]["sensitivity"] = {**all_episodes(at_timepoint(df, tp), PRIMARY_OUTCOME, covs, sd),
                                           "timepoint": tp}
-    rated = at[_num(at["alliance_mean"]).notna()].assign(responded=_num(at[PRIMARY_OUTCOME]).notna().astype(int))
     out["missing"] = {"assumption": "missing at random given the alliance and the covariates",
                       "mice": None, "ipw": None}
-    if main is not None:
-        aux = wide_answers(primary, PRIMARY_OUTCOME, tp).reindex(rated["participant"])
-        aux.index = rated.index
-        out["missing"]["mice"] = {**missing.mice(rated, PRIMARY_OUTCOME, covs, CATEGORICAL, sd, auxiliary=aux),
-                                  "timepoint": tp}
-        if rated["responded"].nunique() == 2:
-            weights, info = missing.response_weights(rated, covs, CATEGORICAL, sd)
-            out["missing"]["ipw"] = {**linear(rated, PRIMARY_OUTCOME, adjust=covs, weights=weights, sd=sd),
-                                     "weights": info, "timepoint": tp}
+    if main is not None and rated["responded"].nunique() == 2:
+        weights, info = missing.response_weights(rated, covs, CATEGORICAL, sd)
+        out["missing"]["ipw"] = {**linear(rated, PRIMARY_OUTCOME, adjust=covs, weights=weights, sd=sd),
+                                 "weights": info, "timepoint": tp}
     out["mixed"] = mixed_model(primary, sd=sd, covariates=covs)  # its random effects see one episode each
+    if main is not None:
+        out["missing"]["mice"] = imputed.result()
+    else:
+        imputed.cancel()
     family = [r for r in estimates if r["role"] == "secondary"] + (out["mixed"].get("terms") or [])[1:]
     holm(family)
     return out

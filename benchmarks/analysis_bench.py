@@ -10,16 +10,30 @@ each with its own rating and follow-ups; ``--readmitted 0`` gives one stay per
 patient, as before treatment episodes.
 
     python benchmarks/analysis_bench.py [--episodes 100000] [--readmitted 0.1]
+
+With ``--reference-src PATH`` (a checkout of the code to compare with, e.g. ``git archive main``) every
+measurement is also made with that code, interleaved round by round (``--repeat``), in child processes on the
+same seeded database; ``--sqlite-file FILE`` keeps the SQLite database there and, with ``--no-seed``, reuses it
+(and BENCH_POSTGRES_URL's database) as it is.  Peak memory: the child's own peak RSS, its children's (a process
+it forks counts the pages it shares with its parent too), and the peak proportional set size of the whole
+process tree sampled every 50 ms (shared pages counted once):
+
+    git archive main | (mkdir -p /tmp/outreach-ref && tar -x -C /tmp/outreach-ref)
+    python benchmarks/analysis_bench.py --reference-src /tmp/outreach-ref --repeat 3 \\
+        [--sqlite-file /tmp/analysis.db [--no-seed]]
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import os
+import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import insert, select, text
@@ -106,8 +120,42 @@ with tempfile.TemporaryDirectory() as tmp:
     write(df, os.path.join(tmp, "r.parquet"), "parquet")
 t3 = time.perf_counter()
 print(f"{len(df)} rows: load {t1 - t0:.1f} s, statistics {t2 - t1:.1f} s, export csv+parquet {t3 - t2:.1f} s, "
-      f"total {t3 - t0:.1f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+      f"total {t3 - t0:.1f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+      f"(children {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB)")
 """
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tree_pss_kb(pid: int) -> int:
+    """The proportional set size of ``pid`` and its descendants (kB): each shared page divided among its sharers."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += int(re.search(r"^Pss:\s+(\d+) kB", f.read(), re.M).group(1))
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (OSError, AttributeError):
+            pass
+    return total
+
+
+def measure(src: Path, url: str) -> tuple[str, dict[str, float]]:
+    """Run MEASURE with the code in ``src`` on ``url``: its line and its numbers (plus the tree's peak PSS)."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    child = subprocess.Popen([sys.executable, "-c", MEASURE, url], cwd=src, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = 0
+    while child.poll() is None:
+        peak = max(peak, _tree_pss_kb(child.pid))
+        time.sleep(0.05)
+    out, err = child.communicate()
+    line = out.strip() or err[-2000:]
+    numbers = {k: float(v) for k, v in re.findall(r"(load|statistics|csv\+parquet|total) ([\d.]+) s", line)}
+    return f"{line}, tree peak PSS {peak / 1024:.0f} MB", {**numbers, "pss": peak / 1024}
+
 
 
 def main() -> None:
@@ -115,19 +163,47 @@ def main() -> None:
     parser.add_argument("--episodes", "--patients", type=int, default=100_000, dest="episodes")
     parser.add_argument("--readmitted", type=float, default=0.1,
                         help="share of the episodes that are second stays of earlier patients")
+    parser.add_argument("--reference-src", type=Path,
+                        help="a source tree of the code to compare with; skipped when not given")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds, interleaved; the summary gives medians")
+    parser.add_argument("--sqlite-file", type=Path, help="the SQLite database's file (default: a temporary one)")
+    parser.add_argument("--no-seed", action="store_true", help="measure the databases as they are")
+    parser.add_argument("--databases", default="sqlite,postgresql",
+                        help="comma-separated; postgresql only when BENCH_POSTGRES_URL is set")
     args = parser.parse_args()
-    targets = []
+    codes = [("current", ROOT)] + ([("reference", args.reference_src.resolve())] if args.reference_src else [])
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        targets.append(("sqlite", f"sqlite:///{tmp}/analysis.db"))
-        if os.environ.get("BENCH_POSTGRES_URL"):
+        targets = []
+        if "sqlite" in args.databases.split(","):
+            targets.append(("sqlite", f"sqlite:///{args.sqlite_file or Path(tmp) / 'analysis.db'}"))
+        if os.environ.get("BENCH_POSTGRES_URL") and "postgresql" in args.databases.split(","):
             targets.append(("postgresql", os.environ["BENCH_POSTGRES_URL"]))
         for label, url in targets:
-            t0 = time.perf_counter()
-            people = seed(url, args.episodes, args.readmitted)
-            print(f"{label}: seeded {args.episodes} episodes ({people} patients) x {len(TIMEPOINTS)} time points "
-                  f"in {time.perf_counter() - t0:.0f} s")
-            out = subprocess.run([sys.executable, "-c", MEASURE, url], capture_output=True, text=True)
-            print(f"{label}: {out.stdout.strip() or out.stderr[-2000:]}")
+            if not args.no_seed:
+                if args.sqlite_file and label == "sqlite":
+                    args.sqlite_file.unlink(missing_ok=True)
+                t0 = time.perf_counter()
+                people = seed(url, args.episodes, args.readmitted)
+                print(f"{label}: seeded {args.episodes} episodes ({people} patients) x {len(TIMEPOINTS)} time "
+                      f"points in {time.perf_counter() - t0:.0f} s")
+        for rep in range(args.repeat):
+            for label, url in targets:
+                for code, src in (codes if rep % 2 == 0 else codes[::-1]):  # alternate: drift favours neither
+                    line, numbers = measure(src, url)
+                    print(f"{label}{' ' + code if args.reference_src else ''}: {line}", flush=True)
+                    results.setdefault((label, code), []).append(numbers)
+    if args.repeat > 1 or args.reference_src:
+        print(f"median of {args.repeat}:")
+        for label, _ in targets:
+            for code, _ in codes:
+                rows = [r for r in results[label, code] if "total" in r]
+                if rows:
+                    med = {k: statistics.median(r.get(k, float("nan")) for r in rows)
+                           for k in ("load", "statistics", "csv+parquet", "total", "pss")}
+                    print(f"  {label:10s} {code:9s} load {med['load']:4.1f} + statistics {med['statistics']:4.1f} "
+                          f"+ export {med['csv+parquet']:3.1f} = {med['total']:4.1f} s, tree peak PSS "
+                          f"{med['pss']:.0f} MB")
 
 
 if __name__ == "__main__":

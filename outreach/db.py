@@ -41,8 +41,13 @@ def make_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - trivial
             # Take the write lock up front: two read-then-write transactions on
-            # SQLite then queue instead of failing, and savepoints work.
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            # SQLite then queue instead of failing, and savepoints work.  A connection that only reads
+            # asks for a plain BEGIN with the execution option sqlite_begin="DEFERRED" (and one that must lock
+            # with sqlite_begin="IMMEDIATE").
+            mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE" if immediate else "DEFERRED")
+            if mode not in ("IMMEDIATE", "DEFERRED"):
+                raise ValueError(f"sqlite_begin must be IMMEDIATE or DEFERRED, not {mode!r}")
+            conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
     if url.startswith("postgresql://"):

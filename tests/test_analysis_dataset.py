@@ -321,3 +321,36 @@ def test_a_time_point_without_follow_ups_exports_to_stata_and_spss(filled, run_c
     data, meta = (pyreadstat.read_dta if ext == "dta" else pyreadstat.read_sav)(str(out))
     assert len(data) == 0 and list(data.columns) == CONTRACT
     assert meta.readstat_variable_types["responded"] == "double" and meta.variable_value_labels["responded"]
+
+
+def test_the_dataset_is_one_snapshot_of_the_database_whatever_is_written_while_it_is_read(filled, monkeypatch):
+    """Writes committed between two of the dataset's queries (the webhook storing answers, a withdrawal, a rating
+    corrected) show in none of them: the queries read one state of the database."""
+    from sqlalchemy import update
+
+    from analysis import queries
+    from outreach.models import AllianceRating, Answer, Patient
+
+    before = linked_dataset(filled, KEY.encode())
+    real, written = queries._frame, []
+
+    def frame_then_write(bind, stmt):
+        out = real(bind, stmt)
+        if not written:  # after the first query (the follow-ups): every table the later queries read
+            with filled.begin() as conn:
+                conn.execute(update(Patient).values(withdrawn_at=dt.datetime(2026, 11, 2)))
+                conn.execute(update(AllianceRating).values(mean_score=1.0))
+                conn.execute(update(Answer).values(value=0))
+                conn.execute(update(Message).values(provider_sid=None))
+                conn.execute(update(FollowUp).values(state="expired"))
+            written.append(True)
+        return out
+
+    monkeypatch.setattr(queries, "_frame", frame_then_write)
+    during = linked_dataset(filled, KEY.encode())
+    monkeypatch.setattr(queries, "_frame", real)
+    assert written
+    pd.testing.assert_frame_equal(during, before)
+    after = linked_dataset(filled, KEY.encode())  # the writes did change what the dataset shows
+    assert after["withdrawn"].eq(1).all() and after["contact_attempts"].eq(0).all()
+    assert not after["alliance_mean"].equals(before["alliance_mean"])

@@ -313,3 +313,53 @@ def test_the_mixed_model_needs_30_participants_answering_twice():
         at90 = both["participant"].isin(ids[:repeated] + ids[150:190])
         mixed = st.mixed_model(both[((both["timepoint_days"] == 30) & at30) | ((both["timepoint_days"] == 90) & at90)])
         assert mixed["n_repeated"] == repeated and mixed["fitted"] is fitted
+
+
+def test_the_multiple_imputation_in_a_forked_child_gives_the_same_numbers(monkeypatch):
+    """A large study's imputation runs in a forked child while the models are fitted: the summary is the same,
+    number for number, as computed in one process; and the same again when the child fails (computed here)."""
+    import json
+    import os
+    import threading
+
+    from analysis import forked
+
+    df = cohort(600, 21, timepoints=(30, 90))
+    monkeypatch.setattr(st, "FORK_FROM", 10 ** 9)
+    alone = json.dumps(st.summarise(df), default=str)
+    assert json.loads(alone)["missing"]["mice"]["estimate"] is not None
+
+    from analysis import missing
+
+    started, here, parent, real_init, real_mice = [], [], os.getpid(), forked.Later.__init__, missing.mice
+
+    def watched(self, fn, fork=True):
+        real_init(self, fn, fork)
+        started.append(self.forked)
+
+    def mice(*args, **kwargs):
+        if os.getpid() != parent and die:
+            os._exit(3)  # a child killed (say, for memory): the parent computes it again
+        here.append(os.getpid() == parent)
+        return real_mice(*args, **kwargs)
+
+    monkeypatch.setattr(forked.Later, "__init__", watched)
+    monkeypatch.setattr(missing, "mice", mice)
+    monkeypatch.setattr(st, "FORK_FROM", 0)
+    die = False
+    assert json.dumps(st.summarise(df), default=str) == alone
+    assert started == [True] and here == []  # computed in the child (which records its call in its own memory)
+    die = True
+    assert json.dumps(st.summarise(df), default=str) == alone
+    assert started == [True, True] and here == [True]
+
+    # a second thread running: no fork (a fork copies locks other threads may hold), the same numbers
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert json.dumps(st.summarise(df), default=str) == alone
+    finally:
+        stop.set()
+        other.join()
+    assert started == [True, True, False] and here == [True, True]
