@@ -32,9 +32,11 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
     transaction, which sees the database as it was at its first read, begun plainly (a deferred BEGIN, not the
     engine's BEGIN IMMEDIATE: a reader takes no write lock, so the webhook's writes go on while the queries run).
 
-    One connection, the queries one after another: read on two connections at once (a snapshot exported and
-    shared on PostgreSQL), the load took as long or longer on this 2-core machine; the work is the driver's and
-    pandas' conversion of the rows, which holds the interpreter."""
+    One connection, the queries one after another.  Read in two threads on two connections (a snapshot exported and
+    shared on PostgreSQL), the load took as long or longer on a 2-core machine: the work is the driver's and pandas'
+    conversion of the rows, which holds the interpreter.  A forked process reading half of the queries in the same
+    snapshot saved 1.6-1.8 s of 6.6 s, but on SQLite it must hold the write lock while the two transactions begin
+    (texts then wait); it is measured in docs/benchmarks.md and left out."""
     with engine.connect() as conn:
         if engine.dialect.name == "postgresql":
             conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
